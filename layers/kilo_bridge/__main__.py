@@ -1,0 +1,5 @@
+import sys
+
+from kilo_bridge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Event-loop helpers shared by the pooled clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """One instance of a pooled client per running event loop.
+
+    Pools (aiohttp sessions, redis connections) are bound to the loop that created them. Mangum keeps
+    one loop across Lambda invocations, so the pool is reused there; a new loop (tests, a restarted
+    server) gets a fresh one instead of a broken one.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        if self._value is None or self._loop is not loop:
+            self._value = self._factory()
+            self._loop = loop
+        return self._value
+
+    def current(self) -> T | None:
+        return self._value
+
+    def forget(self) -> None:
+        self._value = None
+        self._loop = None

@@ -1,0 +1,66 @@
+"""The ASGI app: the same object behind uvicorn on :5000, Mangum (functions/api) and the Lambda Web
+Adapter (functions/stream)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilo_bridge.config import Settings, load_settings
+from kilo_bridge.errors import HTTP_CODES, ApiError
+from kilo_bridge.middleware import RequestContext
+from kilo_bridge.observability import get_logger
+from kilo_bridge.routes import api
+from kilo_bridge.services import Services
+
+log = logging.getLogger("kilo_bridge.app")
+
+
+def _rid(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return Response(exc.json_bytes(_rid(request)), exc.status, exc.headers, "application/json")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "error")
+    message = {404: "No such route.", 405: "Method not allowed on this route."}.get(exc.status_code, str(exc.detail))
+    return await _api_error(request, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The traceback goes to our log, never to the client.
+    log.exception("unhandled error", extra={"request_id": _rid(request), "path": request.url.path})
+    error = ApiError(500, "internal_error", "An internal error occurred; it has been logged with this requestId.")
+    return await _api_error(request, error)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    get_logger()
+    services = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await services.close()
+
+    app = Starlette(
+        routes=api.routes(),
+        middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

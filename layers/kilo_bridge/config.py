@@ -1,0 +1,104 @@
+"""Settings, read once from the environment with the source document's variable names.
+
+A bad value fails at start with a message naming the variable (never echoing a secret).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_GATEWAY_BASE = "https://api.kilo.ai/api/gateway"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials in the URL")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment names are the upper-cased field names."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+    # -- Kilo Gateway ------------------------------------------------------------------------------
+    kilo_api_key: SecretStr | None = None
+    kilo_gateway_base: str = DEFAULT_GATEWAY_BASE
+    kilo_timeout_ms: int = Field(30_000, ge=100, le=900_000)
+    kilo_org_id: str | None = Field(None, max_length=200)
+    kilo_default_model: str = Field("kilo-auto/balanced", min_length=1, max_length=200)
+    # Retries happen only before the first byte reaches our client.
+    kilo_max_retries: int = Field(2, ge=0, le=10)
+    # Where the last-seen credit balance is read; derived from the gateway base when unset.
+    kilo_balance_url: str | None = None
+    kilo_credits_max_age_s: int = Field(300, ge=0, le=86_400)
+    # Longest a single stream may run (API Gateway ends streams at 15 minutes).
+    kilo_stream_max_s: int = Field(900, ge=1, le=3600)
+
+    # -- Redis -------------------------------------------------------------------------------------
+    redis_url: str | None = None
+    redis_host: str = "localhost"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_prefix: str = Field("kb:", max_length=64)
+    redis_timeout_ms: int = Field(2_000, ge=50, le=60_000)
+
+    # -- HTTP surface ------------------------------------------------------------------------------
+    port: int = Field(5000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_000_000, ge=1_024, le=10_000_000)
+    max_prompt_chars: int = Field(200_000, ge=1, le=2_000_000)
+    sse_keepalive_s: float = Field(15.0, gt=0, le=60)
+
+    @field_validator("kilo_gateway_base", "kilo_balance_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
+    @cached_property
+    def resolved_redis_url(self) -> str:
+        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @cached_property
+    def balance_url(self) -> str:
+        """`https://api.kilo.ai/api/gateway` → `https://api.kilo.ai/api/profile/balance`."""
+        if self.kilo_balance_url:
+            return self.kilo_balance_url
+        parts = urlsplit(self.kilo_gateway_base)
+        path = parts.path.rstrip("/")
+        root = path[: -len("/gateway")] if path.endswith("/gateway") else path
+        return urlunsplit((parts.scheme, parts.netloc, f"{root}/profile/balance", "", ""))
+
+    @property
+    def api_key(self) -> str | None:
+        return self.kilo_api_key.get_secret_value() if self.kilo_api_key else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides); raise ConfigError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

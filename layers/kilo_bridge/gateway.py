@@ -1,0 +1,325 @@
+"""Kilo Gateway client: OpenAI-compatible chat completions, plain and streamed.
+
+The transport is aiohttp: measured here it adds ~0.55 ms per proxied call against ~1.4 ms for
+httpx's default transport (DESIGN.md), and this is the hot path. One pooled session per event loop
+is reused across requests and Lambda invocations.
+
+Retries (jittered exponential backoff, `Retry-After` honoured) cover connect errors and 429/502/503/504,
+and happen only before a byte has reached our client: once a stream has started, a failure becomes
+an error for the caller to report, never a silent replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+
+from kilo_bridge import __version__
+from kilo_bridge.config import Settings
+from kilo_bridge.errors import ApiError, not_configured
+from kilo_bridge.security import redact
+
+Chunk = tuple[bytes, dict[str, Any]]  # (raw SSE data, parsed JSON)
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+_backoff = wait_random_exponential(multiplier=0.2, max=4.0)
+
+
+class RetryableUpstream(Exception):
+    """A failure that happened before any byte was relayed and may be retried."""
+
+    def __init__(self, error: ApiError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class StreamState:
+    """What a stream has told us so far; read by the caller for accounting, also after a failure."""
+
+    model: str
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    chunks: int = 0
+    done: bool = False
+    attempts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, ...]) -> ApiError:
+    """Map an upstream error response to our error; the upstream's message is kept, secrets are not."""
+    err = payload.get("error") if isinstance(payload, dict) else None
+    detail = err.get("message") if isinstance(err, dict) else None
+    detail = redact(str(detail), secrets)[:500] if detail else None
+    suffix = f": {detail}" if detail else ""
+    if status == 400:
+        return ApiError(400, "upstream_bad_request", f"The Kilo Gateway refused the request{suffix}")
+    if status == 401:
+        return ApiError(502, "gateway_auth_failed", "The Kilo Gateway rejected the configured KILO_API_KEY.")
+    if status == 402:
+        meta = err.get("metadata") if isinstance(err, dict) else None
+        extra = {}
+        if isinstance(meta, dict) and isinstance(meta.get("buyCreditsUrl"), str):
+            extra["buyCreditsUrl"] = meta["buyCreditsUrl"]
+        return ApiError(402, "credits_exhausted", "The Kilo credit balance is exhausted.", extra=extra)
+    if status == 403:
+        return ApiError(403, "model_not_allowed", f"The Kilo Gateway does not allow this model{suffix}")
+    if status == 404:
+        return ApiError(404, "model_not_found", f"The Kilo Gateway does not know this model{suffix}")
+    if status == 429:
+        retry_after = headers.get("Retry-After") if headers is not None else None
+        return ApiError(
+            429,
+            "upstream_rate_limited",
+            "The Kilo Gateway is rate limiting this service; retry later.",
+            headers={"Retry-After": retry_after or "1"},
+        )
+    if status == 503:
+        return ApiError(503, "upstream_unavailable", f"The Kilo Gateway is unavailable{suffix}")
+    if status == 504:
+        return ApiError(504, "upstream_timeout", "The Kilo Gateway timed out.")
+    return ApiError(502, "upstream_error", f"The Kilo Gateway answered HTTP {status}{suffix}")
+
+
+def timeout_error() -> ApiError:
+    return ApiError(504, "upstream_timeout", "The Kilo Gateway did not answer within KILO_TIMEOUT_MS.")
+
+
+class GatewayClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base = settings.kilo_gateway_base
+        self._secrets = tuple(s for s in (settings.api_key,) if s)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeout_s = settings.kilo_timeout_ms / 1000
+        headers = {"User-Agent": f"kilo-bridge/{__version__}", "Content-Type": "application/json"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        if settings.kilo_org_id:
+            headers["X-KiloCode-OrganizationId"] = settings.kilo_org_id
+        self._headers = headers
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.api_key)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session of the running loop (Mangum keeps one loop across invocations)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=512, ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=min(self._timeout_s, 10.0), sock_read=self._timeout_s
+                ),
+                auto_decompress=True,
+            )
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # -- retries -----------------------------------------------------------------------------------
+    def _retrying(self, deadline: float) -> AsyncRetrying:
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = exc.retry_after if isinstance(exc, RetryableUpstream) else None
+            return hinted if hinted is not None else _backoff(state)
+
+        def stop(state: RetryCallState) -> bool:
+            # Give up when attempts run out or when the next wait would pass the deadline.
+            if state.attempt_number > self.settings.kilo_max_retries:
+                return True
+            return time.monotonic() + wait(state) >= deadline
+
+        return AsyncRetrying(
+            stop=stop, wait=wait, retry=retry_if_exception_type(RetryableUpstream), reraise=True
+        )
+
+    async def _open(self, path: str, body: dict[str, Any], deadline: float) -> aiohttp.ClientResponse:
+        """POST once; return a 2xx response (caller reads it) or raise the mapped error."""
+        try:
+            resp = await self.session().post(self.base + path, data=orjson.dumps(body))
+        except aiohttp.ClientConnectorError as exc:
+            raise RetryableUpstream(
+                ApiError(502, "upstream_unreachable", "The Kilo Gateway could not be reached.")
+            ) from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise timeout_error() from exc
+        except aiohttp.ClientError as exc:
+            # The request may have reached the gateway: not retried, to never pay twice.
+            raise ApiError(502, "upstream_error", "The connection to the Kilo Gateway failed.") from exc
+        if resp.status < 300:
+            return resp
+        try:
+            payload = await resp.json(loads=orjson.loads, content_type=None)
+        except (aiohttp.ClientError, ValueError, TimeoutError):
+            payload = None
+        finally:
+            resp.release()
+        error = upstream_error(resp.status, payload, resp.headers, self._secrets)
+        if resp.status in RETRYABLE_STATUSES:
+            raise RetryableUpstream(error, _parse_retry_after(resp.headers.get("Retry-After")))
+        raise error
+
+    async def _open_with_retries(self, path: str, body: dict[str, Any]) -> tuple[aiohttp.ClientResponse, int]:
+        if not self.configured:
+            raise not_configured()
+        deadline = time.monotonic() + self._timeout_s
+        attempts = 0
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async for attempt in self._retrying(deadline):
+                    with attempt:
+                        attempts += 1
+                        return await self._open(path, body, deadline), attempts
+        except RetryableUpstream as exc:
+            raise exc.error from None
+        except TimeoutError:
+            raise timeout_error() from None
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    # -- public API --------------------------------------------------------------------------------
+    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """A non-streamed chat completion: (response JSON, attempts made)."""
+        resp, attempts = await self._open_with_retries("/chat/completions", body)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                data = await resp.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise timeout_error() from None
+        except aiohttp.ClientError:
+            raise ApiError(502, "upstream_error", "The Kilo Gateway's answer was cut off.") from None
+        finally:
+            resp.release()
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ApiError(502, "upstream_malformed", "The Kilo Gateway answered with invalid JSON.") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            raise ApiError(502, "upstream_malformed", "The Kilo Gateway's answer has no choices.")
+        return payload, attempts
+
+    @asynccontextmanager
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[tuple[StreamState, AsyncIterator[Chunk]]]:
+        """Open a streamed completion. Yields (state, chunks): each chunk as (raw data, parsed JSON).
+
+        Opening (until response headers) is retried; iterating is not. Iteration raises ApiError
+        when the stream breaks, carries an error event, or ends before it finished.
+        """
+        body = {**body, "stream": True}
+        # Ask for usage on the final chunk (the real gateway adds it anyway).
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        resp, attempts = await self._open_with_retries("/chat/completions", body)
+        state = StreamState(model=str(body.get("model") or ""), attempts=attempts)
+        try:
+            yield state, self._chunks(resp, state)
+        finally:
+            # Closing (not releasing) drops the connection: an abandoned stream stops upstream work.
+            if not state.done:
+                resp.close()
+            else:
+                resp.release()
+
+    async def _chunks(
+        self, resp: aiohttp.ClientResponse, state: StreamState
+    ) -> AsyncIterator[Chunk]:
+        try:
+            async for data in sse_data(resp.content):
+                if data == b"[DONE]":
+                    state.done = True
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise ApiError(
+                        502, "upstream_malformed", "The Kilo Gateway sent a malformed stream chunk."
+                    ) from None
+                if not isinstance(chunk, dict):
+                    raise ApiError(502, "upstream_malformed", "The Kilo Gateway sent a malformed stream chunk.")
+                if "error" in chunk:
+                    raise upstream_error(_error_status(chunk), chunk, None, self._secrets)
+                state.chunks += 1
+                if chunk.get("model"):
+                    state.model = chunk["model"]
+                if chunk.get("usage"):
+                    state.usage = chunk["usage"]
+                for choice in chunk.get("choices") or ():
+                    if choice.get("finish_reason"):
+                        state.finish_reason = choice["finish_reason"]
+                yield data, chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise ApiError(504, "upstream_timeout", "The Kilo Gateway went silent mid-stream.") from None
+        except aiohttp.ClientError:
+            raise ApiError(502, "upstream_stream_broken", "The Kilo Gateway stream was cut off.") from None
+        if state.finish_reason is None:
+            raise ApiError(502, "upstream_stream_broken", "The Kilo Gateway stream ended before it finished.")
+        state.done = True
+
+    async def get_json(self, url: str) -> Any:
+        """A small GET on a cold path (model list, balance) through the same pooled session."""
+        try:
+            async with asyncio.timeout(min(self._timeout_s, 10.0)):
+                async with self.session().get(url) as resp:
+                    if resp.status >= 300:
+                        raise ApiError(502, "upstream_error", f"{_path_of(url)} answered HTTP {resp.status}.")
+                    return orjson.loads(await resp.read())
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
+            raise ApiError(502, "upstream_error", f"{_path_of(url)} could not be read.") from None
+
+    async def list_models(self) -> dict[str, Any]:
+        """`GET /models` (no key needed): model ids and per-token USD prices."""
+        payload = await self.get_json(self.base + "/models")
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            raise ApiError(502, "upstream_malformed", "The Kilo Gateway model list is malformed.")
+        return payload
+
+
+def _path_of(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _error_status(chunk: dict[str, Any]) -> int:
+    code = chunk["error"].get("code") if isinstance(chunk.get("error"), dict) else None
+    return code if isinstance(code, int) and 400 <= code < 600 else 502
+
+
+async def sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The `data` of each server-sent event (multi-line data joined by newlines, per the SSE spec)."""
+    lines: list[bytes] = []
+    async for raw in content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if lines:
+                yield lines[0] if len(lines) == 1 else b"\n".join(lines)
+                lines = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            lines.append(value[1:] if value.startswith(b" ") else value)
+        # comments (":"), "event:", "id:" and "retry:" carry nothing we relay
+    if lines:
+        yield b"\n".join(lines)

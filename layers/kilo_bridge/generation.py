@@ -1,0 +1,215 @@
+"""Generation: one gateway call between an admission and an accounting round trip to Redis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import orjson
+
+from kilo_bridge.config import Settings
+from kilo_bridge.errors import ApiError, not_configured
+from kilo_bridge.gateway import GatewayClient, StreamState
+from kilo_bridge.models import GenerateRequest, GenerateResponse, StreamDone, Usage
+from kilo_bridge.pricing import NANO, PriceBook
+from kilo_bridge.store import Outcome, Store
+
+log = logging.getLogger("kilo_bridge.generation")
+
+
+def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
+    usage = usage or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(usage.get("total_tokens") or prompt + completion),
+        cost_usd=None if cost_nusd is None else float(cost_nusd / NANO),
+    )
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """An upstream stream whose headers have arrived; iterate `chunks`, then `close()`."""
+
+    state: StreamState
+    chunks: AsyncIterator[tuple[bytes, dict[str, Any]]]
+    requested_model: str
+    exits: AsyncExitStack
+
+
+class Generation:
+    def __init__(self, settings: Settings, gateway: GatewayClient, store: Store, prices: PriceBook) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.store = store
+        self.prices = prices
+
+    # -- request shaping ---------------------------------------------------------------------------
+    def body_for(self, req: GenerateRequest) -> dict[str, Any]:
+        if len(req.prompt) + len(req.system or "") > self.settings.max_prompt_chars:
+            raise ApiError(
+                413, "prompt_too_long", f"prompt and system exceed {self.settings.max_prompt_chars} characters."
+            )
+        messages = [{"role": "system", "content": req.system}] if req.system else []
+        messages.append({"role": "user", "content": req.prompt})
+        body: dict[str, Any] = {"model": req.model or self.settings.kilo_default_model, "messages": messages}
+        if req.max_tokens is not None:
+            body["max_tokens"] = req.max_tokens
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        return body
+
+    # -- accounting --------------------------------------------------------------------------------
+    async def _admit(self) -> None:
+        if not self.gateway.configured:
+            raise not_configured()
+        await self.store.admit()
+
+    async def _account(
+        self, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool, stream: bool,
+        error: ApiError | None = None,
+    ) -> int | None:
+        """Record the call; returns its cost. A lost record is logged with its numbers, never raised:
+        the caller already holds an answer the gateway has charged for."""
+        cost = await self.prices.cost_nusd((model, requested), usage) if usage else None
+        outcome = Outcome(
+            model=model or requested,
+            ok=ok,
+            stream=stream,
+            prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
+            completion_tokens=int((usage or {}).get("completion_tokens") or 0),
+            credits_exhausted=error is not None and error.code == "credits_exhausted",
+        )
+        try:
+            with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
+                await self.store.record(outcome, cost)
+        except ApiError:
+            log.error("accounting lost", extra={"outcome": asdict(outcome), "cost_nusd": cost})
+        return cost
+
+    # -- plain -------------------------------------------------------------------------------------
+    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        """A chat completion with admission and accounting: (upstream JSON, cost in nano-USD)."""
+        await self._admit()
+        requested = str(body.get("model") or "")
+        try:
+            payload, _attempts = await self.gateway.complete(body)
+        except ApiError as exc:
+            await self._account(requested, requested, None, ok=False, stream=False, error=exc)
+            raise
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
+        model = payload.get("model") if isinstance(payload.get("model"), str) else requested
+        cost = await self._account(requested, model, usage, ok=True, stream=False)
+        return payload, cost
+
+    async def generate(self, req: GenerateRequest, request_id: str) -> GenerateResponse:
+        body = self.body_for(req)
+        payload, cost = await self.complete(body)
+        choice = payload["choices"][0] if payload["choices"] else {}
+        message = choice.get("message") or {}
+        content = message.get("content")
+        return GenerateResponse(
+            text=content if isinstance(content, str) else "",
+            model=payload.get("model") or body["model"],
+            finish_reason=choice.get("finish_reason"),
+            usage=_usage(payload.get("usage"), cost),
+            request_id=request_id,
+        )
+
+    # -- streamed ----------------------------------------------------------------------------------
+    async def open_stream(self, body: dict[str, Any]) -> OpenStream:
+        """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
+        await self._admit()
+        requested = str(body.get("model") or "")
+        exits = AsyncExitStack()
+        try:
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body))
+        except ApiError as exc:
+            await exits.aclose()
+            await self._account(requested, requested, None, ok=False, stream=True, error=exc)
+            raise
+        return OpenStream(state=state, chunks=chunks, requested_model=requested, exits=exits)
+
+    async def finish_stream(self, stream: OpenStream, error: ApiError | None) -> int | None:
+        """Close the upstream (dropping it if unfinished) and record what was used, even on failure."""
+        with anyio.CancelScope(shield=True):
+            await stream.exits.aclose()
+            state = stream.state
+            return await self._account(
+                stream.requested_model, state.model, state.usage,
+                ok=error is None and state.done, stream=True, error=error,
+            )
+
+    async def stream_events(self, req: GenerateRequest, request_id: str) -> AsyncIterator[dict[str, str]]:
+        """Open the stream (errors so far are plain HTTP errors), then relay it as our SSE events."""
+        stream = await self.open_stream(self.body_for(req))
+
+        def delta(_raw: bytes, chunk: dict[str, Any]) -> dict[str, str] | None:
+            texts = [(c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()]
+            text = "".join(t for t in texts if isinstance(t, str))
+            return {"event": "delta", "data": orjson.dumps({"text": text}).decode()} if text else None
+
+        def done(state: StreamState, cost: int | None) -> dict[str, str]:
+            final = StreamDone(
+                model=state.model or stream.requested_model,
+                finish_reason=state.finish_reason,
+                usage=_usage(state.usage, cost),
+                request_id=request_id,
+            )
+            return {"event": "done", "data": final.model_dump_json(by_alias=True)}
+
+        def failed(error: ApiError) -> dict[str, str]:
+            return {"event": "error", "data": error.json_bytes(request_id).decode()}
+
+        return self.relay(stream, request_id, delta, done, failed)
+
+    async def relay(
+        self,
+        stream: OpenStream,
+        request_id: str,
+        render: Callable[[bytes, dict[str, Any]], dict[str, str] | None],
+        done: Callable[[StreamState, int | None], dict[str, str]],
+        failed: Callable[[ApiError], dict[str, str]],
+    ) -> AsyncIterator[dict[str, str]]:
+        """Relay each upstream chunk as it arrives; end with `done` or, if the upstream fails, `failed`.
+
+        Usage is recorded whatever happens: success, upstream failure, or the client hanging up
+        (the generator is then closed and the upstream connection dropped).
+        """
+        error: ApiError | None = None
+        finished = False
+        try:
+            try:
+                with anyio.fail_after(self.settings.kilo_stream_max_s):
+                    async for raw, chunk in stream.chunks:
+                        event = render(raw, chunk)
+                        if event is not None:
+                            yield event
+            except ApiError as exc:
+                error = exc
+            except TimeoutError:
+                error = stream_too_long()
+            cost = await self.finish_stream(stream, error)
+            finished = True
+            if error is not None:
+                log.warning("stream failed", extra={"code": error.code, "request_id": request_id})
+                yield failed(error)
+            else:
+                yield done(stream.state, cost)
+        finally:
+            if not finished:  # the client went away: drop the upstream, still count what it used
+                await self.finish_stream(stream, client_gone())
+
+
+def stream_too_long() -> ApiError:
+    return ApiError(504, "stream_too_long", "The stream passed KILO_STREAM_MAX_S and was stopped.")
+
+
+def client_gone() -> ApiError:
+    return ApiError(499, "client_disconnected", "The client disconnected before the stream ended.")

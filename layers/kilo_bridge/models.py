@@ -1,0 +1,155 @@
+"""Request and response models: the single source of the API's shape and of its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# -- generation ------------------------------------------------------------------------------------
+MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
+
+
+class GenerateRequest(ApiModel):
+    prompt: str = Field(min_length=1, description="The user's prompt.")
+    system: str | None = Field(None, description="Optional system message.")
+    model: str | None = Field(None, pattern=MODEL_ID, description="Kilo model id, e.g. anthropic/claude-sonnet-4.5")
+    max_tokens: int | None = Field(None, ge=1, le=200_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class Usage(ApiModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = Field(None, description="USD cost: reported by the upstream, else tokens x list price.")
+
+
+class GenerateResponse(ApiModel):
+    text: str
+    model: str
+    finish_reason: str | None = None
+    usage: Usage
+    request_id: str
+
+
+class StreamDelta(ApiModel):
+    """SSE `event: delta` — one per upstream chunk, as it arrives."""
+
+    text: str
+
+
+class StreamDone(ApiModel):
+    """SSE `event: done` — the final event, with usage."""
+
+    model: str
+    finish_reason: str | None = None
+    usage: Usage
+    request_id: str
+
+
+# -- errors ----------------------------------------------------------------------------------------
+class ErrorDetail(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    code: str
+    message: str
+    request_id: str
+    details: Any = None
+
+
+class ErrorResponse(ApiModel):
+    """Every error, on every route (SSE `event: error` carries the same object)."""
+
+    error: ErrorDetail
+
+
+# -- credits and stats -----------------------------------------------------------------------------
+class Credits(ApiModel):
+    balance_usd: float | None = Field(None, description="Balance last read from the credit source.")
+    seen_at: str | None = Field(None, description="When that balance was read (ISO 8601, UTC).")
+    spent_since_usd: float = Field(0.0, description="Spend counted here since that read.")
+    remaining_usd: float | None = Field(None, description="balanceUsd - spentSinceUsd, floored at 0.")
+    source: str | None = None
+    stale: bool = Field(True, description="True when no fresh balance could be read.")
+    last_error: str | None = None
+
+
+class Counters(ApiModel):
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    streams: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend_usd: float = 0.0
+    unpriced: int = Field(0, description="Calls whose cost could not be priced (unknown model price).")
+
+
+class AgentRunCounts(ApiModel):
+    queued: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+
+
+class Stats(ApiModel):
+    totals: Counters
+    by_model: dict[str, Counters]
+    by_day: dict[str, Counters] = Field(description="The last 7 days, UTC.")
+    agent_runs: AgentRunCounts
+    credits: Credits
+
+
+class Badge(BaseModel):
+    """shields.io endpoint badge (https://shields.io/badges/endpoint-badge)."""
+
+    schemaVersion: Literal[1] = 1
+    label: str
+    message: str
+    color: str
+    namedLogo: str | None = None
+    cacheSeconds: int = 300
+
+
+class Health(ApiModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    redis: Literal["ok", "unreachable"]
+    gateway_configured: bool
+    gateway_base: str
+
+
+# -- OpenAI-compatible passthrough -----------------------------------------------------------------
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(min_length=1, max_length=32)
+    content: Any = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI chat completions body; fields we do not know are passed through to the gateway."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(pattern=MODEL_ID)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=2_000)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+class OpenAIModelList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    object: str = "list"
+    data: list[dict[str, Any]]

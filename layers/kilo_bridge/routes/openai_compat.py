@@ -1,0 +1,62 @@
+"""OpenAI-compatible passthrough: point the `openai` SDK (or LiteLLM, LangChain…) at `/v1`.
+
+Bodies go to the gateway as sent (unknown fields included); the same admission and accounting as
+`/api/kilo/generate` apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilo_bridge.errors import ApiError
+from kilo_bridge.gateway import StreamState
+from kilo_bridge.models import ChatCompletionRequest, OpenAIModelList
+from kilo_bridge.routes import api
+from kilo_bridge.routes.generation import GATEWAY_ERRORS, services, sse_response
+from kilo_bridge.routing import request_id
+
+
+@api.route(
+    "POST", "/v1/chat/completions", summary="OpenAI-compatible chat completions (plain or streamed)",
+    tags=("openai",), body=ChatCompletionRequest, errors=GATEWAY_ERRORS,
+    description="The OpenAI wire format, relayed to the Kilo Gateway. With `stream: true` the answer is "
+    "OpenAI's `data: {chunk}` events ending in `data: [DONE]`; a failure mid-stream is a `data: {\"error\"…}` event.",
+)
+async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
+    svc = services(request)
+    payload = body.model_dump(exclude_none=True)
+    if len(orjson.dumps(payload["messages"])) > svc.settings.max_prompt_chars * 2:
+        raise ApiError(413, "prompt_too_long", "The messages are too long.")
+    if not body.stream:
+        answer, _cost = await svc.generation.complete(payload)
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    wants_usage = bool((body.stream_options or {}).get("include_usage"))
+    rid = request_id(request)
+    stream = await svc.generation.open_stream(payload)
+
+    def relay_chunk(raw: bytes, chunk: dict[str, Any]) -> dict[str, str] | None:
+        # We always ask the upstream for usage (accounting); a client that did not ask does not get it.
+        if not wants_usage and not chunk.get("choices") and chunk.get("usage"):
+            return None
+        return {"data": raw.decode()}
+
+    def done(_state: StreamState, _cost: int | None) -> dict[str, str]:
+        return {"data": "[DONE]"}
+
+    def failed(error: ApiError) -> dict[str, str]:
+        return {"data": error.json_bytes(rid).decode()}
+
+    events = svc.generation.relay(stream, rid, relay_chunk, done, failed)
+    return sse_response(events, svc.settings.sse_keepalive_s)
+
+
+@api.route("GET", "/v1/models", summary="OpenAI-compatible model list (with Kilo prices)", tags=("openai",),
+           response=OpenAIModelList, errors=(502,))
+async def list_models(request: Request) -> Response:
+    payload = await services(request).gateway.list_models()
+    return Response(orjson.dumps({"object": "list", "data": payload["data"]}), media_type="application/json")

@@ -1,0 +1,103 @@
+"""A route table that knows each endpoint's models, so the same declarations serve requests and the
+OpenAPI document (openapi.py): the schema is generated, never kept by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kilo_bridge.errors import ApiError
+
+Handler = Callable[..., Awaitable[Any]]
+JSON = "application/json"
+# Form posts are what a cross-site page can send without a preflight: never parse them as JSON.
+_REFUSED_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+@dataclass(slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tags: tuple[str, ...]
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    # For text/event-stream endpoints: event name → model of its data.
+    events: dict[str, type[BaseModel]] | None = None
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    public: bool = True
+
+
+def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(model.model_dump_json(by_alias=True, exclude_none=False), status, headers, JSON)
+
+
+def request_id(request: Request) -> str:
+    return request.scope["state"]["request_id"]
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """Field, message and type of each problem; never the input (it may hold a secret)."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_input=False, include_url=False, include_context=False)
+    ]
+
+
+async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype in _REFUSED_TYPES:
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(422, "invalid_request", "A JSON body is required.", details=[])
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+        details = validation_details(exc)
+        raise ApiError(422, "invalid_request", "The request body is invalid.", details=details) from None
+
+
+class Api:
+    """Collects endpoints; `routes()` turns them into Starlette routes."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self, method: str, path: str, *, summary: str, tags: tuple[str, ...] = (), **spec: Any
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(Endpoint(method, path, handler, summary, tags, **spec))
+            return handler
+
+        return register
+
+    def routes(self) -> list[Route]:
+        return [Route(e.path, _endpoint_app(e), methods=[e.method]) for e in self.endpoints]
+
+
+def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    handler, body_model, status = endpoint.handler, endpoint.body, endpoint.status
+
+    async def run(request: Request) -> Response:
+        if body_model is not None:
+            result = await handler(request, await parse_body(request, body_model))
+        else:
+            result = await handler(request)
+        return json_response(result, status) if isinstance(result, BaseModel) else result
+
+    run.__name__ = handler.__name__
+    return run

@@ -1,0 +1,226 @@
+"""Redis store for credits and usage stats.
+
+Each generate request costs two round trips: admission before the upstream call (it also proves
+Redis is reachable, so spend is never made that cannot be counted) and accounting after it. Both are
+single Lua calls: atomic, exact under concurrency, no read-modify-write in Python.
+
+Money is kept as integer nano-USD (1e-9): HINCRBY is exact where HINCRBYFLOAT would drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from kilo_bridge.aio import PerLoop
+from kilo_bridge.config import Settings
+from kilo_bridge.errors import store_unavailable
+
+NANO = 1_000_000_000
+DAY_TTL_S = 40 * 86_400  # per-day counters are kept a little over a month
+COUNTER_FIELDS = ("requests", "ok", "failed", "streams", "prompt_tokens", "completion_tokens", "unpriced")
+
+# KEYS: totals, day.  ARGV: none. Counts the request before any upstream call.
+_ADMIT = """
+redis.call('HINCRBY', KEYS[1], 'requests', 1)
+redis.call('HINCRBY', KEYS[2], 'requests', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: totals, day, model, models-set, credits.
+# ARGV: outcome, stream(0/1), prompt, completion, cost_nusd, unpriced(0/1), model, day_ttl, exhausted(0/1), now
+_RECORD = """
+local outcome = ARGV[1]
+local stream, pt, ct = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local cost, unpriced = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('HINCRBY', KEYS[3], 'requests', 1)
+for i = 1, 3 do
+  local k = KEYS[i]
+  redis.call('HINCRBY', k, outcome, 1)
+  if stream == 1 then redis.call('HINCRBY', k, 'streams', 1) end
+  if pt > 0 then redis.call('HINCRBY', k, 'prompt_tokens', pt) end
+  if ct > 0 then redis.call('HINCRBY', k, 'completion_tokens', ct) end
+  if cost > 0 then redis.call('HINCRBY', k, 'spend_nusd', cost) end
+  if unpriced == 1 then redis.call('HINCRBY', k, 'unpriced', 1) end
+end
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('SADD', KEYS[4], ARGV[7])
+if ARGV[9] == '1' then
+  redis.call('HSET', KEYS[5], 'balance_nusd', 0, 'seen_at', ARGV[10], 'spent_since_nusd', 0, 'source', 'gateway-402')
+elseif cost > 0 then
+  redis.call('HINCRBY', KEYS[5], 'spent_since_nusd', cost)
+end
+return 1
+"""
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """What one gateway call cost, as recorded by `Store.record`."""
+
+    model: str
+    ok: bool
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    credits_exhausted: bool = False
+
+
+def today(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _counters(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    out: dict[str, Any] = {f: int(raw.get(f.encode(), 0)) for f in COUNTER_FIELDS}
+    out["spend_usd"] = int(raw.get(b"spend_nusd", 0)) / NANO
+    return out
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.redis_prefix
+        timeout = settings.redis_timeout_ms / 1000
+        self._client = PerLoop(
+            lambda: aioredis.Redis.from_url(
+                settings.resolved_redis_url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                health_check_interval=30,
+                max_connections=1024,
+            )
+        )
+        self._scripts: dict[str, Any] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._client.get()
+
+    def _script(self, source: str) -> Any:
+        client = self.redis
+        cached = self._scripts.get(source)
+        if cached is None or cached[0] is not client:
+            cached = (client, client.register_script(source))
+            self._scripts[source] = cached
+        return cached[1]
+
+    @asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """An unreachable Redis becomes a 503 the client can understand."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise store_unavailable() from exc
+
+    async def close(self) -> None:
+        client = self._client.current()
+        if client is not None:
+            await client.aclose()
+        self._client.forget()
+        self._scripts.clear()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    # -- generation accounting ---------------------------------------------------------------------
+    async def admit(self) -> None:
+        """Admission round trip: count the request (and fail closed if Redis is down)."""
+        script = self._script(_ADMIT)
+        keys = [self.key("stats"), self.key("stats", "day", today())]
+        async with self.guard():
+            await script(keys=keys, args=[DAY_TTL_S])
+
+    async def record(self, outcome: Outcome, cost_nusd: int | None) -> None:
+        """Accounting round trip: counters for totals, the day and the model, and credit spend."""
+        script = self._script(_RECORD)
+        keys = [
+            self.key("stats"),
+            self.key("stats", "day", today()),
+            self.key("stats", "model", outcome.model),
+            self.key("stats", "models"),
+            self.key("credits"),
+        ]
+        args = [
+            "ok" if outcome.ok else "failed",
+            int(outcome.stream),
+            max(0, int(outcome.prompt_tokens)),
+            max(0, int(outcome.completion_tokens)),
+            max(0, cost_nusd or 0),
+            int(cost_nusd is None and outcome.ok),
+            outcome.model,
+            DAY_TTL_S,
+            int(outcome.credits_exhausted),
+            _now_iso(),
+        ]
+        async with self.guard():
+            await script(keys=keys, args=args)
+
+    # -- credits -----------------------------------------------------------------------------------
+    async def set_balance(self, balance_usd: float, source: str) -> None:
+        """A fresh balance read resets the spend counted since the previous one."""
+        async with self.guard():
+            await self.redis.hset(
+                self.key("credits"),
+                mapping={
+                    "balance_nusd": round(balance_usd * NANO),
+                    "seen_at": _now_iso(),
+                    "spent_since_nusd": 0,
+                    "source": source,
+                    "last_error": "",
+                },
+            )
+
+    async def set_credit_error(self, message: str) -> None:
+        async with self.guard():
+            await self.redis.hset(self.key("credits"), mapping={"last_error": message[:300]})
+
+    async def credits_raw(self) -> dict[str, str]:
+        async with self.guard():
+            raw = await self.redis.hgetall(self.key("credits"))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    # -- stats -------------------------------------------------------------------------------------
+    async def stats_raw(self, days: int = 7) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        day_names = [today(now - dt.timedelta(days=i)) for i in range(days)]
+        async with self.guard():
+            models = sorted(m.decode() for m in await self.redis.smembers(self.key("stats", "models")))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.key("stats"))
+            for d in day_names:
+                pipe.hgetall(self.key("stats", "day", d))
+            for m in models:
+                pipe.hgetall(self.key("stats", "model", m))
+            pipe.hgetall(self.key("stats", "agents"))
+            pipe.hgetall(self.key("credits"))
+            results = await pipe.execute()
+        totals, rest = results[0], results[1:]
+        by_day = dict(zip(day_names, rest[:days], strict=True))
+        by_model = dict(zip(models, rest[days : days + len(models)], strict=True))
+        agents, credits = rest[-2], rest[-1]
+        return {
+            "totals": _counters(totals),
+            "by_day": {d: _counters(v) for d, v in by_day.items()},
+            "by_model": {m: _counters(v) for m, v in by_model.items()},
+            "agent_runs": {k.decode(): int(v) for k, v in agents.items()},
+            "credits": {k.decode(): v.decode() for k, v in credits.items()},
+        }
