@@ -49,7 +49,7 @@ def redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture
 def prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A key prefix of this test's own; its keys are removed afterwards."""
-    value = f"kbtest:{uuid.uuid4().hex[:10]}:"
+    value = f"{{kbtest-{uuid.uuid4().hex[:10]}}}:"
     yield value
     keys = list(redis_client.scan_iter(match=value + "*", count=1000))
     if keys:

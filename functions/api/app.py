@@ -12,9 +12,10 @@ from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
 from kilo_bridge.app import create_app
 from kilo_bridge.observability import get_logger
-from mangum import Mangum
 
 logger = get_logger()
 tracer = Tracer()

@@ -56,9 +56,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await services.close()
 
+    middleware = [Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)]
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # CORS is off unless origins are configured
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.insert(0, Middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "idempotency-key"],
+            expose_headers=["x-request-id", "retry-after"], max_age=600,
+        ))
     app = Starlette(
         routes=api.routes(),
-        middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],
+        middleware=middleware,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )

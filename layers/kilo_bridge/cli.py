@@ -1,4 +1,5 @@
-"""`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000)."""
+"""`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000); `keys`
+creates, lists and revokes API keys directly in Redis."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import sys
 
 from kilo_bridge.config import ConfigError, load_settings
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from kilo_bridge.app import create_app
 
+    overrides: dict[str, object] = {"port": args.port} if args.port else {}
+    if args.host not in LOOPBACK and os.getenv("AUTH_REQUIRED") is None:
+        overrides["auth_required"] = True  # reachable from elsewhere: never open by default
     try:
-        settings = load_settings(**({"port": args.port} if args.port else {}))
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         print(f"kilo-bridge: {exc}", file=sys.stderr)
         return 2
@@ -26,8 +32,50 @@ def _serve(args: argparse.Namespace) -> int:
         f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}  redis={_safe_url(settings.resolved_redis_url)}",
         flush=True,
     )
+    if not settings.auth_is_required:
+        print("kilo-bridge: OPEN MODE: no API key is required (fine on 127.0.0.1; set AUTH_REQUIRED=true and "
+              "create keys with `kilo-bridge keys create` before exposing it)", flush=True)
     uvicorn.run(app, host=args.host, port=settings.port, access_log=args.access_log, log_level="warning",
                 timeout_graceful_shutdown=5)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from kilo_bridge.errors import ApiError
+    from kilo_bridge.keys import KeyStore
+    from kilo_bridge.store import Store
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"kilo-bridge: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> object:
+        store = Store(settings)
+        try:
+            keys = KeyStore(store)
+            if args.action == "create":
+                secret, info = await keys.create(args.name, budget_usd=args.budget_usd, rpm=args.rpm,
+                                                 tpm=args.tpm, max_jobs=args.max_jobs)
+                return {"key": secret, **info.as_dict()}
+            if args.action == "revoke":
+                return (await keys.revoke(args.id)).as_dict()
+            return [k.as_dict() for k in await keys.list()]
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(run())
+    except ApiError as exc:
+        print(f"kilo-bridge: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    if args.action == "create":
+        print("kilo-bridge: store the key now; it is not shown again", file=sys.stderr)
     return 0
 
 
@@ -47,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 5000")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn access log)")
     serve.set_defaults(func=_serve)
+    keys = sub.add_parser("keys", help="manage API keys (stored hashed in Redis)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key; prints the secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--budget-usd", type=float, default=None, help="hard spend budget in USD")
+    create.add_argument("--rpm", type=int, default=None, help="requests per minute")
+    create.add_argument("--tpm", type=int, default=None, help="tokens per minute")
+    create.add_argument("--max-jobs", type=int, default=None, help="concurrent agent jobs")
+    actions.add_parser("list", help="list keys with their usage")
+    revoke = actions.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    keys.set_defaults(func=_keys)
     args = parser.parse_args(argv)
     return args.func(args)
 

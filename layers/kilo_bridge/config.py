@@ -5,6 +5,7 @@ A bad value fails at start with a message naming the variable (never echoing a s
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,8 +51,20 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_host: str = "localhost"
     redis_port: int = Field(6379, ge=1, le=65535)
-    redis_prefix: str = Field("kb:", max_length=64)
+    # The {hash tag} keeps every key in one cluster slot: ElastiCache Serverless is cluster-mode, and our
+    # Lua scripts touch several keys at once (a CROSSSLOT error otherwise).
+    redis_prefix: str = Field("{kb}:", min_length=1, max_length=64)
     redis_timeout_ms: int = Field(2_000, ge=50, le=60_000)
+
+    # -- access control ----------------------------------------------------------------------------
+    # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
+    auth_required: bool | None = None
+    admin_api_key: SecretStr | None = None
+    # Budget reservations: a request's estimate before its real cost is known.
+    budget_default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
+    budget_fallback_estimate_usd: float = Field(0.05, ge=0, le=1000)
+    # Comma-separated origins allowed by CORS; empty = CORS off.
+    cors_origins: str = ""
 
     # -- HTTP surface ------------------------------------------------------------------------------
     port: int = Field(5000, ge=1, le=65535)
@@ -86,6 +99,16 @@ class Settings(BaseSettings):
         path = parts.path.rstrip("/")
         root = path[: -len("/gateway")] if path.endswith("/gateway") else path
         return urlunsplit((parts.scheme, parts.netloc, f"{root}/profile/balance", "", ""))
+
+    @cached_property
+    def auth_is_required(self) -> bool:
+        if self.auth_required is not None:
+            return self.auth_required
+        return bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME"))
+
+    @property
+    def admin_key(self) -> str | None:
+        return self.admin_api_key.get_secret_value() if self.admin_api_key else None
 
     @property
     def api_key(self) -> str | None:

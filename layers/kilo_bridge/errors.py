@@ -73,3 +73,12 @@ def store_unavailable() -> ApiError:
         "The Redis store is unreachable; requests are refused until it is back so no spend goes uncounted.",
         headers={"Retry-After": "5"},
     )
+
+
+def invalid_key() -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        "A valid API key is required (Authorization: Bearer <key> or x-api-key).",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

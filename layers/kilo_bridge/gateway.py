@@ -160,7 +160,7 @@ class GatewayClient:
             stop=stop, wait=wait, retry=retry_if_exception_type(RetryableUpstream), reraise=True
         )
 
-    async def _open(self, path: str, body: dict[str, Any], deadline: float) -> aiohttp.ClientResponse:
+    async def _open(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST once; return a 2xx response (caller reads it) or raise the mapped error."""
         try:
             resp = await self.session().post(self.base + path, data=orjson.dumps(body))
@@ -187,35 +187,34 @@ class GatewayClient:
         raise error
 
     async def _open_with_retries(self, path: str, body: dict[str, Any]) -> tuple[aiohttp.ClientResponse, int]:
+        """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline."""
         if not self.configured:
             raise not_configured()
         deadline = time.monotonic() + self._timeout_s
         attempts = 0
         try:
-            async with asyncio.timeout(self._timeout_s):
-                async for attempt in self._retrying(deadline):
-                    with attempt:
-                        attempts += 1
-                        return await self._open(path, body, deadline), attempts
+            async for attempt in self._retrying(deadline):
+                with attempt:
+                    attempts += 1
+                    return await self._open(path, body), attempts
         except RetryableUpstream as exc:
             raise exc.error from None
-        except TimeoutError:
-            raise timeout_error() from None
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # -- public API --------------------------------------------------------------------------------
     async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """A non-streamed chat completion: (response JSON, attempts made)."""
-        resp, attempts = await self._open_with_retries("/chat/completions", body)
+        """A non-streamed chat completion within KILO_TIMEOUT_MS, retries included: (JSON, attempts)."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                data = await resp.read()
+                resp, attempts = await self._open_with_retries("/chat/completions", body)
+                try:
+                    data = await resp.read()
+                finally:
+                    resp.release()
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise timeout_error() from None
         except aiohttp.ClientError:
             raise ApiError(502, "upstream_error", "The Kilo Gateway's answer was cut off.") from None
-        finally:
-            resp.release()
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -234,7 +233,11 @@ class GatewayClient:
         body = {**body, "stream": True}
         # Ask for usage on the final chunk (the real gateway adds it anyway).
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        resp, attempts = await self._open_with_retries("/chat/completions", body)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                resp, attempts = await self._open_with_retries("/chat/completions", body)
+        except TimeoutError:
+            raise timeout_error() from None
         state = StreamState(model=str(body.get("model") or ""), attempts=attempts)
         try:
             yield state, self._chunks(resp, state)

@@ -16,7 +16,7 @@ from kilo_bridge.errors import ApiError, not_configured
 from kilo_bridge.gateway import GatewayClient, StreamState
 from kilo_bridge.models import GenerateRequest, GenerateResponse, StreamDone, Usage
 from kilo_bridge.pricing import NANO, PriceBook
-from kilo_bridge.store import Outcome, Store
+from kilo_bridge.store import Admission, Outcome, Store
 
 log = logging.getLogger("kilo_bridge.generation")
 
@@ -34,6 +34,24 @@ def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
 
 
 @dataclass(slots=True)
+class UsageRecord:
+    """One call's usage, to be written to Redis. A lost record is logged with its numbers, never
+    raised: the caller already holds an answer the gateway has charged for."""
+
+    store: Store
+    outcome: Outcome
+    cost_nusd: int | None
+    admission: Admission
+
+    async def __call__(self) -> None:
+        try:
+            with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
+                await self.store.record(self.outcome, self.cost_nusd, self.admission)
+        except ApiError:
+            log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
+
+
+@dataclass(slots=True)
 class OpenStream:
     """An upstream stream whose headers have arrived; iterate `chunks`, then `close()`."""
 
@@ -41,6 +59,7 @@ class OpenStream:
     chunks: AsyncIterator[tuple[bytes, dict[str, Any]]]
     requested_model: str
     exits: AsyncExitStack
+    admission: Admission
 
 
 class Generation:
@@ -66,17 +85,17 @@ class Generation:
         return body
 
     # -- accounting --------------------------------------------------------------------------------
-    async def _admit(self) -> None:
+    async def _admit(self, key_digest: str | None, body: dict[str, Any]) -> Admission:
         if not self.gateway.configured:
             raise not_configured()
-        await self.store.admit()
+        estimate = await self.prices.estimate_nusd(body, self.settings) if key_digest else 0
+        return await self.store.admit(key_digest, estimate)
 
-    async def _account(
-        self, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool, stream: bool,
-        error: ApiError | None = None,
-    ) -> int | None:
-        """Record the call; returns its cost. A lost record is logged with its numbers, never raised:
-        the caller already holds an answer the gateway has charged for."""
+    async def _settle(
+        self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
+        stream: bool, error: ApiError | None = None,
+    ) -> tuple[int | None, UsageRecord]:
+        """Price the call; returns (cost, the record still to write)."""
         cost = await self.prices.cost_nusd((model, requested), usage) if usage else None
         outcome = Outcome(
             model=model or requested,
@@ -86,55 +105,68 @@ class Generation:
             completion_tokens=int((usage or {}).get("completion_tokens") or 0),
             credits_exhausted=error is not None and error.code == "credits_exhausted",
         )
-        try:
-            with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
-                await self.store.record(outcome, cost)
-        except ApiError:
-            log.error("accounting lost", extra={"outcome": asdict(outcome), "cost_nusd": cost})
+        return cost, UsageRecord(self.store, outcome, cost, admission)
+
+    async def _account(
+        self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
+        stream: bool, error: ApiError | None = None,
+    ) -> int | None:
+        """Price and record the call now; returns its cost."""
+        cost, record = await self._settle(admission, requested, model, usage, ok=ok, stream=stream, error=error)
+        await record()
         return cost
 
     # -- plain -------------------------------------------------------------------------------------
-    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-        """A chat completion with admission and accounting: (upstream JSON, cost in nano-USD)."""
-        await self._admit()
+    async def complete(
+        self, body: dict[str, Any], key_digest: str | None = None
+    ) -> tuple[dict[str, Any], int | None, UsageRecord]:
+        """A chat completion after admission: (upstream JSON, cost in nano-USD, the usage record).
+
+        The caller writes the record once the answer is on its way (a Starlette background task): the
+        client does not wait for that Redis round trip. Failures are recorded before raising.
+        """
+        admission = await self._admit(key_digest, body)
         requested = str(body.get("model") or "")
         try:
             payload, _attempts = await self.gateway.complete(body)
         except ApiError as exc:
-            await self._account(requested, requested, None, ok=False, stream=False, error=exc)
+            await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
         model = payload.get("model") if isinstance(payload.get("model"), str) else requested
-        cost = await self._account(requested, model, usage, ok=True, stream=False)
-        return payload, cost
+        cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
+        return payload, cost, record
 
-    async def generate(self, req: GenerateRequest, request_id: str) -> GenerateResponse:
+    async def generate(
+        self, req: GenerateRequest, request_id: str, key_digest: str | None = None
+    ) -> tuple[GenerateResponse, UsageRecord]:
         body = self.body_for(req)
-        payload, cost = await self.complete(body)
+        payload, cost, record = await self.complete(body, key_digest)
         choice = payload["choices"][0] if payload["choices"] else {}
         message = choice.get("message") or {}
         content = message.get("content")
-        return GenerateResponse(
+        answer = GenerateResponse(
             text=content if isinstance(content, str) else "",
             model=payload.get("model") or body["model"],
             finish_reason=choice.get("finish_reason"),
             usage=_usage(payload.get("usage"), cost),
             request_id=request_id,
         )
+        return answer, record
 
     # -- streamed ----------------------------------------------------------------------------------
-    async def open_stream(self, body: dict[str, Any]) -> OpenStream:
+    async def open_stream(self, body: dict[str, Any], key_digest: str | None = None) -> OpenStream:
         """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
-        await self._admit()
+        admission = await self._admit(key_digest, body)
         requested = str(body.get("model") or "")
         exits = AsyncExitStack()
         try:
             state, chunks = await exits.enter_async_context(self.gateway.stream(body))
         except ApiError as exc:
             await exits.aclose()
-            await self._account(requested, requested, None, ok=False, stream=True, error=exc)
+            await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)
             raise
-        return OpenStream(state=state, chunks=chunks, requested_model=requested, exits=exits)
+        return OpenStream(state=state, chunks=chunks, requested_model=requested, exits=exits, admission=admission)
 
     async def finish_stream(self, stream: OpenStream, error: ApiError | None) -> int | None:
         """Close the upstream (dropping it if unfinished) and record what was used, even on failure."""
@@ -142,13 +174,15 @@ class Generation:
             await stream.exits.aclose()
             state = stream.state
             return await self._account(
-                stream.requested_model, state.model, state.usage,
+                stream.admission, stream.requested_model, state.model, state.usage,
                 ok=error is None and state.done, stream=True, error=error,
             )
 
-    async def stream_events(self, req: GenerateRequest, request_id: str) -> AsyncIterator[dict[str, str]]:
+    async def stream_events(
+        self, req: GenerateRequest, request_id: str, key_digest: str | None = None
+    ) -> AsyncIterator[dict[str, str]]:
         """Open the stream (errors so far are plain HTTP errors), then relay it as our SSE events."""
-        stream = await self.open_stream(self.body_for(req))
+        stream = await self.open_stream(self.body_for(req), key_digest)
 
         def delta(_raw: bytes, chunk: dict[str, Any]) -> dict[str, str] | None:
             texts = [(c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()]

@@ -67,7 +67,10 @@ def build_openapi(endpoints: list[Endpoint], *, title: str = "Kilo Bridge") -> d
             op["responses"][str(e.status)] = {"description": "OK", "content": {JSON: {"schema": _ref(e.response)}}}
         else:
             op["responses"][str(e.status)] = {"description": "OK"}
-        for status in sorted(set(e.errors) | ({400, 413, 415, 422} if e.body else set())):
+        if e.auth in ("key", "admission", "admin"):
+            op["security"] = [{"bearer": []}, {"apiKey": []}]
+        needs_key = {401} if e.auth in ("key", "admission", "admin") else set()
+        for status in sorted(set(e.errors) | needs_key | ({400, 413, 415, 422} if e.body else set())):
             op["responses"][str(status)] = {
                 "description": _STATUS_TEXT.get(status, "Error"),
                 "content": {JSON: {"schema": _ref(ErrorResponse)}},

@@ -13,6 +13,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from kilo_bridge.config import Settings
 from kilo_bridge.errors import ApiError
 from kilo_bridge.gateway import GatewayClient
 
@@ -63,6 +64,19 @@ class PriceBook:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), self.first_wait_s)
         return self._prices
+
+    async def estimate_nusd(self, body: dict[str, Any], settings: Settings) -> int:
+        """A ceiling for what a request may cost, reserved against a key's budget before the call:
+        the prompt at ~3 characters a token and the full `max_tokens` (or a default) of output."""
+        chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else len(str(m.get("content")))
+                    for m in body.get("messages") or () if isinstance(m, dict))
+        max_out = body.get("max_tokens") or body.get("max_completion_tokens") or settings.budget_default_max_tokens
+        prices = await self.prices()
+        price = prices.get(str(body.get("model") or ""))
+        if price is None:
+            return int(Decimal(str(settings.budget_fallback_estimate_usd)) * NANO)
+        prompt, completion = price
+        return int((prompt * (chars // 3 + 1) + completion * int(max_out)) * NANO)
 
     async def cost_nusd(self, models: tuple[str, ...], usage: dict[str, Any] | None) -> int | None:
         """Cost in nano-USD for this usage, or None when it cannot be priced."""

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kilo_bridge.auth import caller_digest, require_admin, require_key
 from kilo_bridge.errors import ApiError
 
 Handler = Callable[..., Awaitable[Any]]
@@ -36,10 +38,17 @@ class Endpoint:
     description: str = ""
     query: dict[str, str] = field(default_factory=dict)
     public: bool = True
+    # "key": an API key when the server requires one (checked here); "admission": checked by the
+    # handler's own admission call; "admin": the admin key; "public": nobody is turned away.
+    auth: str = "key"
 
 
-def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(model.model_dump_json(by_alias=True, exclude_none=False), status, headers, JSON)
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None, background: Any = None
+) -> Response:
+    """A model as camelCase JSON; `background` runs after the body is sent (e.g. a usage record)."""
+    body = model.model_dump_json(by_alias=True)
+    return Response(body, status, headers, JSON, BackgroundTask(background) if background else None)
 
 
 def request_id(request: Request) -> str:
@@ -90,9 +99,15 @@ class Api:
 
 
 def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    handler, body_model, status = endpoint.handler, endpoint.body, endpoint.status
+    handler, body_model, status, auth = endpoint.handler, endpoint.body, endpoint.status, endpoint.auth
 
     async def run(request: Request) -> Response:
+        if auth == "key":
+            await require_key(request)
+        elif auth == "admin":
+            require_admin(request)
+        elif auth == "admission":
+            caller_digest(request)  # a missing key is a 401 before the body is even read
         if body_model is not None:
             result = await handler(request, await parse_body(request, body_model))
         else:

@@ -1,8 +1,9 @@
 """Redis store for credits and usage stats.
 
-Each generate request costs two round trips: admission before the upstream call (it also proves
-Redis is reachable, so spend is never made that cannot be counted) and accounting after it. Both are
-single Lua calls: atomic, exact under concurrency, no read-modify-write in Python.
+Each generate request costs two round trips: admission before the upstream call (API key, rate limits
+and budget reservation; it also proves Redis is reachable, so spend is never made that cannot be
+counted) and accounting after it. Both are single Lua calls: atomic, exact under concurrency, no
+read-modify-write in Python.
 
 Money is kept as integer nano-USD (1e-9): HINCRBY is exact where HINCRBYFLOAT would drift.
 """
@@ -10,6 +11,7 @@ Money is kept as integer nano-USD (1e-9): HINCRBY is exact where HINCRBYFLOAT wo
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,40 +22,68 @@ from redis.exceptions import RedisError
 
 from kilo_bridge.aio import PerLoop
 from kilo_bridge.config import Settings
-from kilo_bridge.errors import store_unavailable
+from kilo_bridge.errors import ApiError, invalid_key, store_unavailable
 
 NANO = 1_000_000_000
 DAY_TTL_S = 40 * 86_400  # per-day counters are kept a little over a month
 COUNTER_FIELDS = ("requests", "ok", "failed", "streams", "prompt_tokens", "completion_tokens", "unpriced")
 
-# KEYS: totals, day.  ARGV: none. Counts the request before any upstream call.
+# Admission: one call before any upstream request. KEYS: totals, day, api-key record, this minute's
+# request and token windows. ARGV: day_ttl, has_key, estimate_nusd, seconds left in the minute.
+# Returns {0} (admitted), {401}, {402} (budget) or {429, retry_after_s}.
 _ADMIT = """
+if ARGV[2] == '1' then
+  local k = redis.call('HMGET', KEYS[3], 'revoked', 'budget_nusd', 'spend_nusd', 'reserved_nusd', 'rpm', 'tpm')
+  if k[1] ~= '0' then return {401} end
+  local rpm, tpm = tonumber(k[5]), tonumber(k[6])
+  if rpm > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= rpm then return {429, tonumber(ARGV[4])} end
+  if tpm > 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= tpm then return {429, tonumber(ARGV[4])} end
+  local budget, estimate = tonumber(k[2]), tonumber(ARGV[3])
+  if budget > 0 and tonumber(k[3]) + tonumber(k[4]) + estimate > budget then return {402} end
+  redis.call('HINCRBY', KEYS[3], 'reserved_nusd', estimate)
+  redis.call('HINCRBY', KEYS[3], 'requests', 1)
+  if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], 120) end
+end
 redis.call('HINCRBY', KEYS[1], 'requests', 1)
 redis.call('HINCRBY', KEYS[2], 'requests', 1)
 redis.call('EXPIRE', KEYS[2], ARGV[1])
-return 1
+return {0}
 """
 
-# KEYS: totals, day, model, models-set, credits.
-# ARGV: outcome, stream(0/1), prompt, completion, cost_nusd, unpriced(0/1), model, day_ttl, exhausted(0/1), now
+# Accounting: one call after the upstream answered (or failed).
+# KEYS: totals, day, model, models-set, credits, api-key record, this minute's token window.
+# ARGV: outcome, stream(0/1), prompt, completion, cost_nusd, unpriced(0/1), model, day_ttl, exhausted(0/1), now,
+#       has_key(0/1), reserved_nusd
 _RECORD = """
 local outcome = ARGV[1]
 local stream, pt, ct = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local cost, unpriced = tonumber(ARGV[5]), tonumber(ARGV[6])
+local n = 3
+if ARGV[11] == '1' then n = 6 end
 redis.call('HINCRBY', KEYS[3], 'requests', 1)
-for i = 1, 3 do
-  local k = KEYS[i]
-  redis.call('HINCRBY', k, outcome, 1)
-  if stream == 1 then redis.call('HINCRBY', k, 'streams', 1) end
-  if pt > 0 then redis.call('HINCRBY', k, 'prompt_tokens', pt) end
-  if ct > 0 then redis.call('HINCRBY', k, 'completion_tokens', ct) end
-  if cost > 0 then redis.call('HINCRBY', k, 'spend_nusd', cost) end
-  if unpriced == 1 then redis.call('HINCRBY', k, 'unpriced', 1) end
+for i = 1, n do
+  if i <= 3 or i == 6 then
+    local k = KEYS[i]
+    redis.call('HINCRBY', k, outcome, 1)
+    if stream == 1 then redis.call('HINCRBY', k, 'streams', 1) end
+    if pt > 0 then redis.call('HINCRBY', k, 'prompt_tokens', pt) end
+    if ct > 0 then redis.call('HINCRBY', k, 'completion_tokens', ct) end
+    if cost > 0 then redis.call('HINCRBY', k, 'spend_nusd', cost) end
+    if unpriced == 1 then redis.call('HINCRBY', k, 'unpriced', 1) end
+  end
+end
+if ARGV[11] == '1' then
+  redis.call('HINCRBY', KEYS[6], 'reserved_nusd', -tonumber(ARGV[12]))
+  if pt + ct > 0 then
+    redis.call('INCRBY', KEYS[7], pt + ct)
+    redis.call('EXPIRE', KEYS[7], 120)
+  end
 end
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('SADD', KEYS[4], ARGV[7])
 if ARGV[9] == '1' then
-  redis.call('HSET', KEYS[5], 'balance_nusd', 0, 'seen_at', ARGV[10], 'spent_since_nusd', 0, 'source', 'gateway-402')
+  redis.call('HSET', KEYS[5], 'balance_nusd', 0, 'seen_at', ARGV[10], 'spent_since_nusd', 0,
+             'source', 'gateway-402')
 elseif cost > 0 then
   redis.call('HINCRBY', KEYS[5], 'spent_since_nusd', cost)
 end
@@ -70,8 +100,15 @@ class Outcome:
     stream: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float | None = None
     credits_exhausted: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Admission:
+    """A request let through: whose key (digest) and what it reserved of that key's budget."""
+
+    key_digest: str | None = None
+    reserved_nusd: int = 0
 
 
 def today(now: dt.datetime | None = None) -> str:
@@ -82,7 +119,7 @@ def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _counters(raw: dict[bytes, bytes]) -> dict[str, Any]:
+def counters(raw: dict[bytes, bytes]) -> dict[str, Any]:
     out: dict[str, Any] = {f: int(raw.get(f.encode(), 0)) for f in COUNTER_FIELDS}
     out["spend_usd"] = int(raw.get(b"spend_nusd", 0)) / NANO
     return out
@@ -142,22 +179,46 @@ class Store:
             return False
 
     # -- generation accounting ---------------------------------------------------------------------
-    async def admit(self) -> None:
-        """Admission round trip: count the request (and fail closed if Redis is down)."""
-        script = self._script(_ADMIT)
-        keys = [self.key("stats"), self.key("stats", "day", today())]
-        async with self.guard():
-            await script(keys=keys, args=[DAY_TTL_S])
+    def _windows(self, key_digest: str, now: float) -> tuple[str, str, int]:
+        minute = int(now // 60)
+        return (self.key("rl", key_digest, str(minute)), self.key("tl", key_digest, str(minute)),
+                60 - int(now % 60))
 
-    async def record(self, outcome: Outcome, cost_nusd: int | None) -> None:
-        """Accounting round trip: counters for totals, the day and the model, and credit spend."""
-        script = self._script(_RECORD)
+    async def admit(self, key_digest: str | None = None, estimate_nusd: int = 0) -> Admission:
+        """Admission round trip: the key's validity, rate limits and budget (reserving `estimate_nusd`),
+        and the request counted. Fails closed (503) if Redis is down, before any upstream call."""
+        now = time.time()
+        d = key_digest or "-"
+        rpm_key, tpm_key, retry_after = self._windows(d, now)
+        keys = [self.key("stats"), self.key("stats", "day", today()), self.key("apikey", d), rpm_key, tpm_key]
+        args = [DAY_TTL_S, int(key_digest is not None), estimate_nusd, retry_after]
+        async with self.guard():
+            verdict = await self._script(_ADMIT)(keys=keys, args=args)
+        status = int(verdict[0])
+        if status == 401:
+            raise invalid_key()
+        if status == 402:
+            raise ApiError(402, "budget_exceeded",
+                           "This API key's budget cannot cover the request; ask an operator to raise it.")
+        if status == 429:
+            raise ApiError(429, "rate_limited", "This API key's per-minute limit is reached.",
+                           headers={"Retry-After": str(int(verdict[1]))})
+        return Admission(key_digest, estimate_nusd if key_digest else 0)
+
+    async def record(self, outcome: Outcome, cost_nusd: int | None, admission: Admission | None = None) -> None:
+        """Accounting round trip: counters for totals, the day, the model and the key; the key's
+        reservation settled to the real cost; credit spend."""
+        admission = admission or Admission()
+        d = admission.key_digest or "-"
+        _, tpm_key, _ = self._windows(d, time.time())
         keys = [
             self.key("stats"),
             self.key("stats", "day", today()),
             self.key("stats", "model", outcome.model),
             self.key("stats", "models"),
             self.key("credits"),
+            self.key("apikey", d),
+            tpm_key,
         ]
         args = [
             "ok" if outcome.ok else "failed",
@@ -170,9 +231,11 @@ class Store:
             DAY_TTL_S,
             int(outcome.credits_exhausted),
             _now_iso(),
+            int(admission.key_digest is not None),
+            admission.reserved_nusd,
         ]
         async with self.guard():
-            await script(keys=keys, args=args)
+            await self._script(_RECORD)(keys=keys, args=args)
 
     # -- credits -----------------------------------------------------------------------------------
     async def set_balance(self, balance_usd: float, source: str) -> None:
@@ -218,9 +281,9 @@ class Store:
         by_model = dict(zip(models, rest[days : days + len(models)], strict=True))
         agents, credits = rest[-2], rest[-1]
         return {
-            "totals": _counters(totals),
-            "by_day": {d: _counters(v) for d, v in by_day.items()},
-            "by_model": {m: _counters(v) for m, v in by_model.items()},
+            "totals": counters(totals),
+            "by_day": {d: counters(v) for d, v in by_day.items()},
+            "by_model": {m: counters(v) for m, v in by_model.items()},
             "agent_runs": {k.decode(): int(v) for k, v in agents.items()},
             "credits": {k.decode(): v.decode() for k, v in credits.items()},
         }

@@ -24,7 +24,7 @@ DOCS_HTML = """<!doctype html>
 
 
 @api.route("GET", "/healthz", summary="Health: Redis reachability and gateway configuration", tags=("meta",),
-           response=Health, errors=(503,))
+           response=Health, errors=(503,), auth="public")
 async def healthz(request: Request) -> Response:
     svc = services(request)
     redis_ok = await svc.store.ping()
@@ -49,11 +49,11 @@ def openapi_dict() -> dict[str, Any]:
     return orjson.loads(openapi_document())
 
 
-@api.route("GET", "/api/kilo/openapi.json", summary="This API's OpenAPI 3.1 document", tags=("meta",))
+@api.route("GET", "/api/kilo/openapi.json", summary="This API's OpenAPI 3.1 document", tags=("meta",), auth="public")
 async def openapi_json(_request: Request) -> Response:
     return Response(openapi_document(), media_type="application/json")
 
 
-@api.route("GET", "/api/kilo/docs", summary="Interactive API docs", tags=("meta",))
+@api.route("GET", "/api/kilo/docs", summary="Interactive API docs", tags=("meta",), auth="public")
 async def docs(_request: Request) -> Response:
     return HTMLResponse(DOCS_HTML, headers={"Cache-Control": "no-store"})

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kilo_bridge.auth import caller_digest
 from kilo_bridge.errors import ApiError
 from kilo_bridge.gateway import StreamState
 from kilo_bridge.models import ChatCompletionRequest, OpenAIModelList
@@ -22,7 +24,7 @@ from kilo_bridge.routing import request_id
 
 @api.route(
     "POST", "/v1/chat/completions", summary="OpenAI-compatible chat completions (plain or streamed)",
-    tags=("openai",), body=ChatCompletionRequest, errors=GATEWAY_ERRORS,
+    tags=("openai",), body=ChatCompletionRequest, errors=GATEWAY_ERRORS, auth="admission",
     description="The OpenAI wire format, relayed to the Kilo Gateway. With `stream: true` the answer is "
     "OpenAI's `data: {chunk}` events ending in `data: [DONE]`; a failure mid-stream is a `data: {\"error\"…}` event.",
 )
@@ -31,13 +33,14 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
     payload = body.model_dump(exclude_none=True)
     if len(orjson.dumps(payload["messages"])) > svc.settings.max_prompt_chars * 2:
         raise ApiError(413, "prompt_too_long", "The messages are too long.")
+    key = caller_digest(request)
     if not body.stream:
-        answer, _cost = await svc.generation.complete(payload)
-        return Response(orjson.dumps(answer), media_type="application/json")
+        answer, _cost, record = await svc.generation.complete(payload, key)
+        return Response(orjson.dumps(answer), media_type="application/json", background=BackgroundTask(record))
 
     wants_usage = bool((body.stream_options or {}).get("include_usage"))
     rid = request_id(request)
-    stream = await svc.generation.open_stream(payload)
+    stream = await svc.generation.open_stream(payload, key)
 
     def relay_chunk(raw: bytes, chunk: dict[str, Any]) -> dict[str, str] | None:
         # We always ask the upstream for usage (accounting); a client that did not ask does not get it.

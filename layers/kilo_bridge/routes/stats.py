@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kilo_bridge.keys import KeyStore
 from kilo_bridge.models import AgentRunCounts, Badge, Counters, Credits, Stats
 from kilo_bridge.routes import api
 from kilo_bridge.routes.generation import services
@@ -26,9 +27,12 @@ async def credits(request: Request) -> Credits:
 async def stats(request: Request) -> Stats:
     svc = services(request)
     raw = await svc.store.stats_raw()
+    caller = request.scope["state"].get("caller")
+    keys = await KeyStore(svc.store).usage(only=caller)
     return Stats(
         totals=Counters(**raw["totals"]),
         by_model={m: Counters(**c) for m, c in raw["by_model"].items()},
+        by_key={name: Counters(**c) for name, c in keys.items()},
         by_day={d: Counters(**c) for d, c in raw["by_day"].items()},
         agent_runs=AgentRunCounts(**{k: v for k, v in raw["agent_runs"].items() if k in AgentRunCounts.model_fields}),
         credits=await svc.credits.view(refresh_if_stale=False),
@@ -43,7 +47,7 @@ def _short(n: int) -> str:
 
 
 @api.route("GET", "/api/kilo/stats/badge", summary="shields.io endpoint badge", tags=("credits",),
-           response=Badge, errors=(503,),
+           response=Badge, errors=(503,), auth="public",
            description="Use with `https://img.shields.io/endpoint?url=<this URL>` for a live 'powered by Kilo' badge.")
 async def badge(request: Request) -> Response:
     raw = await services(request).store.stats_raw(days=1)

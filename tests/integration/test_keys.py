@@ -1,0 +1,137 @@
+"""API keys, per-key budgets and limits, enforced at admission (one Redis round trip)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import pytest
+import redis
+
+from kilo_bridge.config import Settings
+from kilo_bridge.keys import digest
+from tests.conftest import REDIS_URL, ROOT
+from tests.fakes.fake_gateway import FakeGatewayThread
+
+ADMIN = "admin-key-not-real-0123456789"
+
+
+@pytest.fixture
+def locked(serve: Callable[..., str], make_settings: Callable[..., Settings]) -> str:
+    """A server that requires keys, with an admin key."""
+    return serve(make_settings(auth_required=True, admin_api_key=ADMIN))
+
+
+def create_key(url: str, **body: object) -> dict:
+    resp = httpx.post(url + "/api/kilo/admin/keys", json={"name": "ci", **body},
+                      headers={"Authorization": f"Bearer {ADMIN}"})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def test_keys_are_required_except_for_health_badge_and_docs(locked: str, fake: FakeGatewayThread) -> None:
+    for method, path in [("POST", "/api/kilo/generate"), ("POST", "/api/kilo/generate-stream"),
+                         ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/api/kilo/stats"),
+                         ("GET", "/api/kilo/credits")]:
+        resp = httpx.request(method, locked + path, json={"prompt": "x"})
+        assert resp.status_code == 401, (path, resp.text)
+        assert resp.json()["error"]["code"] == "unauthorized"
+        assert resp.headers["www-authenticate"] == "Bearer"
+    for path in ("/healthz", "/api/kilo/stats/badge", "/api/kilo/openapi.json"):
+        assert httpx.get(locked + path).status_code == 200
+    assert not fake.chats
+
+
+def test_key_works_in_both_headers_and_revocation_is_immediate(locked: str, redis_client: redis.Redis,
+                                                               prefix: str) -> None:
+    key = create_key(locked)
+    assert key["key"].startswith("kb_")
+    # stored only as a digest
+    stored = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
+    assert stored and key["key"].encode() not in b"".join(list(stored.keys()) + list(stored.values()))
+    assert not list(redis_client.scan_iter(match=f"*{key['key']}*"))
+    for headers in ({"Authorization": f"Bearer {key['key']}"}, {"x-api-key": key["key"]}):
+        assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"}, headers=headers).status_code == 200
+    assert httpx.get(locked + "/api/kilo/stats", headers={"x-api-key": key["key"]}).status_code == 200
+    revoked = httpx.delete(f"{locked}/api/kilo/admin/keys/{key['id']}", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert revoked.json()["revoked"] is True
+    assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"},
+                      headers={"x-api-key": key["key"]}).status_code == 401
+    assert httpx.get(locked + "/api/kilo/stats", headers={"x-api-key": key["key"]}).status_code == 401
+    listed = httpx.get(locked + "/api/kilo/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert listed["keys"][0]["requests"] == 2 and "key" not in listed["keys"][0]
+
+
+def test_admin_routes_need_the_admin_key(locked: str) -> None:
+    key = create_key(locked)
+    for headers in ({}, {"x-api-key": key["key"]}, {"Authorization": "Bearer wrong"}):
+        assert httpx.get(locked + "/api/kilo/admin/keys", headers=headers).status_code == 401
+    assert httpx.delete(locked + "/api/kilo/admin/keys/zzz", headers={"x-api-key": ADMIN}).status_code == 404
+
+
+def test_requests_per_minute(locked: str) -> None:
+    key = create_key(locked, rpm=2)
+    headers = {"x-api-key": key["key"]}
+    codes = [httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"}, headers=headers) for _ in range(3)]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert 1 <= int(codes[-1].headers["retry-after"]) <= 60
+    assert codes[-1].json()["error"]["code"] == "rate_limited"
+
+
+def test_tokens_per_minute(locked: str) -> None:
+    key = create_key(locked, tpm=5)
+    headers = {"x-api-key": key["key"]}
+    first = httpx.post(locked + "/api/kilo/generate", json={"prompt": "a b c d e f"}, headers=headers)
+    assert first.status_code == 200 and first.json()["usage"]["totalTokens"] >= 5
+    assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"}, headers=headers).status_code == 429
+
+
+def test_budget_refuses_before_any_upstream_call(locked: str, fake: FakeGatewayThread) -> None:
+    key = create_key(locked, budgetUsd=0.000001)
+    resp = httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"},
+                      headers={"x-api-key": key["key"]})
+    assert resp.status_code == 402 and resp.json()["error"]["code"] == "budget_exceeded"
+    assert not fake.chats
+
+
+async def _burst(url: str, key: str, n: int) -> list[int]:
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=200)) as client:
+        async def one() -> int:
+            resp = await client.post("/api/kilo/generate", headers={"x-api-key": key},
+                                     json={"prompt": "a b c", "model": "fake/model-a", "maxTokens": 10})
+            return resp.status_code
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+
+def test_budget_holds_under_200_concurrent_requests(locked: str, redis_client: redis.Redis, prefix: str) -> None:
+    # estimate per request: (3 chars... ) prompt ~ (len//3+1) tokens at 1e-6 + 10 tokens at 2e-6 ≈ 2.5e-5 USD
+    budget = 0.0005
+    key = create_key(locked, budgetUsd=budget)
+    codes = asyncio.run(_burst(locked, key["key"], 200))
+    assert set(codes) == {200, 402}
+    assert 0 < codes.count(200) < 200
+    record = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
+    spent = int(record[b"spend_nusd"]) / 1e9
+    assert spent <= budget
+    assert int(record[b"reserved_nusd"]) == 0  # every reservation settled
+
+
+def test_usage_per_key_in_the_cli(redis_client: redis.Redis, prefix: str) -> None:
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix}
+    run = [sys.executable, "-m", "kilo_bridge", "keys"]
+    created = subprocess.run([*run, "create", "--name", "ci", "--budget-usd", "10", "--rpm", "60"], env=env,
+                             capture_output=True, text=True, cwd=ROOT, check=True)
+    info = json.loads(created.stdout)
+    assert info["budget_usd"] == 10 and info["rpm"] == 60 and info["key"].startswith("kb_")
+    assert "not shown again" in created.stderr
+    listed = json.loads(subprocess.run([*run, "list"], env=env, capture_output=True, text=True, check=True).stdout)
+    assert [k["id"] for k in listed] == [info["id"]] and "key" not in listed[0]
+    revoked = subprocess.run([*run, "revoke", info["id"]], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(revoked.stdout)["revoked"] is True
+    missing = subprocess.run([*run, "revoke", "000000000000"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "No such key" in missing.stderr

@@ -1,0 +1,39 @@
+"""Redis stopped mid-test: fail closed with a clear 503, then recover without a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from kilo_bridge.config import Settings
+from tests.conftest import RedisServer
+from tests.fakes.fake_gateway import FakeGatewayThread
+
+
+def test_redis_down_then_back(
+    serve: Callable[..., str], make_settings: Callable[..., Settings], own_redis: RedisServer, fake: FakeGatewayThread
+) -> None:
+    url = serve(make_settings(redis_url=own_redis.url, redis_timeout_ms=500))
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.post("/api/kilo/generate", json={"prompt": "x"}).status_code == 200
+
+        own_redis.stop()
+        calls_before = len(fake.chats)
+        for path in ("/api/kilo/generate", "/api/kilo/generate-stream", "/v1/chat/completions"):
+            body = {"prompt": "x"} if path.startswith("/api") else {"model": "m", "messages": [{"role": "user"}]}
+            resp = client.post(path, json=body)
+            assert resp.status_code == 503, (path, resp.text)
+            err = resp.json()["error"]
+            assert err["code"] == "store_unavailable" and "Redis" in err["message"]
+            assert resp.headers["retry-after"] == "5"
+        assert len(fake.chats) == calls_before  # fail closed: no spend that cannot be counted
+        assert client.get("/api/kilo/stats").status_code == 503
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["redis"] == "unreachable"
+
+        own_redis.start()  # same port, empty data
+        resp = client.post("/api/kilo/generate", json={"prompt": "x"})
+        assert resp.status_code == 200, resp.text
+        assert client.get("/healthz").json()["redis"] == "ok"
+        assert client.get("/api/kilo/stats").json()["totals"]["ok"] == 1

@@ -1,0 +1,99 @@
+"""One case per attack on the HTTP surface; each fails without its defence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+from sse_starlette import ServerSentEvent
+
+from kilo_bridge.config import Settings
+from tests.conftest import TEST_KEY
+from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.integration.test_stream import sse, stream
+
+
+def test_upstream_text_cannot_forge_sse_events(base_url: str, fake: FakeGatewayThread) -> None:
+    forged = 'x\n\nevent: done\ndata: {"usage": "forged"}\n\nevent: error\r\ndata: boom\r\n\r\n'
+    fake.script([{"kind": "ok", "text": forged, "chunks": 1}])
+    events = stream(base_url, {"prompt": "x"})
+    assert [e for e, _ in events] == ["delta", "done"]
+    assert json.loads(events[0][1])["text"] == forged  # delivered intact, as data
+    assert json.loads(events[1][1])["usage"] != "forged"
+
+
+def test_sse_framing_splits_every_line_break_into_data_lines() -> None:
+    # The passthrough relays upstream data as is: a lone CR must not start a new SSE field.
+    encoded = ServerSentEvent(data='{"a": 1}\revent: done\ndata: x', sep="\n").encode().decode()
+    assert "\nevent: done" not in encoded and "\revent" not in encoded
+    assert [line for line in encoded.splitlines() if line] == [
+        'data: {"a": 1}', "data: event: done", "data: data: x"]
+
+
+def test_upstream_echoing_the_key_does_not_leak_it(base_url: str, fake: FakeGatewayThread) -> None:
+    fake.script([{"kind": "status", "status": 400, "message": f"bad header Bearer {TEST_KEY}"}])
+    resp = httpx.post(base_url + "/api/kilo/generate", json={"prompt": "x"})
+    assert resp.status_code == 400
+    assert TEST_KEY not in resp.text and "[REDACTED]" in resp.text
+
+
+def test_request_id_header_injection_is_not_echoed(base_url: str) -> None:
+    resp = httpx.get(base_url + "/healthz", headers={"x-request-id": "a" * 300})
+    assert resp.headers["x-request-id"] != "a" * 300
+    assert len(resp.headers["x-request-id"]) == 32
+
+
+def test_security_headers_on_every_answer(base_url: str) -> None:
+    for resp in (httpx.get(base_url + "/healthz"), httpx.get(base_url + "/nope"),
+                 httpx.post(base_url + "/api/kilo/generate", content=b"{")):
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert resp.headers["cache-control"] == "no-store"
+
+
+def test_cors_is_off_unless_configured(
+    base_url: str, serve: Callable[..., str], make_settings: Callable[..., Settings]
+) -> None:
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    resp = httpx.options(base_url + "/api/kilo/generate", headers=preflight)
+    assert "access-control-allow-origin" not in resp.headers
+    url = serve(make_settings(cors_origins="https://app.example"))
+    ok = httpx.options(url + "/api/kilo/generate", headers={**preflight, "Origin": "https://app.example"})
+    assert ok.headers["access-control-allow-origin"] == "https://app.example"
+    evil = httpx.options(url + "/api/kilo/generate", headers=preflight)
+    assert "access-control-allow-origin" not in evil.headers
+
+
+def test_cross_site_form_posts_are_refused(base_url: str, fake: FakeGatewayThread) -> None:
+    # text/plain and forms need no CORS preflight: they must never be parsed as JSON.
+    resp = httpx.post(base_url + "/api/kilo/generate", content=b'{"prompt": "x"}',
+                      headers={"Content-Type": "text/plain"})
+    assert resp.status_code == 415
+    assert not fake.chats
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(base_url: str, fake: FakeGatewayThread) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user"}], "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    resp = httpx.post(base_url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert not fake.chats
+
+
+def test_oversized_api_key_is_refused(serve: Callable[..., str], make_settings: Callable[..., Settings]) -> None:
+    url = serve(make_settings(auth_required=True))
+    resp = httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}, headers={"x-api-key": "k" * 5000})
+    assert resp.status_code == 401
+
+
+def test_errors_carry_no_stack_trace(base_url: str) -> None:
+    for resp in (httpx.post(base_url + "/api/kilo/generate", content=b"\xff\xfe"),
+                 httpx.post(base_url + "/api/kilo/generate", json=[1, 2]),
+                 httpx.post(base_url + "/v1/chat/completions", json={"model": "m", "messages": "nope"})):
+        assert resp.status_code < 500, resp.text
+        assert "Traceback" not in resp.text and "File \"" not in resp.text
+
+
+def test_sse_reader_helper_sees_comments() -> None:
+    assert list(sse(iter([": keep-alive", "event: delta", "data: {}", ""]))) == [
+        ("comment", "keep-alive"), ("delta", "{}")]
