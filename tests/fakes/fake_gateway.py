@@ -29,6 +29,8 @@ MODELS = {
     "data": [
         {"id": "anthropic/claude-sonnet-4.5", "object": "model", "name": "Claude Sonnet 4.5",
          "pricing": {"prompt": "0.000003", "completion": "0.000015"}},
+        {"id": "kilo-auto/balanced", "object": "model", "name": "Auto (balanced)",
+         "pricing": {"prompt": "0.000003", "completion": "0.000015"}},
         {"id": "kilo-auto/free", "object": "model", "name": "Auto (free)",
          "pricing": {"prompt": "0", "completion": "0"}},
         {"id": "fake/model-a", "object": "model", "name": "Fake A",
@@ -64,7 +66,8 @@ class FakeGateway:
         self.host, self.port = host, port
         self.latency_ms, self.chunks, self.chunk_delay_ms = latency_ms, chunks, chunk_delay_ms
         self.always_usage = always_usage
-        self.requests: list[dict[str, Any]] = []
+        # Bounded: as a benchmark upstream it serves millions of requests.
+        self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.queue: deque[dict[str, Any]] = deque()
         self.balance: float = DEFAULT_BALANCE
         self.balance_status: int | None = None
@@ -211,7 +214,7 @@ class FakeGateway:
             if "balance" in body:
                 self.balance, self.balance_status = float(body["balance"]), None
         elif action == "requests":
-            return web.json_response(self.requests)
+            return web.json_response(list(self.requests))
         return web.json_response({"ok": True})
 
     # -- lifecycle ---------------------------------------------------------------------------------
