@@ -1,0 +1,58 @@
+"""The other ways the app is started: Redis bootstrap for `make run`/`make test`, and the streaming
+Lambda's run.sh (what the Lambda Web Adapter executes)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port
+from tests.fakes.fake_gateway import FakeGatewayThread
+
+
+def test_ensure_redis_starts_one_when_nothing_answers(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    out = subprocess.run([sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    try:
+        assert out.returncode == 0, out.stderr
+        assert "started a local Redis" in out.stdout
+        assert redis.Redis(port=port).ping()
+        again = subprocess.run([sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+        assert again.returncode == 0 and again.stdout == ""  # already answering: nothing to do
+    finally:
+        redis.Redis(port=port).shutdown(nosave=True)
+
+
+def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str) -> None:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "KILO_API_KEY": TEST_KEY, "REDIS_URL": REDIS_URL,
+           "REDIS_PREFIX": prefix, "KILO_GATEWAY_BASE": f"{fake.url}/api/gateway", "AUTH_REQUIRED": "false",
+           "LAMBDA_TASK_ROOT": str(ROOT / "functions/stream"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["sh", str(ROOT / "functions/stream/run.sh")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        resp = httpx.post(f"http://127.0.0.1:{port}/api/kilo/generate-stream", json={"prompt": "a b"})
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert re.search(r"event: delta", resp.text) and "event: done" in resp.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
