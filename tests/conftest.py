@@ -38,6 +38,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 20) -> None:
+    """Wait until something answers HTTP at `url` (and the process, if given, is still alive)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url)
+            return
+        except httpx.TransportError:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)

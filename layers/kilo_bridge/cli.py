@@ -61,10 +61,10 @@ def _keys(args: argparse.Namespace) -> int:
             if args.action == "create":
                 secret, info = await keys.create(args.name, budget_usd=args.budget_usd, rpm=args.rpm,
                                                  tpm=args.tpm, max_jobs=args.max_jobs)
-                return {"key": secret, **info.as_dict()}
+                return {"key": secret, **info.model_dump()}
             if args.action == "revoke":
-                return (await keys.revoke(args.id)).as_dict()
-            return [k.as_dict() for k in await keys.list()]
+                return (await keys.revoke(args.id)).model_dump()
+            return [k.model_dump() for k in await keys.list()]
         finally:
             await store.close()
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from kilo_bridge.errors import ApiError
+from kilo_bridge.models import KeyView
 from kilo_bridge.store import NANO, Store, counters
 
 KEY_PREFIX = "kb_"
@@ -27,41 +27,25 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-@dataclass(slots=True, frozen=True)
-class KeyInfo:
-    id: str
-    name: str
-    created_at: str
-    revoked: bool
-    budget_usd: float | None
-    spent_usd: float
-    reserved_usd: float
-    rpm: int | None
-    tpm: int | None
-    max_jobs: int | None
-    requests: int
+def key_view(key_digest: str, raw: dict[bytes, bytes]) -> KeyView:
+    """A stored key record as the API shows it (never the secret)."""
 
-    @classmethod
-    def from_raw(cls, key_digest: str, raw: dict[bytes, bytes]) -> KeyInfo:
-        def num(field: str) -> int:
-            return int(raw.get(field.encode(), b"0") or 0)
+    def num(field: str) -> int:
+        return int(raw.get(field.encode(), b"0") or 0)
 
-        return cls(
-            id=key_digest[:ID_LEN],
-            name=raw.get(b"name", b"").decode(),
-            created_at=raw.get(b"created_at", b"").decode(),
-            revoked=raw.get(b"revoked") == b"1",
-            budget_usd=num("budget_nusd") / NANO if num("budget_nusd") else None,
-            spent_usd=num("spend_nusd") / NANO,
-            reserved_usd=num("reserved_nusd") / NANO,
-            rpm=num("rpm") or None,
-            tpm=num("tpm") or None,
-            max_jobs=num("max_jobs") or None,
-            requests=num("requests"),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    return KeyView(
+        id=key_digest[:ID_LEN],
+        name=raw.get(b"name", b"").decode(),
+        created_at=raw.get(b"created_at", b"").decode(),
+        revoked=raw.get(b"revoked") == b"1",
+        budget_usd=num("budget_nusd") / NANO if num("budget_nusd") else None,
+        spent_usd=num("spend_nusd") / NANO,
+        reserved_usd=num("reserved_nusd") / NANO,
+        rpm=num("rpm") or None,
+        tpm=num("tpm") or None,
+        max_jobs=num("max_jobs") or None,
+        requests=num("requests"),
+    )
 
 
 class KeyStore:
@@ -76,7 +60,7 @@ class KeyStore:
     async def create(
         self, name: str, *, budget_usd: float | None = None, rpm: int | None = None, tpm: int | None = None,
         max_jobs: int | None = None,
-    ) -> tuple[str, KeyInfo]:
+    ) -> tuple[str, KeyView]:
         """A new key; the secret is returned here and never again."""
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise ApiError(422, "invalid_request", "name: 1-64 letters, digits, '-' or '_'.")
@@ -103,21 +87,21 @@ class KeyStore:
             await pipe.execute()
         return secret, await self.get(key_digest)
 
-    async def get(self, key_digest: str) -> KeyInfo:
+    async def get(self, key_digest: str) -> KeyView:
         async with self.store.guard():
             raw = await self.store.redis.hgetall(self.record_key(key_digest))
         if not raw:
             raise ApiError(404, "not_found", "No such key.")
-        return KeyInfo.from_raw(key_digest, raw)
+        return key_view(key_digest, raw)
 
-    async def list(self) -> list[KeyInfo]:
+    async def list(self) -> list[KeyView]:
         async with self.store.guard():
             digests = sorted(d.decode() for d in await self.store.redis.smembers(self.store.key("apikeys")))
             pipe = self.store.redis.pipeline(transaction=False)
             for d in digests:
                 pipe.hgetall(self.record_key(d))
             raws = await pipe.execute()
-        infos = [KeyInfo.from_raw(d, raw) for d, raw in zip(digests, raws, strict=True) if raw]
+        infos = [key_view(d, raw) for d, raw in zip(digests, raws, strict=True) if raw]
         return sorted(infos, key=lambda k: k.created_at)
 
     async def usage(self, only: str | None = None) -> dict[str, dict[str, Any]]:
@@ -144,7 +128,7 @@ class KeyStore:
                 return d
         raise ApiError(404, "not_found", "No such key.")
 
-    async def revoke(self, key_id: str) -> KeyInfo:
+    async def revoke(self, key_id: str) -> KeyView:
         """Revoked at once: admission checks the flag on every request."""
         key_digest = await self._digest_for(key_id)
         async with self.store.guard():

@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import redis
 
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port
+from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 from tests.fakes.fake_gateway import FakeGatewayThread
 
 
@@ -42,14 +41,7 @@ def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str)
     proc = subprocess.Popen(["sh", str(ROOT / "functions/stream/run.sh")], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         resp = httpx.post(f"http://127.0.0.1:{port}/api/kilo/generate-stream", json={"prompt": "a b"})
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert re.search(r"event: delta", resp.text) and "event: done" in resp.text

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port
+from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 
 README = (ROOT / "README.md").read_text()
 
@@ -45,14 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     banner = _wait_for_line(proc, "listening")
     assert f"127.0.0.1:{port}" in banner and TEST_KEY not in banner
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz")
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     yield f"http://127.0.0.1:{port}", port
     proc.terminate()
     fake.terminate()

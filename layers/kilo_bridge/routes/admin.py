@@ -20,17 +20,16 @@ async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
     secret, info = await _keys(request).create(
         body.name, budget_usd=body.budget_usd, rpm=body.rpm, tpm=body.tpm, max_jobs=body.max_jobs
     )
-    return KeyCreated(key=secret, **info.as_dict())
+    return KeyCreated(key=secret, **info.model_dump())
 
 
 @api.route("GET", "/api/kilo/admin/keys", summary="List API keys with their usage", tags=("admin",),
            response=KeyList, auth="admin", errors=(503,))
 async def list_keys(request: Request) -> KeyList:
-    return KeyList(keys=[KeyView(**k.as_dict()) for k in await _keys(request).list()])
+    return KeyList(keys=await _keys(request).list())
 
 
 @api.route("DELETE", "/api/kilo/admin/keys/{key_id}", summary="Revoke an API key (effective at once)",
            tags=("admin",), response=KeyView, auth="admin", errors=(404, 503))
 async def revoke_key(request: Request) -> KeyView:
-    info = await _keys(request).revoke(request.path_params["key_id"])
-    return KeyView(**info.as_dict())
+    return await _keys(request).revoke(request.path_params["key_id"])
