@@ -42,3 +42,6 @@ bench: install redis
 
 clean:
 	rm -rf $(VENV) .run .aws-sam
+
+# Optional target groups (SAM deployment, comparison benchmarks).
+-include mk/*.mk

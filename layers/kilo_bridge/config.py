@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_GATEWAY_BASE = "https://api.kilo.ai/api/gateway"
+# The repository root in a checkout (layers/kilo_bridge/config.py), /opt in a Lambda layer.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ConfigError(RuntimeError):
@@ -72,6 +76,52 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(200_000, ge=1, le=2_000_000)
     sse_keepalive_s: float = Field(15.0, gt=0, le=60)
 
+    # -- agent jobs --------------------------------------------------------------------------------
+    # "local": a bullmq queue in this Redis, worked by `serve` (JOBS_CONCURRENCY) or `kilo-bridge worker`;
+    # "sqs": AGENT_QUEUE_URL, dispatched to ECS tasks by functions/dispatcher.
+    job_queue: Literal["local", "sqs"] = "local"
+    jobs_concurrency: int = Field(1, ge=0, le=32)
+    agent_queue_url: str | None = None
+    ecs_cluster: str | None = None
+    ecs_task_definition: str | None = None
+    ecs_subnets: str = ""
+    ecs_security_groups: str = ""
+    ecs_container_name: str = "agent"
+    # Audit artifacts: S3-compatible storage when a bucket is set, else a local directory.
+    artifacts_bucket: str | None = None
+    artifacts_dir: str = ".run/artifacts"
+    s3_endpoint_url: str | None = None
+    artifact_url_ttl_s: int = Field(3600, ge=60, le=604_800)
+    # profileEnv encryption: KMS envelope when a key id is set, else AES-GCM with a local key
+    # (JOB_SECRETS_KEY, base64 of 32 bytes, or one generated once into JOB_SECRETS_KEY_FILE).
+    job_secrets_kms_key_id: str | None = None
+    job_secrets_key: SecretStr | None = None
+    job_secrets_key_file: str = ".run/job-secrets.key"
+    # Repositories: https only, hosts from this list; local paths and loopback http only when allowed
+    # (development and tests).
+    repo_host_allowlist: str = "github.com,gitlab.com,bitbucket.org"
+    repo_allow_local: bool = False
+    github_api_url: str = "https://api.github.com"
+    kilo_cli: str | None = None
+    agents_dir: str | None = None
+    job_workdir: str | None = None
+    job_timeout_default_ms: int = Field(600_000, ge=1_000, le=3_600_000)
+    job_timeout_max_ms: int = Field(3_600_000, ge=1_000, le=3_600_000)
+    # A running job writes a heartbeat this often; another worker may take it over once the heartbeat is
+    # JOB_TAKEOVER_S old, and the reaper fails it once it is JOB_STALE_S old.
+    job_heartbeat_s: float = Field(5.0, gt=0, le=300)
+    job_takeover_s: float = Field(20.0, gt=0, le=3600)
+    job_stale_s: float = Field(120.0, gt=0, le=86_400)
+    job_max_attempts: int = Field(2, ge=1, le=10)
+    # bullmq: a worker's lock on a job; a dead worker's job goes back to the queue after about this long.
+    job_lock_ms: int = Field(30_000, ge=500, le=3_600_000)
+    job_stalled_check_ms: int = Field(30_000, ge=200, le=3_600_000)
+    job_kill_grace_s: float = Field(5.0, ge=0, le=120)
+    job_retention_days: int = Field(30, ge=1, le=3650)
+    job_log_max_lines: int = Field(5_000, ge=10, le=1_000_000)
+    job_log_max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
+    job_queue_max_wait_s: int = Field(86_400, ge=10, le=30 * 86_400)
+
     @field_validator("kilo_gateway_base", "kilo_balance_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -105,6 +155,18 @@ class Settings(BaseSettings):
         if self.auth_required is not None:
             return self.auth_required
         return bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME"))
+
+    @cached_property
+    def repo_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.repo_host_allowlist.split(",") if h.strip())
+
+    @cached_property
+    def kilo_cli_path(self) -> str:
+        return self.kilo_cli or str(PROJECT_ROOT / "agent_task" / "node_modules" / ".bin" / "kilo")
+
+    @cached_property
+    def agents_path(self) -> Path:
+        return Path(self.agents_dir) if self.agents_dir else PROJECT_ROOT / "agent_task" / "agents"
 
     @property
     def admin_key(self) -> str | None:

@@ -149,7 +149,7 @@ class Store:
     def redis(self) -> aioredis.Redis:
         return self._client.get()
 
-    def _script(self, source: str) -> Any:
+    def script(self, source: str) -> Any:
         client = self.redis
         cached = self._scripts.get(source)
         if cached is None or cached[0] is not client:
@@ -193,7 +193,7 @@ class Store:
         keys = [self.key("stats"), self.key("stats", "day", today()), self.key("apikey", d), rpm_key, tpm_key]
         args = [DAY_TTL_S, int(key_digest is not None), estimate_nusd, retry_after]
         async with self.guard():
-            verdict = await self._script(_ADMIT)(keys=keys, args=args)
+            verdict = await self.script(_ADMIT)(keys=keys, args=args)
         status = int(verdict[0])
         if status == 401:
             raise invalid_key()
@@ -235,7 +235,7 @@ class Store:
             admission.reserved_nusd,
         ]
         async with self.guard():
-            await self._script(_RECORD)(keys=keys, args=args)
+            await self.script(_RECORD)(keys=keys, args=args)
 
     # -- credits -----------------------------------------------------------------------------------
     async def set_balance(self, balance_usd: float, source: str) -> None:

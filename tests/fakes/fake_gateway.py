@@ -10,6 +10,11 @@ Serves `/chat/completions` and `/models` at the root and under `/api/gateway`, a
 `ok` (text, chunks, chunk_delay_ms, latency_ms, cost), `status` (status, retry_after, message),
 `slow` (latency_ms), `cut`/`stall`/`malformed`/`error_event` (streams; after, silence_ms).
 `GET /_fake/requests` lists what was received; `POST /_fake/reset` clears everything.
+
+As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
+"args": {"filePath": "HELLO.md", "content": "hi"}}], "text": "Done."}` makes the request that carries tools
+answer with the plan's next tool call (one per tool result already in the conversation), then with text.
+Requests without tools (the CLI's title request) get a short title.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class FakeGateway:
         self.balance: float = DEFAULT_BALANCE
         self.balance_status: int | None = None
         self.disconnects = 0
+        self.agent_plan: list[dict[str, Any]] = []
+        self.agent_text = "Done."
         self._runner: web.AppRunner | None = None
         self._seq = 0
 
@@ -80,6 +87,7 @@ class FakeGateway:
         self.requests.clear()
         self.queue.clear()
         self.balance, self.balance_status, self.disconnects = DEFAULT_BALANCE, None, 0
+        self.agent_plan, self.agent_text = [], "Done."
 
     def script(self, scenarios: list[Any]) -> None:
         self.queue.extend({"kind": s} if isinstance(s, str) else dict(s) for s in scenarios)
@@ -115,6 +123,8 @@ class FakeGateway:
             await asyncio.sleep(latency / 1000)
         if kind == "status":
             return self._status(sc)
+        if body.get("tools") and body.get("stream") and kind == "ok":
+            return await self._agent_turn(request, body)
         last = next((m.get("content") for m in reversed(body.get("messages") or [])
                      if isinstance(m, dict) and m.get("role") == "user"), "")
         text = sc.get("text") or ("Echo: " + (last if isinstance(last, str) else ""))[:200]
@@ -189,6 +199,38 @@ class FakeGateway:
             raise
         return resp
 
+    async def _agent_turn(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """One turn of a scripted agent: the plan's next tool call, or the closing text once it is done."""
+        messages = body.get("messages") or []
+        done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
+        self._seq += 1
+        base = {"id": f"chatcmpl-fake-{self._seq}", "created": int(time.time()), "model": body.get("model")}
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            data = {**base, "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+
+        await send({"role": "assistant", "content": ""})
+        if done < len(self.agent_plan):
+            step = self.agent_plan[done]
+            call = {"index": 0, "id": f"call_{self._seq}", "type": "function",
+                    "function": {"name": step["tool"], "arguments": json.dumps(step.get("args", {}))}}
+            await send({"tool_calls": [call]})
+            await send({}, "tool_calls")
+        else:
+            await send({"content": self.agent_text})
+            await send({}, "stop")
+        usage = {"prompt_tokens": 1000 + 100 * done, "completion_tokens": 50}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        await resp.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
+                                                  "usage": usage}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
     async def models(self, request: web.Request) -> web.Response:
         self._record(request, None)
         return web.json_response(MODELS)
@@ -213,6 +255,9 @@ class FakeGateway:
                 self.balance_status = int(body["status"])
             if "balance" in body:
                 self.balance, self.balance_status = float(body["balance"]), None
+        elif action == "agent":
+            self.agent_plan = list(body.get("plan", []))
+            self.agent_text = str(body.get("text", "Done."))
         elif action == "requests":
             return web.json_response(list(self.requests))
         return web.json_response({"ok": True})

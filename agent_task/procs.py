@@ -1,0 +1,125 @@
+"""Child processes the runner can always stop: each in its own process group (so the agent's own children
+go with it), killed if the runner itself dies (PR_SET_PDEATHSIG), stopped with SIGTERM then SIGKILL of the
+whole group. Output is read in chunks and split into capped lines: a child printing a 1 GB line cannot
+exhaust memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+MAX_LINE = 16_384
+READ_CHUNK = 65_536
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass(slots=True)
+class Finished:
+    returncode: int | None
+    stopped: str | None  # why it was stopped early ("timeout", "cancel", "budget", …), else None
+
+
+async def _pump(stream: asyncio.StreamReader, on_line: Callable[[bytes, bool], Awaitable[None]]) -> None:
+    """Feed complete lines (cut at MAX_LINE, flagged as cut) to on_line."""
+    buf = b""
+    dropping = False
+    while chunk := await stream.read(READ_CHUNK):
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > MAX_LINE:
+                    if not dropping:
+                        await on_line(buf[:MAX_LINE], True)
+                    dropping, buf = True, b""
+                break
+            line, buf = buf[:nl], buf[nl + 1:]
+            if dropping:
+                dropping = False  # the rest of an over-long line
+                continue
+            await on_line(line[:MAX_LINE], len(line) > MAX_LINE)
+    if buf and not dropping:
+        await on_line(buf[:MAX_LINE], len(buf) > MAX_LINE)
+
+
+def kill_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def run(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    on_stdout: Callable[[bytes, bool], Awaitable[None]],
+    on_stderr: Callable[[bytes, bool], Awaitable[None]],
+    stop: asyncio.Event,
+    stop_reason: Callable[[], str],
+    deadline: float,
+    grace_s: float,
+    stdin: bytes | None = None,
+) -> Finished:
+    """Run argv to the end, or until `stop` is set or the monotonic `deadline` passes."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    if stdin is not None and proc.stdin is not None:
+        proc.stdin.write(stdin)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await proc.stdin.drain()
+        proc.stdin.close()
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = asyncio.gather(_pump(proc.stdout, on_stdout), _pump(proc.stderr, on_stderr))
+    waiter = asyncio.ensure_future(proc.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    reason: str | None = None
+    try:
+        remaining = deadline - asyncio.get_running_loop().time()
+        done, _ = await asyncio.wait({waiter, stopper}, timeout=max(remaining, 0),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            reason = stop_reason() if stopper in done else "timeout"
+            kill_group(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), grace_s)
+            await waiter
+        # Stragglers: what the agent left running in its group (background servers, sleeps).
+        kill_group(proc.pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(pumps, 10)
+        except TimeoutError:
+            pumps.cancel()  # a grandchild kept the pipes open after the group was killed
+    finally:
+        stopper.cancel()
+        if proc.returncode is None:
+            kill_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await proc.wait()
+    return Finished(proc.returncode, reason)
+
+
+async def capture(argv: list[str], *, env: dict[str, str], cwd: str, timeout_s: float) -> tuple[int, bytes, bytes]:
+    """A short command's (returncode, stdout, stderr); its group is killed when it overruns timeout_s."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        kill_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        return -9, b"", b"timed out"
+    return proc.returncode or 0, out, err

@@ -1,0 +1,364 @@
+"""One agent job, start to end: claim → clone → kilo run → diff → (commit, push, pull request) → artifacts
+→ final state in one atomic step. Used by the ECS task and by the local worker alike.
+
+Whatever happens, the job ends in a final state with a reason, its artifacts uploaded and its working tree
+removed — except when the runner itself is killed: then the heartbeat stops and another worker takes the
+job over (or the reaper fails it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent_task import procs
+from agent_task.git import GitEnv, clone_argv
+from agent_task.github import PullRequestError, open_pull_request
+from agent_task.joblog import JobLog
+from agent_task.kilo import AgentProgress, cli_env, provider_config
+from kilo_bridge.agents import AgentSpec, get_agent
+from kilo_bridge.artifacts import artifact_store
+from kilo_bridge.config import Settings
+from kilo_bridge.errors import ApiError
+from kilo_bridge.jobs import JobStore, now_ms
+from kilo_bridge.models import DiffStat, JobResult
+from kilo_bridge.observability import get_logger
+from kilo_bridge.policy import LOOPBACK_HOSTS, blocked_address, check_repo_url, repo_token
+from kilo_bridge.redact import Redactor
+from kilo_bridge.secretbox import secret_box
+from kilo_bridge.store import Store
+
+logger = get_logger()
+MAX_DIFF_BYTES = 20_000_000
+TAIL_LINES = 20
+
+
+class JobEnded(Exception):
+    """The job ends here with this status and reason (the work so far is still collected)."""
+
+    def __init__(self, status: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+class Lost(Exception):
+    """The job is no longer ours (another attempt owns it, or it was ended elsewhere): stop quietly."""
+
+
+class Runner:
+    def __init__(self, settings: Settings, job_id: str, worker: str | None = None) -> None:
+        self.settings = settings
+        self.job_id = job_id
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.store = Store(settings)
+        self.jobs = JobStore(self.store)
+        self.stop = asyncio.Event()
+        self.stop_why = ""
+        self.phase = "cloning"
+        self.progress = 0
+        self.repo_dir: Path | None = None
+        self.redact = Redactor([])
+        self.agent = AgentProgress()
+
+    # -- the whole job -----------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Run the job; returns the final status, or why nothing was done ('busy', 'done', 'missing', 'lost')."""
+        try:
+            return await self._run()
+        finally:
+            await self.store.close()
+
+    async def _run(self) -> str:
+        record = await self.jobs.get(self.job_id)
+        if record is None:
+            logger.warning("job not found", extra={"job_id": self.job_id})
+            return "missing"
+        self.record, self.owner = record, record.get("owner") or None
+        claim = await self.jobs.claim(self.job_id, self.owner, self.worker)
+        if claim.verdict != "ok":
+            logger.info("job not claimed", extra={"job_id": self.job_id, "verdict": claim.verdict})
+            return claim.verdict
+        self.attempt = claim.attempt
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + max(0.0, (claim.deadline_ms - now_ms()) / 1000)
+        sealed = await self.jobs.sealed_env(self.job_id)
+        profile_env: dict[str, str] = {}
+        if sealed:
+            profile_env = await asyncio.to_thread(secret_box(self.settings).open, self.job_id, sealed)
+        self.redact = Redactor([*profile_env.values(), self.settings.api_key])
+        workspace = Path(tempfile.mkdtemp(prefix="kb-job-", dir=self.settings.job_workdir))
+        self.log = JobLog(self.jobs, self.job_id, self.redact, workspace / "log.jsonl", self.settings.job_log_max_bytes)
+        watchdog = asyncio.create_task(self._watch())
+        status, reason, error = "succeeded", None, None
+        result = JobResult()
+        diff = b""
+        try:
+            await self.log.line("runner", f"job {self.job_id} attempt {self.attempt} on {self.worker}: agent "
+                                f"{record['agent']} on {record['repoUrl']}")
+            result = await self._work(workspace, profile_env)
+        except JobEnded as ended:
+            status, reason, error = ended.status, ended.reason, self.redact(ended.message)[:2000]
+        except Lost:
+            await self._cleanup(workspace, watchdog)
+            logger.warning("job lost to another attempt", extra={"job_id": self.job_id})
+            return "lost"
+        except Exception as exc:  # the job must still end, with a reason
+            logger.exception("runner error", extra={"job_id": self.job_id})
+            status, reason, error = "failed", "internal_error", self.redact(f"{type(exc).__name__}: {exc}")[:2000]
+        if self.repo_dir is not None and status != "succeeded":
+            # The work so far is kept: a stopped agent's partial change is part of the audit.
+            with contextlib.suppress(Exception):
+                diff, stat, files = await self._collect(workspace)
+                result.diff_stat, result.files_changed = stat, files
+        elif self.repo_dir is not None:
+            diff = self._diff
+        self._fill(result)
+        if error:
+            await self.log.line("runner", f"job ended {status}: {reason}: {error}", level="error")
+        else:
+            await self.log.line("runner", f"job ended {status}")
+        finished = await self._finish(workspace, status, reason, error, result, diff)
+        await self._cleanup(workspace, watchdog)
+        return status if finished else "lost"
+
+    def _fill(self, result: JobResult) -> None:
+        a = self.agent
+        result.steps, result.input_tokens, result.output_tokens = a.steps, a.input_tokens, a.output_tokens
+        result.cost_usd = round(a.cost_usd, 6)
+        result.summary = self.redact(result.summary or a.summary())
+
+    async def _finish(self, workspace: Path, status: str, reason: str | None, error: str | None,
+                      result: JobResult, diff: bytes) -> bool:
+        self.phase, self.progress = "uploading", 95
+        await self._beat()
+        sizes: dict[str, int] = {}
+        store = artifact_store(self.settings)
+        log_bytes = await self.log.close()
+        result_bytes = orjson.dumps({"jobId": self.job_id, "status": status, "reason": reason, "error": error,
+                                     **result.model_dump(by_alias=True)}, option=orjson.OPT_INDENT_2)
+        for name, data in (("log.jsonl", log_bytes), ("diff.patch", diff), ("result.json", result_bytes)):
+            try:
+                await store.put(self.job_id, name, self.redact(data.decode(errors="replace")).encode())
+                sizes[name] = len(data)
+            except Exception as exc:  # the job still ends; the missing artifact is said in its error
+                logger.warning("artifact upload failed", extra={"job_id": self.job_id, "artifact": name,
+                                                                 "error": type(exc).__name__})
+                error = ((error + "; ") if error else "") + f"artifact {name} not stored ({type(exc).__name__})"
+        fields: dict[str, Any] = {"result": result.model_dump(by_alias=True), "artifacts": sizes, "progress": "100"}
+        if reason:
+            fields["reason"] = reason
+        if error:
+            fields["error"] = error
+        return await self.jobs.finish(self.job_id, self.owner, self.attempt, status, fields)
+
+    async def _cleanup(self, workspace: Path, watchdog: asyncio.Task[None]) -> None:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        await asyncio.to_thread(shutil.rmtree, workspace, True)
+
+    # -- heartbeat, cancel, lost -------------------------------------------------------------------
+    async def _beat(self) -> str:
+        verdict = await self.jobs.heartbeat(self.job_id, self.attempt, self.phase, self.progress)
+        if verdict in ("cancel", "lost") and not self.stop.is_set():
+            self.stop_why = verdict
+            self.stop.set()
+        return verdict
+
+    async def _watch(self) -> None:
+        tick = min(0.5, self.settings.job_heartbeat_s)
+        while True:
+            try:
+                await self._beat()
+            except Exception as exc:  # Redis blips must not kill the job; the reaper judges real outages
+                logger.warning("heartbeat failed", extra={"job_id": self.job_id, "error": type(exc).__name__})
+            await asyncio.sleep(tick)
+
+    def _check_stop(self) -> None:
+        if self.stop_why == "lost":
+            raise Lost()
+        if self.stop_why == "cancel":
+            raise JobEnded("cancelled", "cancelled_by_user", "cancelled while " + self.phase)
+        if asyncio.get_running_loop().time() >= self.deadline:
+            raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record['timeoutMs']} ms)")
+
+    async def _stream(self, argv: list[str], env: dict[str, str], cwd: Path, source: str,
+                      on_stdout: Any = None) -> procs.Finished:
+        tail: list[str] = []
+
+        async def lines(raw: bytes, cut: bool) -> None:
+            text = raw.decode(errors="replace") + (" …[line cut]" if cut else "")
+            tail.append(text)
+            del tail[:-TAIL_LINES]
+            await self.log.line(source, text, level="warn" if source.endswith("stderr") else "info")
+
+        finished = await procs.run(argv, env=env, cwd=str(cwd), on_stdout=on_stdout or lines, on_stderr=lines,
+                                   stop=self.stop, stop_reason=lambda: self.stop_why, deadline=self.deadline,
+                                   grace_s=self.settings.job_kill_grace_s)
+        self._tail = tail
+        if finished.stopped:
+            await self.log.line("runner", f"stopped {source} ({finished.stopped}): process group killed",
+                                level="warn")
+            if finished.stopped == "budget":
+                raise JobEnded("failed", "budget_exceeded", f"the next step would pass maxCostUsd "
+                               f"({self.record['maxCostUsd']}); spent ${self.agent.cost_usd:.4f}")
+            self._check_stop()
+            if finished.stopped == "timeout":
+                raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record['timeoutMs']} ms)")
+        return finished
+
+    # -- the work ----------------------------------------------------------------------------------
+    async def _work(self, workspace: Path, profile_env: dict[str, str]) -> JobResult:
+        st, record = self.settings, self.record
+        spec = get_agent(st.agents_path, record["agent"])
+        try:
+            repo = check_repo_url(record["repoUrl"], st)
+        except ApiError as exc:
+            raise JobEnded("failed", "repo_refused", exc.message) from None
+        token = repo_token(profile_env)
+        git = GitEnv.create(workspace, token, st.repo_allow_local)
+        self.git = git
+
+        # 1. clone
+        self.phase, self.progress = "cloning", 5
+        await self._beat()
+        if not repo.local:
+            why = await asyncio.to_thread(blocked_address, repo.host, st)
+            if why:
+                raise JobEnded("failed", "repo_refused", why)
+        self.repo_dir = workspace / "repo"
+        base = record.get("baseBranch") or None
+        finished = await self._stream(clone_argv(git, repo.url, self.repo_dir, base), git.env(), workspace, "git")
+        if finished.returncode != 0:
+            raise JobEnded("failed", "clone_failed", "git clone failed: " + " | ".join(self._tail[-3:]))
+        if base is None:
+            rc, out, _ = await self._git("rev-parse", "--abbrev-ref", "HEAD")
+            base = out.decode().strip() if rc == 0 else "main"
+
+        # 2. the agent
+        self.phase, self.progress = "agent", 10
+        await self._beat()
+        await self._run_agent(spec, workspace, profile_env)
+
+        # 3. the change
+        diff, stat, files = await self._collect(workspace)
+        self._diff = diff
+        result = JobResult(files_changed=files, diff_stat=stat, exit_code=0, summary=self.agent.summary())
+        if self.redact.found_in(diff.decode(errors="replace")):
+            raise JobEnded("failed", "secret_in_diff", "the change contains a value from profileEnv; not pushed")
+        if spec.after != "pull_request" or record.get("dryRun") == "1" or not files:
+            await self.log.line("runner", "no push: " + ("dry run" if record.get("dryRun") == "1" else
+                                "report-only agent" if spec.after != "pull_request" else "no changes"))
+            return result
+
+        # 4. commit, push, pull request
+        self.phase, self.progress = "pushing", 85
+        await self._beat()
+        branch = f"kilo/{self.job_id}"
+        title = f"{spec.name}: {(record.get('prompt') or 'automated change').splitlines()[0][:60]}"
+        message = f"{title}\n\nKilo Bridge job {self.job_id}"
+        for args in (("checkout", "-q", "-b", branch), ("commit", "-q", "-m", message)):
+            rc, _, err = await self._git(*args)
+            if rc != 0:
+                raise JobEnded("failed", "commit_failed", self.redact(err.decode(errors="replace"))[-500:])
+        _, sha, _ = await self._git("rev-parse", "HEAD")
+        result.commit, result.branch = sha.decode().strip(), branch
+        finished = await self._stream(git.argv("push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"),
+                                      git.env(), self.repo_dir, "git")
+        if finished.returncode != 0:
+            raise JobEnded("failed", "push_failed", "git push failed: " + " | ".join(self._tail[-3:]))
+        await self.log.line("runner", f"pushed {branch}")
+        if self._pr_target(repo.host) and repo.owner and repo.name:
+            if not token:
+                raise JobEnded("failed", "pr_failed", "no GITHUB_TOKEN in profileEnv to open the pull request")
+            body = (f"{self.agent.summary()}\n\n---\nOpened by Kilo Bridge job `{self.job_id}` (agent "
+                    f"`{spec.name}`, {len(files)} files, +{stat.insertions}/-{stat.deletions}).")
+            try:
+                result.pr_url = await open_pull_request(st.github_api_url, token, repo.owner, repo.name, head=branch,
+                                                        base=base, title=title, body=self.redact(body))
+            except PullRequestError as exc:
+                raise JobEnded("failed", "pr_failed", f"branch {branch} pushed, pull request not opened: {exc}") \
+                    from None
+            await self.log.line("runner", f"pull request {result.pr_url}")
+        return result
+
+    def _pr_target(self, host: str) -> bool:
+        return host == "github.com" or (self.settings.repo_allow_local and host in LOOPBACK_HOSTS)
+
+    async def _run_agent(self, spec: AgentSpec, workspace: Path, profile_env: dict[str, str]) -> None:
+        st, record = self.settings, self.record
+        model = record.get("model") or st.kilo_default_model
+        price = await self._price(model)
+        config = provider_config(st, model, price)
+        agent_env = {k: v for k, v in profile_env.items() if k not in ("GITHUB_TOKEN", "REPO_TOKEN")}
+        env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)
+        prompt = record.get("prompt") or spec.default_prompt or ""
+        max_cost = float(record["maxCostUsd"]) if record.get("maxCostUsd") else None
+        argv = [st.kilo_cli_path, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt]
+        assert self.repo_dir is not None
+
+        async def on_event(raw: bytes, cut: bool) -> None:
+            try:
+                event = orjson.loads(raw) if not cut else None
+            except orjson.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict):
+                await self.log.line("kilo", raw.decode(errors="replace") + (" …[line cut]" if cut else ""))
+                return
+            said = self.agent.apply(event)
+            self.progress = min(80, 10 + 7 * self.agent.steps)
+            await self.log.line("kilo", said or str(event.get("type")), event=event,
+                                level="error" if event.get("type") == "error" else "info")
+            if event.get("type") == "step_finish" and self.agent.next_step_would_exceed(max_cost):
+                self.stop_why = "budget"
+                self.stop.set()
+
+        await self.log.line("runner", f"kilo run --agent {spec.name} (model {model})")
+        finished = await self._stream(argv, env, self.repo_dir, "kilo-stderr", on_stdout=on_event)
+        if finished.returncode != 0 or self.agent.errors:
+            detail = "; ".join(self.agent.errors[-2:]) or " | ".join(self._tail[-3:])
+            raise JobEnded("failed", "agent_failed", f"the agent exited with {finished.returncode}: {detail}")
+
+    async def _price(self, model: str) -> tuple[float, float] | None:
+        from kilo_bridge.gateway import GatewayClient
+        from kilo_bridge.pricing import PriceBook
+
+        gateway = GatewayClient(self.settings)
+        try:
+            prices = await PriceBook(gateway).prices()
+            if model in prices:
+                return float(prices[model][0]), float(prices[model][1])
+        except Exception as exc:
+            logger.warning("no model prices", extra={"job_id": self.job_id, "error": type(exc).__name__})
+        finally:
+            await gateway.close()
+        await self.log.line("runner", f"no price for {model}: cost and maxCostUsd are not tracked", level="warn")
+        return None
+
+    async def _git(self, *args: str) -> tuple[int, bytes, bytes]:
+        assert self.repo_dir is not None
+        return await procs.capture(self.git.argv(*args), env=self.git.env(), cwd=str(self.repo_dir), timeout_s=120)
+
+    async def _collect(self, workspace: Path) -> tuple[bytes, DiffStat, list[str]]:
+        """Stage everything the agent changed; the binary diff, its stat and the file names."""
+        await self._git("add", "-A")
+        patch = workspace / "diff.patch"
+        await self._git("diff", "--cached", "--binary", f"--output={patch}")
+        _, numstat, _ = await self._git("diff", "--cached", "--numstat")
+        stat, files = DiffStat(), []
+        for line in numstat.decode(errors="replace").splitlines():
+            added, deleted, name = ([*line.split("\t", 2), "", ""])[:3]
+            files.append(name)
+            stat.insertions += int(added) if added.isdigit() else 0
+            stat.deletions += int(deleted) if deleted.isdigit() else 0
+        stat.files = len(files)
+        data = patch.read_bytes()[:MAX_DIFF_BYTES] if patch.exists() else b""
+        return data, stat, files[:1000]

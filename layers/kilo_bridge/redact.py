@@ -1,0 +1,48 @@
+"""Scrub secret values from text: as written, URL-encoded and base64-encoded (at any alignment, so a
+secret inside a longer base64 blob, such as a Basic auth header, is found too)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "[REDACTED]"
+MIN_LEN = 6  # shorter values (flags, "true") would mask ordinary text
+
+
+def _b64_forms(raw: bytes) -> set[str]:
+    forms = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for shift in range(3):
+            enc = encode(b"\0" * shift + raw).decode().rstrip("=")
+            # Drop the characters the prefix and an unknown suffix could change.
+            start = (shift * 8 + 5) // 6 if shift else 0
+            tail = len(enc) - ((len(raw) + shift) * 8 // 6) if (len(raw) + shift) % 3 else 0
+            core = enc[start: len(enc) - tail - (1 if (len(raw) + shift) % 3 else 0)]
+            if len(core) >= MIN_LEN:
+                forms.add(core)
+    return forms
+
+
+def variants(secret: str) -> set[str]:
+    out = {secret, quote(secret, safe=""), quote_plus(secret)}
+    out |= _b64_forms(secret.encode())
+    return {v for v in out if len(v) >= MIN_LEN}
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        forms: set[str] = set()
+        for s in secrets:
+            if s and len(s) >= MIN_LEN:
+                forms |= variants(s)
+        ordered = sorted(forms, key=len, reverse=True)
+        self._re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        return self._re.sub(MASK, text) if self._re else text
+
+    def found_in(self, text: str) -> bool:
+        return bool(self._re and self._re.search(text))

@@ -1,0 +1,43 @@
+# Comparison benchmarks (Kilo Bridge vs LiteLLM proxy vs Portkey gateway) and Lambda cold-import times.
+# Third-party systems and plotting install under .bench/ (gitignored), once per set of pins, never into .venv.
+BENCH_DIR      := .bench
+BENCH_PYTHON   ?= python3.11
+LITELLM_PIN    := litellm[proxy]==1.108.7
+PORTKEY_PIN    := @portkey-ai/gateway@1.15.2
+# Portkey 1.15.2 with a newer @hono/node-server answers every stream with 500 (TypeError: immutable).
+HONO_NODE_PIN  := 1.13.8
+MATPLOTLIB_PIN := matplotlib==3.9.2
+BENCH_PINS     := $(shell echo '$(LITELLM_PIN) $(PORTKEY_PIN) $(HONO_NODE_PIN)' | cksum | cut -d' ' -f1)
+BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
+PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
+
+.PHONY: bench-tools bench-compare bench-coldstart
+
+$(PLOT_STAMP):
+	@mkdir -p $(BENCH_DIR)
+	@test -x $(BENCH_DIR)/plot-venv/bin/python || $(BENCH_PYTHON) -m venv $(BENCH_DIR)/plot-venv
+	@echo "installing $(MATPLOTLIB_PIN) into $(BENCH_DIR)/plot-venv ..."
+	@$(BENCH_DIR)/plot-venv/bin/pip install -q --disable-pip-version-check '$(MATPLOTLIB_PIN)'
+	@rm -f $(BENCH_DIR)/.installed-plot-* && touch $@
+
+$(BENCH_STAMP):
+	@mkdir -p $(BENCH_DIR)/portkey
+	@test -x $(BENCH_DIR)/litellm-venv/bin/python || $(BENCH_PYTHON) -m venv $(BENCH_DIR)/litellm-venv
+	@echo "installing $(LITELLM_PIN) into $(BENCH_DIR)/litellm-venv ..."
+	@$(BENCH_DIR)/litellm-venv/bin/pip install -q --disable-pip-version-check '$(LITELLM_PIN)'
+	@echo "installing $(PORTKEY_PIN) into $(BENCH_DIR)/portkey ..."
+	@printf '{"name": "kilo-bridge-bench-portkey", "private": true, "overrides": {"@hono/node-server": "%s"}}\n' \
+		'$(HONO_NODE_PIN)' > $(BENCH_DIR)/portkey/package.json
+	@# --ignore-scripts: its only install script is patch-package, and the package ships no patches
+	@cd $(BENCH_DIR)/portkey && npm install --no-audit --no-fund --ignore-scripts --save-exact '$(PORTKEY_PIN)'
+	@rm -f $(BENCH_DIR)/.installed-compare-* && touch $@
+
+bench-tools: $(BENCH_STAMP) $(PLOT_STAMP)
+
+## Kilo Bridge, LiteLLM proxy and Portkey gateway side by side on one fake upstream → docs/benchmarks/compare.md
+bench-compare: install redis bench-tools
+	@BENCH_PLOT_PYTHON=$(BENCH_DIR)/plot-venv/bin/python $(PY) tests/benchmarks/compare.py
+
+## cold import time of every Lambda entry point → docs/benchmarks/coldstart.md
+bench-coldstart: install redis $(PLOT_STAMP)
+	@BENCH_PLOT_PYTHON=$(BENCH_DIR)/plot-venv/bin/python $(PY) tests/benchmarks/coldstart.py

@@ -1,0 +1,35 @@
+# AWS SAM deployment checks. aws-sam-cli and cfn-lint pin libraries that clash with the service's own pins,
+# so they live in their own virtualenv (.venv-sam), rebuilt when the pins below change.
+SAM_CLI_VERSION  := 1.170.0
+CFN_LINT_VERSION := 1.58.0
+SAM_VENV   := .venv-sam
+SAM        := $(SAM_VENV)/bin/sam
+CFN_LINT   := $(SAM_VENV)/bin/cfn-lint
+SAM_STAMP  := $(SAM_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)
+# `sam build` for the python3.12 runtime needs a python3.12 on PATH; pyenv exposes it this way where present.
+SAM_PYENV  ?= 3.11.7:3.12.1:3.13.0
+# Offline and quiet: no usage telemetry, no update check.
+SAM_ENV    := SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_UPDATE_CHECK=1 PYENV_VERSION=$(SAM_PYENV) AWS_REGION=$${AWS_REGION:-us-east-1}
+
+.PHONY: sam-install validate build sam-clean
+
+$(SAM_STAMP):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@echo "installing aws-sam-cli $(SAM_CLI_VERSION) and cfn-lint $(CFN_LINT_VERSION) into $(SAM_VENV) ..."
+	@$(SAM_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+		'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)'
+	@rm -f $(SAM_VENV)/.installed-sam-* && touch $@
+
+sam-install: $(SAM_STAMP)
+
+## lint the deployment: cfn-lint (every rule, informational ones included) and SAM's own validation + lint
+validate: $(SAM_STAMP)
+	$(SAM_ENV) $(CFN_LINT) --include-checks I -- template.yaml
+	$(SAM_ENV) $(SAM) validate --lint --template-file template.yaml
+
+## package every function and the library layer into .aws-sam/ (offline; deploy with `sam deploy --guided`)
+build: $(SAM_STAMP)
+	$(SAM_ENV) $(SAM) build --template-file template.yaml
+
+sam-clean:
+	rm -rf $(SAM_VENV) .aws-sam

@@ -1,0 +1,155 @@
+"""Shared pieces of the side-by-side benchmarks: server processes and the keep-alive load generator.
+
+The request round trip itself (`one_request`) and the port/RSS helpers come from `tests/benchmarks/run.py`, so
+every benchmark times a request the same way. What differs here:
+
+- `Server` drains the process's output for its whole life: a proxy that logs a line per request into an unread
+  pipe blocks once the pipe's 64 KiB buffer fills, which would look like a latency cliff of the proxy itself.
+- Readiness is a real request answered 200, not a log line: each system words its banner differently.
+- `load` warms every connection up first and starts the clock only when all of them are warm, so req/s counts
+  timed requests over timed seconds; it also accepts extra request headers (Portkey routes by header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.benchmarks.run import KEY, free_port, one_request, peak_rss_mb
+
+__all__ = ["KEY", "Server", "free_port", "load", "one_request", "peak_rss_mb", "request_bytes", "tree_peak_rss_mb"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def request_bytes(port: int, path: str, body: dict, headers: dict[str, str] | None = None) -> bytes:
+    """One keep-alive HTTP/1.1 POST with a JSON body; `Authorization` defaults to the obvious fake key."""
+    raw = json.dumps(body).encode()
+    all_headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json",
+                   "Authorization": f"Bearer {KEY}", **(headers or {}), "Content-Length": str(len(raw))}
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items()) + "\r\n"
+    return head.encode() + raw
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    kids = [int(p) for p in text.split()]
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of a process plus its descendants: a server may fork workers or helpers."""
+    total = 0.0
+    for p in (pid, *_children(pid)):
+        with contextlib.suppress(OSError):  # a child may exit between listing and reading
+            total += peak_rss_mb(p)
+    return total
+
+
+@dataclass
+class Server:
+    """A server process started in its own process group, its output kept (last lines) for diagnostics."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.tail.append(line.decode(errors="replace").rstrip())
+
+    def wait_ready(self, req: bytes, timeout_s: float = 90.0) -> float:
+        """Seconds until `req` is answered 200 (start-up time); raises with the output tail if it never is."""
+        assert self.proc is not None
+        began = time.monotonic()
+        last = ""
+        while time.monotonic() - began < timeout_s:
+            if self.proc.poll() is not None:
+                break
+            try:
+                asyncio.run(_probe(self.port, req))
+                return time.monotonic() - began
+            except (OSError, RuntimeError, asyncio.IncompleteReadError, ValueError) as exc:
+                last = str(exc)[:200]
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready ({last}):\n" + "\n".join(self.tail))
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        return tree_peak_rss_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group, SIGKILL after 10 s: nothing it started outlives the run."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        except ProcessLookupError:
+            pass
+
+
+async def _probe(port: int, req: bytes) -> None:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+    try:
+        await asyncio.wait_for(one_request(reader, writer, req), 5)
+    finally:
+        writer.close()
+
+
+async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: int = 20) -> dict[str, object]:
+    """`concurrency` keep-alive clients firing back to back for `seconds`; raw samples in seconds."""
+    ttfb: list[float] = []
+    total: list[float] = []
+    warm = asyncio.Event()
+    ready = 0
+    clock: dict[str, float] = {}
+
+    async def worker() -> None:
+        nonlocal ready
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(warmup):  # connection set-up, JIT (node) and caches stay out of the timed part
+                await one_request(reader, writer, req)
+            ready += 1
+            if ready == concurrency:
+                clock["start"] = time.perf_counter()
+                clock["deadline"] = clock["start"] + seconds
+                warm.set()
+            await warm.wait()
+            while time.perf_counter() < clock["deadline"]:
+                f, t = await one_request(reader, writer, req)
+                ttfb.append(f)
+                total.append(t)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - clock["start"]
+    return {"n": len(total), "elapsed": elapsed, "total": total, "ttfb": ttfb}

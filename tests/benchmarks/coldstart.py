@@ -1,0 +1,257 @@
+"""`make bench-coldstart`: what importing each Lambda entry point costs a fresh interpreter (the cold start we own).
+
+For every entry point, N fresh `.venv/bin/python` processes with a Lambda-like environment import it and report the
+import's wall time; N more run with `-X importtime` to name the modules that cost the most. A `python -c pass`
+baseline is the interpreter's own start-up. Entry points that do not import (yet) are skipped with the reason.
+Writes docs/benchmarks/coldstart.md and coldstart.png (matplotlib from .bench/, never .venv).
+
+Env: BENCH_COLD_RUNS (default 7).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
+RUNS = int(os.getenv("BENCH_COLD_RUNS", "7"))
+NO_PYC_RUNS = 3
+ENTRY_POINTS = {
+    "functions.api.app": "API function (Mangum, short routes)",
+    "functions.dispatcher.app": "dispatcher function (SQS → ECS RunTask)",
+    "functions.finalizer.app": "finalizer function (ECS task state change)",
+    "functions.scheduled.app": "scheduled function (EventBridge Scheduler)",
+    "kilo_bridge.app": "stream function (what uvicorn imports under the Lambda Web Adapter)",
+}
+LAMBDA_ENV = {
+    "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "AUTH_REQUIRED": "false",
+    # Obvious fakes: an import must never reach AWS, and boto3 must not go looking for credentials.
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+DOCS = ROOT / "docs" / "benchmarks"
+RESULTS = ROOT / ".bench" / "coldstart-results.json"
+TIMED = "import time; t = time.perf_counter(); import {mod}; print('IMPORT_S', time.perf_counter() - t)"
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    return {**keep, **LAMBDA_ENV, **(extra or {})}
+
+
+def _run(code: str, importtime: bool = False, extra: dict[str, str] | None = None) -> tuple[float, str, str, int]:
+    """(process wall s, stdout, stderr, exit code) of one fresh interpreter."""
+    cmd = [PYTHON, *(["-X", "importtime"] if importtime else []), "-c", code]
+    began = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(extra), capture_output=True, text=True, timeout=120, check=False)
+    return time.perf_counter() - began, proc.stdout, proc.stderr, proc.returncode
+
+
+def _import_s(stdout: str) -> float:
+    for line in stdout.splitlines():
+        if line.startswith("IMPORT_S "):
+            return float(line.split()[1])
+    raise ValueError("no IMPORT_S line")
+
+
+def parse_importtime(stderr: str) -> dict[str, tuple[float, float, int]]:
+    """module → (self µs, cumulative µs, nesting depth) from `-X importtime` output."""
+    out: dict[str, tuple[float, float, int]] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        try:
+            self_us, cum_us, name = line[len("import time:"):].split("|", 2)
+        except ValueError:
+            continue
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        out[name.strip()] = (float(self_us), float(cum_us), depth)
+    return out
+
+
+def measure_entry(mod: str) -> dict:
+    _, _, err, code = _run(f"import {mod}")  # also leaves bytecode caches warm, as a deployed package has them
+    if code != 0:
+        reason = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), "no output")
+        return {"module": mod, "ok": False, "reason": reason[:300]}
+    walls, imports = [], []
+    for _ in range(RUNS):
+        w, out, _, _ = _run(TIMED.format(mod=mod))
+        walls.append(w)
+        imports.append(_import_s(out))
+    samples: dict[str, list[tuple[float, float, int]]] = {}
+    for _ in range(RUNS):
+        _, _, err, _ = _run(f"import {mod}", importtime=True)
+        for name, v in parse_importtime(err).items():
+            samples.setdefault(name, []).append(v)
+    modules = {name: {"self_ms": statistics.median(s for s, _, _ in v) / 1e3,
+                      "cum_ms": statistics.median(c for _, c, _ in v) / 1e3, "depth": v[0][2]}
+               for name, v in samples.items()}
+    top = sorted(((n, m) for n, m in modules.items() if n != mod), key=lambda kv: -kv[1]["cum_ms"])[:10]
+    no_pyc = []
+    with tempfile.TemporaryDirectory() as empty:  # no cached bytecode anywhere: every module is compiled
+        for _ in range(NO_PYC_RUNS):
+            _, out, _, _ = _run(TIMED.format(mod=mod), extra={"PYTHONPYCACHEPREFIX": empty,
+                                                             "PYTHONDONTWRITEBYTECODE": "1"})
+            no_pyc.append(_import_s(out))
+    return {"module": mod, "ok": True, "import_ms": statistics.median(imports) * 1e3,
+            "import_ms_min": min(imports) * 1e3, "import_ms_max": max(imports) * 1e3,
+            "wall_ms": statistics.median(walls) * 1e3, "no_pyc_import_ms": statistics.median(no_pyc) * 1e3,
+            "modules_loaded": len(modules), "top": [{"module": n, **m} for n, m in top]}
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--plot":
+        plot(json.loads(Path(sys.argv[2]).read_text()))
+        return 0
+    began = time.monotonic()
+    base_walls = [_run("pass")[0] for _ in range(RUNS)]
+    baseline = {"wall_ms": statistics.median(base_walls) * 1e3,
+                "modules_loaded": len(parse_importtime(_run("pass", importtime=True)[2]))}
+    print(f"baseline python -c pass: {baseline['wall_ms']:.1f} ms", flush=True)
+    entries = []
+    for mod in ENTRY_POINTS:
+        e = measure_entry(mod)
+        entries.append(e)
+        if e["ok"]:
+            print(f"{mod:28} import {e['import_ms']:7.1f} ms (min {e['import_ms_min']:.1f}, max "
+                  f"{e['import_ms_max']:.1f})  process {e['wall_ms']:7.1f} ms  no bytecode "
+                  f"{e['no_pyc_import_ms']:7.1f} ms  {e['modules_loaded']} modules", flush=True)
+        else:
+            print(f"{mod:28} SKIPPED: {e['reason']}", flush=True)
+    version = subprocess.run([PYTHON, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=False).stdout.strip()
+    res = {"when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
+           "cores": os.cpu_count(), "python": version, "runs": RUNS, "baseline": baseline, "entries": entries,
+           "wall_s": time.monotonic() - began}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=1))
+    write_report(res)
+    plot_python = os.getenv("BENCH_PLOT_PYTHON", str(ROOT / ".bench" / "plot-venv" / "bin" / "python"))
+    if subprocess.run([plot_python, __file__, "--plot", str(RESULTS)], check=False, cwd=ROOT).returncode:
+        print(f"plot not written: {plot_python} could not draw it (is matplotlib installed there?)")
+    print(f"done in {res['wall_s']:.0f} s")
+    return 0
+
+
+def write_report(res: dict) -> None:
+    base = res["baseline"]
+    lines = [
+        "# Cold import time of the Lambda entry points",
+        "",
+        f"Measured {res['when']} by `make bench-coldstart` on {res['platform']}, {res['cores']} cores, "
+        f"Python {res['python']} (`.venv`), median of {res['runs']} fresh interpreters per entry point.",
+        "",
+        "A new Lambda instance pays this once, before its first event: interpreter start-up (the runtime's, not "
+        "ours) plus importing the handler module. The import is the part this repository controls.",
+        "",
+        "| entry point | what runs it | import ms (median) | min-max ms | process ms | process - baseline ms "
+        "| no bytecode cache ms | modules |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in res["entries"]:
+        what = ENTRY_POINTS.get(e["module"], "")
+        if not e["ok"]:
+            lines.append(f"| `{e['module']}` | {what} | not measured: does not import here "
+                         f"(`{e['reason'].replace('|', '/')}`) | | | | | |")
+            continue
+        lines.append(f"| `{e['module']}` | {what} | **{e['import_ms']:.0f}** | {e['import_ms_min']:.0f}-"
+                     f"{e['import_ms_max']:.0f} | {e['wall_ms']:.0f} | {e['wall_ms'] - base['wall_ms']:.0f} | "
+                     f"{e['no_pyc_import_ms']:.0f} | {e['modules_loaded'] - base['modules_loaded']} |")
+    lines += [
+        f"| `python -c pass` | baseline: the interpreter alone | - | - | {base['wall_ms']:.0f} | 0 | - | 0 |",
+        "",
+        "![cold import](coldstart.png)",
+        "",
+        "Columns: *import ms* is `time.perf_counter()` around the `import` statement inside the fresh process; "
+        "*process ms* is the whole process, launch to exit, seen from outside; *no bytecode cache* imports with "
+        "an empty `PYTHONPYCACHEPREFIX` so every module (standard library included) is compiled from source: an "
+        "upper bound for a deployment package shipped without `.pyc` files (Lambda's code directory is read-only, "
+        "so such a package compiles on every cold start); *modules* is how many modules the import adds over the "
+        "baseline.",
+        "",
+        "## Where the time goes",
+        "",
+        "Top 10 modules by cumulative import time (median over the `-X importtime` runs; cumulative includes "
+        "everything the module imports first, so nested rows overlap).",
+        "",
+    ]
+    for e in res["entries"]:
+        if not e["ok"]:
+            continue
+        lines += [f"### `{e['module']}` ({e['import_ms']:.0f} ms)", "",
+                  "| module | cumulative ms | self ms | depth |", "|---|---|---|---|"]
+        lines += [f"| `{m['module']}` | {m['cum_ms']:.1f} | {m['self_ms']:.1f} | {m['depth']} |" for m in e["top"]]
+        lines.append("")
+    lines += [
+        "## Method",
+        "",
+        f"- Each entry point is imported once untimed (reporting why if it fails, and warming the bytecode cache as a"
+        f" built package would carry it), then {res['runs']} times as `.venv/bin/python -c \"import …\"` timed, then"
+        f" {res['runs']} times with `-X importtime`, then {NO_PYC_RUNS} times without any bytecode cache.",
+        "- Environment as on Lambda: `AWS_LAMBDA_FUNCTION_NAME=bench`, `AWS_REGION=us-east-1`, "
+        "`POWERTOOLS_TRACE_DISABLED=true`, `REDIS_URL` on loopback, `AUTH_REQUIRED=false`, fake AWS credentials; "
+        "nothing else from the caller's environment but `PATH`/`HOME`/locale. Importing must not open connections.",
+        "- The runs are sequential on a shared 2-core machine; a busy moment shows up as a wide min-max range.",
+        "",
+        "## Rerun",
+        "",
+        "```sh",
+        "make bench-coldstart                    # about a minute",
+        "BENCH_COLD_RUNS=15 make bench-coldstart",
+        "```",
+        "",
+        "Raw numbers of the last run: `.bench/coldstart-results.json`.",
+        "",
+    ]
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / "coldstart.md").write_text("\n".join(lines))
+    print("wrote docs/benchmarks/coldstart.md")
+
+
+def plot(res: dict) -> None:
+    """Horizontal bars; runs under the bench's own Python (matplotlib lives in .bench/, not in .venv)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [e for e in res["entries"] if e["ok"]]
+    names = [e["module"] for e in ok]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * max(1, len(ok))))
+    ys = range(len(ok))
+    warm = ax.barh([y + 0.2 for y in ys], [e["import_ms"] for e in ok], 0.4, label="import, bytecode cached",
+                   color="#1f77b4")
+    cold = ax.barh([y - 0.2 for y in ys], [e["no_pyc_import_ms"] for e in ok], 0.4,
+                   label="import, no bytecode cache (upper bound)", color="#aec7e8")
+    ax.bar_label(warm, fmt="%.0f ms", fontsize=8, padding=2)
+    ax.bar_label(cold, fmt="%.0f ms", fontsize=8, padding=2)
+    ax.axvline(res["baseline"]["wall_ms"], color="#999999", linestyle="--",
+               label=f"interpreter start-up alone ({res['baseline']['wall_ms']:.0f} ms, not included)")
+    ax.set_yticks(list(ys), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (median of fresh interpreters)")
+    ax.set_title(f"Cold import of each Lambda entry point, lower is better ({res['when']})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(DOCS / "coldstart.png", dpi=110)
+    print("wrote docs/benchmarks/coldstart.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
