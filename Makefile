@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+# The pinned Kilo CLI the agent runner drives (agent_task/package.json, package-lock.json).
+KILO_STAMP := agent_task/node_modules/.installed-$(shell cat agent_task/package.json agent_task/package-lock.json | cksum | cut -d' ' -f1)
+
+$(KILO_STAMP): agent_task/package.json agent_task/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed for the Kilo CLI"; exit 1; }
+	@echo "installing the Kilo CLI into agent_task/node_modules ..."
+	@npm install --prefix agent_task --no-audit --no-fund --loglevel=error
+	@rm -f agent_task/node_modules/.installed-* && touch $@
+
+install: $(STAMP) $(KILO_STAMP)
 
 redis: $(STAMP)
 	@$(PY) scripts/ensure_redis.py
@@ -22,6 +31,10 @@ redis: $(STAMP)
 ## the local server on 127.0.0.1:$(PORT), on its embedded defaults
 run: install redis
 	@PORT=$(PORT) $(PY) -m kilo_bridge serve
+
+## a dedicated agent-job worker on the local queue (`make run` already runs one in-process)
+worker: install redis
+	@$(PY) -m kilo_bridge worker
 
 ## the same server against the built-in fake Kilo Gateway: try every endpoint without a Kilo key
 demo: install redis
@@ -41,7 +54,7 @@ bench: install redis
 	@$(PY) tests/benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .run .aws-sam
+	rm -rf $(VENV) .run .aws-sam agent_task/node_modules
 
 # Optional target groups (SAM deployment, comparison benchmarks).
 -include mk/*.mk

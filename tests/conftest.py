@@ -82,7 +82,7 @@ def fake(fake_gateway_server: FakeGatewayThread) -> FakeGatewayThread:
 
 
 @pytest.fixture
-def make_settings(fake: FakeGatewayThread, prefix: str) -> Callable[..., Settings]:
+def make_settings(fake: FakeGatewayThread, prefix: str, tmp_path: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "kilo_api_key": TEST_KEY,
@@ -90,6 +90,9 @@ def make_settings(fake: FakeGatewayThread, prefix: str) -> Callable[..., Setting
             "redis_url": REDIS_URL,
             "redis_prefix": prefix,
             "kilo_timeout_ms": 5_000,
+            "jobs_concurrency": 0,  # job tests start their own worker
+            "artifacts_dir": str(tmp_path / "artifacts"),
+            "job_secrets_key_file": str(tmp_path / "job-secrets.key"),
         }
         values.update(overrides)
         return load_settings(**values)

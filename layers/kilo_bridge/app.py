@@ -53,8 +53,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.close()
+        worker = None
+        if settings.job_queue == "local" and settings.jobs_concurrency > 0:
+            # The embedded default: jobs run in this process's worker (imported only when used).
+            from kilo_bridge.worker import LocalWorker
+
+            worker = LocalWorker(settings)
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.close()
+            await services.close()
 
     middleware = [Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -1,9 +1,11 @@
-"""`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000); `keys`
-creates, lists and revokes API keys directly in Redis."""
+"""`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000, with an
+in-process job worker); `worker` runs agent jobs without the server; `keys` creates, lists and revokes API
+keys directly in Redis."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -37,6 +39,27 @@ def _serve(args: argparse.Namespace) -> int:
               "create keys with `kilo-bridge keys create` before exposing it)", flush=True)
     uvicorn.run(app, host=args.host, port=settings.port, access_log=args.access_log, log_level="warning",
                 timeout_graceful_shutdown=5)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kilo_bridge.worker import run_worker
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"kilo-bridge: {exc}", file=sys.stderr)
+        return 2
+    if settings.job_queue != "local":
+        print("kilo-bridge: JOB_QUEUE=sqs: jobs run as ECS tasks, not in a local worker", file=sys.stderr)
+        return 2
+    concurrency = args.concurrency or max(1, settings.jobs_concurrency)
+    print(f"kilo-bridge: worker on redis={_safe_url(settings.resolved_redis_url)} concurrency={concurrency}",
+          flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(settings, concurrency))
     return 0
 
 
@@ -95,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 5000")
     serve.add_argument("--access-log", action="store_true", help="log every request (uvicorn access log)")
     serve.set_defaults(func=_serve)
+    worker = sub.add_parser("worker", help="run agent jobs from the local queue (without the HTTP server)")
+    worker.add_argument("--concurrency", type=int, default=None, help="jobs at once (default: JOBS_CONCURRENCY)")
+    worker.set_defaults(func=_worker)
     keys = sub.add_parser("keys", help="manage API keys (stored hashed in Redis)")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key; prints the secret once")

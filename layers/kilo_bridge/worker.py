@@ -1,0 +1,99 @@
+"""The local worker: takes job ids from the bullmq queue and runs each in its own runner process
+(`python -m agent_task JOB_ID`, the same entry point as the ECS task), plus the reaper.
+
+A runner dies with its worker (PR_SET_PDEATHSIG); bullmq's stalled-job check then hands the job to another
+worker, whose runner takes it over once the heartbeat is stale (or fails it when attempts are used up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from typing import Any
+
+from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
+from kilo_bridge.job_queue import QUEUE_NAME, bull_prefix
+from kilo_bridge.jobs import JobStore
+from kilo_bridge.observability import get_logger
+from kilo_bridge.store import Store
+
+log = get_logger()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    import ctypes
+    import signal
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+class LocalWorker:
+    def __init__(self, settings: Settings, concurrency: int | None = None) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.jobs_concurrency
+        self._worker: Any = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._store = Store(settings)
+        self.runner_env = {**os.environ, **settings_env(settings),
+                           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                       os.environ.get("PYTHONPATH")]))}
+
+    async def start(self) -> None:
+        from bullmq import Worker
+
+        st = self.settings
+        self._worker = Worker(QUEUE_NAME, self._process, {
+            "connection": st.resolved_redis_url, "prefix": bull_prefix(st), "concurrency": self.concurrency,
+            "lockDuration": st.job_lock_ms, "stalledInterval": st.job_stalled_check_ms,
+            "maxStalledCount": st.job_max_attempts, "drainDelay": 2,
+        })
+        self._reaper = asyncio.create_task(self._reap_forever())
+        log.info("worker started", extra={"concurrency": self.concurrency, "queue": QUEUE_NAME})
+
+    async def _process(self, job: Any, _token: str) -> str:
+        job_id = str((job.data or {}).get("jobId", ""))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent_task", job_id, cwd=str(PROJECT_ROOT), env=self.runner_env,
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            proc.kill()
+            raise
+        if code != 0:
+            raise RuntimeError(f"runner exited with {code}")
+        return "done"
+
+    async def _reap_forever(self) -> None:
+        jobs = JobStore(self._store)
+        interval = max(1.0, min(30.0, self.settings.job_heartbeat_s))
+        while True:
+            try:
+                moved = await jobs.reap()
+                for job_id, status in moved.items():
+                    log.warning("reaper ended job", extra={"job_id": job_id, "status": status})
+            except Exception as exc:
+                log.warning("reaper failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._worker is not None:
+            await self._worker.close()
+        await self._store.close()
+
+
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
+    """`kilo-bridge worker`: work until interrupted."""
+    worker = LocalWorker(settings, concurrency)
+    await worker.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await worker.close()
