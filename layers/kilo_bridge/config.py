@@ -39,6 +39,8 @@ class Settings(BaseSettings):
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
+    # Deployed: the key lives in Secrets Manager and is read at start (Powertools Parameters, cached).
+    kilo_api_key_secret_arn: str | None = None
     kilo_gateway_base: str = DEFAULT_GATEWAY_BASE
     kilo_timeout_ms: int = Field(30_000, ge=100, le=900_000)
     kilo_org_id: str | None = Field(None, max_length=200)
@@ -64,6 +66,7 @@ class Settings(BaseSettings):
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
     auth_required: bool | None = None
     admin_api_key: SecretStr | None = None
+    admin_api_key_secret_arn: str | None = None
     # Budget reservations: a request's estimate before its real cost is known.
     budget_default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
     budget_fallback_estimate_usd: float = Field(0.05, ge=0, le=1000)
@@ -180,13 +183,42 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus explicit overrides); raise ConfigError naming each bad variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_input=False, include_url=False):
             name = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
             problems.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    return _with_secrets(settings)
+
+
+def _with_secrets(settings: Settings) -> Settings:
+    """Fill KILO_API_KEY / ADMIN_API_KEY from Secrets Manager when only their *_SECRET_ARN is set."""
+    update: dict[str, SecretStr] = {}
+    for field, arn in (("kilo_api_key", settings.kilo_api_key_secret_arn),
+                       ("admin_api_key", settings.admin_api_key_secret_arn)):
+        if arn and getattr(settings, field) is None:
+            try:
+                update[field] = SecretStr(read_secret(arn, field.upper()))
+            except Exception as exc:
+                raise ConfigError(f"{field.upper()}_SECRET_ARN: cannot read the secret ({type(exc).__name__})") \
+                    from None
+    return settings.model_copy(update=update) if update else settings
+
+
+def read_secret(arn: str, json_field: str) -> str:
+    """A secret's string (or its `json_field` when it holds JSON), cached for 5 minutes by Powertools."""
+    import json
+
+    from aws_lambda_powertools.utilities import parameters
+
+    value = str(parameters.get_secret(arn, max_age=300))
+    if value.startswith("{"):
+        value = str(json.loads(value)[json_field])
+    if not value:
+        raise ValueError("empty secret")
+    return value
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

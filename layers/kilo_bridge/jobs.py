@@ -200,6 +200,15 @@ end
 return ''
 """
 
+# KEYS: job, env, active, owner set, stats, log. ARGV: id, now, reason, error, retention.
+# → the status it had when it was ended here, or '' when it had already ended
+_FAIL_UNFINISHED = _FINISH_FN + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return '' end
+finish('failed', st, tonumber(ARGV[2]), {reason = ARGV[3], error = ARGV[4]}, tonumber(ARGV[5]), ARGV[1])
+return st
+"""
+
 # KEYS: job. ARGV: now. → 1 (this caller dispatches) | 0 (not queued, or already dispatched)
 _DISPATCH = """
 local j = redis.call('HMGET', KEYS[1], 'status', 'dispatchMs')
@@ -305,6 +314,14 @@ class JobStore:
         encoded = orjson.dumps({k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in fields.items()})
         args = [job_id, now_ms(), status, encoded, attempt, self._retention_s]
         return bool(await self.store.script(_FINISH)(keys=self._end_keys(job_id, owner), args=args))
+
+    async def fail_unfinished(self, job_id: str, reason: str, error: str) -> str:
+        """End a job whose runner can no longer end it (its task stopped); '' if it had already ended."""
+        owner = await self.store.redis.hget(self.job_key(job_id), "owner")
+        keys = self._end_keys(job_id, owner.decode() if owner else None)
+        result = await self.store.script(_FAIL_UNFINISHED)(keys=keys, args=[job_id, now_ms(), reason, error,
+                                                                           self._retention_s])
+        return result.decode() if isinstance(result, bytes) else str(result)
 
     async def mark_dispatched(self, job_id: str) -> bool:
         return bool(await self.store.script(_DISPATCH)(keys=[self.job_key(job_id)], args=[now_ms()]))

@@ -1,0 +1,48 @@
+"""SQS (agent queue) → one ECS Fargate task per job. Thin: the logic is `kilo_bridge.dispatch`.
+
+Partial batch failures: a message whose task could not be started is retried (then dead-lettered); the
+others are deleted. A redelivered message finds its job already dispatched and starts nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kilo_bridge.config import load_settings
+from kilo_bridge.dispatch import dispatch, job_id_of_message
+from kilo_bridge.jobs import JobStore
+from kilo_bridge.lambda_runtime import run_sync
+from kilo_bridge.observability import get_logger
+from kilo_bridge.store import Store
+
+logger = get_logger()
+tracer = Tracer()
+metrics = Metrics(namespace="KiloBridge")
+settings = load_settings()
+jobs = JobStore(Store(settings))
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> str:
+    job_id = job_id_of_message(record.body)
+    if job_id is None:
+        # A poison message: fail it so it ends in the DLQ for inspection rather than vanishing.
+        raise ValueError(f"message {record.message_id} carries no valid jobId")
+    outcome = run_sync(dispatch(settings, jobs, job_id))
+    if outcome == "dispatched":
+        metrics.add_metric(name="TasksStarted", unit=MetricUnit.Count, value=1)
+    return outcome
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

@@ -1,0 +1,33 @@
+"""EventBridge "ECS Task State Change" → a job whose task stopped before finishing it is failed with the
+task's reason. Thin: the logic is `kilo_bridge.dispatch.finalize`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kilo_bridge.config import load_settings
+from kilo_bridge.dispatch import finalize
+from kilo_bridge.jobs import JobStore
+from kilo_bridge.lambda_runtime import run_sync
+from kilo_bridge.observability import get_logger
+from kilo_bridge.store import Store
+
+logger = get_logger()
+tracer = Tracer()
+metrics = Metrics(namespace="KiloBridge")
+settings = load_settings()
+jobs = JobStore(Store(settings))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    outcome = run_sync(finalize(settings, jobs, event.get("detail") or {}))
+    if outcome == "failed":
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+    return {"outcome": outcome}

@@ -1,0 +1,35 @@
+"""EventBridge Scheduler → `{"task": "refresh-credits" | "reap-jobs" | "run-agent", "body": {...}}`.
+Thin: the logic is `kilo_bridge.scheduled`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kilo_bridge.config import load_settings
+from kilo_bridge.lambda_runtime import run_sync
+from kilo_bridge.observability import get_logger
+from kilo_bridge.scheduled import run_task
+from kilo_bridge.services import Services
+
+logger = get_logger()
+tracer = Tracer()
+metrics = Metrics(namespace="KiloBridge")
+services = Services.build(load_settings())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = run_sync(run_task(services, event))
+    if result["task"] == "refresh-credits" and result.get("balanceUsd") is not None:
+        metrics.add_metric(name="CreditBalanceUsd", unit=MetricUnit.Count, value=float(result["balanceUsd"]))
+    elif result["task"] == "reap-jobs":
+        failed = sum(1 for status in result["ended"].values() if status != "succeeded")
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=failed)
+    logger.info("scheduled task done", extra={"result": result})
+    return result
