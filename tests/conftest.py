@@ -21,6 +21,8 @@ import uvicorn
 
 from kilo_bridge.config import Settings, load_settings
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.fakes.fake_github import FakeGitHub, make_repo
+from tests.jobkit import GITHUB_TOKEN, job_overrides, stand_in_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -200,3 +202,28 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_github(tmp_path: Path) -> Iterator[FakeGitHub]:
+    """A fake GitHub (git over HTTP + pull request API) with one repository, acme/widgets."""
+    root = tmp_path / "github"
+    make_repo(root, "acme", "widgets")
+    with FakeGitHub(root, GITHUB_TOKEN) as gh:
+        yield gh
+
+
+@pytest.fixture
+def job_settings(make_settings: Callable[..., Settings], fake_github: FakeGitHub,
+                 tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a server whose in-process worker runs jobs with the stand-in CLI (cli=None: the real one)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cli = stand_in_cli(tmp_path)
+
+    def build(real_cli: bool = False, **overrides: Any) -> Settings:
+        values = job_overrides(work, fake_github.api_url, None if real_cli else cli)
+        values.update(overrides)
+        return make_settings(**values)
+
+    return build

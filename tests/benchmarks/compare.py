@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -129,6 +130,37 @@ def body_for(mode: str) -> dict[str, object]:
     return {**body, "stream": True} if mode == "stream" else body
 
 
+def answer_shape(port: int, path: str, headers: dict[str, str]) -> dict[str, object]:
+    """What one plain and one streamed answer look like through a system: same work for all, or the
+    comparison is void (a proxy that merged chunks would look faster)."""
+    out: dict[str, object] = {}
+    for mode in MODES:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("POST", path, json.dumps(body_for(mode)),
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}", **headers})
+            resp = conn.getresponse()
+            raw = resp.read().decode(errors="replace")
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise RuntimeError(f"{mode} answer {resp.status}: {raw[:200]}")
+        if mode == "plain":
+            out["plain_content"] = json.loads(raw)["choices"][0]["message"]["content"]
+            continue
+        text, deltas = [], 0
+        for line in raw.splitlines():
+            if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                continue
+            for choice in json.loads(line[5:]).get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    deltas += 1
+                    text.append(piece)
+        out.update(stream_content=''.join(text), stream_deltas=deltas, stream_done="data: [DONE]" in raw)
+    return out
+
+
 def _pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))] * 1e3
 
@@ -193,6 +225,7 @@ def main() -> int:
     servers, targets = build_servers(up_port, prefix)
     startup: dict[str, float] = {}
     rss: dict[str, float] = {}
+    shapes: dict[str, dict[str, object]] = {}
     try:
         servers["direct"].start()
         probe = request_bytes(up_port, targets["direct"][1], body_for("plain"))
@@ -203,6 +236,9 @@ def main() -> int:
             port, path, headers = targets[name]
             startup[name] = servers[name].wait_ready(request_bytes(port, path, body_for("plain"), headers))
             print(f"{servers[name].name} ready on 127.0.0.1:{port} after {startup[name]:.1f} s", flush=True)
+        for name in SYSTEMS:
+            shapes[name] = answer_shape(*targets[name])
+            print(f"{name:8} answers: {shapes[name]}", flush=True)
         rows, errors = measure(targets)
         rss = {name: servers[name].peak_rss_mb() for name in SYSTEMS}
     finally:
@@ -211,7 +247,7 @@ def main() -> int:
         cleanup = "import redis,sys; r=redis.Redis(); k=list(r.scan_iter(match=sys.argv[1]+'*')); k and r.delete(*k)"
         subprocess.run([os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python")), "-c", cleanup,
                         prefix], check=False, cwd=ROOT)
-    result = {"rows": rows, "errors": errors, "rss": rss, "startup": startup, "versions": _versions(),
+    result = {"rows": rows, "errors": errors, "rss": rss, "startup": startup, "shapes": shapes, "versions": _versions(),
               "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
               "cpu": _cpu(), "cores": os.cpu_count(), "seconds": DURATION_S, "rounds": ROUNDS,
               "wall_s": time.monotonic() - began}
@@ -276,10 +312,16 @@ def write_report(res: dict) -> None:
         lines.append(f"| {r['mode']} | {r['c']} | {r['system']} | {r['n']} | {r['rps']:.0f} | {r['rps_spread']:.0%} | "
                      f"{r['p50']:.3f} | {r['p99']:.3f} | {r['ttfb50']:.3f} | {r.get('added_p50', 0):+.3f} | "
                      f"{r.get('added_p99', 0):+.3f} | {r.get('added_ttfb', 0):+.3f} | {r.get('rps_ratio', 0):.2f} |")
-    lines += ["", "Peak RSS (VmHWM, process and children) and start-up time (launch to first 200 answer):", "",
-              "| system | peak RSS MB | start-up s |", "|---|---|---|"]
+    lines += ["", "Peak RSS (VmHWM, process and children), start-up time (launch to first 200 answer) and what one "
+              "answer looked like through each system (checked before timing: the same text, and the same number "
+              "of streamed content events, so every system did the same work):", "",
+              "| system | peak RSS MB | start-up s | plain answer | streamed text | content events | `[DONE]` |",
+              "|---|---|---|---|---|---|---|"]
     for name in SYSTEMS:
-        lines.append(f"| {name} | {res['rss'].get(name, float('nan')):.0f} | {res['startup'].get(name, 0):.1f} |")
+        sh = res["shapes"].get(name, {})
+        lines.append(f"| {name} | {res['rss'].get(name, float('nan')):.0f} | {res['startup'].get(name, 0):.1f} | "
+                     f"{len(str(sh.get('plain_content', '')))} chars | {len(str(sh.get('stream_content', '')))} chars "
+                     f"| {sh.get('stream_deltas', '?')} | {'yes' if sh.get('stream_done') else 'no'} |")
     if res["errors"]:
         lines += ["", "Errors during the run (these points are missing from the tables):", ""]
         lines += [f"- `{e}`" for e in res["errors"]]

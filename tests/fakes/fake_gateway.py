@@ -23,12 +23,16 @@ import argparse
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections import deque
 from typing import Any
 
 from aiohttp import web
+
+try:
+    from tests.fakes.threaded import ServerThread
+except ModuleNotFoundError:  # run as a script (make demo, benchmarks)
+    from threaded import ServerThread  # type: ignore[no-redef]
 
 MODELS = {
     "data": [
@@ -297,28 +301,8 @@ class FakeGateway:
         self.balance, self.balance_status = value, None
 
 
-class FakeGatewayThread(FakeGateway):
+class FakeGatewayThread(FakeGateway, ServerThread):
     """The fake in its own event loop thread, for synchronous tests."""
-
-    def __enter__(self) -> FakeGatewayThread:
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self.start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 def main() -> None:

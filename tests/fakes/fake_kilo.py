@@ -1,0 +1,92 @@
+"""A stand-in for the Kilo CLI, for the runner's process-control cases (the real CLI is used where its
+integration is what is tested). Prints `--format json` events like `kilo run`; what it does is chosen by
+FAKE_KILO_MODE in its environment (the job's profileEnv reaches it):
+
+  write   write FAKE_KILO_FILE (default CHANGE.md), exit 0        fail   an error event, exit 3
+  sleep   start a child `sleep`, record both pids in FAKE_KILO_PIDS, then sleep (timeout/cancel cases)
+  steps   FAKE_KILO_STEPS steps of cost FAKE_KILO_STEP_COST, each writing a file (budget case)
+  huge    tens of MB of output, one line of 5 MB, then write        leak   print every env value, then write
+  once    the first run (no FAKE_KILO_MARKER file yet) sleeps; later runs write (worker-killed case)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+
+def emit(kind: str, **part: object) -> None:
+    print(json.dumps({"type": kind, "timestamp": int(time.time() * 1000), "part": part}), flush=True)
+
+
+def write(name: str, text: str) -> None:
+    emit("step_start")
+    Path(name).write_text(text)
+    emit("tool_use", tool="write", state={"status": "completed", "input": {"filePath": name}})
+    emit("step_finish", reason="tool-calls", cost=0.001, tokens={"input": 100, "output": 10})
+    emit("step_start")
+    emit("text", text=f"Wrote {name}.")
+    emit("step_finish", reason="stop", cost=0.001, tokens={"input": 120, "output": 5})
+
+
+def sleep_forever() -> None:
+    child = subprocess.Popen(["sleep", "300"])
+    pids = os.environ.get("FAKE_KILO_PIDS")
+    if pids:
+        Path(pids).write_text(f"{os.getpid()} {child.pid}")
+    emit("step_start")
+    emit("text", text="thinking for a long time")
+    time.sleep(300)
+
+
+def main() -> int:
+    mode = os.environ.get("FAKE_KILO_MODE", "write")
+    target = os.environ.get("FAKE_KILO_FILE", "CHANGE.md")
+    if mode == "write":
+        write(target, "a change\n")
+    elif mode == "fail":
+        emit("step_start")
+        print(json.dumps({"type": "error", "error": {"name": "ProviderError", "data": {"message": "model refused"}}}),
+              flush=True)
+        print("fatal: the model refused", file=sys.stderr)
+        return 3
+    elif mode == "sleep":
+        sleep_forever()
+    elif mode == "steps":
+        for i in range(int(os.environ.get("FAKE_KILO_STEPS", "10"))):
+            emit("step_start")
+            Path(f"step-{i}.txt").write_text(f"step {i}\n")
+            emit("step_finish", reason="tool-calls", cost=float(os.environ.get("FAKE_KILO_STEP_COST", "0.4")),
+                 tokens={"input": 1000, "output": 100})
+            time.sleep(0.2)
+        emit("text", text="all steps done")
+    elif mode == "huge":
+        line = "x" * 200
+        for _ in range(int(os.environ.get("FAKE_KILO_HUGE_MB", "20")) * 5_000):
+            sys.stdout.write(line + "\n")
+        sys.stdout.write("y" * 5_000_000 + "\n")
+        sys.stdout.flush()
+        write(target, "after the flood\n")
+    elif mode == "leak":
+        for name, value in os.environ.items():
+            if name.startswith("LEAK_"):
+                emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={base64.b64encode(value.encode())}")
+                print(f"stderr {value}", file=sys.stderr, flush=True)
+        write(target, "no secrets here\n")
+    elif mode == "once":
+        marker = Path(os.environ["FAKE_KILO_MARKER"])
+        if not marker.exists():
+            marker.write_text("first attempt")
+            sleep_forever()
+        write(target, "second attempt\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

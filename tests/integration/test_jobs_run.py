@@ -1,0 +1,181 @@
+"""Agent jobs end to end on the local queue: real Redis, real git (a fake GitHub serving real bare
+repositories over HTTP), the server's in-process bullmq worker, the runner in its own process, and the
+stand-in CLI for process control (the real CLI is in tests/e2e/test_kilo_cli.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from kilo_bridge.config import Settings
+from tests.fakes.fake_github import FakeGitHub
+from tests.jobkit import GITHUB_TOKEN, pid_alive, run_body, wait_job
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def jobs_client(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> httpx.Client:
+    return httpx.Client(base_url=serve(job_settings()), timeout=10)
+
+
+def start(client: httpx.Client, body: dict) -> str:
+    response = client.post("/api/kilo/run-agent", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def log_events(client: httpx.Client, job_id: str) -> list[tuple[str, str]]:
+    events, kind = [], None
+    with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, line[6:]))
+    return events
+
+
+def test_pull_request_opened_with_token_kept_out_of_urls(jobs_client: httpx.Client, fake_github: FakeGitHub,
+                                                         redis_client: redis.Redis, prefix: str) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"),
+                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "write"}))
+    job = wait_job(jobs_client, job_id)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    branch = f"kilo/{job_id}"
+    assert result["branch"] == branch and result["filesChanged"] == ["CHANGE.md"]
+    assert result["diffStat"] == {"files": 1, "insertions": 1, "deletions": 0}
+    assert result["prUrl"] == f"{fake_github.url}/acme/widgets/pull/1"
+    pull = fake_github.pulls[0]
+    assert (pull["head"], pull["base"]) == (branch, "main")
+    bare = fake_github.root / "acme" / "widgets.git"
+    assert git("-C", str(bare), "show", f"{branch}:CHANGE.md") == "a change\n"
+    # git authenticated (Basic, through askpass); the token never appeared in a URL
+    assert any(r["auth"] for r in fake_github.git_requests)
+    assert all(GITHUB_TOKEN not in r["path"] for r in fake_github.git_requests)
+    # artifacts, served back by the API
+    diff = jobs_client.get(job["artifacts"]["diff.patch"]["url"].replace(str(jobs_client.base_url), ""))
+    assert diff.status_code == 200 and "+a change" in diff.text
+    assert set(job["artifacts"]) == {"log.jsonl", "diff.patch", "result.json"}
+    # the log, replayed after the end, ends with the final status
+    events = log_events(jobs_client, job_id)
+    assert events[-1][0] == "end" and '"succeeded"' in events[-1][1]
+    assert any("pull request" in data for kind, data in events if kind == "log")
+    # secrets deleted when the job ended; counters updated
+    assert not redis_client.exists(f"{prefix}job:{job_id}:env")
+    assert jobs_client.get("/api/kilo/stats").json()["agentRuns"]["succeeded"] == 1
+
+
+def test_dry_run_keeps_the_diff_and_pushes_nothing(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True,
+                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    job = wait_job(jobs_client, job_id)
+    assert job["status"] == "succeeded"
+    assert job["result"]["prUrl"] is None and job["result"]["branch"] is None
+    assert fake_github.pulls == []
+    assert "kilo/" not in git("-C", str(fake_github.root / "acme" / "widgets.git"), "branch", "-a")
+    assert job["artifacts"]["diff.patch"]["bytes"] > 0
+
+
+def test_agent_failure_is_failed_with_its_reason(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"),
+                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "fail"}))
+    job = wait_job(jobs_client, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "agent_failed")
+    assert "model refused" in job["error"]
+    assert "log.jsonl" in job["artifacts"]
+
+
+def test_clone_with_a_wrong_token_fails_without_echoing_it(jobs_client: httpx.Client,
+                                                           fake_github: FakeGitHub) -> None:
+    wrong = "ghp_wrong_token_abcdef123456"
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": wrong}))
+    job = wait_job(jobs_client, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "clone_failed")
+    assert wrong not in str(job)
+
+
+def test_pull_request_refused_keeps_the_pushed_branch(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
+    fake_github.pr_status = 422
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"),
+                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    job = wait_job(jobs_client, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "pr_failed")
+    assert f"kilo/{job_id}" in job["error"] and "422" in job["error"]
+
+
+def test_timeout_kills_the_whole_process_group(jobs_client: httpx.Client, fake_github: FakeGitHub,
+                                               tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), timeoutMs=4_000, profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep", "FAKE_KILO_PIDS": str(pids)}))
+    job = wait_job(jobs_client, job_id, timeout=30)
+    assert (job["status"], job["reason"]) == ("timed_out", "timeout")
+    agent, child = map(int, pids.read_text().split())
+    assert not pid_alive(agent) and not pid_alive(child)
+
+
+def test_cancel_while_running_stops_the_agent_within_seconds(jobs_client: httpx.Client, fake_github: FakeGitHub,
+                                                             tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep", "FAKE_KILO_PIDS": str(pids)}))
+    wait_job(jobs_client, job_id, ("running",), phase="agent")
+    deadline = time.monotonic() + 30
+    while not pids.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    response = jobs_client.delete(f"/api/kilo/job/{job_id}")
+    assert response.status_code == 202 and response.json()["cancelRequested"] is True
+    asked = time.monotonic()
+    job = wait_job(jobs_client, job_id, timeout=15)
+    assert (job["status"], job["reason"]) == ("cancelled", "cancelled_by_user")
+    assert time.monotonic() - asked < 10
+    agent, child = map(int, pids.read_text().split())
+    assert not pid_alive(agent) and not pid_alive(child)
+    assert jobs_client.delete(f"/api/kilo/job/{job_id}").json()["status"] == "cancelled"  # idempotent
+
+
+def test_cancel_while_queued_is_immediate(serve: Callable[..., str], job_settings: Callable[..., Settings],
+                                          fake_github: FakeGitHub) -> None:
+    client = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
+    job_id = start(client, run_body(fake_github.repo_url("acme", "widgets")))
+    response = client.delete(f"/api/kilo/job/{job_id}")
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["reason"]) == ("cancelled", "cancelled_by_user")
+    stats = client.get("/api/kilo/stats").json()["agentRuns"]
+    assert (stats["queued"], stats["cancelled"]) == (0, 1)
+
+
+def test_huge_output_is_capped_not_buffered(serve: Callable[..., str], job_settings: Callable[..., Settings],
+                                            fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str) -> None:
+    client = httpx.Client(base_url=serve(job_settings(job_log_max_bytes=1_000_000, job_log_max_lines=100)),
+                          timeout=10)
+    job_id = start(client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "huge", "FAKE_KILO_HUGE_MB": "20"}))
+    job = wait_job(client, job_id, timeout=90)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["filesChanged"] == ["CHANGE.md"]
+    assert job["artifacts"]["log.jsonl"]["bytes"] <= 1_100_000
+    assert redis_client.xlen(f"{prefix}job:{job_id}:log") < 1_000
+
+
+def test_budget_stops_the_agent_and_keeps_the_work(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), maxCostUsd=1.0, profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEP_COST": "0.4"}))
+    job = wait_job(jobs_client, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "budget_exceeded")
+    assert job["result"]["costUsd"] == pytest.approx(0.8)
+    assert job["result"]["filesChanged"] == ["step-0.txt", "step-1.txt"]
+    assert fake_github.pulls == []

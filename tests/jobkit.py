@@ -1,0 +1,67 @@
+"""Helpers for agent-job tests: a stand-in CLI wrapper, job settings, waiting on a job."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+GITHUB_TOKEN = "ghp_fake_test_token_0123456789"
+FINAL = ("succeeded", "failed", "cancelled", "timed_out")
+
+
+def stand_in_cli(tmp: Path) -> str:
+    """An executable that runs tests/fakes/fake_kilo.py with this interpreter (the runner gives the CLI a
+    minimal PATH, so the wrapper names the interpreter itself)."""
+    wrapper = tmp / "kilo"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {ROOT / "tests/fakes/fake_kilo.py"} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def job_overrides(tmp: Path, github_api_url: str, cli: str | None) -> dict[str, Any]:
+    """Settings for jobs on this machine, with short timings so failure cases resolve in seconds."""
+    values: dict[str, Any] = {
+        "repo_allow_local": True,
+        "github_api_url": github_api_url,
+        "jobs_concurrency": 1,
+        "job_workdir": str(tmp),
+        "job_heartbeat_s": 0.2,
+        "job_takeover_s": 1.0,
+        "job_kill_grace_s": 1.0,
+        "job_lock_ms": 2_000,
+        "job_stalled_check_ms": 500,
+    }
+    if cli:
+        values["kilo_cli"] = cli
+    return values
+
+
+def wait_job(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 60,
+             phase: str | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/kilo/job/{job_id}").json()
+        if job["status"] in statuses and (phase is None or job["phase"] == phase):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} stayed {job['status']}/{job['phase']}: {job}")
+        time.sleep(0.1)
+
+
+def run_body(repo_url: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"repoUrl": repo_url, "agent": "apply-patch-and-pr", "prompt": "make a change"}
+    body.update(extra)
+    return body
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.split(") ", 1)[1][0] != "Z"  # a zombie is dead, just not reaped yet
