@@ -16,11 +16,25 @@ from dataclasses import dataclass
 MAX_LINE = 16_384
 READ_CHUNK = 65_536
 PR_SET_PDEATHSIG = 1
+# The leader of the agent's process group: when the runner dies, the kernel sends it SIGHUP and it kills the
+# whole group (the agent's own children included: a dying parent alone would orphan them). A SIGTERM from
+# the runner is passed on, and the guard keeps waiting, so the agent still gets its grace period.
+GUARD = """
+trap 'kill -KILL 0' HUP
+trap 'kill -TERM "$pid" 2>/dev/null' TERM
+"$@" & pid=$!
+while :; do wait "$pid"; rc=$?; kill -0 "$pid" 2>/dev/null || break; done
+exit $rc
+"""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - runs between fork and exec
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
+def _hup_with_parent() -> None:  # pragma: no cover
+    _die_with_parent(signal.SIGHUP)
 
 
 @dataclass(slots=True)
@@ -72,9 +86,10 @@ async def run(
 ) -> Finished:
     """Run argv to the end, or until `stop` is set or the monotonic `deadline` passes."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        "/bin/sh", "-c", GUARD, "kb-guard", *argv, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_hup_with_parent,
     )
     if stdin is not None and proc.stdin is not None:
         proc.stdin.write(stdin)

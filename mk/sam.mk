@@ -11,7 +11,7 @@ SAM_PYENV  ?= 3.11.7:3.12.1:3.13.0
 # Offline and quiet: no usage telemetry, no update check.
 SAM_ENV    := SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_UPDATE_CHECK=1 PYENV_VERSION=$(SAM_PYENV) AWS_REGION=$${AWS_REGION:-us-east-1}
 
-.PHONY: sam-install validate build sam-clean
+.PHONY: sam-install validate build sam-smoke sam-clean
 
 $(SAM_STAMP):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
@@ -33,3 +33,7 @@ build: $(SAM_STAMP)
 
 sam-clean:
 	rm -rf $(SAM_VENV) .aws-sam
+
+## the built artifacts work: handlers import under python3.12 with the built layer; StreamFunction serves on loopback
+sam-smoke: build
+	PYENV_VERSION=$(SAM_PYENV) scripts/sam_env.sh .aws-sam/build
