@@ -9,7 +9,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # Lua scripts touch several keys at once (a CROSSSLOT error otherwise).
     redis_prefix: str = Field("{kb}:", min_length=1, max_length=64)
     redis_timeout_ms: int = Field(2_000, ge=50, le=60_000)
+    # Deployed (ElastiCache with RBAC): the user name, and a secret holding {"username", "password"}.
+    redis_username: str | None = None
+    redis_password_secret_arn: str | None = None
+    redis_password: SecretStr | None = None
 
     # -- access control ----------------------------------------------------------------------------
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
@@ -141,7 +145,12 @@ class Settings(BaseSettings):
 
     @cached_property
     def resolved_redis_url(self) -> str:
-        return self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
+        url = self.redis_url or f"redis://{self.redis_host}:{self.redis_port}/0"
+        if self.redis_password and "@" not in url:
+            scheme, rest = url.split("://", 1)
+            user = quote(self.redis_username or "default", safe="")
+            url = f"{scheme}://{user}:{quote(self.redis_password.get_secret_value(), safe='')}@{rest}"
+        return url
 
     @cached_property
     def balance_url(self) -> str:
@@ -204,6 +213,11 @@ def _with_secrets(settings: Settings) -> Settings:
             except Exception as exc:
                 raise ConfigError(f"{field.upper()}_SECRET_ARN: cannot read the secret ({type(exc).__name__})") \
                     from None
+    if settings.redis_password_secret_arn and settings.redis_password is None:
+        try:
+            update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
+        except Exception as exc:
+            raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
     return settings.model_copy(update=update) if update else settings
 
 

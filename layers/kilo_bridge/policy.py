@@ -50,12 +50,12 @@ class RepoRef:
 def check_repo_url(url: str, settings: Settings) -> RepoRef:
     """A repository URL a job may clone, or a 422 saying what is wrong with it."""
     field = "repoUrl"
-    if any(ord(c) < 0x21 or c in "\\\x7f" for c in url):
-        raise invalid(field, "must not contain spaces, control characters or backslashes.")
     if url.startswith("-"):
         raise invalid(field, "must not look like an option.")
     if "::" in url.split("/", 1)[0]:  # git's transport syntax: ext::, fd::
         raise invalid(field, "git transport syntax (ext::, fd::) is not allowed.")
+    if any(ord(c) < 0x21 or c in "\\\x7f" for c in url):
+        raise invalid(field, "must not contain spaces, control characters or backslashes.")
     if url.startswith("/"):
         if not settings.repo_allow_local:
             raise invalid(field, "local paths are not allowed (REPO_ALLOW_LOCAL is off).")

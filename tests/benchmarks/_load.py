@@ -123,8 +123,12 @@ async def _probe(port: int, req: bytes) -> None:
         writer.close()
 
 
-async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: int = 20) -> dict[str, object]:
-    """`concurrency` keep-alive clients firing back to back for `seconds`; raw samples in seconds."""
+async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: int = 20,
+               warmup_s: float = 0.5) -> dict[str, object]:
+    """`concurrency` keep-alive clients firing back to back for `seconds`; raw samples in seconds.
+
+    Each connection first sends `warmup` untimed requests, or fewer if `warmup_s` runs out: a slow system at 16
+    clients would otherwise spend longer warming up than being measured."""
     ttfb: list[float] = []
     total: list[float] = []
     warm = asyncio.Event()
@@ -135,8 +139,11 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: 
         nonlocal ready
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
+            until = time.perf_counter() + warmup_s
             for _ in range(warmup):  # connection set-up, JIT (node) and caches stay out of the timed part
                 await one_request(reader, writer, req)
+                if time.perf_counter() > until:
+                    break
             ready += 1
             if ready == concurrency:
                 clock["start"] = time.perf_counter()

@@ -345,7 +345,8 @@ def write_report(res: dict) -> None:
         "- Portkey: `node …/@portkey-ai/gateway/build/start-server.js --port=P --headless` (one Node process), "
         "route `POST /v1/chat/completions` with `x-portkey-provider: openai` and `x-portkey-custom-host` = the fake.",
         "- Load: one Python asyncio generator (`tests/benchmarks/_load.py`), keep-alive HTTP/1.1 over loopback, "
-        "1 or 16 clients firing back to back; each connection sends 20 warm-up requests before the clock starts. "
+        "1 or 16 clients firing back to back; each connection sends up to 20 warm-up requests (at most 0.5 s) "
+        "before the clock starts. "
         f"Each (mode, clients) point runs every system for {res['seconds']:.0f} s; {res['rounds']} rounds, and "
         "the order of the systems rotates at every point so slow moments of the machine are shared out.",
         "- p50/p99 come from all samples of all rounds pooled; added = system - direct within this run.",
@@ -373,7 +374,7 @@ def write_report(res: dict) -> None:
         "## Rerun",
         "",
         "```sh",
-        "make bench-compare                      # installs .bench/ once, then about 3-4 minutes",
+        "make bench-compare                      # installs .bench/ once, then about 4 minutes",
         "BENCH_SECONDS=5 BENCH_ROUNDS=5 make bench-compare   # longer, steadier",
         "```",
         "",

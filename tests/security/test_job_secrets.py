@@ -1,0 +1,70 @@
+"""profileEnv secrets: sealed before Redis, opened only by the runner, gone when the job ends, and
+redacted (also URL-encoded and base64) from every log line, artifact and response — checked by scanning
+everything a full job leaves behind for a canary value and the repository token."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from kilo_bridge.config import Settings
+from kilo_bridge.redact import Redactor
+from tests.fakes.fake_github import FakeGitHub
+from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+
+pytestmark = pytest.mark.slow
+CANARY = "canary-7f3a9c-Do-Not-Leak-91e2"
+
+
+def redis_dump(client: redis.Redis, prefix: str) -> str:
+    parts = []
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        kind = client.type(key).decode()
+        value = {"string": lambda k: client.get(k), "hash": lambda k: client.hgetall(k),
+                 "list": lambda k: client.lrange(k, 0, -1), "set": lambda k: client.smembers(k),
+                 "zset": lambda k: client.zrange(k, 0, -1), "stream": lambda k: client.xrange(k)}[kind](key)
+        parts.append(f"{key!r} {value!r}")
+    return "\n".join(parts)
+
+
+def test_canary_appears_nowhere_after_a_full_job(serve: Callable[..., str], job_settings: Callable[..., Settings],
+                                                 fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str,
+                                                 tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    settings = job_settings()
+    client = httpx.Client(base_url=serve(settings), timeout=10)
+    body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "LEAK_CANARY": CANARY, "FAKE_KILO_MODE": "leak"})
+    accepted = client.post("/api/kilo/run-agent", json=body)
+    job_id = accepted.json()["jobId"]
+    # While queued, Redis holds only the sealed form.
+    assert redis_client.get(f"{prefix}job:{job_id}:env").startswith(b"v1.local.")
+    job = wait_job(client, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["prUrl"]
+
+    found = Redactor([CANARY, GITHUB_TOKEN]).found_in
+    haystacks = {
+        "redis": redis_dump(redis_client, prefix),
+        "api": accepted.text + client.get(f"/api/kilo/job/{job_id}").text + client.get("/api/kilo/jobs").text
+        + client.get(f"/api/kilo/job/{job_id}/logs").text,
+        "artifacts": "\n".join(p.read_text(errors="replace") for p in Path(settings.artifacts_dir).rglob("*")
+                               if p.is_file()),
+        "pushed repository": subprocess.run(["git", "-C", str(fake_github.root / "acme" / "widgets.git"), "log",
+                                             "--all", "-p"], capture_output=True, text=True).stdout
+        + (fake_github.root / "acme" / "widgets.git" / "config").read_text(),
+        "pull request": repr(fake_github.pulls),
+        "logs": "".join(capfd.readouterr()),
+    }
+    for where, text in haystacks.items():
+        assert text, f"nothing to scan in {where}"
+        assert not found(text), f"a secret leaked into {where}"
+    # The canary did reach the agent (so the scan above means something), redacted in the log.
+    log = client.get(job["artifacts"]["log.jsonl"]["url"].replace(str(client.base_url), "")).text
+    assert "LEAK_CANARY=[REDACTED]" in log and "b64=b'[REDACTED]" in log
+    # The working tree (the clone and its .git) is gone.
+    assert list(Path(settings.job_workdir or "").iterdir()) == []
