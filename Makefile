@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 5000
 
-.PHONY: install redis run demo worker test lint format bench clean
+.PHONY: install redis run demo worker invoke test lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
@@ -39,6 +39,11 @@ worker: install redis
 ## the same server against the built-in fake Kilo Gateway: try every endpoint without a Kilo key
 demo: install redis
 	@PORT=$(PORT) scripts/demo.sh
+
+## run a Lambda handler on an event without Docker: make invoke FN=dispatcher EVENT=events/dispatcher/sqs-run-agent.json
+invoke: install redis
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<api|dispatcher|finalizer|scheduled> EVENT=<file>"; exit 2; }
+	@POWERTOOLS_TRACE_DISABLED=true $(PY) scripts/invoke.py $(FN) $(EVENT)
 
 test: install redis lint
 	@$(PY) -m pytest

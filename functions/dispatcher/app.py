@@ -26,7 +26,8 @@ tracer = Tracer()
 metrics = Metrics(namespace="KiloBridge")
 settings = load_settings()
 jobs = JobStore(Store(settings))
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report every failed message, even when all failed, instead of failing the whole invocation.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> str:

@@ -88,6 +88,9 @@ async def finalize(settings: Settings, jobs: JobStore, detail: dict[str, Any]) -
     stopped = str(detail.get("stoppedReason") or "unknown")[:300]
     error = f"the agent task stopped before finishing the job: {stopped} (exit code {exit_code})"
     previous = await jobs.fail_unfinished(job_id, "task_stopped", error)
+    if previous == "missing":
+        log.warning("stopped task names an unknown job", extra={"job_id": job_id})
+        return "unknown-job"
     if previous:
         log.warning("job failed: task stopped", extra={"job_id": job_id, "exit_code": exit_code,
                                                         "stopped_reason": stopped, "was": previous})

@@ -201,9 +201,10 @@ return ''
 """
 
 # KEYS: job, env, active, owner set, stats, log. ARGV: id, now, reason, error, retention.
-# → the status it had when it was ended here, or '' when it had already ended
+# → the status it had when it was ended here, '' when it had already ended, 'missing'
 _FAIL_UNFINISHED = _FINISH_FN + """
 local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
 if st ~= 'queued' and st ~= 'running' then return '' end
 finish('failed', st, tonumber(ARGV[2]), {reason = ARGV[3], error = ARGV[4]}, tonumber(ARGV[5]), ARGV[1])
 return st

@@ -1,0 +1,205 @@
+"""AWS mode against moto in server mode (over HTTP, boto3 with endpoint URLs): run-agent → SQS →
+dispatcher → one ECS task (never two, even on redelivery) → finalizer fails a job whose task stopped;
+enqueue failure leaves no ghost job; S3 artifacts with presigned links; KMS envelope for job secrets;
+the scheduled function's three tasks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from moto.server import ThreadedMotoServer
+
+from kilo_bridge import aws
+from kilo_bridge.config import Settings
+from tests.conftest import ROOT, free_port
+from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.fakes.fake_github import FakeGitHub
+from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@dataclass
+class Aws:
+    url: str
+    queue_url: str
+    cluster: str
+    task_definition: str
+    subnet: str
+    security_group: str
+    bucket: str
+    kms_key: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1")
+
+    def settings(self) -> dict[str, Any]:
+        return {"job_queue": "sqs", "agent_queue_url": self.queue_url, "ecs_cluster": self.cluster,
+                "ecs_task_definition": self.task_definition, "ecs_subnets": self.subnet,
+                "ecs_security_groups": self.security_group, "artifacts_bucket": self.bucket,
+                "s3_endpoint_url": self.url, "job_secrets_kms_key_id": self.kms_key}
+
+
+@pytest.fixture
+def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    for name, value in {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY":
+                        "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    aws.reset_clients()
+    tag = uuid.uuid4().hex[:8]
+    sqs, ecs, ec2 = (boto3.client(s, endpoint_url=moto_url) for s in ("sqs", "ecs", "ec2"))
+    queue_url = sqs.create_queue(QueueName=f"agent-jobs-{tag}")["QueueUrl"]
+    cluster = ecs.create_cluster(clusterName=f"kb-{tag}")["cluster"]["clusterArn"]
+    # The real one is awsvpc/FARGATE (template.yaml); moto 5.2.5 fails RunTask on awsvpc task definitions
+    # ('NetworkInterface' has no 'private_dns_name'), so the stand-in here leaves networkMode out.
+    task_def = ecs.register_task_definition(
+        family=f"kb-agent-{tag}", containerDefinitions=[{"name": "agent", "image": "agent:test", "memory": 2048,
+                                                         "essential": True}])["taskDefinition"]["taskDefinitionArn"]
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"kb-{tag}", Description="agent", VpcId=vpc)["GroupId"]
+    bucket = f"kb-audit-{tag}"
+    boto3.client("s3", endpoint_url=moto_url).create_bucket(Bucket=bucket)
+    key = boto3.client("kms", endpoint_url=moto_url).create_key(Description="job secrets")["KeyMetadata"]["Arn"]
+    yield Aws(moto_url, queue_url, cluster, task_def, subnet, group, bucket, key)
+    aws.reset_clients()
+
+
+def load_function(name: str, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> ModuleType:
+    """functions/<name>/app.py imported fresh, with `settings` as its environment (a cold start)."""
+    from kilo_bridge.config import settings_env
+
+    for var, value in settings_env(settings).items():
+        monkeypatch.setenv(var, value)
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test_{uuid.uuid4().hex[:6]}",
+                                                  ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Context:
+    function_name = "test"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
+    aws_request_id = "req-1"
+
+
+def sqs_event(message: dict[str, Any]) -> dict[str, Any]:
+    event = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
+    record = event["Records"][0]
+    record["messageId"], record["body"], record["receiptHandle"] = (message["MessageId"], message["Body"],
+                                                                     message["ReceiptHandle"])
+    return event
+
+
+def test_sqs_dispatch_is_idempotent_and_finalizer_fails_a_stopped_task(
+        aws_env: Aws, serve: Callable[..., str], job_settings: Callable[..., Settings],
+        fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
+    api = httpx.Client(base_url=serve(settings), timeout=10)
+    accepted = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"),
+                                                               profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["jobId"]
+    sqs = aws_env.client("sqs")
+    messages = sqs.receive_message(QueueUrl=aws_env.queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"]) for m in messages] == [{"jobId": job_id}]  # the queue carries the id only
+
+    dispatcher = load_function("dispatcher", monkeypatch, settings)
+    event = sqs_event(messages[0])
+    assert dispatcher.handler(event, Context()) == {"batchItemFailures": []}
+    assert dispatcher.handler(event, Context()) == {"batchItemFailures": []}  # redelivered: no second task
+    ecs = aws_env.client("ecs")
+    tasks = ecs.list_tasks(cluster=aws_env.cluster)["taskArns"]
+    assert len(tasks) == 1
+    described = ecs.describe_tasks(cluster=aws_env.cluster, tasks=tasks)["tasks"][0]
+    overrides = described["overrides"]["containerOverrides"][0]
+    assert overrides["environment"] == [{"name": "JOB_ID", "value": job_id}]
+    assert GITHUB_TOKEN not in json.dumps(described, default=str)
+
+    finalizer = load_function("finalizer", monkeypatch, settings)
+    stopped = json.loads((ROOT / "events/finalizer/task-stopped.json").read_text())
+    stopped["detail"]["overrides"]["containerOverrides"][0]["environment"][0]["value"] = job_id
+    stopped["detail"]["taskArn"] = tasks[0]
+    assert finalizer.handler(stopped, Context()) == {"outcome": "failed"}
+    job = api.get(f"/api/kilo/job/{job_id}").json()
+    assert (job["status"], job["reason"]) == ("failed", "task_stopped")
+    assert "Essential container in task exited" in job["error"] and "137" in job["error"]
+    assert finalizer.handler(stopped, Context()) == {"outcome": "already-finished"}  # redelivered event
+
+
+def test_dispatch_failure_is_reported_for_retry(aws_env: Aws, serve: Callable[..., str],
+                                                job_settings: Callable[..., Settings], fake_github: FakeGitHub,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = job_settings(**{**aws_env.settings(), "ecs_cluster": "no-such-cluster"}, jobs_concurrency=0)
+    api = httpx.Client(base_url=serve(settings), timeout=10)
+    job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
+    message = aws_env.client("sqs").receive_message(QueueUrl=aws_env.queue_url)["Messages"][0]
+    dispatcher = load_function("dispatcher", monkeypatch, settings)
+    result = dispatcher.handler(sqs_event(message), Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert api.get(f"/api/kilo/job/{job_id}").json()["status"] == "queued"  # still waiting, retried later
+
+
+def test_enqueue_failure_leaves_no_ghost_job(aws_env: Aws, serve: Callable[..., str],
+                                             job_settings: Callable[..., Settings], fake_github: FakeGitHub) -> None:
+    missing = aws_env.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    api = httpx.Client(base_url=serve(job_settings(**{**aws_env.settings(), "agent_queue_url": missing},
+                                                   jobs_concurrency=0)), timeout=10)
+    body = run_body(fake_github.repo_url("acme", "widgets"))
+    response = api.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "retry-me"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "queue_unavailable"
+    assert response.headers["retry-after"]
+    assert api.get("/api/kilo/jobs").json()["jobs"] == []
+    assert api.get("/api/kilo/stats").json()["agentRuns"]["queued"] == 0
+
+
+def test_s3_artifacts_and_kms_sealed_secrets(aws_env: Aws, serve: Callable[..., str],
+                                             job_settings: Callable[..., Settings], fake_github: FakeGitHub,
+                                             redis_client: Any, prefix: str) -> None:
+    # The local queue and worker, with AWS storage and KMS: the same runner as the ECS task.
+    settings = job_settings(**{**aws_env.settings(), "job_queue": "local"})
+    api = httpx.Client(base_url=serve(settings), timeout=10)
+    job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"), dryRun=True,
+                                                          profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})).json()["jobId"]
+    assert redis_client.get(f"{prefix}job:{job_id}:env").startswith(b"v1.kms.")
+    job = wait_job(api, job_id)
+    assert job["status"] == "succeeded", job
+    link = job["artifacts"]["diff.patch"]
+    assert link["url"].startswith(aws_env.url) and "Signature" in link["url"]
+    assert "+a change" in httpx.get(link["url"]).text
+    keys = {o["Key"] for o in aws_env.client("s3").list_objects_v2(Bucket=aws_env.bucket)["Contents"]}
+    assert keys == {f"jobs/{job_id}/{n}" for n in ("log.jsonl", "diff.patch", "result.json")}
+
+
+def test_scheduled_tasks(aws_env: Aws, job_settings: Callable[..., Settings], fake: FakeGatewayThread,
+                         monkeypatch: pytest.MonkeyPatch, fake_github: FakeGitHub) -> None:
+    settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
+    scheduled = load_function("scheduled", monkeypatch, settings)
+    fake.set_balance(42.0)
+    assert scheduled.handler({"task": "refresh-credits"}, Context())["balanceUsd"] == 42.0
+    assert scheduled.handler({"task": "reap-jobs"}, Context()) == {"task": "reap-jobs", "ended": {}}
+    event = json.loads((ROOT / "events/scheduled/nightly-agent-run.json").read_text())
+    first = scheduled.handler(event, Context())
+    again = scheduled.handler(event, Context())  # Scheduler delivers at least once
+    assert first["status"] == "queued" and first["jobId"] == again["jobId"]
+    with pytest.raises(Exception, match="unknown task"):
+        scheduled.handler({"task": "drop-tables"}, Context())
