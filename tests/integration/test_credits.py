@@ -51,7 +51,7 @@ def test_stats_and_badge(client: httpx.Client) -> None:
     stats = client.get("/api/kilo/stats").json()
     assert stats["totals"]["ok"] == 3
     assert len(stats["byDay"]) == 7
-    assert set(stats["agentRuns"]) == {"queued", "succeeded", "failed", "cancelled", "timedOut"}
+    assert set(stats["agentRuns"]) == {"queued", "running", "succeeded", "failed", "cancelled", "timedOut"}
     badge = client.get("/api/kilo/stats/badge")
     assert badge.headers["cache-control"].startswith("public")
     body = badge.json()
