@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 5000
 
-.PHONY: install redis run demo worker invoke test lint format bench clean
+.PHONY: install redis run demo worker invoke test lint format bench bench-jobs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
@@ -63,3 +63,7 @@ clean:
 
 # Optional target groups (SAM deployment, comparison benchmarks).
 -include mk/*.mk
+
+## agent jobs: run-agent acceptance rate and start latency (queue vs direct) → docs/benchmarks/jobs.md
+bench-jobs: install redis
+	@$(PY) tests/benchmarks/jobs.py

@@ -131,6 +131,7 @@ def main() -> int:
         plot(json.loads(Path(sys.argv[2]).read_text()))
         return 0
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
     base_walls = [_run(BASELINE)[0] for _ in range(RUNS)]
     baseline = {"wall_ms": statistics.median(base_walls) * 1e3,
                 "modules_loaded": len(parse_importtime(_run("pass", importtime=True)[2]))}
@@ -149,7 +150,7 @@ def main() -> int:
                              capture_output=True, text=True, check=False).stdout.strip()
     res = {"when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
            "cores": os.cpu_count(), "python": version, "runs": RUNS, "baseline": baseline, "entries": entries,
-           "wall_s": time.monotonic() - began}
+           "wall_s": time.monotonic() - began, "loadavg": [load_before, os.getloadavg()[0]]}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1))
     write_report(res)
@@ -184,7 +185,9 @@ def write_report(res: dict) -> None:
         "# Cold import time of the Lambda entry points",
         "",
         f"Measured {res['when']} by `make bench-coldstart` on {res['platform']}, {res['cores']} cores, "
-        f"Python {res['python']} (`.venv`), median of {res['runs']} fresh interpreters per entry point.",
+        f"Python {res['python']} (`.venv`), median of {res['runs']} fresh interpreters per entry point; 1-minute "
+        f"load average {res['loadavg'][0]:.1f} before and {res['loadavg'][1]:.1f} after (other work on the machine "
+        "widens the min-max range).",
         "",
         "A new Lambda instance pays this once, before its first event: interpreter start-up (the runtime's, not "
         "ours) plus importing the handler module. The import is the part this repository controls.",

@@ -220,6 +220,7 @@ def main() -> int:
         return 0
     BENCH.mkdir(exist_ok=True)
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
     up_port = free_port()
     prefix = f"{{kbcompare-{os.getpid()}}}:"
     servers, targets = build_servers(up_port, prefix)
@@ -250,7 +251,7 @@ def main() -> int:
     result = {"rows": rows, "errors": errors, "rss": rss, "startup": startup, "shapes": shapes, "versions": _versions(),
               "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
               "cpu": _cpu(), "cores": os.cpu_count(), "seconds": DURATION_S, "rounds": ROUNDS,
-              "wall_s": time.monotonic() - began}
+              "wall_s": time.monotonic() - began, "loadavg": [load_before, os.getloadavg()[0]]}
     RESULTS.write_text(json.dumps(result, indent=1))
     write_report(result)
     plot_python = os.getenv("BENCH_PLOT_PYTHON", _python(BENCH / "plot-venv"))
@@ -274,7 +275,9 @@ def write_report(res: dict) -> None:
         "",
         f"Measured {res['when']} by `make bench-compare`, {res['rounds']} interleaved rounds x {res['seconds']:.0f} s "
         f"per point, whole run {res['wall_s']:.0f} s.",
-        f"Machine: {res['cpu']}, {res['cores']} cores, {res['platform']}; Python {v['python']}, Node {v['node']}.",
+        f"Machine: {res['cpu']}, {res['cores']} cores, {res['platform']}; Python {v['python']}, Node {v['node']}; "
+        f"1-minute load average {res['loadavg'][0]:.1f} before and {res['loadavg'][1]:.1f} after the run (other "
+        "work on the machine shows up as noise; the interleaved rounds share it out).",
         f"Systems: Kilo Bridge (this repository), LiteLLM proxy {v['litellm']}, Portkey gateway {v['portkey']} "
         f"(with @hono/node-server {v['@hono/node-server']}, see notes).",
         "",

@@ -31,6 +31,10 @@ from kilo_bridge.routing import request_id
 async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
     svc = services(request)
     payload = body.model_dump(exclude_none=True)
+    try:
+        orjson.dumps(payload)  # what the gateway client will send: refuse now what it cannot encode
+    except orjson.JSONEncodeError:
+        raise ApiError(422, "invalid_request", "The body cannot be relayed: integers must fit in 64 bits.") from None
     if len(orjson.dumps(payload["messages"])) > svc.settings.max_prompt_chars * 2:
         raise ApiError(413, "prompt_too_long", "The messages are too long.")
     key = caller_digest(request)

@@ -1,0 +1,44 @@
+"""Every function on every one of its events in events/, the way `make invoke FN=… EVENT=…` runs them
+(no Docker), against the real Redis and the fake gateway. AWS calls themselves are in test_aws_jobs.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kilo_bridge.config import Settings, settings_env
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from invoke import invoke  # noqa: E402
+
+EVENTS = sorted(p for d in ("dispatcher", "finalizer", "scheduled") for p in (ROOT / "events" / d).glob("*.json"))
+EXPECTED: dict[str, Callable[[Any], bool]] = {
+    # The sample job id is unknown here: nothing to dispatch, nothing to fail; the poison message is reported.
+    "sqs-run-agent.json": lambda r: r == {"batchItemFailures": []},
+    "sqs-redelivered-and-poison.json": lambda r: r == {
+        "batchItemFailures": [{"itemIdentifier": "5f1c3a5e-0000-4000-8000-000000000002"}]},
+    "task-stopped.json": lambda r: r == {"outcome": "unknown-job"},
+    "refresh-credits.json": lambda r: r["balanceUsd"] == 12.5 and r["stale"] is False,
+    "reap-jobs.json": lambda r: r == {"task": "reap-jobs", "ended": {}},
+    "nightly-agent-run.json": lambda r: r["status"] == "queued" and r["jobId"].startswith("job_"),
+}
+
+
+def test_every_function_has_events() -> None:
+    assert {p.parent.name for p in EVENTS} == {"dispatcher", "finalizer", "scheduled"}
+    assert {p.name for p in EVENTS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("event_file", EVENTS, ids=[f"{p.parent.name}/{p.name}" for p in EVENTS])
+def test_function_on_event(event_file: Path, job_settings: Callable[..., Settings],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in settings_env(job_settings(jobs_concurrency=0, repo_allow_local=False)).items():
+        monkeypatch.setenv(name, value)
+    result = invoke(event_file.parent.name, json.loads(event_file.read_text()))
+    assert EXPECTED[event_file.name](result), result
