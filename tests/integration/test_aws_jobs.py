@@ -203,3 +203,23 @@ def test_scheduled_tasks(aws_env: Aws, job_settings: Callable[..., Settings], fa
     assert first["status"] == "queued" and first["jobId"] == again["jobId"]
     with pytest.raises(Exception, match="unknown task"):
         scheduled.handler({"task": "drop-tables"}, Context())
+
+
+def test_keys_are_read_from_secrets_manager(aws_env: Aws, fake: FakeGatewayThread) -> None:
+    from kilo_bridge.config import load_settings
+
+    sm = aws_env.client("secretsmanager")
+    kilo = sm.create_secret(Name=f"kilo-{uuid.uuid4().hex[:6]}", SecretString="kilo-key-from-secret-not-real")["ARN"]
+    admin = sm.create_secret(Name=f"admin-{uuid.uuid4().hex[:6]}",
+                             SecretString=json.dumps({"ADMIN_API_KEY": "admin-key-from-secret-not-real"}))["ARN"]
+    redis_secret = sm.create_secret(Name=f"redis-{uuid.uuid4().hex[:6]}",
+                                    SecretString=json.dumps({"username": "kb", "password": "p@ss/word"}))["ARN"]
+    settings = load_settings(kilo_api_key_secret_arn=kilo, admin_api_key_secret_arn=admin,
+                             redis_url="rediss://cache.example:6379", redis_username="kb",
+                             redis_password_secret_arn=redis_secret)
+    assert settings.api_key == "kilo-key-from-secret-not-real"
+    assert settings.admin_key == "admin-key-from-secret-not-real"
+    assert settings.resolved_redis_url == "rediss://kb:p%40ss%2Fword@cache.example:6379"
+    with pytest.raises(Exception, match="KILO_API_KEY_SECRET_ARN: cannot read the secret") as info:
+        load_settings(kilo_api_key_secret_arn=kilo + "-missing")
+    assert "kilo-key-from-secret" not in str(info.value)

@@ -21,7 +21,7 @@ EXPECTED = {
     "stats-badge.json": 200, "models.json": 200, "chat-completions.json": 200, "healthz.json": 200,
     "openapi.json": 200, "docs.json": 200, "admin-keys-list.json": 503,  # no ADMIN_API_KEY set here
     "run-agent.json": 202, "run-agent-invalid.json": 422, "agents.json": 200, "jobs.json": 200,
-    "job-get.json": 404, "job-cancel.json": 404,  # the event's job id does not exist here
+    "job-get.json": 404, "job-cancel.json": 404, "job-artifact.json": 404,  # the event's job id does not exist here
 }
 
 
