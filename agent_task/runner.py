@@ -304,6 +304,9 @@ class Runner:
         max_cost = float(record["maxCostUsd"]) if record.get("maxCostUsd") else None
         argv = [st.kilo_cli_path, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt]
         assert self.repo_dir is not None
+        if not os.access(st.kilo_cli_path, os.X_OK):
+            raise JobEnded("failed", "agent_failed", f"the Kilo CLI is not installed at {st.kilo_cli_path} "
+                           "(`make install` puts the pinned one in agent_task/node_modules; or set KILO_CLI)")
 
         async def on_event(raw: bytes, cut: bool) -> None:
             try:

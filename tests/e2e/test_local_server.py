@@ -39,8 +39,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     fake_url = re.search(r"http://\S+", _wait_for_line(fake, "listening")).group(0)
     port = free_port()
     prefix = f"kbe2e{os.getpid()}:"
+    tmp = tmp_path_factory.mktemp("server")
     env = {**os.environ, "KILO_API_KEY": TEST_KEY, "KILO_GATEWAY_BASE": f"{fake_url}/api/gateway",
-           "PORT": str(port), "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix}
+           "PORT": str(port), "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "ARTIFACTS_DIR": str(tmp / "artifacts"),
+           "JOB_SECRETS_KEY_FILE": str(tmp / "job.key"), "JOB_WORKDIR": str(tmp)}
     proc = subprocess.Popen([sys.executable, "-m", "kilo_bridge", "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     banner = _wait_for_line(proc, "listening")

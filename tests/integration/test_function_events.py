@@ -15,7 +15,7 @@ from kilo_bridge.config import Settings, settings_env
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from invoke import invoke  # noqa: E402
+from invoke import invoke
 
 EVENTS = sorted(p for d in ("dispatcher", "finalizer", "scheduled") for p in (ROOT / "events" / d).glob("*.json"))
 EXPECTED: dict[str, Callable[[Any], bool]] = {
