@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 
-from kilo_bridge.config import ConfigError, load_settings
+from kilo_bridge.config import ConfigError, Settings, load_settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -22,10 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"port": args.port} if args.port else {}
     if args.host not in LOOPBACK and os.getenv("AUTH_REQUIRED") is None:
         overrides["auth_required"] = True  # reachable from elsewhere: never open by default
-    try:
-        settings = load_settings(**overrides)
-    except ConfigError as exc:
-        print(f"kilo-bridge: {exc}", file=sys.stderr)
+    settings = _settings(**overrides)
+    if settings is None:
         return 2
     app = create_app(settings)
     key = "configured" if settings.api_key else "NOT SET (generation answers 503 until KILO_API_KEY is set)"
@@ -34,6 +32,9 @@ def _serve(args: argparse.Namespace) -> int:
         f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}  redis={_safe_url(settings.resolved_redis_url)}",
         flush=True,
     )
+    if settings.job_queue == "local" and settings.jobs_concurrency:
+        print(f"kilo-bridge: agent jobs run here ({settings.jobs_concurrency} at a time; CLI {settings.kilo_cli_path})",
+              flush=True)
     if not settings.auth_is_required:
         print("kilo-bridge: OPEN MODE: no API key is required (fine on 127.0.0.1; set AUTH_REQUIRED=true and "
               "create keys with `kilo-bridge keys create` before exposing it)", flush=True)
@@ -47,10 +48,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     from kilo_bridge.worker import run_worker
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"kilo-bridge: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     if settings.job_queue != "local":
         print("kilo-bridge: JOB_QUEUE=sqs: jobs run as ECS tasks, not in a local worker", file=sys.stderr)
@@ -71,10 +70,8 @@ def _keys(args: argparse.Namespace) -> int:
     from kilo_bridge.keys import KeyStore
     from kilo_bridge.store import Store
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"kilo-bridge: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
 
     async def run() -> object:
@@ -100,6 +97,15 @@ def _keys(args: argparse.Namespace) -> int:
     if args.action == "create":
         print("kilo-bridge: store the key now; it is not shown again", file=sys.stderr)
     return 0
+
+
+def _settings(**overrides: object) -> Settings | None:
+    """The settings, or None after saying which variable is wrong."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        print(f"kilo-bridge: {exc}", file=sys.stderr)
+        return None
 
 
 def _safe_url(url: str) -> str:

@@ -1,6 +1,6 @@
 """Shared pieces of the side-by-side benchmarks: server processes and the keep-alive load generator.
 
-The request round trip itself (`one_request`) and the port/RSS helpers come from `tests/benchmarks/run.py`, so
+The request round trip itself (`one_request`) and the port and RSS functions come from `tests/benchmarks/run.py`, so
 every benchmark times a request the same way. What differs here:
 
 - `Server` drains the process's output for its whole life: a proxy that logs a line per request into an unread
@@ -50,7 +50,7 @@ def _children(pid: int) -> list[int]:
 
 
 def tree_peak_rss_mb(pid: int) -> float:
-    """Peak RSS (VmHWM) of a process plus its descendants: a server may fork workers or helpers."""
+    """Peak RSS (VmHWM) of a process plus its descendants: a server may fork workers or child processes."""
     total = 0.0
     for p in (pid, *_children(pid)):
         with contextlib.suppress(OSError):  # a child may exit between listing and reading

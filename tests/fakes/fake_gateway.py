@@ -30,9 +30,9 @@ from typing import Any
 from aiohttp import web
 
 try:
-    from tests.fakes.threaded import ServerThread
+    from tests.fakes.threaded import AiohttpApp, ServerThread
 except ModuleNotFoundError:  # run as a script (make demo, benchmarks)
-    from threaded import ServerThread  # type: ignore[no-redef]
+    from threaded import AiohttpApp, ServerThread  # type: ignore[no-redef]
 
 MODELS = {
     "data": [
@@ -69,7 +69,8 @@ def _split(text: str, n: int) -> list[str]:
     return out
 
 
-class FakeGateway:
+class FakeGateway(AiohttpApp):
+    backlog = 512  # a benchmark upstream
     def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0, chunks: int = 5,
                  chunk_delay_ms: float = 0, always_usage: bool = False) -> None:
         self.host, self.port = host, port
@@ -276,26 +277,10 @@ class FakeGateway:
         app.router.add_route("*", "/_fake/{action}", self.control)
         return app
 
-    async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=512)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
     @property
     def chats(self) -> list[dict[str, Any]]:
         """The chat completion requests received, oldest first."""
         return [r for r in self.requests if r["path"].endswith("/chat/completions")]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def set_balance(self, value: float) -> None:
         self.balance, self.balance_status = value, None

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.threaded import ServerThread
+from tests.fakes.threaded import AiohttpApp, ServerThread
 
 
 def make_repo(root: Path, owner: str, name: str, files: dict[str, str] | None = None) -> Path:
@@ -37,18 +37,12 @@ def make_repo(root: Path, owner: str, name: str, files: dict[str, str] | None = 
     return bare
 
 
-class FakeGitHub(ServerThread):
+class FakeGitHub(AiohttpApp, ServerThread):
     def __init__(self, root: Path, token: str) -> None:
         self.root, self.token = root, token
-        self.port = 0
         self.pulls: list[dict[str, Any]] = []
         self.git_requests: list[dict[str, Any]] = []
         self.pr_status: int | None = None  # answer pull requests with this status instead
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -104,17 +98,8 @@ class FakeGitHub(ServerThread):
         self.pulls.append(pull)
         return web.json_response(pull, status=201)
 
-    async def start(self) -> str:
+    def app(self) -> web.Application:
         app = web.Application(client_max_size=100 * 1024 * 1024)
         app.router.add_post("/api/v3/repos/{owner}/{repo}/pulls", self.create_pull)
         app.router.add_route("*", "/{owner}/{repo}.git/{tail:.*}", self.git)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app

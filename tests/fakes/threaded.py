@@ -1,5 +1,5 @@
-"""Run an async fake server (anything with `start()`/`stop()` coroutines) in its own event-loop thread,
-for synchronous tests: `with FakeX() as fake: ...`."""
+"""The plumbing of our fake servers: an aiohttp app on 127.0.0.1 (`AiohttpApp`), and running a fake in
+its own event-loop thread for synchronous tests (`ServerThread`: `with FakeX() as fake: ...`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,39 @@ import asyncio
 import threading
 from typing import Any
 
+from aiohttp import web
 
-class ServerThread:
-    async def start(self) -> Any:
+
+class AiohttpApp:
+    """Serves `app()` on host:port (0: a free port, known after `start()`)."""
+
+    host = "127.0.0.1"
+    port = 0
+    backlog = 128
+    _runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
         raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=self.backlog)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.url
 
     async def stop(self) -> None:
-        raise NotImplementedError
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class ServerThread:
+    """Mixed into a class with `start()`/`stop()` coroutines (e.g. an `AiohttpApp`)."""
 
     def __enter__(self) -> Any:
         self._loop = asyncio.new_event_loop()
