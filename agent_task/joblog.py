@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from kilo_bridge.jobs import JobStore
-from kilo_bridge.redact import Redactor
+from kilo_bridge.security import Redactor
 
 FLUSH_EVERY_S = 0.25
 MAX_MSG = 4_000

@@ -32,8 +32,8 @@ from kilo_bridge.jobs import JobStore, now_ms
 from kilo_bridge.models import DiffStat, JobResult
 from kilo_bridge.observability import get_logger
 from kilo_bridge.policy import LOOPBACK_HOSTS, blocked_address, check_repo_url, repo_token
-from kilo_bridge.redact import Redactor
 from kilo_bridge.secretbox import secret_box
+from kilo_bridge.security import Redactor
 from kilo_bridge.store import Store
 
 logger = get_logger()

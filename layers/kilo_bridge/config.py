@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     kilo_api_key: SecretStr | None = None
     # Deployed: the key lives in Secrets Manager and is read at start (Powertools Parameters, cached).
     kilo_api_key_secret_arn: str | None = None
+    # How often that secret is re-read, so a rotated key is used without a restart.
+    kilo_api_key_max_age_s: float = Field(300.0, ge=0, le=86_400)
     kilo_gateway_base: str = DEFAULT_GATEWAY_BASE
     kilo_timeout_ms: int = Field(30_000, ge=100, le=900_000)
     kilo_org_id: str | None = Field(None, max_length=200)
@@ -222,12 +224,12 @@ def _with_secrets(settings: Settings) -> Settings:
 
 
 def read_secret(arn: str, json_field: str) -> str:
-    """A secret's string (or its `json_field` when it holds JSON), cached for 5 minutes by Powertools."""
+    """A secret's string (or its `json_field` when it holds JSON), read now (Powertools Parameters)."""
     import json
 
     from aws_lambda_powertools.utilities import parameters
 
-    value = str(parameters.get_secret(arn, max_age=300))
+    value = str(parameters.get_secret(arn, max_age=0))  # callers keep their own copy and decide when to re-read
     if value.startswith("{"):
         value = str(json.loads(value)[json_field])
     if not value:

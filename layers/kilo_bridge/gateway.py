@@ -12,6 +12,7 @@ an error for the caller to report, never a silent replay.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from kilo_bridge.security import redact
 
 Chunk = tuple[bytes, dict[str, Any]]  # (raw SSE data, parsed JSON)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+log = logging.getLogger(__name__)
 _backoff = wait_random_exponential(multiplier=0.2, max=4.0)
 
 
@@ -116,6 +118,27 @@ class GatewayClient:
         if settings.kilo_org_id:
             headers["X-KiloCode-OrganizationId"] = settings.kilo_org_id
         self._headers = headers
+        # A key from Secrets Manager is re-read every KILO_API_KEY_MAX_AGE_S: rotation needs no restart.
+        self._key_checked = time.monotonic()
+
+    async def _refresh_key(self) -> None:
+        st = self.settings
+        if not st.kilo_api_key_secret_arn or time.monotonic() - self._key_checked < st.kilo_api_key_max_age_s:
+            return
+        self._key_checked = time.monotonic()
+        from kilo_bridge.config import read_secret
+
+        try:
+            key = await asyncio.to_thread(read_secret, st.kilo_api_key_secret_arn, "KILO_API_KEY")
+        except Exception as exc:  # keep the key we have; the next check tries again
+            log.warning("could not re-read the Kilo key", extra={"error": type(exc).__name__})
+            return
+        if self._headers.get("Authorization") != f"Bearer {key}":
+            self._headers["Authorization"] = f"Bearer {key}"
+            self._secrets = (key, *self._secrets)  # the old key stays redacted too
+            if self._session is not None:
+                self._session.headers["Authorization"] = f"Bearer {key}"
+            log.info("Kilo key rotated")
 
     @property
     def configured(self) -> bool:
@@ -190,6 +213,7 @@ class GatewayClient:
         """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline."""
         if not self.configured:
             raise not_configured()
+        await self._refresh_key()
         deadline = time.monotonic() + self._timeout_s
         attempts = 0
         try:

@@ -1,4 +1,5 @@
-"""Secret hygiene: redact known secret values (also URL-encoded and base64 forms) from text."""
+"""Secret hygiene: scrub known secret values from text — as written, URL-encoded and base64-encoded (at any
+alignment, so a secret inside a longer base64 blob, such as a Basic auth header, is found too)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,45 @@ _MIN_SECRET_LEN = 6  # shorter values would redact ordinary words
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def _b64_forms(raw: bytes) -> set[str]:
+    forms = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for shift in range(3):
+            enc = encode(b"\0" * shift + raw).decode().rstrip("=")
+            # Drop the characters the prefix and an unknown suffix could change.
+            start = (shift * 8 + 5) // 6 if shift else 0
+            tail = len(enc) - ((len(raw) + shift) * 8 // 6) if (len(raw) + shift) % 3 else 0
+            core = enc[start: len(enc) - tail - (1 if (len(raw) + shift) % 3 else 0)]
+            if len(core) >= _MIN_SECRET_LEN:
+                forms.add(core)
+    return forms
+
+
 def secret_forms(secret: str) -> set[str]:
-    """The ways a secret shows up in text: as is, URL-encoded, and base64 (also inside `user:secret`)."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
-    raw = secret.encode()
-    for blob in (raw, b"x-access-token:" + raw, b"oauth2:" + raw):
-        b64 = base64.b64encode(blob).decode()
-        # Inside a longer base64 string only the aligned middle is stable: drop the padded edges.
-        forms.add(b64.rstrip("="))
-    return {f for f in forms if len(f) >= _MIN_SECRET_LEN}
+    """The ways a secret shows up in text: as is, URL-encoded, and base64 at any alignment."""
+    out = {secret, quote(secret, safe=""), quote_plus(secret)}
+    out |= _b64_forms(secret.encode())
+    return {v for v in out if len(v) >= _MIN_SECRET_LEN}
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if not secret or len(secret) < _MIN_SECRET_LEN:
-            continue
-        for form in sorted(secret_forms(secret), key=len, reverse=True):
-            if form in text:
-                text = text.replace(form, REDACTED)
-    return text
+class Redactor:
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        forms: set[str] = set()
+        for s in secrets:
+            if s and len(s) >= _MIN_SECRET_LEN:
+                forms |= secret_forms(s)
+        ordered = sorted(forms, key=len, reverse=True)
+        self._re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        return self._re.sub(REDACTED, text) if self._re else text
+
+    def found_in(self, text: str) -> bool:
+        return bool(self._re and self._re.search(text))
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    return Redactor(secrets)(text)
 
 
 def clean_request_id(value: str | None) -> str | None:

@@ -223,3 +223,16 @@ def test_keys_are_read_from_secrets_manager(aws_env: Aws, fake: FakeGatewayThrea
     with pytest.raises(Exception, match="KILO_API_KEY_SECRET_ARN: cannot read the secret") as info:
         load_settings(kilo_api_key_secret_arn=kilo + "-missing")
     assert "kilo-key-from-secret" not in str(info.value)
+
+
+def test_rotated_kilo_key_is_used_without_a_restart(aws_env: Aws, serve: Callable[..., str],
+                                                    make_settings: Callable[..., Settings],
+                                                    fake: FakeGatewayThread) -> None:
+    sm = aws_env.client("secretsmanager")
+    arn = sm.create_secret(Name=f"kilo-{uuid.uuid4().hex[:6]}", SecretString="kilo-key-v1-not-real")["ARN"]
+    url = serve(make_settings(kilo_api_key=None, kilo_api_key_secret_arn=arn, kilo_api_key_max_age_s=0))
+    assert httpx.post(f"{url}/api/kilo/generate", json={"prompt": "one"}).status_code == 200
+    sm.put_secret_value(SecretId=arn, SecretString="kilo-key-v2-not-real")
+    assert httpx.post(f"{url}/api/kilo/generate", json={"prompt": "two"}).status_code == 200
+    keys = [c["headers"]["authorization"] for c in fake.chats]
+    assert keys == ["Bearer kilo-key-v1-not-real", "Bearer kilo-key-v2-not-real"]

@@ -15,8 +15,8 @@ from kilo_bridge.config import load_settings
 from kilo_bridge.errors import ApiError
 from kilo_bridge.jobs import new_job_id, valid_job_id
 from kilo_bridge.policy import blocked_address, check_branch, check_profile_env
-from kilo_bridge.redact import MASK, Redactor
 from kilo_bridge.secretbox import LocalBox
+from kilo_bridge.security import REDACTED, Redactor
 
 SECRET = "ghp_Canary/Token+With=Odd~Chars_42"
 
@@ -31,7 +31,7 @@ def test_redaction_finds_every_encoding(form: str) -> None:
     redact = Redactor([SECRET, None, "short"])
     text = f"before {form} after"
     assert redact.found_in(text)
-    assert MASK in redact(text) and "before" in redact(text) and "after" in redact(text)
+    assert REDACTED in redact(text) and "before" in redact(text) and "after" in redact(text)
 
 
 def test_short_values_are_not_masked_everywhere() -> None:
