@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from kilo_bridge.app import create_app
-from kilo_bridge.observability import get_logger
+from kilo_bridge.observability import get_logger, get_tracer
 
 logger = get_logger()
-tracer = Tracer()
+tracer = get_tracer()
 metrics = Metrics(namespace="KiloBridge")
 # lifespan="off": Mangum would otherwise run startup/shutdown on every invocation and close the pools.
 asgi = Mangum(create_app(), lifespan="off")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -18,11 +18,11 @@ from kilo_bridge.config import load_settings
 from kilo_bridge.dispatch import dispatch, job_id_of_message
 from kilo_bridge.jobs import JobStore
 from kilo_bridge.lambda_runtime import run_sync
-from kilo_bridge.observability import get_logger
+from kilo_bridge.observability import get_logger, get_tracer
 from kilo_bridge.store import Store
 
 logger = get_logger()
-tracer = Tracer()
+tracer = get_tracer()
 metrics = Metrics(namespace="KiloBridge")
 settings = load_settings()
 jobs = JobStore(Store(settings))

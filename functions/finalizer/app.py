@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -13,11 +13,11 @@ from kilo_bridge.config import load_settings
 from kilo_bridge.dispatch import finalize
 from kilo_bridge.jobs import JobStore
 from kilo_bridge.lambda_runtime import run_sync
-from kilo_bridge.observability import get_logger
+from kilo_bridge.observability import get_logger, get_tracer
 from kilo_bridge.store import Store
 
 logger = get_logger()
-tracer = Tracer()
+tracer = get_tracer()
 metrics = Metrics(namespace="KiloBridge")
 settings = load_settings()
 jobs = JobStore(Store(settings))

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kilo_bridge.config import load_settings
 from kilo_bridge.lambda_runtime import run_sync
-from kilo_bridge.observability import get_logger
+from kilo_bridge.observability import get_logger, get_tracer
 from kilo_bridge.scheduled import run_task
 from kilo_bridge.services import Services
 
 logger = get_logger()
-tracer = Tracer()
+tracer = get_tracer()
 metrics = Metrics(namespace="KiloBridge")
 services = Services.build(load_settings())
 
