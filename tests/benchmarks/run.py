@@ -174,7 +174,14 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
               "back to back, one Python worker is saturated, so the added latency is queueing: clients ÷ req/s "
               "(Little's law). More throughput means more workers (uvicorn --workers, or Lambda's concurrency), "
               "not a faster single request. Streams pay per chunk (50 here): each relayed chunk costs an SSE "
-              "frame and a send through sse-starlette.", ""]
+              "frame and a send through sse-starlette.", "",
+              "More, each written by its own command:", "",
+              "- [benchmarks/compare.md](benchmarks/compare.md) (`make bench-compare`): Kilo Bridge, LiteLLM proxy "
+              "and Portkey's gateway side by side on the same fake upstream;",
+              "- [benchmarks/coldstart.md](benchmarks/coldstart.md) (`make bench-coldstart`): cold import of every "
+              "Lambda entry point;",
+              "- [benchmarks/jobs.md](benchmarks/jobs.md) (`make bench-jobs`): agent jobs accepted per second, and "
+              "the time from `run-agent` to the runner's first event through the local queue.", ""]
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))
     print("wrote docs/benchmarks.md")
