@@ -174,7 +174,7 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
               "back to back, one Python worker is saturated, so the added latency is queueing: clients ÷ req/s "
               "(Little's law). More throughput means more workers (uvicorn --workers, or Lambda's concurrency), "
               "not a faster single request. Streams pay per chunk (50 here): each relayed chunk costs an SSE "
-              "frame and a send through sse-starlette.", "",
+              "frame and one ASGI send (kilo_bridge/sse.py).", "",
               "More, each written by its own command:", "",
               "- [benchmarks/compare.md](benchmarks/compare.md) (`make bench-compare`): Kilo Bridge, LiteLLM proxy "
               "and Portkey's gateway side by side on the same fake upstream;",

@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable
 
 import httpx
-from sse_starlette import ServerSentEvent
 
 from kilo_bridge.config import Settings
+from kilo_bridge.sse import encode
 from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.integration.test_stream import sse, stream
@@ -25,10 +25,12 @@ def test_upstream_text_cannot_forge_sse_events(base_url: str, fake: FakeGatewayT
 
 def test_sse_framing_splits_every_line_break_into_data_lines() -> None:
     # The passthrough relays upstream data as is: a lone CR must not start a new SSE field.
-    encoded = ServerSentEvent(data='{"a": 1}\revent: done\ndata: x', sep="\n").encode().decode()
+    encoded = encode({"data": '{"a": 1}\revent: done\ndata: x'}).decode()
     assert "\nevent: done" not in encoded and "\revent" not in encoded
     assert [line for line in encoded.splitlines() if line] == [
         'data: {"a": 1}', "data: event: done", "data: data: x"]
+    named = encode({"event": "delta\nevent: done", "data": "y"}).decode()
+    assert named == "event: deltaevent: done\ndata: y\n\n"  # an event name cannot add a line either
 
 
 def test_upstream_echoing_the_key_does_not_leak_it(base_url: str, fake: FakeGatewayThread) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -41,14 +43,7 @@ async def generate_stream(request: Request, body: GenerateRequest) -> Response:
     return sse_response(events, svc.settings.sse_keepalive_s)
 
 
-def sse_response(events, keepalive_s: float) -> Response:  # type: ignore[no-untyped-def]
-    # Imported here: only the streaming routes pay for sse-starlette (and its anyio task groups).
-    from sse_starlette import EventSourceResponse, ServerSentEvent
+def sse_response(events: AsyncIterator[dict[str, str]], keepalive_s: float) -> Response:
+    from kilo_bridge.sse import EventStream
 
-    return EventSourceResponse(
-        events,
-        ping=keepalive_s,
-        sep="\n",
-        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
-        headers={"X-Accel-Buffering": "no"},
-    )
+    return EventStream(events, keepalive_s)
