@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from kilo_bridge.aio import die_with_parent
+
 MAX_LINE = 16_384
 READ_CHUNK = 65_536
-PR_SET_PDEATHSIG = 1
 # The leader of the agent's process group: when the runner dies, the kernel sends it SIGHUP and it kills the
 # whole group (the agent's own children included: a dying parent alone would orphan them). A SIGTERM from
 # the runner is passed on, and the guard keeps waiting, so the agent still gets its grace period.
@@ -28,13 +28,8 @@ exit $rc
 """
 
 
-def _die_with_parent(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - runs between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-
-
-def _hup_with_parent() -> None:  # pragma: no cover
-    _die_with_parent(signal.SIGHUP)
+def _hup_with_parent() -> None:  # pragma: no cover - runs between fork and exec
+    die_with_parent(signal.SIGHUP)
 
 
 @dataclass(slots=True)
@@ -82,20 +77,14 @@ async def run(
     stop_reason: Callable[[], str],
     deadline: float,
     grace_s: float,
-    stdin: bytes | None = None,
 ) -> Finished:
     """Run argv to the end, or until `stop` is set or the monotonic `deadline` passes."""
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", GUARD, "kb-guard", *argv, cwd=cwd, env=env,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
         preexec_fn=_hup_with_parent,
     )
-    if stdin is not None and proc.stdin is not None:
-        proc.stdin.write(stdin)
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            await proc.stdin.drain()
-        proc.stdin.close()
     assert proc.stdout is not None and proc.stderr is not None
     pumps = asyncio.gather(_pump(proc.stdout, on_stdout), _pump(proc.stderr, on_stderr))
     waiter = asyncio.ensure_future(proc.wait())
@@ -130,7 +119,7 @@ async def capture(argv: list[str], *, env: dict[str, str], cwd: str, timeout_s: 
     """A short command's (returncode, stdout, stderr); its group is killed when it overruns timeout_s."""
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
+        stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=die_with_parent)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -35,3 +36,13 @@ class PerLoop(Generic[T]):
     def forget(self) -> None:
         self._value = None
         self._loop = None
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - runs in a child between fork and exec
+    """`preexec_fn` for child processes: the kernel sends `sig` (default SIGKILL) when the parent dies
+    (Linux PR_SET_PDEATHSIG), so a killed worker or runner leaves no orphans behind."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)

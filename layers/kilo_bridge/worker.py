@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from kilo_bridge.aio import die_with_parent
 from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
 from kilo_bridge.job_queue import QUEUE_NAME, bull_prefix
 from kilo_bridge.jobs import JobStore
@@ -20,14 +21,6 @@ from kilo_bridge.observability import get_logger
 from kilo_bridge.store import Store
 
 log = get_logger()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    import ctypes
-    import signal
-
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class LocalWorker:
@@ -57,7 +50,7 @@ class LocalWorker:
         job_id = str((job.data or {}).get("jobId", ""))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent_task", job_id, cwd=str(PROJECT_ROOT), env=self.runner_env,
-            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
         try:
             code = await proc.wait()
         except asyncio.CancelledError:

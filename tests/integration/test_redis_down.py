@@ -37,3 +37,21 @@ def test_redis_down_then_back(
         assert resp.status_code == 200, resp.text
         assert client.get("/healthz").json()["redis"] == "ok"
         assert client.get("/api/kilo/stats").json()["totals"]["ok"] == 1
+
+
+def test_job_routes_fail_closed_when_redis_is_down(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], own_redis: RedisServer
+) -> None:
+    url = serve(job_settings(redis_url=own_redis.url, redis_timeout_ms=500, jobs_concurrency=0))
+    body = {"repoUrl": "https://github.com/acme/widgets.git", "agent": "review", "dryRun": True}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        job_id = client.post("/api/kilo/run-agent", json=body).json()["jobId"]
+        own_redis.stop()
+        for method, path in (("POST", "/api/kilo/run-agent"), ("GET", f"/api/kilo/job/{job_id}"),
+                             ("DELETE", f"/api/kilo/job/{job_id}"), ("GET", "/api/kilo/jobs"),
+                             ("GET", f"/api/kilo/job/{job_id}/logs")):
+            resp = client.request(method, path, json=body if method == "POST" else None)
+            assert resp.status_code == 503, (method, path, resp.text)
+            assert resp.json()["error"]["code"] in ("store_unavailable", "queue_unavailable")
+        own_redis.start()  # empty again: the job is gone with the data, and new ones are accepted
+        assert client.post("/api/kilo/run-agent", json=body).status_code == 202
