@@ -22,6 +22,7 @@ def bull_prefix(settings: Settings) -> str:
 
 class JobQueue(Protocol):
     async def enqueue(self, job_id: str) -> None: ...
+    async def withdraw(self, job_id: str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -46,6 +47,10 @@ class LocalQueue:
         await self._get().add("run", {"jobId": job_id}, {
             "jobId": job_id, "attempts": 1, "removeOnComplete": 1000, "removeOnFail": 5000})
 
+    async def withdraw(self, job_id: str) -> None:
+        """Drop a cancelled job's queue entry (a worker holding it already just finds the job ended)."""
+        await self._get().remove(job_id)
+
     async def close(self) -> None:
         if self._queue is not None:
             await self._queue.close()
@@ -63,6 +68,9 @@ class SqsQueue:
 
         await asyncio.to_thread(client("sqs").send_message, QueueUrl=self.url,
                                 MessageBody=orjson.dumps({"jobId": job_id}).decode())
+
+    async def withdraw(self, job_id: str) -> None:
+        return None  # an SQS message cannot be taken back; the dispatcher skips a job that is no longer queued
 
     async def close(self) -> None:
         return None

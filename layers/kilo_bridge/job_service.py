@@ -193,6 +193,11 @@ class JobService:
             outcome = await self.jobs.cancel(job_id, record.get("owner") or None)
         if outcome in TERMINAL and outcome != "cancelled":
             raise ApiError(409, "conflict", f"The job has already ended ({outcome}).")
+        if outcome == "cancelled":
+            try:
+                await self.queue.withdraw(job_id)
+            except Exception as exc:  # best effort: a runner would find the job ended and stop at once
+                log.info("queue entry not withdrawn", extra={"job_id": job_id, "error": type(exc).__name__})
         log.info("job cancel", extra={"job_id": job_id, "outcome": outcome})
         return await self.get(job_id, caller, api_base)
 

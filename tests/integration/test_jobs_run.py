@@ -148,10 +148,12 @@ def test_cancel_while_running_stops_the_agent_within_seconds(jobs_client: httpx.
 
 
 def test_cancel_while_queued_is_immediate(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                          fake_github: FakeGitHub) -> None:
+                                          fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str) -> None:
     client = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
     job_id = start(client, run_body(fake_github.repo_url("acme", "widgets")))
+    assert redis_client.exists(f"{prefix}agent-jobs:{job_id}")  # bullmq's entry for it
     response = client.delete(f"/api/kilo/job/{job_id}")
+    assert not redis_client.exists(f"{prefix}agent-jobs:{job_id}")  # withdrawn from the queue
     assert response.status_code == 202
     assert (response.json()["status"], response.json()["reason"]) == ("cancelled", "cancelled_by_user")
     stats = client.get("/api/kilo/stats").json()["agentRuns"]
