@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 5000
 
-.PHONY: install redis run demo worker invoke test lint format bench bench-jobs clean
+.PHONY: install redis run demo worker invoke test lint format bench bench-overhead bench-jobs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
@@ -55,7 +55,11 @@ format: install
 	@$(VENV)/bin/ruff format layers functions agent_task tests scripts
 	@$(VENV)/bin/ruff check --fix .
 
-bench: install redis
+## every benchmark, one after the other (~20 min): each writes its report into docs/
+bench: bench-overhead bench-compare bench-coldstart bench-redis bench-jobs
+
+## the latency Kilo Bridge adds over calling the (fake) gateway directly → docs/benchmarks.md
+bench-overhead: install redis
 	@$(PY) tests/benchmarks/run.py
 
 clean:

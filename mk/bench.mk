@@ -7,11 +7,14 @@ PORTKEY_PIN    := @portkey-ai/gateway@1.15.2
 # Portkey 1.15.2 with a newer @hono/node-server answers every stream with 500 (TypeError: immutable).
 HONO_NODE_PIN  := 1.13.8
 MATPLOTLIB_PIN := matplotlib==3.9.2
+# reference row of bench-coldstart: a FastAPI + Mangum hello world (mangum as the project pins it)
+REF_PINS       := fastapi==0.163.2 mangum==0.22.0
 BENCH_PINS     := $(shell echo '$(LITELLM_PIN) $(PORTKEY_PIN) $(HONO_NODE_PIN)' | cksum | cut -d' ' -f1)
 BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
 PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
+REF_STAMP      := $(BENCH_DIR)/.installed-ref-$(shell echo '$(REF_PINS)' | cksum | cut -d' ' -f1)
 
-.PHONY: bench-tools bench-compare bench-coldstart
+.PHONY: bench-tools bench-compare bench-coldstart bench-redis
 
 $(PLOT_STAMP):
 	@mkdir -p $(BENCH_DIR)
@@ -19,6 +22,13 @@ $(PLOT_STAMP):
 	@echo "installing $(MATPLOTLIB_PIN) into $(BENCH_DIR)/plot-venv ..."
 	@$(BENCH_DIR)/plot-venv/bin/pip install -q --disable-pip-version-check '$(MATPLOTLIB_PIN)'
 	@rm -f $(BENCH_DIR)/.installed-plot-* && touch $@
+
+$(REF_STAMP):
+	@mkdir -p $(BENCH_DIR)
+	@test -x $(BENCH_DIR)/ref-venv/bin/python || $(BENCH_PYTHON) -m venv $(BENCH_DIR)/ref-venv
+	@echo "installing $(REF_PINS) into $(BENCH_DIR)/ref-venv ..."
+	@$(BENCH_DIR)/ref-venv/bin/pip install -q --disable-pip-version-check $(foreach p,$(REF_PINS),'$(p)')
+	@rm -f $(BENCH_DIR)/.installed-ref-* && touch $@
 
 $(BENCH_STAMP):
 	@mkdir -p $(BENCH_DIR)/portkey
@@ -38,6 +48,11 @@ bench-tools: $(BENCH_STAMP) $(PLOT_STAMP)
 bench-compare: install redis bench-tools
 	@BENCH_PLOT_PYTHON=$(BENCH_DIR)/plot-venv/bin/python $(PY) tests/benchmarks/compare.py
 
-## cold import time of every Lambda entry point → docs/benchmarks/coldstart.md
-bench-coldstart: install redis $(PLOT_STAMP)
-	@BENCH_PLOT_PYTHON=$(BENCH_DIR)/plot-venv/bin/python $(PY) tests/benchmarks/coldstart.py
+## cold import time of every Lambda entry point, and of a FastAPI + Mangum reference → docs/benchmarks/coldstart.md
+bench-coldstart: install redis $(PLOT_STAMP) $(REF_STAMP)
+	@BENCH_PLOT_PYTHON=$(BENCH_DIR)/plot-venv/bin/python BENCH_REF_PYTHON=$(BENCH_DIR)/ref-venv/bin/python \
+		$(PY) tests/benchmarks/coldstart.py
+
+## Redis commands per request of each route, from INFO commandstats → docs/benchmarks/redis.md
+bench-redis: install redis
+	@$(PY) tests/benchmarks/redis_trips.py

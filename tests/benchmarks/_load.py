@@ -1,13 +1,15 @@
 """Shared pieces of the side-by-side benchmarks: server processes and the keep-alive load generator.
 
-The request round trip itself (`one_request`) and the port and RSS functions come from `tests/benchmarks/run.py`, so
-every benchmark times a request the same way. What differs here:
+The port and RSS functions come from `tests/benchmarks/run.py`; `timed_request` times a request as run.py's
+`one_request` does (first body byte carrying `data:`, last byte) and also notes when each streamed event arrived.
+What differs here:
 
 - `Server` drains the process's output for its whole life: a proxy that logs a line per request into an unread
   pipe blocks once the pipe's 64 KiB buffer fills, which would look like a latency cliff of the proxy itself.
 - Readiness is a real request answered 200, not a log line: each system words its banner differently.
 - `load` warms every connection up first and starts the clock only when all of them are warm, so req/s counts
   timed requests over timed seconds; it also accepts extra request headers (Portkey routes by header).
+- Streams also yield the chunk relay gap: the mean time between consecutive SSE events as the client receives them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import asyncio
 import collections
 import contextlib
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -26,7 +30,8 @@ from pathlib import Path
 
 from tests.benchmarks.run import KEY, free_port, one_request, peak_rss_mb
 
-__all__ = ["KEY", "Server", "free_port", "load", "one_request", "peak_rss_mb", "request_bytes", "tree_peak_rss_mb"]
+__all__ = ["KEY", "Server", "free_port", "load", "one_request", "peak_rss_mb", "request_bytes", "timed_request",
+           "tree_peak_rss_mb"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +43,40 @@ def request_bytes(port: int, path: str, body: dict, headers: dict[str, str] | No
                    "Authorization": f"Bearer {KEY}", **(headers or {}), "Content-Length": str(len(raw))}
     head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items()) + "\r\n"
     return head.encode() + raw
+
+
+_LENGTH = re.compile(rb"(?i)content-length: *(\d+)")
+
+
+async def timed_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        req: bytes) -> tuple[float, float, float]:
+    """(time to first body byte carrying `data:`, total, mean gap between consecutive SSE events) in seconds.
+
+    The gap is NaN for plain answers. Events that arrive in one read share a timestamp, as a client would see them."""
+    start = time.perf_counter()
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head[:200].decode(errors="replace"))
+    match = _LENGTH.search(head)
+    if match:
+        await reader.readexactly(int(match.group(1)))
+        now = time.perf_counter() - start
+        return now, now, math.nan
+    first = last = 0.0
+    events = 0
+    while True:  # chunked
+        size = int((await reader.readline()).strip(), 16)
+        data = await reader.readexactly(size + 2)
+        n = data.count(b"data:")
+        if n:
+            last = time.perf_counter() - start
+            if not events:
+                first = last
+            events += n
+        if size == 0:
+            gap = (last - first) / (events - 1) if events > 1 else math.nan
+            return first, time.perf_counter() - start, gap
 
 
 def _children(pid: int) -> list[int]:
@@ -118,7 +157,7 @@ class Server:
 async def _probe(port: int, req: bytes) -> None:
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
     try:
-        await asyncio.wait_for(one_request(reader, writer, req), 5)
+        await asyncio.wait_for(timed_request(reader, writer, req), 5)
     finally:
         writer.close()
 
@@ -131,6 +170,7 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: 
     clients would otherwise spend longer warming up than being measured."""
     ttfb: list[float] = []
     total: list[float] = []
+    gaps: list[float] = []
     warm = asyncio.Event()
     ready = 0
     clock: dict[str, float] = {}
@@ -141,7 +181,7 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: 
         try:
             until = time.perf_counter() + warmup_s
             for _ in range(warmup):  # connection set-up, JIT (node) and caches stay out of the timed part
-                await one_request(reader, writer, req)
+                await timed_request(reader, writer, req)
                 if time.perf_counter() > until:
                     break
             ready += 1
@@ -151,12 +191,14 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: 
                 warm.set()
             await warm.wait()
             while time.perf_counter() < clock["deadline"]:
-                f, t = await one_request(reader, writer, req)
+                f, t, g = await timed_request(reader, writer, req)
                 ttfb.append(f)
                 total.append(t)
+                if not math.isnan(g):
+                    gaps.append(g)
         finally:
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - clock["start"]
-    return {"n": len(total), "elapsed": elapsed, "total": total, "ttfb": ttfb}
+    return {"n": len(total), "elapsed": elapsed, "total": total, "ttfb": ttfb, "gap": gaps}

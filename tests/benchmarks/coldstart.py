@@ -3,6 +3,8 @@
 For every entry point, N fresh `.venv/bin/python` processes with a Lambda-like environment import it and report the
 import's wall time; N more run with `-X importtime` to name the modules that cost the most. A `python -c pass`
 baseline is the interpreter's own start-up. Entry points that do not import (yet) are skipped with the reason.
+A reference row measures the same way a FastAPI + Mangum hello-world handler (written under .bench/ref at run time,
+imported by .bench/ref-venv's Python 3.11, which `make bench-coldstart` installs with pinned fastapi and mangum).
 Writes docs/benchmarks/coldstart.md and coldstart.png (matplotlib from .bench/, never .venv).
 
 Env: BENCH_COLD_RUNS (default 7).
@@ -24,6 +26,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
 RUNS = int(os.getenv("BENCH_COLD_RUNS", "7"))
+BENCH = Path(os.getenv("BENCH_DIR", str(ROOT / ".bench")))
+REF_PYTHON = os.getenv("BENCH_REF_PYTHON", str(BENCH / "ref-venv" / "bin" / "python"))
+REF_DIR = BENCH / "ref"
+REF_MODULE = "kb_ref_hello"
+REF_WHAT = "reference: FastAPI + Mangum hello world (one GET route), not part of this repository"
+# The smallest handler a FastAPI-on-Lambda service starts from: what a framework alone costs a cold start.
+REF_SOURCE = '''"""Reference Lambda handler for the cold-import benchmark: FastAPI + Mangum, one route."""
+
+from fastapi import FastAPI
+from mangum import Mangum
+
+app = FastAPI()
+
+
+@app.get("/hello")
+def hello() -> dict[str, str]:
+    return {"message": "hello"}
+
+
+handler = Mangum(app, lifespan="off")
+'''
 NO_PYC_RUNS = 3
 ENTRY_POINTS = {
     "functions.api.app": "API function (Mangum, short routes)",
@@ -56,9 +79,10 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**keep, **LAMBDA_ENV, **(extra or {})}
 
 
-def _run(code: str, importtime: bool = False, extra: dict[str, str] | None = None) -> tuple[float, str, str, int]:
+def _run(code: str, importtime: bool = False, extra: dict[str, str] | None = None,
+         python: str = PYTHON) -> tuple[float, str, str, int]:
     """(process wall s, stdout, stderr, exit code) of one fresh interpreter."""
-    cmd = [PYTHON, *(["-X", "importtime"] if importtime else []), "-c", code]
+    cmd = [python, *(["-X", "importtime"] if importtime else []), "-c", code]
     began = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=_env(extra), capture_output=True, text=True, timeout=120, check=False)
     return time.perf_counter() - began, proc.stdout, proc.stderr, proc.returncode
@@ -86,19 +110,21 @@ def parse_importtime(stderr: str) -> dict[str, tuple[float, float, int]]:
     return out
 
 
-def measure_entry(mod: str) -> dict:
-    _, _, err, code = _run(f"import {mod}")  # also leaves bytecode caches warm, as a deployed package has them
+def measure_entry(mod: str, python: str = PYTHON, env: dict[str, str] | None = None) -> dict:
+    env = env or {}
+    # also leaves bytecode caches warm, as a deployed package has them
+    _, _, err, code = _run(f"import {mod}", extra=env, python=python)
     if code != 0:
         reason = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), "no output")
         return {"module": mod, "ok": False, "reason": reason[:300]}
     walls, imports = [], []
     for _ in range(RUNS):
-        w, out, _, _ = _run(TIMED.format(mod=mod))
+        w, out, _, _ = _run(TIMED.format(mod=mod), extra=env, python=python)
         walls.append(w)
         imports.append(_import_s(out))
     samples: dict[str, list[tuple[float, float, int]]] = {}
     for _ in range(RUNS):
-        _, _, err, _ = _run(f"import {mod}", importtime=True)
+        _, _, err, _ = _run(f"import {mod}", importtime=True, extra=env, python=python)
         for name, v in parse_importtime(err).items():
             samples.setdefault(name, []).append(v)
     modules = {name: {"self_ms": statistics.median(s for s, _, _ in v) / 1e3,
@@ -116,14 +142,39 @@ def measure_entry(mod: str) -> dict:
     no_pyc = []
     with tempfile.TemporaryDirectory() as empty:  # no cached bytecode anywhere: every module is compiled
         for _ in range(NO_PYC_RUNS):
-            _, out, _, _ = _run(TIMED.format(mod=mod), extra={"PYTHONPYCACHEPREFIX": empty,
-                                                             "PYTHONDONTWRITEBYTECODE": "1"})
+            _, out, _, _ = _run(TIMED.format(mod=mod), python=python,
+                                extra={**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"})
             no_pyc.append(_import_s(out))
     return {"module": mod, "ok": True, "import_ms": statistics.median(imports) * 1e3,
             "import_ms_min": min(imports) * 1e3, "import_ms_max": max(imports) * 1e3,
             "wall_ms": statistics.median(walls) * 1e3, "no_pyc_import_ms": statistics.median(no_pyc) * 1e3,
             "modules_loaded": len(modules), "top": [{"module": n, **m} for n, m in top], "by_package": by_package,
             "importtime_total_ms": sum(m["self_ms"] for m in modules.values())}
+
+
+def _version(python: str) -> str:
+    try:
+        return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                              capture_output=True, text=True, check=False, timeout=60).stdout.strip()
+    except OSError:
+        return ""
+
+
+def measure_reference(version: str) -> dict:
+    """The FastAPI + Mangum hello world, imported exactly as the entry points are, by a Python of the same version."""
+    base = {"module": REF_MODULE, "what": REF_WHAT, "reference": True}
+    ref_version = _version(REF_PYTHON)
+    if not ref_version:
+        return {**base, "ok": False, "reason": f"{REF_PYTHON} missing: `make bench-coldstart` installs it"}
+    if ref_version.rsplit(".", 1)[0] != version.rsplit(".", 1)[0]:
+        return {**base, "ok": False, "reason": f"reference Python {ref_version} is not the .venv's {version}"}
+    REF_DIR.mkdir(parents=True, exist_ok=True)
+    (REF_DIR / f"{REF_MODULE}.py").write_text(REF_SOURCE)
+    probe = "import importlib.metadata as m; print(m.version('fastapi'), m.version('mangum'))"
+    found = subprocess.run([REF_PYTHON, "-c", probe], capture_output=True, text=True, check=False).stdout.split()
+    fastapi_v, mangum_v = [*found, "?", "?"][:2]
+    e = measure_entry(REF_MODULE, REF_PYTHON, {"PYTHONPATH": str(REF_DIR)})
+    return {**e, **base, "python": ref_version, "fastapi": fastapi_v, "mangum": mangum_v}
 
 
 def main() -> int:
@@ -136,9 +187,10 @@ def main() -> int:
     baseline = {"wall_ms": statistics.median(base_walls) * 1e3,
                 "modules_loaded": len(parse_importtime(_run("pass", importtime=True)[2]))}
     print(f"baseline python -c pass: {baseline['wall_ms']:.1f} ms", flush=True)
+    version = _version(PYTHON)
     entries = []
     for mod in ENTRY_POINTS:
-        e = measure_entry(mod)
+        e = {**measure_entry(mod), "what": ENTRY_POINTS[mod]}
         entries.append(e)
         if e["ok"]:
             print(f"{mod:28} import {e['import_ms']:7.1f} ms (min {e['import_ms_min']:.1f}, max "
@@ -146,8 +198,14 @@ def main() -> int:
                   f"{e['no_pyc_import_ms']:7.1f} ms  {e['modules_loaded']} modules", flush=True)
         else:
             print(f"{mod:28} SKIPPED: {e['reason']}", flush=True)
-    version = subprocess.run([PYTHON, "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True, check=False).stdout.strip()
+    ref = measure_reference(version)
+    entries.append(ref)
+    if ref["ok"]:
+        print(f"{'reference ' + REF_MODULE:28} import {ref['import_ms']:7.1f} ms (FastAPI {ref['fastapi']}, Mangum "
+              f"{ref['mangum']}, Python {ref['python']})  process {ref['wall_ms']:7.1f} ms  {ref['modules_loaded']} "
+              "modules", flush=True)
+    else:
+        print(f"reference {REF_MODULE}: NOT MEASURED: {ref['reason']}", flush=True)
     res = {"when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
            "cores": os.cpu_count(), "python": version, "runs": RUNS, "baseline": baseline, "entries": entries,
            "wall_s": time.monotonic() - began, "loadavg": [load_before, os.getloadavg()[0]]}
@@ -179,6 +237,16 @@ def _findings(res: dict) -> list[str]:
     return [*out, ""] if out else []
 
 
+def _against_reference(res: dict) -> list[str]:
+    """Each entry point's import next to the FastAPI + Mangum hello world's, measured in the same run."""
+    ref = next((e for e in res["entries"] if e.get("reference")), None)
+    if not ref or not ref["ok"]:
+        return [f"Reference not measured: {ref['reason'] if ref else 'missing'}.", ""]
+    parts = [f"`{e['module']}` {e['import_ms'] / ref['import_ms']:.2f}x ({e['import_ms'] - ref['import_ms']:+.0f} ms)"
+             for e in res["entries"] if e["ok"] and not e.get("reference")]
+    return [f"Against the FastAPI + Mangum hello world ({ref['import_ms']:.0f} ms): " + ", ".join(parts) + ".", ""]
+
+
 def write_report(res: dict) -> None:
     base = res["baseline"]
     lines = [
@@ -197,7 +265,9 @@ def write_report(res: dict) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for e in res["entries"]:
-        what = ENTRY_POINTS.get(e["module"], "")
+        what = e.get("what") or ENTRY_POINTS.get(e["module"], "")
+        if e.get("reference") and e["ok"]:
+            what += f" (FastAPI {e['fastapi']}, Mangum {e['mangum']}, Python {e['python']})"
         if not e["ok"]:
             lines.append(f"| `{e['module']}` | {what} | not measured: does not import here "
                          f"(`{e['reason'].replace('|', '/')}`) | | | | | |")
@@ -209,6 +279,7 @@ def write_report(res: dict) -> None:
         f"| `python -c 'import os; os._exit(0)'` | baseline: the interpreter alone | - | - | {base['wall_ms']:.0f} "
         "| 0 | - | 0 |",
         "",
+        *_against_reference(res),
         "![cold import](coldstart.png)",
         "",
         "Columns: *import ms* is `time.perf_counter()` around the `import` statement inside the fresh process; "
@@ -246,6 +317,11 @@ def write_report(res: dict) -> None:
         "- Environment as on Lambda: `AWS_LAMBDA_FUNCTION_NAME=bench`, `AWS_REGION=us-east-1`, "
         "`POWERTOOLS_TRACE_DISABLED=true`, `REDIS_URL` on loopback, `AUTH_REQUIRED=false`, fake AWS credentials; "
         "nothing else from the caller's environment but `PATH`/`HOME`/locale. Importing must not open connections.",
+        f"- Reference row: `{REF_MODULE}` (written to `.bench/ref/` by the run) is a FastAPI app with one GET "
+        "route wrapped in `Mangum(app, lifespan=\"off\")`, the smallest handler a FastAPI-on-Lambda service starts "
+        "from. It is imported the same way, with the same environment plus `PYTHONPATH=.bench/ref`, by "
+        "`.bench/ref-venv/bin/python` (Python of the same minor version as `.venv`; fastapi and mangum pinned in "
+        "`mk/bench.mk`).",
         "- The runs are sequential on a shared 2-core machine; a busy moment shows up as a wide min-max range.",
         "",
         "## Rerun",
@@ -271,7 +347,7 @@ def plot(res: dict) -> None:
     import matplotlib.pyplot as plt
 
     ok = [e for e in res["entries"] if e["ok"]]
-    names = [e["module"] for e in ok]
+    names = [f"{e['module']} (reference)" if e.get("reference") else e["module"] for e in ok]
     fig, ax = plt.subplots(figsize=(11, 1.8 + 0.7 * max(1, len(ok))))
     ys = range(len(ok))
     warm = ax.barh([y + 0.2 for y in ys], [e["import_ms"] for e in ok], 0.4, label="import, bytecode cached",

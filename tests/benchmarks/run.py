@@ -1,4 +1,5 @@
-"""`make bench`: the latency Kilo Bridge adds over calling the (fake) Kilo Gateway directly.
+"""`make bench-overhead` (part of `make bench`): the latency Kilo Bridge adds over calling the (fake) Kilo
+Gateway directly.
 
 One run, one machine, side by side: the fake gateway in its own process, Kilo Bridge in its own process
 (as `make run` starts it), and the same load generator against each, at concurrency 1, 16 and 64,
@@ -152,7 +153,7 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
     lines = [
         "# Benchmarks: what Kilo Bridge adds over calling the Kilo Gateway directly",
         "",
-        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `make bench` on {platform.platform()}, "
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `make bench-overhead` on {platform.platform()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}. Fake gateway (aiohttp, 0 ms latency, streamed "
         f"answers of 50 chunks) in its own process; Kilo Bridge as `make run` starts it (one uvicorn worker, real "
         f"Redis); one keep-alive Python load generator, {DURATION_S:.0f} s per point. The load generator and both "
@@ -181,7 +182,9 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
               "- [benchmarks/coldstart.md](benchmarks/coldstart.md) (`make bench-coldstart`): cold import of every "
               "Lambda entry point;",
               "- [benchmarks/jobs.md](benchmarks/jobs.md) (`make bench-jobs`): agent jobs accepted per second, and "
-              "the time from `run-agent` to the runner's first event through the local queue.", ""]
+              "the time from `run-agent` to the runner's first event through the local queue;",
+              "- [benchmarks/redis.md](benchmarks/redis.md) (`make bench-redis`): Redis commands per request.", "",
+              "`make bench` runs all of them, one after the other.", ""]
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))
     print("wrote docs/benchmarks.md")
