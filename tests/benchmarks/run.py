@@ -63,14 +63,19 @@ async def one_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 async def load(port: int, req: bytes, concurrency: int, seconds: float) -> dict[str, float]:
+    """All connections warm up first; then the clock runs for `seconds` (a slow warm-up never eats the window)."""
     ttfb: list[float] = []
     total: list[float] = []
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+
+    async def warm(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(5):
+            await one_request(reader, writer, req)
+
+    await asyncio.gather(*(warm(r, w) for r, w in conns))
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(20):  # warm up outside the timed part
-            await one_request(reader, writer, req)
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while time.perf_counter() < deadline:
             f, t = await one_request(reader, writer, req)
             ttfb.append(f)
@@ -78,7 +83,7 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float) -> dict[
         writer.close()
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(r, w) for r, w in conns))
     elapsed = time.perf_counter() - began
     total.sort()
     ttfb.sort()
