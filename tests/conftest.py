@@ -126,8 +126,9 @@ def serve_app(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., str]]:
-    """`serve(settings)` → base URL of the real app on a real uvicorn (stopped after the test)."""
+def serve(prefix: str) -> Iterator[Callable[..., str]]:
+    """`serve(settings)` → base URL of the real app on a real uvicorn (stopped after the test). It depends on
+    `prefix` so servers (their workers and background writes) stop before the test's keys are removed."""
     from kilo_bridge.app import create_app
 
     stack: list[Any] = []
