@@ -69,7 +69,6 @@ class AgentProgress:
     cost_usd: float = 0.0
     last_step_cost: float = 0.0
     texts: list[str] = field(default_factory=list)
-    files_touched: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def apply(self, event: dict[str, Any]) -> str | None:
@@ -89,8 +88,6 @@ class AgentProgress:
             state = part.get("state") if isinstance(part.get("state"), dict) else {}
             args = state.get("input") if isinstance(state.get("input"), dict) else {}
             target = args.get("filePath") or args.get("path") or args.get("pattern") or args.get("command") or ""
-            if part.get("tool") in ("write", "edit", "patch", "multiedit") and args.get("filePath"):
-                self.files_touched.append(str(args["filePath"]))
             return f"{part.get('tool', 'tool')} {str(target)[:200]} ({state.get('status', '?')})".replace("  ", " ")
         if kind == "step_finish":
             tokens = part.get("tokens") if isinstance(part.get("tokens"), dict) else {}

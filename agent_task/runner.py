@@ -31,7 +31,7 @@ from kilo_bridge.errors import ApiError
 from kilo_bridge.jobs import JobStore, now_ms
 from kilo_bridge.models import DiffStat, JobResult
 from kilo_bridge.observability import get_logger
-from kilo_bridge.policy import LOOPBACK_HOSTS, blocked_address, check_repo_url, repo_token
+from kilo_bridge.policy import LOOPBACK_HOSTS, REPO_TOKEN_NAMES, blocked_address, check_repo_url, repo_token
 from kilo_bridge.secretbox import secret_box
 from kilo_bridge.security import Redactor
 from kilo_bridge.store import Store
@@ -298,7 +298,7 @@ class Runner:
         model = record.get("model") or st.kilo_default_model
         price = await self._price(model)
         config = provider_config(st, model, price)
-        agent_env = {k: v for k, v in profile_env.items() if k not in ("GITHUB_TOKEN", "REPO_TOKEN")}
+        agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
         env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)
         prompt = record.get("prompt") or spec.default_prompt or ""
         max_cost = float(record["maxCostUsd"]) if record.get("maxCostUsd") else None

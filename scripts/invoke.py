@@ -14,6 +14,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 ALIASES = {"ApiFunction": "api", "DispatcherFunction": "dispatcher", "FinalizerFunction": "finalizer",
@@ -22,7 +23,9 @@ ALIASES = {"ApiFunction": "api", "DispatcherFunction": "dispatcher", "FinalizerF
 
 @dataclass
 class Context:
-    function_name: str
+    """The parts of Lambda's context object our handlers (and Powertools) read."""
+
+    function_name: str = "local"
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
     aws_request_id: str = ""
@@ -31,16 +34,22 @@ class Context:
         return 300_000
 
 
-def invoke(function: str, event: dict) -> object:
+def load_function(function: str) -> ModuleType:
+    """functions/<name>/app.py imported fresh from this environment, as at a Lambda cold start."""
     name = ALIASES.get(function, function)
     path = ROOT / "functions" / name / "app.py"
     if not path.is_file():
         raise SystemExit(f"no handler at {path} (FN is one of: {', '.join(sorted(ALIASES.values()))})")
-    spec = importlib.util.spec_from_file_location(f"{name}_function", path)
+    spec = importlib.util.spec_from_file_location(f"{name}_function_{uuid.uuid4().hex[:8]}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.handler(event, Context(function_name=name, aws_request_id=str(uuid.uuid4())))
+    return module
+
+
+def invoke(function: str, event: dict) -> object:
+    module = load_function(function)
+    return module.handler(event, Context(function_name=function, aws_request_id=str(uuid.uuid4())))
 
 
 def main(argv: list[str]) -> int:

@@ -5,7 +5,6 @@ the scheduled function's three tasks."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ from moto.server import ThreadedMotoServer
 
 from kilo_bridge import aws
 from kilo_bridge.config import Settings
+from scripts.invoke import Context
+from scripts.invoke import load_function as load_handler
 from tests.conftest import ROOT, free_port
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
@@ -87,19 +88,7 @@ def load_function(name: str, monkeypatch: pytest.MonkeyPatch, settings: Settings
 
     for var, value in settings_env(settings).items():
         monkeypatch.setenv(var, value)
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test_{uuid.uuid4().hex[:6]}",
-                                                  ROOT / "functions" / name / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req-1"
+    return load_handler(name)
 
 
 def sqs_event(message: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ from typing import Any
 import pytest
 
 from kilo_bridge.config import Settings, settings_env
+from scripts.invoke import invoke
 from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from invoke import invoke
 
 EVENTS = sorted(p for d in ("dispatcher", "finalizer", "scheduled") for p in (ROOT / "events" / d).glob("*.json"))
 EXPECTED: dict[str, Callable[[Any], bool]] = {

@@ -3,15 +3,14 @@ fake gateway and the real Redis — what `sam local invoke ApiFunction -e events
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from scripts.invoke import Context, load_function
 from tests.conftest import REDIS_URL, ROOT, TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
 
@@ -25,13 +24,6 @@ EXPECTED = {
 }
 
 
-@dataclass
-class Context:
-    function_name: str = "ApiFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    aws_request_id: str = "lambda-request-1"
-
 
 @pytest.fixture
 def api_module(monkeypatch: pytest.MonkeyPatch, fake: FakeGatewayThread, prefix: str) -> Iterator[ModuleType]:
@@ -39,11 +31,7 @@ def api_module(monkeypatch: pytest.MonkeyPatch, fake: FakeGatewayThread, prefix:
            "REDIS_PREFIX": prefix, "AUTH_REQUIRED": "false", "POWERTOOLS_METRICS_NAMESPACE": "KiloBridgeTests"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("api_function_under_test", ROOT / "functions/api/app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # built from this environment, as at a Lambda cold start
-    yield module
+    yield load_function("api")  # built from this environment, as at a Lambda cold start
 
 
 def test_every_route_has_an_event() -> None:
@@ -57,7 +45,7 @@ def test_every_route_has_an_event() -> None:
 @pytest.mark.parametrize("event_file", EVENTS, ids=[p.name for p in EVENTS])
 def test_handler_on_event(api_module: ModuleType, event_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     event = json.loads(event_file.read_text())
-    response = api_module.handler(event, Context())
+    response = api_module.handler(event, Context(function_name="ApiFunction", aws_request_id="lambda-request-1"))
     assert response["statusCode"] == EXPECTED[event_file.name], response["body"]
     headers = {k.lower(): v for k, v in response["headers"].items()}
     # the API Gateway request id is the correlation id, end to end
