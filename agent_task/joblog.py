@@ -3,21 +3,16 @@ follows) and to `log.jsonl` for the audit artifact (capped in bytes; what is dro
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
 
 import orjson
 
-from kilo_bridge.jobs import JobStore
+from kilo_bridge.jobs import JobStore, log_entry
 from kilo_bridge.security import Redactor
 
 FLUSH_EVERY_S = 0.25
 MAX_MSG = 4_000
-
-
-def _ts() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobLog:
@@ -35,7 +30,7 @@ class JobLog:
         msg = self.redact(msg)
         if len(msg) > MAX_MSG:
             msg = msg[:MAX_MSG] + f"… [{len(msg) - MAX_MSG} more characters]"
-        entry = {"ts": _ts(), "source": source, "level": level, "msg": msg}
+        entry = log_entry(source, level, msg)
         live = orjson.dumps(entry)
         if event is not None:
             entry["event"] = event
@@ -58,8 +53,8 @@ class JobLog:
     async def close(self) -> bytes:
         """Flush and return the artifact's bytes."""
         if self.dropped:
-            note = {"ts": _ts(), "source": "runner", "level": "warn",
-                    "msg": f"log capped at {self.max_bytes} bytes: {self.dropped} lines not kept in this file"}
+            note = log_entry("runner", "warn",
+                             f"log capped at {self.max_bytes} bytes: {self.dropped} lines not kept in this file")
             self._file.write(orjson.dumps(note) + b"\n")
         await self.flush()
         self._file.close()

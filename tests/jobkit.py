@@ -53,6 +53,18 @@ def wait_job(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = FINA
         time.sleep(0.1)
 
 
+def log_events(client: httpx.Client, job_id: str) -> list[tuple[str, str]]:
+    events, kind = [], None
+    with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, line[6:]))
+    return events
+
+
 def run_body(repo_url: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"repoUrl": repo_url, "agent": "apply-patch-and-pr", "prompt": "make a change"}
     body.update(extra)

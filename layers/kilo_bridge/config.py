@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     job_lock_ms: int = Field(30_000, ge=500, le=3_600_000)
     job_stalled_check_ms: int = Field(30_000, ge=200, le=3_600_000)
     job_kill_grace_s: float = Field(5.0, ge=0, le=120)
+    # Stopping a worker (or `make run`) waits this long for running jobs before interrupting them.
+    job_shutdown_grace_s: float = Field(10.0, ge=0, le=3600)
     job_retention_days: int = Field(30, ge=1, le=3650)
     job_log_max_lines: int = Field(5_000, ge=10, le=1_000_000)
     job_log_max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)

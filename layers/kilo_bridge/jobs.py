@@ -45,6 +45,11 @@ def iso(ms: int | str | None) -> str | None:
     return dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def log_entry(source: str, level: str, msg: str) -> dict[str, Any]:
+    """One line of a job's log, as the API streams it and `log.jsonl` keeps it."""
+    return {"ts": iso(now_ms()), "source": source, "level": level, "msg": msg}
+
+
 # Shared by every script that ends a job. KEYS: job, env, active, owner set, stats, log.
 _FINISH_FN = """
 local function finish(status, prev, now, fields, retention, id)

@@ -35,7 +35,8 @@ class PriceBook:
         self.ttl_s = ttl_s
         self.first_wait_s = first_wait_s
         self._prices: dict[str, tuple[Decimal, Decimal]] = {}
-        self._fetched_at = 0.0
+        # None, not 0.0: the monotonic clock starts near zero at boot, so "long ago" must be explicit.
+        self._fetched_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def _refresh(self) -> None:
@@ -58,7 +59,8 @@ class PriceBook:
 
     async def prices(self) -> dict[str, tuple[Decimal, Decimal]]:
         """Current prices; refreshed in the background when old, awaited (briefly) only when empty."""
-        if time.monotonic() - self._fetched_at > self.ttl_s and (self._task is None or self._task.done()):
+        stale = self._fetched_at is None or time.monotonic() - self._fetched_at > self.ttl_s
+        if stale and (self._task is None or self._task.done()):
             self._task = asyncio.ensure_future(self._refresh())
         if not self._prices and self._task is not None and not self._task.done():
             with contextlib.suppress(TimeoutError):

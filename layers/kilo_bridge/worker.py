@@ -3,6 +3,8 @@
 
 A runner dies with its worker (PR_SET_PDEATHSIG); bullmq's stalled-job check then hands the job to another
 worker, whose runner takes it over once the heartbeat is stale (or fails it when attempts are used up).
+Stopping the worker takes no new job and waits JOB_SHUTDOWN_GRACE_S for running ones; it then stops their
+runners, which leaves those jobs to the same takeover (said in each job's live log).
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from typing import Any
+
+import orjson
 
 from kilo_bridge.aio import die_with_parent
 from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
 from kilo_bridge.job_queue import QUEUE_NAME, bull_prefix
-from kilo_bridge.jobs import JobStore
+from kilo_bridge.jobs import JobStore, log_entry
 from kilo_bridge.observability import get_logger
 from kilo_bridge.store import Store
 
@@ -30,6 +35,7 @@ class LocalWorker:
         self._worker: Any = None
         self._reaper: asyncio.Task[None] | None = None
         self._store = Store(settings)
+        self._running: set[str] = set()
         self.runner_env = {**os.environ, **settings_env(settings),
                            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                        os.environ.get("PYTHONPATH")]))}
@@ -48,6 +54,7 @@ class LocalWorker:
 
     async def _process(self, job: Any, _token: str) -> str:
         job_id = str((job.data or {}).get("jobId", ""))
+        self._running.add(job_id)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent_task", job_id, cwd=str(PROJECT_ROOT), env=self.runner_env,
             stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
@@ -56,6 +63,8 @@ class LocalWorker:
         except asyncio.CancelledError:
             proc.kill()
             raise
+        finally:
+            self._running.discard(job_id)
         if code != 0:
             raise RuntimeError(f"runner exited with {code}")
         return "done"
@@ -78,15 +87,42 @@ class LocalWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         if self._worker is not None:
-            await self._worker.close()
+            await self._worker.pause(do_not_wait_active=True)  # no new job from here on
+            pending: set[Any] = set()
+            running = [task for task in self._worker.processing if not task.done()]
+            if running:
+                grace = self.settings.job_shutdown_grace_s
+                if self._running:  # else bullmq is only filing a finished job away
+                    log.warning("stopping: waiting for running jobs", extra={"jobs": sorted(self._running),
+                                                                            "grace_s": grace})
+                _done, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                await self._interrupted(sorted(self._running))
+            await self._worker.close(force=bool(pending))
         await self._store.close()
+
+    async def _interrupted(self, job_ids: list[str]) -> None:
+        log.warning("stopping: running jobs interrupted; a worker takes them over when one runs",
+                    extra={"jobs": job_ids, "takeover_s": self.settings.job_takeover_s})
+        msg = (f"worker stopped during the run; the job resumes when a worker runs again (after "
+               f"{self.settings.job_takeover_s:g} s without heartbeat), up to JOB_MAX_ATTEMPTS runs")
+        jobs = JobStore(self._store)
+        for job_id in job_ids:
+            line = orjson.dumps(log_entry("worker", "warn", msg))
+            with contextlib.suppress(Exception):  # Redis may be the reason we stop
+                await jobs.append_log(job_id, [line])
 
 
 async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
-    """`kilo-bridge worker`: work until interrupted."""
+    """`kilo-bridge worker`: work until SIGINT or SIGTERM (what `docker stop` and systemd send), then stop
+    as `LocalWorker.close` says."""
     worker = LocalWorker(settings, concurrency)
     await worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await worker.close()

@@ -42,7 +42,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     tmp = tmp_path_factory.mktemp("server")
     env = {**os.environ, "KILO_API_KEY": TEST_KEY, "KILO_GATEWAY_BASE": f"{fake_url}/api/gateway",
            "PORT": str(port), "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "ARTIFACTS_DIR": str(tmp / "artifacts"),
-           "JOB_SECRETS_KEY_FILE": str(tmp / "job.key"), "JOB_WORKDIR": str(tmp)}
+           "JOB_SECRETS_KEY_FILE": str(tmp / "job.key"), "JOB_WORKDIR": str(tmp),
+           # The README's job names a github.com repository: queued here, never run (loopback traffic only).
+           "JOBS_CONCURRENCY": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "kilo_bridge", "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     banner = _wait_for_line(proc, "listening")

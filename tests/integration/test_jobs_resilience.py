@@ -1,5 +1,6 @@
-"""A worker SIGKILLed mid-job: its runner and agent die with it, the job is not left `running`: another
-worker takes it over (attempt 2). And when no worker comes back, the reaper fails it with a reason."""
+"""A worker SIGKILLed mid-job, or stopped (SIGTERM) with a job still running past JOB_SHUTDOWN_GRACE_S: its
+runner and agent die with it, the job is not left `running`: another worker takes it over (attempt 2). A job
+that ends within the grace ends normally. When no worker comes back, the reaper fails the job with a reason."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from kilo_bridge.jobs import JobStore
 from kilo_bridge.store import Store
 from tests.conftest import ROOT
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, pid_alive, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +32,10 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
                             start_new_session=True)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_job_survives_its_worker_being_killed(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                              fake_github: FakeGitHub, tmp_path: Path) -> None:
-    settings = job_settings()
+                                              fake_github: FakeGitHub, tmp_path: Path, sig: signal.Signals) -> None:
+    settings = job_settings(job_shutdown_grace_s=1)
     api = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)  # the API alone
     pids, marker = tmp_path / "pids", tmp_path / "marker"
     job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
@@ -45,8 +47,8 @@ def test_job_survives_its_worker_being_killed(serve: Callable[..., str], job_set
         deadline = time.monotonic() + 20
         while not pids.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        first.send_signal(sig)
+        first.wait(10)  # SIGTERM: 1 s of grace, then the runner is stopped
     finally:
         if first.poll() is None:
             first.kill()
@@ -56,6 +58,8 @@ def test_job_survives_its_worker_being_killed(serve: Callable[..., str], job_set
         time.sleep(0.05)
     assert not pid_alive(agent) and not pid_alive(child), "the agent outlived its worker"
     assert api.get(f"/api/kilo/job/{job_id}").json()["status"] == "running"  # nobody has noticed yet
+    if sig == signal.SIGTERM:
+        assert first.returncode == 0
 
     second = start_worker(settings)
     try:
@@ -66,6 +70,27 @@ def test_job_survives_its_worker_being_killed(serve: Callable[..., str], job_set
     assert job["status"] == "succeeded", job
     assert job["attempt"] == 2
     assert job["result"]["filesChanged"] == ["CHANGE.md"]
+    told = [data for kind, data in log_events(api, job_id) if "worker stopped during the run" in data]
+    assert len(told) == (1 if sig == signal.SIGTERM else 0)  # whoever watches the log is told
+
+
+def test_stopping_a_worker_lets_a_running_job_finish_within_the_grace(
+        serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub) -> None:
+    api = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
+    env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "8", "FAKE_KILO_STEP_COST": "0"}
+    body = run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv=env)
+    job_id = api.post("/api/kilo/run-agent", json=body).json()["jobId"]
+    worker = start_worker(job_settings(job_shutdown_grace_s=60))
+    try:
+        wait_job(api, job_id, ("running",), phase="agent", timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    job = api.get(f"/api/kilo/job/{job_id}").json()
+    assert (job["status"], job["attempt"]) == ("succeeded", 1), job  # finished before the worker left
+    assert len(job["result"]["filesChanged"]) == 8
 
 
 async def test_reaper_fails_a_job_whose_heartbeat_stopped(job_settings: Callable[..., Settings]) -> None:

@@ -15,7 +15,7 @@ import redis
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, pid_alive, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,6 @@ def start(client: httpx.Client, body: dict) -> str:
 
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
-
-
-def log_events(client: httpx.Client, job_id: str) -> list[tuple[str, str]]:
-    events, kind = [], None
-    with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, line[6:]))
-    return events
 
 
 def test_pull_request_opened_with_token_kept_out_of_urls(jobs_client: httpx.Client, fake_github: FakeGitHub,
