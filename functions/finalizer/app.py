@@ -28,6 +28,6 @@ jobs = JobStore(Store(settings))
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     outcome = run_sync(finalize(settings, jobs, event.get("detail") or {}))
-    if outcome == "failed":
+    if outcome in ("failed", "ended-failed"):
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
     return {"outcome": outcome}

@@ -75,7 +75,11 @@ def job_id_of_task(detail: dict[str, Any]) -> str | None:
 
 
 async def finalize(settings: Settings, jobs: JobStore, detail: dict[str, Any]) -> str:
-    """A stopped task: if its job is still queued or running, fail it with the task's reason."""
+    """A stopped task: if its job is still queued or running, fail it with the task's reason.
+
+    Outcomes: "failed" (we failed it now), "ended-failed" (the runner had failed it), "already-finished",
+    "ignored" (not a STOPPED event), "not-a-job", "unknown-job". The first two count as JobsFailed.
+    """
     if detail.get("lastStatus") != "STOPPED":
         return "ignored"
     job_id = job_id_of_task(detail)
@@ -94,5 +98,11 @@ async def finalize(settings: Settings, jobs: JobStore, detail: dict[str, Any]) -
     if previous:
         log.warning("job failed: task stopped", extra={"job_id": job_id, "exit_code": exit_code,
                                                         "stopped_reason": stopped, "was": previous})
+        await jobs.count_failure_once(job_id)
         return "failed"
+    # The runner ended the job itself; a failure it recorded (agent_failed, timeout, budget…) still counts
+    # towards the JobsFailed alarm, once.
+    job = await jobs.get(job_id) or {}
+    if job.get("status") in ("failed", "timed_out") and await jobs.count_failure_once(job_id):
+        return "ended-failed"
     return "already-finished"

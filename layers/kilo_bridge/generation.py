@@ -88,14 +88,18 @@ class Generation:
     async def _admit(self, key_digest: str | None, body: dict[str, Any]) -> Admission:
         if not self.gateway.configured:
             raise not_configured()
+        if key_digest and not (body.get("max_tokens") or body.get("max_completion_tokens")):
+            # The reservation covers this many output tokens: the upstream must not write more.
+            body["max_tokens"] = self.settings.budget_default_max_tokens
         estimate = await self.prices.estimate_nusd(body, self.settings) if key_digest else 0
         return await self.store.admit(key_digest, estimate)
 
     async def _settle(
         self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
-        stream: bool, error: ApiError | None = None,
+        stream: bool, error: ApiError | None = None, produced: bool | None = None,
     ) -> tuple[int | None, UsageRecord]:
-        """Price the call; returns (cost, the record still to write)."""
+        """Price the call; returns (cost, the record still to write). `produced`: the upstream answered
+        something (it may have charged), even if the call then failed; defaults to `ok`."""
         cost = await self.prices.cost_nusd((model, requested), usage) if usage else None
         outcome = Outcome(
             model=model or requested,
@@ -104,15 +108,18 @@ class Generation:
             prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
             completion_tokens=int((usage or {}).get("completion_tokens") or 0),
             credits_exhausted=error is not None and error.code == "credits_exhausted",
+            # No price or no usage, but an answer came: the key pays its reservation, never nothing.
+            charge_reservation=cost is None and (ok if produced is None else produced),
         )
         return cost, UsageRecord(self.store, outcome, cost, admission)
 
     async def _account(
         self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
-        stream: bool, error: ApiError | None = None,
+        stream: bool, error: ApiError | None = None, produced: bool | None = None,
     ) -> int | None:
         """Price and record the call now; returns its cost."""
-        cost, record = await self._settle(admission, requested, model, usage, ok=ok, stream=stream, error=error)
+        cost, record = await self._settle(admission, requested, model, usage, ok=ok, stream=stream, error=error,
+                                          produced=produced)
         await record()
         return cost
 
@@ -175,7 +182,7 @@ class Generation:
             state = stream.state
             return await self._account(
                 stream.admission, stream.requested_model, state.model, state.usage,
-                ok=error is None and state.done, stream=True, error=error,
+                ok=error is None and state.done, stream=True, error=error, produced=state.chunks > 0,
             )
 
     async def stream_events(

@@ -329,6 +329,10 @@ class JobStore:
                                                                            self._retention_s])
         return result.decode() if isinstance(result, bytes) else str(result)
 
+    async def count_failure_once(self, job_id: str) -> bool:
+        """True the first time it is asked of a job (a redelivered task event must not count it twice)."""
+        return bool(await self.store.redis.hsetnx(self.job_key(job_id), "failureCounted", "1"))
+
     async def mark_dispatched(self, job_id: str) -> bool:
         return bool(await self.store.script(_DISPATCH)(keys=[self.job_key(job_id)], args=[now_ms()]))
 

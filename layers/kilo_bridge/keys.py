@@ -67,6 +67,9 @@ class KeyStore:
         for label, value in (("budget_usd", budget_usd), ("rpm", rpm), ("tpm", tpm), ("max_jobs", max_jobs)):
             if value is not None and value < 0:
                 raise ApiError(422, "invalid_request", f"{label} must not be negative.")
+        # A stored budget of 0 means "none": a budget that rounds to 0 nano-USD would be unlimited.
+        if budget_usd is not None and round(budget_usd * NANO) < 1:
+            raise ApiError(422, "invalid_request", "budget_usd must be above 0 (leave it out for no budget).")
         secret = new_secret()
         key_digest = digest(secret)
         fields = {

@@ -164,7 +164,7 @@ KEY_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 class KeyCreate(ApiModel):
     name: str = Field(pattern=KEY_NAME)
-    budget_usd: float | None = Field(None, ge=0, le=1_000_000, description="Hard spend budget; none = unlimited.")
+    budget_usd: float | None = Field(None, gt=0, le=1_000_000, description="Hard spend budget; none = unlimited.")
     rpm: int | None = Field(None, ge=1, le=1_000_000, description="Requests per minute.")
     tpm: int | None = Field(None, ge=1, le=1_000_000_000, description="Tokens per minute.")
     max_jobs: int | None = Field(None, ge=1, le=1_000, description="Concurrent agent jobs.")

@@ -53,7 +53,7 @@ return {0}
 # Accounting: one call after the upstream answered (or failed).
 # KEYS: totals, day, model, models-set, credits, api-key record, this minute's token window.
 # ARGV: outcome, stream(0/1), prompt, completion, cost_nusd, unpriced(0/1), model, day_ttl, exhausted(0/1), now,
-#       has_key(0/1), reserved_nusd
+#       has_key(0/1), reserved_nusd, key_charge_nusd (the cost, or the reservation when the cost is unknown)
 _RECORD = """
 local outcome = ARGV[1]
 local stream, pt, ct = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -68,7 +68,9 @@ for i = 1, n do
     if stream == 1 then redis.call('HINCRBY', k, 'streams', 1) end
     if pt > 0 then redis.call('HINCRBY', k, 'prompt_tokens', pt) end
     if ct > 0 then redis.call('HINCRBY', k, 'completion_tokens', ct) end
-    if cost > 0 then redis.call('HINCRBY', k, 'spend_nusd', cost) end
+    local spend = cost
+    if i == 6 then spend = tonumber(ARGV[13]) end
+    if spend > 0 then redis.call('HINCRBY', k, 'spend_nusd', spend) end
     if unpriced == 1 then redis.call('HINCRBY', k, 'unpriced', 1) end
   end
 end
@@ -101,6 +103,8 @@ class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     credits_exhausted: bool = False
+    # The cost is unknown (no price, no usage) though the upstream answered: charge the key its reservation.
+    charge_reservation: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -233,6 +237,8 @@ class Store:
             _now_iso(),
             int(admission.key_digest is not None),
             admission.reserved_nusd,
+            max(0, cost_nusd) if cost_nusd is not None else
+            (admission.reserved_nusd if outcome.charge_reservation else 0),
         ]
         async with self.guard():
             await self.script(_RECORD)(keys=keys, args=args)

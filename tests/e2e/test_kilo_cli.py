@@ -29,6 +29,13 @@ def test_pinned_cli_version_is_the_one_installed_and_shipped() -> None:
     assert installed == pinned
 
 
+def test_image_build_context_leaves_out_host_builds_and_secrets() -> None:
+    # agent_task/Dockerfile COPYs agent_task/ after installing the pinned CLI: a host node_modules would
+    # replace it, and .run/ holds the local job-secrets key.
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {"**/node_modules", ".run", ".git", ".venv"} <= ignored
+
+
 def test_real_cli_writes_a_file_and_the_job_opens_a_pull_request(
         serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread,
         fake_github: FakeGitHub) -> None:

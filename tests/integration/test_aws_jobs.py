@@ -5,6 +5,7 @@ the scheduled function's three tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from moto.server import ThreadedMotoServer
 
 from kilo_bridge import aws
 from kilo_bridge.config import Settings
+from kilo_bridge.jobs import JobStore
+from kilo_bridge.store import Store
 from scripts.invoke import Context
 from scripts.invoke import load_function as load_handler
 from tests.conftest import ROOT, free_port
@@ -133,6 +136,32 @@ def test_sqs_dispatch_is_idempotent_and_finalizer_fails_a_stopped_task(
     assert (job["status"], job["reason"]) == ("failed", "task_stopped")
     assert "Essential container in task exited" in job["error"] and "137" in job["error"]
     assert finalizer.handler(stopped, Context()) == {"outcome": "already-finished"}  # redelivered event
+
+
+def test_finalizer_counts_a_failure_the_runner_recorded_once(
+        aws_env: Aws, serve: Callable[..., str], job_settings: Callable[..., Settings],
+        fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
+    api = httpx.Client(base_url=serve(settings), timeout=10)
+    job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
+
+    async def runner_fails_it() -> None:  # what the runner records when the agent fails (exit code 0)
+        store = Store(settings)
+        try:
+            assert await JobStore(store).fail_unfinished(job_id, "agent_failed", "the agent exited with 1")
+        finally:
+            await store.close()
+
+    asyncio.run(runner_fails_it())
+    finalizer = load_function("finalizer", monkeypatch, settings)
+    stopped = json.loads((ROOT / "events/finalizer/task-stopped.json").read_text())
+    stopped["detail"]["overrides"]["containerOverrides"][0]["environment"][0]["value"] = job_id
+    capsys.readouterr()
+    assert finalizer.handler(stopped, Context()) == {"outcome": "ended-failed"}
+    assert '"JobsFailed"' in capsys.readouterr().out  # the EMF metric the JobsFailed alarm reads
+    assert finalizer.handler(stopped, Context()) == {"outcome": "already-finished"}  # redelivered: once
+    assert '"JobsFailed"' not in capsys.readouterr().out
+    assert api.get(f"/api/kilo/job/{job_id}").json()["reason"] == "agent_failed"  # the runner's reason stays
 
 
 def test_dispatch_failure_is_reported_for_retry(aws_env: Aws, serve: Callable[..., str],

@@ -99,6 +99,37 @@ def test_budget_refuses_before_any_upstream_call(locked: str, fake: FakeGatewayT
     assert not fake.chats
 
 
+def test_a_budget_of_zero_is_refused_not_unlimited(locked: str) -> None:
+    for budget in (0, 1e-12):
+        resp = httpx.post(locked + "/api/kilo/admin/keys", json={"name": "ci", "budgetUsd": budget},
+                          headers={"Authorization": f"Bearer {ADMIN}"})
+        assert resp.status_code == 422, (budget, resp.text)
+
+
+def test_a_call_that_cannot_be_priced_costs_the_key_its_reservation(
+        locked: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str) -> None:
+    key = create_key(locked, budgetUsd=1)
+    resp = httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "vendor/not-in-price-list"},
+                      headers={"x-api-key": key["key"]})
+    assert resp.status_code == 200 and resp.json()["usage"]["costUsd"] is None
+    record = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
+    # BUDGET_FALLBACK_ESTIMATE_USD (0.05) was reserved; with no price it is what the key is charged.
+    assert (int(record[b"spend_nusd"]), int(record[b"reserved_nusd"])) == (50_000_000, 0)
+    # With no maxTokens the upstream is told the cap the reservation was made for.
+    assert fake.chats[-1]["json"]["max_tokens"] == 4096
+
+
+def test_a_priced_call_is_charged_its_cost_and_capped(locked: str, fake: FakeGatewayThread,
+                                                      redis_client: redis.Redis, prefix: str) -> None:
+    key = create_key(locked, budgetUsd=1)
+    resp = httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a", "maxTokens": 7},
+                      headers={"x-api-key": key["key"]})
+    cost = resp.json()["usage"]["costUsd"]
+    record = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
+    assert cost and int(record[b"spend_nusd"]) == round(cost * 1e9)
+    assert fake.chats[-1]["json"]["max_tokens"] == 7  # the caller's own cap is kept
+
+
 async def _burst(url: str, key: str, n: int) -> list[int]:
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=200)) as client:
         async def one() -> int:
