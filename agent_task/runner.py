@@ -297,6 +297,10 @@ class Runner:
         st, record = self.settings, self.record
         model = record.get("model") or st.kilo_default_model
         price = await self._price(model)
+        if price is None and record.get("maxCostUsd"):
+            # A cap that cannot be enforced is refused rather than silently ignored.
+            raise JobEnded("failed", "budget_unpriced", f"maxCostUsd is set but {model} has no price in the Kilo "
+                           "Gateway's model list, so its cost cannot be tracked; the agent was not started")
         config = provider_config(st, model, price)
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
         env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)

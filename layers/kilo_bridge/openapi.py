@@ -53,6 +53,10 @@ def build_openapi(endpoints: list[Endpoint], *, title: str = "Kilo Bridge") -> d
             {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
             for name, text in e.query.items()
         ]
+        params += [
+            {"name": name, "in": "header", "required": False, "schema": schema, "description": text}
+            for name, (text, schema) in e.headers.items()
+        ]
         if params:
             op["parameters"] = params
         if e.body is not None:

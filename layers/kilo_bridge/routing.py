@@ -37,6 +37,8 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     description: str = ""
     query: dict[str, str] = field(default_factory=dict)
+    # Optional request headers the handler reads: name → (description, JSON schema).
+    headers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     public: bool = True
     # "key": an API key when the server requires one (checked here); "admission": checked by the
     # handler's own admission call; "admin": the admin key; "public": nobody is turned away.

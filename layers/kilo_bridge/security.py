@@ -57,3 +57,23 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 def clean_request_id(value: str | None) -> str | None:
     """A client-supplied request id is echoed back only when it is short and plain."""
     return value if value and _REQUEST_ID.match(value) else None
+
+
+MAX_JSON_DEPTH = 32  # real chat bodies nest a handful of levels (tools' JSON schemas a few more)
+
+
+def json_depth_exceeds(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests deeper than `limit` (iterative: no recursion for an attacker to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

@@ -169,3 +169,12 @@ def test_budget_stops_the_agent_and_keeps_the_work(jobs_client: httpx.Client, fa
     assert job["result"]["costUsd"] == pytest.approx(0.8)
     assert job["result"]["filesChanged"] == ["step-0.txt", "step-1.txt"]
     assert fake_github.pulls == []
+
+
+def test_a_cost_cap_on_an_unpriced_model_is_refused_not_ignored(jobs_client: httpx.Client,
+                                                                fake_github: FakeGitHub) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), maxCostUsd=1.0,
+                                         model="vendor/not-in-price-list", profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    job = wait_job(jobs_client, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "budget_unpriced"), job
+    assert "not started" in job["error"] and fake_github.pulls == []

@@ -11,7 +11,7 @@ from kilo_bridge.config import Settings
 from kilo_bridge.sse import encode
 from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.integration.test_stream import sse, stream
+from tests.integration.test_stream import stream
 
 
 def test_upstream_text_cannot_forge_sse_events(base_url: str, fake: FakeGatewayThread) -> None:
@@ -82,6 +82,23 @@ def test_deeply_nested_json_is_a_400_not_a_crash(base_url: str, fake: FakeGatewa
     assert not fake.chats
 
 
+def _nested(depth: int) -> object:
+    node: object = "leaf"
+    for _ in range(depth - 1):
+        node = {"a": [node]} if isinstance(node, str) else [node]
+    return node
+
+
+def test_relayed_json_is_bounded_in_depth(base_url: str, fake: FakeGatewayThread) -> None:
+    # Below the parser's own limit, yet deeper than any chat body: refused before the gateway sees it.
+    body = {"model": "fake/model-a", "messages": [{"role": "user", "content": "hi"}], "tools": [_nested(60)]}
+    resp = httpx.post(base_url + "/v1/chat/completions", json=body)
+    assert resp.status_code == 422 and "deeper than 32" in resp.json()["error"]["message"]
+    assert not fake.chats
+    body["tools"] = [_nested(12)]
+    assert httpx.post(base_url + "/v1/chat/completions", json=body).status_code == 200
+
+
 def test_oversized_api_key_is_refused(serve: Callable[..., str], make_settings: Callable[..., Settings]) -> None:
     url = serve(make_settings(auth_required=True))
     resp = httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}, headers={"x-api-key": "k" * 5000})
@@ -95,7 +112,3 @@ def test_errors_carry_no_stack_trace(base_url: str) -> None:
         assert resp.status_code < 500, resp.text
         assert "Traceback" not in resp.text and "File \"" not in resp.text
 
-
-def test_sse_reader_helper_sees_comments() -> None:
-    assert list(sse(iter([": keep-alive", "event: delta", "data: {}", ""]))) == [
-        ("comment", "keep-alive"), ("delta", "{}")]

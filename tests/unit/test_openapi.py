@@ -37,3 +37,10 @@ def test_generate_documents_camel_case_fields_and_errors() -> None:
     assert {"200", "402", "413", "422", "429", "502", "503", "504"} <= set(responses)
     stream = doc["paths"]["/api/kilo/generate-stream"]["post"]["responses"]["200"]
     assert "text/event-stream" in stream["content"]
+
+
+def test_run_agent_documents_its_idempotency_header() -> None:
+    op = openapi_dict()["paths"]["/api/kilo/run-agent"]["post"]
+    header = next(p for p in op["parameters"] if p["in"] == "header")
+    assert header["name"] == "Idempotency-Key" and header["schema"]["maxLength"] == 200
+    assert {"202", "400", "409"} <= set(op["responses"])

@@ -10,7 +10,7 @@ from starlette.responses import FileResponse, Response
 
 from kilo_bridge.artifacts import CONTENT_TYPES
 from kilo_bridge.errors import ApiError, store_unavailable
-from kilo_bridge.job_service import JobService
+from kilo_bridge.job_service import IDEMPOTENCY_MAX, JobService
 from kilo_bridge.models import (
     AgentList,
     ErrorResponse,
@@ -42,6 +42,9 @@ def api_base(request: Request) -> str:
 
 @api.route("POST", "/api/kilo/run-agent", summary="Start an agent job", tags=("agents",), body=RunAgentRequest,
            response=RunAgentAccepted, status=202, errors=(401, 409, 422, 429, 503),
+           headers={"Idempotency-Key": ("Retrying with the same key and body returns the same job; another body: "
+                                        "409. Anything but 1-200 printable characters: 400.",
+                                        {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_MAX})},
            description="Queues a job that clones the repository, runs the named Kilo agent on it and (unless "
            "`dryRun`) opens a pull request. Answers at once with the job id. An `Idempotency-Key` header makes "
            "a retried request return the same job (same key with another body: 409).")

@@ -20,6 +20,7 @@ from kilo_bridge.models import ChatCompletionRequest, OpenAIModelList
 from kilo_bridge.routes import api
 from kilo_bridge.routes.generation import GATEWAY_ERRORS, services, sse_response
 from kilo_bridge.routing import request_id
+from kilo_bridge.security import MAX_JSON_DEPTH, json_depth_exceeds
 
 
 @api.route(
@@ -31,6 +32,8 @@ from kilo_bridge.routing import request_id
 async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
     svc = services(request)
     payload = body.model_dump(exclude_none=True)
+    if json_depth_exceeds(payload):  # free-form fields (tools, extras) are relayed as sent: bound them
+        raise ApiError(422, "invalid_request", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
     try:
         orjson.dumps(payload)  # what the gateway client will send: refuse now what it cannot encode
     except orjson.JSONEncodeError:
