@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,8 @@ def main() -> int:
         sys.stdout.flush()
         write(target, "after the flood\n")
     elif mode == "leak":
+        if os.environ.get("FAKE_KILO_GIT_SNAPSHOT"):  # the clone's .git as the agent sees it, for the scan
+            shutil.copytree(".git", os.environ["FAKE_KILO_GIT_SNAPSHOT"])
         for name, value in os.environ.items():
             if name.startswith("LEAK_"):
                 emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={base64.b64encode(value.encode())}")

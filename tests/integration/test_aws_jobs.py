@@ -178,16 +178,25 @@ def test_dispatch_failure_is_reported_for_retry(aws_env: Aws, serve: Callable[..
 
 
 def test_enqueue_failure_leaves_no_ghost_job(aws_env: Aws, serve: Callable[..., str],
-                                             job_settings: Callable[..., Settings], fake_github: FakeGitHub) -> None:
+                                             job_settings: Callable[..., Settings], fake_github: FakeGitHub,
+                                             redis_client: Any, prefix: str) -> None:
     missing = aws_env.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     api = httpx.Client(base_url=serve(job_settings(**{**aws_env.settings(), "agent_queue_url": missing},
                                                    jobs_concurrency=0)), timeout=10)
-    body = run_body(fake_github.repo_url("acme", "widgets"))
+    body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})
     response = api.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "retry-me"})
     assert response.status_code == 503 and response.json()["error"]["code"] == "queue_unavailable"
     assert response.headers["retry-after"]
     assert api.get("/api/kilo/jobs").json()["jobs"] == []
     assert api.get("/api/kilo/stats").json()["agentRuns"]["queued"] == 0
+    # Nothing of the refused job stays in Redis: no record, no sealed secrets, no idempotency entry.
+    left = [k.decode() for k in redis_client.scan_iter(match=prefix + "*")]
+    assert not [k for k in left if "job" in k or "idem" in k], left
+    # So the client's retry with the same key, once the queue is back, is a new, accepted job.
+    healthy = httpx.Client(base_url=serve(job_settings(**aws_env.settings(), jobs_concurrency=0)), timeout=10)
+    retried = healthy.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "retry-me"})
+    assert retried.status_code == 202, retried.text
+    assert [j["id"] for j in healthy.get("/api/kilo/jobs").json()["jobs"]] == [retried.json()["jobId"]]
 
 
 def test_s3_artifacts_and_kms_sealed_secrets(aws_env: Aws, serve: Callable[..., str],

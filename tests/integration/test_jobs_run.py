@@ -178,3 +178,25 @@ def test_a_cost_cap_on_an_unpriced_model_is_refused_not_ignored(jobs_client: htt
     job = wait_job(jobs_client, job_id)
     assert (job["status"], job["reason"]) == ("failed", "budget_unpriced"), job
     assert "not started" in job["error"] and fake_github.pulls == []
+
+
+def test_logs_follow_a_running_job_live_and_end_with_it(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "10",
+        "FAKE_KILO_STEP_COST": "0"}))
+    wait_job(jobs_client, job_id, ("running",), phase="agent", timeout=30)
+    seen_while_running, kind, events = [], None, []
+    with jobs_client.stream("GET", f"/api/kilo/job/{job_id}/logs", timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, line[6:]))
+                if kind == "log" and "step 9" not in line and not seen_while_running:
+                    # Read while the agent still has steps to go: the stream is live, not a replay.
+                    seen_while_running.append(jobs_client.get(f"/api/kilo/job/{job_id}").json()["status"])
+    assert seen_while_running == ["running"]
+    assert events[-1][0] == "end" and '"succeeded"' in events[-1][1]
+    steps = [data for k, data in events if k == "log" and "done (tool-calls" in data]
+    assert len(steps) == 10  # every step's line came through, live lines included

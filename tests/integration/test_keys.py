@@ -166,3 +166,15 @@ def test_usage_per_key_in_the_cli(redis_client: redis.Redis, prefix: str) -> Non
     assert json.loads(revoked.stdout)["revoked"] is True
     missing = subprocess.run([*run, "revoke", "000000000000"], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "No such key" in missing.stderr
+
+
+def test_stats_show_a_key_its_own_usage_only(locked: str) -> None:
+    mine, theirs = create_key(locked, budgetUsd=1), create_key(locked)
+    for key, n in ((mine, 2), (theirs, 1)):
+        for _ in range(n):
+            assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"},
+                              headers={"x-api-key": key["key"]}).status_code == 200
+    by_key = httpx.get(locked + "/api/kilo/stats", headers={"x-api-key": mine["key"]}).json()["byKey"]
+    assert list(by_key) == [f"ci:{mine['id']}"]
+    usage = by_key[f"ci:{mine['id']}"]
+    assert (usage["requests"], usage["ok"]) == (2, 2) and usage["spendUsd"] > 0

@@ -38,7 +38,8 @@ def test_canary_appears_nowhere_after_a_full_job(serve: Callable[..., str], job_
     settings = job_settings()
     client = httpx.Client(base_url=serve(settings), timeout=10)
     body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "LEAK_CANARY": CANARY, "FAKE_KILO_MODE": "leak"})
+        "GITHUB_TOKEN": GITHUB_TOKEN, "LEAK_CANARY": CANARY, "FAKE_KILO_MODE": "leak",
+        "FAKE_KILO_GIT_SNAPSHOT": str(tmp_path / "clone-git")})
     accepted = client.post("/api/kilo/run-agent", json=body)
     job_id = accepted.json()["jobId"]
     # While queued, Redis holds only the sealed form.
@@ -58,6 +59,9 @@ def test_canary_appears_nowhere_after_a_full_job(serve: Callable[..., str], job_
                                              "--all", "-p"], capture_output=True, text=True).stdout
         + (fake_github.root / "acme" / "widgets.git" / "config").read_text(),
         "pull request": repr(fake_github.pulls),
+        # config, remotes, FETCH_HEAD, reflogs: where a token in a clone URL or a stored credential would stay
+        "the clone's .git": "\n".join(p.read_text(errors="replace") for p in (tmp_path / "clone-git").rglob("*")
+                                       if p.is_file() and "objects" not in p.parts),
         "logs": "".join(capfd.readouterr()),
     }
     for where, text in haystacks.items():
