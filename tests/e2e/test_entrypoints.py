@@ -3,6 +3,8 @@ Lambda's run.sh (what the Lambda Web Adapter executes)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -45,6 +47,23 @@ def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str)
         resp = httpx.post(f"http://127.0.0.1:{port}/api/kilo/generate-stream", json={"prompt": "a b"})
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert re.search(r"event: delta", resp.text) and "event: done" in resp.text
+        # events/stream/*.json replayed as the Lambda Web Adapter turns them into requests to this server.
+        answers = {}
+        for path in sorted((ROOT / "events/stream").glob("*.json")):
+            event = json.loads(path.read_text())
+            body = event.get("body") or b""
+            if event.get("isBase64Encoded"):
+                body = base64.b64decode(body)
+            headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "host"}
+            answers[path.name] = httpx.request(event["httpMethod"], f"http://127.0.0.1:{port}{event['path']}",
+                                               params=event.get("queryStringParameters"), headers=headers,
+                                               content=body)
+        assert set(answers) == {"generate-stream.json", "job-logs.json"}
+        assert "event: done" in answers["generate-stream.json"].text
+        assert answers["generate-stream.json"].headers["x-request-id"]
+        # The sample names a job this Redis has never seen: the route answers, with our error shape.
+        missing = answers["job-logs.json"]
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     finally:
         proc.terminate()
         proc.wait(10)
