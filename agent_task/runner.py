@@ -67,6 +67,9 @@ class Runner:
         self.repo_dir: Path | None = None
         self.redact = Redactor([])
         self.agent = AgentProgress()
+        # Whether the agent ran, and with a price to count its cost: what the job's budget is settled to.
+        self.agent_started = False
+        self.cost_tracked = False
 
     # -- the whole job -----------------------------------------------------------------------------
     async def run(self) -> str:
@@ -153,6 +156,8 @@ class Runner:
                                                                  "error": type(exc).__name__})
                 error = ((error + "; ") if error else "") + f"artifact {name} not stored ({type(exc).__name__})"
         fields: dict[str, Any] = {"result": result.model_dump(by_alias=True), "artifacts": sizes, "progress": "100"}
+        if self.cost_tracked or not self.agent_started:  # else the cost is unknown: the reservation is charged
+            fields["costNusd"] = str(round(self.agent.cost_usd * 1_000_000_000))
         if reason:
             fields["reason"] = reason
         if error:
@@ -301,6 +306,7 @@ class Runner:
             # A cap that cannot be enforced is refused rather than silently ignored.
             raise JobEnded("failed", "budget_unpriced", f"maxCostUsd is set but {model} has no price in the Kilo "
                            "Gateway's model list, so its cost cannot be tracked; the agent was not started")
+        self.cost_tracked = price is not None
         config = provider_config(st, model, price)
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
         env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)
@@ -329,6 +335,7 @@ class Runner:
                 self.stop.set()
 
         await self.log.line("runner", f"kilo run --agent {spec.name} (model {model})")
+        self.agent_started = True
         finished = await self._stream(argv, env, self.repo_dir, "kilo-stderr", on_stdout=on_event)
         if finished.returncode != 0 or self.agent.errors:
             detail = "; ".join(self.agent.errors[-2:]) or " | ".join(self._tail[-3:])

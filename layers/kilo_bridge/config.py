@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     job_takeover_s: float = Field(20.0, gt=0, le=3600)
     job_stale_s: float = Field(120.0, gt=0, le=86_400)
     job_max_attempts: int = Field(2, ge=1, le=10)
+    # A key with a budget pays for agent jobs too: a job without maxCostUsd reserves (and is capped at) this.
+    job_default_max_cost_usd: float = Field(1.0, gt=0, le=10_000)
     # bullmq: a worker's lock on a job; a dead worker's job goes back to the queue after about this long.
     job_lock_ms: int = Field(30_000, ge=500, le=3_600_000)
     job_stalled_check_ms: int = Field(30_000, ge=200, le=3_600_000)

@@ -30,7 +30,7 @@ from kilo_bridge.models import (
 from kilo_bridge.observability import get_logger
 from kilo_bridge.policy import check_branch, check_profile_env, check_repo_url, check_timeout
 from kilo_bridge.secretbox import SecretBox, secret_box
-from kilo_bridge.store import Store
+from kilo_bridge.store import NANO, Store
 
 log = get_logger()
 IDEMPOTENCY_MAX = 200
@@ -106,11 +106,17 @@ class JobService:
         if body.profile_env:
             sealed = await asyncio.to_thread(self.box.seal, job_id, body.profile_env)
         async with self.store.guard():
-            max_jobs = 0
+            max_jobs = reserve = 0
             if caller:
-                raw = await self.store.redis.hget(self.store.key("apikey", caller), "max_jobs")
-                max_jobs = int(raw or 0)
-            code, existing = await self.jobs.create(job_id, fields, sealed, caller, idempotency, max_jobs)
+                raw_jobs, raw_budget = await self.store.redis.hmget(self.store.key("apikey", caller),
+                                                                     "max_jobs", "budget_nusd")
+                max_jobs = int(raw_jobs or 0)
+                if int(raw_budget or 0) > 0:
+                    # A budgeted key reserves the job's cost cap up front; the runner keeps the agent under it.
+                    cap = body.max_cost_usd or st.job_default_max_cost_usd
+                    fields["maxCostUsd"] = cap
+                    reserve = round(cap * NANO)
+            code, existing = await self.jobs.create(job_id, fields, sealed, caller, idempotency, max_jobs, reserve)
         if code == 1:
             record = await self._record(existing, caller)
             return RunAgentAccepted(job_id=existing, status=record["status"],  # type: ignore[arg-type]
@@ -121,6 +127,9 @@ class JobService:
         if code == 3:
             raise ApiError(429, "too_many_jobs", f"This key already has {existing} unfinished jobs (its maxJobs).",
                            headers={"Retry-After": "30"})
+        if code == 4:
+            raise ApiError(402, "budget_exceeded", f"This API key's budget cannot cover the job's cost cap "
+                           f"(maxCostUsd {fields['maxCostUsd']}); lower it or ask an operator to raise the budget.")
         try:
             await self.queue.enqueue(job_id)
         except Exception as exc:

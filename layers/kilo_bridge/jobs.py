@@ -50,9 +50,19 @@ def log_entry(source: str, level: str, msg: str) -> dict[str, Any]:
     return {"ts": iso(now_ms()), "source": source, "level": level, "msg": msg}
 
 
-# Shared by every script that ends a job. KEYS: job, env, active, owner set, stats, log.
+# Shared by every script that ends a job. KEYS: job, env, active, owner set, stats, log, owner's API key.
+# A job's budget reservation is settled here: to its reported cost (`costNusd`), to nothing if it never
+# ran, or to all of it when it ran and its cost is unknown (a lost worker, a stopped task).
 _FINISH_FN = """
 local function finish(status, prev, now, fields, retention, id)
+  local reserved = tonumber(redis.call('HGET', KEYS[1], 'reservedNusd') or '0')
+  if reserved > 0 then
+    local charge = 0
+    if fields.costNusd then charge = tonumber(fields.costNusd) elseif prev == 'running' then charge = reserved end
+    redis.call('HINCRBY', KEYS[7], 'reserved_nusd', -reserved)
+    if charge > 0 then redis.call('HINCRBY', KEYS[7], 'spend_nusd', charge) end
+    redis.call('HDEL', KEYS[1], 'reservedNusd')
+  end
   for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
   redis.call('HSET', KEYS[1], 'status', status, 'finishedMs', now, 'phase', '')
   redis.call('HDEL', KEYS[1], 'dispatchMs')
@@ -66,9 +76,11 @@ local function finish(status, prev, now, fields, retention, id)
 end
 """
 
-# KEYS: job, env, index, active, owner set, stats, idempotency.
-# ARGV: id, now, fields (json), sealed env, idempotency body hash ('' = none), idempotency ttl, max jobs.
+# KEYS: job, env, index, active, owner set, stats, idempotency, owner's API key.
+# ARGV: id, now, fields (json), sealed env, idempotency body hash ('' = none), idempotency ttl, max jobs,
+#       budget reservation (nano-USD, 0 = none).
 # → {0, id} created | {1, id} same request seen before | {2, id} same key, other body | {3, n} too many jobs
+#   | {4, id} the key's budget cannot cover the reservation
 _CREATE = """
 if ARGV[5] ~= '' then
   local prev = redis.call('HMGET', KEYS[7], 'hash', 'job')
@@ -81,6 +93,14 @@ local limit = tonumber(ARGV[7])
 if limit > 0 then
   local n = redis.call('SCARD', KEYS[5])
   if n >= limit then return {3, tostring(n)} end
+end
+local reserve = tonumber(ARGV[8])
+if reserve > 0 then
+  local k = redis.call('HMGET', KEYS[8], 'budget_nusd', 'spend_nusd', 'reserved_nusd')
+  local budget = tonumber(k[1] or '0')
+  if budget > 0 and tonumber(k[2] or '0') + tonumber(k[3] or '0') + reserve > budget then return {4, ARGV[1]} end
+  redis.call('HINCRBY', KEYS[8], 'reserved_nusd', reserve)
+  redis.call('HSET', KEYS[1], 'reservedNusd', reserve)
 end
 local f = cjson.decode(ARGV[3])
 for k, v in pairs(f) do redis.call('HSET', KEYS[1], k, v) end
@@ -96,9 +116,12 @@ end
 return {0, ARGV[1]}
 """
 
-# Undo a create whose enqueue failed: no ghost job is left behind. KEYS as _CREATE; ARGV: id.
+# Undo a create whose enqueue failed: no ghost job (nor its reservation) is left behind. KEYS as _CREATE;
+# ARGV: id.
 _DISCARD = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reservedNusd') or '0')
+if reserved > 0 then redis.call('HINCRBY', KEYS[8], 'reserved_nusd', -reserved) end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
@@ -253,30 +276,32 @@ class JobStore:
     def _end_keys(self, job_id: str, owner: str | None) -> list[str]:
         s = self.store
         return [self.job_key(job_id), s.key("job", job_id, "env"), s.key("jobs", "active"), self._owner_set(owner),
-                s.key("stats", "agents"), self.log_key(job_id)]
+                s.key("stats", "agents"), self.log_key(job_id), s.key("apikey", owner or "-")]
 
     @property
     def _retention_s(self) -> int:
         return self.settings.job_retention_days * 86_400
 
     # -- API side ----------------------------------------------------------------------------------
+    def _create_keys(self, job_id: str, owner: str | None, idem_key: str) -> list[str]:
+        s = self.store
+        return [self.job_key(job_id), s.key("job", job_id, "env"), s.key("jobs"), s.key("jobs", "active"),
+                self._owner_set(owner), s.key("stats", "agents"), idem_key, s.key("apikey", owner or "-")]
+
     async def create(self, job_id: str, fields: dict[str, Any], sealed_env: str, owner: str | None,
-                     idempotency: tuple[str, str] | None, max_jobs: int) -> tuple[int, str]:
+                     idempotency: tuple[str, str] | None, max_jobs: int, reserve_nusd: int = 0) -> tuple[int, str]:
         s = self.store
         idem_key = s.key("idem", owner or "open", idempotency[0]) if idempotency else s.key("idem", "none")
-        keys = [self.job_key(job_id), s.key("job", job_id, "env"), s.key("jobs"), s.key("jobs", "active"),
-                self._owner_set(owner), s.key("stats", "agents"), idem_key]
+        keys = self._create_keys(job_id, owner, idem_key)
         args = [job_id, fields["createdMs"], orjson.dumps({k: str(v) for k, v in fields.items()}), sealed_env,
-                idempotency[1] if idempotency else "", 86_400, max_jobs]
+                idempotency[1] if idempotency else "", 86_400, max_jobs, reserve_nusd]
         code, value = await s.script(_CREATE)(keys=keys, args=args)
         return int(code), value.decode() if isinstance(value, bytes) else str(value)
 
     async def discard(self, job_id: str, owner: str | None, idempotency_key: str | None) -> None:
         s = self.store
         idem_key = s.key("idem", owner or "open", idempotency_key) if idempotency_key else s.key("idem", "none")
-        keys = [self.job_key(job_id), s.key("job", job_id, "env"), s.key("jobs"), s.key("jobs", "active"),
-                self._owner_set(owner), s.key("stats", "agents"), idem_key]
-        await s.script(_DISCARD)(keys=keys, args=[job_id])
+        await s.script(_DISCARD)(keys=self._create_keys(job_id, owner, idem_key), args=[job_id])
 
     async def get(self, job_id: str) -> dict[str, str] | None:
         raw = await self.store.redis.hgetall(self.job_key(job_id))

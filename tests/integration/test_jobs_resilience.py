@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings, settings_env
-from kilo_bridge.jobs import JobStore
+from kilo_bridge.jobs import JobStore, now_ms
 from kilo_bridge.store import Store
 from tests.conftest import ROOT
 from tests.fakes.fake_github import FakeGitHub
@@ -111,5 +111,33 @@ async def test_reaper_fails_a_job_whose_heartbeat_stopped(job_settings: Callable
         # a finished job never runs again
         assert (await jobs.claim(job_id, None, "w2")).verdict == "done"
         assert await jobs.finish(job_id, None, claim.attempt, "succeeded", {}) is False
+    finally:
+        await store.close()
+
+
+async def test_a_lost_job_costs_its_key_the_reservation_and_a_never_run_one_nothing(
+        job_settings: Callable[..., Settings]) -> None:
+    from kilo_bridge.keys import KeyStore, digest
+
+    settings = job_settings(job_stale_s=0.5, job_max_attempts=1)
+    store = Store(settings)
+    jobs = JobStore(store)
+    try:
+        secret, _ = await KeyStore(store).create("ci", budget_usd=10)
+        owner = digest(secret)
+        lost, cancelled = "job_" + "cd" * 12, "job_" + "ef" * 12
+        for job_id in (lost, cancelled):
+            code, _ = await jobs.create(job_id, {"id": job_id, "status": "queued", "agent": "review", "repoUrl": "/x",
+                                                 "timeoutMs": 60_000, "createdMs": now_ms(), "owner": owner},
+                                        "", owner, None, 0, reserve_nusd=2_000_000_000)
+            assert code == 0
+        key = store.key("apikey", owner)
+        assert int(await store.redis.hget(key, "reserved_nusd")) == 4_000_000_000
+        assert await jobs.cancel(cancelled, owner) == "cancelled"  # never ran: released, not charged
+        assert (await jobs.claim(lost, owner, "w1")).verdict == "ok"
+        await asyncio.sleep(0.7)  # its runner died: no heartbeat, no cost report
+        assert await jobs.reap() == {lost: "failed"}
+        spend, reserved = (int(v) for v in await store.redis.hmget(key, "spend_nusd", "reserved_nusd"))
+        assert (spend, reserved) == (2_000_000_000, 0)
     finally:
         await store.close()

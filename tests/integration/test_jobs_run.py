@@ -200,3 +200,42 @@ def test_logs_follow_a_running_job_live_and_end_with_it(jobs_client: httpx.Clien
     assert events[-1][0] == "end" and '"succeeded"' in events[-1][1]
     steps = [data for k, data in events if k == "log" and "done (tool-calls" in data]
     assert len(steps) == 10  # every step's line came through, live lines included
+
+
+def test_a_budgeted_key_pays_for_its_agent_jobs(serve: Callable[..., str], job_settings: Callable[..., Settings],
+                                                fake_github: FakeGitHub, redis_client: redis.Redis,
+                                                prefix: str) -> None:
+    import asyncio
+
+    from kilo_bridge.keys import KeyStore, digest
+    from kilo_bridge.store import Store
+
+    settings = job_settings(auth_required=True)
+
+    async def make_key() -> str:
+        store = Store(settings)
+        try:
+            return (await KeyStore(store).create("ci", budget_usd=1.0))[0]
+        finally:
+            await store.close()
+
+    key = asyncio.run(make_key())
+    client = httpx.Client(base_url=serve(settings), headers={"x-api-key": key}, timeout=10)
+    repo = fake_github.repo_url("acme", "widgets")
+    env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "3",
+           "FAKE_KILO_STEP_COST": "0.1"}
+    too_dear = client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=2.0, profileEnv=env))
+    assert too_dear.status_code == 402 and too_dear.json()["error"]["code"] == "budget_exceeded"
+    # No maxCostUsd: the job reserves JOB_DEFAULT_MAX_COST_USD (1.0, the whole budget here)…
+    job_id = start(client, run_body(repo, dryRun=True, profileEnv=env))
+    record = f"{prefix}apikey:{digest(key)}"
+    second = client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, profileEnv=env))
+    assert second.status_code == 402  # …so nothing else fits while it runs
+    job = wait_job(client, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["costUsd"] == pytest.approx(0.3)
+    # …and is settled to what the agent reported spending.
+    spend, reserved = (int(v) for v in redis_client.hmget(record, "spend_nusd", "reserved_nusd"))
+    assert (spend, reserved) == (300_000_000, 0)
+    assert client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=0.7,
+                                                            profileEnv=env)).status_code == 202
