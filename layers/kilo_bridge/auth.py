@@ -26,6 +26,13 @@ def presented_key(request: Request) -> str | None:
 def caller_digest(request: Request) -> str | None:
     """The presented key's digest, or None on an open server called without one; 401 when a key is
     required and missing. Validity is checked by the caller's next Redis call."""
+    state = request.scope["state"]
+    if "key_digest" not in state:  # asked twice per request (the route's guard, then the handler)
+        state["key_digest"] = _caller_digest(request)
+    return state["key_digest"]
+
+
+def _caller_digest(request: Request) -> str | None:
     key = presented_key(request)
     required = request.app.state.services.settings.auth_is_required
     if key is not None and not required and not key.startswith(KEY_PREFIX):
