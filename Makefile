@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 5000
 
-.PHONY: install redis run demo worker invoke test lint format bench bench-overhead bench-jobs clean
+.PHONY: install redis run demo worker invoke test lint format bench bench-overhead bench-split bench-jobs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
@@ -56,7 +56,7 @@ format: install
 	@$(VENV)/bin/ruff check --fix .
 
 ## every benchmark, one after the other (~20 min): each writes its report into docs/
-bench: bench-overhead bench-compare bench-coldstart bench-redis bench-jobs
+bench: bench-overhead bench-split bench-compare bench-coldstart bench-redis bench-jobs
 
 ## the latency Kilo Bridge adds over calling the (fake) gateway directly → docs/benchmarks.md
 bench-overhead: install redis
@@ -67,6 +67,10 @@ clean:
 
 # Optional target groups (SAM deployment, comparison benchmarks).
 -include mk/*.mk
+
+## where one request's CPU goes (Redis, upstream, framework), and the two Redis clients → docs/benchmarks/split.md
+bench-split: install redis
+	@$(PY) tests/benchmarks/split.py
 
 ## agent jobs: run-agent acceptance rate and start latency (queue vs direct) → docs/benchmarks/jobs.md
 bench-jobs: install redis

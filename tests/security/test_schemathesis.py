@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -18,6 +19,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from kilo_bridge.config import Settings
+
+# schemathesis.specs.openapi.schemas is imported above, at collection, not lazily inside the test: pytest
+# rewrites schemathesis's modules (it is a pytest plugin), and CPython 3.11.7's AST builder can fail
+# ("recursion depth mismatch") when another thread changes the recursion limit mid-rewrite.
 
 pytestmark = pytest.mark.slow
 # Event streams (and file downloads) are not JSON; their error answers are covered by the route tests.
