@@ -219,10 +219,12 @@ class JobService:
             raise not_found()
         return path
 
-    async def follow_log(self, job_id: str, caller: str | None) -> AsyncIterator[tuple[str, Any]]:
-        """("log", JobLogLine)… then ("end", JobLogEnd): the log so far, then live lines until the job ends."""
+    async def follow_log(self, job_id: str, caller: str | None,
+                         after: str = "0-0") -> AsyncIterator[tuple[str, Any, str | None]]:
+        """("log", JobLogLine, its id)… then ("end", JobLogEnd, None): the log after `after` (a line's id; from
+        the start by default), then live lines until the job ends."""
         await self._record(job_id, caller)
-        last = "0-0"
+        last = after
         while True:
             try:
                 entries = await self.jobs.read_log(job_id, last, block_ms=1000)
@@ -232,14 +234,14 @@ class JobService:
                         # Drain what was written between the read and the status check, then end.
                         for entry_id, line in await self.jobs.read_log(job_id, last):
                             last = entry_id
-                            yield "log", JobLogLine.model_validate_json(line)
+                            yield "log", JobLogLine.model_validate_json(line), entry_id
                         status = record["status"] if record else "failed"
                         yield "end", JobLogEnd(status=status,  # type: ignore[arg-type]
-                                               reason=(record or {}).get("reason") or None)
+                                               reason=(record or {}).get("reason") or None), None
                         return
                     continue
             except (OSError, ConnectionError) as exc:
                 raise store_unavailable() from exc
             for entry_id, line in entries:
                 last = entry_id
-                yield "log", JobLogLine.model_validate_json(line)
+                yield "log", JobLogLine.model_validate_json(line), entry_id

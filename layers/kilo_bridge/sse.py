@@ -32,6 +32,9 @@ def encode(event: Mapping[str, str]) -> bytes:
     name = event.get("event")
     if name:
         body = f"event: {_LINE_BREAK.sub('', name)}\n{body}"
+    event_id = event.get("id")
+    if event_id:  # what a reconnecting client sends back as Last-Event-ID
+        body = f"id: {_LINE_BREAK.sub('', event_id)}\n{body}"
     return (body + "\n").encode()
 
 

@@ -239,3 +239,32 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(serve: Callable[..., str], job_s
     assert (spend, reserved) == (300_000_000, 0)
     assert client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=0.7,
                                                             profileEnv=env)).status_code == 202
+
+
+def _events_with_ids(client: httpx.Client, job_id: str, headers: dict[str, str] | None = None) -> list[tuple]:
+    out, kind, event_id = [], None, None
+    with client.stream("GET", f"/api/kilo/job/{job_id}/logs", headers=headers or {}) as response:
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                out.append((event_id, kind, line[6:]))
+                event_id = None
+    return out
+
+
+def test_a_reconnecting_log_reader_resumes_after_its_last_event_id(jobs_client: httpx.Client,
+                                                                   fake_github: FakeGitHub) -> None:
+    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={
+        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "4", "FAKE_KILO_STEP_COST": "0"}))
+    wait_job(jobs_client, job_id)
+    everything = _events_with_ids(jobs_client, job_id)
+    logs = [e for e in everything if e[1] == "log"]
+    assert len(logs) > 5 and all(e[0] for e in logs)  # every log line carries its id
+    assert everything[-1][1] == "end" and everything[-1][0] is None
+    resumed = _events_with_ids(jobs_client, job_id, {"Last-Event-ID": logs[2][0]})
+    assert resumed == everything[3:]  # exactly what came after, nothing twice
+    # Garbage is no resume point: the whole log again.
+    assert _events_with_ids(jobs_client, job_id, {"Last-Event-ID": "9-9; DROP"}) == everything

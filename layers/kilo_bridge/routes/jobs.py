@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
@@ -85,14 +86,21 @@ async def cancel_job(request: Request) -> JobView:
     return await jobs(request).cancel(request.path_params["id"], caller(request), api_base(request))
 
 
+_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # a Redis stream entry id: what `log` events carry as `id`
+
+
 @api.route("GET", "/api/kilo/job/{id}/logs", summary="A job's log, live, as server-sent events",
            tags=("agents",), errors=(404, 503), events={"log": JobLogLine, "end": JobLogEnd, "error": ErrorResponse},
            description="The log so far, then live lines as the job writes them; ends with `end` when the job "
-           "has ended.")
+           "has ended. Each `log` event has an `id`: a client that reconnects with `Last-Event-ID` (as browsers' "
+           "EventSource do) gets the lines after it, e.g. past API Gateway's 15-minute stream limit.",
+           headers={"Last-Event-ID": ("Resume after this log line (the `id` of a `log` event); other values are "
+                                      "ignored.", {"type": "string", "maxLength": 64})})
 async def job_logs(request: Request) -> Response:
     svc = jobs(request)
     job_id, who, rid = request.path_params["id"], caller(request), request_id(request)
-    lines = svc.follow_log(job_id, who)
+    resume = request.headers.get("last-event-id", "")
+    lines = svc.follow_log(job_id, who, resume if _STREAM_ID.fullmatch(resume) else "0-0")
     # The first step runs now, so an unknown job is a plain 404, not an event stream.
     try:
         first = await anext(lines)
@@ -103,8 +111,11 @@ async def job_logs(request: Request) -> Response:
         item = first
         try:
             while True:
-                kind, model = item
-                yield {"event": kind, "data": model.model_dump_json(by_alias=True)}
+                kind, model, line_id = item
+                event = {"event": kind, "data": model.model_dump_json(by_alias=True)}
+                if line_id:
+                    event["id"] = line_id
+                yield event
                 if kind == "end":
                     return
                 item = await anext(lines)
