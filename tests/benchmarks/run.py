@@ -181,7 +181,28 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
               "(Little's law). More throughput means more workers (uvicorn --workers, or Lambda's concurrency), "
               "not a faster single request. Streams pay per chunk (50 here): each relayed chunk costs an SSE "
               "frame and one ASGI send (kilo_bridge/sse.py).", "",
+              "## Where the budget is missed, and why", "",
+              "Profiled (py-spy on the server under this load; `make bench-split` for the CPU of each part, "
+              "[benchmarks/split.md](benchmarks/split.md)): one plain relay costs the server ~0.7-0.9 ms of CPU on "
+              "this machine, about 45 % in the upstream call (aiohttp, already the cheapest client measured here: "
+              "DESIGN.md), 40 % in the two Redis calls the design asks for (admission before, accounting after), "
+              "and ~0.1 ms in routing, validation and our handler; uvicorn's HTTP handling comes on top. Fixed on "
+              "the way: the two Redis calls moved from redis-py's client to a pipelined connection of our own "
+              "(`kilo_bridge/resp.py`: 0.2-0.3 ms less per request), the first gateway attempt no longer goes "
+              "through tenacity (~0.1 ms), and per-request date formatting and a duplicate key digest are gone. "
+              "What is left is one HTTP hop and two Redis round trips of Python per request: the sequential "
+              "0.5 ms target is missed by ~0.2 ms on a quiet machine (+0.69 ms on 2026-12-01, from +0.94 before "
+              "these fixes), by more when the machine is busy. At 16 and 64 "
+              "clients one worker is saturated, so the 1 ms target there cannot be met by any single-process "
+              "proxy on these 2 cores (added latency = queueing, Little's law); throughput is the figure that "
+              "moves with CPU cost: at 16 clients it went from ~600 to ~1,700-2,100 req/s with the fixes above, now "
+              "about twice Portkey's ([benchmarks/compare.md](benchmarks/compare.md), beside LiteLLM and Portkey "
+              "in one run). Streams pay "
+              "one socket write per relayed chunk (uvicorn's send: the largest single cost on the stream path), "
+              "which is the price of never buffering.", "",
               "More, each written by its own command:", "",
+              "- [benchmarks/split.md](benchmarks/split.md) (`make bench-split`): where one request's CPU goes, "
+              "and redis-py beside `kilo_bridge.resp` on the same call;",
               "- [benchmarks/compare.md](benchmarks/compare.md) (`make bench-compare`): Kilo Bridge, LiteLLM proxy "
               "and Portkey's gateway side by side on the same fake upstream;",
               "- [benchmarks/coldstart.md](benchmarks/coldstart.md) (`make bench-coldstart`): cold import of every "
