@@ -140,7 +140,7 @@ class RespConnection:
         return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
-        if self._proto is not None:
+        if self._proto is not None and self._loop is asyncio.get_running_loop():  # another loop's is gone already
             self._proto.close(RedisConnectionError("connection closed"))
         self._proto = None
 
