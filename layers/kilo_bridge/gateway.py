@@ -264,8 +264,9 @@ class GatewayClient:
         return payload, attempts
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[tuple[StreamState, AsyncIterator[Chunk]]]:
-        """Open a streamed completion. Yields (state, chunks): each chunk as (raw data, parsed JSON).
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
+        """Open a streamed completion. Yields (state, batches): each batch the chunks one read brought, each
+        chunk as (raw data, parsed JSON).
 
         Opening (until response headers) is retried; iterating is not. Iteration raises ApiError
         when the stream breaks, carries an error event, or ends before it finished.
@@ -288,33 +289,47 @@ class GatewayClient:
             else:
                 resp.release()
 
+    def _parse(self, data: bytes, state: StreamState) -> dict[str, Any]:
+        """One chunk's JSON, noted in `state`; an error chunk or malformed data raises."""
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ApiError(502, "upstream_malformed", "The Kilo Gateway sent a malformed stream chunk.") from None
+        if not isinstance(chunk, dict):
+            raise ApiError(502, "upstream_malformed", "The Kilo Gateway sent a malformed stream chunk.")
+        if "error" in chunk:
+            raise upstream_error(_error_status(chunk), chunk, None, self._secrets)
+        state.chunks += 1
+        if chunk.get("model"):
+            state.model = chunk["model"]
+        if chunk.get("usage"):
+            state.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                state.finish_reason = choice["finish_reason"]
+        return chunk
+
     async def _chunks(
         self, resp: aiohttp.ClientResponse, state: StreamState
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[list[Chunk]]:
+        """The chunks of each network read, together: relayed in one write, never waiting for more."""
         try:
-            async for data in sse_data(resp.content):
-                if data == b"[DONE]":
-                    state.done = True
-                    return
+            async for batch in sse_batches(resp.content):
+                ready: list[Chunk] = []
                 try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ApiError(
-                        502, "upstream_malformed", "The Kilo Gateway sent a malformed stream chunk."
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise ApiError(502, "upstream_malformed", "The Kilo Gateway sent a malformed stream chunk.")
-                if "error" in chunk:
-                    raise upstream_error(_error_status(chunk), chunk, None, self._secrets)
-                state.chunks += 1
-                if chunk.get("model"):
-                    state.model = chunk["model"]
-                if chunk.get("usage"):
-                    state.usage = chunk["usage"]
-                for choice in chunk.get("choices") or ():
-                    if choice.get("finish_reason"):
-                        state.finish_reason = choice["finish_reason"]
-                yield data, chunk
+                    for data in batch:
+                        if data == b"[DONE]":
+                            state.done = True
+                            break
+                        ready.append((data, self._parse(data, state)))
+                except ApiError:
+                    if ready:
+                        yield ready  # what came before the error is relayed first, in order
+                    raise
+                if ready:
+                    yield ready
+                if state.done:
+                    return
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise ApiError(504, "upstream_timeout", "The Kilo Gateway went silent mid-stream.") from None
         except aiohttp.ClientError:
@@ -351,18 +366,40 @@ def _error_status(chunk: dict[str, Any]) -> int:
     return code if isinstance(code, int) and 400 <= code < 600 else 502
 
 
-async def sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The `data` of each server-sent event (multi-line data joined by newlines, per the SSE spec)."""
+MAX_SSE_LINE = 4_000_000  # an upstream line longer than this is not a chat chunk
+
+
+async def sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The `data` of each server-sent event (multi-line data joined by newlines, per the SSE spec), batched:
+    every event complete in what one read returned comes at once, so they can be relayed in one write."""
+    pending = b""
     lines: list[bytes] = []
-    async for raw in content:
-        line = raw.rstrip(b"\r\n")
+
+    def take(raw: bytes, batch: list[bytes]) -> None:
+        nonlocal lines
+        line = raw.rstrip(b"\r")
         if not line:
             if lines:
-                yield lines[0] if len(lines) == 1 else b"\n".join(lines)
+                batch.append(lines[0] if len(lines) == 1 else b"\n".join(lines))
                 lines = []
         elif line.startswith(b"data:"):
             value = line[5:]
             lines.append(value[1:] if value.startswith(b" ") else value)
         # comments (":"), "event:", "id:" and "retry:" carry nothing we relay
+
+    while block := await content.readany():
+        *complete, pending = (pending + block).split(b"\n")
+        if len(pending) > MAX_SSE_LINE:
+            raise ApiError(502, "upstream_malformed", "The Kilo Gateway sent an over-long stream line.")
+        batch: list[bytes] = []
+        for raw in complete:
+            take(raw, batch)
+        if batch:
+            yield batch
+    batch = []
+    if pending:
+        take(pending, batch)
     if lines:
-        yield b"\n".join(lines)
+        batch.append(b"\n".join(lines))
+    if batch:
+        yield batch

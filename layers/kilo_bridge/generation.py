@@ -56,7 +56,7 @@ class OpenStream:
     """An upstream stream whose headers have arrived; iterate `chunks`, then `close()`."""
 
     state: StreamState
-    chunks: AsyncIterator[tuple[bytes, dict[str, Any]]]
+    chunks: AsyncIterator[list[tuple[bytes, dict[str, Any]]]]  # batches: the chunks of one network read
     requested_model: str
     exits: AsyncExitStack
     admission: Admission
@@ -187,7 +187,7 @@ class Generation:
 
     async def stream_events(
         self, req: GenerateRequest, request_id: str, key_digest: str | None = None
-    ) -> AsyncIterator[dict[str, str]]:
+    ) -> AsyncIterator[dict[str, str] | list[dict[str, str]]]:
         """Open the stream (errors so far are plain HTTP errors), then relay it as our SSE events."""
         stream = await self.open_stream(self.body_for(req), key_digest)
 
@@ -217,7 +217,7 @@ class Generation:
         render: Callable[[bytes, dict[str, Any]], dict[str, str] | None],
         done: Callable[[StreamState, int | None], dict[str, str]],
         failed: Callable[[ApiError], dict[str, str]],
-    ) -> AsyncIterator[dict[str, str]]:
+    ) -> AsyncIterator[dict[str, str] | list[dict[str, str]]]:
         """Relay each upstream chunk as it arrives; end with `done` or, if the upstream fails, `failed`.
 
         Usage is recorded whatever happens: success, upstream failure, or the client hanging up
@@ -228,10 +228,10 @@ class Generation:
         try:
             try:
                 with anyio.fail_after(self.settings.kilo_stream_max_s):
-                    async for raw, chunk in stream.chunks:
-                        event = render(raw, chunk)
-                        if event is not None:
-                            yield event
+                    async for batch in stream.chunks:
+                        events = [e for raw, chunk in batch if (e := render(raw, chunk)) is not None]
+                        if events:
+                            yield events  # what arrived together leaves together: one write
             except ApiError as exc:
                 error = exc
             except TimeoutError:

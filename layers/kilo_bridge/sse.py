@@ -3,7 +3,8 @@
 Measured against sse-starlette on the relay path (docs/benchmarks/compare.md): sse-starlette wraps every send
 in an anyio timeout scope and logs every chunk, which cost ~0.07 ms per relayed chunk here — more than the
 rest of the relay. This one sends each event as it comes (one ASGI message, nothing per send), writes a
-`: keep-alive` comment only when nothing was sent for `keepalive_s` (one timer task per stream), and stops
+`: keep-alive` comment only when nothing was sent for `keepalive_s` (one timer task per stream), sends
+events that arrived together (one upstream read) in one write, and stops
 the event iterator (so its cleanup runs: usage recorded, upstream dropped) when the client hangs up.
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 KEEPALIVE = b": keep-alive\n\n"
+# What a stream yields: one event, or several that arrived together (sent in one write).
+Item = Mapping[str, str] | Sequence[Mapping[str, str]]
 
 
 def encode(event: Mapping[str, str]) -> bytes:
@@ -41,7 +44,7 @@ def encode(event: Mapping[str, str]) -> bytes:
 class EventStream(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[Mapping[str, str]], keepalive_s: float,
+    def __init__(self, events: AsyncIterator[Item], keepalive_s: float,
                  headers: Mapping[str, str] | None = None) -> None:
         self.events = events
         self.keepalive_s = keepalive_s
@@ -56,8 +59,9 @@ class EventStream(Response):
 
         async def relay() -> None:
             nonlocal last_sent
-            async for event in self.events:
-                await send({"type": "http.response.body", "body": encode(event), "more_body": True})
+            async for item in self.events:
+                body = encode(item) if isinstance(item, Mapping) else b"".join(encode(e) for e in item)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
                 last_sent = loop.time()
 
         async def keepalive() -> None:

@@ -43,7 +43,7 @@ async def generate_stream(request: Request, body: GenerateRequest) -> Response:
     return sse_response(events, svc.settings.sse_keepalive_s)
 
 
-def sse_response(events: AsyncIterator[dict[str, str]], keepalive_s: float) -> Response:
+def sse_response(events: AsyncIterator[dict[str, str] | list[dict[str, str]]], keepalive_s: float) -> Response:
     from kilo_bridge.sse import EventStream
 
     return EventStream(events, keepalive_s)
