@@ -8,8 +8,9 @@ from pathlib import Path
 
 import orjson
 
-from kilo_bridge.jobs import JobStore, log_entry
-from kilo_bridge.security import Redactor
+from kilo_bridge.jobs.record import log_entry
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.platform.security import Redactor
 
 FLUSH_EVERY_S = 0.25
 MAX_MSG = 4_000

@@ -12,7 +12,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from kilo_bridge.aio import die_with_parent
+from kilo_bridge.platform.aio import die_with_parent
 
 MAX_LINE = 16_384
 READ_CHUNK = 65_536

@@ -24,17 +24,18 @@ from agent_task.git import GitEnv, clone_argv
 from agent_task.github import PullRequestError, open_pull_request
 from agent_task.joblog import JobLog
 from agent_task.kilo import AgentProgress, cli_env, provider_config
-from kilo_bridge.agents import AgentSpec, get_agent
-from kilo_bridge.artifacts import artifact_store
 from kilo_bridge.config import Settings
-from kilo_bridge.errors import ApiError
-from kilo_bridge.jobs import JobStore, now_ms
-from kilo_bridge.models import DiffStat, JobResult
+from kilo_bridge.errors import BridgeError
+from kilo_bridge.jobs.artifacts import artifact_store
+from kilo_bridge.jobs.catalogue import AgentSpec, get_agent
+from kilo_bridge.jobs.models import DiffStat, JobResult
+from kilo_bridge.jobs.policy import LOOPBACK_HOSTS, REPO_TOKEN_NAMES, blocked_address, check_repo_url, repo_token
+from kilo_bridge.jobs.record import now_ms
+from kilo_bridge.jobs.secrets import secret_box
+from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.observability import get_logger
-from kilo_bridge.policy import LOOPBACK_HOSTS, REPO_TOKEN_NAMES, blocked_address, check_repo_url, repo_token
-from kilo_bridge.secretbox import secret_box
-from kilo_bridge.security import Redactor
-from kilo_bridge.store import Store
+from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.security import Redactor
 
 logger = get_logger()
 MAX_DIFF_BYTES = 20_000_000
@@ -84,7 +85,7 @@ class Runner:
         if record is None:
             logger.warning("job not found", extra={"job_id": self.job_id})
             return "missing"
-        self.record, self.owner = record, record.get("owner") or None
+        self.record, self.owner = record, record.owner
         claim = await self.jobs.claim(self.job_id, self.owner, self.worker)
         if claim.verdict != "ok":
             logger.info("job not claimed", extra={"job_id": self.job_id, "verdict": claim.verdict})
@@ -105,7 +106,7 @@ class Runner:
         diff = b""
         try:
             await self.log.line("runner", f"job {self.job_id} attempt {self.attempt} on {self.worker}: agent "
-                                f"{record['agent']} on {record['repoUrl']}")
+                                f"{record.agent} on {record.repo_url}")
             result = await self._work(workspace, profile_env)
         except JobEnded as ended:
             status, reason, error = ended.status, ended.reason, self.redact(ended.message)[:2000]
@@ -193,7 +194,7 @@ class Runner:
         if self.stop_why == "cancel":
             raise JobEnded("cancelled", "cancelled_by_user", "cancelled while " + self.phase)
         if asyncio.get_running_loop().time() >= self.deadline:
-            raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record['timeoutMs']} ms)")
+            raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record.timeout_ms} ms)")
 
     async def _stream(self, argv: list[str], env: dict[str, str], cwd: Path, source: str,
                       on_stdout: Any = None) -> procs.Finished:
@@ -214,19 +215,19 @@ class Runner:
                                 level="warn")
             if finished.stopped == "budget":
                 raise JobEnded("failed", "budget_exceeded", f"the next step would pass maxCostUsd "
-                               f"({self.record['maxCostUsd']}); spent ${self.agent.cost_usd:.4f}")
+                               f"({self.record.max_cost_usd}); spent ${self.agent.cost_usd:.4f}")
             self._check_stop()
             if finished.stopped == "timeout":
-                raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record['timeoutMs']} ms)")
+                raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record.timeout_ms} ms)")
         return finished
 
     # -- the work ----------------------------------------------------------------------------------
     async def _work(self, workspace: Path, profile_env: dict[str, str]) -> JobResult:
         st, record = self.settings, self.record
-        spec = get_agent(st.agents_path, record["agent"])
+        spec = get_agent(st.agents_path, record.agent)
         try:
-            repo = check_repo_url(record["repoUrl"], st)
-        except ApiError as exc:
+            repo = check_repo_url(record.repo_url, st)
+        except BridgeError as exc:
             raise JobEnded("failed", "repo_refused", exc.message) from None
         token = repo_token(profile_env)
         git = GitEnv.create(workspace, token, st.repo_allow_local)
@@ -240,7 +241,7 @@ class Runner:
             if why:
                 raise JobEnded("failed", "repo_refused", why)
         self.repo_dir = workspace / "repo"
-        base = record.get("baseBranch") or None
+        base = record.base_branch
         finished = await self._stream(clone_argv(git, repo.url, self.repo_dir, base), git.env(), workspace, "git")
         if finished.returncode != 0:
             raise JobEnded("failed", "clone_failed", "git clone failed: " + " | ".join(self._tail[-3:]))
@@ -259,8 +260,8 @@ class Runner:
         result = JobResult(files_changed=files, diff_stat=stat, exit_code=0, summary=self.agent.summary())
         if self.redact.found_in(diff.decode(errors="replace")):
             raise JobEnded("failed", "secret_in_diff", "the change contains a value from profileEnv; not pushed")
-        if spec.after != "pull_request" or record.get("dryRun") == "1" or not files:
-            await self.log.line("runner", "no push: " + ("dry run" if record.get("dryRun") == "1" else
+        if spec.after != "pull_request" or record.dry_run or not files:
+            await self.log.line("runner", "no push: " + ("dry run" if record.dry_run else
                                 "report-only agent" if spec.after != "pull_request" else "no changes"))
             return result
 
@@ -268,7 +269,7 @@ class Runner:
         self.phase, self.progress = "pushing", 85
         await self._beat()
         branch = f"kilo/{self.job_id}"
-        title = f"{spec.name}: {(record.get('prompt') or 'automated change').splitlines()[0][:60]}"
+        title = f"{spec.name}: {(record.prompt or 'automated change').splitlines()[0][:60]}"
         message = f"{title}\n\nKilo Bridge job {self.job_id}"
         for args in (("checkout", "-q", "-b", branch), ("commit", "-q", "-m", message)):
             rc, _, err = await self._git(*args)
@@ -300,9 +301,9 @@ class Runner:
 
     async def _run_agent(self, spec: AgentSpec, workspace: Path, profile_env: dict[str, str]) -> None:
         st, record = self.settings, self.record
-        model = record.get("model") or st.kilo_default_model
+        model = record.model or st.kilo_default_model
         price = await self._price(model)
-        if price is None and record.get("maxCostUsd"):
+        if price is None and record.max_cost_usd is not None:
             # A cap that cannot be enforced is refused rather than silently ignored.
             raise JobEnded("failed", "budget_unpriced", f"maxCostUsd is set but {model} has no price in the Kilo "
                            "Gateway's model list, so its cost cannot be tracked; the agent was not started")
@@ -310,8 +311,8 @@ class Runner:
         config = provider_config(st, model, price)
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
         env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)
-        prompt = record.get("prompt") or spec.default_prompt or ""
-        max_cost = float(record["maxCostUsd"]) if record.get("maxCostUsd") else None
+        prompt = record.prompt or spec.default_prompt or ""
+        max_cost = record.max_cost_usd
         argv = [st.kilo_cli_path, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt]
         assert self.repo_dir is not None
         if not os.access(st.kilo_cli_path, os.X_OK):
@@ -342,8 +343,8 @@ class Runner:
             raise JobEnded("failed", "agent_failed", f"the agent exited with {finished.returncode}: {detail}")
 
     async def _price(self, model: str) -> tuple[float, float] | None:
-        from kilo_bridge.gateway import GatewayClient
-        from kilo_bridge.pricing import PriceBook
+        from kilo_bridge.gateway.client import GatewayClient
+        from kilo_bridge.gateway.pricing import PriceBook
 
         gateway = GatewayClient(self.settings)
         try:

@@ -129,7 +129,7 @@ def serve_app(app: Any) -> Iterator[str]:
 def serve(prefix: str) -> Iterator[Callable[..., str]]:
     """`serve(settings)` → base URL of the real app on a real uvicorn (stopped after the test). It depends on
     `prefix` so servers (their workers and background writes) stop before the test's keys are removed."""
-    from kilo_bridge.app import create_app
+    from kilo_bridge.web.app import create_app
 
     stack: list[Any] = []
 

@@ -14,8 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from kilo_bridge.app import create_app
 from kilo_bridge.observability import get_logger, get_tracer
+from kilo_bridge.web.app import create_app
 
 logger = get_logger()
 tracer = get_tracer()

@@ -1,4 +1,4 @@
-"""SQS (agent queue) → one ECS Fargate task per job. Thin: the logic is `kilo_bridge.dispatch`.
+"""SQS (agent queue) → one ECS Fargate task per job. Thin: the logic is `kilo_bridge.jobs.ecs`.
 
 Partial batch failures: a message whose task could not be started is retried (then dead-lettered); the
 others are deleted. A redelivered message finds its job already dispatched and starts nothing.
@@ -15,11 +15,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kilo_bridge.config import load_settings
-from kilo_bridge.dispatch import dispatch, job_id_of_message
-from kilo_bridge.jobs import JobStore
-from kilo_bridge.lambda_runtime import run_sync
+from kilo_bridge.jobs.ecs import dispatch, job_id_of_message
+from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.observability import get_logger, get_tracer
-from kilo_bridge.store import Store
+from kilo_bridge.platform.lambda_runtime import run_sync
+from kilo_bridge.platform.redis import Store
 
 logger = get_logger()
 tracer = get_tracer()

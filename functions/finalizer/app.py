@@ -1,5 +1,5 @@
 """EventBridge "ECS Task State Change" → a job whose task stopped before finishing it is failed with the
-task's reason. Thin: the logic is `kilo_bridge.dispatch.finalize`."""
+task's reason. Thin: the logic is `kilo_bridge.jobs.ecs.finalize`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kilo_bridge.config import load_settings
-from kilo_bridge.dispatch import finalize
-from kilo_bridge.jobs import JobStore
-from kilo_bridge.lambda_runtime import run_sync
+from kilo_bridge.jobs.ecs import finalize
+from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.observability import get_logger, get_tracer
-from kilo_bridge.store import Store
+from kilo_bridge.platform.lambda_runtime import run_sync
+from kilo_bridge.platform.redis import Store
 
 logger = get_logger()
 tracer = get_tracer()

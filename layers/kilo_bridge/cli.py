@@ -17,7 +17,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from kilo_bridge.app import create_app
+    from kilo_bridge.web.app import create_app
 
     overrides: dict[str, object] = {"port": args.port} if args.port else {}
     if args.host not in LOOPBACK and os.getenv("AUTH_REQUIRED") is None:
@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kilo_bridge.worker import run_worker
+    from kilo_bridge.jobs.worker import run_worker
 
     settings = _settings()
     if settings is None:
@@ -66,9 +66,9 @@ def _keys(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from kilo_bridge.errors import ApiError
-    from kilo_bridge.keys import KeyStore
-    from kilo_bridge.store import Store
+    from kilo_bridge.errors import BridgeError
+    from kilo_bridge.keys.store import KeyStore
+    from kilo_bridge.platform.redis import Store
 
     settings = _settings()
     if settings is None:
@@ -90,7 +90,7 @@ def _keys(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(run())
-    except ApiError as exc:
+    except BridgeError as exc:
         print(f"kilo-bridge: {exc.message}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))

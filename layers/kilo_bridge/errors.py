@@ -1,84 +1,67 @@
-"""One error shape everywhere: `{"error": {"code", "message", "requestId", ...}}`."""
+"""The base of every domain exception. Feature packages raise these; none of them knows HTTP.
+
+`code` is the stable, machine-readable name a client sees (`web/errors.py` maps it to a status in one
+table); `message` is for people and never holds a secret.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 
+class BridgeError(Exception):
+    """A failure the caller should be told about. A subclass names its code: `class X(BridgeError, code="x")`."""
 
-class ApiError(Exception):
-    """An error the client should see, with its HTTP status and a stable machine-readable code."""
+    code = "error"
+
+    def __init_subclass__(cls, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
     def __init__(
         self,
-        status: int,
-        code: str,
         message: str,
         *,
-        headers: dict[str, str] | None = None,
+        code: str | None = None,
+        retry_after: float | str | None = None,
         details: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
+        if code is not None:
+            self.code = code
         self.message = message
-        self.headers = headers or {}
+        # Seconds after which trying again may succeed (rate limits, an unreachable store); an upstream's
+        # own Retry-After is passed on as it came.
+        self.retry_after = retry_after
         self.details = details
         self.extra = extra or {}
 
-    def body(self, request_id: str) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message, "requestId": request_id}
-        if self.details is not None:
-            err["details"] = self.details
-        err.update(self.extra)
-        return {"error": err}
 
-    def json_bytes(self, request_id: str) -> bytes:
-        return orjson.dumps(self.body(request_id))
+class InvalidInput(BridgeError, code="invalid_request"):
+    """The request names something impossible; `details` says which field and why."""
 
 
-# Statuses Starlette raises itself (routing) mapped to our codes.
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "rate_limited",
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "unavailable",
-    504: "gateway_timeout",
-}
+def invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
-def not_configured() -> ApiError:
-    return ApiError(
-        503,
-        "not_configured",
-        "KILO_API_KEY is not configured on this server; set it (a Kilo Gateway key) and restart.",
-    )
+class NotFound(BridgeError, code="not_found"):
+    """No such thing, or not the caller's to see (another key's job is as good as absent)."""
 
 
-def store_unavailable() -> ApiError:
-    return ApiError(
-        503,
-        "store_unavailable",
-        "The Redis store is unreachable; requests are refused until it is back so no spend goes uncounted.",
-        headers={"Retry-After": "5"},
-    )
+class Conflict(BridgeError, code="conflict"):
+    """The request contradicts the current state (a job already ended, a reused Idempotency-Key)."""
 
 
-def invalid_key() -> ApiError:
-    return ApiError(
-        401,
-        "unauthorized",
-        "A valid API key is required (Authorization: Bearer <key> or x-api-key).",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+class Unauthorized(BridgeError, code="unauthorized"):
+    """No valid credentials for what was asked."""
+
+
+class NotConfigured(BridgeError, code="not_configured"):
+    """The server lacks a setting this request needs."""
+
+
+class Unavailable(BridgeError, code="unavailable"):
+    """A dependency (Redis, the queue) is down: nothing was done, and trying later may work."""

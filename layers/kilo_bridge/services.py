@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kilo_bridge.config import Settings
-from kilo_bridge.credits import CreditService, KiloProfileBalance
-from kilo_bridge.gateway import GatewayClient
-from kilo_bridge.generation import Generation
-from kilo_bridge.job_service import JobService
-from kilo_bridge.pricing import PriceBook
-from kilo_bridge.store import Store
+from kilo_bridge.gateway.client import GatewayClient
+from kilo_bridge.gateway.credits import CreditService, KiloProfileBalance
+from kilo_bridge.gateway.pricing import PriceBook
+from kilo_bridge.generation.service import Generation
+from kilo_bridge.jobs.service import JobService
+from kilo_bridge.platform.redis import Store
+from kilo_bridge.usage.ledger import Ledger
 
 
 @dataclass(slots=True)
@@ -18,6 +19,7 @@ class Services:
     settings: Settings
     gateway: GatewayClient
     store: Store
+    ledger: Ledger
     prices: PriceBook
     credits: CreditService
     generation: Generation
@@ -27,11 +29,12 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         gateway = GatewayClient(settings)
         store = Store(settings)
+        ledger = Ledger(store)
         prices = PriceBook(gateway)
         balance = KiloProfileBalance(gateway, settings.balance_url)
-        credits = CreditService(store, balance, settings.kilo_credits_max_age_s)
-        generation = Generation(settings, gateway, store, prices)
-        return cls(settings, gateway, store, prices, credits, generation, JobService(store))
+        credits = CreditService(ledger, balance, settings.kilo_credits_max_age_s)
+        generation = Generation(settings, gateway, ledger, prices)
+        return cls(settings, gateway, store, ledger, prices, credits, generation, JobService(store))
 
     async def close(self) -> None:
         await self.jobs.close()

@@ -57,9 +57,10 @@ async def cpu_us(fn: Callable[[], Awaitable[Any]], n: int) -> float:
 
 
 async def measure() -> tuple[dict[str, float], dict[str, float]]:
-    from kilo_bridge.app import create_app
-    from kilo_bridge.gateway import GatewayClient
-    from kilo_bridge.store import Admission, Store
+    from kilo_bridge.gateway.client import GatewayClient
+    from kilo_bridge.platform.redis import Store
+    from kilo_bridge.usage.ledger import Admission
+    from kilo_bridge.web.app import create_app
 
     app = create_app()
     scope = _scope("/v1/chat/completions")
@@ -114,8 +115,8 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:
     import redis.asyncio as aioredis
 
     from kilo_bridge.config import load_settings
-    from kilo_bridge.resp import RespConnection
-    from kilo_bridge.store import _ADMIT, _ADMIT_SCRIPT
+    from kilo_bridge.platform.resp import RespConnection
+    from kilo_bridge.usage.ledger import _ADMIT, _ADMIT_SCRIPT
 
     st = load_settings()
     pyredis = aioredis.Redis.from_url(st.resolved_redis_url, socket_timeout=st.redis_timeout_ms / 1000)

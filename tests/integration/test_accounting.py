@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from kilo_bridge.store import NANO
+from kilo_bridge.money import NANO
 
 N = 300
 

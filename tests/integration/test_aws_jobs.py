@@ -18,10 +18,10 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from kilo_bridge import aws
 from kilo_bridge.config import Settings
-from kilo_bridge.jobs import JobStore
-from kilo_bridge.store import Store
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.platform import aws
+from kilo_bridge.platform.redis import Store
 from scripts.invoke import Context
 from scripts.invoke import load_function as load_handler
 from tests.conftest import ROOT, free_port

@@ -159,8 +159,8 @@ def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(serve: Callable[..., 
                                                            fake_github: FakeGitHub) -> None:
     import asyncio
 
-    from kilo_bridge.keys import KeyStore
-    from kilo_bridge.store import Store
+    from kilo_bridge.keys.store import KeyStore
+    from kilo_bridge.platform.redis import Store
 
     settings = job_settings(jobs_concurrency=0, auth_required=True)
 
@@ -193,7 +193,7 @@ def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(serve: Callable[..., 
 def test_sealed_secrets_are_bound_to_their_job(job_settings: Callable[..., Settings], tmp_path: Path) -> None:
     from cryptography.exceptions import InvalidTag
 
-    from kilo_bridge.secretbox import LocalBox
+    from kilo_bridge.jobs.secrets import LocalBox
 
     box = LocalBox.from_settings(job_settings())
     sealed = box.seal("job_" + "1" * 24, {"GITHUB_TOKEN": "ghp_abc"})

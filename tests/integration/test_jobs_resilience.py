@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings, settings_env
-from kilo_bridge.jobs import JobStore, now_ms
-from kilo_bridge.store import Store
+from kilo_bridge.jobs.record import JobRecord, now_ms
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.platform.redis import Store
 from tests.conftest import ROOT
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
@@ -99,15 +100,15 @@ async def test_reaper_fails_a_job_whose_heartbeat_stopped(job_settings: Callable
     jobs = JobStore(store)
     try:
         job_id = "job_" + "ab" * 12
-        await jobs.create(job_id, {"id": job_id, "status": "queued", "agent": "review", "repoUrl": "/x",
-                                   "timeoutMs": 60_000, "createdMs": 1, "owner": ""}, "", None, None, 0)
+        await jobs.create(JobRecord(id=job_id, status="queued", agent="review", repo_url="/x", timeout_ms=60_000,
+                                    created_ms=1), "", None, 0)
         claim = await jobs.claim(job_id, None, "w1")
         assert claim.verdict == "ok"
         await asyncio.sleep(0.7)  # no heartbeat from the (dead) runner
         assert await jobs.reap() == {job_id: "failed"}
         record = await jobs.get(job_id)
         assert record is not None
-        assert (record["status"], record["reason"]) == ("failed", "heartbeat_lost")
+        assert (record.status, record.reason) == ("failed", "heartbeat_lost")
         # a finished job never runs again
         assert (await jobs.claim(job_id, None, "w2")).verdict == "done"
         assert await jobs.finish(job_id, None, claim.attempt, "succeeded", {}) is False
@@ -117,7 +118,7 @@ async def test_reaper_fails_a_job_whose_heartbeat_stopped(job_settings: Callable
 
 async def test_a_lost_job_costs_its_key_the_reservation_and_a_never_run_one_nothing(
         job_settings: Callable[..., Settings]) -> None:
-    from kilo_bridge.keys import KeyStore, digest
+    from kilo_bridge.keys.store import KeyStore, digest, key_record
 
     settings = job_settings(job_stale_s=0.5, job_max_attempts=1)
     store = Store(settings)
@@ -127,11 +128,11 @@ async def test_a_lost_job_costs_its_key_the_reservation_and_a_never_run_one_noth
         owner = digest(secret)
         lost, cancelled = "job_" + "cd" * 12, "job_" + "ef" * 12
         for job_id in (lost, cancelled):
-            code, _ = await jobs.create(job_id, {"id": job_id, "status": "queued", "agent": "review", "repoUrl": "/x",
-                                                 "timeoutMs": 60_000, "createdMs": now_ms(), "owner": owner},
-                                        "", owner, None, 0, reserve_nusd=2_000_000_000)
+            record = JobRecord(id=job_id, status="queued", agent="review", repo_url="/x", timeout_ms=60_000,
+                               created_ms=now_ms(), owner=owner)
+            code, _ = await jobs.create(record, "", None, 0, reserve_nusd=2_000_000_000)
             assert code == 0
-        key = store.key("apikey", owner)
+        key = key_record(store, owner)
         assert int(await store.redis.hget(key, "reserved_nusd")) == 4_000_000_000
         assert await jobs.cancel(cancelled, owner) == "cancelled"  # never ran: released, not charged
         assert (await jobs.claim(lost, owner, "w1")).verdict == "ok"

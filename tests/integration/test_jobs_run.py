@@ -207,8 +207,8 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(serve: Callable[..., str], job_s
                                                 prefix: str) -> None:
     import asyncio
 
-    from kilo_bridge.keys import KeyStore, digest
-    from kilo_bridge.store import Store
+    from kilo_bridge.keys.store import KeyStore, digest
+    from kilo_bridge.platform.redis import Store
 
     settings = job_settings(auth_required=True)
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from kilo_bridge.config import Settings
-from kilo_bridge.keys import digest
+from kilo_bridge.keys.store import digest
 from tests.conftest import REDIS_URL, ROOT
 from tests.fakes.fake_gateway import FakeGatewayThread
 

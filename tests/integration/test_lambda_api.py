@@ -35,7 +35,7 @@ def api_module(monkeypatch: pytest.MonkeyPatch, fake: FakeGatewayThread, prefix:
 
 
 def test_every_route_has_an_event() -> None:
-    from kilo_bridge.routes import api
+    from kilo_bridge.web.routes import api
 
     covered = {json.loads(p.read_text())["path"] for d in ("api", "stream") for p in ROOT.glob(f"events/{d}/*.json")}
     fixed_paths = {e.path for e in api.endpoints if "{" not in e.path}

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from kilo_bridge.config import Settings
-from kilo_bridge.gateway import GatewayClient
-from kilo_bridge.pricing import PriceBook
+from kilo_bridge.gateway.client import GatewayClient
+from kilo_bridge.gateway.pricing import PriceBook
 
 
 @pytest.mark.parametrize("uptime_s", [5.0, 10_000_000.0], ids=["just-booted", "long-up"])

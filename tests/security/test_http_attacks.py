@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from kilo_bridge.config import Settings
-from kilo_bridge.sse import encode
+from kilo_bridge.web.sse import encode
 from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.integration.test_stream import stream

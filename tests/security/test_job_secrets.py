@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from kilo_bridge.config import Settings
-from kilo_bridge.security import Redactor
+from kilo_bridge.platform.security import Redactor
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
 

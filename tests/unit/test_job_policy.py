@@ -10,13 +10,13 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from kilo_bridge.agents import load_catalog
 from kilo_bridge.config import load_settings
-from kilo_bridge.errors import ApiError
-from kilo_bridge.jobs import new_job_id, valid_job_id
-from kilo_bridge.policy import blocked_address, check_branch, check_profile_env
-from kilo_bridge.secretbox import LocalBox
-from kilo_bridge.security import REDACTED, Redactor
+from kilo_bridge.errors import BridgeError
+from kilo_bridge.jobs.catalogue import load_catalog
+from kilo_bridge.jobs.policy import blocked_address, check_branch, check_profile_env
+from kilo_bridge.jobs.record import new_job_id, valid_job_id
+from kilo_bridge.jobs.secrets import LocalBox
+from kilo_bridge.platform.security import REDACTED, Redactor
 
 SECRET = "ghp_Canary/Token+With=Odd~Chars_42"
 
@@ -54,7 +54,7 @@ def test_good_branch_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["-x", "a..b", "a b", "a~1", "a^", "a:b", "x.lock", "a//b", "/a", "a/", "@{u}"])
 def test_bad_branch_names(name: str) -> None:
-    with pytest.raises(ApiError):
+    with pytest.raises(BridgeError):
         check_branch(name)
 
 

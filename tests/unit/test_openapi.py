@@ -2,8 +2,8 @@
 
 import json
 
-from kilo_bridge.routes import api
-from kilo_bridge.routes.meta import openapi_dict
+from kilo_bridge.web.routes import api
+from kilo_bridge.web.routes.meta import openapi_dict
 
 
 def _refs(node: object) -> list[str]:

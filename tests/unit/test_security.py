@@ -1,7 +1,7 @@
 import base64
 from urllib.parse import quote
 
-from kilo_bridge.security import REDACTED, clean_request_id, redact
+from kilo_bridge.platform.security import REDACTED, clean_request_id, redact
 
 SECRET = "ghp_FAKEfakeFAKEfake/+=token"
 

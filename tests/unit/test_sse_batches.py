@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from aiohttp.base_protocol import BaseProtocol
 
-from kilo_bridge.errors import ApiError
-from kilo_bridge.gateway import MAX_SSE_LINE, sse_batches
+from kilo_bridge.errors import BridgeError
+from kilo_bridge.gateway.sse import MAX_SSE_LINE, sse_batches
 
 
 class _Socket(asyncio.ReadTransport):
@@ -52,6 +52,6 @@ async def test_events_of_one_read_come_together_and_split_events_are_joined() ->
 
 
 async def test_an_over_long_line_is_an_upstream_error_not_a_memory_sink() -> None:
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(BridgeError) as err:
         await batches(b"data: " + b"x" * (MAX_SSE_LINE + 10))
     assert err.value.code == "upstream_malformed"

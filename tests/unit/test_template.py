@@ -262,9 +262,9 @@ def test_three_schedules_with_their_task_input(tpl: dict[str, Any]) -> None:
     assert nightly["State"] == {"Ref": "NightlyAgentState"}
     assert params["NightlyAgentState"]["Default"] == "DISABLED"
     # The default body is one the API accepts: a valid request naming an agent of the catalogue.
-    from kilo_bridge.agents import load_catalog
     from kilo_bridge.config import load_settings
-    from kilo_bridge.models import RunAgentRequest
+    from kilo_bridge.jobs.catalogue import load_catalog
+    from kilo_bridge.jobs.models import RunAgentRequest
 
     request = RunAgentRequest.model_validate_json(body)
     assert request.agent in load_catalog(load_settings().agents_path), request.agent

@@ -1,6 +1,7 @@
 import pytest
 
-from kilo_bridge.gateway import upstream_error
+from kilo_bridge.gateway.client import upstream_error
+from kilo_bridge.web.errors import ApiError
 
 KEY = "test-key-not-real-0123456789"
 
@@ -21,7 +22,7 @@ KEY = "test-key-not-real-0123456789"
 )
 def test_status_mapping_never_echoes_the_key(upstream: int, status: int, code: str) -> None:
     payload = {"error": {"message": f"bad things with Bearer {KEY}", "metadata": {"buyCreditsUrl": "https://x/buy"}}}
-    err = upstream_error(upstream, payload, {"Retry-After": "7"}, (KEY,))
+    err = ApiError.of(upstream_error(upstream, payload, {"Retry-After": "7"}, (KEY,)))
     assert (err.status, err.code) == (status, code)
     assert KEY not in err.json_bytes("rid").decode()
     if upstream == 429:

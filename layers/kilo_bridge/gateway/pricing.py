@@ -1,0 +1,97 @@
+"""Per-token USD prices from the gateway's `GET /models`, cached, to turn token usage into cost.
+
+The gateway reports tokens but (unlike some OpenAI-compatible routers) no cost; when an upstream
+does report `usage.cost`, that figure wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kilo_bridge.config import Settings
+from kilo_bridge.gateway.client import GatewayClient
+from kilo_bridge.gateway.errors import GatewayError
+from kilo_bridge.money import nusd_of
+
+log = logging.getLogger(__name__)
+
+
+def _price(value: Any) -> Decimal | None:
+    try:
+        price = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return price if price.is_finite() and price >= 0 else None
+
+
+class PriceBook:
+    def __init__(self, gateway: GatewayClient, ttl_s: float = 3600.0, first_wait_s: float = 3.0) -> None:
+        self.gateway = gateway
+        self.ttl_s = ttl_s
+        self.first_wait_s = first_wait_s
+        self._prices: dict[str, tuple[Decimal, Decimal]] = {}
+        # None, not 0.0: the monotonic clock starts near zero at boot, so "long ago" must be explicit.
+        self._fetched_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _refresh(self) -> None:
+        try:
+            payload = await self.gateway.list_models()
+        except GatewayError as exc:
+            log.warning("model price list unavailable: %s", exc.message)
+            self._fetched_at = time.monotonic() - self.ttl_s + 60  # try again in a minute
+            return
+        prices: dict[str, tuple[Decimal, Decimal]] = {}
+        for model in payload["data"]:
+            pricing = model.get("pricing") if isinstance(model, dict) else None
+            if not isinstance(pricing, dict) or not isinstance(model.get("id"), str):
+                continue
+            prompt, completion = _price(pricing.get("prompt")), _price(pricing.get("completion"))
+            if prompt is not None and completion is not None:
+                prices[model["id"]] = (prompt, completion)
+        self._prices = prices
+        self._fetched_at = time.monotonic()
+
+    async def prices(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """Current prices; refreshed in the background when old, awaited (briefly) only when empty."""
+        stale = self._fetched_at is None or time.monotonic() - self._fetched_at > self.ttl_s
+        if stale and (self._task is None or self._task.done()):
+            self._task = asyncio.ensure_future(self._refresh())
+        if not self._prices and self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), self.first_wait_s)
+        return self._prices
+
+    async def estimate_nusd(self, body: dict[str, Any], settings: Settings) -> int:
+        """A ceiling for what a request may cost, reserved against a key's budget before the call:
+        the prompt at ~3 characters a token and the full `max_tokens` (or a default) of output."""
+        chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else len(str(m.get("content")))
+                    for m in body.get("messages") or () if isinstance(m, dict))
+        max_out = body.get("max_tokens") or body.get("max_completion_tokens") or settings.budget_default_max_tokens
+        prices = await self.prices()
+        price = prices.get(str(body.get("model") or ""))
+        if price is None:
+            return nusd_of(Decimal(str(settings.budget_fallback_estimate_usd)))
+        prompt, completion = price
+        return nusd_of(prompt * (chars // 3 + 1) + completion * int(max_out))
+
+    async def cost_nusd(self, models: tuple[str, ...], usage: dict[str, Any] | None) -> int | None:
+        """Cost in nano-USD for this usage, or None when it cannot be priced."""
+        if not usage:
+            return None
+        reported = _price(usage.get("cost"))
+        if reported is not None:
+            return nusd_of(reported)
+        prices = await self.prices()
+        for model in models:
+            if model in prices:
+                prompt, completion = prices[model]
+                tokens_in = int(usage.get("prompt_tokens") or 0)
+                tokens_out = int(usage.get("completion_tokens") or 0)
+                return nusd_of(prompt * tokens_in + completion * tokens_out)
+        return None

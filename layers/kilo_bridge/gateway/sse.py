@@ -1,0 +1,47 @@
+"""Reading an upstream `text/event-stream`: the data of each event, batched by network read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from kilo_bridge.gateway.errors import GatewayError
+
+MAX_SSE_LINE = 4_000_000  # an upstream line longer than this is not a chat chunk
+
+
+async def sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The `data` of each server-sent event (multi-line data joined by newlines, per the SSE spec), batched:
+    every event complete in what one read returned comes at once, so they can be relayed in one write."""
+    pending = b""
+    lines: list[bytes] = []
+
+    def take(raw: bytes, batch: list[bytes]) -> None:
+        nonlocal lines
+        line = raw.rstrip(b"\r")
+        if not line:
+            if lines:
+                batch.append(lines[0] if len(lines) == 1 else b"\n".join(lines))
+                lines = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            lines.append(value[1:] if value.startswith(b" ") else value)
+        # comments (":"), "event:", "id:" and "retry:" carry nothing we relay
+
+    while block := await content.readany():
+        *complete, pending = (pending + block).split(b"\n")
+        if len(pending) > MAX_SSE_LINE:
+            raise GatewayError("The Kilo Gateway sent an over-long stream line.", code="upstream_malformed")
+        batch: list[bytes] = []
+        for raw in complete:
+            take(raw, batch)
+        if batch:
+            yield batch
+    batch = []
+    if pending:
+        take(pending, batch)
+    if lines:
+        batch.append(b"\n".join(lines))
+    if batch:
+        yield batch

@@ -1,0 +1,290 @@
+"""Generation: one gateway call between an admission and an accounting round trip to Redis.
+
+Streams come out as typed events (`Chunks`, then `Done` or `Failed`); how they are framed on the wire
+(our `delta`/`done` events, or OpenAI's `data:` chunks) is the web layer's business.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+
+from kilo_bridge.config import Settings
+from kilo_bridge.errors import BridgeError, InvalidInput
+from kilo_bridge.gateway.client import Chunk, GatewayClient, StreamState
+from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
+from kilo_bridge.gateway.pricing import PriceBook
+from kilo_bridge.generation.models import GenerateRequest, GenerateResponse, StreamDone, Usage
+from kilo_bridge.money import usd
+from kilo_bridge.usage.ledger import Admission, Ledger, Outcome
+
+log = logging.getLogger("kilo_bridge.generation")
+
+
+def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
+    usage = usage or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(usage.get("total_tokens") or prompt + completion),
+        cost_usd=None if cost_nusd is None else usd(cost_nusd),
+    )
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One call's usage, to be written to Redis. A lost record is logged with its numbers, never
+    raised: the caller already holds an answer the gateway has charged for."""
+
+    ledger: Ledger
+    outcome: Outcome
+    cost_nusd: int | None
+    admission: Admission
+
+    async def __call__(self) -> None:
+        try:
+            with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
+                await self.ledger.record(self.outcome, self.cost_nusd, self.admission)
+        except BridgeError:
+            log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """An upstream stream whose headers have arrived; iterate `chunks`, then `close()`."""
+
+    state: StreamState
+    chunks: AsyncIterator[list[tuple[bytes, dict[str, Any]]]]  # batches: the chunks of one network read
+    requested_model: str
+    exits: AsyncExitStack
+    admission: Admission
+
+
+class PromptTooLong(InvalidInput, code="prompt_too_long"):
+    """The prompt and system message pass MAX_PROMPT_CHARS."""
+
+
+class StreamTooLong(BridgeError, code="stream_too_long"):
+    """A stream ran past KILO_STREAM_MAX_S and was stopped."""
+
+
+class ClientGone(BridgeError, code="client_disconnected"):
+    """The client hung up mid-stream (only recorded: nobody is left to tell)."""
+
+
+@dataclass(slots=True)
+class Chunks:
+    """The chunks one upstream read brought, each as (raw SSE data, parsed JSON)."""
+
+    items: list[Chunk]
+
+
+@dataclass(slots=True)
+class Deltas:
+    """The text deltas one upstream read brought (empty deltas left out)."""
+
+    texts: list[str]
+
+
+@dataclass(slots=True)
+class Done:
+    state: StreamState
+    cost_nusd: int | None
+
+
+@dataclass(slots=True)
+class Failed:
+    error: BridgeError
+
+
+class Generation:
+    def __init__(self, settings: Settings, gateway: GatewayClient, ledger: Ledger, prices: PriceBook) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.ledger = ledger
+        self.prices = prices
+
+    # -- request shaping ---------------------------------------------------------------------------
+    def body_for(self, req: GenerateRequest) -> dict[str, Any]:
+        if len(req.prompt) + len(req.system or "") > self.settings.max_prompt_chars:
+            raise PromptTooLong(f"prompt and system exceed {self.settings.max_prompt_chars} characters.")
+        messages = [{"role": "system", "content": req.system}] if req.system else []
+        messages.append({"role": "user", "content": req.prompt})
+        body: dict[str, Any] = {"model": req.model or self.settings.kilo_default_model, "messages": messages}
+        if req.max_tokens is not None:
+            body["max_tokens"] = req.max_tokens
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        return body
+
+    # -- accounting --------------------------------------------------------------------------------
+    async def _admit(self, key_digest: str | None, body: dict[str, Any]) -> Admission:
+        if not self.gateway.configured:
+            raise GatewayNotConfigured()
+        if key_digest and not (body.get("max_tokens") or body.get("max_completion_tokens")):
+            # The reservation covers this many output tokens: the upstream must not write more.
+            body["max_tokens"] = self.settings.budget_default_max_tokens
+        estimate = await self.prices.estimate_nusd(body, self.settings) if key_digest else 0
+        return await self.ledger.admit(key_digest, estimate)
+
+    async def _settle(
+        self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
+        stream: bool, error: BridgeError | None = None, produced: bool | None = None,
+    ) -> tuple[int | None, UsageRecord]:
+        """Price the call; returns (cost, the record still to write). `produced`: the upstream answered
+        something (it may have charged), even if the call then failed; defaults to `ok`."""
+        cost = await self.prices.cost_nusd((model, requested), usage) if usage else None
+        outcome = Outcome(
+            model=model or requested,
+            ok=ok,
+            stream=stream,
+            prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
+            completion_tokens=int((usage or {}).get("completion_tokens") or 0),
+            credits_exhausted=error is not None and error.code == "credits_exhausted",
+            # No price or no usage, but an answer came: the key pays its reservation, never nothing.
+            charge_reservation=cost is None and (ok if produced is None else produced),
+        )
+        return cost, UsageRecord(self.ledger, outcome, cost, admission)
+
+    async def _account(
+        self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
+        stream: bool, error: BridgeError | None = None, produced: bool | None = None,
+    ) -> int | None:
+        """Price and record the call now; returns its cost."""
+        cost, record = await self._settle(admission, requested, model, usage, ok=ok, stream=stream, error=error,
+                                          produced=produced)
+        await record()
+        return cost
+
+    # -- plain -------------------------------------------------------------------------------------
+    async def complete(
+        self, body: dict[str, Any], key_digest: str | None = None
+    ) -> tuple[dict[str, Any], int | None, UsageRecord]:
+        """A chat completion after admission: (upstream JSON, cost in nano-USD, the usage record).
+
+        The caller writes the record once the answer is on its way (a Starlette background task): the
+        client does not wait for that Redis round trip. Failures are recorded before raising.
+        """
+        admission = await self._admit(key_digest, body)
+        requested = str(body.get("model") or "")
+        try:
+            payload, _attempts = await self.gateway.complete(body)
+        except GatewayError as exc:
+            await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
+            raise
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
+        model = payload.get("model") if isinstance(payload.get("model"), str) else requested
+        cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
+        return payload, cost, record
+
+    async def generate(
+        self, req: GenerateRequest, request_id: str, key_digest: str | None = None
+    ) -> tuple[GenerateResponse, UsageRecord]:
+        body = self.body_for(req)
+        payload, cost, record = await self.complete(body, key_digest)
+        choice = payload["choices"][0] if payload["choices"] else {}
+        message = choice.get("message") or {}
+        content = message.get("content")
+        answer = GenerateResponse(
+            text=content if isinstance(content, str) else "",
+            model=payload.get("model") or body["model"],
+            finish_reason=choice.get("finish_reason"),
+            usage=_usage(payload.get("usage"), cost),
+            request_id=request_id,
+        )
+        return answer, record
+
+    # -- streamed ----------------------------------------------------------------------------------
+    async def open_stream(self, body: dict[str, Any], key_digest: str | None = None) -> OpenStream:
+        """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
+        admission = await self._admit(key_digest, body)
+        requested = str(body.get("model") or "")
+        exits = AsyncExitStack()
+        try:
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body))
+        except GatewayError as exc:
+            await exits.aclose()
+            await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)
+            raise
+        return OpenStream(state=state, chunks=chunks, requested_model=requested, exits=exits, admission=admission)
+
+    async def finish_stream(self, stream: OpenStream, error: BridgeError | None) -> int | None:
+        """Close the upstream (dropping it if unfinished) and record what was used, even on failure."""
+        with anyio.CancelScope(shield=True):
+            await stream.exits.aclose()
+            state = stream.state
+            return await self._account(
+                stream.admission, stream.requested_model, state.model, state.usage,
+                ok=error is None and state.done, stream=True, error=error, produced=state.chunks > 0,
+            )
+
+    async def stream_events(
+        self, req: GenerateRequest, key_digest: str | None = None
+    ) -> tuple[OpenStream, AsyncGenerator[Deltas | Done | Failed]]:
+        """Open the stream (errors so far are raised), then its text deltas as they arrive."""
+        stream = await self.open_stream(self.body_for(req), key_digest)
+
+        async def deltas() -> AsyncGenerator[Deltas | Done | Failed]:
+            events = self.relay(stream)
+            try:
+                async for event in events:
+                    if isinstance(event, Chunks):
+                        texts = [t for _raw, chunk in event.items if (t := _text(chunk))]
+                        if texts:
+                            yield Deltas(texts)
+                    else:
+                        yield event
+            finally:
+                await events.aclose()  # closing this closes the relay: its cleanup records the usage
+
+        return stream, deltas()
+
+    async def relay(self, stream: OpenStream) -> AsyncGenerator[Chunks | Done | Failed]:
+        """Each upstream read's chunks as they arrive; then `Done` or, if the upstream fails, `Failed`.
+
+        Usage is recorded whatever happens: success, upstream failure, or the client hanging up
+        (the generator is then closed and the upstream connection dropped).
+        """
+        error: BridgeError | None = None
+        finished = False
+        try:
+            try:
+                with anyio.fail_after(self.settings.kilo_stream_max_s):
+                    async for batch in stream.chunks:
+                        yield Chunks(batch)  # what arrived together leaves together: one write
+            except GatewayError as exc:
+                error = exc
+            except TimeoutError:
+                error = StreamTooLong("The stream passed KILO_STREAM_MAX_S and was stopped.")
+            cost = await self.finish_stream(stream, error)
+            finished = True
+            if error is not None:
+                log.warning("stream failed", extra={"code": error.code})
+                yield Failed(error)
+            else:
+                yield Done(stream.state, cost)
+        finally:
+            if not finished:  # the client went away: drop the upstream, still count what it used
+                await self.finish_stream(stream, ClientGone("The client disconnected before the stream ended."))
+
+
+def stream_done(stream: OpenStream, done: Done, request_id: str) -> StreamDone:
+    """The final event of `/api/kilo/generate-stream`."""
+    return StreamDone(
+        model=done.state.model or stream.requested_model,
+        finish_reason=done.state.finish_reason,
+        usage=_usage(done.state.usage, done.cost_nusd),
+        request_id=request_id,
+    )
+
+
+def _text(chunk: dict[str, Any]) -> str:
+    texts = [(c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()]
+    return "".join(t for t in texts if isinstance(t, str))

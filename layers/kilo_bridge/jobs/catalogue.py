@@ -1,0 +1,59 @@
+"""The agent catalogue: named agents a job may run (`agent_task/agents/`).
+
+`catalog.json` says what each agent is and what happens after its run (a pull request, or a report only);
+`kilo/agent/<name>.md` is the Kilo agent definition the CLI loads (its permissions: the `review` agent
+can neither edit nor run commands).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import orjson
+
+from kilo_bridge.errors import InvalidInput
+from kilo_bridge.jobs.models import AgentInfo
+
+
+class UnknownAgent(InvalidInput, code="unknown_agent"):
+    """The agent is not in the catalogue; `details` lists the known ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    name: str
+    description: str
+    after: str  # "pull_request" | "report"
+    requires_prompt: bool
+    default_prompt: str | None
+    definition: Path
+
+    def info(self) -> AgentInfo:
+        return AgentInfo(name=self.name, description=self.description, after=self.after,  # type: ignore[arg-type]
+                         requires_prompt=self.requires_prompt)
+
+
+@lru_cache(maxsize=4)
+def load_catalog(directory: Path) -> dict[str, AgentSpec]:
+    raw = orjson.loads((directory / "catalog.json").read_bytes())
+    agents = {}
+    for name, spec in raw.items():
+        definition = directory / "kilo" / "agent" / f"{name}.md"
+        if not definition.is_file():
+            raise RuntimeError(f"agent {name!r} has no definition at {definition}")
+        if spec["after"] not in ("pull_request", "report"):
+            raise RuntimeError(f"agent {name!r}: after must be pull_request or report")
+        agents[name] = AgentSpec(name, spec["description"], spec["after"], bool(spec.get("requiresPrompt")),
+                                 spec.get("defaultPrompt"), definition)
+    return agents
+
+
+def get_agent(directory: Path, name: str) -> AgentSpec:
+    catalog = load_catalog(directory)
+    if name not in catalog:
+        known = ", ".join(sorted(catalog))
+        raise UnknownAgent(f"agent: unknown agent {name!r}; known agents: {known}.",
+                           details=[{"field": "agent", "message": "unknown agent", "known": sorted(catalog)}])
+    return catalog[name]

@@ -1,0 +1,25 @@
+-- Shared by every script that ends a job (prepended to it). Those scripts take the same KEYS:
+local job, env, active, owner_jobs, agent_stats, log, apikey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+
+-- A job's budget reservation is settled here: to its reported cost (`costNusd`), to nothing if it never
+-- ran, or to all of it when it ran and its cost is unknown (a lost worker, a stopped task).
+local function finish(status, prev, now, fields, retention, id)
+  local reserved = tonumber(redis.call('HGET', job, 'reservedNusd') or '0')
+  if reserved > 0 then
+    local charge = 0
+    if fields.costNusd then charge = tonumber(fields.costNusd) elseif prev == 'running' then charge = reserved end
+    redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved)
+    if charge > 0 then redis.call('HINCRBY', apikey, 'spend_nusd', charge) end
+    redis.call('HDEL', job, 'reservedNusd')
+  end
+  for k, v in pairs(fields) do redis.call('HSET', job, k, v) end
+  redis.call('HSET', job, 'status', status, 'finishedMs', now, 'phase', '')
+  redis.call('HDEL', job, 'dispatchMs')
+  redis.call('DEL', env)
+  redis.call('SREM', active, id)
+  redis.call('SREM', owner_jobs, id)
+  redis.call('HINCRBY', agent_stats, prev, -1)
+  redis.call('HINCRBY', agent_stats, status, 1)
+  redis.call('EXPIRE', job, retention)
+  redis.call('EXPIRE', log, retention)
+end

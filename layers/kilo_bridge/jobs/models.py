@@ -1,0 +1,116 @@
+"""Agent jobs as the API takes and shows them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kilo_bridge.jobs.record import JobPhase, JobStatus
+from kilo_bridge.models import MODEL_ID, ApiModel
+
+AGENT_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class RunAgentRequest(ApiModel):
+    repo_url: str = Field(min_length=1, max_length=2048, description="https URL of a git repository, allowed host.")
+    agent: str = Field(pattern=AGENT_NAME, description="A name from GET /api/kilo/agents.")
+    prompt: str | None = Field(None, min_length=1, max_length=20_000, description="The task given to the agent.")
+    profile_env: dict[str, str] = Field(
+        default_factory=dict, max_length=32,
+        description="Secrets and settings for the job (e.g. GITHUB_TOKEN); encrypted at rest, never returned.")
+    timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000, description="Default 10 minutes, at most 60.")
+    dry_run: bool = Field(False, description="Keep the diff only: no commit, push or pull request.")
+    base_branch: str | None = Field(None, min_length=1, max_length=200)
+    model: str | None = Field(None, pattern=MODEL_ID)
+    max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Stop the agent before passing this cost.")
+
+
+class RunAgentAccepted(ApiModel):
+    job_id: str
+    status: JobStatus
+    status_url: str
+
+
+class DiffStat(ApiModel):
+    files: int = 0
+    insertions: int = 0
+    deletions: int = 0
+
+
+class JobResult(ApiModel):
+    summary: str = ""
+    files_changed: list[str] = Field(default_factory=list)
+    diff_stat: DiffStat = Field(default_factory=DiffStat)
+    pr_url: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    exit_code: int | None = None
+
+
+class ArtifactLink(ApiModel):
+    key: str
+    url: str
+    bytes: int
+
+
+class JobView(ApiModel):
+    id: str
+    status: JobStatus
+    phase: JobPhase = ""
+    progress: int = Field(0, ge=0, le=100)
+    agent: str
+    repo_url: str
+    base_branch: str | None = None
+    model: str | None = None
+    dry_run: bool = False
+    timeout_ms: int
+    max_cost_usd: float | None = None
+    key_id: str | None = Field(None, description="The API key that started the job (its id, never the key).")
+    attempt: int = 0
+    cancel_requested: bool = False
+    created_at: str
+    started_at: str | None = None
+    heartbeat_at: str | None = None
+    finished_at: str | None = None
+    reason: str | None = Field(None, description="Why a job failed, timed out or was cancelled (a stable code).")
+    error: str | None = None
+    result: JobResult | None = None
+    artifacts: dict[str, ArtifactLink] = Field(default_factory=dict)
+    log_url: str
+
+
+class JobList(ApiModel):
+    jobs: list[JobView]
+
+
+class JobLogLine(ApiModel):
+    """One line of a job's live log (event `log`)."""
+
+    ts: str
+    source: str
+    level: str = "info"
+    msg: str
+
+
+class JobLogEnd(ApiModel):
+    """Last event of a job's log stream: the job has ended."""
+
+    status: JobStatus
+    reason: str | None = None
+
+
+class AgentInfo(ApiModel):
+    name: str
+    description: str
+    after: Literal["pull_request", "report"]
+    requires_prompt: bool
+
+
+class AgentList(ApiModel):
+    agents: list[AgentInfo]

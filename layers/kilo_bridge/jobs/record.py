@@ -1,0 +1,128 @@
+"""A job as our store keeps it: its states, its id, and the stored hash decoded once into a typed record.
+
+    queued → running → succeeded | failed | cancelled | timed_out      (queued → cancelled | failed too)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import orjson
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+JobPhase = Literal["", "cloning", "agent", "pushing", "uploading"]
+STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+JOB_ID_PREFIX = "job_"
+JOB_ID_LEN = len(JOB_ID_PREFIX) + 24
+
+
+def new_job_id() -> str:
+    return JOB_ID_PREFIX + secrets.token_hex(12)
+
+
+def valid_job_id(value: str) -> bool:
+    """Ids are server-made; anything else is simply not found (never a lookup with user text in it)."""
+    return (len(value) == JOB_ID_LEN and value.startswith(JOB_ID_PREFIX)
+            and all(c in "0123456789abcdef" for c in value[len(JOB_ID_PREFIX):]))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso(ms: int | str | None) -> str | None:
+    if ms in (None, "", "0", 0):
+        return None
+    return dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def log_entry(source: str, level: str, msg: str) -> dict[str, Any]:
+    """One line of a job's log, as the API streams it and `log.jsonl` keeps it."""
+    return {"ts": iso(now_ms()), "source": source, "level": level, "msg": msg}
+
+
+def _int(raw: dict[str, str], name: str) -> int:
+    return int(raw.get(name) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """The stored job hash (`job:<id>`), decoded once. Times are epoch milliseconds, 0 when not yet."""
+
+    id: str
+    status: JobStatus
+    agent: str
+    repo_url: str
+    timeout_ms: int
+    created_ms: int
+    phase: JobPhase = ""
+    progress: int = 0
+    base_branch: str | None = None
+    model: str | None = None
+    dry_run: bool = False
+    max_cost_usd: float | None = None
+    prompt: str | None = None
+    owner: str | None = None  # the API key's digest; None on an open server
+    key_id: str | None = None
+    attempt: int = 0
+    request_id: str = ""
+    started_ms: int = 0
+    heartbeat_ms: int = 0
+    finished_ms: int = 0
+    cancel_requested: bool = False
+    reason: str | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    artifacts: dict[str, int] | None = None  # artifact name → bytes
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def decode(cls, raw: dict[str, str]) -> JobRecord:
+        status = raw["status"]
+        phase = raw.get("phase") or ""
+        return cls(
+            id=raw["id"],
+            status=status if status in STATUSES else "failed",  # type: ignore[arg-type]
+            agent=raw["agent"],
+            repo_url=raw["repoUrl"],
+            timeout_ms=_int(raw, "timeoutMs"),
+            created_ms=_int(raw, "createdMs"),
+            phase=phase if phase in get_args(JobPhase) else "",  # type: ignore[arg-type]
+            progress=_int(raw, "progress"),
+            base_branch=raw.get("baseBranch") or None,
+            model=raw.get("model") or None,
+            dry_run=raw.get("dryRun") == "1",
+            max_cost_usd=float(raw["maxCostUsd"]) if raw.get("maxCostUsd") else None,
+            prompt=raw.get("prompt") or None,
+            owner=raw.get("owner") or None,
+            key_id=raw.get("keyId") or None,
+            attempt=_int(raw, "attempt"),
+            request_id=raw.get("requestId", ""),
+            started_ms=_int(raw, "startedMs"),
+            heartbeat_ms=_int(raw, "heartbeatMs"),
+            finished_ms=_int(raw, "finishedMs"),
+            cancel_requested=raw.get("cancelRequested") == "1",
+            reason=raw.get("reason") or None,
+            error=raw.get("error") or None,
+            result=orjson.loads(raw["result"]) if raw.get("result") else None,
+            artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
+        )
+
+    def fields(self) -> dict[str, str]:
+        """The hash a new job is created with."""
+        return {
+            "id": self.id, "status": self.status, "phase": self.phase, "progress": str(self.progress),
+            "agent": self.agent, "repoUrl": self.repo_url, "baseBranch": self.base_branch or "",
+            "model": self.model or "", "dryRun": str(int(self.dry_run)), "timeoutMs": str(self.timeout_ms),
+            "maxCostUsd": "" if self.max_cost_usd is None else str(self.max_cost_usd), "prompt": self.prompt or "",
+            "owner": self.owner or "", "keyId": self.key_id or "", "attempt": str(self.attempt),
+            "createdMs": str(self.created_ms), "requestId": self.request_id,
+        }

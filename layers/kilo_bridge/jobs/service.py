@@ -1,0 +1,261 @@
+"""Agent jobs as the API sees them: accept a run (validate, seal the secrets, store, enqueue), show,
+list, cancel and follow a job's log. Public URLs are the web layer's business: this returns records."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotFound, Unavailable
+from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
+from kilo_bridge.jobs.catalogue import get_agent, load_catalog
+from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, RunAgentRequest
+from kilo_bridge.jobs.policy import check_branch, check_profile_env, check_repo_url, check_timeout
+from kilo_bridge.jobs.queue import JobQueue, job_queue
+from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, new_job_id, now_ms, valid_job_id
+from kilo_bridge.jobs.secrets import SecretBox, secret_box
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.keys.store import KeyStore, key_id
+from kilo_bridge.money import nusd
+from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.redis import Store, StoreUnavailable
+from kilo_bridge.usage.ledger import BudgetExceeded
+
+log = get_logger()
+IDEMPOTENCY_MAX = 200
+
+
+class JobNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No such job.")
+
+
+class InvalidIdempotencyKey(BridgeError, code="bad_request"):
+    """The Idempotency-Key is empty, too long or not printable."""
+
+
+class TooManyJobs(BridgeError, code="too_many_jobs"):
+    """The key has as many unfinished jobs as its maxJobs allows."""
+
+
+class QueueUnavailable(Unavailable, code="queue_unavailable"):
+    """The job could not be enqueued; it was discarded, so a retry starts clean."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A run accepted: its job (for a retried request, the first one's) and that job's status."""
+
+    job_id: str
+    status: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One stored artifact of a job."""
+
+    name: str
+    key: str
+    bytes: int
+    url: str | None  # a presigned URL, or None when the API serves it (local storage)
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetails:
+    """A job and its artifacts: what the API shows of it."""
+
+    record: JobRecord
+    artifacts: list[Artifact]
+
+
+LogEvent = tuple[str, JobLogLine | JobLogEnd, str | None]
+
+
+class JobService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.jobs = JobStore(store)
+        self.keys = KeyStore(store)
+        self._queue: JobQueue | None = None
+        self._box: SecretBox | None = None
+        self._artifacts: ArtifactStore | None = None
+
+    @property
+    def queue(self) -> JobQueue:
+        if self._queue is None:
+            self._queue = job_queue(self.settings)
+        return self._queue
+
+    @property
+    def box(self) -> SecretBox:
+        if self._box is None:
+            self._box = secret_box(self.settings)
+        return self._box
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        if self._artifacts is None:
+            self._artifacts = artifact_store(self.settings)
+        return self._artifacts
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+
+    def agents(self) -> AgentList:
+        catalog = load_catalog(self.settings.agents_path)
+        return AgentList(agents=[spec.info() for spec in catalog.values()])
+
+    # -- run-agent ---------------------------------------------------------------------------------
+    async def submit(self, body: RunAgentRequest, caller: str | None, idempotency_key: str | None,
+                     request_id: str) -> Submitted:
+        st = self.settings
+        spec = get_agent(st.agents_path, body.agent)
+        repo = check_repo_url(body.repo_url, st)
+        check_profile_env(body.profile_env)
+        check_branch(body.base_branch)
+        timeout_ms = check_timeout(body.timeout_ms, st)
+        if spec.requires_prompt and not body.prompt:
+            raise InvalidInput(f"prompt: agent {spec.name!r} needs a prompt (the task).",
+                               details=[{"field": "prompt", "message": "required for this agent"}])
+        idempotency = None
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= IDEMPOTENCY_MAX or not idempotency_key.isprintable():
+                raise InvalidIdempotencyKey(f"Idempotency-Key: 1-{IDEMPOTENCY_MAX} printable characters.")
+            # The body hash covers the secrets too (a changed token is a different request) without storing them.
+            body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+            idempotency = (hashlib.sha256(idempotency_key.encode()).hexdigest()[:32], body_hash)
+        job_id = new_job_id()
+        sealed = ""
+        if body.profile_env:
+            sealed = await asyncio.to_thread(self.box.seal, job_id, body.profile_env)
+        max_cost = body.max_cost_usd
+        max_jobs = reserve = 0
+        if caller:
+            limits = await self.keys.job_limits(caller)
+            max_jobs = limits.max_jobs
+            if limits.budgeted:
+                # A budgeted key reserves the job's cost cap up front; the runner keeps the agent under it.
+                max_cost = body.max_cost_usd or st.job_default_max_cost_usd
+                reserve = nusd(max_cost)
+        record = JobRecord(
+            id=job_id, status="queued", agent=spec.name, repo_url=repo.url, timeout_ms=timeout_ms,
+            created_ms=now_ms(), base_branch=body.base_branch, model=body.model, dry_run=body.dry_run,
+            max_cost_usd=max_cost, prompt=body.prompt, owner=caller, key_id=key_id(caller) if caller else None,
+            request_id=request_id,
+        )
+        async with self.store.guard():
+            code, existing = await self.jobs.create(record, sealed, idempotency, max_jobs, reserve)
+        if code == 1:
+            return Submitted(existing, (await self._record(existing, caller)).status)
+        if code == 2:
+            raise Conflict("This Idempotency-Key was used with a different request body.", extra={"jobId": existing})
+        if code == 3:
+            raise TooManyJobs(f"This key already has {existing} unfinished jobs (its maxJobs).", retry_after=30)
+        if code == 4:
+            raise BudgetExceeded(f"This API key's budget cannot cover the job's cost cap (maxCostUsd {max_cost}); "
+                                 "lower it or ask an operator to raise the budget.")
+        try:
+            await self.queue.enqueue(job_id)
+        except Exception as exc:
+            # No ghost job: the record goes with the failed enqueue, and the client may simply retry.
+            log.warning("enqueue failed; job discarded", extra={"job_id": job_id, "error": type(exc).__name__})
+            async with self.store.guard():
+                await self.jobs.discard(job_id, caller, idempotency[0] if idempotency else None)
+            raise QueueUnavailable("The job queue is unavailable; nothing was started. Retry later.",
+                                   retry_after=5) from None
+        log.info("job queued", extra={"job_id": job_id, "agent": spec.name, "repo_host": repo.host or "local"})
+        return Submitted(job_id, "queued")
+
+    # -- reading -----------------------------------------------------------------------------------
+    async def _record(self, job_id: str, caller: str | None) -> JobRecord:
+        if not valid_job_id(job_id):
+            raise JobNotFound()
+        async with self.store.guard():
+            record = await self.jobs.get(job_id)
+        # Another key's job is as good as absent (no oracle for ids).
+        if record is None or (caller is not None and record.owner != caller):
+            raise JobNotFound()
+        return record
+
+    async def details(self, record: JobRecord) -> JobDetails:
+        links = []
+        for name in ARTIFACT_NAMES:
+            if record.artifacts and name in record.artifacts:
+                url = await self.artifacts.url(record.id, name)
+                links.append(Artifact(name, artifact_key(record.id, name), record.artifacts[name], url))
+        return JobDetails(record, links)
+
+    async def get(self, job_id: str, caller: str | None) -> JobDetails:
+        return await self.details(await self._record(job_id, caller))
+
+    async def list(self, caller: str | None, status: str | None, limit: int) -> list[JobDetails]:
+        out: list[JobDetails] = []
+        offset, page = 0, max(limit, 50)
+        async with self.store.guard():
+            while len(out) < limit:
+                records = await self.jobs.recent(page, offset)
+                if not records:
+                    break
+                offset += page
+                for record in records:
+                    if (caller is None or record.owner == caller) and status in (None, record.status):
+                        out.append(await self.details(record))
+                if offset >= 5_000:  # a bounded scan: older jobs are reached through their ids
+                    break
+        return out[:limit]
+
+    async def cancel(self, job_id: str, caller: str | None) -> JobDetails:
+        record = await self._record(job_id, caller)
+        async with self.store.guard():
+            outcome = await self.jobs.cancel(job_id, record.owner)
+        if outcome in TERMINAL and outcome != "cancelled":
+            raise Conflict(f"The job has already ended ({outcome}).")
+        if outcome == "cancelled":
+            try:
+                await self.queue.withdraw(job_id)
+            except Exception as exc:  # best effort: a runner would find the job ended and stop at once
+                log.info("queue entry not withdrawn", extra={"job_id": job_id, "error": type(exc).__name__})
+        log.info("job cancel", extra={"job_id": job_id, "outcome": outcome})
+        return await self.get(job_id, caller)
+
+    async def artifact_path(self, job_id: str, name: str, caller: str | None) -> Path:
+        await self._record(job_id, caller)
+        store = self.artifacts
+        if name not in ARTIFACT_NAMES or not isinstance(store, LocalArtifacts):
+            raise JobNotFound()
+        path = store.path(job_id, name)
+        if not path.is_file():
+            raise JobNotFound()
+        return path
+
+    async def follow_log(self, job_id: str, caller: str | None, after: str = "0-0") -> AsyncIterator[LogEvent]:
+        """("log", JobLogLine, its id)… then ("end", JobLogEnd, None): the log after `after` (a line's id; from
+        the start by default), then live lines until the job ends."""
+        await self._record(job_id, caller)
+        last = after
+        while True:
+            try:
+                entries = await self.jobs.read_log(job_id, last, block_ms=1000)
+                if not entries:
+                    record = await self.jobs.get(job_id)
+                    if record is None or record.finished:
+                        # Drain what was written between the read and the status check, then end.
+                        for entry_id, line in await self.jobs.read_log(job_id, last):
+                            last = entry_id
+                            yield "log", JobLogLine.model_validate_json(line), entry_id
+                        status: JobStatus = record.status if record else "failed"
+                        yield "end", JobLogEnd(status=status, reason=record.reason if record else None), None
+                        return
+                    continue
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable() from exc
+            for entry_id, line in entries:
+                last = entry_id
+                yield "log", JobLogLine.model_validate_json(line), entry_id

@@ -1,0 +1,190 @@
+"""Agent job records in Redis: our own record (the queue only carries job ids), its live log, and every
+state change as one Lua call (`lua/`) that refuses an illegal move.
+
+A finished job never runs again: `claim` only takes a queued job, or a running one whose heartbeat has
+stopped (its worker died) while attempts remain. Finishing deletes the sealed secrets, updates the
+counters and sets the record's retention in the same call.
+
+Key families spelled here: `job:<id>` (the record), `job:<id>:env` (sealed profileEnv), `job:<id>:log` (a
+stream), `jobs` (all ids by creation time), `jobs:active`, `jobs:by-key:<digest|open>`, `idem:<owner>:<key>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from kilo_bridge.jobs.record import TERMINAL, JobRecord, now_ms
+from kilo_bridge.keys.store import key_record
+from kilo_bridge.platform.redis import Store, lua
+from kilo_bridge.usage.ledger import agent_stats_key
+
+_LUA = Path(__file__).parent / "lua"
+
+
+def _script(name: str, *, ends_jobs: bool = False) -> str:
+    return lua(_LUA, "finish", name) if ends_jobs else lua(_LUA, name)
+
+
+_CREATE, _DISCARD, _HEARTBEAT, _DISPATCH = (_script(n) for n in ("create", "discard", "heartbeat", "dispatch"))
+_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED = (
+    _script(n, ends_jobs=True) for n in ("claim", "end", "cancel", "reap", "fail_unfinished")
+)
+IDEMPOTENCY_TTL_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    verdict: str  # ok | busy | done | missing | failed
+    attempt: int = 0
+    deadline_ms: int = 0
+
+
+class JobStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.settings = store.settings
+
+    # -- keys --------------------------------------------------------------------------------------
+    def job_key(self, job_id: str) -> str:
+        return self.store.key("job", job_id)
+
+    def log_key(self, job_id: str) -> str:
+        return self.store.key("job", job_id, "log")
+
+    def _env_key(self, job_id: str) -> str:
+        return self.store.key("job", job_id, "env")
+
+    def _owner_set(self, owner: str | None) -> str:
+        return self.store.key("jobs", "by-key", owner or "open")
+
+    def _idem_key(self, owner: str | None, idempotency_key: str | None) -> str:
+        s = self.store
+        return s.key("idem", owner or "open", idempotency_key) if idempotency_key else s.key("idem", "none")
+
+    def _end_keys(self, job_id: str, owner: str | None) -> list[str]:
+        s = self.store
+        return [self.job_key(job_id), self._env_key(job_id), s.key("jobs", "active"), self._owner_set(owner),
+                agent_stats_key(s), self.log_key(job_id), key_record(s, owner)]
+
+    def _create_keys(self, job_id: str, owner: str | None, idem_key: str) -> list[str]:
+        s = self.store
+        return [self.job_key(job_id), self._env_key(job_id), s.key("jobs"), s.key("jobs", "active"),
+                self._owner_set(owner), agent_stats_key(s), idem_key, key_record(s, owner)]
+
+    @property
+    def _retention_s(self) -> int:
+        return self.settings.job_retention_days * 86_400
+
+    async def _run(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        return await self.store.run(source, keys, args)
+
+    # -- API side ----------------------------------------------------------------------------------
+    async def create(self, record: JobRecord, sealed_env: str, idempotency: tuple[str, str] | None,
+                     max_jobs: int, reserve_nusd: int = 0) -> tuple[int, str]:
+        """→ (0, id) created | (1, id) seen before | (2, id) same key, other body | (3, n) too many | (4, id) budget"""
+        keys = self._create_keys(record.id, record.owner, self._idem_key(record.owner,
+                                                                         idempotency[0] if idempotency else None))
+        args = [record.id, record.created_ms, orjson.dumps(record.fields()), sealed_env,
+                idempotency[1] if idempotency else "", IDEMPOTENCY_TTL_S, max_jobs, reserve_nusd]
+        code, value = await self._run(_CREATE, keys, args)
+        return int(code), str(value)
+
+    async def discard(self, job_id: str, owner: str | None, idempotency_key: str | None) -> None:
+        keys = self._create_keys(job_id, owner, self._idem_key(owner, idempotency_key))
+        await self._run(_DISCARD, keys, [job_id])
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        raw = await self.store.redis.hgetall(self.job_key(job_id))
+        return JobRecord.decode(raw) if raw else None
+
+    async def recent(self, limit: int, offset: int = 0) -> list[JobRecord]:
+        ids = await self.store.redis.zrevrange(self.store.key("jobs"), offset, offset + limit - 1)
+        if not ids:
+            return []
+        pipe = self.store.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.job_key(job_id))
+        return [JobRecord.decode(raw) for raw in await pipe.execute() if raw]
+
+    async def cancel(self, job_id: str, owner: str | None) -> str:
+        return str(await self._run(_CANCEL, self._end_keys(job_id, owner), [job_id, now_ms(), self._retention_s]))
+
+    async def sealed_env(self, job_id: str) -> str | None:
+        raw = await self.store.redis.get(self._env_key(job_id))
+        return str(raw) if raw else None
+
+    # -- runner side -------------------------------------------------------------------------------
+    async def claim(self, job_id: str, owner: str | None, worker: str) -> Claim:
+        st = self.settings
+        args = [job_id, now_ms(), worker, int(st.job_takeover_s * 1000), st.job_max_attempts, self._retention_s]
+        out = await self._run(_CLAIM, self._end_keys(job_id, owner), args)
+        verdict = str(out[0])
+        if verdict == "ok":
+            return Claim(verdict, int(out[1]), int(out[2]))
+        return Claim(verdict)
+
+    async def heartbeat(self, job_id: str, attempt: int, phase: str = "", progress: int | None = None) -> str:
+        args = [now_ms(), attempt, phase, "" if progress is None else max(0, min(100, progress))]
+        return str(await self._run(_HEARTBEAT, [self.job_key(job_id)], args))
+
+    async def finish(self, job_id: str, owner: str | None, attempt: int, status: str, fields: dict[str, Any]) -> bool:
+        assert status in TERMINAL
+        encoded = orjson.dumps({k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in fields.items()})
+        args = [job_id, now_ms(), status, encoded, attempt, self._retention_s]
+        return bool(await self._run(_END, self._end_keys(job_id, owner), args))
+
+    async def _owner(self, job_id: str) -> str | None:
+        owner = await self.store.redis.hget(self.job_key(job_id), "owner")
+        return str(owner) if owner else None
+
+    async def fail_unfinished(self, job_id: str, reason: str, error: str) -> str:
+        """End a job whose runner can no longer end it (its task stopped); '' if it had already ended."""
+        keys = self._end_keys(job_id, await self._owner(job_id))
+        return str(await self._run(_FAIL_UNFINISHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))
+
+    async def count_failure_once(self, job_id: str) -> bool:
+        """True the first time it is asked of a job (a redelivered task event must not count it twice)."""
+        return bool(await self.store.redis.hsetnx(self.job_key(job_id), "failureCounted", "1"))
+
+    async def mark_dispatched(self, job_id: str) -> bool:
+        return bool(await self._run(_DISPATCH, [self.job_key(job_id)], [now_ms()]))
+
+    async def set_task_arn(self, job_id: str, arn: str) -> None:
+        await self.store.redis.hset(self.job_key(job_id), mapping={"taskArn": arn})
+
+    async def undispatch(self, job_id: str) -> None:
+        await self.store.redis.hdel(self.job_key(job_id), "dispatchMs")
+
+    # -- the reaper --------------------------------------------------------------------------------
+    async def reap(self) -> dict[str, str]:
+        """Fail what nobody is working on: a lost heartbeat, a passed deadline, a job never picked up."""
+        st = self.settings
+        moved: dict[str, str] = {}
+        for job_id in await self.store.redis.smembers(self.store.key("jobs", "active")):
+            args = [job_id, now_ms(), int(st.job_stale_s * 1000), st.job_queue_max_wait_s * 1000, self._retention_s]
+            result = str(await self._run(_REAP, self._end_keys(job_id, await self._owner(job_id)), args))
+            if result in TERMINAL:
+                moved[job_id] = result
+        return moved
+
+    # -- the live log ------------------------------------------------------------------------------
+    async def append_log(self, job_id: str, lines: list[bytes]) -> None:
+        pipe = self.store.redis.pipeline(transaction=False)
+        for line in lines:
+            pipe.xadd(self.log_key(job_id), {"l": line}, maxlen=self.settings.job_log_max_lines, approximate=True)
+        pipe.expire(self.log_key(job_id), self._retention_s)
+        await pipe.execute()
+
+    async def read_log(self, job_id: str, after: str = "0-0", block_ms: int | None = None,
+                       count: int = 500) -> list[tuple[str, str]]:
+        """Lines (JSON text) after the stream id `after`; waits up to block_ms for new ones when given."""
+        if block_ms is None:
+            entries = await self.store.redis.xrange(self.log_key(job_id), "(" + after, "+", count=count)
+        else:
+            reply = await self.store.redis.xread({self.log_key(job_id): after}, count=count, block=block_ms)
+            entries = reply[0][1] if reply else []
+        return [(str(eid), str(fields["l"])) for eid, fields in entries]

@@ -1,0 +1,129 @@
+"""The local worker: takes job ids from the bullmq queue and runs each in its own runner process
+(`python -m agent_task JOB_ID`, the same entry point as the ECS task), plus the reaper.
+
+A runner dies with its worker (PR_SET_PDEATHSIG); bullmq's stalled-job check then hands the job to another
+worker, whose runner takes it over once the heartbeat is stale (or fails it when attempts are used up).
+Stopping the worker takes no new job and waits JOB_SHUTDOWN_GRACE_S for running ones; it then stops their
+runners, which leaves those jobs to the same takeover (said in each job's live log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from typing import Any
+
+import orjson
+
+from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
+from kilo_bridge.jobs.queue import QUEUE_NAME, bull_prefix
+from kilo_bridge.jobs.record import log_entry
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.aio import die_with_parent
+from kilo_bridge.platform.redis import Store
+
+log = get_logger()
+
+
+class LocalWorker:
+    def __init__(self, settings: Settings, concurrency: int | None = None) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.jobs_concurrency
+        self._worker: Any = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._store = Store(settings)
+        self._running: set[str] = set()
+        self.runner_env = {**os.environ, **settings_env(settings),
+                           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                       os.environ.get("PYTHONPATH")]))}
+
+    async def start(self) -> None:
+        from bullmq import Worker
+
+        st = self.settings
+        self._worker = Worker(QUEUE_NAME, self._process, {
+            "connection": st.resolved_redis_url, "prefix": bull_prefix(st), "concurrency": self.concurrency,
+            "lockDuration": st.job_lock_ms, "stalledInterval": st.job_stalled_check_ms,
+            "maxStalledCount": st.job_max_attempts, "drainDelay": 2,
+        })
+        self._reaper = asyncio.create_task(self._reap_forever())
+        log.info("worker started", extra={"concurrency": self.concurrency, "queue": QUEUE_NAME})
+
+    async def _process(self, job: Any, _token: str) -> str:
+        job_id = str((job.data or {}).get("jobId", ""))
+        self._running.add(job_id)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent_task", job_id, cwd=str(PROJECT_ROOT), env=self.runner_env,
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            proc.kill()
+            raise
+        finally:
+            self._running.discard(job_id)
+        if code != 0:
+            raise RuntimeError(f"runner exited with {code}")
+        return "done"
+
+    async def _reap_forever(self) -> None:
+        jobs = JobStore(self._store)
+        interval = max(1.0, min(30.0, self.settings.job_heartbeat_s))
+        while True:
+            try:
+                moved = await jobs.reap()
+                for job_id, status in moved.items():
+                    log.warning("reaper ended job", extra={"job_id": job_id, "status": status})
+            except Exception as exc:
+                log.warning("reaper failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._worker is not None:
+            await self._worker.pause(do_not_wait_active=True)  # no new job from here on
+            pending: set[Any] = set()
+            running = [task for task in self._worker.processing if not task.done()]
+            if running:
+                grace = self.settings.job_shutdown_grace_s
+                if self._running:  # else bullmq is only filing a finished job away
+                    log.warning("stopping: waiting for running jobs", extra={"jobs": sorted(self._running),
+                                                                            "grace_s": grace})
+                _done, pending = await asyncio.wait(running, timeout=grace)
+            if pending:
+                await self._interrupted(sorted(self._running))
+            await self._worker.close(force=bool(pending))
+        await self._store.close()
+
+    async def _interrupted(self, job_ids: list[str]) -> None:
+        log.warning("stopping: running jobs interrupted; a worker takes them over when one runs",
+                    extra={"jobs": job_ids, "takeover_s": self.settings.job_takeover_s})
+        msg = (f"worker stopped during the run; the job resumes when a worker runs again (after "
+               f"{self.settings.job_takeover_s:g} s without heartbeat), up to JOB_MAX_ATTEMPTS runs")
+        jobs = JobStore(self._store)
+        for job_id in job_ids:
+            line = orjson.dumps(log_entry("worker", "warn", msg))
+            with contextlib.suppress(Exception):  # Redis may be the reason we stop
+                await jobs.append_log(job_id, [line])
+
+
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
+    """`kilo-bridge worker`: work until SIGINT or SIGTERM (what `docker stop` and systemd send), then stop
+    as `LocalWorker.close` says."""
+    worker = LocalWorker(settings, concurrency)
+    await worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await worker.close()

@@ -1,0 +1,185 @@
+"""API keys: issued once, stored only as a SHA-256 digest, each with its own budget and limits.
+
+Keys are 256-bit random strings, so a plain SHA-256 digest is enough (no slow hash needed: there is no
+low-entropy password to protect) and lets admission find the key in the same Lua call as its limits.
+
+This module owns the key families `apikey:<digest>` (a hash) and `apikeys` (the set of digests). The hash's
+fields: name, created_at, revoked (0/1), budget_nusd (0 = none), spend_nusd, reserved_nusd (held by calls and
+jobs in flight), rpm, tpm, max_jobs (0 = none), requests, plus the usage counters (usage/ledger.py). The
+usage and jobs scripts read and settle budget fields on the key this module names for them (`key_record`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from kilo_bridge.errors import InvalidInput, NotFound, Unauthorized
+from kilo_bridge.keys.models import KeyView
+from kilo_bridge.money import nusd, usd
+from kilo_bridge.platform.redis import Store
+
+KEY_PREFIX = "kb_"
+ID_LEN = 12  # hex digits of the digest shown as the key's id
+
+
+class InvalidKey(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__("A valid API key is required (Authorization: Bearer <key> or x-api-key).")
+
+
+class KeyNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No such key.")
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_id(key_digest: str) -> str:
+    return key_digest[:ID_LEN]
+
+
+def key_record(store: Store, key_digest: str | None) -> str:
+    """The key's hash; `-` stands for "no key" (an open server), which no key ever has."""
+    return store.key("apikey", key_digest or "-")
+
+
+def _index(store: Store) -> str:
+    return store.key("apikeys")
+
+
+def _num(raw: dict[str, str], field: str) -> int:
+    return int(raw.get(field) or 0)
+
+
+def key_view(key_digest: str, raw: dict[str, str]) -> KeyView:
+    """A stored key record as the API shows it (never the secret)."""
+    budget = _num(raw, "budget_nusd")
+    return KeyView(
+        id=key_id(key_digest),
+        name=raw.get("name", ""),
+        created_at=raw.get("created_at", ""),
+        revoked=raw.get("revoked") == "1",
+        budget_usd=usd(budget) if budget else None,
+        spent_usd=usd(_num(raw, "spend_nusd")),
+        reserved_usd=usd(_num(raw, "reserved_nusd")),
+        rpm=_num(raw, "rpm") or None,
+        tpm=_num(raw, "tpm") or None,
+        max_jobs=_num(raw, "max_jobs") or None,
+        requests=_num(raw, "requests"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    """What a key allows an agent job: unfinished jobs at once (0 = any) and whether it has a budget."""
+
+    max_jobs: int
+    budgeted: bool
+
+
+class KeyStore:
+    """Create, list, look up and revoke keys (the CLI, the admin routes and auth share it)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def create(
+        self, name: str, *, budget_usd: float | None = None, rpm: int | None = None, tpm: int | None = None,
+        max_jobs: int | None = None,
+    ) -> tuple[str, KeyView]:
+        """A new key; the secret is returned here and never again."""
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+            raise InvalidInput("name: 1-64 letters, digits, '-' or '_'.")
+        for label, value in (("budget_usd", budget_usd), ("rpm", rpm), ("tpm", tpm), ("max_jobs", max_jobs)):
+            if value is not None and value < 0:
+                raise InvalidInput(f"{label} must not be negative.")
+        # A stored budget of 0 means "none": a budget that rounds to 0 nano-USD would be unlimited.
+        if budget_usd is not None and nusd(budget_usd) < 1:
+            raise InvalidInput("budget_usd must be above 0 (leave it out for no budget).")
+        secret = new_secret()
+        key_digest = digest(secret)
+        fields = {
+            "name": name,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "revoked": 0,
+            "budget_nusd": nusd(budget_usd or 0),
+            "spend_nusd": 0,
+            "reserved_nusd": 0,
+            "rpm": rpm or 0,
+            "tpm": tpm or 0,
+            "max_jobs": max_jobs or 0,
+        }
+        async with self.store.guard():
+            pipe = self.store.redis.pipeline(transaction=True)
+            pipe.hset(key_record(self.store, key_digest), mapping=fields)
+            pipe.sadd(_index(self.store), key_digest)
+            await pipe.execute()
+        return secret, await self.get(key_digest)
+
+    async def get(self, key_digest: str) -> KeyView:
+        async with self.store.guard():
+            raw = await self.store.redis.hgetall(key_record(self.store, key_digest))
+        if not raw:
+            raise KeyNotFound()
+        return key_view(key_digest, raw)
+
+    async def is_active(self, key_digest: str) -> bool:
+        """Known and not revoked (one round trip)."""
+        async with self.store.guard():
+            revoked = await self.store.redis.hget(key_record(self.store, key_digest), "revoked")
+        return revoked == "0"
+
+    async def job_limits(self, key_digest: str) -> JobLimits:
+        async with self.store.guard():
+            max_jobs, budget = await self.store.redis.hmget(key_record(self.store, key_digest),
+                                                            "max_jobs", "budget_nusd")
+        return JobLimits(int(max_jobs or 0), int(budget or 0) > 0)
+
+    async def _digests(self) -> list[str]:
+        return sorted(await self.store.redis.smembers(_index(self.store)))
+
+    async def _records(self, digests: list[str]) -> list[dict[str, str]]:
+        pipe = self.store.redis.pipeline(transaction=False)
+        for d in digests:
+            pipe.hgetall(key_record(self.store, d))
+        return list(await pipe.execute())
+
+    async def list(self) -> list[KeyView]:
+        async with self.store.guard():
+            digests = await self._digests()
+            raws = await self._records(digests)
+        infos = [key_view(d, raw) for d, raw in zip(digests, raws, strict=True) if raw]
+        return sorted(infos, key=lambda k: k.created_at)
+
+    async def records(self, only: str | None = None) -> dict[str, dict[str, str]]:
+        """Every key's stored hash by digest (or only the one with digest `only`): the usage ledger's view."""
+        async with self.store.guard():
+            digests = [only] if only is not None else await self._digests()
+            raws = await self._records(digests)
+        return {d: raw for d, raw in zip(digests, raws, strict=True) if raw}
+
+    async def _digest_for(self, short_id: str) -> str:
+        if len(short_id) != ID_LEN or any(c not in "0123456789abcdef" for c in short_id):
+            raise KeyNotFound()
+        async with self.store.guard():
+            digests = await self._digests()
+        for d in digests:
+            if d.startswith(short_id):
+                return d
+        raise KeyNotFound()
+
+    async def revoke(self, short_id: str) -> KeyView:
+        """Revoked at once: admission checks the flag on every request."""
+        key_digest = await self._digest_for(short_id)
+        async with self.store.guard():
+            await self.store.redis.hset(key_record(self.store, key_digest), "revoked", 1)
+        return await self.get(key_digest)

@@ -1,0 +1,41 @@
+"""Scheduled work (EventBridge Scheduler → functions/scheduled; locally the worker's reaper loop):
+refresh the credit balance, reap stale jobs, start scheduled agent runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import orjson
+
+from kilo_bridge.errors import BridgeError
+from kilo_bridge.jobs.models import RunAgentRequest
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.services import Services
+
+TASKS = ("refresh-credits", "reap-jobs", "run-agent")
+
+
+class UnknownTask(BridgeError, code="bad_request"):
+    """A schedule named a task this service does not have."""
+
+
+async def run_task(services: Services, event: dict[str, Any]) -> dict[str, Any]:
+    task = event.get("task")
+    if task == "refresh-credits":
+        credits = await services.credits.refresh()
+        return {"task": task, "balanceUsd": credits.balance_usd, "stale": credits.stale,
+                "lastError": credits.last_error}
+    if task == "reap-jobs":
+        moved = await JobStore(services.store).reap()
+        return {"task": task, "ended": moved}
+    if task == "run-agent":
+        body = RunAgentRequest.model_validate(event.get("body") or {})
+        # Scheduler delivers at least once: one run per schedule body and minute.
+        minute = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
+        key = "schedule:" + hashlib.sha256(orjson.dumps(event.get("body"), option=orjson.OPT_SORT_KEYS)).hexdigest()[
+            :16] + ":" + minute
+        accepted = await services.jobs.submit(body, None, key, "scheduled")
+        return {"task": task, "jobId": accepted.job_id, "status": accepted.status}
+    raise UnknownTask(f"unknown task {task!r}; one of {', '.join(TASKS)}")

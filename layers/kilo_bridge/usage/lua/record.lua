@@ -1,0 +1,39 @@
+-- Accounting: one call after the upstream answered or failed (usage/ledger.py `Ledger.record`).
+-- Counters for totals, the day, the model and the key; the key's reservation settled; credit spend.
+local totals, day, model, models, credits, apikey, tpm_window = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local outcome = ARGV[1]                                    -- 'ok' | 'failed'
+local stream, pt, ct = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local cost, unpriced = tonumber(ARGV[5]), tonumber(ARGV[6])
+local model_id, day_ttl, exhausted, now = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10]
+local has_key, reserved = ARGV[11] == '1', tonumber(ARGV[12])
+local key_charge = tonumber(ARGV[13])                      -- the cost, or the reservation when it is unknown
+
+local function count(k, spend)
+  redis.call('HINCRBY', k, outcome, 1)
+  if stream == 1 then redis.call('HINCRBY', k, 'streams', 1) end
+  if pt > 0 then redis.call('HINCRBY', k, 'prompt_tokens', pt) end
+  if ct > 0 then redis.call('HINCRBY', k, 'completion_tokens', ct) end
+  if spend > 0 then redis.call('HINCRBY', k, 'spend_nusd', spend) end
+  if unpriced == 1 then redis.call('HINCRBY', k, 'unpriced', 1) end
+end
+
+redis.call('HINCRBY', model, 'requests', 1)
+count(totals, cost)
+count(day, cost)
+count(model, cost)
+if has_key then
+  count(apikey, key_charge)
+  redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved)
+  if pt + ct > 0 then
+    redis.call('INCRBY', tpm_window, pt + ct)
+    redis.call('EXPIRE', tpm_window, 120)
+  end
+end
+redis.call('EXPIRE', day, day_ttl)
+redis.call('SADD', models, model_id)
+if exhausted then
+  redis.call('HSET', credits, 'balance_nusd', 0, 'seen_at', now, 'spent_since_nusd', 0, 'source', 'gateway-402')
+elseif cost > 0 then
+  redis.call('HINCRBY', credits, 'spent_since_nusd', cost)
+end
+return 1

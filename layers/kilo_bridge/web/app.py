@@ -1,0 +1,94 @@
+"""The ASGI app: the same object behind uvicorn on :5000, Mangum (functions/api) and the Lambda Web
+Adapter (functions/stream)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilo_bridge.config import Settings, load_settings
+from kilo_bridge.errors import BridgeError
+from kilo_bridge.observability import get_logger
+from kilo_bridge.services import Services
+from kilo_bridge.web.errors import CODE_BY_STATUS, ApiError
+from kilo_bridge.web.middleware import RequestContext
+from kilo_bridge.web.routes import api
+
+log = logging.getLogger("kilo_bridge.web.app")
+
+
+def _rid(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return Response(exc.json_bytes(_rid(request)), exc.status, exc.headers, "application/json")
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BridgeError)
+    return await _api_error(request, ApiError.of(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = CODE_BY_STATUS.get(exc.status_code, "error")
+    message = {404: "No such route.", 405: "Method not allowed on this route."}.get(exc.status_code, str(exc.detail))
+    return await _api_error(request, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The traceback goes to our log, never to the client.
+    log.exception("unhandled error", extra={"request_id": _rid(request), "path": request.url.path})
+    error = ApiError(500, "internal_error", "An internal error occurred; it has been logged with this requestId.")
+    return await _api_error(request, error)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    get_logger()
+    services = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        worker = None
+        if settings.job_queue == "local" and settings.jobs_concurrency > 0:
+            # The embedded default: jobs run in this process's worker (imported only when used).
+            from kilo_bridge.jobs.worker import LocalWorker
+
+            worker = LocalWorker(settings)
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.close()
+            await services.close()
+
+    middleware = [Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)]
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # CORS is off unless origins are configured
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.insert(0, Middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "idempotency-key"],
+            expose_headers=["x-request-id", "retry-after"], max_age=600,
+        ))
+    app = Starlette(
+        routes=api.routes(),
+        middleware=middleware,
+        exception_handlers={ApiError: _api_error, BridgeError: _domain_error, HTTPException: _http_error,
+                            Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

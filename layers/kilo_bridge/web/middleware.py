@@ -1,0 +1,90 @@
+"""Per-request context as plain ASGI (cheaper than BaseHTTPMiddleware): request id, body cap, headers."""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kilo_bridge.platform.security import clean_request_id
+from kilo_bridge.web.errors import ApiError
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def _lambda_request_id(scope: Scope) -> str | None:
+    """Under Mangum the API Gateway request id is the correlation id."""
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        ctx = event.get("requestContext")
+        if isinstance(ctx, dict) and isinstance(ctx.get("requestId"), str):
+            return clean_request_id(ctx["requestId"])
+    return None
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "payload_too_large", f"The request body exceeds {limit} bytes.")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                rid = clean_request_id(value.decode("latin-1"))
+            elif name == b"content-length":
+                length = value
+        rid = rid or _lambda_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode())
+        limit = self.max_body_bytes
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.append(rid_header)
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _send_error(BodyTooLarge(limit), rid, send_with_headers)
+            return
+
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, capped_receive, send_with_headers)
+
+
+async def _send_error(error: ApiError, rid: str, send: Send) -> None:
+    body = error.json_bytes(rid)
+    await send({
+        "type": "http.response.start",
+        "status": error.status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})

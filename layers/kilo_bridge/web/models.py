@@ -1,0 +1,33 @@
+"""What the web layer itself answers: the error shape and health."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict
+from pydantic.alias_generators import to_camel
+
+from kilo_bridge.models import ApiModel
+
+
+class ErrorDetail(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    code: str
+    message: str
+    request_id: str
+    details: Any = None
+
+
+class ErrorResponse(ApiModel):
+    """Every error, on every route (SSE `event: error` carries the same object)."""
+
+    error: ErrorDetail
+
+
+class Health(ApiModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    redis: Literal["ok", "unreachable"]
+    gateway_configured: bool
+    gateway_base: str

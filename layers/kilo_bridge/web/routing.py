@@ -1,0 +1,140 @@
+"""A route table that knows each endpoint's models, so the same declarations serve requests and the
+OpenAPI document (openapi.py): the schema is generated, never kept by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kilo_bridge.web.auth import caller_digest, require_admin, require_key
+from kilo_bridge.web.errors import ApiError
+
+if TYPE_CHECKING:
+    from kilo_bridge.services import Services
+
+Handler = Callable[..., Awaitable[Any]]
+JSON = "application/json"
+# Form posts are what a cross-site page can send without a preflight: never parse them as JSON.
+_REFUSED_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+@dataclass(slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tags: tuple[str, ...]
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    # For text/event-stream endpoints: event name → model of its data.
+    events: dict[str, type[BaseModel]] | None = None
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    # Optional request headers the handler reads: name → (description, JSON schema).
+    headers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    public: bool = True
+    # "key": an API key when the server requires one (checked here); "admission": checked by the
+    # handler's own admission call; "admin": the admin key; "public": nobody is turned away.
+    auth: str = "key"
+
+
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None, background: Any = None
+) -> Response:
+    """A model as camelCase JSON; `background` runs after the body is sent (e.g. a usage record)."""
+    body = model.model_dump_json(by_alias=True)
+    return Response(body, status, headers, JSON, BackgroundTask(background) if background else None)
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope["state"]["request_id"])
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def api_base(request: Request) -> str:
+    """The public base URL of this API, as the client reached it: every link the API returns starts here."""
+    return str(request.base_url).rstrip("/")
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """Field, message and type of each problem; never the input (it may hold a secret)."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_input=False, include_url=False, include_context=False)
+    ]
+
+
+async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype in _REFUSED_TYPES:
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(422, "invalid_request", "A JSON body is required.", details=[])
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+        details = validation_details(exc)
+        raise ApiError(422, "invalid_request", "The request body is invalid.", details=details) from None
+
+
+class Api:
+    """A router: collects endpoints (one per route module); `include` composes them in order, and `routes()`
+    turns them into Starlette routes."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    @classmethod
+    def include(cls, *routers: Api) -> Api:
+        api = cls()
+        for router in routers:
+            api.endpoints.extend(router.endpoints)
+        return api
+
+    def route(
+        self, method: str, path: str, *, summary: str, tags: tuple[str, ...] = (), **spec: Any
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(Endpoint(method, path, handler, summary, tags, **spec))
+            return handler
+
+        return register
+
+    def routes(self) -> list[Route]:
+        return [Route(e.path, _endpoint_app(e), methods=[e.method]) for e in self.endpoints]
+
+
+def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    handler, body_model, status, auth = endpoint.handler, endpoint.body, endpoint.status, endpoint.auth
+
+    async def run(request: Request) -> Response:
+        if auth == "key":
+            await require_key(request)
+        elif auth == "admin":
+            require_admin(request)
+        elif auth == "admission":
+            caller_digest(request)  # a missing key is a 401 before the body is even read
+        if body_model is not None:
+            result = await handler(request, await parse_body(request, body_model))
+        else:
+            result = await handler(request)
+        return json_response(result, status) if isinstance(result, BaseModel) else result
+
+    run.__name__ = handler.__name__
+    return run
