@@ -48,11 +48,14 @@ invoke: install redis
 test: install redis lint
 	@$(PY) -m pytest
 
+## the quality gate `make test` runs first: lint, formatting, strict types
 lint: install
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy layers/kilo_bridge functions agent_task
 
 format: install
-	@$(VENV)/bin/ruff format layers functions agent_task tests scripts
+	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
 
 ## every benchmark, one after the other (~20 min): each writes its report into docs/

@@ -44,8 +44,10 @@ class GitEnv:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_ASKPASS": str(self.askpass),
-            "GIT_AUTHOR_NAME": AUTHOR[0], "GIT_AUTHOR_EMAIL": AUTHOR[1],
-            "GIT_COMMITTER_NAME": AUTHOR[0], "GIT_COMMITTER_EMAIL": AUTHOR[1],
+            "GIT_AUTHOR_NAME": AUTHOR[0],
+            "GIT_AUTHOR_EMAIL": AUTHOR[1],
+            "GIT_COMMITTER_NAME": AUTHOR[0],
+            "GIT_COMMITTER_EMAIL": AUTHOR[1],
             "LC_ALL": "C",
         }
         if self.token:
@@ -56,9 +58,21 @@ class GitEnv:
         protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always"]
         if self.allow_local:
             protocols += ["-c", "protocol.http.allow=always", "-c", "protocol.file.allow=always"]
-        return ["git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", "-c", "core.askPass=" +
-                str(self.askpass), "-c", "http.followRedirects=false", "-c", "submodule.recurse=false",
-                *protocols, *args]
+        return [
+            "git",
+            "-c",
+            "credential.helper=",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.askPass=" + str(self.askpass),
+            "-c",
+            "http.followRedirects=false",
+            "-c",
+            "submodule.recurse=false",
+            *protocols,
+            *args,
+        ]
 
 
 def clone_argv(g: GitEnv, url: str, dest: Path, branch: str | None) -> list[str]:

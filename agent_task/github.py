@@ -21,16 +21,25 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
-async def open_pull_request(api_url: str, token: str, owner: str, repo: str, *, head: str, base: str, title: str,
-                            body: str) -> str:
+async def open_pull_request(
+    api_url: str, token: str, owner: str, repo: str, *, head: str, base: str, title: str, body: str
+) -> str:
     """The new pull request's html_url."""
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-               "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "kilo-bridge"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "kilo-bridge",
+    }
     payload = {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True}
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=TIMEOUT) as client:
         try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(4), wait=wait_exponential_jitter(0.5, 8),
-                                               retry=retry_if_exception(_retryable), reraise=True):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(4),
+                wait=wait_exponential_jitter(0.5, 8),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
                 with attempt:
                     response = await client.post(f"/repos/{owner}/{repo}/pulls", json=payload)
                     response.raise_for_status()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -26,7 +27,7 @@ class JobLog:
         self._pending: list[bytes] = []
         self._last_flush = time.monotonic()
 
-    async def line(self, source: str, msg: str, level: str = "info", event: dict | None = None) -> None:
+    async def line(self, source: str, msg: str, level: str = "info", event: dict[str, Any] | None = None) -> None:
         """One line: `msg` (short, for people) goes live; `event` (the full CLI event) only to the artifact."""
         msg = self.redact(msg)
         if len(msg) > MAX_MSG:
@@ -54,8 +55,9 @@ class JobLog:
     async def close(self) -> bytes:
         """Flush and return the artifact's bytes."""
         if self.dropped:
-            note = log_entry("runner", "warn",
-                             f"log capped at {self.max_bytes} bytes: {self.dropped} lines not kept in this file")
+            note = log_entry(
+                "runner", "warn", f"log capped at {self.max_bytes} bytes: {self.dropped} lines not kept in this file"
+            )
             self._file.write(orjson.dumps(note) + b"\n")
         await self.flush()
         self._file.close()

@@ -15,8 +15,15 @@ from kilo_bridge.config import Settings
 
 PROVIDER = "kilobridge"
 # Offline-safe, quiet switches: no model list download, no sharing, no session upload.
-QUIET = {"KILO_DISABLE_MODELS_FETCH": "1", "KILO_DISABLE_SHARE": "1", "KILO_DISABLE_SESSION_INGEST": "1",
-         "KILO_DISABLE_AUTOUPDATE": "1", "NO_COLOR": "1", "CI": "1", "TERM": "dumb"}
+QUIET = {
+    "KILO_DISABLE_MODELS_FETCH": "1",
+    "KILO_DISABLE_SHARE": "1",
+    "KILO_DISABLE_SESSION_INGEST": "1",
+    "KILO_DISABLE_AUTOUPDATE": "1",
+    "NO_COLOR": "1",
+    "CI": "1",
+    "TERM": "dumb",
+}
 
 
 def provider_config(settings: Settings, model: str, price: tuple[float, float] | None) -> dict[str, Any]:
@@ -25,19 +32,28 @@ def provider_config(settings: Settings, model: str, price: tuple[float, float] |
     if price is not None:
         model_cfg["cost"] = {"input": price[0] * 1e6, "output": price[1] * 1e6}
     return {
-        "provider": {PROVIDER: {
-            "npm": "@ai-sdk/openai-compatible", "name": "Kilo Gateway",
-            "options": {"baseURL": settings.kilo_gateway_base, "apiKey": "{env:KILO_GATEWAY_KEY}"},
-            "models": {model: model_cfg},
-        }},
+        "provider": {
+            PROVIDER: {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Kilo Gateway",
+                "options": {"baseURL": settings.kilo_gateway_base, "apiKey": "{env:KILO_GATEWAY_KEY}"},
+                "models": {model: model_cfg},
+            }
+        },
         "model": f"{PROVIDER}/{model}",
         "autoupdate": False,
         "share": "disabled",
     }
 
 
-def cli_env(settings: Settings, workspace: Path, agents_dir: Path, config: dict[str, Any],
-            profile_env: dict[str, str], api_key: str | None) -> dict[str, str]:
+def cli_env(
+    settings: Settings,
+    workspace: Path,
+    agents_dir: Path,
+    config: dict[str, Any],
+    profile_env: dict[str, str],
+    api_key: str | None,
+) -> dict[str, str]:
     """What the agent process gets: its own HOME and config, the job's profileEnv (minus the repository
     token, which only git sees), the gateway key; nothing of the worker's own environment."""
     home = workspace / "kilo-home"
@@ -48,14 +64,16 @@ def cli_env(settings: Settings, workspace: Path, agents_dir: Path, config: dict[
         shutil.copytree(agents_dir / "kilo", config_dir)
     node_dir = str(Path(shutil.which("node") or "/usr/bin/node").parent)
     env = {**profile_env, **QUIET}
-    env.update({
-        "PATH": f"{node_dir}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "KILO_CONFIG_DIR": str(config_dir),
-        "KILO_CONFIG_CONTENT": orjson.dumps(config).decode(),
-        "KILO_GATEWAY_KEY": api_key or "no-key-configured",
-        "LANG": "C.UTF-8",
-    })
+    env.update(
+        {
+            "PATH": f"{node_dir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "KILO_CONFIG_DIR": str(config_dir),
+            "KILO_CONFIG_CONTENT": orjson.dumps(config).decode(),
+            "KILO_GATEWAY_KEY": api_key or "no-key-configured",
+            "LANG": "C.UTF-8",
+        }
+    )
     return env
 
 
@@ -74,7 +92,7 @@ class AgentProgress:
     def apply(self, event: dict[str, Any]) -> str | None:
         """Update from one event; return a short human line for the live log (None: nothing to say)."""
         kind = event.get("type")
-        part = event.get("part") if isinstance(event.get("part"), dict) else {}
+        part: dict[str, Any] = event["part"] if isinstance(event.get("part"), dict) else {}
         if kind == "step_start":
             self.steps += 1
             return f"step {self.steps}"
@@ -85,12 +103,12 @@ class AgentProgress:
                 return text
             return None
         if kind == "tool_use":
-            state = part.get("state") if isinstance(part.get("state"), dict) else {}
-            args = state.get("input") if isinstance(state.get("input"), dict) else {}
+            state: dict[str, Any] = part["state"] if isinstance(part.get("state"), dict) else {}
+            args: dict[str, Any] = state["input"] if isinstance(state.get("input"), dict) else {}
             target = args.get("filePath") or args.get("path") or args.get("pattern") or args.get("command") or ""
             return f"{part.get('tool', 'tool')} {str(target)[:200]} ({state.get('status', '?')})".replace("  ", " ")
         if kind == "step_finish":
-            tokens = part.get("tokens") if isinstance(part.get("tokens"), dict) else {}
+            tokens: dict[str, Any] = part["tokens"] if isinstance(part.get("tokens"), dict) else {}
             self.input_tokens += int(tokens.get("input") or 0)
             self.output_tokens += int(tokens.get("output") or 0)
             self.last_step_cost = float(part.get("cost") or 0)
@@ -98,8 +116,11 @@ class AgentProgress:
             return f"step {self.steps} done ({part.get('reason', '')}; ${self.cost_usd:.4f} so far)"
         if kind == "error":
             err = event.get("error")
-            message = str(err.get("data", {}).get("message") or err.get("name") or err) if isinstance(err, dict) \
+            message = (
+                str(err.get("data", {}).get("message") or err.get("name") or err)
+                if isinstance(err, dict)
                 else str(err or event)
+            )
             self.errors.append(message[:500])
             return f"error: {message[:500]}"
         return None

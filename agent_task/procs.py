@@ -52,7 +52,7 @@ async def _pump(stream: asyncio.StreamReader, on_line: Callable[[bytes, bool], A
                         await on_line(buf[:MAX_LINE], True)
                     dropping, buf = True, b""
                 break
-            line, buf = buf[:nl], buf[nl + 1:]
+            line, buf = buf[:nl], buf[nl + 1 :]
             if dropping:
                 dropping = False  # the rest of an over-long line
                 continue
@@ -80,9 +80,17 @@ async def run(
 ) -> Finished:
     """Run argv to the end, or until `stop` is set or the monotonic `deadline` passes."""
     proc = await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", GUARD, "kb-guard", *argv, cwd=cwd, env=env,
+        "/bin/sh",
+        "-c",
+        GUARD,
+        "kb-guard",
+        *argv,
+        cwd=cwd,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
         preexec_fn=_hup_with_parent,
     )
     assert proc.stdout is not None and proc.stderr is not None
@@ -92,8 +100,7 @@ async def run(
     reason: str | None = None
     try:
         remaining = deadline - asyncio.get_running_loop().time()
-        done, _ = await asyncio.wait({waiter, stopper}, timeout=max(remaining, 0),
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({waiter, stopper}, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             reason = stop_reason() if stopper in done else "timeout"
             kill_group(proc.pid, signal.SIGTERM)
@@ -118,8 +125,15 @@ async def run(
 async def capture(argv: list[str], *, env: dict[str, str], cwd: str, timeout_s: float) -> tuple[int, bytes, bytes]:
     """A short command's (returncode, stdout, stderr); its group is killed when it overruns timeout_s."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=die_with_parent)
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:

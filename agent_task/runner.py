@@ -105,8 +105,10 @@ class Runner:
         result = JobResult()
         diff = b""
         try:
-            await self.log.line("runner", f"job {self.job_id} attempt {self.attempt} on {self.worker}: agent "
-                                f"{record.agent} on {record.repo_url}")
+            await self.log.line(
+                "runner",
+                f"job {self.job_id} attempt {self.attempt} on {self.worker}: agent {record.agent} on {record.repo_url}",
+            )
             result = await self._work(workspace, profile_env)
         except JobEnded as ended:
             status, reason, error = ended.status, ended.reason, self.redact(ended.message)[:2000]
@@ -139,22 +141,33 @@ class Runner:
         result.cost_usd = round(a.cost_usd, 6)
         result.summary = self.redact(result.summary or a.summary())
 
-    async def _finish(self, workspace: Path, status: str, reason: str | None, error: str | None,
-                      result: JobResult, diff: bytes) -> bool:
+    async def _finish(
+        self, workspace: Path, status: str, reason: str | None, error: str | None, result: JobResult, diff: bytes
+    ) -> bool:
         self.phase, self.progress = "uploading", 95
         await self._beat()
         sizes: dict[str, int] = {}
         store = artifact_store(self.settings)
         log_bytes = await self.log.close()
-        result_bytes = orjson.dumps({"jobId": self.job_id, "status": status, "reason": reason, "error": error,
-                                     **result.model_dump(by_alias=True)}, option=orjson.OPT_INDENT_2)
+        result_bytes = orjson.dumps(
+            {
+                "jobId": self.job_id,
+                "status": status,
+                "reason": reason,
+                "error": error,
+                **result.model_dump(by_alias=True),
+            },
+            option=orjson.OPT_INDENT_2,
+        )
         for name, data in (("log.jsonl", log_bytes), ("diff.patch", diff), ("result.json", result_bytes)):
             try:
                 await store.put(self.job_id, name, self.redact(data.decode(errors="replace")).encode())
                 sizes[name] = len(data)
             except Exception as exc:  # the job still ends; the missing artifact is said in its error
-                logger.warning("artifact upload failed", extra={"job_id": self.job_id, "artifact": name,
-                                                                 "error": type(exc).__name__})
+                logger.warning(
+                    "artifact upload failed",
+                    extra={"job_id": self.job_id, "artifact": name, "error": type(exc).__name__},
+                )
                 error = ((error + "; ") if error else "") + f"artifact {name} not stored ({type(exc).__name__})"
         fields: dict[str, Any] = {"result": result.model_dump(by_alias=True), "artifacts": sizes, "progress": "100"}
         if self.cost_tracked or not self.agent_started:  # else the cost is unknown: the reservation is charged
@@ -196,8 +209,9 @@ class Runner:
         if asyncio.get_running_loop().time() >= self.deadline:
             raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record.timeout_ms} ms)")
 
-    async def _stream(self, argv: list[str], env: dict[str, str], cwd: Path, source: str,
-                      on_stdout: Any = None) -> procs.Finished:
+    async def _stream(
+        self, argv: list[str], env: dict[str, str], cwd: Path, source: str, on_stdout: Any = None
+    ) -> procs.Finished:
         tail: list[str] = []
 
         async def lines(raw: bytes, cut: bool) -> None:
@@ -206,16 +220,27 @@ class Runner:
             del tail[:-TAIL_LINES]
             await self.log.line(source, text, level="warn" if source.endswith("stderr") else "info")
 
-        finished = await procs.run(argv, env=env, cwd=str(cwd), on_stdout=on_stdout or lines, on_stderr=lines,
-                                   stop=self.stop, stop_reason=lambda: self.stop_why, deadline=self.deadline,
-                                   grace_s=self.settings.job_kill_grace_s)
+        finished = await procs.run(
+            argv,
+            env=env,
+            cwd=str(cwd),
+            on_stdout=on_stdout or lines,
+            on_stderr=lines,
+            stop=self.stop,
+            stop_reason=lambda: self.stop_why,
+            deadline=self.deadline,
+            grace_s=self.settings.job_kill_grace_s,
+        )
         self._tail = tail
         if finished.stopped:
-            await self.log.line("runner", f"stopped {source} ({finished.stopped}): process group killed",
-                                level="warn")
+            await self.log.line("runner", f"stopped {source} ({finished.stopped}): process group killed", level="warn")
             if finished.stopped == "budget":
-                raise JobEnded("failed", "budget_exceeded", f"the next step would pass maxCostUsd "
-                               f"({self.record.max_cost_usd}); spent ${self.agent.cost_usd:.4f}")
+                raise JobEnded(
+                    "failed",
+                    "budget_exceeded",
+                    f"the next step would pass maxCostUsd "
+                    f"({self.record.max_cost_usd}); spent ${self.agent.cost_usd:.4f}",
+                )
             self._check_stop()
             if finished.stopped == "timeout":
                 raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record.timeout_ms} ms)")
@@ -261,8 +286,17 @@ class Runner:
         if self.redact.found_in(diff.decode(errors="replace")):
             raise JobEnded("failed", "secret_in_diff", "the change contains a value from profileEnv; not pushed")
         if spec.after != "pull_request" or record.dry_run or not files:
-            await self.log.line("runner", "no push: " + ("dry run" if record.dry_run else
-                                "report-only agent" if spec.after != "pull_request" else "no changes"))
+            await self.log.line(
+                "runner",
+                "no push: "
+                + (
+                    "dry run"
+                    if record.dry_run
+                    else "report-only agent"
+                    if spec.after != "pull_request"
+                    else "no changes"
+                ),
+            )
             return result
 
         # 4. commit, push, pull request
@@ -277,22 +311,34 @@ class Runner:
                 raise JobEnded("failed", "commit_failed", self.redact(err.decode(errors="replace"))[-500:])
         _, sha, _ = await self._git("rev-parse", "HEAD")
         result.commit, result.branch = sha.decode().strip(), branch
-        finished = await self._stream(git.argv("push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"),
-                                      git.env(), self.repo_dir, "git")
+        finished = await self._stream(
+            git.argv("push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"), git.env(), self.repo_dir, "git"
+        )
         if finished.returncode != 0:
             raise JobEnded("failed", "push_failed", "git push failed: " + " | ".join(self._tail[-3:]))
         await self.log.line("runner", f"pushed {branch}")
         if self._pr_target(repo.host) and repo.owner and repo.name:
             if not token:
                 raise JobEnded("failed", "pr_failed", "no GITHUB_TOKEN in profileEnv to open the pull request")
-            body = (f"{self.agent.summary()}\n\n---\nOpened by Kilo Bridge job `{self.job_id}` (agent "
-                    f"`{spec.name}`, {len(files)} files, +{stat.insertions}/-{stat.deletions}).")
+            body = (
+                f"{self.agent.summary()}\n\n---\nOpened by Kilo Bridge job `{self.job_id}` (agent "
+                f"`{spec.name}`, {len(files)} files, +{stat.insertions}/-{stat.deletions})."
+            )
             try:
-                result.pr_url = await open_pull_request(st.github_api_url, token, repo.owner, repo.name, head=branch,
-                                                        base=base, title=title, body=self.redact(body))
+                result.pr_url = await open_pull_request(
+                    st.github_api_url,
+                    token,
+                    repo.owner,
+                    repo.name,
+                    head=branch,
+                    base=base,
+                    title=title,
+                    body=self.redact(body),
+                )
             except PullRequestError as exc:
-                raise JobEnded("failed", "pr_failed", f"branch {branch} pushed, pull request not opened: {exc}") \
-                    from None
+                raise JobEnded(
+                    "failed", "pr_failed", f"branch {branch} pushed, pull request not opened: {exc}"
+                ) from None
             await self.log.line("runner", f"pull request {result.pr_url}")
         return result
 
@@ -305,8 +351,12 @@ class Runner:
         price = await self._price(model)
         if price is None and record.max_cost_usd is not None:
             # A cap that cannot be enforced is refused rather than silently ignored.
-            raise JobEnded("failed", "budget_unpriced", f"maxCostUsd is set but {model} has no price in the Kilo "
-                           "Gateway's model list, so its cost cannot be tracked; the agent was not started")
+            raise JobEnded(
+                "failed",
+                "budget_unpriced",
+                f"maxCostUsd is set but {model} has no price in the Kilo "
+                "Gateway's model list, so its cost cannot be tracked; the agent was not started",
+            )
         self.cost_tracked = price is not None
         config = provider_config(st, model, price)
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
@@ -316,8 +366,12 @@ class Runner:
         argv = [st.kilo_cli_path, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt]
         assert self.repo_dir is not None
         if not os.access(st.kilo_cli_path, os.X_OK):
-            raise JobEnded("failed", "agent_failed", f"the Kilo CLI is not installed at {st.kilo_cli_path} "
-                           "(`make install` puts the pinned one in agent_task/node_modules; or set KILO_CLI)")
+            raise JobEnded(
+                "failed",
+                "agent_failed",
+                f"the Kilo CLI is not installed at {st.kilo_cli_path} "
+                "(`make install` puts the pinned one in agent_task/node_modules; or set KILO_CLI)",
+            )
 
         async def on_event(raw: bytes, cut: bool) -> None:
             try:
@@ -329,8 +383,12 @@ class Runner:
                 return
             said = self.agent.apply(event)
             self.progress = min(80, 10 + 7 * self.agent.steps)
-            await self.log.line("kilo", said or str(event.get("type")), event=event,
-                                level="error" if event.get("type") == "error" else "info")
+            await self.log.line(
+                "kilo",
+                said or str(event.get("type")),
+                event=event,
+                level="error" if event.get("type") == "error" else "info",
+            )
             if event.get("type") == "step_finish" and self.agent.next_step_would_exceed(max_cost):
                 self.stop_why = "budget"
                 self.stop.set()

@@ -58,9 +58,25 @@ def start(port: int) -> str:
     binary, origin = server_binary()
     RUN_DIR.mkdir(exist_ok=True)
     subprocess.run(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--daemonize", "yes", "--dir", str(RUN_DIR), "--pidfile", str(RUN_DIR / f"redis-{port}.pid"),
-         "--logfile", str(RUN_DIR / f"redis-{port}.log")],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(RUN_DIR),
+            "--pidfile",
+            str(RUN_DIR / f"redis-{port}.pid"),
+            "--logfile",
+            str(RUN_DIR / f"redis-{port}.log"),
+        ],
         check=True,
     )
     return origin
@@ -76,12 +92,16 @@ def main() -> int:
     origin = start(port)
     for _ in range(50):
         if answers(host, port):
-            print(f"ensure-redis: nothing answered at {host}:{port}, so started a local Redis ({origin}); "
-                  f"it keeps nothing on disk. Stop it with: kill $(cat .run/redis-{port}.pid)", flush=True)
+            print(
+                f"ensure-redis: nothing answered at {host}:{port}, so started a local Redis ({origin}); "
+                f"it keeps nothing on disk. Stop it with: kill $(cat .run/redis-{port}.pid)",
+                flush=True,
+            )
             return 0
         time.sleep(0.1)
-    print(f"ensure-redis: started {origin} but it does not answer on {port}; see .run/redis-{port}.log",
-          file=sys.stderr)
+    print(
+        f"ensure-redis: started {origin} but it does not answer on {port}; see .run/redis-{port}.log", file=sys.stderr
+    )
     return 1
 
 

@@ -17,8 +17,12 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-ALIASES = {"ApiFunction": "api", "DispatcherFunction": "dispatcher", "FinalizerFunction": "finalizer",
-           "ScheduledFunction": "scheduled"}
+ALIASES = {
+    "ApiFunction": "api",
+    "DispatcherFunction": "dispatcher",
+    "FinalizerFunction": "finalizer",
+    "ScheduledFunction": "scheduled",
+}
 
 
 @dataclass

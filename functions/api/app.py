@@ -28,7 +28,7 @@ asgi = Mangum(create_app(), lifespan="off")
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response = asgi(event, context)
+    response = asgi(event, context)  # type: ignore[arg-type]  # Mangum's own LambdaContext protocol
     status = int(response.get("statusCode", 500))
     metrics.add_dimension(name="route", value=str(event.get("resource") or "unknown"))
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)

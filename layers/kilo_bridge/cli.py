@@ -33,13 +33,24 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     if settings.job_queue == "local" and settings.jobs_concurrency:
-        print(f"kilo-bridge: agent jobs run here ({settings.jobs_concurrency} at a time; CLI {settings.kilo_cli_path})",
-              flush=True)
+        print(
+            f"kilo-bridge: agent jobs run here ({settings.jobs_concurrency} at a time; CLI {settings.kilo_cli_path})",
+            flush=True,
+        )
     if not settings.auth_is_required:
-        print("kilo-bridge: OPEN MODE: no API key is required (fine on 127.0.0.1; set AUTH_REQUIRED=true and "
-              "create keys with `kilo-bridge keys create` before exposing it)", flush=True)
-    uvicorn.run(app, host=args.host, port=settings.port, access_log=args.access_log, log_level="warning",
-                timeout_graceful_shutdown=5)
+        print(
+            "kilo-bridge: OPEN MODE: no API key is required (fine on 127.0.0.1; set AUTH_REQUIRED=true and "
+            "create keys with `kilo-bridge keys create` before exposing it)",
+            flush=True,
+        )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=settings.port,
+        access_log=args.access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -55,8 +66,9 @@ def _worker(args: argparse.Namespace) -> int:
         print("kilo-bridge: JOB_QUEUE=sqs: jobs run as ECS tasks, not in a local worker", file=sys.stderr)
         return 2
     concurrency = args.concurrency or max(1, settings.jobs_concurrency)
-    print(f"kilo-bridge: worker on redis={_safe_url(settings.resolved_redis_url)} concurrency={concurrency}",
-          flush=True)
+    print(
+        f"kilo-bridge: worker on redis={_safe_url(settings.resolved_redis_url)} concurrency={concurrency}", flush=True
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings, concurrency))
     return 0
@@ -79,8 +91,9 @@ def _keys(args: argparse.Namespace) -> int:
         try:
             keys = KeyStore(store)
             if args.action == "create":
-                secret, info = await keys.create(args.name, budget_usd=args.budget_usd, rpm=args.rpm,
-                                                 tpm=args.tpm, max_jobs=args.max_jobs)
+                secret, info = await keys.create(
+                    args.name, budget_usd=args.budget_usd, rpm=args.rpm, tpm=args.tpm, max_jobs=args.max_jobs
+                )
                 return {"key": secret, **info.model_dump()}
             if args.action == "revoke":
                 return (await keys.revoke(args.id)).model_dump()
@@ -140,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("id")
     keys.set_defaults(func=_keys)
     args = parser.parse_args(argv)
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":

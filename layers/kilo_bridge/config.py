@@ -211,14 +211,17 @@ def load_settings(**overrides: object) -> Settings:
 def _with_secrets(settings: Settings) -> Settings:
     """Fill KILO_API_KEY / ADMIN_API_KEY from Secrets Manager when only their *_SECRET_ARN is set."""
     update: dict[str, SecretStr] = {}
-    for field, arn in (("kilo_api_key", settings.kilo_api_key_secret_arn),
-                       ("admin_api_key", settings.admin_api_key_secret_arn)):
+    for field, arn in (
+        ("kilo_api_key", settings.kilo_api_key_secret_arn),
+        ("admin_api_key", settings.admin_api_key_secret_arn),
+    ):
         if arn and getattr(settings, field) is None:
             try:
                 update[field] = SecretStr(read_secret(arn, field.upper()))
             except Exception as exc:
-                raise ConfigError(f"{field.upper()}_SECRET_ARN: cannot read the secret ({type(exc).__name__})") \
-                    from None
+                raise ConfigError(
+                    f"{field.upper()}_SECRET_ARN: cannot read the secret ({type(exc).__name__})"
+                ) from None
     if settings.redis_password_secret_arn and settings.redis_password is None:
         try:
             update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))

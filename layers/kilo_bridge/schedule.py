@@ -25,8 +25,12 @@ async def run_task(services: Services, event: dict[str, Any]) -> dict[str, Any]:
     task = event.get("task")
     if task == "refresh-credits":
         credits = await services.credits.refresh()
-        return {"task": task, "balanceUsd": credits.balance_usd, "stale": credits.stale,
-                "lastError": credits.last_error}
+        return {
+            "task": task,
+            "balanceUsd": credits.balance_usd,
+            "stale": credits.stale,
+            "lastError": credits.last_error,
+        }
     if task == "reap-jobs":
         moved = await JobStore(services.store).reap()
         return {"task": task, "ended": moved}
@@ -34,8 +38,12 @@ async def run_task(services: Services, event: dict[str, Any]) -> dict[str, Any]:
         body = RunAgentRequest.model_validate(event.get("body") or {})
         # Scheduler delivers at least once: one run per schedule body and minute.
         minute = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
-        key = "schedule:" + hashlib.sha256(orjson.dumps(event.get("body"), option=orjson.OPT_SORT_KEYS)).hexdigest()[
-            :16] + ":" + minute
+        key = (
+            "schedule:"
+            + hashlib.sha256(orjson.dumps(event.get("body"), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+            + ":"
+            + minute
+        )
         accepted = await services.jobs.submit(body, None, key, "scheduled")
         return {"task": task, "jobId": accepted.job_id, "status": accepted.status}
     raise UnknownTask(f"unknown task {task!r}; one of {', '.join(TASKS)}")

@@ -88,8 +88,11 @@ def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, 
         return GatewayError(f"The Kilo Gateway does not know this model{suffix}", code="model_not_found")
     if status == 429:
         retry_after = headers.get("Retry-After") if headers is not None else None
-        return GatewayError("The Kilo Gateway is rate limiting this service; retry later.",
-                            code="upstream_rate_limited", retry_after=retry_after or "1")
+        return GatewayError(
+            "The Kilo Gateway is rate limiting this service; retry later.",
+            code="upstream_rate_limited",
+            retry_after=retry_after or "1",
+        )
     if status == 503:
         return GatewayError(f"The Kilo Gateway is unavailable{suffix}", code="upstream_unavailable")
     if status == 504:
@@ -182,9 +185,7 @@ class GatewayClient:
                 return True
             return time.monotonic() + wait(state) >= deadline
 
-        return AsyncRetrying(
-            stop=stop, wait=wait, retry=retry_if_exception_type(RetryableUpstream), reraise=True
-        )
+        return AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception_type(RetryableUpstream), reraise=True)
 
     async def _open(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST once; return a 2xx response (caller reads it) or raise the mapped error."""
@@ -306,9 +307,7 @@ class GatewayClient:
                 state.finish_reason = choice["finish_reason"]
         return chunk
 
-    async def _chunks(
-        self, resp: aiohttp.ClientResponse, state: StreamState
-    ) -> AsyncIterator[list[Chunk]]:
+    async def _chunks(self, resp: aiohttp.ClientResponse, state: StreamState) -> AsyncIterator[list[Chunk]]:
         """The chunks of each network read, together: relayed in one write, never waiting for more."""
         try:
             async for batch in sse_batches(resp.content):

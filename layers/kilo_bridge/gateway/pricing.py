@@ -70,8 +70,11 @@ class PriceBook:
     async def estimate_nusd(self, body: dict[str, Any], settings: Settings) -> int:
         """A ceiling for what a request may cost, reserved against a key's budget before the call:
         the prompt at ~3 characters a token and the full `max_tokens` (or a default) of output."""
-        chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else len(str(m.get("content")))
-                    for m in body.get("messages") or () if isinstance(m, dict))
+        chars = sum(
+            len(m["content"]) if isinstance(m.get("content"), str) else len(str(m.get("content")))
+            for m in body.get("messages") or ()
+            if isinstance(m, dict)
+        )
         max_out = body.get("max_tokens") or body.get("max_completion_tokens") or settings.budget_default_max_tokens
         prices = await self.prices()
         price = prices.get(str(body.get("model") or ""))

@@ -135,8 +135,16 @@ class Generation:
         return await self.ledger.admit(key_digest, estimate)
 
     async def _settle(
-        self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
-        stream: bool, error: BridgeError | None = None, produced: bool | None = None,
+        self,
+        admission: Admission,
+        requested: str,
+        model: str,
+        usage: dict[str, Any] | None,
+        *,
+        ok: bool,
+        stream: bool,
+        error: BridgeError | None = None,
+        produced: bool | None = None,
     ) -> tuple[int | None, UsageRecord]:
         """Price the call; returns (cost, the record still to write). `produced`: the upstream answered
         something (it may have charged), even if the call then failed; defaults to `ok`."""
@@ -154,12 +162,21 @@ class Generation:
         return cost, UsageRecord(self.ledger, outcome, cost, admission)
 
     async def _account(
-        self, admission: Admission, requested: str, model: str, usage: dict[str, Any] | None, *, ok: bool,
-        stream: bool, error: BridgeError | None = None, produced: bool | None = None,
+        self,
+        admission: Admission,
+        requested: str,
+        model: str,
+        usage: dict[str, Any] | None,
+        *,
+        ok: bool,
+        stream: bool,
+        error: BridgeError | None = None,
+        produced: bool | None = None,
     ) -> int | None:
         """Price and record the call now; returns its cost."""
-        cost, record = await self._settle(admission, requested, model, usage, ok=ok, stream=stream, error=error,
-                                          produced=produced)
+        cost, record = await self._settle(
+            admission, requested, model, usage, ok=ok, stream=stream, error=error, produced=produced
+        )
         await record()
         return cost
 
@@ -180,7 +197,7 @@ class Generation:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        model = payload.get("model") if isinstance(payload.get("model"), str) else requested
+        model = payload["model"] if isinstance(payload.get("model"), str) else requested
         cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
         return payload, cost, record
 
@@ -217,13 +234,21 @@ class Generation:
 
     async def finish_stream(self, stream: OpenStream, error: BridgeError | None) -> int | None:
         """Close the upstream (dropping it if unfinished) and record what was used, even on failure."""
+        cost = None
         with anyio.CancelScope(shield=True):
             await stream.exits.aclose()
             state = stream.state
-            return await self._account(
-                stream.admission, stream.requested_model, state.model, state.usage,
-                ok=error is None and state.done, stream=True, error=error, produced=state.chunks > 0,
+            cost = await self._account(
+                stream.admission,
+                stream.requested_model,
+                state.model,
+                state.usage,
+                ok=error is None and state.done,
+                stream=True,
+                error=error,
+                produced=state.chunks > 0,
             )
+        return cost
 
     async def stream_events(
         self, req: GenerateRequest, key_digest: str | None = None

@@ -54,14 +54,22 @@ class S3Artifacts:
 
     async def put(self, job_id: str, name: str, data: bytes) -> str:
         key = artifact_key(job_id, name)
-        await asyncio.to_thread(self.s3.put_object, Bucket=self.bucket, Key=key, Body=data,
-                                ContentType=CONTENT_TYPES.get(name, "application/octet-stream"))
+        await asyncio.to_thread(
+            self.s3.put_object,
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ContentType=CONTENT_TYPES.get(name, "application/octet-stream"),
+        )
         return key
 
     async def url(self, job_id: str, name: str) -> str | None:
         # Presigning is local computation (no request).
-        return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket,
-                                              "Key": artifact_key(job_id, name)}, ExpiresIn=self.ttl)
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": artifact_key(job_id, name)}, ExpiresIn=self.ttl
+            )
+        )
 
 
 def artifact_store(settings: Settings) -> ArtifactStore:

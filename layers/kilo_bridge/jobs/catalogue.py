@@ -31,8 +31,12 @@ class AgentSpec:
     definition: Path
 
     def info(self) -> AgentInfo:
-        return AgentInfo(name=self.name, description=self.description, after=self.after,  # type: ignore[arg-type]
-                         requires_prompt=self.requires_prompt)
+        return AgentInfo(
+            name=self.name,
+            description=self.description,
+            after=self.after,  # type: ignore[arg-type]
+            requires_prompt=self.requires_prompt,
+        )
 
 
 @lru_cache(maxsize=4)
@@ -45,8 +49,14 @@ def load_catalog(directory: Path) -> dict[str, AgentSpec]:
             raise RuntimeError(f"agent {name!r} has no definition at {definition}")
         if spec["after"] not in ("pull_request", "report"):
             raise RuntimeError(f"agent {name!r}: after must be pull_request or report")
-        agents[name] = AgentSpec(name, spec["description"], spec["after"], bool(spec.get("requiresPrompt")),
-                                 spec.get("defaultPrompt"), definition)
+        agents[name] = AgentSpec(
+            name,
+            spec["description"],
+            spec["after"],
+            bool(spec.get("requiresPrompt")),
+            spec.get("defaultPrompt"),
+            definition,
+        )
     return agents
 
 
@@ -54,6 +64,8 @@ def get_agent(directory: Path, name: str) -> AgentSpec:
     catalog = load_catalog(directory)
     if name not in catalog:
         known = ", ".join(sorted(catalog))
-        raise UnknownAgent(f"agent: unknown agent {name!r}; known agents: {known}.",
-                           details=[{"field": "agent", "message": "unknown agent", "known": sorted(catalog)}])
+        raise UnknownAgent(
+            f"agent: unknown agent {name!r}; known agents: {known}.",
+            details=[{"field": "agent", "message": "unknown agent", "known": sorted(catalog)}],
+        )
     return catalog[name]

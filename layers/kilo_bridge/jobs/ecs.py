@@ -52,18 +52,26 @@ def _run_task(settings: Settings, job_id: str) -> str:
     subnets = [s.strip() for s in settings.ecs_subnets.split(",") if s.strip()]
     groups = [g.strip() for g in settings.ecs_security_groups.split(",") if g.strip()]
     response = client("ecs").run_task(
-        cluster=settings.ecs_cluster, taskDefinition=settings.ecs_task_definition, launchType="FARGATE", count=1,
-        startedBy=job_id[:36], clientToken=job_id,  # ECS dedupes a retried call with the same token
-        networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups,
-                                                      "assignPublicIp": "DISABLED"}},
-        overrides={"containerOverrides": [{"name": settings.ecs_container_name,
-                                           "environment": [{"name": "JOB_ID", "value": job_id}]}]},
+        cluster=settings.ecs_cluster,
+        taskDefinition=settings.ecs_task_definition,
+        launchType="FARGATE",
+        count=1,
+        startedBy=job_id[:36],
+        clientToken=job_id,  # ECS dedupes a retried call with the same token
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}
+        },
+        overrides={
+            "containerOverrides": [
+                {"name": settings.ecs_container_name, "environment": [{"name": "JOB_ID", "value": job_id}]}
+            ]
+        },
         tags=[{"key": "kilo-bridge:job", "value": job_id}],
     )
     if response.get("failures") or not response.get("tasks"):
         reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip() for f in response.get("failures", []))
         raise DispatchError(f"RunTask failed: {reasons or 'no task started'}")
-    return response["tasks"][0]["taskArn"]
+    return str(response["tasks"][0]["taskArn"])
 
 
 def job_id_of_task(detail: dict[str, Any]) -> str | None:
@@ -97,8 +105,10 @@ async def finalize(settings: Settings, jobs: JobStore, detail: dict[str, Any]) -
         log.warning("stopped task names an unknown job", extra={"job_id": job_id})
         return "unknown-job"
     if previous:
-        log.warning("job failed: task stopped", extra={"job_id": job_id, "exit_code": exit_code,
-                                                        "stopped_reason": stopped, "was": previous})
+        log.warning(
+            "job failed: task stopped",
+            extra={"job_id": job_id, "exit_code": exit_code, "stopped_reason": stopped, "was": previous},
+        )
         await jobs.count_failure_once(job_id)
         return "failed"
     # The runner ended the job itself; a failure it recorded (agent_failed, timeout, budget…) still counts

@@ -18,8 +18,10 @@ class RunAgentRequest(ApiModel):
     agent: str = Field(pattern=AGENT_NAME, description="A name from GET /api/kilo/agents.")
     prompt: str | None = Field(None, min_length=1, max_length=20_000, description="The task given to the agent.")
     profile_env: dict[str, str] = Field(
-        default_factory=dict, max_length=32,
-        description="Secrets and settings for the job (e.g. GITHUB_TOKEN); encrypted at rest, never returned.")
+        default_factory=dict,
+        max_length=32,
+        description="Secrets and settings for the job (e.g. GITHUB_TOKEN); encrypted at rest, never returned.",
+    )
     timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000, description="Default 10 minutes, at most 60.")
     dry_run: bool = Field(False, description="Keep the diff only: no commit, push or pull request.")
     base_branch: str | None = Field(None, min_length=1, max_length=200)

@@ -18,12 +18,40 @@ from kilo_bridge.errors import invalid
 
 ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Names that would change how the runner, git, node or the dynamic linker behave.
-RESERVED_ENV = frozenset({
-    "PATH", "HOME", "USER", "SHELL", "PWD", "TMPDIR", "TEMP", "TMP", "LANG", "TERM", "IFS", "ENV", "BASH_ENV",
-    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "NODE_OPTIONS", "NODE_PATH", "SSH_AUTH_SOCK", "SSH_ASKPASS",
-    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "KILO_API_KEY", "KILO_CONFIG", "KILO_CONFIG_CONTENT",
-    "KILO_CONFIG_DIR", "JOB_ID", "REDIS_URL",
-})
+RESERVED_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "SHELL",
+        "PWD",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "LANG",
+        "TERM",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "SSH_AUTH_SOCK",
+        "SSH_ASKPASS",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "KILO_API_KEY",
+        "KILO_CONFIG",
+        "KILO_CONFIG_CONTENT",
+        "KILO_CONFIG_DIR",
+        "JOB_ID",
+        "REDIS_URL",
+    }
+)
 RESERVED_ENV_PREFIXES = ("LD_", "GIT_", "KILO_", "AWS_", "DYLD_", "NPM_CONFIG_", "REDIS_", "KB_", "OPENCODE_")
 MAX_ENV_VALUE = 8_192
 MAX_ENV_TOTAL = 64_000

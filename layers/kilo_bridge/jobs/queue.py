@@ -37,15 +37,17 @@ class LocalQueue:
         if self._queue is None:
             from bullmq import Queue
 
-            self._queue = Queue(QUEUE_NAME, {"connection": self.settings.resolved_redis_url,
-                                             "prefix": bull_prefix(self.settings)})
+            self._queue = Queue(
+                QUEUE_NAME, {"connection": self.settings.resolved_redis_url, "prefix": bull_prefix(self.settings)}
+            )
         return self._queue
 
     async def enqueue(self, job_id: str) -> None:
         # Our runner decides about retries (it knows whether a job may run again): bullmq attempts stay 1,
         # its stalled-job check hands a dead worker's job to another worker.
-        await self._get().add("run", {"jobId": job_id}, {
-            "jobId": job_id, "attempts": 1, "removeOnComplete": 1000, "removeOnFail": 5000})
+        await self._get().add(
+            "run", {"jobId": job_id}, {"jobId": job_id, "attempts": 1, "removeOnComplete": 1000, "removeOnFail": 5000}
+        )
 
     async def withdraw(self, job_id: str) -> None:
         """Drop a cancelled job's queue entry (a worker holding it already just finds the job ended)."""
@@ -66,8 +68,9 @@ class SqsQueue:
     async def enqueue(self, job_id: str) -> None:
         from kilo_bridge.platform.aws import client
 
-        await asyncio.to_thread(client("sqs").send_message, QueueUrl=self.url,
-                                MessageBody=orjson.dumps({"jobId": job_id}).decode())
+        await asyncio.to_thread(
+            client("sqs").send_message, QueueUrl=self.url, MessageBody=orjson.dumps({"jobId": job_id}).decode()
+        )
 
     async def withdraw(self, job_id: str) -> None:
         return None  # an SQS message cannot be taken back; the dispatcher skips a job that is no longer queued

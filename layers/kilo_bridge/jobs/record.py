@@ -1,6 +1,6 @@
 """A job as our store keeps it: its states, its id, and the stored hash decoded once into a typed record.
 
-    queued → running → succeeded | failed | cancelled | timed_out      (queued → cancelled | failed too)
+queued → running → succeeded | failed | cancelled | timed_out      (queued → cancelled | failed too)
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import datetime as dt
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import orjson
 
@@ -27,8 +27,11 @@ def new_job_id() -> str:
 
 def valid_job_id(value: str) -> bool:
     """Ids are server-made; anything else is simply not found (never a lookup with user text in it)."""
-    return (len(value) == JOB_ID_LEN and value.startswith(JOB_ID_PREFIX)
-            and all(c in "0123456789abcdef" for c in value[len(JOB_ID_PREFIX):]))
+    return (
+        len(value) == JOB_ID_LEN
+        and value.startswith(JOB_ID_PREFIX)
+        and all(c in "0123456789abcdef" for c in value[len(JOB_ID_PREFIX) :])
+    )
 
 
 def now_ms() -> int:
@@ -90,12 +93,12 @@ class JobRecord:
         phase = raw.get("phase") or ""
         return cls(
             id=raw["id"],
-            status=status if status in STATUSES else "failed",  # type: ignore[arg-type]
+            status=status if status in STATUSES else "failed",
             agent=raw["agent"],
             repo_url=raw["repoUrl"],
             timeout_ms=_int(raw, "timeoutMs"),
             created_ms=_int(raw, "createdMs"),
-            phase=phase if phase in get_args(JobPhase) else "",  # type: ignore[arg-type]
+            phase=cast(JobPhase, phase) if phase in get_args(JobPhase) else "",
             progress=_int(raw, "progress"),
             base_branch=raw.get("baseBranch") or None,
             model=raw.get("model") or None,
@@ -119,10 +122,21 @@ class JobRecord:
     def fields(self) -> dict[str, str]:
         """The hash a new job is created with."""
         return {
-            "id": self.id, "status": self.status, "phase": self.phase, "progress": str(self.progress),
-            "agent": self.agent, "repoUrl": self.repo_url, "baseBranch": self.base_branch or "",
-            "model": self.model or "", "dryRun": str(int(self.dry_run)), "timeoutMs": str(self.timeout_ms),
-            "maxCostUsd": "" if self.max_cost_usd is None else str(self.max_cost_usd), "prompt": self.prompt or "",
-            "owner": self.owner or "", "keyId": self.key_id or "", "attempt": str(self.attempt),
-            "createdMs": str(self.created_ms), "requestId": self.request_id,
+            "id": self.id,
+            "status": self.status,
+            "phase": self.phase,
+            "progress": str(self.progress),
+            "agent": self.agent,
+            "repoUrl": self.repo_url,
+            "baseBranch": self.base_branch or "",
+            "model": self.model or "",
+            "dryRun": str(int(self.dry_run)),
+            "timeoutMs": str(self.timeout_ms),
+            "maxCostUsd": "" if self.max_cost_usd is None else str(self.max_cost_usd),
+            "prompt": self.prompt or "",
+            "owner": self.owner or "",
+            "keyId": self.key_id or "",
+            "attempt": str(self.attempt),
+            "createdMs": str(self.created_ms),
+            "requestId": self.request_id,
         }

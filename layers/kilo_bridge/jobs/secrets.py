@@ -30,6 +30,11 @@ def _aesgcm(key: bytes) -> Any:
     return AESGCM(key)
 
 
+def _env(plaintext: bytes) -> dict[str, str]:
+    values = orjson.loads(plaintext)
+    return {str(k): str(v) for k, v in values.items()}
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -66,7 +71,7 @@ class LocalBox:
 
     def open(self, job_id: str, blob: str) -> dict[str, str]:
         raw = base64.b64decode(blob.removeprefix(self.prefix))
-        return orjson.loads(_aesgcm(self._key).decrypt(raw[:NONCE], raw[NONCE:], job_id.encode()))
+        return _env(_aesgcm(self._key).decrypt(raw[:NONCE], raw[NONCE:], job_id.encode()))
 
 
 class KmsBox:
@@ -78,8 +83,9 @@ class KmsBox:
         self._kms, self._key_id = kms, key_id
 
     def seal(self, job_id: str, values: dict[str, str]) -> str:
-        data_key = self._kms.generate_data_key(KeyId=self._key_id, KeySpec="AES_256",
-                                               EncryptionContext={"jobId": job_id})
+        data_key = self._kms.generate_data_key(
+            KeyId=self._key_id, KeySpec="AES_256", EncryptionContext={"jobId": job_id}
+        )
         nonce = os.urandom(NONCE)
         sealed = _aesgcm(data_key["Plaintext"]).encrypt(nonce, orjson.dumps(values), job_id.encode())
         envelope = {"k": _b64(data_key["CiphertextBlob"]), "d": _b64(nonce + sealed)}
@@ -87,10 +93,11 @@ class KmsBox:
 
     def open(self, job_id: str, blob: str) -> dict[str, str]:
         envelope = orjson.loads(base64.b64decode(blob.removeprefix(self.prefix)))
-        key = self._kms.decrypt(CiphertextBlob=base64.b64decode(envelope["k"]),
-                                EncryptionContext={"jobId": job_id})["Plaintext"]
+        key = self._kms.decrypt(CiphertextBlob=base64.b64decode(envelope["k"]), EncryptionContext={"jobId": job_id})[
+            "Plaintext"
+        ]
         raw = base64.b64decode(envelope["d"])
-        return orjson.loads(_aesgcm(key).decrypt(raw[:NONCE], raw[NONCE:], job_id.encode()))
+        return _env(_aesgcm(key).decrypt(raw[:NONCE], raw[NONCE:], job_id.encode()))
 
 
 def secret_box(settings: Settings) -> SecretBox:

@@ -113,8 +113,9 @@ class JobService:
         return AgentList(agents=[spec.info() for spec in catalog.values()])
 
     # -- run-agent ---------------------------------------------------------------------------------
-    async def submit(self, body: RunAgentRequest, caller: str | None, idempotency_key: str | None,
-                     request_id: str) -> Submitted:
+    async def submit(
+        self, body: RunAgentRequest, caller: str | None, idempotency_key: str | None, request_id: str
+    ) -> Submitted:
         st = self.settings
         spec = get_agent(st.agents_path, body.agent)
         repo = check_repo_url(body.repo_url, st)
@@ -122,8 +123,10 @@ class JobService:
         check_branch(body.base_branch)
         timeout_ms = check_timeout(body.timeout_ms, st)
         if spec.requires_prompt and not body.prompt:
-            raise InvalidInput(f"prompt: agent {spec.name!r} needs a prompt (the task).",
-                               details=[{"field": "prompt", "message": "required for this agent"}])
+            raise InvalidInput(
+                f"prompt: agent {spec.name!r} needs a prompt (the task).",
+                details=[{"field": "prompt", "message": "required for this agent"}],
+            )
         idempotency = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= IDEMPOTENCY_MAX or not idempotency_key.isprintable():
@@ -145,9 +148,19 @@ class JobService:
                 max_cost = body.max_cost_usd or st.job_default_max_cost_usd
                 reserve = nusd(max_cost)
         record = JobRecord(
-            id=job_id, status="queued", agent=spec.name, repo_url=repo.url, timeout_ms=timeout_ms,
-            created_ms=now_ms(), base_branch=body.base_branch, model=body.model, dry_run=body.dry_run,
-            max_cost_usd=max_cost, prompt=body.prompt, owner=caller, key_id=key_id(caller) if caller else None,
+            id=job_id,
+            status="queued",
+            agent=spec.name,
+            repo_url=repo.url,
+            timeout_ms=timeout_ms,
+            created_ms=now_ms(),
+            base_branch=body.base_branch,
+            model=body.model,
+            dry_run=body.dry_run,
+            max_cost_usd=max_cost,
+            prompt=body.prompt,
+            owner=caller,
+            key_id=key_id(caller) if caller else None,
             request_id=request_id,
         )
         async with self.store.guard():
@@ -159,8 +172,10 @@ class JobService:
         if code == 3:
             raise TooManyJobs(f"This key already has {existing} unfinished jobs (its maxJobs).", retry_after=30)
         if code == 4:
-            raise BudgetExceeded(f"This API key's budget cannot cover the job's cost cap (maxCostUsd {max_cost}); "
-                                 "lower it or ask an operator to raise the budget.")
+            raise BudgetExceeded(
+                f"This API key's budget cannot cover the job's cost cap (maxCostUsd {max_cost}); "
+                "lower it or ask an operator to raise the budget."
+            )
         try:
             await self.queue.enqueue(job_id)
         except Exception as exc:
@@ -168,8 +183,9 @@ class JobService:
             log.warning("enqueue failed; job discarded", extra={"job_id": job_id, "error": type(exc).__name__})
             async with self.store.guard():
                 await self.jobs.discard(job_id, caller, idempotency[0] if idempotency else None)
-            raise QueueUnavailable("The job queue is unavailable; nothing was started. Retry later.",
-                                   retry_after=5) from None
+            raise QueueUnavailable(
+                "The job queue is unavailable; nothing was started. Retry later.", retry_after=5
+            ) from None
         log.info("job queued", extra={"job_id": job_id, "agent": spec.name, "repo_host": repo.host or "local"})
         return Submitted(job_id, "queued")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -67,13 +67,28 @@ class JobStore:
 
     def _end_keys(self, job_id: str, owner: str | None) -> list[str]:
         s = self.store
-        return [self.job_key(job_id), self._env_key(job_id), s.key("jobs", "active"), self._owner_set(owner),
-                agent_stats_key(s), self.log_key(job_id), key_record(s, owner)]
+        return [
+            self.job_key(job_id),
+            self._env_key(job_id),
+            s.key("jobs", "active"),
+            self._owner_set(owner),
+            agent_stats_key(s),
+            self.log_key(job_id),
+            key_record(s, owner),
+        ]
 
     def _create_keys(self, job_id: str, owner: str | None, idem_key: str) -> list[str]:
         s = self.store
-        return [self.job_key(job_id), self._env_key(job_id), s.key("jobs"), s.key("jobs", "active"),
-                self._owner_set(owner), agent_stats_key(s), idem_key, key_record(s, owner)]
+        return [
+            self.job_key(job_id),
+            self._env_key(job_id),
+            s.key("jobs"),
+            s.key("jobs", "active"),
+            self._owner_set(owner),
+            agent_stats_key(s),
+            idem_key,
+            key_record(s, owner),
+        ]
 
     @property
     def _retention_s(self) -> int:
@@ -83,13 +98,28 @@ class JobStore:
         return await self.store.run(source, keys, args)
 
     # -- API side ----------------------------------------------------------------------------------
-    async def create(self, record: JobRecord, sealed_env: str, idempotency: tuple[str, str] | None,
-                     max_jobs: int, reserve_nusd: int = 0) -> tuple[int, str]:
+    async def create(
+        self,
+        record: JobRecord,
+        sealed_env: str,
+        idempotency: tuple[str, str] | None,
+        max_jobs: int,
+        reserve_nusd: int = 0,
+    ) -> tuple[int, str]:
         """→ (0, id) created | (1, id) seen before | (2, id) same key, other body | (3, n) too many | (4, id) budget"""
-        keys = self._create_keys(record.id, record.owner, self._idem_key(record.owner,
-                                                                         idempotency[0] if idempotency else None))
-        args = [record.id, record.created_ms, orjson.dumps(record.fields()), sealed_env,
-                idempotency[1] if idempotency else "", IDEMPOTENCY_TTL_S, max_jobs, reserve_nusd]
+        keys = self._create_keys(
+            record.id, record.owner, self._idem_key(record.owner, idempotency[0] if idempotency else None)
+        )
+        args = [
+            record.id,
+            record.created_ms,
+            orjson.dumps(record.fields()),
+            sealed_env,
+            idempotency[1] if idempotency else "",
+            IDEMPOTENCY_TTL_S,
+            max_jobs,
+            reserve_nusd,
+        ]
         code, value = await self._run(_CREATE, keys, args)
         return int(code), str(value)
 
@@ -98,17 +128,14 @@ class JobStore:
         await self._run(_DISCARD, keys, [job_id])
 
     async def get(self, job_id: str) -> JobRecord | None:
-        raw = await self.store.redis.hgetall(self.job_key(job_id))
+        raw = await self.store.hash(self.job_key(job_id))
         return JobRecord.decode(raw) if raw else None
 
     async def recent(self, limit: int, offset: int = 0) -> list[JobRecord]:
-        ids = await self.store.redis.zrevrange(self.store.key("jobs"), offset, offset + limit - 1)
+        ids = cast(list[str], await self.store.redis.zrevrange(self.store.key("jobs"), offset, offset + limit - 1))
         if not ids:
             return []
-        pipe = self.store.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.job_key(job_id))
-        return [JobRecord.decode(raw) for raw in await pipe.execute() if raw]
+        return [JobRecord.decode(raw) for raw in await self.store.hashes(self.job_key(i) for i in ids) if raw]
 
     async def cancel(self, job_id: str, owner: str | None) -> str:
         return str(await self._run(_CANCEL, self._end_keys(job_id, owner), [job_id, now_ms(), self._retention_s]))
@@ -138,8 +165,7 @@ class JobStore:
         return bool(await self._run(_END, self._end_keys(job_id, owner), args))
 
     async def _owner(self, job_id: str) -> str | None:
-        owner = await self.store.redis.hget(self.job_key(job_id), "owner")
-        return str(owner) if owner else None
+        return await self.store.field(self.job_key(job_id), "owner") or None
 
     async def fail_unfinished(self, job_id: str, reason: str, error: str) -> str:
         """End a job whose runner can no longer end it (its task stopped); '' if it had already ended."""
@@ -164,7 +190,7 @@ class JobStore:
         """Fail what nobody is working on: a lost heartbeat, a passed deadline, a job never picked up."""
         st = self.settings
         moved: dict[str, str] = {}
-        for job_id in await self.store.redis.smembers(self.store.key("jobs", "active")):
+        for job_id in await self.store.members(self.store.key("jobs", "active")):
             args = [job_id, now_ms(), int(st.job_stale_s * 1000), st.job_queue_max_wait_s * 1000, self._retention_s]
             result = str(await self._run(_REAP, self._end_keys(job_id, await self._owner(job_id)), args))
             if result in TERMINAL:
@@ -179,12 +205,14 @@ class JobStore:
         pipe.expire(self.log_key(job_id), self._retention_s)
         await pipe.execute()
 
-    async def read_log(self, job_id: str, after: str = "0-0", block_ms: int | None = None,
-                       count: int = 500) -> list[tuple[str, str]]:
+    async def read_log(
+        self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500
+    ) -> list[tuple[str, str]]:
         """Lines (JSON text) after the stream id `after`; waits up to block_ms for new ones when given."""
+        entries: list[tuple[str, dict[str, str]]]
         if block_ms is None:
-            entries = await self.store.redis.xrange(self.log_key(job_id), "(" + after, "+", count=count)
+            entries = cast(Any, await self.store.redis.xrange(self.log_key(job_id), "(" + after, "+", count=count))
         else:
-            reply = await self.store.redis.xread({self.log_key(job_id): after}, count=count, block=block_ms)
+            reply: Any = await self.store.redis.xread({self.log_key(job_id): after}, count=count, block=block_ms)
             entries = reply[0][1] if reply else []
-        return [(str(eid), str(fields["l"])) for eid, fields in entries]
+        return [(eid, fields["l"]) for eid, fields in entries]

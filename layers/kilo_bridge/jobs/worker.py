@@ -37,19 +37,29 @@ class LocalWorker:
         self._reaper: asyncio.Task[None] | None = None
         self._store = Store(settings)
         self._running: set[str] = set()
-        self.runner_env = {**os.environ, **settings_env(settings),
-                           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                       os.environ.get("PYTHONPATH")]))}
+        self.runner_env = {
+            **os.environ,
+            **settings_env(settings),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        }
 
     async def start(self) -> None:
         from bullmq import Worker
 
         st = self.settings
-        self._worker = Worker(QUEUE_NAME, self._process, {
-            "connection": st.resolved_redis_url, "prefix": bull_prefix(st), "concurrency": self.concurrency,
-            "lockDuration": st.job_lock_ms, "stalledInterval": st.job_stalled_check_ms,
-            "maxStalledCount": st.job_max_attempts, "drainDelay": 2,
-        })
+        self._worker = Worker(
+            QUEUE_NAME,
+            self._process,
+            {
+                "connection": st.resolved_redis_url,
+                "prefix": bull_prefix(st),
+                "concurrency": self.concurrency,
+                "lockDuration": st.job_lock_ms,
+                "stalledInterval": st.job_stalled_check_ms,
+                "maxStalledCount": st.job_max_attempts,
+                "drainDelay": 2,
+            },
+        )
         self._reaper = asyncio.create_task(self._reap_forever())
         log.info("worker started", extra={"concurrency": self.concurrency, "queue": QUEUE_NAME})
 
@@ -57,8 +67,15 @@ class LocalWorker:
         job_id = str((job.data or {}).get("jobId", ""))
         self._running.add(job_id)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent_task", job_id, cwd=str(PROJECT_ROOT), env=self.runner_env,
-            stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
+            sys.executable,
+            "-m",
+            "agent_task",
+            job_id,
+            cwd=str(PROJECT_ROOT),
+            env=self.runner_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
         try:
             code = await proc.wait()
         except asyncio.CancelledError:
@@ -94,8 +111,9 @@ class LocalWorker:
             if running:
                 grace = self.settings.job_shutdown_grace_s
                 if self._running:  # else bullmq is only filing a finished job away
-                    log.warning("stopping: waiting for running jobs", extra={"jobs": sorted(self._running),
-                                                                            "grace_s": grace})
+                    log.warning(
+                        "stopping: waiting for running jobs", extra={"jobs": sorted(self._running), "grace_s": grace}
+                    )
                 _done, pending = await asyncio.wait(running, timeout=grace)
             if pending:
                 await self._interrupted(sorted(self._running))
@@ -103,10 +121,14 @@ class LocalWorker:
         await self._store.close()
 
     async def _interrupted(self, job_ids: list[str]) -> None:
-        log.warning("stopping: running jobs interrupted; a worker takes them over when one runs",
-                    extra={"jobs": job_ids, "takeover_s": self.settings.job_takeover_s})
-        msg = (f"worker stopped during the run; the job resumes when a worker runs again (after "
-               f"{self.settings.job_takeover_s:g} s without heartbeat), up to JOB_MAX_ATTEMPTS runs")
+        log.warning(
+            "stopping: running jobs interrupted; a worker takes them over when one runs",
+            extra={"jobs": job_ids, "takeover_s": self.settings.job_takeover_s},
+        )
+        msg = (
+            f"worker stopped during the run; the job resumes when a worker runs again (after "
+            f"{self.settings.job_takeover_s:g} s without heartbeat), up to JOB_MAX_ATTEMPTS runs"
+        )
         jobs = JobStore(self._store)
         for job_id in job_ids:
             line = orjson.dumps(log_entry("worker", "warn", msg))

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 
 from kilo_bridge.errors import InvalidInput, NotFound, Unauthorized
 from kilo_bridge.keys.models import KeyView
@@ -93,7 +94,12 @@ class KeyStore:
         self.store = store
 
     async def create(
-        self, name: str, *, budget_usd: float | None = None, rpm: int | None = None, tpm: int | None = None,
+        self,
+        name: str,
+        *,
+        budget_usd: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
         max_jobs: int | None = None,
     ) -> tuple[str, KeyView]:
         """A new key; the secret is returned here and never again."""
@@ -120,14 +126,14 @@ class KeyStore:
         }
         async with self.store.guard():
             pipe = self.store.redis.pipeline(transaction=True)
-            pipe.hset(key_record(self.store, key_digest), mapping=fields)
+            pipe.hset(key_record(self.store, key_digest), mapping=cast(dict[Any, Any], fields))  # redis-py's types
             pipe.sadd(_index(self.store), key_digest)
             await pipe.execute()
         return secret, await self.get(key_digest)
 
     async def get(self, key_digest: str) -> KeyView:
         async with self.store.guard():
-            raw = await self.store.redis.hgetall(key_record(self.store, key_digest))
+            raw = await self.store.hash(key_record(self.store, key_digest))
         if not raw:
             raise KeyNotFound()
         return key_view(key_digest, raw)
@@ -135,23 +141,19 @@ class KeyStore:
     async def is_active(self, key_digest: str) -> bool:
         """Known and not revoked (one round trip)."""
         async with self.store.guard():
-            revoked = await self.store.redis.hget(key_record(self.store, key_digest), "revoked")
+            revoked = await self.store.field(key_record(self.store, key_digest), "revoked")
         return revoked == "0"
 
     async def job_limits(self, key_digest: str) -> JobLimits:
         async with self.store.guard():
-            max_jobs, budget = await self.store.redis.hmget(key_record(self.store, key_digest),
-                                                            "max_jobs", "budget_nusd")
+            max_jobs, budget = await self.store.fields(key_record(self.store, key_digest), "max_jobs", "budget_nusd")
         return JobLimits(int(max_jobs or 0), int(budget or 0) > 0)
 
     async def _digests(self) -> list[str]:
-        return sorted(await self.store.redis.smembers(_index(self.store)))
+        return sorted(await self.store.members(_index(self.store)))
 
     async def _records(self, digests: list[str]) -> list[dict[str, str]]:
-        pipe = self.store.redis.pipeline(transaction=False)
-        for d in digests:
-            pipe.hgetall(key_record(self.store, d))
-        return list(await pipe.execute())
+        return await self.store.hashes(key_record(self.store, d) for d in digests)
 
     async def list(self) -> list[KeyView]:
         async with self.store.guard():

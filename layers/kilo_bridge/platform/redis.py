@@ -7,11 +7,11 @@ key's parts under the prefix and runs what they hand it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -74,6 +74,26 @@ class Store:
             cached = (client, client.register_script(source))
             self._scripts[source] = cached
         return await cached[1](keys=list(keys), args=list(args))
+
+    # Typed reads (the client decodes replies to str): what the feature stores read through.
+    async def hash(self, key: str) -> dict[str, str]:
+        return cast(dict[str, str], await self.redis.hgetall(key))
+
+    async def hashes(self, keys: Iterable[str]) -> list[dict[str, str]]:
+        """Several hashes in one round trip (a pipeline, not a transaction)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return cast(list[dict[str, str]], await pipe.execute())
+
+    async def field(self, key: str, name: str) -> str | None:
+        return cast(str | None, await self.redis.hget(key, name))
+
+    async def fields(self, key: str, *names: str) -> list[str | None]:
+        return cast(list[str | None], await self.redis.hmget(key, list(names)))
+
+    async def members(self, key: str) -> set[str]:
+        return cast(set[str], await self.redis.smembers(key))
 
     @asynccontextmanager
     async def guard(self) -> AsyncIterator[None]:

@@ -98,8 +98,7 @@ class RespConnection:
         o = self.options
         tls = ssl.create_default_context() if o.get("connection_class") is SSLConnection else None
         try:
-            _, proto = await loop.create_connection(_Protocol, o.get("host", "localhost"), o.get("port", 6379),
-                                                    ssl=tls)
+            _, proto = await loop.create_connection(_Protocol, o.get("host", "localhost"), o.get("port", 6379), ssl=tls)
         except OSError as exc:
             raise RedisConnectionError(f"cannot connect to Redis ({type(exc).__name__})") from exc
         hello: list[tuple[Any, ...]] = []

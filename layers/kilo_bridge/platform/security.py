@@ -21,7 +21,7 @@ def _b64_forms(raw: bytes) -> set[str]:
             # Drop the characters the prefix and an unknown suffix could change.
             start = (shift * 8 + 5) // 6 if shift else 0
             tail = len(enc) - ((len(raw) + shift) * 8 // 6) if (len(raw) + shift) % 3 else 0
-            core = enc[start: len(enc) - tail - (1 if (len(raw) + shift) % 3 else 0)]
+            core = enc[start : len(enc) - tail - (1 if (len(raw) + shift) % 3 else 0)]
             if len(core) >= _MIN_SECRET_LEN:
                 forms.add(core)
     return forms
@@ -64,9 +64,10 @@ MAX_JSON_DEPTH = 32  # real chat bodies nest a handful of levels (tools' JSON sc
 
 def json_depth_exceeds(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether parsed JSON nests deeper than `limit` (iterative: no recursion for an attacker to exhaust)."""
-    stack = [(value, 1)]
+    stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[object]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -180,8 +180,7 @@ class Ledger:
 
     async def credits_raw(self) -> dict[str, str]:
         async with self.store.guard():
-            raw: dict[str, str] = await self.store.redis.hgetall(self.store.key("credits"))
-        return raw
+            return await self.store.hash(self.store.key("credits"))
 
     async def by_key(self, only: str | None = None) -> dict[str, dict[str, Any]]:
         """Counters per key (`name:id`), for every key or only the one with digest `only`."""
@@ -194,16 +193,16 @@ class Ledger:
         day_names = [today(now - dt.timedelta(days=i)) for i in range(days)]
         s = self.store
         async with s.guard():
-            models = sorted(await s.redis.smembers(s.key("stats", "models")))
-            pipe = s.redis.pipeline(transaction=False)
-            pipe.hgetall(s.key("stats"))
-            for d in day_names:
-                pipe.hgetall(s.key("stats", "day", d))
-            for m in models:
-                pipe.hgetall(s.key("stats", "model", m))
-            pipe.hgetall(agent_stats_key(s))
-            pipe.hgetall(s.key("credits"))
-            results = await pipe.execute()
+            models = sorted(await s.members(s.key("stats", "models")))
+            results = await s.hashes(
+                [
+                    s.key("stats"),
+                    *(s.key("stats", "day", d) for d in day_names),
+                    *(s.key("stats", "model", m) for m in models),
+                    agent_stats_key(s),
+                    s.key("credits"),
+                ]
+            )
         totals, rest = results[0], results[1:]
         by_day = dict(zip(day_names, rest[:days], strict=True))
         by_model = dict(zip(models, rest[days : days + len(models)], strict=True))

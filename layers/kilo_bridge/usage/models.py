@@ -43,7 +43,8 @@ class Stats(ApiModel):
     totals: Counters
     by_model: dict[str, Counters]
     by_key: dict[str, Counters] = Field(
-        default_factory=dict, description="Per API key (`name:id`): all keys on an open server, else the caller's own.")
+        default_factory=dict, description="Per API key (`name:id`): all keys on an open server, else the caller's own."
+    )
     by_day: dict[str, Counters] = Field(description="The last 7 days, UTC.")
     agent_runs: AgentRunCounts
     credits: Credits

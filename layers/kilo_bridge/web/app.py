@@ -25,7 +25,7 @@ log = logging.getLogger("kilo_bridge.web.app")
 
 
 def _rid(request: Request) -> str:
-    return request.scope.get("state", {}).get("request_id", "")
+    return str(request.scope.get("state", {}).get("request_id", ""))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -78,16 +78,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if origins:  # CORS is off unless origins are configured
         from starlette.middleware.cors import CORSMiddleware
 
-        middleware.insert(0, Middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "idempotency-key"],
-            expose_headers=["x-request-id", "retry-after"], max_age=600,
-        ))
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "idempotency-key"],
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            ),
+        )
     app = Starlette(
         routes=api.routes(),
         middleware=middleware,
-        exception_handlers={ApiError: _api_error, BridgeError: _domain_error, HTTPException: _http_error,
-                            Exception: _unexpected},
+        exception_handlers={
+            ApiError: _api_error,
+            BridgeError: _domain_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
         lifespan=lifespan,
     )
     app.state.services = services

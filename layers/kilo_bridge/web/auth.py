@@ -29,7 +29,8 @@ def caller_digest(request: Request) -> str | None:
     state = request.scope["state"]
     if "key_digest" not in state:  # asked twice per request (the route's guard, then the handler)
         state["key_digest"] = _caller_digest(request)
-    return state["key_digest"]
+    digest_: str | None = state["key_digest"]
+    return digest_
 
 
 def _caller_digest(request: Request) -> str | None:
@@ -49,9 +50,8 @@ def _caller_digest(request: Request) -> str | None:
 async def require_key(request: Request) -> str | None:
     """For routes without an admission call: look the key up (one round trip) when one is presented."""
     key_digest = caller_digest(request)
-    if key_digest is not None:
-        if not await KeyStore(request.app.state.services.store).is_active(key_digest):
-            raise InvalidKey()
+    if key_digest is not None and not await KeyStore(request.app.state.services.store).is_active(key_digest):
+        raise InvalidKey()
     request.scope["state"]["caller"] = key_digest
     return key_digest
 
@@ -62,5 +62,6 @@ def require_admin(request: Request) -> None:
         raise ApiError(503, "not_configured", "ADMIN_API_KEY is not configured; manage keys with `kilo-bridge keys`.")
     key = presented_key(request)
     if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "The admin key is required for this route.",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "unauthorized", "The admin key is required for this route.", headers={"WWW-Authenticate": "Bearer"}
+        )

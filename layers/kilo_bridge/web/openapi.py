@@ -13,10 +13,19 @@ from kilo_bridge.web.routing import JSON, Endpoint
 
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
-    400: "Malformed JSON", 401: "Missing or invalid API key", 402: "Credits exhausted or budget reached",
-    403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Body or prompt too large",
-    415: "Body is not JSON", 422: "Invalid request body", 429: "Rate limited (see Retry-After)",
-    502: "Kilo Gateway error", 503: "Not configured, or Redis unreachable", 504: "Kilo Gateway timed out",
+    400: "Malformed JSON",
+    401: "Missing or invalid API key",
+    402: "Credits exhausted or budget reached",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body or prompt too large",
+    415: "Body is not JSON",
+    422: "Invalid request body",
+    429: "Rate limited (see Retry-After)",
+    502: "Kilo Gateway error",
+    503: "Not configured, or Redis unreachable",
+    504: "Kilo Gateway timed out",
 }
 
 
@@ -30,9 +39,7 @@ def build_openapi(endpoints: list[Endpoint], *, title: str = "Kilo Bridge") -> d
         models.update(m for m in (e.body, e.response) if m is not None)
         models.update((e.events or {}).values())
     ordered = sorted(models, key=lambda m: m.__name__)
-    _, schemas = models_json_schema(
-        [(m, "validation") for m in ordered], ref_template=_REF, by_alias=True
-    )
+    _, schemas = models_json_schema([(m, "validation") for m in ordered], ref_template=_REF, by_alias=True)
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
         if not e.public:
@@ -82,8 +89,11 @@ def build_openapi(endpoints: list[Endpoint], *, title: str = "Kilo Bridge") -> d
         paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": __version__,
-                 "description": "The Kilo Gateway and Kilo agents behind one small, safe HTTP API."},
+        "info": {
+            "title": title,
+            "version": __version__,
+            "description": "The Kilo Gateway and Kilo agents behind one small, safe HTTP API.",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas.get("$defs", {}),

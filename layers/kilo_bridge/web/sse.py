@@ -44,8 +44,9 @@ def encode(event: Mapping[str, str]) -> bytes:
 class EventStream(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[Item], keepalive_s: float,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, events: AsyncIterator[Item], keepalive_s: float, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.events = events
         self.keepalive_s = keepalive_s
         self.status_code = 200

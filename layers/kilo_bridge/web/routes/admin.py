@@ -15,8 +15,17 @@ def _keys(request: Request) -> KeyStore:
     return KeyStore(services(request).store)
 
 
-@router.route("POST", "/api/kilo/admin/keys", summary="Create an API key (the secret is shown once)",
-           tags=("admin",), body=KeyCreate, response=KeyCreated, status=201, auth="admin", errors=(503,))
+@router.route(
+    "POST",
+    "/api/kilo/admin/keys",
+    summary="Create an API key (the secret is shown once)",
+    tags=("admin",),
+    body=KeyCreate,
+    response=KeyCreated,
+    status=201,
+    auth="admin",
+    errors=(503,),
+)
 async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
     secret, info = await _keys(request).create(
         body.name, budget_usd=body.budget_usd, rpm=body.rpm, tpm=body.tpm, max_jobs=body.max_jobs
@@ -24,13 +33,27 @@ async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
     return KeyCreated(key=secret, **info.model_dump())
 
 
-@router.route("GET", "/api/kilo/admin/keys", summary="List API keys with their usage", tags=("admin",),
-           response=KeyList, auth="admin", errors=(503,))
+@router.route(
+    "GET",
+    "/api/kilo/admin/keys",
+    summary="List API keys with their usage",
+    tags=("admin",),
+    response=KeyList,
+    auth="admin",
+    errors=(503,),
+)
 async def list_keys(request: Request) -> KeyList:
     return KeyList(keys=await _keys(request).list())
 
 
-@router.route("DELETE", "/api/kilo/admin/keys/{key_id}", summary="Revoke an API key (effective at once)",
-           tags=("admin",), response=KeyView, auth="admin", errors=(404, 503))
+@router.route(
+    "DELETE",
+    "/api/kilo/admin/keys/{key_id}",
+    summary="Revoke an API key (effective at once)",
+    tags=("admin",),
+    response=KeyView,
+    auth="admin",
+    errors=(404, 503),
+)
 async def revoke_key(request: Request) -> KeyView:
     return await _keys(request).revoke(request.path_params["key_id"])

@@ -21,8 +21,14 @@ GATEWAY_ERRORS = (401, 402, 403, 429, 502, 503, 504)
 
 
 @router.route(
-    "POST", "/api/kilo/generate", summary="Generate text", tags=("generation",),
-    body=GenerateRequest, response=GenerateResponse, errors=GATEWAY_ERRORS, auth="admission",
+    "POST",
+    "/api/kilo/generate",
+    summary="Generate text",
+    tags=("generation",),
+    body=GenerateRequest,
+    response=GenerateResponse,
+    errors=GATEWAY_ERRORS,
+    auth="admission",
 )
 async def generate(request: Request, body: GenerateRequest) -> Response:
     key = caller_digest(request)
@@ -31,9 +37,14 @@ async def generate(request: Request, body: GenerateRequest) -> Response:
 
 
 @router.route(
-    "POST", "/api/kilo/generate-stream", summary="Generate text, streamed as server-sent events",
-    tags=("generation",), body=GenerateRequest, errors=GATEWAY_ERRORS,
-    events={"delta": StreamDelta, "done": StreamDone, "error": ErrorResponse}, auth="admission",
+    "POST",
+    "/api/kilo/generate-stream",
+    summary="Generate text, streamed as server-sent events",
+    tags=("generation",),
+    body=GenerateRequest,
+    errors=GATEWAY_ERRORS,
+    events={"delta": StreamDelta, "done": StreamDone, "error": ErrorResponse},
+    auth="admission",
     description="A `delta` event per upstream chunk as it arrives, then `done` with usage; an upstream "
     "failure mid-stream ends with an `error` event. Errors before the first event are plain JSON errors.",
 )

@@ -48,30 +48,61 @@ def job_url(base: str, job_id: str, suffix: str = "") -> str:
 
 def job_view(details: JobDetails, base: str) -> JobView:
     r = details.record
-    links = {a.name: ArtifactLink(key=a.key, url=a.url or job_url(base, r.id, f"/artifacts/{a.name}"), bytes=a.bytes)
-             for a in details.artifacts}
+    links = {
+        a.name: ArtifactLink(key=a.key, url=a.url or job_url(base, r.id, f"/artifacts/{a.name}"), bytes=a.bytes)
+        for a in details.artifacts
+    }
     return JobView(
-        id=r.id, status=r.status, phase=r.phase, progress=r.progress, agent=r.agent, repo_url=r.repo_url,
-        base_branch=r.base_branch, model=r.model, dry_run=r.dry_run, timeout_ms=r.timeout_ms,
-        max_cost_usd=r.max_cost_usd, key_id=r.key_id, attempt=r.attempt, cancel_requested=r.cancel_requested,
-        created_at=iso(r.created_ms) or "", started_at=iso(r.started_ms), heartbeat_at=iso(r.heartbeat_ms),
-        finished_at=iso(r.finished_ms), reason=r.reason, error=r.error,
-        result=JobResult.model_validate(r.result) if r.result is not None else None, artifacts=links,
+        id=r.id,
+        status=r.status,
+        phase=r.phase,
+        progress=r.progress,
+        agent=r.agent,
+        repo_url=r.repo_url,
+        base_branch=r.base_branch,
+        model=r.model,
+        dry_run=r.dry_run,
+        timeout_ms=r.timeout_ms,
+        max_cost_usd=r.max_cost_usd,
+        key_id=r.key_id,
+        attempt=r.attempt,
+        cancel_requested=r.cancel_requested,
+        created_at=iso(r.created_ms) or "",
+        started_at=iso(r.started_ms),
+        heartbeat_at=iso(r.heartbeat_ms),
+        finished_at=iso(r.finished_ms),
+        reason=r.reason,
+        error=r.error,
+        result=JobResult.model_validate(r.result) if r.result is not None else None,
+        artifacts=links,
         log_url=job_url(base, r.id, "/logs"),
     )
 
 
-@router.route("POST", "/api/kilo/run-agent", summary="Start an agent job", tags=("agents",), body=RunAgentRequest,
-           response=RunAgentAccepted, status=202, errors=(401, 409, 422, 429, 503),
-           headers={"Idempotency-Key": ("Retrying with the same key and body returns the same job; another body: "
-                                        "409. Anything but 1-200 printable characters: 400.",
-                                        {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_MAX})},
-           description="Queues a job that clones the repository, runs the named Kilo agent on it and (unless "
-           "`dryRun`) opens a pull request. Answers at once with the job id. An `Idempotency-Key` header makes "
-           "a retried request return the same job (same key with another body: 409).")
+@router.route(
+    "POST",
+    "/api/kilo/run-agent",
+    summary="Start an agent job",
+    tags=("agents",),
+    body=RunAgentRequest,
+    response=RunAgentAccepted,
+    status=202,
+    errors=(401, 409, 422, 429, 503),
+    headers={
+        "Idempotency-Key": (
+            "Retrying with the same key and body returns the same job; another body: "
+            "409. Anything but 1-200 printable characters: 400.",
+            {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_MAX},
+        )
+    },
+    description="Queues a job that clones the repository, runs the named Kilo agent on it and (unless "
+    "`dryRun`) opens a pull request. Answers at once with the job id. An `Idempotency-Key` header makes "
+    "a retried request return the same job (same key with another body: 409).",
+)
 async def run_agent(request: Request, body: RunAgentRequest) -> Response:
-    submitted = await jobs(request).submit(body, caller(request), request.headers.get("idempotency-key"),
-                                           request_id(request))
+    submitted = await jobs(request).submit(
+        body, caller(request), request.headers.get("idempotency-key"), request_id(request)
+    )
     url = job_url(api_base(request), submitted.job_id)
     accepted = RunAgentAccepted(job_id=submitted.job_id, status=submitted.status, status_url=url)
     return json_response(accepted, 202, headers={"Location": url})
@@ -82,8 +113,15 @@ async def agents(request: Request) -> AgentList:
     return jobs(request).agents()
 
 
-@router.route("GET", "/api/kilo/jobs", summary="Recent jobs, newest first", tags=("agents",), response=JobList,
-           errors=(422, 503), query={"status": "only jobs in this status", "limit": "at most this many (1-200)"})
+@router.route(
+    "GET",
+    "/api/kilo/jobs",
+    summary="Recent jobs, newest first",
+    tags=("agents",),
+    response=JobList,
+    errors=(422, 503),
+    query={"status": "only jobs in this status", "limit": "at most this many (1-200)"},
+)
 async def list_jobs(request: Request) -> JobList:
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
@@ -96,16 +134,29 @@ async def list_jobs(request: Request) -> JobList:
     return JobList(jobs=[job_view(d, base) for d in found])
 
 
-@router.route("GET", JOB_PATH, summary="A job: status, phase, progress, result, artifacts",
-           tags=("agents",), response=JobView, errors=(404, 503))
+@router.route(
+    "GET",
+    JOB_PATH,
+    summary="A job: status, phase, progress, result, artifacts",
+    tags=("agents",),
+    response=JobView,
+    errors=(404, 503),
+)
 async def get_job(request: Request) -> JobView:
     return job_view(await jobs(request).get(request.path_params["id"], caller(request)), api_base(request))
 
 
-@router.route("DELETE", JOB_PATH, summary="Cancel a job", tags=("agents",), response=JobView,
-           status=202, errors=(404, 409, 503),
-           description="A queued job is cancelled at once; a running one is stopped by its runner within "
-           "seconds (its process tree killed), then shows `cancelled`.")
+@router.route(
+    "DELETE",
+    JOB_PATH,
+    summary="Cancel a job",
+    tags=("agents",),
+    response=JobView,
+    status=202,
+    errors=(404, 409, 503),
+    description="A queued job is cancelled at once; a running one is stopped by its runner within "
+    "seconds (its process tree killed), then shows `cancelled`.",
+)
 async def cancel_job(request: Request) -> JobView:
     return job_view(await jobs(request).cancel(request.path_params["id"], caller(request)), api_base(request))
 
@@ -113,13 +164,23 @@ async def cancel_job(request: Request) -> JobView:
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # a Redis stream entry id: what `log` events carry as `id`
 
 
-@router.route("GET", JOB_PATH + "/logs", summary="A job's log, live, as server-sent events",
-           tags=("agents",), errors=(404, 503), events={"log": JobLogLine, "end": JobLogEnd, "error": ErrorResponse},
-           description="The log so far, then live lines as the job writes them; ends with `end` when the job "
-           "has ended. Each `log` event has an `id`: a client that reconnects with `Last-Event-ID` (as browsers' "
-           "EventSource do) gets the lines after it, e.g. past API Gateway's 15-minute stream limit.",
-           headers={"Last-Event-ID": ("Resume after this log line (the `id` of a `log` event); other values are "
-                                      "ignored.", {"type": "string", "maxLength": 64})})
+@router.route(
+    "GET",
+    JOB_PATH + "/logs",
+    summary="A job's log, live, as server-sent events",
+    tags=("agents",),
+    errors=(404, 503),
+    events={"log": JobLogLine, "end": JobLogEnd, "error": ErrorResponse},
+    description="The log so far, then live lines as the job writes them; ends with `end` when the job "
+    "has ended. Each `log` event has an `id`: a client that reconnects with `Last-Event-ID` (as browsers' "
+    "EventSource do) gets the lines after it, e.g. past API Gateway's 15-minute stream limit.",
+    headers={
+        "Last-Event-ID": (
+            "Resume after this log line (the `id` of a `log` event); other values are ignored.",
+            {"type": "string", "maxLength": 64},
+        )
+    },
+)
 async def job_logs(request: Request) -> Response:
     svc = jobs(request)
     job_id, who, rid = request.path_params["id"], caller(request), request_id(request)
@@ -149,10 +210,15 @@ async def job_logs(request: Request) -> Response:
     return sse_response(events(), services(request).settings.sse_keepalive_s)
 
 
-@router.route("GET", JOB_PATH + "/artifacts/{name}", summary="A job artifact (local storage)",
-           tags=("agents",), errors=(404,),
-           description="`log.jsonl`, `diff.patch` or `result.json`. With S3 storage the job's artifact links "
-           "are presigned URLs instead.")
+@router.route(
+    "GET",
+    JOB_PATH + "/artifacts/{name}",
+    summary="A job artifact (local storage)",
+    tags=("agents",),
+    errors=(404,),
+    description="`log.jsonl`, `diff.patch` or `result.json`. With S3 storage the job's artifact links "
+    "are presigned URLs instead.",
+)
 async def artifact(request: Request) -> Response:
     name = request.path_params["name"]
     path = await jobs(request).artifact_path(request.path_params["id"], name, caller(request))

@@ -24,8 +24,15 @@ DOCS_HTML = """<!doctype html>
 router = Api()
 
 
-@router.route("GET", "/healthz", summary="Health: Redis reachability and gateway configuration", tags=("meta",),
-           response=Health, errors=(503,), auth="public")
+@router.route(
+    "GET",
+    "/healthz",
+    summary="Health: Redis reachability and gateway configuration",
+    tags=("meta",),
+    response=Health,
+    errors=(503,),
+    auth="public",
+)
 async def healthz(request: Request) -> Response:
     svc = services(request)
     redis_ok = await svc.store.ping()
@@ -48,7 +55,8 @@ def openapi_document() -> bytes:
 
 
 def openapi_dict() -> dict[str, Any]:
-    return orjson.loads(openapi_document())
+    document: dict[str, Any] = orjson.loads(openapi_document())
+    return document
 
 
 @router.route("GET", "/api/kilo/openapi.json", summary="This API's OpenAPI 3.1 document", tags=("meta",), auth="public")

@@ -26,10 +26,15 @@ router = Api()
 
 
 @router.route(
-    "POST", "/v1/chat/completions", summary="OpenAI-compatible chat completions (plain or streamed)",
-    tags=("openai",), body=ChatCompletionRequest, errors=GATEWAY_ERRORS, auth="admission",
+    "POST",
+    "/v1/chat/completions",
+    summary="OpenAI-compatible chat completions (plain or streamed)",
+    tags=("openai",),
+    body=ChatCompletionRequest,
+    errors=GATEWAY_ERRORS,
+    auth="admission",
     description="The OpenAI wire format, relayed to the Kilo Gateway. With `stream: true` the answer is "
-    "OpenAI's `data: {chunk}` events ending in `data: [DONE]`; a failure mid-stream is a `data: {\"error\"…}` event.",
+    'OpenAI\'s `data: {chunk}` events ending in `data: [DONE]`; a failure mid-stream is a `data: {"error"…}` event.',
 )
 async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
     svc = services(request)
@@ -58,8 +63,11 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
             async for event in events:
                 if isinstance(event, Chunks):
                     # We always ask the upstream for usage (accounting); a client that did not ask does not get it.
-                    out = [{"data": raw.decode()} for raw, chunk in event.items
-                           if wants_usage or chunk.get("choices") or not chunk.get("usage")]
+                    out = [
+                        {"data": raw.decode()}
+                        for raw, chunk in event.items
+                        if wants_usage or chunk.get("choices") or not chunk.get("usage")
+                    ]
                     if out:
                         yield out
                 elif isinstance(event, Done):
@@ -72,8 +80,14 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
     return sse_response(frames(), svc.settings.sse_keepalive_s)
 
 
-@router.route("GET", "/v1/models", summary="OpenAI-compatible model list (with Kilo prices)", tags=("openai",),
-           response=OpenAIModelList, errors=(502,))
+@router.route(
+    "GET",
+    "/v1/models",
+    summary="OpenAI-compatible model list (with Kilo prices)",
+    tags=("openai",),
+    response=OpenAIModelList,
+    errors=(502,),
+)
 async def list_models(request: Request) -> Response:
     payload = await services(request).gateway.list_models()
     return Response(orjson.dumps({"object": "list", "data": payload["data"]}), media_type="application/json")

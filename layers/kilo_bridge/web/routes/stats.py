@@ -11,10 +11,17 @@ from kilo_bridge.web.routing import Api, services
 router = Api()
 
 
-@router.route("GET", "/api/kilo/credits", summary="Last-seen credit balance", tags=("credits",),
-           response=Credits, errors=(503,), query={"refresh": "`true` to read the balance now"},
-           description="The balance last read from Kilo and when, minus the spend counted here since. "
-           "A stale figure is refreshed on read (best effort); a failed read keeps the old one and says why.")
+@router.route(
+    "GET",
+    "/api/kilo/credits",
+    summary="Last-seen credit balance",
+    tags=("credits",),
+    response=Credits,
+    errors=(503,),
+    query={"refresh": "`true` to read the balance now"},
+    description="The balance last read from Kilo and when, minus the spend counted here since. "
+    "A stale figure is refreshed on read (best effort); a failed read keeps the old one and says why.",
+)
 async def credits(request: Request) -> Credits:
     svc = services(request)
     if request.query_params.get("refresh") == "true":
@@ -22,8 +29,9 @@ async def credits(request: Request) -> Credits:
     return await svc.credits.view()
 
 
-@router.route("GET", "/api/kilo/stats", summary="Usage stats and credits", tags=("credits",),
-           response=Stats, errors=(503,))
+@router.route(
+    "GET", "/api/kilo/stats", summary="Usage stats and credits", tags=("credits",), response=Stats, errors=(503,)
+)
 async def stats(request: Request) -> Stats:
     svc = services(request)
     raw = await svc.ledger.stats_raw()
@@ -46,14 +54,24 @@ def _short(n: int) -> str:
     return str(n)
 
 
-@router.route("GET", "/api/kilo/stats/badge", summary="shields.io endpoint badge", tags=("credits",),
-           response=Badge, errors=(503,), auth="public",
-           description="Use with `https://img.shields.io/endpoint?url=<this URL>` for a live 'powered by Kilo' badge.")
+@router.route(
+    "GET",
+    "/api/kilo/stats/badge",
+    summary="shields.io endpoint badge",
+    tags=("credits",),
+    response=Badge,
+    errors=(503,),
+    auth="public",
+    description="Use with `https://img.shields.io/endpoint?url=<this URL>` for a live 'powered by Kilo' badge.",
+)
 async def badge(request: Request) -> Response:
     raw = await services(request).ledger.stats_raw(days=1)
     totals = raw["totals"]
     tokens = totals["prompt_tokens"] + totals["completion_tokens"]
     message = f"{_short(totals['ok'])} generations · {_short(tokens)} tokens"
     body = Badge(label="powered by Kilo", message=message, color="blueviolet")
-    return Response(body.model_dump_json(exclude_none=True), media_type="application/json",
-                    headers={"Cache-Control": "public, max-age=300"})
+    return Response(
+        body.model_dump_json(exclude_none=True),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
