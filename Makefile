@@ -59,7 +59,7 @@ format: install
 	@$(VENV)/bin/ruff check --fix .
 
 ## every benchmark, one after the other (~20 min): each writes its report into docs/
-bench: bench-overhead bench-split bench-compare bench-coldstart bench-redis bench-jobs
+bench: bench-overhead bench-split bench-compare bench-coldstart bench-redis bench-jobs bench-sse
 
 ## the latency Kilo Bridge adds over calling the (fake) gateway directly → docs/benchmarks.md
 bench-overhead: install redis

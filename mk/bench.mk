@@ -1,4 +1,5 @@
-# Comparison benchmarks (Kilo Bridge vs LiteLLM proxy vs Portkey gateway) and Lambda cold-import times.
+# Comparison benchmarks (Kilo Bridge vs LiteLLM proxy vs Portkey gateway), Lambda cold-import times, Redis commands per
+# request and the SSE response (EventStream vs StreamingResponse).
 # Third-party systems and plotting install under .bench/ (gitignored), once per set of pins, never into .venv.
 BENCH_DIR      := .bench
 BENCH_PYTHON   ?= python3.11
@@ -14,7 +15,7 @@ BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
 PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
 REF_STAMP      := $(BENCH_DIR)/.installed-ref-$(shell echo '$(REF_PINS)' | cksum | cut -d' ' -f1)
 
-.PHONY: bench-tools bench-compare bench-coldstart bench-redis
+.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse
 
 $(PLOT_STAMP):
 	@mkdir -p $(BENCH_DIR)
@@ -56,3 +57,7 @@ bench-coldstart: install redis $(PLOT_STAMP) $(REF_STAMP)
 ## Redis commands per request of each route, from INFO commandstats → docs/benchmarks/redis.md
 bench-redis: install redis
 	@$(PY) tests/benchmarks/redis_trips.py
+
+## our EventStream against Starlette's StreamingResponse on the relay path (uvicorn on loopback) → docs/benchmarks/sse.md
+bench-sse: install
+	@$(PY) tests/benchmarks/sse.py

@@ -30,7 +30,9 @@ class _NoTracer:
 
 def get_tracer() -> Any:
     """Powertools Tracer, or a no-op when POWERTOOLS_TRACE_DISABLED is set: the Tracer imports the X-Ray SDK
-    and botocore (~0.35-0.45 s of every cold start here) even when disabled."""
+    and botocore even when disabled, 0.31-0.48 s of each function's cold import (`aws_xray_sdk.core`, cumulative,
+    in the cold-import report of 2026-11-25: `git show 714b5c8^:docs/benchmarks/coldstart.md`; the current
+    docs/benchmarks/coldstart.md is measured with this no-op)."""
     if os.getenv("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true"):
         return _NoTracer()
     from aws_lambda_powertools import Tracer

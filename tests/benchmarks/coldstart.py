@@ -53,7 +53,7 @@ ENTRY_POINTS = {
     "functions.dispatcher.app": "dispatcher function (SQS → ECS RunTask)",
     "functions.finalizer.app": "finalizer function (ECS task state change)",
     "functions.scheduled.app": "scheduled function (EventBridge Scheduler)",
-    "kilo_bridge.app": "stream function (what uvicorn imports under the Lambda Web Adapter)",
+    "kilo_bridge.web.app": "stream function (what uvicorn imports under the Lambda Web Adapter)",
 }
 LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "bench",

@@ -172,7 +172,8 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
         lines.append(f"| {r['mode']} | {r['c']} | {r['target']} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
                      f"{r['added_p50']:+.3f} | {r['added_p99']:+.3f} | {r['added_ttfb']:+.3f} | {r['rps_ratio']:.2f} |")
     lines += ["", "Peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()), "",
-              "Budget (DESIGN.md): added p50 ≤ 0.5 ms sequential and ≤ 1 ms at 16 clients, p99 ≤ 5 ms. "
+              "Budget (the project's latency targets; [benchmarks/compare.md](benchmarks/compare.md) checks the "
+              "first two per upstream latency): added p50 ≤ 0.5 ms sequential and ≤ 1 ms at 16 clients, p99 ≤ 5 ms. "
               "Each generate request makes two Redis round trips (admission before the call, accounting after the "
               "answer is sent, as a background task); a loopback Redis round trip alone is ~0.08 ms here.", "",
               "Reading the table: sequentially (1 client) the added p50 is the server's own work per request "
@@ -180,15 +181,17 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
               "back to back, one Python worker is saturated, so the added latency is queueing: clients ÷ req/s "
               "(Little's law). More throughput means more workers (uvicorn --workers, or Lambda's concurrency), "
               "not a faster single request. Streams pay per chunk (50 here): each relayed chunk costs an SSE "
-              "frame and one ASGI send (kilo_bridge/sse.py).", "",
+              "frame, and the chunks of each upstream read one ASGI send (`kilo_bridge/web/sse.py`; against "
+              "Starlette's own `StreamingResponse`: [benchmarks/sse.md](benchmarks/sse.md)).", "",
               "## Where the budget is missed, and why", "",
               "Profiled (py-spy on the server under this load; `make bench-split` for the CPU of each part, "
               "[benchmarks/split.md](benchmarks/split.md)): one plain relay costs the server ~0.7-0.9 ms of CPU on "
-              "this machine, about 45 % in the upstream call (aiohttp, already the cheapest client measured here: "
-              "DESIGN.md), 40 % in the two Redis calls the design asks for (admission before, accounting after), "
+              "this machine, about 45 % in the upstream call (aiohttp, the cheaper of the clients tried: measured "
+              "once against httpx, not in a report), 40 % in the two Redis calls the design asks for (admission "
+              "before, accounting after), "
               "and ~0.1 ms in routing, validation and our handler; uvicorn's HTTP handling comes on top. Fixed on "
               "the way: the two Redis calls moved from redis-py's client to a pipelined connection of our own "
-              "(`kilo_bridge/resp.py`: 0.2-0.3 ms less per request), the first gateway attempt no longer goes "
+              "(`kilo_bridge/platform/resp.py`: 0.2-0.3 ms less per request), the first gateway attempt no longer goes "
               "through tenacity (~0.1 ms), and per-request date formatting and a duplicate key digest are gone. "
               "What is left is one HTTP hop and two Redis round trips of Python per request: the sequential "
               "0.5 ms target is met on a quiet machine (+0.46 ms on 2026-12-01, from +0.94 before these fixes) "
@@ -203,7 +206,9 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
               "at 64 clients from 0.41 to 0.50 of direct.", "",
               "More, each written by its own command:", "",
               "- [benchmarks/split.md](benchmarks/split.md) (`make bench-split`): where one request's CPU goes, "
-              "and redis-py beside `kilo_bridge.resp` on the same call;",
+              "and redis-py beside `kilo_bridge.platform.resp` on the same call;",
+              "- [benchmarks/sse.md](benchmarks/sse.md) (`make bench-sse`): our `EventStream` against Starlette's "
+              "`StreamingResponse` on the relay path;",
               "- [benchmarks/compare.md](benchmarks/compare.md) (`make bench-compare`): Kilo Bridge, LiteLLM proxy "
               "and Portkey's gateway side by side on the same fake upstream;",
               "- [benchmarks/coldstart.md](benchmarks/coldstart.md) (`make bench-coldstart`): cold import of every "

@@ -4,7 +4,7 @@ The ASGI app is driven in-process (no client socket, so uvicorn's HTTP parsing i
 Kilo Gateway in its own process and the real local Redis. Variants switch parts off, interleaved round by
 round so the machine's noise is shared out: everything; no Redis calls; no upstream call (a canned answer);
 neither (framework, routing, pydantic, our handler). Then the two Redis clients side by side on the same
-admission script: redis-py's asyncio client (what the rest of the service uses) and `kilo_bridge.resp`
+admission script: redis-py's asyncio client (what the rest of the service uses) and `kilo_bridge.platform.resp`
 (what admission and accounting use). CPU time per request (`time.process_time`), medians of the rounds.
 Loopback only; about a minute. Writes docs/benchmarks/split.md.
 """
@@ -58,8 +58,7 @@ async def cpu_us(fn: Callable[[], Awaitable[Any]], n: int) -> float:
 
 async def measure() -> tuple[dict[str, float], dict[str, float]]:
     from kilo_bridge.gateway.client import GatewayClient
-    from kilo_bridge.platform.redis import Store
-    from kilo_bridge.usage.ledger import Admission
+    from kilo_bridge.usage.ledger import Admission, Ledger
     from kilo_bridge.web.app import create_app
 
     app = create_app()
@@ -86,12 +85,12 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:
         if status != [200]:
             raise RuntimeError(f"answered {status}")
 
-    real = (Store.admit, Store.record, GatewayClient.complete)
+    real = (Ledger.admit, Ledger.record, GatewayClient.complete)
 
-    async def no_admit(self: Store, key_digest: str | None = None, estimate_nusd: int = 0) -> Admission:
+    async def no_admit(self: Ledger, key_digest: str | None = None, estimate_nusd: int = 0) -> Admission:
         return Admission()
 
-    async def no_record(self: Store, *args: Any, **kwargs: Any) -> None:
+    async def no_record(self: Ledger, *args: Any, **kwargs: Any) -> None:
         return None
 
     async def canned(self: GatewayClient, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -106,9 +105,9 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:
     parts: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, (admit, record, complete) in variants.items():
-            Store.admit, Store.record, GatewayClient.complete = admit, record, complete  # type: ignore[method-assign]
+            Ledger.admit, Ledger.record, GatewayClient.complete = admit, record, complete  # type: ignore[method-assign]
             parts[name].append(await cpu_us(one, N))
-    Store.admit, Store.record, GatewayClient.complete = real  # type: ignore[method-assign]
+    Ledger.admit, Ledger.record, GatewayClient.complete = real  # type: ignore[method-assign]
     await app.state.services.close()
 
     # The two Redis clients on the same admission call.
@@ -116,17 +115,17 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:
 
     from kilo_bridge.config import load_settings
     from kilo_bridge.platform.resp import RespConnection
-    from kilo_bridge.usage.ledger import _ADMIT, _ADMIT_SCRIPT
+    from kilo_bridge.usage.ledger import _ADMIT
 
     st = load_settings()
     pyredis = aioredis.Redis.from_url(st.resolved_redis_url, socket_timeout=st.redis_timeout_ms / 1000)
-    script = pyredis.register_script(_ADMIT)
+    script = pyredis.register_script(_ADMIT.source)
     lean = RespConnection(st.resolved_redis_url, st.redis_timeout_ms / 1000)
     prefix = st.redis_prefix
     keys = [prefix + "stats", prefix + "stats:day:bench", prefix + "apikey:-", prefix + "rl", prefix + "tl"]
     args = [3_456_000, 0, 0, 30]
     clients = {"redis-py asyncio client": lambda: script(keys=keys, args=args),
-               "kilo_bridge.resp": lambda: lean.evalsha(_ADMIT_SCRIPT, keys, args)}
+               "kilo_bridge.platform.resp": lambda: lean.evalsha(_ADMIT, keys, args)}
     calls: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(ROUNDS):
         for name, fn in clients.items():
@@ -187,10 +186,10 @@ def write_report(parts: dict[str, float], calls: dict[str, float]) -> None:
         "|---|---|",
         *(f"| {name} | {us:.0f} |" for name, us in calls.items()),
         "",
-        "Admission and accounting run on `kilo_bridge.resp` (one pipelined connection per event loop, hiredis "
-        "packing and parsing); everything else keeps redis-py. Also measured once on this machine, side by side on "
-        "a 7-key script: valkey-glide 2.5.3 167 µs and coredis 6.9.0 401 µs per call against redis-py's 149 µs, "
-        "so neither replaces it.",
+        "Admission and accounting run on `kilo_bridge.platform.resp` (one pipelined connection per event loop, "
+        "hiredis packing and parsing); everything else keeps redis-py. Also measured once on this machine, side by "
+        "side on a 7-key script: valkey-glide 2.5.3 167 µs and coredis 6.9.0 401 µs per call against redis-py's "
+        "149 µs, so neither replaces it.",
         "",
     ]
     out = ROOT / "docs" / "benchmarks" / "split.md"

@@ -1,7 +1,8 @@
 """Kilo Gateway client: OpenAI-compatible chat completions, plain and streamed.
 
-The transport is aiohttp: measured here it adds ~0.55 ms per proxied call against ~1.4 ms for
-httpx's default transport (docs/benchmarks.md), and this is the hot path. One pooled session per event loop
+The transport is aiohttp, and this is the hot path: the upstream call is ≈ 437 µs of the 871 µs of CPU one
+proxied request costs the server (docs/benchmarks/split.md). httpx's default transport was measured once
+against it (~1.4 ms against ~0.55 ms per proxied call; not in a report). One pooled session per event loop
 is reused across requests and Lambda invocations.
 
 Retries (jittered exponential backoff, `Retry-After` honoured) cover connect errors and 429/502/503/504,
@@ -221,7 +222,7 @@ class GatewayClient:
             await self._refresh_key()
         deadline = time.monotonic() + self._timeout_s
         # The first attempt runs outside tenacity: most calls need no retry, and setting up a retry loop
-        # costs ~0.1 ms of CPU per call here (measured), on the hot path.
+        # cost ~0.1 ms per call on the hot path (docs/benchmarks.md, "Where the budget is missed").
         try:
             return await self._open(path, body), 1
         except RetryableUpstream as exc:

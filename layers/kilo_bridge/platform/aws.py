@@ -1,4 +1,5 @@
-"""boto3 clients, made once per process and service (client creation costs ~80 ms of cold start).
+"""boto3 clients, made once per process and service, on first use: creating one costs ~80 ms (measured once,
+not in a report; docs/benchmarks/coldstart.md times the imports, which create none).
 
 `S3_ENDPOINT_URL` points S3 at any S3-compatible store (Linode Object Storage, MinIO, moto); boto3 itself
 honours `AWS_ENDPOINT_URL` for every service.

@@ -1,10 +1,11 @@
 """A pipelined RESP connection for the two Lua calls every generation makes (admission, accounting).
 
-Why not redis-py here: measured on these machines (uvloop, loopback Redis, CPU per call), redis-py's
-asyncio client costs ~150 µs per EVALSHA, valkey-glide ~170 µs and coredis ~400 µs, against ~35 µs for
-one asyncio protocol that packs with `hiredis.pack_command` and parses with `hiredis.Reader` (the C
-pieces redis-py itself uses). On the hot path that is a third of the server's work per request, so
-these two calls go through this; everything else (jobs, keys, stats, bullmq) keeps redis-py.
+Why not redis-py here (docs/benchmarks/split.md, uvloop, loopback Redis, CPU per call): redis-py's asyncio
+client costs 175 µs per admission EVALSHA against 80 µs for this one asyncio protocol, which packs with
+`hiredis.pack_command` and parses with `hiredis.Reader` (the C pieces redis-py itself uses); valkey-glide
+(167 µs) and coredis (401 µs) were no cheaper than redis-py (149 µs) in its one-off 7-key comparison. Even
+so, the two calls are ≈ 399 of the 871 µs of CPU one request costs the server (same report), so they go
+through this; everything else (jobs, keys, stats, bullmq) keeps redis-py.
 
 One connection per event loop, shared by every request: replies come back in order, so concurrent
 calls pipeline on it (an abandoned call keeps its place in the queue; its reply is dropped). A timeout

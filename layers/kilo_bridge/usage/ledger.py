@@ -63,7 +63,8 @@ class RateLimited(BridgeError, code="rate_limited"):
     """The key's requests or tokens per minute are used up; `retry_after` says until when."""
 
 
-_DAY: list[Any] = [-1, ""]  # (epoch day, its date) of the last call: formatting a date per request shows up
+# (epoch day, its date) of the last call: formatting a date per request showed up in the profile (docs/benchmarks.md)
+_DAY: list[Any] = [-1, ""]
 
 
 def today(now: dt.datetime | None = None) -> str:
