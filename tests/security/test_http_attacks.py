@@ -11,7 +11,7 @@ from kilo_bridge.config import Settings
 from kilo_bridge.web.sse import encode
 from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.integration.test_stream import stream
+from tests.integration.generation.test_stream import stream
 
 
 def test_upstream_text_cannot_forge_sse_events(base_url: str, fake: FakeGatewayThread) -> None:
