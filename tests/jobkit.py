@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 GITHUB_TOKEN = "ghp_fake_test_token_0123456789"
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 

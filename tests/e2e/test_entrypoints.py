@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 
 
 def test_ensure_redis_starts_one_when_nothing_answers(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings, load_settings
-from tests.conftest import ROOT, TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.support import ROOT, TEST_KEY
 
 pytestmark = pytest.mark.slow
 CLI = load_settings().kilo_cli_path

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
+from tests.support import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 
 README = (ROOT / "README.md").read_text()
 

@@ -9,9 +9,8 @@ import httpx
 
 from kilo_bridge.config import Settings
 from kilo_bridge.web.sse import encode
-from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.integration.generation.test_stream import stream
+from tests.support import TEST_KEY, stream
 
 
 def test_upstream_text_cannot_forge_sse_events(base_url: str, fake: FakeGatewayThread) -> None:

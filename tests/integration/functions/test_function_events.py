@@ -12,7 +12,7 @@ import pytest
 
 from kilo_bridge.config import Settings, settings_env
 from scripts.invoke import invoke
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 EVENTS = sorted(p for d in ("dispatcher", "finalizer", "scheduled") for p in (ROOT / "events" / d).glob("*.json"))
 EXPECTED: dict[str, Callable[[Any], bool]] = {

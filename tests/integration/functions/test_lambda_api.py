@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 
 from scripts.invoke import Context, load_function
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import REDIS_URL, ROOT, TEST_KEY
 
 EVENTS = sorted((ROOT / "events" / "api").glob("*.json"))
 EXPECTED = {

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from kilo_bridge.config import Settings
-from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import TEST_KEY
 
 JSON = {"Content-Type": "application/json"}
 
@@ -194,7 +194,7 @@ def test_slow_upstream_times_out_with_504(
 def test_unreachable_gateway_is_502_after_retries(
     serve: Callable[..., str], make_settings: Callable[..., Settings]
 ) -> None:
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     url = serve(make_settings(kilo_gateway_base=f"http://127.0.0.1:{free_port()}/api/gateway", kilo_max_retries=1))
     assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 502, "upstream_unreachable")

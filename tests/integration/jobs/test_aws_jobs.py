@@ -24,10 +24,10 @@ from kilo_bridge.platform import aws
 from kilo_bridge.platform.redis import Store
 from scripts.invoke import Context
 from scripts.invoke import load_function as load_handler
-from tests.conftest import ROOT, free_port
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.support import ROOT, free_port
 
 
 @pytest.fixture(scope="session")

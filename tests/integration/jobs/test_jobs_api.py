@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
 from kilo_bridge.config import Settings
-from tests.conftest import TEST_KEY
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import run_body
+from tests.support import TEST_KEY
 
 
 @pytest.fixture
@@ -189,15 +188,3 @@ def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(serve: Callable[..., 
     assert a.delete(f"/api/kilo/job/{job_id}").json()["status"] == "cancelled"
     assert a.post("/api/kilo/run-agent", json=body).status_code == 202  # the slot is free again
 
-
-def test_sealed_secrets_are_bound_to_their_job(job_settings: Callable[..., Settings], tmp_path: Path) -> None:
-    from cryptography.exceptions import InvalidTag
-
-    from kilo_bridge.jobs.secrets import LocalBox
-
-    box = LocalBox.from_settings(job_settings())
-    sealed = box.seal("job_" + "1" * 24, {"GITHUB_TOKEN": "ghp_abc"})
-    assert "ghp_abc" not in sealed
-    assert box.open("job_" + "1" * 24, sealed) == {"GITHUB_TOKEN": "ghp_abc"}
-    with pytest.raises(InvalidTag):
-        box.open("job_" + "2" * 24, sealed)  # copied onto another job: does not open

@@ -203,23 +203,12 @@ def test_logs_follow_a_running_job_live_and_end_with_it(jobs_client: httpx.Clien
 
 
 def test_a_budgeted_key_pays_for_its_agent_jobs(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                                fake_github: FakeGitHub, redis_client: redis.Redis,
-                                                prefix: str) -> None:
-    import asyncio
-
-    from kilo_bridge.keys.store import KeyStore, digest
-    from kilo_bridge.platform.redis import Store
+                                                key_factory: Callable[..., str], fake_github: FakeGitHub,
+                                                redis_client: redis.Redis, prefix: str) -> None:
+    from kilo_bridge.keys.store import digest
 
     settings = job_settings(auth_required=True)
-
-    async def make_key() -> str:
-        store = Store(settings)
-        try:
-            return (await KeyStore(store).create("ci", budget_usd=1.0))[0]
-        finally:
-            await store.close()
-
-    key = asyncio.run(make_key())
+    key = key_factory("ci", budget_usd=1.0)
     client = httpx.Client(base_url=serve(settings), headers={"x-api-key": key}, timeout=10)
     repo = fake_github.repo_url("acme", "widgets")
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "3",

@@ -15,8 +15,8 @@ import redis
 
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
-from tests.conftest import REDIS_URL, ROOT
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import REDIS_URL, ROOT
 
 ADMIN = "admin-key-not-real-0123456789"
 

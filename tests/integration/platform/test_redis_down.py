@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 
 from kilo_bridge.config import Settings
-from tests.conftest import RedisServer
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import RedisServer
 
 
 def test_redis_down_then_back(

@@ -10,13 +10,13 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support import ROOT
+
 TEMPLATE = ROOT / "template.yaml"
 
 # Actions that take no resource narrower than "*" (AWS service authorization reference).
