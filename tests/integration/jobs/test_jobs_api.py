@@ -1,12 +1,13 @@
-"""run-agent's contract: bad input is a clear 4xx and nothing starts; ids, idempotency, ownership, limits."""
+"""run-agent's contract: bad input is a clear 4xx and nothing starts; ids, idempotency, ownership, limits.
+All of it is requests and answers, so the app runs in process (Starlette's TestClient), with no job worker."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_github import FakeGitHub
@@ -15,18 +16,18 @@ from tests.support import TEST_KEY
 
 
 @pytest.fixture
-def api(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> httpx.Client:
+def api(make_app_client: Callable[..., TestClient], job_settings: Callable[..., Settings]) -> TestClient:
     # No worker: what is accepted stays queued, so "nothing starts" is observable.
-    return httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
+    return make_app_client(job_settings(jobs_concurrency=0))
 
 
 @pytest.fixture
-def strict_api(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> httpx.Client:
+def strict_api(make_app_client: Callable[..., TestClient], job_settings: Callable[..., Settings]) -> TestClient:
     """Production-like: https on allowed hosts only, no local repositories."""
-    return httpx.Client(base_url=serve(job_settings(jobs_concurrency=0, repo_allow_local=False)), timeout=10)
+    return make_app_client(job_settings(jobs_concurrency=0, repo_allow_local=False))
 
 
-def nothing_started(client: httpx.Client, redis_client: redis.Redis, prefix: str) -> bool:
+def nothing_started(client: TestClient, redis_client: redis.Redis, prefix: str) -> bool:
     return client.get("/api/kilo/jobs").json()["jobs"] == [] and not list(
         redis_client.scan_iter(match=prefix + "agent-jobs:*"))
 
@@ -55,7 +56,7 @@ def nothing_started(client: httpx.Client, redis_client: redis.Redis, prefix: str
     ("/tmp/some/repo.git", "local paths"),
     ("https://github.com/", "repository path"),
 ])
-def test_bad_repo_urls_are_refused(strict_api: httpx.Client, url: str, says: str, redis_client: redis.Redis,
+def test_bad_repo_urls_are_refused(strict_api: TestClient, url: str, says: str, redis_client: redis.Redis,
                                    prefix: str) -> None:
     response = strict_api.post("/api/kilo/run-agent", json=run_body(url))
     assert response.status_code == 422, response.text
@@ -64,7 +65,7 @@ def test_bad_repo_urls_are_refused(strict_api: httpx.Client, url: str, says: str
     assert nothing_started(strict_api, redis_client, prefix)
 
 
-def test_allowed_host_is_accepted(strict_api: httpx.Client) -> None:
+def test_allowed_host_is_accepted(strict_api: TestClient) -> None:
     response = strict_api.post("/api/kilo/run-agent", json=run_body("https://github.com/acme/widgets.git"))
     assert response.status_code == 202, response.text
 
@@ -89,7 +90,7 @@ def test_allowed_host_is_accepted(strict_api: httpx.Client) -> None:
     ({"dryRun": "yes please"}, "dryRun"),
     ({"surprise": True}, "surprise"),
 ])
-def test_bad_fields_are_refused_and_nothing_starts(api: httpx.Client, fake_github: FakeGitHub, patch: dict,
+def test_bad_fields_are_refused_and_nothing_starts(api: TestClient, fake_github: FakeGitHub, patch: dict,
                                                    field: str, redis_client: redis.Redis, prefix: str) -> None:
     body = run_body(fake_github.repo_url("acme", "widgets"))
     body.update(patch)
@@ -104,14 +105,14 @@ def test_bad_fields_are_refused_and_nothing_starts(api: httpx.Client, fake_githu
     assert nothing_started(api, redis_client, prefix)
 
 
-def test_unknown_agent_lists_the_known_ones(api: httpx.Client, fake_github: FakeGitHub) -> None:
+def test_unknown_agent_lists_the_known_ones(api: TestClient, fake_github: FakeGitHub) -> None:
     response = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"),
                                                                agent="deploy-to-prod"))
     assert response.status_code == 422
     assert "apply-patch-and-pr" in response.json()["error"]["message"] and "review" in response.text
 
 
-def test_agents_catalogue(api: httpx.Client) -> None:
+def test_agents_catalogue(api: TestClient) -> None:
     agents = {a["name"]: a for a in api.get("/api/kilo/agents").json()["agents"]}
     assert agents["apply-patch-and-pr"]["after"] == "pull_request"
     assert agents["review"]["after"] == "report" and agents["review"]["requiresPrompt"] is False
@@ -119,7 +120,7 @@ def test_agents_catalogue(api: httpx.Client) -> None:
 
 @pytest.mark.parametrize("job_id", ["nope", "job_" + "0" * 24, "job_" + "Z" * 24, "../../etc/passwd",
                                     "job_%00", "*", "job_" + "a" * 2000])
-def test_unknown_or_malformed_job_ids_are_404(api: httpx.Client, job_id: str) -> None:
+def test_unknown_or_malformed_job_ids_are_404(api: TestClient, job_id: str) -> None:
     for method, path in (("GET", f"/api/kilo/job/{job_id}"), ("DELETE", f"/api/kilo/job/{job_id}"),
                          ("GET", f"/api/kilo/job/{job_id}/logs"), ("GET", f"/api/kilo/job/{job_id}/artifacts/x")):
         response = api.request(method, path)
@@ -127,7 +128,7 @@ def test_unknown_or_malformed_job_ids_are_404(api: httpx.Client, job_id: str) ->
         assert response.json()["error"]["code"] in ("not_found",)
 
 
-def test_queued_job_view_and_list_filters(api: httpx.Client, fake_github: FakeGitHub) -> None:
+def test_queued_job_view_and_list_filters(api: TestClient, fake_github: FakeGitHub) -> None:
     accepted = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"),
                                                                profileEnv={"GITHUB_TOKEN": "ghp_secret_xyz_123"}))
     assert accepted.status_code == 202
@@ -142,7 +143,7 @@ def test_queued_job_view_and_list_filters(api: httpx.Client, fake_github: FakeGi
     assert api.get("/api/kilo/stats").json()["agentRuns"]["queued"] == 1
 
 
-def test_idempotency_key_returns_the_same_job(api: httpx.Client, fake_github: FakeGitHub) -> None:
+def test_idempotency_key_returns_the_same_job(api: TestClient, fake_github: FakeGitHub) -> None:
     body = run_body(fake_github.repo_url("acme", "widgets"))
     first = api.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "deploy-42"})
     again = api.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "deploy-42"})
@@ -153,38 +154,23 @@ def test_idempotency_key_returns_the_same_job(api: httpx.Client, fake_github: Fa
     assert len(api.get("/api/kilo/jobs").json()["jobs"]) == 1
 
 
-def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(serve: Callable[..., str],
+def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(make_app_client: Callable[..., TestClient],
                                                            job_settings: Callable[..., Settings],
+                                                           key_factory: Callable[..., str],
                                                            fake_github: FakeGitHub) -> None:
-    import asyncio
-
-    from kilo_bridge.keys.store import KeyStore
-    from kilo_bridge.platform.redis import Store
-
-    settings = job_settings(jobs_concurrency=0, auth_required=True)
-
-    async def make_keys() -> tuple[str, str]:
-        store = Store(settings)
-        try:
-            one, _ = await KeyStore(store).create("team-a", max_jobs=1)
-            two, _ = await KeyStore(store).create("team-b")
-            return one, two
-        finally:
-            await store.close()
-
-    key_a, key_b = asyncio.run(make_keys())
-    base = serve(settings)
-    a = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key_a}"}, timeout=10)
-    b = httpx.Client(base_url=base, headers={"x-api-key": key_b}, timeout=10)
+    key_a, key_b = key_factory("team-a", max_jobs=1), key_factory("team-b")
+    app = make_app_client(job_settings(jobs_concurrency=0, auth_required=True))
+    a, b = {"Authorization": f"Bearer {key_a}"}, {"x-api-key": key_b}
     body = run_body(fake_github.repo_url("acme", "widgets"))
-    assert httpx.post(f"{base}/api/kilo/run-agent", json=body, headers={"x-api-key": TEST_KEY}).status_code == 401
-    job_id = a.post("/api/kilo/run-agent", json=body).json()["jobId"]
-    limited = a.post("/api/kilo/run-agent", json=body)
+    assert app.post("/api/kilo/run-agent", json=body, headers={"x-api-key": TEST_KEY}).status_code == 401
+    job_id = app.post("/api/kilo/run-agent", json=body, headers=a).json()["jobId"]
+    limited = app.post("/api/kilo/run-agent", json=body, headers=a)
     assert limited.status_code == 429 and limited.json()["error"]["code"] == "too_many_jobs"
-    assert b.get(f"/api/kilo/job/{job_id}").status_code == 404  # another key's job does not exist for b
-    assert b.delete(f"/api/kilo/job/{job_id}").status_code == 404
-    assert b.get("/api/kilo/jobs").json()["jobs"] == []
-    assert a.get(f"/api/kilo/job/{job_id}").json()["keyId"] == a.get("/api/kilo/jobs").json()["jobs"][0]["keyId"]
-    assert a.delete(f"/api/kilo/job/{job_id}").json()["status"] == "cancelled"
-    assert a.post("/api/kilo/run-agent", json=body).status_code == 202  # the slot is free again
+    assert app.get(f"/api/kilo/job/{job_id}", headers=b).status_code == 404  # another key's job does not exist for b
+    assert app.delete(f"/api/kilo/job/{job_id}", headers=b).status_code == 404
+    assert app.get("/api/kilo/jobs", headers=b).json()["jobs"] == []
+    assert (app.get(f"/api/kilo/job/{job_id}", headers=a).json()["keyId"]
+            == app.get("/api/kilo/jobs", headers=a).json()["jobs"][0]["keyId"])
+    assert app.delete(f"/api/kilo/job/{job_id}", headers=a).json()["status"] == "cancelled"
+    assert app.post("/api/kilo/run-agent", json=body, headers=a).status_code == 202  # the slot is free again
 

@@ -1,4 +1,5 @@
-"""API keys, per-key budgets and limits, enforced at admission (one Redis round trip)."""
+"""API keys, per-key budgets and limits, enforced at admission (one Redis round trip). Which requests need
+which key is checked in process (Starlette's TestClient); limits and budgets on a real uvicorn."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
@@ -27,23 +29,31 @@ def locked(serve: Callable[..., str], make_settings: Callable[..., Settings]) ->
     return serve(make_settings(auth_required=True, admin_api_key=ADMIN))
 
 
-def create_key(url: str, **body: object) -> dict:
-    resp = httpx.post(url + "/api/kilo/admin/keys", json={"name": "ci", **body},
-                      headers={"Authorization": f"Bearer {ADMIN}"})
+@pytest.fixture
+def locked_app(make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]) -> TestClient:
+    """The same app in process."""
+    return make_app_client(make_settings(auth_required=True, admin_api_key=ADMIN))
+
+
+def create_key(target: str | TestClient, **body: object) -> dict:
+    """A key made through the admin API: of the server at a base URL, or of the app behind a TestClient."""
+    post = (lambda path, **kw: httpx.post(target + path, **kw)) if isinstance(target, str) else target.post
+    resp = post("/api/kilo/admin/keys", json={"name": "ci", **body}, headers={"Authorization": f"Bearer {ADMIN}"})
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
-def test_keys_are_required_except_for_health_badge_and_docs(locked: str, fake: FakeGatewayThread) -> None:
+def test_keys_are_required_except_for_health_badge_and_docs(locked_app: TestClient,
+                                                            fake: FakeGatewayThread) -> None:
     for method, path in [("POST", "/api/kilo/generate"), ("POST", "/api/kilo/generate-stream"),
                          ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/api/kilo/stats"),
                          ("GET", "/api/kilo/credits")]:
-        resp = httpx.request(method, locked + path, json={"prompt": "x"})
+        resp = locked_app.request(method, path, json={"prompt": "x"})
         assert resp.status_code == 401, (path, resp.text)
         assert resp.json()["error"]["code"] == "unauthorized"
         assert resp.headers["www-authenticate"] == "Bearer"
     for path in ("/healthz", "/api/kilo/stats/badge", "/api/kilo/openapi.json"):
-        assert httpx.get(locked + path).status_code == 200
+        assert locked_app.get(path).status_code == 200
     assert not fake.chats
 
 
@@ -67,11 +77,11 @@ def test_key_works_in_both_headers_and_revocation_is_immediate(locked: str, redi
     assert listed["keys"][0]["requests"] == 2 and "key" not in listed["keys"][0]
 
 
-def test_admin_routes_need_the_admin_key(locked: str) -> None:
-    key = create_key(locked)
+def test_admin_routes_need_the_admin_key(locked_app: TestClient) -> None:
+    key = create_key(locked_app)
     for headers in ({}, {"x-api-key": key["key"]}, {"Authorization": "Bearer wrong"}):
-        assert httpx.get(locked + "/api/kilo/admin/keys", headers=headers).status_code == 401
-    assert httpx.delete(locked + "/api/kilo/admin/keys/zzz", headers={"x-api-key": ADMIN}).status_code == 404
+        assert locked_app.get("/api/kilo/admin/keys", headers=headers).status_code == 401
+    assert locked_app.delete("/api/kilo/admin/keys/zzz", headers={"x-api-key": ADMIN}).status_code == 404
 
 
 def test_requests_per_minute(locked: str) -> None:
@@ -99,10 +109,10 @@ def test_budget_refuses_before_any_upstream_call(locked: str, fake: FakeGatewayT
     assert not fake.chats
 
 
-def test_a_budget_of_zero_is_refused_not_unlimited(locked: str) -> None:
+def test_a_budget_of_zero_is_refused_not_unlimited(locked_app: TestClient) -> None:
     for budget in (0, 1e-12):
-        resp = httpx.post(locked + "/api/kilo/admin/keys", json={"name": "ci", "budgetUsd": budget},
-                          headers={"Authorization": f"Bearer {ADMIN}"})
+        resp = locked_app.post("/api/kilo/admin/keys", json={"name": "ci", "budgetUsd": budget},
+                               headers={"Authorization": f"Bearer {ADMIN}"})
         assert resp.status_code == 422, (budget, resp.text)
 
 
