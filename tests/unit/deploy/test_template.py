@@ -32,26 +32,31 @@ WILDCARD_OK = {
     "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
 }
-SHORT_ROUTES = {
-    ("/api/kilo/generate", "POST"),
-    ("/api/kilo/run-agent", "POST"),
-    ("/api/kilo/agents", "GET"),
-    ("/api/kilo/job/{id}", "GET"),
-    ("/api/kilo/job/{id}", "DELETE"),
-    ("/api/kilo/jobs", "GET"),
-    ("/api/kilo/credits", "GET"),
-    ("/api/kilo/stats", "GET"),
-    ("/api/kilo/stats/badge", "GET"),
-    ("/v1/models", "GET"),
-    ("/v1/chat/completions", "POST"),
-    ("/healthz", "GET"),
-    ("/api/kilo/openapi.json", "GET"),
-    ("/api/kilo/docs", "GET"),
-    ("/api/kilo/admin/keys", "GET"),
-    ("/api/kilo/admin/keys", "POST"),
-    ("/api/kilo/admin/keys/{id}", "DELETE"),
-}
-STREAM_ROUTES = {("/api/kilo/generate-stream", "POST"), ("/api/kilo/job/{id}/logs", "GET")}
+# Served only by the local server: with S3 storage (the AWS deployment) a job's artifact links are presigned
+# S3 URLs (web/routes/jobs.py, jobs/artifacts.py), so API Gateway routes nothing here.
+LOCAL_ONLY_ROUTES = {("/api/kilo/job/{}/artifacts/{}", "GET")}
+
+
+def route_shape(path: str, method: str) -> tuple[str, str]:
+    """A route as (path, METHOD) with its path parameters unnamed: the app calls one `{key_id}` where the
+    template's API Gateway event says `{id}`, and only the shape decides which requests reach a function."""
+    return re.sub(r"\{[^/{}]+\}", "{}", path), method.upper()
+
+
+def app_routes() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(short, streaming) routes of the app's route table: the event-stream endpoints (those with `events`)
+    are the StreamFunction's (Lambda Web Adapter, response streaming), the rest the ApiFunction's (Mangum)."""
+    from kilo_bridge.web.routes import api
+
+    short, streaming = set(), set()
+    for endpoint in api.endpoints:
+        route = route_shape(endpoint.path, endpoint.method)
+        if route not in LOCAL_ONLY_ROUTES:
+            (streaming if endpoint.events else short).add(route)
+    return short, streaming
+
+
+SHORT_ROUTES, STREAM_ROUTES = app_routes()
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -105,7 +110,7 @@ def env_of(tpl: dict[str, Any], name: str) -> dict[str, Any]:
 
 def api_events(tpl: dict[str, Any], name: str) -> dict[tuple[str, str], dict[str, Any]]:
     events = function(tpl, name).get("Events", {})
-    return {(e["Properties"]["Path"], e["Properties"]["Method"].upper()): e["Properties"]
+    return {route_shape(e["Properties"]["Path"], e["Properties"]["Method"]): e["Properties"]
             for e in events.values() if e["Type"] == "Api"}
 
 
@@ -170,6 +175,17 @@ def test_short_routes_on_api_function(tpl: dict[str, Any]) -> None:
     missing = SHORT_ROUTES - set(routes)
     assert not missing, f"short routes missing from ApiFunction: {sorted(missing)}"
     assert not STREAM_ROUTES & set(routes), "streaming routes must not go through Mangum (it buffers)"
+
+
+def test_every_api_event_is_a_route_of_the_app(tpl: dict[str, Any]) -> None:
+    from kilo_bridge.web.routes import api
+
+    table = {route_shape(e.path, e.method) for e in api.endpoints}
+    assert SHORT_ROUTES and STREAM_ROUTES, "the route table gave no routes to check the template against"
+    assert table >= LOCAL_ONLY_ROUTES, "LOCAL_ONLY_ROUTES names a route the app no longer has"
+    for name in ("ApiFunction", "StreamFunction"):
+        unknown = set(api_events(tpl, name)) - table
+        assert not unknown, f"{name} has API events for routes the app does not serve: {sorted(unknown)}"
 
 
 def test_streaming_routes_stream(tpl: dict[str, Any]) -> None:
@@ -411,6 +427,9 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("old", "new", "test"), [
     ("ResponseTransferMode: RESPONSE_STREAM", "ResponseTransferMode: STREAM", test_streaming_routes_stream),
+    ("Path: /api/kilo/docs, Method: GET", "Path: /api/kilo/doc, Method: GET", test_short_routes_on_api_function),
+    ("Path: /api/kilo/docs, Method: GET", "Path: /api/kilo/doc, Method: GET",
+     test_every_api_event_is_a_route_of_the_app),
     ("maxReceiveCount: 3", "maxReceiveCount: 30", test_queue_has_dead_letter_queue),
     ("FunctionResponseTypes: [ReportBatchItemFailures]", "FunctionResponseTypes: []",
      test_dispatcher_reports_batch_item_failures),
