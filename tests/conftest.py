@@ -193,13 +193,21 @@ def key_factory(store_settings: Settings) -> Callable[..., str]:
     from kilo_bridge.keys.store import KeyStore
     from kilo_bridge.platform.redis import Store
 
-    def create(name: str = "ci", *, budget_usd: float | None = None, rpm: int | None = None,
-               tpm: int | None = None, max_jobs: int | None = None, settings: Settings | None = None) -> str:
+    def create(
+        name: str = "ci",
+        *,
+        budget_usd: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_jobs: int | None = None,
+        settings: Settings | None = None,
+    ) -> str:
         async def make() -> str:
             store = Store(settings or store_settings)
             try:
-                secret, _ = await KeyStore(store).create(name, budget_usd=budget_usd, rpm=rpm, tpm=tpm,
-                                                         max_jobs=max_jobs)
+                secret, _ = await KeyStore(store).create(
+                    name, budget_usd=budget_usd, rpm=rpm, tpm=tpm, max_jobs=max_jobs
+                )
                 return secret
             finally:
                 await store.close()
@@ -218,18 +226,32 @@ def job_factory(store_settings: Settings) -> Callable[..., JobRecord]:
     from kilo_bridge.jobs.store import JobStore
     from kilo_bridge.platform.redis import Store
 
-    def create(*, settings: Settings | None = None, sealed_env: str = "", idempotency: tuple[str, str] | None = None,
-               max_jobs: int = 0, reserve_nusd: int = 0, **fields: Any) -> JobRecord:
-        values: dict[str, Any] = {"id": new_job_id(), "status": "queued", "agent": "review", "repo_url": "/x",
-                                  "timeout_ms": 60_000, "created_ms": now_ms()}
+    def create(
+        *,
+        settings: Settings | None = None,
+        sealed_env: str = "",
+        idempotency: tuple[str, str] | None = None,
+        max_jobs: int = 0,
+        reserve_nusd: int = 0,
+        **fields: Any,
+    ) -> JobRecord:
+        values: dict[str, Any] = {
+            "id": new_job_id(),
+            "status": "queued",
+            "agent": "review",
+            "repo_url": "/x",
+            "timeout_ms": 60_000,
+            "created_ms": now_ms(),
+        }
         values.update(fields)
         record = JobRecord(**values)
 
         async def make() -> tuple[int, str]:
             store = Store(settings or store_settings)
             try:
-                return await JobStore(store).create(record, sealed_env, idempotency, max_jobs,
-                                                    reserve_nusd=reserve_nusd)
+                return await JobStore(store).create(
+                    record, sealed_env, idempotency, max_jobs, reserve_nusd=reserve_nusd
+                )
             finally:
                 await store.close()
 
@@ -261,8 +283,9 @@ def fake_github(tmp_path: Path) -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture
-def job_settings(make_settings: Callable[..., Settings], fake_github: FakeGitHub,
-                 tmp_path: Path) -> Callable[..., Settings]:
+def job_settings(
+    make_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+) -> Callable[..., Settings]:
     """Settings for a server whose in-process worker runs jobs with the stand-in CLI (cli=None: the real one)."""
     work = tmp_path / "work"
     work.mkdir()

@@ -27,8 +27,7 @@ def test_sse_framing_splits_every_line_break_into_data_lines() -> None:
     # The passthrough relays upstream data as is: a lone CR must not start a new SSE field.
     encoded = encode({"data": '{"a": 1}\revent: done\ndata: x'}).decode()
     assert "\nevent: done" not in encoded and "\revent" not in encoded
-    assert [line for line in encoded.splitlines() if line] == [
-        'data: {"a": 1}', "data: event: done", "data: data: x"]
+    assert [line for line in encoded.splitlines() if line] == ['data: {"a": 1}', "data: event: done", "data: data: x"]
     named = encode({"event": "delta\nevent: done", "data": "y"}).decode()
     assert named == "event: deltaevent: done\ndata: y\n\n"  # an event name cannot add a line either
 
@@ -47,8 +46,11 @@ def test_request_id_header_injection_is_not_echoed(app_client: TestClient) -> No
 
 
 def test_security_headers_on_every_answer(app_client: TestClient) -> None:
-    for resp in (app_client.get("/healthz"), app_client.get("/nope"),
-                 app_client.post("/api/kilo/generate", content=b"{")):
+    for resp in (
+        app_client.get("/healthz"),
+        app_client.get("/nope"),
+        app_client.post("/api/kilo/generate", content=b"{"),
+    ):
         assert resp.headers["x-content-type-options"] == "nosniff"
         assert resp.headers["x-frame-options"] == "DENY"
         assert resp.headers["cache-control"] == "no-store"
@@ -98,17 +100,19 @@ def test_relayed_json_is_bounded_in_depth(app_client: TestClient, fake: FakeGate
     assert app_client.post("/v1/chat/completions", json=body).status_code == 200
 
 
-def test_oversized_api_key_is_refused(make_app_client: Callable[..., TestClient],
-                                      make_settings: Callable[..., Settings]) -> None:
+def test_oversized_api_key_is_refused(
+    make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]
+) -> None:
     app = make_app_client(make_settings(auth_required=True))
     resp = app.post("/api/kilo/generate", json={"prompt": "x"}, headers={"x-api-key": "k" * 5000})
     assert resp.status_code == 401
 
 
 def test_errors_carry_no_stack_trace(app_client: TestClient) -> None:
-    for resp in (app_client.post("/api/kilo/generate", content=b"\xff\xfe"),
-                 app_client.post("/api/kilo/generate", json=[1, 2]),
-                 app_client.post("/v1/chat/completions", json={"model": "m", "messages": "nope"})):
+    for resp in (
+        app_client.post("/api/kilo/generate", content=b"\xff\xfe"),
+        app_client.post("/api/kilo/generate", json=[1, 2]),
+        app_client.post("/v1/chat/completions", json={"model": "m", "messages": "nope"}),
+    ):
         assert resp.status_code < 500, resp.text
-        assert "Traceback" not in resp.text and "File \"" not in resp.text
-
+        assert "Traceback" not in resp.text and 'File "' not in resp.text

@@ -43,4 +43,3 @@ def test_failed_read_keeps_the_old_balance_and_says_why(
     assert view["stale"] is True
     assert "HTTP 500" in view["lastError"]
     assert TEST_KEY not in str(view)
-

@@ -34,8 +34,16 @@ def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
 def test_generate_returns_text_usage_and_cost(
     client: httpx.Client, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str
 ) -> None:
-    resp = client.post("/api/kilo/generate", json={"prompt": "Write a concise README", "model": "fake/model-a",
-                                                    "system": "be brief", "maxTokens": 50, "temperature": 0.2})
+    resp = client.post(
+        "/api/kilo/generate",
+        json={
+            "prompt": "Write a concise README",
+            "model": "fake/model-a",
+            "system": "be brief",
+            "maxTokens": 50,
+            "temperature": 0.2,
+        },
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["text"].startswith("Echo: Write a concise README")
@@ -50,7 +58,9 @@ def test_generate_returns_text_usage_and_cost(
     sent = fake.chats[-1]
     assert sent["headers"]["authorization"] == f"Bearer {TEST_KEY}"
     assert sent["json"]["messages"] == [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "Write a concise README"}]
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "Write a concise README"},
+    ]
     assert sent["json"]["max_tokens"] == 50 and sent["json"]["temperature"] == 0.2
 
     # accounting is written right after the answer is sent
@@ -106,8 +116,7 @@ def test_oversized_bodies_over_a_socket(client: httpx.Client, fake: FakeGatewayT
     assert not fake.chats
 
 
-def test_prompt_length_cap(make_app_client: Callable[..., TestClient],
-                           make_settings: Callable[..., Settings]) -> None:
+def test_prompt_length_cap(make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]) -> None:
     app = make_app_client(make_settings(max_prompt_chars=10))
     resp = app.post("/api/kilo/generate", json={"prompt": "x" * 11})
     assert_error(resp, 413, "prompt_too_long")
@@ -133,8 +142,13 @@ def test_no_key_configured_is_503_and_calls_nothing(
     ],
 )
 def test_upstream_errors_are_mapped(
-    client: httpx.Client, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str,
-    scenario: dict, status: int, code: str,
+    client: httpx.Client,
+    fake: FakeGatewayThread,
+    redis_client: redis.Redis,
+    prefix: str,
+    scenario: dict,
+    status: int,
+    code: str,
 ) -> None:
     fake.script([scenario])
     assert_error(client.post("/api/kilo/generate", json={"prompt": "x"}), status, code)
@@ -150,9 +164,7 @@ def test_bad_key_upstream_401_is_a_clear_502(
     assert "KILO_API_KEY" in err["message"] and "bad-key" not in err["message"]
 
 
-def test_402_means_zero_credits(
-    client: httpx.Client, fake: FakeGatewayThread
-) -> None:
+def test_402_means_zero_credits(client: httpx.Client, fake: FakeGatewayThread) -> None:
     fake.script([{"kind": "status", "status": 402}])
     err = assert_error(client.post("/api/kilo/generate", json={"prompt": "x"}), 402, "credits_exhausted")
     assert err["buyCreditsUrl"].startswith("https://")

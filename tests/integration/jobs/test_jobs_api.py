@@ -29,35 +29,40 @@ def strict_api(make_app_client: Callable[..., TestClient], job_settings: Callabl
 
 def nothing_started(client: TestClient, redis_client: redis.Redis, prefix: str) -> bool:
     return client.get("/api/kilo/jobs").json()["jobs"] == [] and not list(
-        redis_client.scan_iter(match=prefix + "agent-jobs:*"))
+        redis_client.scan_iter(match=prefix + "agent-jobs:*")
+    )
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("http://github.com/acme/widgets.git", "https://"),
-    ("https://user:pw@github.com/acme/widgets.git", "credentials"),
-    ("https://ghp_x@github.com/acme/widgets.git", "credentials"),
-    ("https://140.82.112.3/acme/widgets.git", "IP addresses"),
-    ("https://10.0.0.8/acme/widgets.git", "IP addresses"),
-    ("https://169.254.169.254/latest/meta-data", "IP addresses"),
-    ("https://[::1]/acme/widgets.git", "IP addresses"),
-    ("https://2130706433/acme/widgets.git", "IP addresses"),
-    ("https://evil.example.com/acme/widgets.git", "allowlist"),
-    ("https://github.com.evil.example/acme/widgets.git", "allowlist"),
-    ("https://github.com:8443/acme/widgets.git", "default https port"),
-    ("ext::sh -c touch% /tmp/pwned", "transport"),
-    ("file:///etc/passwd", "https://"),
-    ("-uhttps://github.com/acme/widgets.git", "option"),
-    ("--upload-pack=touch /tmp/pwned", "option"),
-    ("https://github.com/acme/widgets.git --config=core.sshCommand=x", "spaces"),
-    ("https://github.com/acme/widgets.git\nX: y", "control"),
-    ("https://github.com/acme/../../etc", "repository path"),
-    ("https://github.com/acme/-widgets", "repository path"),
-    ("https://github.com/acme/widgets.git?x=1", "query"),
-    ("/tmp/some/repo.git", "local paths"),
-    ("https://github.com/", "repository path"),
-])
-def test_bad_repo_urls_are_refused(strict_api: TestClient, url: str, says: str, redis_client: redis.Redis,
-                                   prefix: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://github.com/acme/widgets.git", "https://"),
+        ("https://user:pw@github.com/acme/widgets.git", "credentials"),
+        ("https://ghp_x@github.com/acme/widgets.git", "credentials"),
+        ("https://140.82.112.3/acme/widgets.git", "IP addresses"),
+        ("https://10.0.0.8/acme/widgets.git", "IP addresses"),
+        ("https://169.254.169.254/latest/meta-data", "IP addresses"),
+        ("https://[::1]/acme/widgets.git", "IP addresses"),
+        ("https://2130706433/acme/widgets.git", "IP addresses"),
+        ("https://evil.example.com/acme/widgets.git", "allowlist"),
+        ("https://github.com.evil.example/acme/widgets.git", "allowlist"),
+        ("https://github.com:8443/acme/widgets.git", "default https port"),
+        ("ext::sh -c touch% /tmp/pwned", "transport"),
+        ("file:///etc/passwd", "https://"),
+        ("-uhttps://github.com/acme/widgets.git", "option"),
+        ("--upload-pack=touch /tmp/pwned", "option"),
+        ("https://github.com/acme/widgets.git --config=core.sshCommand=x", "spaces"),
+        ("https://github.com/acme/widgets.git\nX: y", "control"),
+        ("https://github.com/acme/../../etc", "repository path"),
+        ("https://github.com/acme/-widgets", "repository path"),
+        ("https://github.com/acme/widgets.git?x=1", "query"),
+        ("/tmp/some/repo.git", "local paths"),
+        ("https://github.com/", "repository path"),
+    ],
+)
+def test_bad_repo_urls_are_refused(
+    strict_api: TestClient, url: str, says: str, redis_client: redis.Redis, prefix: str
+) -> None:
     response = strict_api.post("/api/kilo/run-agent", json=run_body(url))
     assert response.status_code == 422, response.text
     error = response.json()["error"]
@@ -70,28 +75,32 @@ def test_allowed_host_is_accepted(strict_api: TestClient) -> None:
     assert response.status_code == 202, response.text
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"timeoutMs": 999}, "timeoutMs"),
-    ({"timeoutMs": 3_600_001}, "timeoutMs"),
-    ({"profileEnv": {"lower_case": "x"}}, "profileEnv"),
-    ({"profileEnv": {"PATH": "/evil"}}, "profileEnv.PATH"),
-    ({"profileEnv": {"LD_PRELOAD": "/evil.so"}}, "profileEnv.LD_PRELOAD"),
-    ({"profileEnv": {"GIT_SSH_COMMAND": "touch /tmp/x"}}, "profileEnv.GIT_SSH_COMMAND"),
-    ({"profileEnv": {"NODE_OPTIONS": "--require /evil"}}, "profileEnv.NODE_OPTIONS"),
-    ({"profileEnv": {"KILO_CONFIG_CONTENT": "{}"}}, "profileEnv.KILO_CONFIG_CONTENT"),
-    ({"profileEnv": {"BIG": "x" * 9000}}, "profileEnv.BIG"),
-    ({"profileEnv": {f"V{i}": "x" for i in range(40)}}, "profileEnv"),
-    ({"profileEnv": {"A": 1}}, "profileEnv.A"),
-    ({"baseBranch": "--upload-pack=x"}, "baseBranch"),
-    ({"baseBranch": "main..evil"}, "baseBranch"),
-    ({"agent": "Review; rm -rf /"}, "agent"),
-    ({"maxCostUsd": 0}, "maxCostUsd"),
-    ({"prompt": None}, "prompt"),
-    ({"dryRun": "yes please"}, "dryRun"),
-    ({"surprise": True}, "surprise"),
-])
-def test_bad_fields_are_refused_and_nothing_starts(api: TestClient, fake_github: FakeGitHub, patch: dict,
-                                                   field: str, redis_client: redis.Redis, prefix: str) -> None:
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"timeoutMs": 999}, "timeoutMs"),
+        ({"timeoutMs": 3_600_001}, "timeoutMs"),
+        ({"profileEnv": {"lower_case": "x"}}, "profileEnv"),
+        ({"profileEnv": {"PATH": "/evil"}}, "profileEnv.PATH"),
+        ({"profileEnv": {"LD_PRELOAD": "/evil.so"}}, "profileEnv.LD_PRELOAD"),
+        ({"profileEnv": {"GIT_SSH_COMMAND": "touch /tmp/x"}}, "profileEnv.GIT_SSH_COMMAND"),
+        ({"profileEnv": {"NODE_OPTIONS": "--require /evil"}}, "profileEnv.NODE_OPTIONS"),
+        ({"profileEnv": {"KILO_CONFIG_CONTENT": "{}"}}, "profileEnv.KILO_CONFIG_CONTENT"),
+        ({"profileEnv": {"BIG": "x" * 9000}}, "profileEnv.BIG"),
+        ({"profileEnv": {f"V{i}": "x" for i in range(40)}}, "profileEnv"),
+        ({"profileEnv": {"A": 1}}, "profileEnv.A"),
+        ({"baseBranch": "--upload-pack=x"}, "baseBranch"),
+        ({"baseBranch": "main..evil"}, "baseBranch"),
+        ({"agent": "Review; rm -rf /"}, "agent"),
+        ({"maxCostUsd": 0}, "maxCostUsd"),
+        ({"prompt": None}, "prompt"),
+        ({"dryRun": "yes please"}, "dryRun"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+def test_bad_fields_are_refused_and_nothing_starts(
+    api: TestClient, fake_github: FakeGitHub, patch: dict, field: str, redis_client: redis.Redis, prefix: str
+) -> None:
     body = run_body(fake_github.repo_url("acme", "widgets"))
     body.update(patch)
     if patch.get("prompt", "") is None:
@@ -106,8 +115,9 @@ def test_bad_fields_are_refused_and_nothing_starts(api: TestClient, fake_github:
 
 
 def test_unknown_agent_lists_the_known_ones(api: TestClient, fake_github: FakeGitHub) -> None:
-    response = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"),
-                                                               agent="deploy-to-prod"))
+    response = api.post(
+        "/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"), agent="deploy-to-prod")
+    )
     assert response.status_code == 422
     assert "apply-patch-and-pr" in response.json()["error"]["message"] and "review" in response.text
 
@@ -118,19 +128,26 @@ def test_agents_catalogue(api: TestClient) -> None:
     assert agents["review"]["after"] == "report" and agents["review"]["requiresPrompt"] is False
 
 
-@pytest.mark.parametrize("job_id", ["nope", "job_" + "0" * 24, "job_" + "Z" * 24, "../../etc/passwd",
-                                    "job_%00", "*", "job_" + "a" * 2000])
+@pytest.mark.parametrize(
+    "job_id", ["nope", "job_" + "0" * 24, "job_" + "Z" * 24, "../../etc/passwd", "job_%00", "*", "job_" + "a" * 2000]
+)
 def test_unknown_or_malformed_job_ids_are_404(api: TestClient, job_id: str) -> None:
-    for method, path in (("GET", f"/api/kilo/job/{job_id}"), ("DELETE", f"/api/kilo/job/{job_id}"),
-                         ("GET", f"/api/kilo/job/{job_id}/logs"), ("GET", f"/api/kilo/job/{job_id}/artifacts/x")):
+    for method, path in (
+        ("GET", f"/api/kilo/job/{job_id}"),
+        ("DELETE", f"/api/kilo/job/{job_id}"),
+        ("GET", f"/api/kilo/job/{job_id}/logs"),
+        ("GET", f"/api/kilo/job/{job_id}/artifacts/x"),
+    ):
         response = api.request(method, path)
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["error"]["code"] in ("not_found",)
 
 
 def test_queued_job_view_and_list_filters(api: TestClient, fake_github: FakeGitHub) -> None:
-    accepted = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"),
-                                                               profileEnv={"GITHUB_TOKEN": "ghp_secret_xyz_123"}))
+    accepted = api.post(
+        "/api/kilo/run-agent",
+        json=run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": "ghp_secret_xyz_123"}),
+    )
     assert accepted.status_code == 202
     assert accepted.headers["location"] == accepted.json()["statusUrl"]
     job = api.get(f"/api/kilo/job/{accepted.json()['jobId']}").json()
@@ -154,10 +171,12 @@ def test_idempotency_key_returns_the_same_job(api: TestClient, fake_github: Fake
     assert len(api.get("/api/kilo/jobs").json()["jobs"]) == 1
 
 
-def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(make_app_client: Callable[..., TestClient],
-                                                           job_settings: Callable[..., Settings],
-                                                           key_factory: Callable[..., str],
-                                                           fake_github: FakeGitHub) -> None:
+def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(
+    make_app_client: Callable[..., TestClient],
+    job_settings: Callable[..., Settings],
+    key_factory: Callable[..., str],
+    fake_github: FakeGitHub,
+) -> None:
     key_a, key_b = key_factory("team-a", max_jobs=1), key_factory("team-b")
     app = make_app_client(job_settings(jobs_concurrency=0, auth_required=True))
     a, b = {"Authorization": f"Bearer {key_a}"}, {"x-api-key": key_b}
@@ -169,8 +188,9 @@ def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(make_app_client: Call
     assert app.get(f"/api/kilo/job/{job_id}", headers=b).status_code == 404  # another key's job does not exist for b
     assert app.delete(f"/api/kilo/job/{job_id}", headers=b).status_code == 404
     assert app.get("/api/kilo/jobs", headers=b).json()["jobs"] == []
-    assert (app.get(f"/api/kilo/job/{job_id}", headers=a).json()["keyId"]
-            == app.get("/api/kilo/jobs", headers=a).json()["jobs"][0]["keyId"])
+    assert (
+        app.get(f"/api/kilo/job/{job_id}", headers=a).json()["keyId"]
+        == app.get("/api/kilo/jobs", headers=a).json()["jobs"][0]["keyId"]
+    )
     assert app.delete(f"/api/kilo/job/{job_id}", headers=a).json()["status"] == "cancelled"
     assert app.post("/api/kilo/run-agent", json=body, headers=a).status_code == 202  # the slot is free again
-

@@ -33,12 +33,18 @@ def test_request_id_is_echoed_only_when_plain() -> None:
     assert clean_request_id("x" * 500) is None
 
 
-@pytest.mark.parametrize("form", [
-    ODD_SECRET, quote(ODD_SECRET, safe=""), quote_plus(ODD_SECRET),
-    base64.b64encode(ODD_SECRET.encode()).decode(), base64.urlsafe_b64encode(ODD_SECRET.encode()).decode(),
-    base64.b64encode(b"x-access-token:" + ODD_SECRET.encode()).decode(),  # a Basic auth header
-    base64.b64encode(b"ab" + ODD_SECRET.encode() + b"tail").decode(),
-])
+@pytest.mark.parametrize(
+    "form",
+    [
+        ODD_SECRET,
+        quote(ODD_SECRET, safe=""),
+        quote_plus(ODD_SECRET),
+        base64.b64encode(ODD_SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(ODD_SECRET.encode()).decode(),
+        base64.b64encode(b"x-access-token:" + ODD_SECRET.encode()).decode(),  # a Basic auth header
+        base64.b64encode(b"ab" + ODD_SECRET.encode() + b"tail").decode(),
+    ],
+)
 def test_redaction_finds_every_encoding(form: str) -> None:
     redactor = Redactor([ODD_SECRET, None, "short"])
     text = f"before {form} after"
