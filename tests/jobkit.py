@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 GITHUB_TOKEN = "ghp_fake_test_token_0123456789"
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
@@ -41,8 +42,9 @@ def job_overrides(tmp: Path, github_api_url: str, cli: str | None) -> dict[str, 
     return values
 
 
-def wait_job(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 60,
-             phase: str | None = None) -> dict[str, Any]:
+def wait_job(
+    client: httpx.Client, job_id: str, statuses: tuple[str, ...] = FINAL, timeout: float = 60, phase: str | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         job = client.get(f"/api/kilo/job/{job_id}").json()

@@ -14,21 +14,23 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 
 
 def test_ensure_redis_starts_one_when_nothing_answers(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-    out = subprocess.run([sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     try:
         assert out.returncode == 0, out.stderr
         assert "started a local Redis" in out.stdout
         assert redis.Redis(port=port).ping()
-        again = subprocess.run([sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True,
-                               text=True, timeout=60)
+        again = subprocess.run(
+            [sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert again.returncode == 0 and again.stdout == ""  # already answering: nothing to do
     finally:
         redis.Redis(port=port).shutdown(nosave=True)
@@ -36,12 +38,20 @@ def test_ensure_redis_starts_one_when_nothing_answers(tmp_path: Path) -> None:
 
 def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str) -> None:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "KILO_API_KEY": TEST_KEY, "REDIS_URL": REDIS_URL,
-           "REDIS_PREFIX": prefix, "KILO_GATEWAY_BASE": f"{fake.url}/api/gateway", "AUTH_REQUIRED": "false",
-           "LAMBDA_TASK_ROOT": str(ROOT / "functions/stream"),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.Popen(["sh", str(ROOT / "functions/stream/run.sh")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "KILO_API_KEY": TEST_KEY,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_PREFIX": prefix,
+        "KILO_GATEWAY_BASE": f"{fake.url}/api/gateway",
+        "AUTH_REQUIRED": "false",
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions/stream"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    proc = subprocess.Popen(
+        ["sh", str(ROOT / "functions/stream/run.sh")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         resp = httpx.post(f"http://127.0.0.1:{port}/api/kilo/generate-stream", json={"prompt": "a b"})
@@ -55,9 +65,13 @@ def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str)
             if event.get("isBase64Encoded"):
                 body = base64.b64decode(body)
             headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "host"}
-            answers[path.name] = httpx.request(event["httpMethod"], f"http://127.0.0.1:{port}{event['path']}",
-                                               params=event.get("queryStringParameters"), headers=headers,
-                                               content=body)
+            answers[path.name] = httpx.request(
+                event["httpMethod"],
+                f"http://127.0.0.1:{port}{event['path']}",
+                params=event.get("queryStringParameters"),
+                headers=headers,
+                content=body,
+            )
         assert set(answers) == {"generate-stream.json", "job-logs.json"}
         assert "event: done" in answers["generate-stream.json"].text
         assert answers["generate-stream.json"].headers["x-request-id"]

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings, load_settings
-from tests.conftest import ROOT, TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.support import ROOT, TEST_KEY
 
 pytestmark = pytest.mark.slow
 CLI = load_settings().kilo_cli_path
@@ -37,14 +37,19 @@ def test_image_build_context_leaves_out_host_builds_and_secrets() -> None:
 
 
 def test_real_cli_writes_a_file_and_the_job_opens_a_pull_request(
-        serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread,
-        fake_github: FakeGitHub) -> None:
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+) -> None:
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "hello from kilo\n"}}]
     fake.agent_text = "Added HELLO.md as asked."
     client = httpx.Client(base_url=serve(job_settings(real_cli=True)), timeout=10)
-    job_id = client.post("/api/kilo/run-agent", json=run_body(
-        fake_github.repo_url("acme", "widgets"), prompt="Add a HELLO.md that greets the reader",
-        profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})).json()["jobId"]
+    job_id = client.post(
+        "/api/kilo/run-agent",
+        json=run_body(
+            fake_github.repo_url("acme", "widgets"),
+            prompt="Add a HELLO.md that greets the reader",
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
+        ),
+    ).json()["jobId"]
     job = wait_job(client, job_id, timeout=150)
     assert job["status"] == "succeeded", job
     result = job["result"]
@@ -60,14 +65,20 @@ def test_real_cli_writes_a_file_and_the_job_opens_a_pull_request(
 
 
 def test_review_agent_is_denied_edits_and_never_pushes(
-        serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread,
-        fake_github: FakeGitHub) -> None:
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+) -> None:
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "PWNED.md", "content": "should not exist\n"}}]
     fake.agent_text = "Findings: none."
     client = httpx.Client(base_url=serve(job_settings(real_cli=True)), timeout=10)
-    job_id = client.post("/api/kilo/run-agent", json=run_body(
-        fake_github.repo_url("acme", "widgets"), agent="review", prompt=None,
-        profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})).json()["jobId"]
+    job_id = client.post(
+        "/api/kilo/run-agent",
+        json=run_body(
+            fake_github.repo_url("acme", "widgets"),
+            agent="review",
+            prompt=None,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
+        ),
+    ).json()["jobId"]
     job = wait_job(client, job_id, timeout=150)
     assert job["status"] == "succeeded", job
     assert job["result"]["filesChanged"] == [], job

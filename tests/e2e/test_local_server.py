@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
+from tests.support import REDIS_URL, ROOT, TEST_KEY, free_port, wait_http
 
 README = (ROOT / "README.md").read_text()
 
@@ -34,19 +34,36 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    fake = subprocess.Popen([sys.executable, str(ROOT / "tests/fakes/fake_gateway.py"), "--port", "0",
-                             "--always-usage"], stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/fakes/fake_gateway.py"), "--port", "0", "--always-usage"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     fake_url = re.search(r"http://\S+", _wait_for_line(fake, "listening")).group(0)
     port = free_port()
     prefix = f"kbe2e{os.getpid()}:"
     tmp = tmp_path_factory.mktemp("server")
-    env = {**os.environ, "KILO_API_KEY": TEST_KEY, "KILO_GATEWAY_BASE": f"{fake_url}/api/gateway",
-           "PORT": str(port), "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "ARTIFACTS_DIR": str(tmp / "artifacts"),
-           "JOB_SECRETS_KEY_FILE": str(tmp / "job.key"), "JOB_WORKDIR": str(tmp),
-           # The README's job names a github.com repository: queued here, never run (loopback traffic only).
-           "JOBS_CONCURRENCY": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "kilo_bridge", "serve"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    env = {
+        **os.environ,
+        "KILO_API_KEY": TEST_KEY,
+        "KILO_GATEWAY_BASE": f"{fake_url}/api/gateway",
+        "PORT": str(port),
+        "REDIS_URL": REDIS_URL,
+        "REDIS_PREFIX": prefix,
+        "ARTIFACTS_DIR": str(tmp / "artifacts"),
+        "JOB_SECRETS_KEY_FILE": str(tmp / "job.key"),
+        "JOB_WORKDIR": str(tmp),
+        # The README's job names a github.com repository: queued here, never run (loopback traffic only).
+        "JOBS_CONCURRENCY": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kilo_bridge", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     banner = _wait_for_line(proc, "listening")
     assert f"127.0.0.1:{port}" in banner and TEST_KEY not in banner
     wait_http(f"http://127.0.0.1:{port}/healthz", proc)
@@ -78,8 +95,9 @@ def test_readme_curl_examples_work_verbatim(server: tuple[str, int]) -> None:
     assert len(commands) >= 4
     for command in commands:
         command = command.replace("localhost:5000", f"localhost:{port}")
-        out = subprocess.run(["bash", "-c", command + " -sS --fail-with-body"], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run(
+            ["bash", "-c", command + " -sS --fail-with-body"], capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0, (command, out.stdout, out.stderr)
         if "generate-stream" in command:
             assert "event: delta" in out.stdout and "event: done" in out.stdout
@@ -96,8 +114,14 @@ def test_docs_and_openapi_are_served(server: tuple[str, int]) -> None:
 
 def test_bad_setting_stops_the_server_with_the_variable_named() -> None:
     env = {**os.environ, "KILO_TIMEOUT_MS": "soon", "KILO_API_KEY": "test-key-not-real-secret"}
-    out = subprocess.run([sys.executable, "-m", "kilo_bridge", "serve"], env=env, capture_output=True, text=True,
-                         timeout=30, cwd=Path(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-m", "kilo_bridge", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(ROOT),
+    )
     assert out.returncode == 2
     assert "KILO_TIMEOUT_MS" in out.stderr
     assert "test-key-not-real-secret" not in out.stderr + out.stdout

@@ -12,14 +12,15 @@ import pytest
 
 from kilo_bridge.config import Settings, settings_env
 from scripts.invoke import invoke
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 EVENTS = sorted(p for d in ("dispatcher", "finalizer", "scheduled") for p in (ROOT / "events" / d).glob("*.json"))
 EXPECTED: dict[str, Callable[[Any], bool]] = {
     # The sample job id is unknown here: nothing to dispatch, nothing to fail; the poison message is reported.
     "sqs-run-agent.json": lambda r: r == {"batchItemFailures": []},
-    "sqs-redelivered-and-poison.json": lambda r: r == {
-        "batchItemFailures": [{"itemIdentifier": "5f1c3a5e-0000-4000-8000-000000000002"}]},
+    "sqs-redelivered-and-poison.json": lambda r: (
+        r == {"batchItemFailures": [{"itemIdentifier": "5f1c3a5e-0000-4000-8000-000000000002"}]}
+    ),
     "task-stopped.json": lambda r: r == {"outcome": "unknown-job"},
     "refresh-credits.json": lambda r: r["balanceUsd"] == 12.5 and r["stale"] is False,
     "reap-jobs.json": lambda r: r == {"task": "reap-jobs", "ended": {}},
@@ -33,8 +34,9 @@ def test_every_function_has_events() -> None:
 
 
 @pytest.mark.parametrize("event_file", EVENTS, ids=[f"{p.parent.name}/{p.name}" for p in EVENTS])
-def test_function_on_event(event_file: Path, job_settings: Callable[..., Settings],
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_function_on_event(
+    event_file: Path, job_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in settings_env(job_settings(jobs_concurrency=0, repo_allow_local=False)).items():
         monkeypatch.setenv(name, value)
     result = invoke(event_file.parent.name, json.loads(event_file.read_text()))

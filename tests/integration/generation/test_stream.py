@@ -4,38 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 import redis
 
 from kilo_bridge.config import Settings
-from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
-
-
-def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
-    """(event, data) per server-sent event; comments come through as ("comment", text)."""
-    event, data = "message", []
-    for line in lines:
-        if line == "":
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", []
-        elif line.startswith(":"):
-            yield "comment", line[1:].strip()
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-
-
-def stream(url: str, body: dict, timeout: float = 10) -> list[tuple[str, str]]:
-    with httpx.stream("POST", url + "/api/kilo/generate-stream", json=body, timeout=timeout) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        return list(sse(resp.iter_lines()))
+from tests.support import TEST_KEY, sse, stream
 
 
 def stats(redis_client: redis.Redis, prefix: str) -> dict[str, int]:

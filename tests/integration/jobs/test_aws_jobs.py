@@ -24,10 +24,10 @@ from kilo_bridge.platform import aws
 from kilo_bridge.platform.redis import Store
 from scripts.invoke import Context
 from scripts.invoke import load_function as load_handler
-from tests.conftest import ROOT, free_port
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.support import ROOT, free_port
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +54,28 @@ class Aws:
         return boto3.client(service, endpoint_url=self.url, region_name="us-east-1")
 
     def settings(self) -> dict[str, Any]:
-        return {"job_queue": "sqs", "agent_queue_url": self.queue_url, "ecs_cluster": self.cluster,
-                "ecs_task_definition": self.task_definition, "ecs_subnets": self.subnet,
-                "ecs_security_groups": self.security_group, "artifacts_bucket": self.bucket,
-                "s3_endpoint_url": self.url, "job_secrets_kms_key_id": self.kms_key}
+        return {
+            "job_queue": "sqs",
+            "agent_queue_url": self.queue_url,
+            "ecs_cluster": self.cluster,
+            "ecs_task_definition": self.task_definition,
+            "ecs_subnets": self.subnet,
+            "ecs_security_groups": self.security_group,
+            "artifacts_bucket": self.bucket,
+            "s3_endpoint_url": self.url,
+            "job_secrets_kms_key_id": self.kms_key,
+        }
 
 
 @pytest.fixture
 def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name, value in {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY":
-                        "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     aws.reset_clients()
     tag = uuid.uuid4().hex[:8]
@@ -73,8 +85,9 @@ def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     # The real one is awsvpc/FARGATE (template.yaml); moto 5.2.5 fails RunTask on awsvpc task definitions
     # ('NetworkInterface' has no 'private_dns_name'), so the stand-in here leaves networkMode out.
     task_def = ecs.register_task_definition(
-        family=f"kb-agent-{tag}", containerDefinitions=[{"name": "agent", "image": "agent:test", "memory": 2048,
-                                                         "essential": True}])["taskDefinition"]["taskDefinitionArn"]
+        family=f"kb-agent-{tag}",
+        containerDefinitions=[{"name": "agent", "image": "agent:test", "memory": 2048, "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName=f"kb-{tag}", Description="agent", VpcId=vpc)["GroupId"]
@@ -97,18 +110,27 @@ def load_function(name: str, monkeypatch: pytest.MonkeyPatch, settings: Settings
 def sqs_event(message: dict[str, Any]) -> dict[str, Any]:
     event = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
     record = event["Records"][0]
-    record["messageId"], record["body"], record["receiptHandle"] = (message["MessageId"], message["Body"],
-                                                                     message["ReceiptHandle"])
+    record["messageId"], record["body"], record["receiptHandle"] = (
+        message["MessageId"],
+        message["Body"],
+        message["ReceiptHandle"],
+    )
     return event
 
 
 def test_sqs_dispatch_is_idempotent_and_finalizer_fails_a_stopped_task(
-        aws_env: Aws, serve: Callable[..., str], job_settings: Callable[..., Settings],
-        fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_env: Aws,
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
     api = httpx.Client(base_url=serve(settings), timeout=10)
-    accepted = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"),
-                                                               profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    accepted = api.post(
+        "/api/kilo/run-agent",
+        json=run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
+    )
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["jobId"]
     sqs = aws_env.client("sqs")
@@ -139,8 +161,13 @@ def test_sqs_dispatch_is_idempotent_and_finalizer_fails_a_stopped_task(
 
 
 def test_finalizer_counts_a_failure_the_runner_recorded_once(
-        aws_env: Aws, serve: Callable[..., str], job_settings: Callable[..., Settings],
-        fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    aws_env: Aws,
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
     api = httpx.Client(base_url=serve(settings), timeout=10)
     job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
@@ -164,9 +191,13 @@ def test_finalizer_counts_a_failure_the_runner_recorded_once(
     assert api.get(f"/api/kilo/job/{job_id}").json()["reason"] == "agent_failed"  # the runner's reason stays
 
 
-def test_dispatch_failure_is_reported_for_retry(aws_env: Aws, serve: Callable[..., str],
-                                                job_settings: Callable[..., Settings], fake_github: FakeGitHub,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dispatch_failure_is_reported_for_retry(
+    aws_env: Aws,
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = job_settings(**{**aws_env.settings(), "ecs_cluster": "no-such-cluster"}, jobs_concurrency=0)
     api = httpx.Client(base_url=serve(settings), timeout=10)
     job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
@@ -177,12 +208,19 @@ def test_dispatch_failure_is_reported_for_retry(aws_env: Aws, serve: Callable[..
     assert api.get(f"/api/kilo/job/{job_id}").json()["status"] == "queued"  # still waiting, retried later
 
 
-def test_enqueue_failure_leaves_no_ghost_job(aws_env: Aws, serve: Callable[..., str],
-                                             job_settings: Callable[..., Settings], fake_github: FakeGitHub,
-                                             redis_client: Any, prefix: str) -> None:
+def test_enqueue_failure_leaves_no_ghost_job(
+    aws_env: Aws,
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    redis_client: Any,
+    prefix: str,
+) -> None:
     missing = aws_env.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
-    api = httpx.Client(base_url=serve(job_settings(**{**aws_env.settings(), "agent_queue_url": missing},
-                                                   jobs_concurrency=0)), timeout=10)
+    api = httpx.Client(
+        base_url=serve(job_settings(**{**aws_env.settings(), "agent_queue_url": missing}, jobs_concurrency=0)),
+        timeout=10,
+    )
     body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})
     response = api.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "retry-me"})
     assert response.status_code == 503 and response.json()["error"]["code"] == "queue_unavailable"
@@ -199,14 +237,21 @@ def test_enqueue_failure_leaves_no_ghost_job(aws_env: Aws, serve: Callable[..., 
     assert [j["id"] for j in healthy.get("/api/kilo/jobs").json()["jobs"]] == [retried.json()["jobId"]]
 
 
-def test_s3_artifacts_and_kms_sealed_secrets(aws_env: Aws, serve: Callable[..., str],
-                                             job_settings: Callable[..., Settings], fake_github: FakeGitHub,
-                                             redis_client: Any, prefix: str) -> None:
+def test_s3_artifacts_and_kms_sealed_secrets(
+    aws_env: Aws,
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    redis_client: Any,
+    prefix: str,
+) -> None:
     # The local queue and worker, with AWS storage and KMS: the same runner as the ECS task.
     settings = job_settings(**{**aws_env.settings(), "job_queue": "local"})
     api = httpx.Client(base_url=serve(settings), timeout=10)
-    job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"), dryRun=True,
-                                                          profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})).json()["jobId"]
+    job_id = api.post(
+        "/api/kilo/run-agent",
+        json=run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
+    ).json()["jobId"]
     assert redis_client.get(f"{prefix}job:{job_id}:env").startswith(b"v1.kms.")
     job = wait_job(api, job_id)
     assert job["status"] == "succeeded", job
@@ -217,8 +262,13 @@ def test_s3_artifacts_and_kms_sealed_secrets(aws_env: Aws, serve: Callable[..., 
     assert keys == {f"jobs/{job_id}/{n}" for n in ("log.jsonl", "diff.patch", "result.json")}
 
 
-def test_scheduled_tasks(aws_env: Aws, job_settings: Callable[..., Settings], fake: FakeGatewayThread,
-                         monkeypatch: pytest.MonkeyPatch, fake_github: FakeGitHub) -> None:
+def test_scheduled_tasks(
+    aws_env: Aws,
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_github: FakeGitHub,
+) -> None:
     settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
     scheduled = load_function("scheduled", monkeypatch, settings)
     fake.set_balance(42.0)
@@ -237,13 +287,20 @@ def test_keys_are_read_from_secrets_manager(aws_env: Aws, fake: FakeGatewayThrea
 
     sm = aws_env.client("secretsmanager")
     kilo = sm.create_secret(Name=f"kilo-{uuid.uuid4().hex[:6]}", SecretString="kilo-key-from-secret-not-real")["ARN"]
-    admin = sm.create_secret(Name=f"admin-{uuid.uuid4().hex[:6]}",
-                             SecretString=json.dumps({"ADMIN_API_KEY": "admin-key-from-secret-not-real"}))["ARN"]
-    redis_secret = sm.create_secret(Name=f"redis-{uuid.uuid4().hex[:6]}",
-                                    SecretString=json.dumps({"username": "kb", "password": "p@ss/word"}))["ARN"]
-    settings = load_settings(kilo_api_key_secret_arn=kilo, admin_api_key_secret_arn=admin,
-                             redis_url="rediss://cache.example:6379", redis_username="kb",
-                             redis_password_secret_arn=redis_secret)
+    admin = sm.create_secret(
+        Name=f"admin-{uuid.uuid4().hex[:6]}",
+        SecretString=json.dumps({"ADMIN_API_KEY": "admin-key-from-secret-not-real"}),
+    )["ARN"]
+    redis_secret = sm.create_secret(
+        Name=f"redis-{uuid.uuid4().hex[:6]}", SecretString=json.dumps({"username": "kb", "password": "p@ss/word"})
+    )["ARN"]
+    settings = load_settings(
+        kilo_api_key_secret_arn=kilo,
+        admin_api_key_secret_arn=admin,
+        redis_url="rediss://cache.example:6379",
+        redis_username="kb",
+        redis_password_secret_arn=redis_secret,
+    )
     assert settings.api_key == "kilo-key-from-secret-not-real"
     assert settings.admin_key == "admin-key-from-secret-not-real"
     assert settings.resolved_redis_url == "rediss://kb:p%40ss%2Fword@cache.example:6379"
@@ -252,9 +309,9 @@ def test_keys_are_read_from_secrets_manager(aws_env: Aws, fake: FakeGatewayThrea
     assert "kilo-key-from-secret" not in str(info.value)
 
 
-def test_rotated_kilo_key_is_used_without_a_restart(aws_env: Aws, serve: Callable[..., str],
-                                                    make_settings: Callable[..., Settings],
-                                                    fake: FakeGatewayThread) -> None:
+def test_rotated_kilo_key_is_used_without_a_restart(
+    aws_env: Aws, serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
+) -> None:
     sm = aws_env.client("secretsmanager")
     arn = sm.create_secret(Name=f"kilo-{uuid.uuid4().hex[:6]}", SecretString="kilo-key-v1-not-real")["ARN"]
     url = serve(make_settings(kilo_api_key=None, kilo_api_key_secret_arn=arn, kilo_api_key_max_age_s=0))

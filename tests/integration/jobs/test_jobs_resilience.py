@@ -17,31 +17,44 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings, settings_env
-from kilo_bridge.jobs.record import JobRecord, now_ms
+from kilo_bridge.jobs.record import JobRecord
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.platform.redis import Store
-from tests.conftest import ROOT
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
+from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings_env(settings)}
-    return subprocess.Popen([sys.executable, "-m", "kilo_bridge", "worker"], cwd=ROOT, env=env,
-                            start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "kilo_bridge", "worker"], cwd=ROOT, env=env, start_new_session=True)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
-def test_job_survives_its_worker_being_killed(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                              fake_github: FakeGitHub, tmp_path: Path, sig: signal.Signals) -> None:
+def test_job_survives_its_worker_being_killed(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    sig: signal.Signals,
+) -> None:
     settings = job_settings(job_shutdown_grace_s=1)
     api = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)  # the API alone
     pids, marker = tmp_path / "pids", tmp_path / "marker"
-    job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "once", "FAKE_KILO_MARKER": str(marker),
-        "FAKE_KILO_PIDS": str(pids)})).json()["jobId"]
+    job_id = api.post(
+        "/api/kilo/run-agent",
+        json=run_body(
+            fake_github.repo_url("acme", "widgets"),
+            profileEnv={
+                "GITHUB_TOKEN": GITHUB_TOKEN,
+                "FAKE_KILO_MODE": "once",
+                "FAKE_KILO_MARKER": str(marker),
+                "FAKE_KILO_PIDS": str(pids),
+            },
+        ),
+    ).json()["jobId"]
     first = start_worker(settings)
     try:
         wait_job(api, job_id, ("running",), phase="agent", timeout=30)
@@ -76,7 +89,8 @@ def test_job_survives_its_worker_being_killed(serve: Callable[..., str], job_set
 
 
 def test_stopping_a_worker_lets_a_running_job_finish_within_the_grace(
-        serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub) -> None:
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+) -> None:
     api = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "8", "FAKE_KILO_STEP_COST": "0"}
     body = run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv=env)
@@ -94,14 +108,14 @@ def test_stopping_a_worker_lets_a_running_job_finish_within_the_grace(
     assert len(job["result"]["filesChanged"]) == 8
 
 
-async def test_reaper_fails_a_job_whose_heartbeat_stopped(job_settings: Callable[..., Settings]) -> None:
+async def test_reaper_fails_a_job_whose_heartbeat_stopped(
+    job_settings: Callable[..., Settings], job_factory: Callable[..., JobRecord]
+) -> None:
     settings = job_settings(job_stale_s=0.5, job_max_attempts=1)
     store = Store(settings)
     jobs = JobStore(store)
     try:
-        job_id = "job_" + "ab" * 12
-        await jobs.create(JobRecord(id=job_id, status="queued", agent="review", repo_url="/x", timeout_ms=60_000,
-                                    created_ms=1), "", None, 0)
+        job_id = job_factory(created_ms=1).id
         claim = await jobs.claim(job_id, None, "w1")
         assert claim.verdict == "ok"
         await asyncio.sleep(0.7)  # no heartbeat from the (dead) runner
@@ -117,21 +131,17 @@ async def test_reaper_fails_a_job_whose_heartbeat_stopped(job_settings: Callable
 
 
 async def test_a_lost_job_costs_its_key_the_reservation_and_a_never_run_one_nothing(
-        job_settings: Callable[..., Settings]) -> None:
-    from kilo_bridge.keys.store import KeyStore, digest, key_record
+    job_settings: Callable[..., Settings], key_factory: Callable[..., str], job_factory: Callable[..., JobRecord]
+) -> None:
+    from kilo_bridge.keys.store import digest, key_record
 
     settings = job_settings(job_stale_s=0.5, job_max_attempts=1)
     store = Store(settings)
     jobs = JobStore(store)
     try:
-        secret, _ = await KeyStore(store).create("ci", budget_usd=10)
-        owner = digest(secret)
-        lost, cancelled = "job_" + "cd" * 12, "job_" + "ef" * 12
-        for job_id in (lost, cancelled):
-            record = JobRecord(id=job_id, status="queued", agent="review", repo_url="/x", timeout_ms=60_000,
-                               created_ms=now_ms(), owner=owner)
-            code, _ = await jobs.create(record, "", None, 0, reserve_nusd=2_000_000_000)
-            assert code == 0
+        owner = digest(key_factory("ci", budget_usd=10))
+        # job_factory asserts that JobStore.create accepted each one (code 0)
+        lost, cancelled = (job_factory(owner=owner, reserve_nusd=2_000_000_000).id for _ in range(2))
         key = key_record(store, owner)
         assert int(await store.redis.hget(key, "reserved_nusd")) == 4_000_000_000
         assert await jobs.cancel(cancelled, owner) == "cancelled"  # never ran: released, not charged

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 
 from kilo_bridge.config import Settings
-from tests.conftest import RedisServer
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import RedisServer
 
 
 def test_redis_down_then_back(
@@ -47,9 +47,13 @@ def test_job_routes_fail_closed_when_redis_is_down(
     with httpx.Client(base_url=url, timeout=10) as client:
         job_id = client.post("/api/kilo/run-agent", json=body).json()["jobId"]
         own_redis.stop()
-        for method, path in (("POST", "/api/kilo/run-agent"), ("GET", f"/api/kilo/job/{job_id}"),
-                             ("DELETE", f"/api/kilo/job/{job_id}"), ("GET", "/api/kilo/jobs"),
-                             ("GET", f"/api/kilo/job/{job_id}/logs")):
+        for method, path in (
+            ("POST", "/api/kilo/run-agent"),
+            ("GET", f"/api/kilo/job/{job_id}"),
+            ("DELETE", f"/api/kilo/job/{job_id}"),
+            ("GET", "/api/kilo/jobs"),
+            ("GET", f"/api/kilo/job/{job_id}/logs"),
+        ):
             resp = client.request(method, path, json=body if method == "POST" else None)
             assert resp.status_code == 503, (method, path, resp.text)
             assert resp.json()["error"]["code"] in ("store_unavailable", "queue_unavailable")

@@ -35,10 +35,16 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
 
 
-def test_pull_request_opened_with_token_kept_out_of_urls(jobs_client: httpx.Client, fake_github: FakeGitHub,
-                                                         redis_client: redis.Redis, prefix: str) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"),
-                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "write"}))
+def test_pull_request_opened_with_token_kept_out_of_urls(
+    jobs_client: httpx.Client, fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str
+) -> None:
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "write"},
+        ),
+    )
     job = wait_job(jobs_client, job_id)
     assert job["status"] == "succeeded", job
     result = job["result"]
@@ -67,8 +73,10 @@ def test_pull_request_opened_with_token_kept_out_of_urls(jobs_client: httpx.Clie
 
 
 def test_dry_run_keeps_the_diff_and_pushes_nothing(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True,
-                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    job_id = start(
+        jobs_client,
+        run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
+    )
     job = wait_job(jobs_client, job_id)
     assert job["status"] == "succeeded"
     assert job["result"]["prUrl"] is None and job["result"]["branch"] is None
@@ -78,16 +86,19 @@ def test_dry_run_keeps_the_diff_and_pushes_nothing(jobs_client: httpx.Client, fa
 
 
 def test_agent_failure_is_failed_with_its_reason(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"),
-                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "fail"}))
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "fail"}
+        ),
+    )
     job = wait_job(jobs_client, job_id)
     assert (job["status"], job["reason"]) == ("failed", "agent_failed")
     assert "model refused" in job["error"]
     assert "log.jsonl" in job["artifacts"]
 
 
-def test_clone_with_a_wrong_token_fails_without_echoing_it(jobs_client: httpx.Client,
-                                                           fake_github: FakeGitHub) -> None:
+def test_clone_with_a_wrong_token_fails_without_echoing_it(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
     wrong = "ghp_wrong_token_abcdef123456"
     job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": wrong}))
     job = wait_job(jobs_client, job_id)
@@ -97,29 +108,43 @@ def test_clone_with_a_wrong_token_fails_without_echoing_it(jobs_client: httpx.Cl
 
 def test_pull_request_refused_keeps_the_pushed_branch(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
     fake_github.pr_status = 422
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"),
-                                         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+    job_id = start(
+        jobs_client, run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})
+    )
     job = wait_job(jobs_client, job_id)
     assert (job["status"], job["reason"]) == ("failed", "pr_failed")
     assert f"kilo/{job_id}" in job["error"] and "422" in job["error"]
 
 
-def test_timeout_kills_the_whole_process_group(jobs_client: httpx.Client, fake_github: FakeGitHub,
-                                               tmp_path: Path) -> None:
+def test_timeout_kills_the_whole_process_group(
+    jobs_client: httpx.Client, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
     pids = tmp_path / "pids"
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), timeoutMs=4_000, profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep", "FAKE_KILO_PIDS": str(pids)}))
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            timeoutMs=4_000,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep", "FAKE_KILO_PIDS": str(pids)},
+        ),
+    )
     job = wait_job(jobs_client, job_id, timeout=30)
     assert (job["status"], job["reason"]) == ("timed_out", "timeout")
     agent, child = map(int, pids.read_text().split())
     assert not pid_alive(agent) and not pid_alive(child)
 
 
-def test_cancel_while_running_stops_the_agent_within_seconds(jobs_client: httpx.Client, fake_github: FakeGitHub,
-                                                             tmp_path: Path) -> None:
+def test_cancel_while_running_stops_the_agent_within_seconds(
+    jobs_client: httpx.Client, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
     pids = tmp_path / "pids"
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep", "FAKE_KILO_PIDS": str(pids)}))
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep", "FAKE_KILO_PIDS": str(pids)},
+        ),
+    )
     wait_job(jobs_client, job_id, ("running",), phase="agent")
     deadline = time.monotonic() + 30
     while not pids.exists() and time.monotonic() < deadline:
@@ -135,8 +160,13 @@ def test_cancel_while_running_stops_the_agent_within_seconds(jobs_client: httpx.
     assert jobs_client.delete(f"/api/kilo/job/{job_id}").json()["status"] == "cancelled"  # idempotent
 
 
-def test_cancel_while_queued_is_immediate(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                          fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str) -> None:
+def test_cancel_while_queued_is_immediate(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    redis_client: redis.Redis,
+    prefix: str,
+) -> None:
     client = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
     job_id = start(client, run_body(fake_github.repo_url("acme", "widgets")))
     assert redis_client.exists(f"{prefix}agent-jobs:{job_id}")  # bullmq's entry for it
@@ -148,12 +178,22 @@ def test_cancel_while_queued_is_immediate(serve: Callable[..., str], job_setting
     assert (stats["queued"], stats["cancelled"]) == (0, 1)
 
 
-def test_huge_output_is_capped_not_buffered(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                            fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str) -> None:
-    client = httpx.Client(base_url=serve(job_settings(job_log_max_bytes=1_000_000, job_log_max_lines=100)),
-                          timeout=10)
-    job_id = start(client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "huge", "FAKE_KILO_HUGE_MB": "20"}))
+def test_huge_output_is_capped_not_buffered(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    redis_client: redis.Redis,
+    prefix: str,
+) -> None:
+    client = httpx.Client(base_url=serve(job_settings(job_log_max_bytes=1_000_000, job_log_max_lines=100)), timeout=10)
+    job_id = start(
+        client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "huge", "FAKE_KILO_HUGE_MB": "20"},
+        ),
+    )
     job = wait_job(client, job_id, timeout=90)
     assert job["status"] == "succeeded", job
     assert job["result"]["filesChanged"] == ["CHANGE.md"]
@@ -162,8 +202,14 @@ def test_huge_output_is_capped_not_buffered(serve: Callable[..., str], job_setti
 
 
 def test_budget_stops_the_agent_and_keeps_the_work(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), maxCostUsd=1.0, profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEP_COST": "0.4"}))
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            maxCostUsd=1.0,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEP_COST": "0.4"},
+        ),
+    )
     job = wait_job(jobs_client, job_id)
     assert (job["status"], job["reason"]) == ("failed", "budget_exceeded")
     assert job["result"]["costUsd"] == pytest.approx(0.8)
@@ -171,19 +217,37 @@ def test_budget_stops_the_agent_and_keeps_the_work(jobs_client: httpx.Client, fa
     assert fake_github.pulls == []
 
 
-def test_a_cost_cap_on_an_unpriced_model_is_refused_not_ignored(jobs_client: httpx.Client,
-                                                                fake_github: FakeGitHub) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), maxCostUsd=1.0,
-                                         model="vendor/not-in-price-list", profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}))
+def test_a_cost_cap_on_an_unpriced_model_is_refused_not_ignored(
+    jobs_client: httpx.Client, fake_github: FakeGitHub
+) -> None:
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            maxCostUsd=1.0,
+            model="vendor/not-in-price-list",
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
+        ),
+    )
     job = wait_job(jobs_client, job_id)
     assert (job["status"], job["reason"]) == ("failed", "budget_unpriced"), job
     assert "not started" in job["error"] and fake_github.pulls == []
 
 
 def test_logs_follow_a_running_job_live_and_end_with_it(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "10",
-        "FAKE_KILO_STEP_COST": "0"}))
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            profileEnv={
+                "GITHUB_TOKEN": GITHUB_TOKEN,
+                "FAKE_KILO_MODE": "steps",
+                "FAKE_KILO_STEPS": "10",
+                "FAKE_KILO_STEP_COST": "0",
+            },
+        ),
+    )
     wait_job(jobs_client, job_id, ("running",), phase="agent", timeout=30)
     seen_while_running, kind, events = [], None, []
     with jobs_client.stream("GET", f"/api/kilo/job/{job_id}/logs", timeout=60) as response:
@@ -202,28 +266,26 @@ def test_logs_follow_a_running_job_live_and_end_with_it(jobs_client: httpx.Clien
     assert len(steps) == 10  # every step's line came through, live lines included
 
 
-def test_a_budgeted_key_pays_for_its_agent_jobs(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                                fake_github: FakeGitHub, redis_client: redis.Redis,
-                                                prefix: str) -> None:
-    import asyncio
-
-    from kilo_bridge.keys.store import KeyStore, digest
-    from kilo_bridge.platform.redis import Store
+def test_a_budgeted_key_pays_for_its_agent_jobs(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    key_factory: Callable[..., str],
+    fake_github: FakeGitHub,
+    redis_client: redis.Redis,
+    prefix: str,
+) -> None:
+    from kilo_bridge.keys.store import digest
 
     settings = job_settings(auth_required=True)
-
-    async def make_key() -> str:
-        store = Store(settings)
-        try:
-            return (await KeyStore(store).create("ci", budget_usd=1.0))[0]
-        finally:
-            await store.close()
-
-    key = asyncio.run(make_key())
+    key = key_factory("ci", budget_usd=1.0)
     client = httpx.Client(base_url=serve(settings), headers={"x-api-key": key}, timeout=10)
     repo = fake_github.repo_url("acme", "widgets")
-    env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "3",
-           "FAKE_KILO_STEP_COST": "0.1"}
+    env = {
+        "GITHUB_TOKEN": GITHUB_TOKEN,
+        "FAKE_KILO_MODE": "steps",
+        "FAKE_KILO_STEPS": "3",
+        "FAKE_KILO_STEP_COST": "0.1",
+    }
     too_dear = client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=2.0, profileEnv=env))
     assert too_dear.status_code == 402 and too_dear.json()["error"]["code"] == "budget_exceeded"
     # No maxCostUsd: the job reserves JOB_DEFAULT_MAX_COST_USD (1.0, the whole budget here)…
@@ -237,8 +299,10 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(serve: Callable[..., str], job_s
     # …and is settled to what the agent reported spending.
     spend, reserved = (int(v) for v in redis_client.hmget(record, "spend_nusd", "reserved_nusd"))
     assert (spend, reserved) == (300_000_000, 0)
-    assert client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=0.7,
-                                                            profileEnv=env)).status_code == 202
+    assert (
+        client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=0.7, profileEnv=env)).status_code
+        == 202
+    )
 
 
 def _events_with_ids(client: httpx.Client, job_id: str, headers: dict[str, str] | None = None) -> list[tuple]:
@@ -255,10 +319,22 @@ def _events_with_ids(client: httpx.Client, job_id: str, headers: dict[str, str] 
     return out
 
 
-def test_a_reconnecting_log_reader_resumes_after_its_last_event_id(jobs_client: httpx.Client,
-                                                                   fake_github: FakeGitHub) -> None:
-    job_id = start(jobs_client, run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "4", "FAKE_KILO_STEP_COST": "0"}))
+def test_a_reconnecting_log_reader_resumes_after_its_last_event_id(
+    jobs_client: httpx.Client, fake_github: FakeGitHub
+) -> None:
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            profileEnv={
+                "GITHUB_TOKEN": GITHUB_TOKEN,
+                "FAKE_KILO_MODE": "steps",
+                "FAKE_KILO_STEPS": "4",
+                "FAKE_KILO_STEP_COST": "0",
+            },
+        ),
+    )
     wait_job(jobs_client, job_id)
     everything = _events_with_ids(jobs_client, job_id)
     logs = [e for e in everything if e[1] == "log"]

@@ -1,4 +1,5 @@
-"""POST /api/kilo/generate through a real uvicorn, against the fake gateway and the real Redis."""
+"""POST /api/kilo/generate against the fake gateway and the real Redis: through a real uvicorn, and in process
+(Starlette's TestClient) for what is only request validation, error bodies and headers."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
-from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import TEST_KEY, free_port
 
 JSON = {"Content-Type": "application/json"}
 
@@ -32,8 +34,16 @@ def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
 def test_generate_returns_text_usage_and_cost(
     client: httpx.Client, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str
 ) -> None:
-    resp = client.post("/api/kilo/generate", json={"prompt": "Write a concise README", "model": "fake/model-a",
-                                                    "system": "be brief", "maxTokens": 50, "temperature": 0.2})
+    resp = client.post(
+        "/api/kilo/generate",
+        json={
+            "prompt": "Write a concise README",
+            "model": "fake/model-a",
+            "system": "be brief",
+            "maxTokens": 50,
+            "temperature": 0.2,
+        },
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["text"].startswith("Echo: Write a concise README")
@@ -48,7 +58,9 @@ def test_generate_returns_text_usage_and_cost(
     sent = fake.chats[-1]
     assert sent["headers"]["authorization"] == f"Bearer {TEST_KEY}"
     assert sent["json"]["messages"] == [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "Write a concise README"}]
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "Write a concise README"},
+    ]
     assert sent["json"]["max_tokens"] == 50 and sent["json"]["temperature"] == 0.2
 
     # accounting is written right after the answer is sent
@@ -77,16 +89,20 @@ def test_default_model_is_used_when_none_given(client: httpx.Client, fake: FakeG
     ],
 )
 def test_invalid_bodies_get_422_with_field_details(
-    client: httpx.Client, fake: FakeGatewayThread, body: dict, field: str
+    app_client: TestClient, fake: FakeGatewayThread, body: dict, field: str
 ) -> None:
-    err = assert_error(client.post("/api/kilo/generate", json=body), 422, "invalid_request")
+    err = assert_error(app_client.post("/api/kilo/generate", json=body), 422, "invalid_request")
     assert field in {d["field"] for d in err["details"]}
     assert not fake.chats  # nothing reached the gateway
 
 
-def test_malformed_json_form_posts_and_oversized_bodies(client: httpx.Client, fake: FakeGatewayThread) -> None:
-    assert_error(client.post("/api/kilo/generate", content=b'{"prompt": ', headers=JSON), 400, "invalid_json")
-    assert_error(client.post("/api/kilo/generate", data={"prompt": "x"}), 415, "unsupported_media_type")
+def test_malformed_json_and_form_posts(app_client: TestClient, fake: FakeGatewayThread) -> None:
+    assert_error(app_client.post("/api/kilo/generate", content=b'{"prompt": ', headers=JSON), 400, "invalid_json")
+    assert_error(app_client.post("/api/kilo/generate", data={"prompt": "x"}), 415, "unsupported_media_type")
+    assert not fake.chats
+
+
+def test_oversized_bodies_over_a_socket(client: httpx.Client, fake: FakeGatewayThread) -> None:
     big = b'{"prompt": "' + b"a" * 1_100_000 + b'"}'
     assert_error(client.post("/api/kilo/generate", content=big, headers=JSON), 413, "payload_too_large")
 
@@ -100,20 +116,20 @@ def test_malformed_json_form_posts_and_oversized_bodies(client: httpx.Client, fa
     assert not fake.chats
 
 
-def test_prompt_length_cap(serve: Callable[..., str], make_settings: Callable[..., Settings]) -> None:
-    url = serve(make_settings(max_prompt_chars=10))
-    resp = httpx.post(url + "/api/kilo/generate", json={"prompt": "x" * 11})
+def test_prompt_length_cap(make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]) -> None:
+    app = make_app_client(make_settings(max_prompt_chars=10))
+    resp = app.post("/api/kilo/generate", json={"prompt": "x" * 11})
     assert_error(resp, 413, "prompt_too_long")
 
 
 def test_no_key_configured_is_503_and_calls_nothing(
-    serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
+    make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings], fake: FakeGatewayThread
 ) -> None:
-    url = serve(make_settings(kilo_api_key=None))
-    err = assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 503, "not_configured")
+    app = make_app_client(make_settings(kilo_api_key=None))
+    err = assert_error(app.post("/api/kilo/generate", json={"prompt": "x"}), 503, "not_configured")
     assert "KILO_API_KEY" in err["message"]
     assert not fake.chats
-    health = httpx.get(url + "/healthz").json()
+    health = app.get("/healthz").json()
     assert health["gatewayConfigured"] is False and health["status"] == "degraded"
 
 
@@ -126,8 +142,13 @@ def test_no_key_configured_is_503_and_calls_nothing(
     ],
 )
 def test_upstream_errors_are_mapped(
-    client: httpx.Client, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str,
-    scenario: dict, status: int, code: str,
+    client: httpx.Client,
+    fake: FakeGatewayThread,
+    redis_client: redis.Redis,
+    prefix: str,
+    scenario: dict,
+    status: int,
+    code: str,
 ) -> None:
     fake.script([scenario])
     assert_error(client.post("/api/kilo/generate", json={"prompt": "x"}), status, code)
@@ -143,9 +164,7 @@ def test_bad_key_upstream_401_is_a_clear_502(
     assert "KILO_API_KEY" in err["message"] and "bad-key" not in err["message"]
 
 
-def test_402_means_zero_credits(
-    client: httpx.Client, fake: FakeGatewayThread
-) -> None:
+def test_402_means_zero_credits(client: httpx.Client, fake: FakeGatewayThread) -> None:
     fake.script([{"kind": "status", "status": 402}])
     err = assert_error(client.post("/api/kilo/generate", json={"prompt": "x"}), 402, "credits_exhausted")
     assert err["buyCreditsUrl"].startswith("https://")
@@ -194,15 +213,13 @@ def test_slow_upstream_times_out_with_504(
 def test_unreachable_gateway_is_502_after_retries(
     serve: Callable[..., str], make_settings: Callable[..., Settings]
 ) -> None:
-    from tests.conftest import free_port
-
     url = serve(make_settings(kilo_gateway_base=f"http://127.0.0.1:{free_port()}/api/gateway", kilo_max_retries=1))
     assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 502, "upstream_unreachable")
 
 
-def test_request_id_is_echoed_and_unknown_routes_use_the_error_shape(client: httpx.Client) -> None:
-    resp = client.get("/api/kilo/nope", headers={"x-request-id": "my-trace-1"})
+def test_request_id_is_echoed_and_unknown_routes_use_the_error_shape(app_client: TestClient) -> None:
+    resp = app_client.get("/api/kilo/nope", headers={"x-request-id": "my-trace-1"})
     err = assert_error(resp, 404, "not_found")
     assert err["requestId"] == "my-trace-1"
-    assert_error(client.get("/api/kilo/generate"), 405, "method_not_allowed")
+    assert_error(app_client.get("/api/kilo/generate"), 405, "method_not_allowed")
     assert resp.headers["x-content-type-options"] == "nosniff"

@@ -11,24 +11,42 @@ from types import ModuleType
 import pytest
 
 from scripts.invoke import Context, load_function
-from tests.conftest import REDIS_URL, ROOT, TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import REDIS_URL, ROOT, TEST_KEY
 
 EVENTS = sorted((ROOT / "events" / "api").glob("*.json"))
 EXPECTED = {
-    "generate.json": 200, "generate-invalid.json": 422, "credits.json": 200, "stats.json": 200,
-    "stats-badge.json": 200, "models.json": 200, "chat-completions.json": 200, "healthz.json": 200,
-    "openapi.json": 200, "docs.json": 200, "admin-keys-list.json": 503,  # no ADMIN_API_KEY set here
-    "run-agent.json": 202, "run-agent-invalid.json": 422, "agents.json": 200, "jobs.json": 200,
-    "job-get.json": 404, "job-cancel.json": 404, "job-artifact.json": 404,  # the event's job id does not exist here
+    "generate.json": 200,
+    "generate-invalid.json": 422,
+    "credits.json": 200,
+    "stats.json": 200,
+    "stats-badge.json": 200,
+    "models.json": 200,
+    "chat-completions.json": 200,
+    "healthz.json": 200,
+    "openapi.json": 200,
+    "docs.json": 200,
+    "admin-keys-list.json": 503,  # no ADMIN_API_KEY set here
+    "run-agent.json": 202,
+    "run-agent-invalid.json": 422,
+    "agents.json": 200,
+    "jobs.json": 200,
+    "job-get.json": 404,
+    "job-cancel.json": 404,
+    "job-artifact.json": 404,  # the event's job id does not exist here
 }
-
 
 
 @pytest.fixture
 def api_module(monkeypatch: pytest.MonkeyPatch, fake: FakeGatewayThread, prefix: str) -> Iterator[ModuleType]:
-    env = {"KILO_API_KEY": TEST_KEY, "KILO_GATEWAY_BASE": f"{fake.url}/api/gateway", "REDIS_URL": REDIS_URL,
-           "REDIS_PREFIX": prefix, "AUTH_REQUIRED": "false", "POWERTOOLS_METRICS_NAMESPACE": "KiloBridgeTests"}
+    env = {
+        "KILO_API_KEY": TEST_KEY,
+        "KILO_GATEWAY_BASE": f"{fake.url}/api/gateway",
+        "REDIS_URL": REDIS_URL,
+        "REDIS_PREFIX": prefix,
+        "AUTH_REQUIRED": "false",
+        "POWERTOOLS_METRICS_NAMESPACE": "KiloBridgeTests",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     yield load_function("api")  # built from this environment, as at a Lambda cold start

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings
-from tests.conftest import TEST_KEY
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import TEST_KEY
 
 
 def test_balance_is_read_and_spend_since_is_subtracted(client: httpx.Client, fake: FakeGatewayThread) -> None:
@@ -43,17 +43,3 @@ def test_failed_read_keeps_the_old_balance_and_says_why(
     assert view["stale"] is True
     assert "HTTP 500" in view["lastError"]
     assert TEST_KEY not in str(view)
-
-
-def test_stats_and_badge(client: httpx.Client) -> None:
-    for _ in range(3):
-        client.post("/api/kilo/generate", json={"prompt": "hi"})
-    stats = client.get("/api/kilo/stats").json()
-    assert stats["totals"]["ok"] == 3
-    assert len(stats["byDay"]) == 7
-    assert set(stats["agentRuns"]) == {"queued", "running", "succeeded", "failed", "cancelled", "timedOut"}
-    badge = client.get("/api/kilo/stats/badge")
-    assert badge.headers["cache-control"].startswith("public")
-    body = badge.json()
-    assert body["schemaVersion"] == 1 and body["label"] == "powered by Kilo"
-    assert body["message"].startswith("3 generations")

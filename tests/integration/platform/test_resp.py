@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kilo_bridge.platform.resp import RespConnection, Script
-from tests.conftest import REDIS_URL, RedisServer
+from tests.support import REDIS_URL, RedisServer
 
 INCR = Script("return redis.call('INCR', KEYS[1])")
 

@@ -10,13 +10,13 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 TEMPLATE = ROOT / "template.yaml"
 
 # Actions that take no resource narrower than "*" (AWS service authorization reference).
@@ -32,26 +32,31 @@ WILDCARD_OK = {
     "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
 }
-SHORT_ROUTES = {
-    ("/api/kilo/generate", "POST"),
-    ("/api/kilo/run-agent", "POST"),
-    ("/api/kilo/agents", "GET"),
-    ("/api/kilo/job/{id}", "GET"),
-    ("/api/kilo/job/{id}", "DELETE"),
-    ("/api/kilo/jobs", "GET"),
-    ("/api/kilo/credits", "GET"),
-    ("/api/kilo/stats", "GET"),
-    ("/api/kilo/stats/badge", "GET"),
-    ("/v1/models", "GET"),
-    ("/v1/chat/completions", "POST"),
-    ("/healthz", "GET"),
-    ("/api/kilo/openapi.json", "GET"),
-    ("/api/kilo/docs", "GET"),
-    ("/api/kilo/admin/keys", "GET"),
-    ("/api/kilo/admin/keys", "POST"),
-    ("/api/kilo/admin/keys/{id}", "DELETE"),
-}
-STREAM_ROUTES = {("/api/kilo/generate-stream", "POST"), ("/api/kilo/job/{id}/logs", "GET")}
+# Served only by the local server: with S3 storage (the AWS deployment) a job's artifact links are presigned
+# S3 URLs (web/routes/jobs.py, jobs/artifacts.py), so API Gateway routes nothing here.
+LOCAL_ONLY_ROUTES = {("/api/kilo/job/{}/artifacts/{}", "GET")}
+
+
+def route_shape(path: str, method: str) -> tuple[str, str]:
+    """A route as (path, METHOD) with its path parameters unnamed: the app calls one `{key_id}` where the
+    template's API Gateway event says `{id}`, and only the shape decides which requests reach a function."""
+    return re.sub(r"\{[^/{}]+\}", "{}", path), method.upper()
+
+
+def app_routes() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(short, streaming) routes of the app's route table: the event-stream endpoints (those with `events`)
+    are the StreamFunction's (Lambda Web Adapter, response streaming), the rest the ApiFunction's (Mangum)."""
+    from kilo_bridge.web.routes import api
+
+    short, streaming = set(), set()
+    for endpoint in api.endpoints:
+        route = route_shape(endpoint.path, endpoint.method)
+        if route not in LOCAL_ONLY_ROUTES:
+            (streaming if endpoint.events else short).add(route)
+    return short, streaming
+
+
+SHORT_ROUTES, STREAM_ROUTES = app_routes()
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -105,8 +110,11 @@ def env_of(tpl: dict[str, Any], name: str) -> dict[str, Any]:
 
 def api_events(tpl: dict[str, Any], name: str) -> dict[tuple[str, str], dict[str, Any]]:
     events = function(tpl, name).get("Events", {})
-    return {(e["Properties"]["Path"], e["Properties"]["Method"].upper()): e["Properties"]
-            for e in events.values() if e["Type"] == "Api"}
+    return {
+        route_shape(e["Properties"]["Path"], e["Properties"]["Method"]): e["Properties"]
+        for e in events.values()
+        if e["Type"] == "Api"
+    }
 
 
 def walk(node: Any) -> Iterator[Any]:
@@ -172,6 +180,17 @@ def test_short_routes_on_api_function(tpl: dict[str, Any]) -> None:
     assert not STREAM_ROUTES & set(routes), "streaming routes must not go through Mangum (it buffers)"
 
 
+def test_every_api_event_is_a_route_of_the_app(tpl: dict[str, Any]) -> None:
+    from kilo_bridge.web.routes import api
+
+    table = {route_shape(e.path, e.method) for e in api.endpoints}
+    assert SHORT_ROUTES and STREAM_ROUTES, "the route table gave no routes to check the template against"
+    assert table >= LOCAL_ONLY_ROUTES, "LOCAL_ONLY_ROUTES names a route the app no longer has"
+    for name in ("ApiFunction", "StreamFunction"):
+        unknown = set(api_events(tpl, name)) - table
+        assert not unknown, f"{name} has API events for routes the app does not serve: {sorted(unknown)}"
+
+
 def test_streaming_routes_stream(tpl: dict[str, Any]) -> None:
     routes = api_events(tpl, "StreamFunction")
     assert set(routes) == STREAM_ROUTES
@@ -196,6 +215,7 @@ def test_no_event_uses_the_buffering_stream_value(tpl: dict[str, Any]) -> None:
 
 # -------------------------------------------------------------------------------------- agent queue
 
+
 def test_queue_has_dead_letter_queue(tpl: dict[str, Any]) -> None:
     queue = tpl["Resources"]["AgentQueue"]["Properties"]
     redrive = queue["RedrivePolicy"]
@@ -217,8 +237,11 @@ def test_dispatcher_reports_batch_item_failures(tpl: dict[str, Any]) -> None:
 
 
 def test_dispatcher_may_run_only_the_agent_task(tpl: dict[str, Any]) -> None:
-    statements = [s for p in tpl["Resources"]["DispatcherFunctionRole"]["Properties"]["Policies"]
-                  for s in p["PolicyDocument"]["Statement"]]
+    statements = [
+        s
+        for p in tpl["Resources"]["DispatcherFunctionRole"]["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+    ]
     run = [s for s in statements if "ecs:RunTask" in as_list(s["Action"])]
     assert len(run) == 1 and run[0]["Resource"] == {"Ref": "AgentTaskDefinition"}
     assert "ecs:cluster" in json.dumps(run[0]["Condition"])
@@ -244,6 +267,7 @@ def test_task_container_is_named_agent_and_logs(tpl: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- schedules
+
 
 def test_three_schedules_with_their_task_input(tpl: dict[str, Any]) -> None:
     events = {n: e for n, e in function(tpl, "ScheduledFunction")["Events"].items() if e["Type"] == "ScheduleV2"}
@@ -272,8 +296,13 @@ def test_three_schedules_with_their_task_input(tpl: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- IAM
 
-POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy",
-                "AWS::SNS::TopicPolicy")
+POLICY_TYPES = (
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+)
 
 
 def policy_documents(tpl: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -354,6 +383,7 @@ def test_each_wildcard_resource_has_a_comment_saying_why() -> None:
 
 # ---------------------------------------------------------------------------------- secrets and data
 
+
 def test_no_plaintext_kilo_or_admin_key(tpl: dict[str, Any]) -> None:
     banned = {"KILO_API_KEY", "ADMIN_API_KEY"}
     for node in walk(tpl):
@@ -376,8 +406,9 @@ def test_redis_is_tls_with_hash_tagged_prefix(tpl: dict[str, Any]) -> None:
 def test_bucket_is_private_encrypted_and_tls_only(tpl: dict[str, Any]) -> None:
     bucket = tpl["Resources"]["AuditBucket"]["Properties"]
     block = bucket["PublicAccessBlockConfiguration"]
-    assert all(block[k] is True for k in
-               ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    assert all(
+        block[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+    )
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
     (policy,) = resources(tpl, "AWS::S3::BucketPolicy").values()
@@ -386,6 +417,7 @@ def test_bucket_is_private_encrypted_and_tls_only(tpl: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- layer
+
 
 def test_layer_requirements_equal_pyproject_dependencies() -> None:
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -409,18 +441,38 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------- the checks bite
 
-@pytest.mark.parametrize(("old", "new", "test"), [
-    ("ResponseTransferMode: RESPONSE_STREAM", "ResponseTransferMode: STREAM", test_streaming_routes_stream),
-    ("maxReceiveCount: 3", "maxReceiveCount: 30", test_queue_has_dead_letter_queue),
-    ("FunctionResponseTypes: [ReportBatchItemFailures]", "FunctionResponseTypes: []",
-     test_dispatcher_reports_batch_item_failures),
-    ("""Input: '{"task": "reap-jobs"}'""", """Input: '{"task": "reap"}'""", test_three_schedules_with_their_task_input),
-    ("Resource: !GetAtt AgentQueue.Arn", 'Resource: "*"', test_no_wildcard_resource_beyond_actions_that_need_it),
-    ("AGENTS_DIR: /opt/agent_task/agents", "KILO_API_KEY: sk-not-a-real-key", test_no_plaintext_kilo_or_admin_key),
-    ("RestrictPublicBuckets: true", "RestrictPublicBuckets: false", test_bucket_is_private_encrypted_and_tls_only),
-    ("        JOB_SECRETS_KMS_KEY_ID: !GetAtt", "        ADMIN_API_KEY_SECRET_ARN: !Ref AdminApiKeySecret\n"
-     "        JOB_SECRETS_KMS_KEY_ID: !GetAtt", test_every_secret_a_part_is_given_its_role_may_read),
-])
+
+@pytest.mark.parametrize(
+    ("old", "new", "test"),
+    [
+        ("ResponseTransferMode: RESPONSE_STREAM", "ResponseTransferMode: STREAM", test_streaming_routes_stream),
+        ("Path: /api/kilo/docs, Method: GET", "Path: /api/kilo/doc, Method: GET", test_short_routes_on_api_function),
+        (
+            "Path: /api/kilo/docs, Method: GET",
+            "Path: /api/kilo/doc, Method: GET",
+            test_every_api_event_is_a_route_of_the_app,
+        ),
+        ("maxReceiveCount: 3", "maxReceiveCount: 30", test_queue_has_dead_letter_queue),
+        (
+            "FunctionResponseTypes: [ReportBatchItemFailures]",
+            "FunctionResponseTypes: []",
+            test_dispatcher_reports_batch_item_failures,
+        ),
+        (
+            """Input: '{"task": "reap-jobs"}'""",
+            """Input: '{"task": "reap"}'""",
+            test_three_schedules_with_their_task_input,
+        ),
+        ("Resource: !GetAtt AgentQueue.Arn", 'Resource: "*"', test_no_wildcard_resource_beyond_actions_that_need_it),
+        ("AGENTS_DIR: /opt/agent_task/agents", "KILO_API_KEY: sk-not-a-real-key", test_no_plaintext_kilo_or_admin_key),
+        ("RestrictPublicBuckets: true", "RestrictPublicBuckets: false", test_bucket_is_private_encrypted_and_tls_only),
+        (
+            "        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
+            "        ADMIN_API_KEY_SECRET_ARN: !Ref AdminApiKeySecret\n        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
+            test_every_secret_a_part_is_given_its_role_may_read,
+        ),
+    ],
+)
 def test_checks_fail_when_the_template_breaks_a_promise(old: str, new: str, test: Any) -> None:
     text = TEMPLATE.read_text()
     assert old in text, f"fixture text {old!r} no longer in template.yaml"

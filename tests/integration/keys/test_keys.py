@@ -1,4 +1,5 @@
-"""API keys, per-key budgets and limits, enforced at admission (one Redis round trip)."""
+"""API keys, per-key budgets and limits, enforced at admission (one Redis round trip). Which requests need
+which key is checked in process (Starlette's TestClient); limits and budgets on a real uvicorn."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
-from tests.conftest import REDIS_URL, ROOT
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import REDIS_URL, ROOT
 
 ADMIN = "admin-key-not-real-0123456789"
 
@@ -27,28 +29,41 @@ def locked(serve: Callable[..., str], make_settings: Callable[..., Settings]) ->
     return serve(make_settings(auth_required=True, admin_api_key=ADMIN))
 
 
-def create_key(url: str, **body: object) -> dict:
-    resp = httpx.post(url + "/api/kilo/admin/keys", json={"name": "ci", **body},
-                      headers={"Authorization": f"Bearer {ADMIN}"})
+@pytest.fixture
+def locked_app(make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]) -> TestClient:
+    """The same app in process."""
+    return make_app_client(make_settings(auth_required=True, admin_api_key=ADMIN))
+
+
+def create_key(target: str | TestClient, **body: object) -> dict:
+    """A key made through the admin API: of the server at a base URL, or of the app behind a TestClient."""
+    post = (lambda path, **kw: httpx.post(target + path, **kw)) if isinstance(target, str) else target.post
+    resp = post("/api/kilo/admin/keys", json={"name": "ci", **body}, headers={"Authorization": f"Bearer {ADMIN}"})
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
-def test_keys_are_required_except_for_health_badge_and_docs(locked: str, fake: FakeGatewayThread) -> None:
-    for method, path in [("POST", "/api/kilo/generate"), ("POST", "/api/kilo/generate-stream"),
-                         ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/api/kilo/stats"),
-                         ("GET", "/api/kilo/credits")]:
-        resp = httpx.request(method, locked + path, json={"prompt": "x"})
+def test_keys_are_required_except_for_health_badge_and_docs(locked_app: TestClient, fake: FakeGatewayThread) -> None:
+    for method, path in [
+        ("POST", "/api/kilo/generate"),
+        ("POST", "/api/kilo/generate-stream"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("GET", "/api/kilo/stats"),
+        ("GET", "/api/kilo/credits"),
+    ]:
+        resp = locked_app.request(method, path, json={"prompt": "x"})
         assert resp.status_code == 401, (path, resp.text)
         assert resp.json()["error"]["code"] == "unauthorized"
         assert resp.headers["www-authenticate"] == "Bearer"
     for path in ("/healthz", "/api/kilo/stats/badge", "/api/kilo/openapi.json"):
-        assert httpx.get(locked + path).status_code == 200
+        assert locked_app.get(path).status_code == 200
     assert not fake.chats
 
 
-def test_key_works_in_both_headers_and_revocation_is_immediate(locked: str, redis_client: redis.Redis,
-                                                               prefix: str) -> None:
+def test_key_works_in_both_headers_and_revocation_is_immediate(
+    locked: str, redis_client: redis.Redis, prefix: str
+) -> None:
     key = create_key(locked)
     assert key["key"].startswith("kb_")
     # stored only as a digest
@@ -60,18 +75,20 @@ def test_key_works_in_both_headers_and_revocation_is_immediate(locked: str, redi
     assert httpx.get(locked + "/api/kilo/stats", headers={"x-api-key": key["key"]}).status_code == 200
     revoked = httpx.delete(f"{locked}/api/kilo/admin/keys/{key['id']}", headers={"Authorization": f"Bearer {ADMIN}"})
     assert revoked.json()["revoked"] is True
-    assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"},
-                      headers={"x-api-key": key["key"]}).status_code == 401
+    assert (
+        httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"}, headers={"x-api-key": key["key"]}).status_code
+        == 401
+    )
     assert httpx.get(locked + "/api/kilo/stats", headers={"x-api-key": key["key"]}).status_code == 401
     listed = httpx.get(locked + "/api/kilo/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"}).json()
     assert listed["keys"][0]["requests"] == 2 and "key" not in listed["keys"][0]
 
 
-def test_admin_routes_need_the_admin_key(locked: str) -> None:
-    key = create_key(locked)
+def test_admin_routes_need_the_admin_key(locked_app: TestClient) -> None:
+    key = create_key(locked_app)
     for headers in ({}, {"x-api-key": key["key"]}, {"Authorization": "Bearer wrong"}):
-        assert httpx.get(locked + "/api/kilo/admin/keys", headers=headers).status_code == 401
-    assert httpx.delete(locked + "/api/kilo/admin/keys/zzz", headers={"x-api-key": ADMIN}).status_code == 404
+        assert locked_app.get("/api/kilo/admin/keys", headers=headers).status_code == 401
+    assert locked_app.delete("/api/kilo/admin/keys/zzz", headers={"x-api-key": ADMIN}).status_code == 404
 
 
 def test_requests_per_minute(locked: str) -> None:
@@ -93,24 +110,32 @@ def test_tokens_per_minute(locked: str) -> None:
 
 def test_budget_refuses_before_any_upstream_call(locked: str, fake: FakeGatewayThread) -> None:
     key = create_key(locked, budgetUsd=0.000001)
-    resp = httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"},
-                      headers={"x-api-key": key["key"]})
+    resp = httpx.post(
+        locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"}, headers={"x-api-key": key["key"]}
+    )
     assert resp.status_code == 402 and resp.json()["error"]["code"] == "budget_exceeded"
     assert not fake.chats
 
 
-def test_a_budget_of_zero_is_refused_not_unlimited(locked: str) -> None:
+def test_a_budget_of_zero_is_refused_not_unlimited(locked_app: TestClient) -> None:
     for budget in (0, 1e-12):
-        resp = httpx.post(locked + "/api/kilo/admin/keys", json={"name": "ci", "budgetUsd": budget},
-                          headers={"Authorization": f"Bearer {ADMIN}"})
+        resp = locked_app.post(
+            "/api/kilo/admin/keys",
+            json={"name": "ci", "budgetUsd": budget},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
         assert resp.status_code == 422, (budget, resp.text)
 
 
 def test_a_call_that_cannot_be_priced_costs_the_key_its_reservation(
-        locked: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str) -> None:
+    locked: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str
+) -> None:
     key = create_key(locked, budgetUsd=1)
-    resp = httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "vendor/not-in-price-list"},
-                      headers={"x-api-key": key["key"]})
+    resp = httpx.post(
+        locked + "/api/kilo/generate",
+        json={"prompt": "x", "model": "vendor/not-in-price-list"},
+        headers={"x-api-key": key["key"]},
+    )
     assert resp.status_code == 200 and resp.json()["usage"]["costUsd"] is None
     record = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
     # BUDGET_FALLBACK_ESTIMATE_USD (0.05) was reserved; with no price it is what the key is charged.
@@ -119,11 +144,15 @@ def test_a_call_that_cannot_be_priced_costs_the_key_its_reservation(
     assert fake.chats[-1]["json"]["max_tokens"] == 4096
 
 
-def test_a_priced_call_is_charged_its_cost_and_capped(locked: str, fake: FakeGatewayThread,
-                                                      redis_client: redis.Redis, prefix: str) -> None:
+def test_a_priced_call_is_charged_its_cost_and_capped(
+    locked: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str
+) -> None:
     key = create_key(locked, budgetUsd=1)
-    resp = httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a", "maxTokens": 7},
-                      headers={"x-api-key": key["key"]})
+    resp = httpx.post(
+        locked + "/api/kilo/generate",
+        json={"prompt": "x", "model": "fake/model-a", "maxTokens": 7},
+        headers={"x-api-key": key["key"]},
+    )
     cost = resp.json()["usage"]["costUsd"]
     record = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
     assert cost and int(record[b"spend_nusd"]) == round(cost * 1e9)
@@ -132,10 +161,15 @@ def test_a_priced_call_is_charged_its_cost_and_capped(locked: str, fake: FakeGat
 
 async def _burst(url: str, key: str, n: int) -> list[int]:
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=200)) as client:
+
         async def one() -> int:
-            resp = await client.post("/api/kilo/generate", headers={"x-api-key": key},
-                                     json={"prompt": "a b c", "model": "fake/model-a", "maxTokens": 10})
+            resp = await client.post(
+                "/api/kilo/generate",
+                headers={"x-api-key": key},
+                json={"prompt": "a b c", "model": "fake/model-a", "maxTokens": 10},
+            )
             return resp.status_code
+
         return await asyncio.gather(*(one() for _ in range(n)))
 
 
@@ -155,8 +189,14 @@ def test_budget_holds_under_200_concurrent_requests(locked: str, redis_client: r
 def test_usage_per_key_in_the_cli(redis_client: redis.Redis, prefix: str) -> None:
     env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix}
     run = [sys.executable, "-m", "kilo_bridge", "keys"]
-    created = subprocess.run([*run, "create", "--name", "ci", "--budget-usd", "10", "--rpm", "60"], env=env,
-                             capture_output=True, text=True, cwd=ROOT, check=True)
+    created = subprocess.run(
+        [*run, "create", "--name", "ci", "--budget-usd", "10", "--rpm", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     info = json.loads(created.stdout)
     assert info["budget_usd"] == 10 and info["rpm"] == 60 and info["key"].startswith("kb_")
     assert "not shown again" in created.stderr
@@ -172,8 +212,14 @@ def test_stats_show_a_key_its_own_usage_only(locked: str) -> None:
     mine, theirs = create_key(locked, budgetUsd=1), create_key(locked)
     for key, n in ((mine, 2), (theirs, 1)):
         for _ in range(n):
-            assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"},
-                              headers={"x-api-key": key["key"]}).status_code == 200
+            assert (
+                httpx.post(
+                    locked + "/api/kilo/generate",
+                    json={"prompt": "x", "model": "fake/model-a"},
+                    headers={"x-api-key": key["key"]},
+                ).status_code
+                == 200
+            )
     by_key = httpx.get(locked + "/api/kilo/stats", headers={"x-api-key": mine["key"]}).json()["byKey"]
     assert list(by_key) == [f"ci:{mine['id']}"]
     usage = by_key[f"ci:{mine['id']}"]

