@@ -129,7 +129,7 @@ class FakeGateway(AiohttpApp):
         if kind == "status":
             return self._status(sc)
         if body.get("tools") and body.get("stream") and kind == "ok":
-            return await self._agent_turn(request, body)
+            return await self._agent_turn(request, body, sc)
         last = next((m.get("content") for m in reversed(body.get("messages") or [])
                      if isinstance(m, dict) and m.get("role") == "user"), "")
         text = sc.get("text") or ("Echo: " + (last if isinstance(last, str) else ""))[:200]
@@ -204,7 +204,8 @@ class FakeGateway(AiohttpApp):
             raise
         return resp
 
-    async def _agent_turn(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    async def _agent_turn(self, request: web.Request, body: dict[str, Any],
+                          sc: dict[str, Any]) -> web.StreamResponse:
         """One turn of a scripted agent: the plan's next tool call, or the closing text once it is done."""
         messages = body.get("messages") or []
         done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
@@ -230,6 +231,8 @@ class FakeGateway(AiohttpApp):
             await send({}, "stop")
         usage = {"prompt_tokens": 1000 + 100 * done, "completion_tokens": 50}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if "cost" in sc:  # OpenRouter's usage.cost, which the real gateway passes through for most models
+            usage["cost"] = sc["cost"]
         await resp.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
                                                   "usage": usage}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
