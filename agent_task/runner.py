@@ -85,6 +85,7 @@ class Runner:
         self.job_key: str | None = None
         self.metered: JobKeyUsage | None = None
         self._failed_seen = 0
+        self._rejects: list[str] = []  # `.rej` files a patch left for the agent
         self.agent_started = False
 
     # -- the whole job -----------------------------------------------------------------------------
@@ -282,12 +283,18 @@ class Runner:
             rc, out, _ = await self._git("rev-parse", "--abbrev-ref", "HEAD")
             base = out.decode().strip() if rc == 0 else "main"
 
-        # 2. the agent
+        # 2. the patch, if the run carries one; then the agent
+        task = record.prompt or spec.default_prompt or ""
+        patch = await self.jobs.patch(self.job_id)
+        if patch is not None:
+            task = await self._apply_patch(workspace, patch, record.prompt)
         self.phase, self.progress = "agent", 10
         await self._beat()
-        await self._run_agent(spec, workspace, profile_env)
+        await self._run_agent(spec, workspace, profile_env, task)
 
-        # 3. the change
+        # 3. the change (without the patch's leftovers)
+        for name in self._rejects:
+            (self.repo_dir / name).unlink(missing_ok=True)
         diff, stat, files = await self._collect(workspace)
         self._diff = diff
         result = JobResult(files_changed=files, diff_stat=stat, exit_code=0, summary=self.agent.summary())
@@ -353,7 +360,43 @@ class Runner:
     def _pr_target(self, host: str) -> bool:
         return host == "github.com" or (self.settings.repo_allow_local and host in LOOPBACK_HOSTS)
 
-    async def _run_agent(self, spec: AgentSpec, workspace: Path, profile_env: dict[str, str]) -> None:
+    async def _apply_patch(self, workspace: Path, patch: str, prompt: str | None) -> str:
+        """Apply the run's diff; what does not apply is left for the agent (conflict markers from a three-way
+        merge, or `.rej` files where the clone lacks the patch's base: clones are shallow). The task follows."""
+        path = workspace / "run.patch"  # outside the checkout: never part of the change
+        path.write_text(patch)
+        rc, out, err = await self._git("apply", "--3way", "--whitespace=nowarn", str(path))
+        _, conflicts, _ = await self._git("diff", "--name-only", "--diff-filter=U")
+        conflicted = conflicts.decode(errors="replace").split()
+        if rc != 0 and not conflicted:
+            rc, out, err = await self._git("apply", "--reject", "--whitespace=nowarn", str(path))
+            assert self.repo_dir is not None
+            self._rejects = sorted(str(p.relative_to(self.repo_dir)) for p in self.repo_dir.rglob("*.rej"))
+            if rc != 0 and not self._rejects:
+                said = self.redact((out + err).decode(errors="replace")).strip()
+                raise JobEnded("failed", "patch_failed", f"the patch does not apply: {said[-500:]}")
+            conflicted = [r.removesuffix(".rej") for r in self._rejects]
+        if conflicted:
+            await self.log.line("runner", f"patch applied with conflicts in {', '.join(conflicted[:20])}", level="warn")
+            how = (
+                "in the .rej files beside them (apply each rejected hunk by hand)"
+                if self._rejects
+                else "as conflict markers"
+            )
+            task = (
+                f"A patch was applied to this checkout with conflicts in {', '.join(conflicted[:50])}, "
+                f"{how}: resolve every conflict against the current code, keeping the patch's intent."
+            )
+        else:
+            await self.log.line("runner", "patch applied cleanly")
+            task = "A patch was applied to this checkout (see `git diff`)."
+        then = prompt or (
+            "Make sure the repository still builds and its tests pass (run them when it has them), "
+            "fixing only what the patch broke."
+        )
+        return f"{task} {then}"
+
+    async def _run_agent(self, spec: AgentSpec, workspace: Path, profile_env: dict[str, str], task: str) -> None:
         st, record = self.settings, self.record
         model = record.model or st.kilo_default_model
         if record.max_cost_usd is not None and not await self._priced(model):
@@ -373,7 +416,7 @@ class Runner:
             "--agent",
             spec.name,
             "--",
-            record.prompt or spec.default_prompt or "",
+            task,
         ]
         assert self.repo_dir is not None
         if not os.access(st.kilo_cli_path, os.X_OK):

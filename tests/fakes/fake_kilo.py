@@ -71,6 +71,8 @@ def sleep_forever() -> None:
 
 def main() -> int:
     mode = os.environ.get("FAKE_KILO_MODE", "write")
+    if os.environ.get("FAKE_KILO_ECHO_TASK"):  # the task the runner gave, as the agent's first words
+        emit("text", text="task: " + sys.argv[-1])
     target = os.environ.get("FAKE_KILO_FILE", "CHANGE.md")
     if mode == "write":
         write(target, "a change\n")
