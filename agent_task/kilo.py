@@ -1,6 +1,7 @@
 """The Kilo CLI as the runner drives it: `kilo run --auto --format json --agent NAME "task"` with a
-minimal environment, a provider config pointing at the Kilo Gateway (or any OpenAI-compatible base, such
-as a test's fake), and its JSON events turned into progress, log lines and a result."""
+minimal environment, a provider config pointing at this bridge's own `/v1` on the job's key (the bridge
+admits, meters and relays every model call, subagents' and title calls included), and its JSON events turned
+into progress and log lines — never into money: the CLI's own cost figures are the agent's to forge."""
 
 from __future__ import annotations
 
@@ -26,18 +27,15 @@ QUIET = {
 }
 
 
-def provider_config(settings: Settings, model: str, price: tuple[float, float] | None) -> dict[str, Any]:
-    """One provider, our gateway base, one model; costs per million tokens so the CLI reports USD per step."""
-    model_cfg: dict[str, Any] = {}
-    if price is not None:
-        model_cfg["cost"] = {"input": price[0] * 1e6, "output": price[1] * 1e6}
+def provider_config(settings: Settings, model: str) -> dict[str, Any]:
+    """One provider (the bridge's `/v1`; the job's key comes from the environment), one model."""
     return {
         "provider": {
             PROVIDER: {
                 "npm": "@ai-sdk/openai-compatible",
-                "name": "Kilo Gateway",
-                "options": {"baseURL": settings.kilo_gateway_base, "apiKey": "{env:KILO_GATEWAY_KEY}"},
-                "models": {model: model_cfg},
+                "name": "Kilo Bridge",
+                "options": {"baseURL": settings.agent_api_base, "apiKey": "{env:KILO_GATEWAY_KEY}"},
+                "models": {model: {}},
             }
         },
         "model": f"{PROVIDER}/{model}",
@@ -52,10 +50,10 @@ def cli_env(
     agents_dir: Path,
     config: dict[str, Any],
     profile_env: dict[str, str],
-    api_key: str | None,
+    job_key: str,
 ) -> dict[str, str]:
     """What the agent process gets: its own HOME and config, the job's profileEnv (minus the repository
-    token, which only git sees), the gateway key; nothing of the worker's own environment."""
+    token, which only git sees), the job's own key; nothing of the worker's own environment."""
     home = workspace / "kilo-home"
     config_dir = workspace / "kilo-config"
     home.mkdir(parents=True, exist_ok=True)
@@ -70,7 +68,7 @@ def cli_env(
             "HOME": str(home),
             "KILO_CONFIG_DIR": str(config_dir),
             "KILO_CONFIG_CONTENT": orjson.dumps(config).decode(),
-            "KILO_GATEWAY_KEY": api_key or "no-key-configured",
+            "KILO_GATEWAY_KEY": job_key,
             "LANG": "C.UTF-8",
         }
     )
@@ -84,8 +82,6 @@ class AgentProgress:
     steps: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
-    last_step_cost: float = 0.0
     texts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -111,9 +107,7 @@ class AgentProgress:
             tokens: dict[str, Any] = part["tokens"] if isinstance(part.get("tokens"), dict) else {}
             self.input_tokens += int(tokens.get("input") or 0)
             self.output_tokens += int(tokens.get("output") or 0)
-            self.last_step_cost = float(part.get("cost") or 0)
-            self.cost_usd += self.last_step_cost
-            return f"step {self.steps} done ({part.get('reason', '')}; ${self.cost_usd:.4f} so far)"
+            return f"step {self.steps} done ({part.get('reason', '')})"
         if kind == "error":
             err = event.get("error")
             message = (
@@ -127,7 +121,3 @@ class AgentProgress:
 
     def summary(self) -> str:
         return (self.texts[-1] if self.texts else "")[:4000]
-
-    def next_step_would_exceed(self, max_cost: float | None) -> bool:
-        """Budget check after a step: stop when another step like the last one would pass the limit."""
-        return max_cost is not None and self.cost_usd + self.last_step_cost > max_cost

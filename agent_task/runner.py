@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from agent_task import procs
@@ -33,11 +34,23 @@ from kilo_bridge.jobs.policy import LOOPBACK_HOSTS, REPO_TOKEN_NAMES, blocked_ad
 from kilo_bridge.jobs.record import now_ms
 from kilo_bridge.jobs.secrets import secret_box
 from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.keys.store import JobKeyUsage, KeyStore
+from kilo_bridge.money import nusd, usd
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.platform.security import Redactor
 
 logger = get_logger()
+# A persistent gateway error the agent met, as the reason its job failed (else `agent_failed`).
+GATEWAY_REASONS = {
+    "credits_exhausted": "credits_exhausted",
+    "upstream_rate_limited": "gateway_rate_limited",
+    "rate_limited": "gateway_rate_limited",
+    "upstream_unavailable": "gateway_unavailable",
+    "upstream_timeout": "gateway_unavailable",
+    "upstream_unreachable": "gateway_unavailable",
+    "gateway_auth_failed": "gateway_auth_failed",
+}
 MAX_DIFF_BYTES = 20_000_000
 TAIL_LINES = 20
 
@@ -68,9 +81,12 @@ class Runner:
         self.repo_dir: Path | None = None
         self.redact = Redactor([])
         self.agent = AgentProgress()
-        # Whether the agent ran, and with a price to count its cost: what the job's budget is settled to.
+        # The job's own key (its agent's model calls are admitted and metered on it) and what it was metered.
+        self.job_key: str | None = None
+        self.metered: JobKeyUsage | None = None
+        self._failed_seen = 0
+        self._rejects: list[str] = []  # `.rej` files a patch left for the agent
         self.agent_started = False
-        self.cost_tracked = False
 
     # -- the whole job -----------------------------------------------------------------------------
     async def run(self) -> str:
@@ -138,7 +154,7 @@ class Runner:
     def _fill(self, result: JobResult) -> None:
         a = self.agent
         result.steps, result.input_tokens, result.output_tokens = a.steps, a.input_tokens, a.output_tokens
-        result.cost_usd = round(a.cost_usd, 6)
+        result.cost_usd = round(usd(self.metered.spend_nusd), 6) if self.metered else 0.0
         result.summary = self.redact(result.summary or a.summary())
 
     async def _finish(
@@ -170,8 +186,8 @@ class Runner:
                 )
                 error = ((error + "; ") if error else "") + f"artifact {name} not stored ({type(exc).__name__})"
         fields: dict[str, Any] = {"result": result.model_dump(by_alias=True), "artifacts": sizes, "progress": "100"}
-        if self.cost_tracked or not self.agent_started:  # else the cost is unknown: the reservation is charged
-            fields["costNusd"] = str(round(self.agent.cost_usd * 1_000_000_000))
+        if self.metered is not None or not self.agent_started:  # else unknown: the reservation is charged
+            fields["costNusd"] = str(self.metered.spend_nusd if self.metered else 0)
         if reason:
             fields["reason"] = reason
         if error:
@@ -234,13 +250,6 @@ class Runner:
         self._tail = tail
         if finished.stopped:
             await self.log.line("runner", f"stopped {source} ({finished.stopped}): process group killed", level="warn")
-            if finished.stopped == "budget":
-                raise JobEnded(
-                    "failed",
-                    "budget_exceeded",
-                    f"the next step would pass maxCostUsd "
-                    f"({self.record.max_cost_usd}); spent ${self.agent.cost_usd:.4f}",
-                )
             self._check_stop()
             if finished.stopped == "timeout":
                 raise JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record.timeout_ms} ms)")
@@ -274,12 +283,18 @@ class Runner:
             rc, out, _ = await self._git("rev-parse", "--abbrev-ref", "HEAD")
             base = out.decode().strip() if rc == 0 else "main"
 
-        # 2. the agent
+        # 2. the patch, if the run carries one; then the agent
+        task = record.prompt or spec.default_prompt or ""
+        patch = await self.jobs.patch(self.job_id)
+        if patch is not None:
+            task = await self._apply_patch(workspace, patch, record.prompt)
         self.phase, self.progress = "agent", 10
         await self._beat()
-        await self._run_agent(spec, workspace, profile_env)
+        await self._run_agent(spec, workspace, profile_env, task)
 
-        # 3. the change
+        # 3. the change (without the patch's leftovers)
+        for name in self._rejects:
+            (self.repo_dir / name).unlink(missing_ok=True)
         diff, stat, files = await self._collect(workspace)
         self._diff = diff
         result = JobResult(files_changed=files, diff_stat=stat, exit_code=0, summary=self.agent.summary())
@@ -345,11 +360,46 @@ class Runner:
     def _pr_target(self, host: str) -> bool:
         return host == "github.com" or (self.settings.repo_allow_local and host in LOOPBACK_HOSTS)
 
-    async def _run_agent(self, spec: AgentSpec, workspace: Path, profile_env: dict[str, str]) -> None:
+    async def _apply_patch(self, workspace: Path, patch: str, prompt: str | None) -> str:
+        """Apply the run's diff; what does not apply is left for the agent (conflict markers from a three-way
+        merge, or `.rej` files where the clone lacks the patch's base: clones are shallow). The task follows."""
+        path = workspace / "run.patch"  # outside the checkout: never part of the change
+        path.write_text(patch)
+        rc, out, err = await self._git("apply", "--3way", "--whitespace=nowarn", str(path))
+        _, conflicts, _ = await self._git("diff", "--name-only", "--diff-filter=U")
+        conflicted = conflicts.decode(errors="replace").split()
+        if rc != 0 and not conflicted:
+            rc, out, err = await self._git("apply", "--reject", "--whitespace=nowarn", str(path))
+            assert self.repo_dir is not None
+            self._rejects = sorted(str(p.relative_to(self.repo_dir)) for p in self.repo_dir.rglob("*.rej"))
+            if rc != 0 and not self._rejects:
+                said = self.redact((out + err).decode(errors="replace")).strip()
+                raise JobEnded("failed", "patch_failed", f"the patch does not apply: {said[-500:]}")
+            conflicted = [r.removesuffix(".rej") for r in self._rejects]
+        if conflicted:
+            await self.log.line("runner", f"patch applied with conflicts in {', '.join(conflicted[:20])}", level="warn")
+            how = (
+                "in the .rej files beside them (apply each rejected hunk by hand)"
+                if self._rejects
+                else "as conflict markers"
+            )
+            task = (
+                f"A patch was applied to this checkout with conflicts in {', '.join(conflicted[:50])}, "
+                f"{how}: resolve every conflict against the current code, keeping the patch's intent."
+            )
+        else:
+            await self.log.line("runner", "patch applied cleanly")
+            task = "A patch was applied to this checkout (see `git diff`)."
+        then = prompt or (
+            "Make sure the repository still builds and its tests pass (run them when it has them), "
+            "fixing only what the patch broke."
+        )
+        return f"{task} {then}"
+
+    async def _run_agent(self, spec: AgentSpec, workspace: Path, profile_env: dict[str, str], task: str) -> None:
         st, record = self.settings, self.record
         model = record.model or st.kilo_default_model
-        price = await self._price(model)
-        if price is None and record.max_cost_usd is not None:
+        if record.max_cost_usd is not None and not await self._priced(model):
             # A cap that cannot be enforced is refused rather than silently ignored.
             raise JobEnded(
                 "failed",
@@ -357,13 +407,17 @@ class Runner:
                 f"maxCostUsd is set but {model} has no price in the Kilo "
                 "Gateway's model list, so its cost cannot be tracked; the agent was not started",
             )
-        self.cost_tracked = price is not None
-        config = provider_config(st, model, price)
-        agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
-        env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)
-        prompt = record.prompt or spec.default_prompt or ""
-        max_cost = record.max_cost_usd
-        argv = [st.kilo_cli_path, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt]
+        argv = [
+            st.kilo_cli_path,
+            "run",
+            "--auto",
+            "--format",
+            "json",
+            "--agent",
+            spec.name,
+            "--",
+            task,
+        ]
         assert self.repo_dir is not None
         if not os.access(st.kilo_cli_path, os.X_OK):
             raise JobEnded(
@@ -372,6 +426,15 @@ class Runner:
                 f"the Kilo CLI is not installed at {st.kilo_cli_path} "
                 "(`make install` puts the pinned one in agent_task/node_modules; or set KILO_CLI)",
             )
+        await self._check_bridge()
+        keys = KeyStore(self.store)
+        budget = nusd(record.max_cost_usd) if record.max_cost_usd is not None else 0
+        ttl = int(max(1.0, self.deadline - asyncio.get_running_loop().time())) + 60
+        self.job_key = await keys.create_job_key(self.job_id, budget, st.job_key_rpm, ttl)
+        self.redact = self.redact.with_secret(self.job_key)
+        self.log.redact = self.redact
+        agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
+        env = cli_env(st, workspace, st.agents_path, provider_config(st, model), agent_env, self.job_key)
 
         async def on_event(raw: bytes, cut: bool) -> None:
             try:
@@ -389,32 +452,100 @@ class Runner:
                 event=event,
                 level="error" if event.get("type") == "error" else "info",
             )
-            if event.get("type") == "step_finish" and self.agent.next_step_would_exceed(max_cost):
-                self.stop_why = "budget"
-                self.stop.set()
 
-        await self.log.line("runner", f"kilo run --agent {spec.name} (model {model})")
+        await self.log.line("runner", f"kilo run --agent {spec.name} (model {model}, via {st.agent_api_base})")
         self.agent_started = True
-        finished = await self._stream(argv, env, self.repo_dir, "kilo-stderr", on_stdout=on_event)
+        meter = asyncio.create_task(self._meter(keys))
+        try:
+            finished = await self._stream(argv, env, self.repo_dir, "kilo-stderr", on_stdout=on_event)
+        finally:
+            meter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await meter
+            await self._meter_once(keys)  # what happened since the last look, said before the job ends
+            await self._settle_job_key(keys)
+        usage = self.metered
+        spent = f"${usd(usage.spend_nusd):.4f}" if usage else "unknown"
+        if usage is not None and usage.budget_refusals:
+            raise JobEnded(
+                "failed",
+                "budget_exceeded",
+                f"the agent's next model call would pass maxCostUsd ({record.max_cost_usd}); spent {spent}",
+            )
         if finished.returncode != 0 or self.agent.errors:
             detail = "; ".join(self.agent.errors[-2:]) or " | ".join(self._tail[-3:])
-            raise JobEnded("failed", "agent_failed", f"the agent exited with {finished.returncode}: {detail}")
+            reason = GATEWAY_REASONS.get(usage.last_error or "", "agent_failed") if usage else "agent_failed"
+            if reason != "agent_failed" and usage is not None:
+                detail = f"the Kilo Gateway answered {usage.last_error} ({usage.failed} failed calls); {detail}"
+            raise JobEnded("failed", reason, f"the agent exited with {finished.returncode}: {detail}")
 
-    async def _price(self, model: str) -> tuple[float, float] | None:
+    async def _check_bridge(self) -> None:
+        """The agent's model calls go through this bridge's `/v1`: refuse to start an agent that cannot reach it."""
+        base = self.settings.agent_api_base.removesuffix("/v1")
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                await client.get(base + "/healthz")
+        except httpx.HTTPError as exc:
+            raise JobEnded(
+                "failed",
+                "bridge_unreachable",
+                f"the agent's model calls go through {base}/v1 and it does not answer ({type(exc).__name__}); "
+                "run the server (`make run`) or set BRIDGE_URL",
+            ) from None
+
+    async def _meter(self, keys: KeyStore) -> None:
+        """While the agent runs: what its key is metered for, and the gateway errors it meets, in the live log;
+        the agent is stopped once a call was refused for its cost cap."""
+        while True:
+            await asyncio.sleep(min(1.0, self.settings.job_heartbeat_s * 2))
+            await self._meter_once(keys)
+
+    async def _meter_once(self, keys: KeyStore) -> None:
+        assert self.job_key is not None
+        try:
+            usage = await keys.job_key_usage(self.job_key)
+        except Exception as exc:  # a Redis blip: the heartbeat loop judges real outages
+            logger.info("metering read failed", extra={"job_id": self.job_id, "error": type(exc).__name__})
+            return
+        self.metered = usage
+        if usage.failed > self._failed_seen and usage.last_error not in (None, "client_disconnected"):
+            self._failed_seen = usage.failed
+            await self.log.line(
+                "bridge",
+                f"a model call failed: {usage.last_error} ({usage.failed} of {usage.requests} calls so far)",
+                level="warn",
+            )
+        if usage.budget_refusals and self.stop_why == "":
+            await self.log.line("bridge", "the cost cap is reached: the agent's next model call was refused")
+            self.stop_why = "budget"
+            self.stop.set()
+
+    async def _settle_job_key(self, keys: KeyStore) -> None:
+        """Revoke the job's key once its last calls settled; its spend is the job's cost."""
+        if self.job_key is None:
+            return
+        with contextlib.suppress(Exception):
+            for _ in range(30):  # calls admitted before the agent exited settle within moments
+                usage = await keys.job_key_usage(self.job_key)
+                if usage.reserved_nusd <= 0:
+                    break
+                await asyncio.sleep(0.1)
+            self.metered = await keys.revoke_job_key(self.job_key)
+
+    async def _priced(self, model: str) -> bool:
         from kilo_bridge.gateway.client import GatewayClient
         from kilo_bridge.gateway.pricing import PriceBook
 
         gateway = GatewayClient(self.settings)
         try:
-            prices = await PriceBook(gateway).prices()
-            if model in prices:
-                return float(prices[model][0]), float(prices[model][1])
+            if model in await PriceBook(gateway).prices():
+                return True
         except Exception as exc:
             logger.warning("no model prices", extra={"job_id": self.job_id, "error": type(exc).__name__})
         finally:
             await gateway.close()
-        await self.log.line("runner", f"no price for {model}: cost and maxCostUsd are not tracked", level="warn")
-        return None
+        await self.log.line("runner", f"no price for {model}: its calls are charged at their reservation", level="warn")
+        return False
 
     async def _git(self, *args: str) -> tuple[int, bytes, bytes]:
         assert self.repo_dir is not None

@@ -90,12 +90,17 @@ def make_settings(fake: FakeGatewayThread, prefix: str, tmp_path: Path) -> Calla
 # ------------------------------------------------------------------------------ the app on a real server
 
 
-@contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Run an ASGI app under a real uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+def bound_socket() -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def serve_app(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+    sock = sock or bound_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -123,7 +128,10 @@ def serve(prefix: str) -> Iterator[Callable[..., str]]:
     stack: list[Any] = []
 
     def start(settings: Settings) -> str:
-        cm = serve_app(create_app(settings))
+        sock = bound_socket()
+        if settings.bridge_url is None:  # its jobs' agents call this server's /v1, as `make run`'s do
+            settings = settings.model_copy(update={"bridge_url": f"http://127.0.0.1:{sock.getsockname()[1]}"})
+        cm = serve_app(create_app(settings), sock)
         url = cm.__enter__()
         stack.append(cm)
         return url

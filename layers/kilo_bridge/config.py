@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(2, ge=1, le=10)
     # A key with a budget pays for agent jobs too: a job without maxCostUsd reserves (and is capped at) this.
     job_default_max_cost_usd: float = Field(1.0, gt=0, le=10_000)
+    # Where a job's agent sends its model calls: this bridge's own `/v1`, on a key of the job's own (the
+    # gateway key never reaches the agent). Unset: this machine's server on PORT (`make run`); on AWS, the
+    # API's URL (the template sets it for the task).
+    bridge_url: str | None = None
+    # Requests per minute a job's key may make (its agent, subagents and title calls together).
+    job_key_rpm: int = Field(600, ge=1, le=100_000)
     # bullmq: a worker's lock on a job; a dead worker's job goes back to the queue after about this long.
     job_lock_ms: int = Field(30_000, ge=500, le=3_600_000)
     job_stalled_check_ms: int = Field(30_000, ge=200, le=3_600_000)
@@ -135,7 +141,7 @@ class Settings(BaseSettings):
     job_log_max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
     job_queue_max_wait_s: int = Field(86_400, ge=10, le=30 * 86_400)
 
-    @field_validator("kilo_gateway_base", "kilo_balance_url")
+    @field_validator("kilo_gateway_base", "kilo_balance_url", "bridge_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else _check_http_url(value)
@@ -167,6 +173,11 @@ class Settings(BaseSettings):
         path = parts.path.rstrip("/")
         root = path[: -len("/gateway")] if path.endswith("/gateway") else path
         return urlunsplit((parts.scheme, parts.netloc, f"{root}/profile/balance", "", ""))
+
+    @cached_property
+    def agent_api_base(self) -> str:
+        """The OpenAI-compatible base a job's agent is given (`…/v1`)."""
+        return (self.bridge_url or f"http://127.0.0.1:{self.port}") + "/v1"
 
     @cached_property
     def auth_is_required(self) -> bool:

@@ -30,8 +30,17 @@ from pathlib import Path
 
 from tests.benchmarks.run import KEY, free_port, one_request, peak_rss_mb
 
-__all__ = ["KEY", "Server", "free_port", "load", "one_request", "peak_rss_mb", "request_bytes", "timed_request",
-           "tree_peak_rss_mb"]
+__all__ = [
+    "KEY",
+    "Server",
+    "free_port",
+    "load",
+    "one_request",
+    "peak_rss_mb",
+    "request_bytes",
+    "timed_request",
+    "tree_peak_rss_mb",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,8 +48,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def request_bytes(port: int, path: str, body: dict, headers: dict[str, str] | None = None) -> bytes:
     """One keep-alive HTTP/1.1 POST with a JSON body; `Authorization` defaults to the obvious fake key."""
     raw = json.dumps(body).encode()
-    all_headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json",
-                   "Authorization": f"Bearer {KEY}", **(headers or {}), "Content-Length": str(len(raw))}
+    all_headers = {
+        "Host": f"127.0.0.1:{port}",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {KEY}",
+        **(headers or {}),
+        "Content-Length": str(len(raw)),
+    }
     head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_headers.items()) + "\r\n"
     return head.encode() + raw
 
@@ -48,8 +62,9 @@ def request_bytes(port: int, path: str, body: dict, headers: dict[str, str] | No
 _LENGTH = re.compile(rb"(?i)content-length: *(\d+)")
 
 
-async def timed_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        req: bytes) -> tuple[float, float, float]:
+async def timed_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes
+) -> tuple[float, float, float]:
     """(time to first body byte carrying `data:`, total, mean gap between consecutive SSE events) in seconds.
 
     The gap is NaN for plain answers. Events that arrive in one read share a timestamp, as a client would see them."""
@@ -109,8 +124,15 @@ class Server:
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
 
     def start(self) -> Server:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         threading.Thread(target=self._drain, daemon=True).start()
         return self
 
@@ -162,8 +184,9 @@ async def _probe(port: int, req: bytes) -> None:
         writer.close()
 
 
-async def load(port: int, req: bytes, concurrency: int, seconds: float, warmup: int = 20,
-               warmup_s: float = 0.5) -> dict[str, object]:
+async def load(
+    port: int, req: bytes, concurrency: int, seconds: float, warmup: int = 20, warmup_s: float = 0.5
+) -> dict[str, object]:
     """`concurrency` keep-alive clients firing back to back for `seconds`; raw samples in seconds.
 
     Each connection first sends `warmup` untimed requests, or fewer if `warmup_s` runs out: a slow system at 16

@@ -69,8 +69,10 @@ LAMBDA_ENV = {
 DOCS = ROOT / "docs" / "benchmarks"
 RESULTS = ROOT / ".bench" / "coldstart-results.json"
 # os._exit: interpreter teardown (~0.2 s with the API app's modules) is not part of a cold start; leave it out.
-TIMED = ("import os, time; t = time.perf_counter(); import {mod}; print('IMPORT_S', time.perf_counter() - t, "
-         "flush=True); os._exit(0)")
+TIMED = (
+    "import os, time; t = time.perf_counter(); import {mod}; print('IMPORT_S', time.perf_counter() - t, "
+    "flush=True); os._exit(0)"
+)
 BASELINE = "import os; os._exit(0)"
 
 
@@ -79,8 +81,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**keep, **LAMBDA_ENV, **(extra or {})}
 
 
-def _run(code: str, importtime: bool = False, extra: dict[str, str] | None = None,
-         python: str = PYTHON) -> tuple[float, str, str, int]:
+def _run(
+    code: str, importtime: bool = False, extra: dict[str, str] | None = None, python: str = PYTHON
+) -> tuple[float, str, str, int]:
     """(process wall s, stdout, stderr, exit code) of one fresh interpreter."""
     cmd = [python, *(["-X", "importtime"] if importtime else []), "-c", code]
     began = time.perf_counter()
@@ -102,7 +105,7 @@ def parse_importtime(stderr: str) -> dict[str, tuple[float, float, int]]:
         if not line.startswith("import time:") or "imported package" in line:
             continue
         try:
-            self_us, cum_us, name = line[len("import time:"):].split("|", 2)
+            self_us, cum_us, name = line[len("import time:") :].split("|", 2)
         except ValueError:
             continue
         depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
@@ -127,9 +130,14 @@ def measure_entry(mod: str, python: str = PYTHON, env: dict[str, str] | None = N
         _, _, err, _ = _run(f"import {mod}", importtime=True, extra=env, python=python)
         for name, v in parse_importtime(err).items():
             samples.setdefault(name, []).append(v)
-    modules = {name: {"self_ms": statistics.median(s for s, _, _ in v) / 1e3,
-                      "cum_ms": statistics.median(c for _, c, _ in v) / 1e3, "depth": v[0][2]}
-               for name, v in samples.items()}
+    modules = {
+        name: {
+            "self_ms": statistics.median(s for s, _, _ in v) / 1e3,
+            "cum_ms": statistics.median(c for _, c, _ in v) / 1e3,
+            "depth": v[0][2],
+        }
+        for name, v in samples.items()
+    }
     top = sorted(((n, m) for n, m in modules.items() if n != mod), key=lambda kv: -kv[1]["cum_ms"])[:10]
     # Self times summed per top-level package: these do not overlap, so they show which dependency to defer.
     packages: dict[str, list[float]] = {}
@@ -137,25 +145,43 @@ def measure_entry(mod: str, python: str = PYTHON, env: dict[str, str] | None = N
         packages.setdefault(n.split(".")[0], [0.0, 0])
         packages[n.split(".")[0]][0] += m["self_ms"]
         packages[n.split(".")[0]][1] += 1
-    by_package = sorted(({"package": k, "self_ms": v[0], "modules": int(v[1])} for k, v in packages.items()),
-                        key=lambda p: -p["self_ms"])[:10]
+    by_package = sorted(
+        ({"package": k, "self_ms": v[0], "modules": int(v[1])} for k, v in packages.items()),
+        key=lambda p: -p["self_ms"],
+    )[:10]
     no_pyc = []
     with tempfile.TemporaryDirectory() as empty:  # no cached bytecode anywhere: every module is compiled
         for _ in range(NO_PYC_RUNS):
-            _, out, _, _ = _run(TIMED.format(mod=mod), python=python,
-                                extra={**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"})
+            _, out, _, _ = _run(
+                TIMED.format(mod=mod),
+                python=python,
+                extra={**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"},
+            )
             no_pyc.append(_import_s(out))
-    return {"module": mod, "ok": True, "import_ms": statistics.median(imports) * 1e3,
-            "import_ms_min": min(imports) * 1e3, "import_ms_max": max(imports) * 1e3,
-            "wall_ms": statistics.median(walls) * 1e3, "no_pyc_import_ms": statistics.median(no_pyc) * 1e3,
-            "modules_loaded": len(modules), "top": [{"module": n, **m} for n, m in top], "by_package": by_package,
-            "importtime_total_ms": sum(m["self_ms"] for m in modules.values())}
+    return {
+        "module": mod,
+        "ok": True,
+        "import_ms": statistics.median(imports) * 1e3,
+        "import_ms_min": min(imports) * 1e3,
+        "import_ms_max": max(imports) * 1e3,
+        "wall_ms": statistics.median(walls) * 1e3,
+        "no_pyc_import_ms": statistics.median(no_pyc) * 1e3,
+        "modules_loaded": len(modules),
+        "top": [{"module": n, **m} for n, m in top],
+        "by_package": by_package,
+        "importtime_total_ms": sum(m["self_ms"] for m in modules.values()),
+    }
 
 
 def _version(python: str) -> str:
     try:
-        return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                              capture_output=True, text=True, check=False, timeout=60).stdout.strip()
+        return subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        ).stdout.strip()
     except OSError:
         return ""
 
@@ -184,8 +210,10 @@ def main() -> int:
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     base_walls = [_run(BASELINE)[0] for _ in range(RUNS)]
-    baseline = {"wall_ms": statistics.median(base_walls) * 1e3,
-                "modules_loaded": len(parse_importtime(_run("pass", importtime=True)[2]))}
+    baseline = {
+        "wall_ms": statistics.median(base_walls) * 1e3,
+        "modules_loaded": len(parse_importtime(_run("pass", importtime=True)[2])),
+    }
     print(f"baseline python -c pass: {baseline['wall_ms']:.1f} ms", flush=True)
     version = _version(PYTHON)
     entries = []
@@ -193,22 +221,36 @@ def main() -> int:
         e = {**measure_entry(mod), "what": ENTRY_POINTS[mod]}
         entries.append(e)
         if e["ok"]:
-            print(f"{mod:28} import {e['import_ms']:7.1f} ms (min {e['import_ms_min']:.1f}, max "
-                  f"{e['import_ms_max']:.1f})  process {e['wall_ms']:7.1f} ms  no bytecode "
-                  f"{e['no_pyc_import_ms']:7.1f} ms  {e['modules_loaded']} modules", flush=True)
+            print(
+                f"{mod:28} import {e['import_ms']:7.1f} ms (min {e['import_ms_min']:.1f}, max "
+                f"{e['import_ms_max']:.1f})  process {e['wall_ms']:7.1f} ms  no bytecode "
+                f"{e['no_pyc_import_ms']:7.1f} ms  {e['modules_loaded']} modules",
+                flush=True,
+            )
         else:
             print(f"{mod:28} SKIPPED: {e['reason']}", flush=True)
     ref = measure_reference(version)
     entries.append(ref)
     if ref["ok"]:
-        print(f"{'reference ' + REF_MODULE:28} import {ref['import_ms']:7.1f} ms (FastAPI {ref['fastapi']}, Mangum "
-              f"{ref['mangum']}, Python {ref['python']})  process {ref['wall_ms']:7.1f} ms  {ref['modules_loaded']} "
-              "modules", flush=True)
+        print(
+            f"{'reference ' + REF_MODULE:28} import {ref['import_ms']:7.1f} ms (FastAPI {ref['fastapi']}, Mangum "
+            f"{ref['mangum']}, Python {ref['python']})  process {ref['wall_ms']:7.1f} ms  {ref['modules_loaded']} "
+            "modules",
+            flush=True,
+        )
     else:
         print(f"reference {REF_MODULE}: NOT MEASURED: {ref['reason']}", flush=True)
-    res = {"when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
-           "cores": os.cpu_count(), "python": version, "runs": RUNS, "baseline": baseline, "entries": entries,
-           "wall_s": time.monotonic() - began, "loadavg": [load_before, os.getloadavg()[0]]}
+    res = {
+        "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "platform": platform.platform(),
+        "cores": os.cpu_count(),
+        "python": version,
+        "runs": RUNS,
+        "baseline": baseline,
+        "entries": entries,
+        "wall_s": time.monotonic() - began,
+        "loadavg": [load_before, os.getloadavg()[0]],
+    }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1))
     write_report(res)
@@ -225,15 +267,20 @@ def _findings(res: dict) -> list[str]:
     for e in res["entries"]:
         if e["ok"] and e["by_package"]:
             top = e["by_package"][0]
-            out.append(f"- `{e['module']}`: the costliest package is `{top['package']}` ({top['self_ms']:.0f} ms of "
-                       f"its own import time, {top['modules']} modules).")
-    xray = [e["module"] for e in res["entries"] if e["ok"] and any(p["package"] == "aws_xray_sdk"
-                                                                       for p in e["by_package"])]
+            out.append(
+                f"- `{e['module']}`: the costliest package is `{top['package']}` ({top['self_ms']:.0f} ms of "
+                f"its own import time, {top['modules']} modules)."
+            )
+    xray = [
+        e["module"] for e in res["entries"] if e["ok"] and any(p["package"] == "aws_xray_sdk" for p in e["by_package"])
+    ]
     if xray:
-        out.append("- `aws_xray_sdk` is imported by " + ", ".join(f"`{m}`" for m in xray) + " although "
-                   "`POWERTOOLS_TRACE_DISABLED=true`: Powertools' `Tracer()` imports the X-Ray SDK (and botocore with "
-                   "it) when it is constructed, even as `Tracer(disabled=True)`. Constructing it only where X-Ray "
-                   "tracing is switched on saves that time on every cold start of a function that does not trace.")
+        out.append(
+            "- `aws_xray_sdk` is imported by " + ", ".join(f"`{m}`" for m in xray) + " although "
+            "`POWERTOOLS_TRACE_DISABLED=true`: Powertools' `Tracer()` imports the X-Ray SDK (and botocore with "
+            "it) when it is constructed, even as `Tracer(disabled=True)`. Constructing it only where X-Ray "
+            "tracing is switched on saves that time on every cold start of a function that does not trace."
+        )
     return [*out, ""] if out else []
 
 
@@ -242,8 +289,11 @@ def _against_reference(res: dict) -> list[str]:
     ref = next((e for e in res["entries"] if e.get("reference")), None)
     if not ref or not ref["ok"]:
         return [f"Reference not measured: {ref['reason'] if ref else 'missing'}.", ""]
-    parts = [f"`{e['module']}` {e['import_ms'] / ref['import_ms']:.2f}x ({e['import_ms'] - ref['import_ms']:+.0f} ms)"
-             for e in res["entries"] if e["ok"] and not e.get("reference")]
+    parts = [
+        f"`{e['module']}` {e['import_ms'] / ref['import_ms']:.2f}x ({e['import_ms'] - ref['import_ms']:+.0f} ms)"
+        for e in res["entries"]
+        if e["ok"] and not e.get("reference")
+    ]
     return [f"Against the FastAPI + Mangum hello world ({ref['import_ms']:.0f} ms): " + ", ".join(parts) + ".", ""]
 
 
@@ -269,12 +319,16 @@ def write_report(res: dict) -> None:
         if e.get("reference") and e["ok"]:
             what += f" (FastAPI {e['fastapi']}, Mangum {e['mangum']}, Python {e['python']})"
         if not e["ok"]:
-            lines.append(f"| `{e['module']}` | {what} | not measured: does not import here "
-                         f"(`{e['reason'].replace('|', '/')}`) | | | | | |")
+            lines.append(
+                f"| `{e['module']}` | {what} | not measured: does not import here "
+                f"(`{e['reason'].replace('|', '/')}`) | | | | | |"
+            )
             continue
-        lines.append(f"| `{e['module']}` | {what} | **{e['import_ms']:.0f}** | {e['import_ms_min']:.0f}-"
-                     f"{e['import_ms_max']:.0f} | {e['wall_ms']:.0f} | {e['wall_ms'] - base['wall_ms']:.0f} | "
-                     f"{e['no_pyc_import_ms']:.0f} | {e['modules_loaded'] - base['modules_loaded']} |")
+        lines.append(
+            f"| `{e['module']}` | {what} | **{e['import_ms']:.0f}** | {e['import_ms_min']:.0f}-"
+            f"{e['import_ms_max']:.0f} | {e['wall_ms']:.0f} | {e['wall_ms'] - base['wall_ms']:.0f} | "
+            f"{e['no_pyc_import_ms']:.0f} | {e['modules_loaded'] - base['modules_loaded']} |"
+        )
     lines += [
         f"| `python -c 'import os; os._exit(0)'` | baseline: the interpreter alone | - | - | {base['wall_ms']:.0f} "
         "| 0 | - | 0 |",
@@ -300,25 +354,34 @@ def write_report(res: dict) -> None:
     for e in res["entries"]:
         if not e["ok"]:
             continue
-        lines += [f"### `{e['module']}` ({e['import_ms']:.0f} ms)", "",
-                  "| module | cumulative ms | self ms | depth |", "|---|---|---|---|"]
+        lines += [
+            f"### `{e['module']}` ({e['import_ms']:.0f} ms)",
+            "",
+            "| module | cumulative ms | self ms | depth |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| `{m['module']}` | {m['cum_ms']:.1f} | {m['self_ms']:.1f} | {m['depth']} |" for m in e["top"]]
-        lines += ["", f"Top 10 packages by their modules' own (self) import time, which do not overlap "
-                  f"(all modules together: {e['importtime_total_ms']:.0f} ms under `-X importtime`):", "",
-                  "| package | self ms | modules |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Top 10 packages by their modules' own (self) import time, which do not overlap "
+            f"(all modules together: {e['importtime_total_ms']:.0f} ms under `-X importtime`):",
+            "",
+            "| package | self ms | modules |",
+            "|---|---|---|",
+        ]
         lines += [f"| `{p['package']}` | {p['self_ms']:.1f} | {p['modules']} |" for p in e["by_package"]]
         lines.append("")
     lines += [
         "## Method",
         "",
         f"- Each entry point is imported once untimed (reporting why if it fails, and warming the bytecode cache as a"
-        f" built package would carry it), then {res['runs']} times as `.venv/bin/python -c \"import …\"` timed, then"
+        f' built package would carry it), then {res["runs"]} times as `.venv/bin/python -c "import …"` timed, then'
         f" {res['runs']} times with `-X importtime`, then {NO_PYC_RUNS} times without any bytecode cache.",
         "- Environment as on Lambda: `AWS_LAMBDA_FUNCTION_NAME=bench`, `AWS_REGION=us-east-1`, "
         "`POWERTOOLS_TRACE_DISABLED=true`, `REDIS_URL` on loopback, `AUTH_REQUIRED=false`, fake AWS credentials; "
         "nothing else from the caller's environment but `PATH`/`HOME`/locale. Importing must not open connections.",
         f"- Reference row: `{REF_MODULE}` (written to `.bench/ref/` by the run) is a FastAPI app with one GET "
-        "route wrapped in `Mangum(app, lifespan=\"off\")`, the smallest handler a FastAPI-on-Lambda service starts "
+        'route wrapped in `Mangum(app, lifespan="off")`, the smallest handler a FastAPI-on-Lambda service starts '
         "from. It is imported the same way, with the same environment plus `PYTHONPATH=.bench/ref`, by "
         "`.bench/ref-venv/bin/python` (Python of the same minor version as `.venv`; fastapi and mangum pinned in "
         "`mk/bench.mk`).",
@@ -350,14 +413,24 @@ def plot(res: dict) -> None:
     names = [f"{e['module']} (reference)" if e.get("reference") else e["module"] for e in ok]
     fig, ax = plt.subplots(figsize=(11, 1.8 + 0.7 * max(1, len(ok))))
     ys = range(len(ok))
-    warm = ax.barh([y + 0.2 for y in ys], [e["import_ms"] for e in ok], 0.4, label="import, bytecode cached",
-                   color="#1f77b4")
-    cold = ax.barh([y - 0.2 for y in ys], [e["no_pyc_import_ms"] for e in ok], 0.4,
-                   label="import, no bytecode cache (upper bound)", color="#aec7e8")
+    warm = ax.barh(
+        [y + 0.2 for y in ys], [e["import_ms"] for e in ok], 0.4, label="import, bytecode cached", color="#1f77b4"
+    )
+    cold = ax.barh(
+        [y - 0.2 for y in ys],
+        [e["no_pyc_import_ms"] for e in ok],
+        0.4,
+        label="import, no bytecode cache (upper bound)",
+        color="#aec7e8",
+    )
     ax.bar_label(warm, fmt="%.0f ms", fontsize=8, padding=2)
     ax.bar_label(cold, fmt="%.0f ms", fontsize=8, padding=2)
-    ax.axvline(res["baseline"]["wall_ms"], color="#999999", linestyle="--",
-               label=f"interpreter start-up alone ({res['baseline']['wall_ms']:.0f} ms, not included)")
+    ax.axvline(
+        res["baseline"]["wall_ms"],
+        color="#999999",
+        linestyle="--",
+        label=f"interpreter start-up alone ({res['baseline']['wall_ms']:.0f} ms, not included)",
+    )
     ax.set_yticks(list(ys), names)
     ax.invert_yaxis()
     ax.set_xlabel("milliseconds (median of fresh interpreters)")

@@ -45,8 +45,13 @@ SYSTEMS = ("direct", "bridge", "litellm", "litellm_x2", "portkey")
 PROXIES = SYSTEMS[1:]
 PEERS = ("litellm", "litellm_x2", "portkey")
 WORKERS = {"direct": 1, "bridge": 1, "litellm": 1, "litellm_x2": CORES, "portkey": 1}
-LABEL = {"direct": "direct", "bridge": "Kilo Bridge", "litellm": "LiteLLM", "litellm_x2": f"LiteLLM x{CORES}",
-         "portkey": "Portkey"}
+LABEL = {
+    "direct": "direct",
+    "bridge": "Kilo Bridge",
+    "litellm": "LiteLLM",
+    "litellm_x2": f"LiteLLM x{CORES}",
+    "portkey": "Portkey",
+}
 MODES = ("plain", "stream")
 CONCURRENCY = (1, 16, 64)
 CHUNKS = 50
@@ -67,8 +72,9 @@ def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     probe = "import importlib.metadata as m; print(m.version('litellm'))"
     try:
-        res = subprocess.run([_python(BENCH / "litellm-venv"), "-c", probe], capture_output=True, text=True,
-                             check=False, timeout=60)
+        res = subprocess.run(
+            [_python(BENCH / "litellm-venv"), "-c", probe], capture_output=True, text=True, check=False, timeout=60
+        )
         out["litellm"] = res.stdout.strip() or "?"
     except (OSError, subprocess.TimeoutExpired):
         out["litellm"] = "?"
@@ -100,8 +106,11 @@ Target = tuple[int, str, dict[str, str]]
 
 def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str, Server], dict[str, Target]]:
     """The fake upstream and the proxies (not started), and how to address each system."""
-    base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("LITELLM_", "DATABASE_URL", "PORTKEY_", "KILO_", "REDIS_PREFIX"))}
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LITELLM_", "DATABASE_URL", "PORTKEY_", "KILO_", "REDIS_PREFIX"))
+    }
     upstream = f"http://127.0.0.1:{up_port}/api/gateway"
     ports = {name: free_port() for name in PROXIES}
     bridge_python = os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
@@ -121,29 +130,79 @@ def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str,
         "general_settings:\n"
         "  disable_spend_logs: true\n"
         # No database and no master key, like the others: measure the proxy hop, not key checks.
-        "  dangerously_permit_weak_or_unset_master_key: true\n")
-    litellm_env = {**base_env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-                   "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "True"}
+        "  dangerously_permit_weak_or_unset_master_key: true\n"
+    )
+    litellm_env = {
+        **base_env,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_SCHEMA_UPDATE": "True",
+    }
 
     def litellm(name: str) -> Server:
-        return Server(f"litellm proxy ({WORKERS[name]} worker{'s' if WORKERS[name] > 1 else ''})",
-                      [str(BENCH / "litellm-venv" / "bin" / "litellm"), "--config", str(config), "--host",
-                       "127.0.0.1", "--port", str(ports[name]), "--num_workers", str(WORKERS[name]),
-                       "--telemetry", "False"], litellm_env, ports[name])
+        return Server(
+            f"litellm proxy ({WORKERS[name]} worker{'s' if WORKERS[name] > 1 else ''})",
+            [
+                str(BENCH / "litellm-venv" / "bin" / "litellm"),
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[name]),
+                "--num_workers",
+                str(WORKERS[name]),
+                "--telemetry",
+                "False",
+            ],
+            litellm_env,
+            ports[name],
+        )
 
     servers = {
-        "direct": Server("fake gateway", [sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port),
-                                          "--always-usage", "--chunks", str(CHUNKS), "--latency-ms", str(latency_ms)],
-                         base_env, up_port),
-        "bridge": Server("kilo bridge", [bridge_python, "-m", "kilo_bridge", "serve"],
-                         {**base_env, "KILO_API_KEY": KEY, "KILO_GATEWAY_BASE": upstream,
-                          "PORT": str(ports["bridge"]), "REDIS_PREFIX": prefix, "AUTH_REQUIRED": "false"},
-                         ports["bridge"]),
+        "direct": Server(
+            "fake gateway",
+            [
+                sys.executable,
+                "tests/fakes/fake_gateway.py",
+                "--port",
+                str(up_port),
+                "--always-usage",
+                "--chunks",
+                str(CHUNKS),
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            base_env,
+            up_port,
+        ),
+        "bridge": Server(
+            "kilo bridge",
+            [bridge_python, "-m", "kilo_bridge", "serve"],
+            {
+                **base_env,
+                "KILO_API_KEY": KEY,
+                "KILO_GATEWAY_BASE": upstream,
+                "PORT": str(ports["bridge"]),
+                "REDIS_PREFIX": prefix,
+                "AUTH_REQUIRED": "false",
+            },
+            ports["bridge"],
+        ),
         "litellm": litellm("litellm"),
         "litellm_x2": litellm("litellm_x2"),
-        "portkey": Server("portkey gateway", ["node", str(BENCH / "portkey" / "node_modules" / "@portkey-ai" /
-                                                      "gateway" / "build" / "start-server.js"),
-                                              f"--port={ports['portkey']}", "--headless"], base_env, ports["portkey"]),
+        "portkey": Server(
+            "portkey gateway",
+            [
+                "node",
+                str(BENCH / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"),
+                f"--port={ports['portkey']}",
+                "--headless",
+            ],
+            base_env,
+            ports["portkey"],
+        ),
     }
     portkey_headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream}
     targets: dict[str, Target] = {
@@ -168,8 +227,12 @@ def answer_shape(port: int, path: str, headers: dict[str, str]) -> dict[str, obj
     for mode in MODES:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
-            conn.request("POST", path, json.dumps(body_for(mode)),
-                         {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}", **headers})
+            conn.request(
+                "POST",
+                path,
+                json.dumps(body_for(mode)),
+                {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}", **headers},
+            )
             resp = conn.getresponse()
             raw = resp.read().decode(errors="replace")
         finally:
@@ -230,16 +293,20 @@ def measure(latency: int, targets: dict[str, Target], live: list[str], budget_s:
                         failed[(mode, c, name)] = f"round {rnd + 1}: {_why(exc)}"
                         print(f"  {latency} ms {mode} c={c} {name}: FAILED {failed[(mode, c, name)]}", flush=True)
                         continue
-                    slot = pooled.setdefault((mode, c, name), {"total": [], "ttfb": [], "gap": [], "n": [],
-                                                               "elapsed": []})
+                    slot = pooled.setdefault(
+                        (mode, c, name), {"total": [], "ttfb": [], "gap": [], "n": [], "elapsed": []}
+                    )
                     for key in ("total", "ttfb", "gap"):
                         slot[key] += r[key]  # type: ignore[arg-type]
                     slot["n"].append(float(r["n"]))  # type: ignore[arg-type]
                     slot["elapsed"].append(float(r["elapsed"]))  # type: ignore[arg-type]
                     total = sorted(r["total"])  # type: ignore[type-var]
-                    print(f"{latency:>2} ms round {rnd + 1}/{ROUNDS} {mode:6} c={c:<2} {name:10} "
-                          f"{r['n'] / r['elapsed']:7.0f} req/s  p50 {_pct(total, 0.5):8.3f} ms  "
-                          f"p99 {_pct(total, 0.99):8.3f} ms", flush=True)
+                    print(
+                        f"{latency:>2} ms round {rnd + 1}/{ROUNDS} {mode:6} c={c:<2} {name:10} "
+                        f"{r['n'] / r['elapsed']:7.0f} req/s  p50 {_pct(total, 0.5):8.3f} ms  "
+                        f"p99 {_pct(total, 0.99):8.3f} ms",
+                        flush=True,
+                    )
         rounds_done += 1
         last_round_s = time.monotonic() - round_began
     return {"pooled": pooled, "failed": failed, "rounds": rounds_done}
@@ -251,8 +318,14 @@ def build_rows(latency: int, measured: dict, down: dict[str, str], rss: dict[str
     for mode in MODES:
         for c in CONCURRENCY:
             for name in SYSTEMS:
-                row: dict = {"latency": latency, "mode": mode, "c": c, "system": name, "workers": WORKERS[name],
-                             "rss_mb": rss.get(name)}
+                row: dict = {
+                    "latency": latency,
+                    "mode": mode,
+                    "c": c,
+                    "system": name,
+                    "workers": WORKERS[name],
+                    "rss_mb": rss.get(name),
+                }
                 slot = measured["pooled"].get((mode, c, name)) if measured else None
                 if name in down:
                     row["failed"] = down[name]
@@ -261,10 +334,15 @@ def build_rows(latency: int, measured: dict, down: dict[str, str], rss: dict[str
                 else:
                     total, ttfb = sorted(slot["total"]), sorted(slot["ttfb"])
                     per_round = [n / e for n, e in zip(slot["n"], slot["elapsed"], strict=True)]
-                    row.update(n=len(total), rps=sum(slot["n"]) / sum(slot["elapsed"]),
-                               rps_spread=(max(per_round) - min(per_round)) / statistics.mean(per_round),
-                               p50=_pct(total, 0.5), p99=_pct(total, 0.99), ttfb50=_pct(ttfb, 0.5),
-                               gap=statistics.mean(slot["gap"]) * 1e3 if slot["gap"] else None)
+                    row.update(
+                        n=len(total),
+                        rps=sum(slot["n"]) / sum(slot["elapsed"]),
+                        rps_spread=(max(per_round) - min(per_round)) / statistics.mean(per_round),
+                        p50=_pct(total, 0.5),
+                        p99=_pct(total, 0.99),
+                        ttfb50=_pct(ttfb, 0.5),
+                        gap=statistics.mean(slot["gap"]) * 1e3 if slot["gap"] else None,
+                    )
                     if (mode, c, name) in measured["failed"]:
                         row["note"] = measured["failed"][(mode, c, name)]
                 rows.append(row)
@@ -272,8 +350,12 @@ def build_rows(latency: int, measured: dict, down: dict[str, str], rss: dict[str
     for r in rows:
         d = direct.get((r["mode"], r["c"]))
         if d and "failed" not in r:
-            r.update(added_p50=r["p50"] - d["p50"], added_p99=r["p99"] - d["p99"], added_ttfb=r["ttfb50"] - d["ttfb50"],
-                     rps_ratio=r["rps"] / d["rps"])
+            r.update(
+                added_p50=r["p50"] - d["p50"],
+                added_p99=r["p99"] - d["p99"],
+                added_ttfb=r["ttfb50"] - d["ttfb50"],
+                rps_ratio=r["rps"] / d["rps"],
+            )
             if r["gap"] is not None and d["gap"] is not None:
                 r["relay"] = r["gap"] - d["gap"]
     return rows
@@ -296,8 +378,15 @@ def run_phase(latency: int, budget_s: float) -> dict:
             startup["direct"] = servers["direct"].wait_ready(probe, 30)
         except (OSError, RuntimeError) as exc:  # no upstream: nothing to measure in this phase
             down = {name: f"upstream did not start: {_why(exc)}" for name in SYSTEMS}
-            return {"latency": latency, "rows": build_rows(latency, {}, down, rss), "startup": startup,
-                    "shapes": shapes, "rss": rss, "rounds": 0, "down": down}
+            return {
+                "latency": latency,
+                "rows": build_rows(latency, {}, down, rss),
+                "startup": startup,
+                "shapes": shapes,
+                "rss": rss,
+                "rounds": 0,
+                "down": down,
+            }
         for name in PROXIES:  # start together: LiteLLM alone takes ~10 s to come up
             try:
                 servers[name].start()
@@ -309,8 +398,10 @@ def run_phase(latency: int, budget_s: float) -> dict:
             port, path, headers = targets[name]
             try:
                 startup[name] = servers[name].wait_ready(request_bytes(port, path, body_for("plain"), headers))
-                print(f"{latency} ms: {servers[name].name} ready on 127.0.0.1:{port} after {startup[name]:.1f} s",
-                      flush=True)
+                print(
+                    f"{latency} ms: {servers[name].name} ready on 127.0.0.1:{port} after {startup[name]:.1f} s",
+                    flush=True,
+                )
             except RuntimeError as exc:
                 lines = [ln for ln in servers[name].tail if ln.strip()]
                 # the line that names the error, if any: a crashing Node prints its version last
@@ -333,13 +424,25 @@ def run_phase(latency: int, budget_s: float) -> dict:
         for name in reversed(SYSTEMS):
             servers[name].stop()
         cleanup = "import redis,sys; r=redis.Redis(); k=list(r.scan_iter(match=sys.argv[1]+'*')); k and r.delete(*k)"
-        subprocess.run([os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python")), "-c", cleanup,
-                        prefix], check=False, cwd=ROOT, timeout=60)
-    return {"latency": latency, "rows": build_rows(latency, measured, down, rss), "startup": startup,
-            "shapes": shapes, "rss": rss, "rounds": measured.get("rounds", 0), "down": down}
+        subprocess.run(
+            [os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python")), "-c", cleanup, prefix],
+            check=False,
+            cwd=ROOT,
+            timeout=60,
+        )
+    return {
+        "latency": latency,
+        "rows": build_rows(latency, measured, down, rss),
+        "startup": startup,
+        "shapes": shapes,
+        "rss": rss,
+        "rounds": measured.get("rounds", 0),
+        "down": down,
+    }
 
 
 # -- ratios and targets --------------------------------------------------------------------------------------------
+
 
 def _ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or not b > 0 or a < 0:
@@ -358,10 +461,12 @@ def ratios(rows: list[dict]) -> list[dict]:
                 entry: dict = {"latency": lat, "mode": mode, "c": c}
                 for peer in PEERS:
                     p = get.get((lat, mode, c, peer), {})
-                    entry[peer] = {"rps": _ratio(b.get("rps"), p.get("rps")),
-                                   "added_p50": _ratio(b.get("added_p50"), p.get("added_p50")),
-                                   "added_p99": _ratio(b.get("added_p99"), p.get("added_p99")),
-                                   "rss": _ratio(b.get("rss_mb"), p.get("rss_mb"))}
+                    entry[peer] = {
+                        "rps": _ratio(b.get("rps"), p.get("rps")),
+                        "added_p50": _ratio(b.get("added_p50"), p.get("added_p50")),
+                        "added_p99": _ratio(b.get("added_p99"), p.get("added_p99")),
+                        "rss": _ratio(b.get("rss_mb"), p.get("rss_mb")),
+                    }
                 out.append(entry)
     return out
 
@@ -412,12 +517,14 @@ def check_targets(rows: list[dict]) -> list[dict]:
                     ok = b["p99"] < ll["p99"] and b["p99"] < pk["p99"]
                     cells[col] = (f"{b['p99']:.1f} vs {ll['p99']:.1f} / {pk['p99']:.1f} ms", "met" if ok else "missed")
         verdicts = [v for _, v in cells.values()]
-        out.append({"target": title, "cells": cells, "met": verdicts.count("met"),
-                    "of": sum(v != "n/a" for v in verdicts)})
+        out.append(
+            {"target": title, "cells": cells, "met": verdicts.count("met"), "of": sum(v != "n/a" for v in verdicts)}
+        )
     return out
 
 
 # -- main ----------------------------------------------------------------------------------------------------------
+
 
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--plot":
@@ -431,11 +538,22 @@ def main() -> int:
         left = BUDGET_S - (time.monotonic() - began)
         phases.append(run_phase(lat, max(left / (len(LATENCIES) - i), 0.0)))
     rows = [r for ph in phases for r in ph["rows"]]
-    result = {"rows": rows, "ratios": ratios(rows), "targets": check_targets(rows),
-              "phases": [{k: v for k, v in ph.items() if k != "rows"} for ph in phases], "versions": _versions(),
-              "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
-              "cpu": _cpu(), "cores": CORES, "seconds": DURATION_S, "rounds": ROUNDS, "budget_s": BUDGET_S,
-              "wall_s": time.monotonic() - began, "loadavg": [load_before, os.getloadavg()[0]]}
+    result = {
+        "rows": rows,
+        "ratios": ratios(rows),
+        "targets": check_targets(rows),
+        "phases": [{k: v for k, v in ph.items() if k != "rows"} for ph in phases],
+        "versions": _versions(),
+        "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "platform": platform.platform(),
+        "cpu": _cpu(),
+        "cores": CORES,
+        "seconds": DURATION_S,
+        "rounds": ROUNDS,
+        "budget_s": BUDGET_S,
+        "wall_s": time.monotonic() - began,
+        "loadavg": [load_before, os.getloadavg()[0]],
+    }
     RESULTS.write_text(json.dumps(result, indent=1))
     print_summary(result)
     write_report(result)
@@ -454,9 +572,12 @@ def print_summary(res: dict) -> None:
         print(f"  {e['latency']:>2} ms {e['mode']:6} c={e['c']:<2} " + " | ".join(parts))
     for ph in res["phases"]:
         b = ph["rss"].get("bridge")
-        print(f"  peak RSS, {ph['latency']} ms phase: " + ", ".join(
-            f"{LABEL[s]} {ph['rss'][s]:.0f} MB" for s in SYSTEMS if s in ph["rss"]) + " | Kilo Bridge " + ", ".join(
-            f"÷ {LABEL[p]} {_ratio(b, ph['rss'].get(p))}" for p in PEERS))
+        print(
+            f"  peak RSS, {ph['latency']} ms phase: "
+            + ", ".join(f"{LABEL[s]} {ph['rss'][s]:.0f} MB" for s in SYSTEMS if s in ph["rss"])
+            + " | Kilo Bridge "
+            + ", ".join(f"÷ {LABEL[p]} {_ratio(b, ph['rss'].get(p))}" for p in PEERS)
+        )
     print("\nTargets")
     for t in res["targets"]:
         cells = "  ".join(f"[{col}] {val} {verdict}" for col, (val, verdict) in t["cells"].items())
@@ -481,7 +602,7 @@ def write_report(res: dict) -> None:
         f"1-minute load average {res['loadavg'][0]:.1f} before and {res['loadavg'][1]:.1f} after the run (other "
         "work on the machine shows up as noise; the interleaved rounds share it out).",
         f"Systems: Kilo Bridge (this repository, 1 worker), LiteLLM proxy {v['litellm']} (1 worker, and "
-        f"{res['cores']} workers as \"LiteLLM x{res['cores']}\"), Portkey gateway {v['portkey']} (1 Node process, "
+        f'{res["cores"]} workers as "LiteLLM x{res["cores"]}"), Portkey gateway {v["portkey"]} (1 Node process, '
         f"with @hono/node-server {v['@hono/node-server']}, see notes).",
         "",
         "## Targets",
@@ -503,13 +624,17 @@ def write_report(res: dict) -> None:
         "req/s: above 1 means Kilo Bridge serves more. Added p50 / p99: below 1 means Kilo Bridge adds less. "
         "n/a where a row failed or the peer's added latency is not positive.",
         "",
-        "| upstream | mode | clients | " + " | ".join(
-            f"÷ {LABEL[p]} req/s | ÷ {LABEL[p]} added p50 | ÷ {LABEL[p]} added p99" for p in PEERS) + " |",
+        "| upstream | mode | clients | "
+        + " | ".join(f"÷ {LABEL[p]} req/s | ÷ {LABEL[p]} added p50 | ÷ {LABEL[p]} added p99" for p in PEERS)
+        + " |",
         "|---|---|---|" + "---|" * (3 * len(PEERS)),
     ]
     for e in res["ratios"]:
-        lines.append(f"| {e['latency']} ms | {e['mode']} | {e['c']} | " + " | ".join(
-            f"{e[p]['rps']} | {e[p]['added_p50']} | {e[p]['added_p99']}" for p in PEERS) + " |")
+        lines.append(
+            f"| {e['latency']} ms | {e['mode']} | {e['c']} | "
+            + " | ".join(f"{e[p]['rps']} | {e[p]['added_p50']} | {e[p]['added_p99']}" for p in PEERS)
+            + " |"
+        )
     rss_line = []
     for ph in res["phases"]:
         parts = [f"{LABEL[s]} {ph['rss'][s]:.0f} MB" for s in SYSTEMS if s in ph["rss"]]
@@ -519,8 +644,12 @@ def write_report(res: dict) -> None:
         b = ph["rss"].get("bridge")
         parts = [f"÷ {LABEL[p]} {_ratio(b, ph['rss'].get(p))}" for p in PEERS]
         rss_ratio.append(f"{ph['latency']} ms phase: " + ", ".join(parts))
-    lines += ["", "Peak RSS (VmHWM of the process plus its children, summed): " + "; ".join(rss_line) + ". "
-              "Kilo Bridge's peak RSS " + "; ".join(rss_ratio) + ".", ""]
+    lines += [
+        "",
+        "Peak RSS (VmHWM of the process plus its children, summed): " + "; ".join(rss_line) + ". "
+        "Kilo Bridge's peak RSS " + "; ".join(rss_ratio) + ".",
+        "",
+    ]
     lines += [
         "## All points",
         "",
@@ -540,27 +669,38 @@ def write_report(res: dict) -> None:
             continue
         relay = _f(r.get("relay"), "+.3f") if r["mode"] == "stream" else ""
         ttfb = _f(r.get("added_ttfb"), "+.3f")
-        lines.append(head + f" {r['n']} | {r['rps']:.0f} | {r['rps_spread']:.0%} | {r['p50']:.3f} | {r['p99']:.3f} | "
-                     f"{_f(r.get('added_p50'), '+.3f')} | {_f(r.get('added_p99'), '+.3f')} | {ttfb} | {relay} | "
-                     f"{_f(r.get('rss_mb'), '.0f')} |")
-    notes = [f"- {r['latency']} ms {r['mode']} c={r['c']} {LABEL[r['system']]}: `{r['note']}` (other rounds kept)"
-             for r in rows if r.get("note")]
+        lines.append(
+            head + f" {r['n']} | {r['rps']:.0f} | {r['rps_spread']:.0%} | {r['p50']:.3f} | {r['p99']:.3f} | "
+            f"{_f(r.get('added_p50'), '+.3f')} | {_f(r.get('added_p99'), '+.3f')} | {ttfb} | {relay} | "
+            f"{_f(r.get('rss_mb'), '.0f')} |"
+        )
+    notes = [
+        f"- {r['latency']} ms {r['mode']} c={r['c']} {LABEL[r['system']]}: `{r['note']}` (other rounds kept)"
+        for r in rows
+        if r.get("note")
+    ]
     if notes:
         lines += ["", "Rounds that failed while others of the same point succeeded:", "", *notes]
-    lines += ["", "Start-up time (launch to first 200 answer) and what one answer looked like through each system "
-              "(checked before timing: the same text and the same number of streamed content events, so every "
-              "system did the same work):", "",
-              "| upstream | system | start-up s | plain answer | streamed text | content events | `[DONE]` |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Start-up time (launch to first 200 answer) and what one answer looked like through each system "
+        "(checked before timing: the same text and the same number of streamed content events, so every "
+        "system did the same work):",
+        "",
+        "| upstream | system | start-up s | plain answer | streamed text | content events | `[DONE]` |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for ph in res["phases"]:
         for name in SYSTEMS:
             sh = ph["shapes"].get(name)
             if not sh:
                 lines.append(f"| {ph['latency']} ms | {LABEL[name]} | failed: {ph['down'].get(name, '?')} | | | | |")
                 continue
-            lines.append(f"| {ph['latency']} ms | {LABEL[name]} | {ph['startup'].get(name, 0):.1f} | "
-                         f"{len(str(sh.get('plain_content', '')))} chars | {len(str(sh.get('stream_content', '')))} "
-                         f"chars | {sh.get('stream_deltas', '?')} | {'yes' if sh.get('stream_done') else 'no'} |")
+            lines.append(
+                f"| {ph['latency']} ms | {LABEL[name]} | {ph['startup'].get(name, 0):.1f} | "
+                f"{len(str(sh.get('plain_content', '')))} chars | {len(str(sh.get('stream_content', '')))} "
+                f"chars | {sh.get('stream_deltas', '?')} | {'yes' if sh.get('stream_done') else 'no'} |"
+            )
     lines += [
         "",
         "![added latency](compare-latency.png)",
@@ -640,8 +780,13 @@ def plot(res: dict) -> None:
     lats = sorted({r["latency"] for r in res["rows"]})
     groups = [(m, c) for m in MODES for c in CONCURRENCY]
     labels = [f"{m}\n{c} client{'s' if c > 1 else ''}" for m, c in groups]
-    colors = {"direct": "#999999", "bridge": "#1f77b4", "litellm": "#d62728", "litellm_x2": "#ff9896",
-              "portkey": "#2ca02c"}
+    colors = {
+        "direct": "#999999",
+        "bridge": "#1f77b4",
+        "litellm": "#d62728",
+        "litellm_x2": "#ff9896",
+        "portkey": "#2ca02c",
+    }
 
     def bars(ax: object, lat: int, systems: tuple[str, ...], key: str, fmt: str) -> None:
         width = 0.8 / len(systems)
@@ -656,8 +801,10 @@ def plot(res: dict) -> None:
 
     fig, axes = plt.subplots(len(lats), 2, figsize=(14, 4.8 * len(lats)), squeeze=False)
     for row, lat in enumerate(lats):
-        for ax, key, title in ((axes[row][0], "added_p50", "added p50 (ms)"), (axes[row][1], "added_p99",
-                                                                                "added p99 (ms)")):
+        for ax, key, title in (
+            (axes[row][0], "added_p50", "added p50 (ms)"),
+            (axes[row][1], "added_p99", "added p99 (ms)"),
+        ):
             bars(ax, lat, PROXIES, key, "{:.1f}")
             ax.set_yscale("symlog", linthresh=1)
             ax.set_title(f"{title}, upstream {lat} ms, log scale above 1 ms")

@@ -64,13 +64,18 @@ def wait_ready(url: str) -> None:
 
 
 async def accept_rate(url: str, repo: str, concurrency: int) -> dict[str, float]:
-    body = {"repoUrl": repo, "agent": "apply-patch-and-pr", "prompt": "bench", "dryRun": True,
-            "profileEnv": {"FAKE_KILO_MODE": "write", "SOME_TOKEN": "bench-secret-not-real"}}
+    body = {
+        "repoUrl": repo,
+        "agent": "apply-patch-and-pr",
+        "prompt": "bench",
+        "dryRun": True,
+        "profileEnv": {"FAKE_KILO_MODE": "write", "SOME_TOKEN": "bench-secret-not-real"},
+    }
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + SECONDS
-    async with httpx.AsyncClient(base_url=url, timeout=10,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_connections=concurrency)) as client:
+
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < stop:
@@ -82,8 +87,13 @@ async def accept_rate(url: str, repo: str, concurrency: int) -> dict[str, float]
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return {"concurrency": concurrency, "jobs_per_s": len(latencies) / elapsed, "p50_ms": pct(latencies, 0.5),
-            "p99_ms": pct(latencies, 0.99), "errors": errors}
+    return {
+        "concurrency": concurrency,
+        "jobs_per_s": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "errors": errors,
+    }
 
 
 def first_lines(r: redis.Redis, prefix: str, job_id: str, timeout: float = 60) -> tuple[float, float, float]:
@@ -106,8 +116,13 @@ def first_lines(r: redis.Redis, prefix: str, job_id: str, timeout: float = 60) -
 
 
 def one_job(url: str, repo: str) -> tuple[str, float]:
-    body = {"repoUrl": repo, "agent": "apply-patch-and-pr", "prompt": "bench", "dryRun": True,
-            "profileEnv": {"FAKE_KILO_MODE": "write"}}
+    body = {
+        "repoUrl": repo,
+        "agent": "apply-patch-and-pr",
+        "prompt": "bench",
+        "dryRun": True,
+        "profileEnv": {"FAKE_KILO_MODE": "write"},
+    }
     t0 = time.time()
     job_id = httpx.post(url + "/api/kilo/run-agent", json=body, timeout=10).json()["jobId"]
     return job_id, t0
@@ -120,11 +135,20 @@ def main() -> int:
     r = redis.Redis.from_url(REDIS_URL)
     tag = uuid.uuid4().hex[:8]
     prefixes = {"direct": f"{{kbbench-d-{tag}}}:", "queue": f"{{kbbench-q-{tag}}}:"}
-    base_env = {**os.environ, "KILO_API_KEY": "bench-key-not-real", "REDIS_URL": REDIS_URL, "REPO_ALLOW_LOCAL": "true",
-                "KILO_CLI": cli, "JOBS_CONCURRENCY": "0", "ARTIFACTS_DIR": str(tmp / "artifacts"),
-                "JOB_SECRETS_KEY_FILE": str(tmp / "key"), "JOB_WORKDIR": str(tmp),
-                "KILO_GATEWAY_BASE": "http://127.0.0.1:9/api/gateway", "KILO_MAX_RETRIES": "0",
-                "PYTHONPATH": str(ROOT)}
+    base_env = {
+        **os.environ,
+        "KILO_API_KEY": "bench-key-not-real",
+        "REDIS_URL": REDIS_URL,
+        "REPO_ALLOW_LOCAL": "true",
+        "KILO_CLI": cli,
+        "JOBS_CONCURRENCY": "0",
+        "ARTIFACTS_DIR": str(tmp / "artifacts"),
+        "JOB_SECRETS_KEY_FILE": str(tmp / "key"),
+        "JOB_WORKDIR": str(tmp),
+        "KILO_GATEWAY_BASE": "http://127.0.0.1:9/api/gateway",
+        "KILO_MAX_RETRIES": "0",
+        "PYTHONPATH": str(ROOT),
+    }
     procs: list[subprocess.Popen[bytes]] = []
     urls = {}
     try:
@@ -147,8 +171,14 @@ def main() -> int:
             for name in ("direct", "queue"):  # interleaved: machine noise hits both alike
                 job_id, t0 = one_job(urls[name], repo)
                 if name == "direct":
-                    subprocess.run([sys.executable, "-m", "agent_task", job_id], cwd=ROOT, env=direct_env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+                    subprocess.run(
+                        [sys.executable, "-m", "agent_task", job_id],
+                        cwd=ROOT,
+                        env=direct_env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        check=True,
+                    )
                 runner, kilo, ended = first_lines(r, prefixes[name], job_id)
                 timings[name].append(((runner - t0) * 1000, (kilo - t0) * 1000, (ended - t0) * 1000))
     finally:
@@ -168,12 +198,15 @@ def write_report(accept: list[dict], timings: dict[str, list[tuple[float, float,
     def med(name: str, i: int) -> float:
         return statistics.median(t[i] for t in timings[name])
 
-    rows = "\n".join(f"| {a['concurrency']} | {a['jobs_per_s']:.0f} | {a['p50_ms']:.1f} | {a['p99_ms']:.1f} | "
-                     f"{a['errors']} |" for a in accept)
+    rows = "\n".join(
+        f"| {a['concurrency']} | {a['jobs_per_s']:.0f} | {a['p50_ms']:.1f} | {a['p99_ms']:.1f} | {a['errors']} |"
+        for a in accept
+    )
     lat = "\n".join(
         f"| {label} | {med('direct', i):.0f} | {med('queue', i):.0f} | {med('queue', i) - med('direct', i):+.0f} | "
         f"{med('queue', i) / med('direct', i):.2f}x |"
-        for i, label in enumerate(("runner's first log line", "CLI's first event", "job finished")))
+        for i, label in enumerate(("runner's first log line", "CLI's first event", "job finished"))
+    )
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Agent jobs: acceptance rate and start latency
 

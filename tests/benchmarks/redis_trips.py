@@ -53,7 +53,7 @@ RESULTS = ROOT / ".bench" / "redis-results.json"
 ROUTES = ("generate", "chat stream", "credits", "run-agent")
 WHAT = {
     "generate": "`POST /api/kilo/generate` (plain answer)",
-    "chat stream": "`POST /v1/chat/completions` with `\"stream\": true`",
+    "chat stream": '`POST /v1/chat/completions` with `"stream": true`',
     "credits": "`GET /api/kilo/credits`",
     "run-agent": "`POST /api/kilo/run-agent` (`repoUrl` https://github.com/acme/widgets.git, `dryRun`, queued only)",
 }
@@ -73,8 +73,15 @@ def send(client: httpx.Client, route: str, agent: str) -> None:
         r = client.get("/api/kilo/credits")
         ok, detail = r.status_code == 200, r.text
     else:
-        r = client.post("/api/kilo/run-agent", json={"repoUrl": "https://github.com/acme/widgets.git", "agent": agent,
-                                                      "prompt": "count my redis calls", "dryRun": True})
+        r = client.post(
+            "/api/kilo/run-agent",
+            json={
+                "repoUrl": "https://github.com/acme/widgets.git",
+                "agent": agent,
+                "prompt": "count my redis calls",
+                "dryRun": True,
+            },
+        )
         ok, detail = r.status_code == 202, r.text
     if not ok:
         raise RuntimeError(f"{route}: HTTP {r.status_code}: {detail[:200]}")
@@ -107,13 +114,17 @@ def measure_window(r: redis.Redis, client: httpx.Client, route: str, agent: str)
     time.sleep(busy_s)
     idle, idle_total = delta(idle_before, snapshot(r))
     names = set(busy) | set(idle)
-    return {"per_request": {k: (busy[k] - idle[k]) / N for k in names}, "total": (busy_total - idle_total) / N,
-            "idle_per_s": idle_total / busy_s, "busy_s": busy_s}
+    return {
+        "per_request": {k: (busy[k] - idle[k]) / N for k in names},
+        "total": (busy_total - idle_total) / N,
+        "idle_per_s": idle_total / busy_s,
+        "busy_s": busy_s,
+    }
 
 
 # -- MONITOR pass ----------------------------------------------------------------------------------------------------
 
-_LINE = re.compile(r'^\+(\d+\.\d+) \[(\d+) ([^\]]+)\] (.*)$')
+_LINE = re.compile(r"^\+(\d+\.\d+) \[(\d+) ([^\]]+)\] (.*)$")
 _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -183,8 +194,7 @@ def redis_client_ports(pid: int, redis_port: int) -> set[str]:
     return out
 
 
-def monitor_pass(host: str, port: int, server: Server, client: httpx.Client, route: str, agent: str,
-                 tag: str) -> dict:
+def monitor_pass(host: str, port: int, server: Server, client: httpx.Client, route: str, agent: str, tag: str) -> dict:
     """SAMPLE requests under MONITOR: commands per request sent by the server, and run inside its Lua scripts."""
     send(client, route, agent)  # connections to Redis exist before the addresses are read
     with Monitor(host, port) as mon:
@@ -201,11 +211,15 @@ def monitor_pass(host: str, port: int, server: Server, client: httpx.Client, rou
             sent[name] += 1
         elif who == "lua" and tag in line:  # script calls name their keys, which carry the run-unique hash tag
             in_lua[name] += 1
-    return {"sent": {k: v / SAMPLE for k, v in sent.items()}, "in_lua": {k: v / SAMPLE for k, v in in_lua.items()},
-            "connections": len(ours)}
+    return {
+        "sent": {k: v / SAMPLE for k, v in sent.items()},
+        "in_lua": {k: v / SAMPLE for k, v in in_lua.items()},
+        "connections": len(ours),
+    }
 
 
 # -- main --------------------------------------------------------------------------------------------------------------
+
 
 def main() -> int:
     began = time.monotonic()
@@ -218,13 +232,30 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kb-bench-redis-"))
     up_port, port = free_port(), free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("KILO_", "REDIS_PREFIX", "JOB"))}
-    fake = Server("fake gateway", [sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port),
-                                   "--always-usage"], base_env, up_port)
-    bridge = Server("kilo bridge", [str(ROOT / ".venv" / "bin" / "python"), "-m", "kilo_bridge", "serve"],
-                    {**base_env, "KILO_API_KEY": KEY, "KILO_GATEWAY_BASE": f"http://127.0.0.1:{up_port}/api/gateway",
-                     "PORT": str(port), "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "AUTH_REQUIRED": "false",
-                     "JOBS_CONCURRENCY": "0", "JOB_SECRETS_KEY_FILE": str(tmp / "job-secrets.key"),
-                     "ARTIFACTS_DIR": str(tmp / "artifacts"), "JOB_WORKDIR": str(tmp)}, port)
+    fake = Server(
+        "fake gateway",
+        [sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port), "--always-usage"],
+        base_env,
+        up_port,
+    )
+    bridge = Server(
+        "kilo bridge",
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "kilo_bridge", "serve"],
+        {
+            **base_env,
+            "KILO_API_KEY": KEY,
+            "KILO_GATEWAY_BASE": f"http://127.0.0.1:{up_port}/api/gateway",
+            "PORT": str(port),
+            "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": prefix,
+            "AUTH_REQUIRED": "false",
+            "JOBS_CONCURRENCY": "0",
+            "JOB_SECRETS_KEY_FILE": str(tmp / "job-secrets.key"),
+            "ARTIFACTS_DIR": str(tmp / "artifacts"),
+            "JOB_WORKDIR": str(tmp),
+        },
+        port,
+    )
     windows: dict[str, list[dict]] = {route: [] for route in ROUTES}
     monitored: dict[str, dict] = {}
     try:
@@ -250,13 +281,19 @@ def main() -> int:
                 for route in ROUTES:
                     w = measure_window(r, client, route, agent)
                     windows[route].append(w)
-                    print(f"rep {rep + 1}/{REPS} {route:12} {w['total']:6.2f} commands/request "
-                          f"(idle {w['idle_per_s']:.1f}/s, {w['busy_s']:.1f} s)", flush=True)
+                    print(
+                        f"rep {rep + 1}/{REPS} {route:12} {w['total']:6.2f} commands/request "
+                        f"(idle {w['idle_per_s']:.1f}/s, {w['busy_s']:.1f} s)",
+                        flush=True,
+                    )
             for route in ROUTES:
                 monitored[route] = monitor_pass(rhost, rport, bridge, client, route, agent, tag)
                 m = monitored[route]
-                print(f"MONITOR {route:12} sent {sum(m['sent'].values()):.2f}/request {dict(m['sent'])}  "
-                      f"inside Lua {sum(m['in_lua'].values()):.2f}/request", flush=True)
+                print(
+                    f"MONITOR {route:12} sent {sum(m['sent'].values()):.2f}/request {dict(m['sent'])}  "
+                    f"inside Lua {sum(m['in_lua'].values()):.2f}/request",
+                    flush=True,
+                )
     finally:
         bridge.stop()
         fake.stop()
@@ -264,9 +301,18 @@ def main() -> int:
         if keys:
             r.delete(*set(keys))
     result = summarize(windows, monitored)
-    result.update(when=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", redis=version, n=N, reps=REPS,
-                  sample=SAMPLE, platform=platform.platform(), cores=os.cpu_count(), agent=agent,
-                  wall_s=time.monotonic() - began, commit=_commit())
+    result.update(
+        when=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        redis=version,
+        n=N,
+        reps=REPS,
+        sample=SAMPLE,
+        platform=platform.platform(),
+        cores=os.cpu_count(),
+        agent=agent,
+        wall_s=time.monotonic() - began,
+        commit=_commit(),
+    )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1))
     write_report(result)
@@ -276,8 +322,9 @@ def main() -> int:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         return "?"
 
@@ -285,16 +332,24 @@ def _commit() -> str:
 def summarize(windows: dict[str, list[dict]], monitored: dict[str, dict]) -> dict:
     routes = {}
     for route, ws in windows.items():
-        names = sorted({k for w in ws for k in w["per_request"]} | set(monitored[route]["sent"])
-                       | set(monitored[route]["in_lua"]))
+        names = sorted(
+            {k for w in ws for k in w["per_request"]} | set(monitored[route]["sent"]) | set(monitored[route]["in_lua"])
+        )
         per_cmd = {k: statistics.median(w["per_request"].get(k, 0.0) for w in ws) for k in names}
         routes[route] = {
-            "commands": {k: {"commandstats": per_cmd[k], "sent": monitored[route]["sent"].get(k, 0.0),
-                             "in_lua": monitored[route]["in_lua"].get(k, 0.0)} for k in names},
+            "commands": {
+                k: {
+                    "commandstats": per_cmd[k],
+                    "sent": monitored[route]["sent"].get(k, 0.0),
+                    "in_lua": monitored[route]["in_lua"].get(k, 0.0),
+                }
+                for k in names
+            },
             "total": statistics.median(w["total"] for w in ws),
             "total_range": [min(w["total"] for w in ws), max(w["total"] for w in ws)],
             "commandstats_sum": sum(per_cmd.values()),
-            "sent": sum(monitored[route]["sent"].values()), "in_lua": sum(monitored[route]["in_lua"].values()),
+            "sent": sum(monitored[route]["sent"].values()),
+            "in_lua": sum(monitored[route]["in_lua"].values()),
             "idle_per_s": statistics.median(w["idle_per_s"] for w in ws),
             "connections": monitored[route]["connections"],
         }
@@ -322,8 +377,10 @@ def write_report(res: dict) -> None:
     ]
     for route in ROUTES:
         x = res["routes"][route]
-        lines.append(f"| {WHAT[route]} | **{x['sent']:.2f}** | {x['in_lua']:.2f} | {x['total']:.2f} "
-                     f"({x['total_range'][0]:.2f}-{x['total_range'][1]:.2f}) | {x['idle_per_s']:.1f} |")
+        lines.append(
+            f"| {WHAT[route]} | **{x['sent']:.2f}** | {x['in_lua']:.2f} | {x['total']:.2f} "
+            f"({x['total_range'][0]:.2f}-{x['total_range'][1]:.2f}) | {x['idle_per_s']:.1f} |"
+        )
     lines += [
         "",
         "## By command",
@@ -335,18 +392,24 @@ def write_report(res: dict) -> None:
     ]
     for route in ROUTES:
         x = res["routes"][route]
-        rows = sorted(x["commands"].items(), key=lambda kv: -max(kv[1]["commandstats"], kv[1]["sent"],
-                                                                    kv[1]["in_lua"]))
+        rows = sorted(x["commands"].items(), key=lambda kv: -max(kv[1]["commandstats"], kv[1]["sent"], kv[1]["in_lua"]))
         # commands the server never sent (per MONITOR) and that stay under 0.05 a request are other clients' noise
         shown = [(k, v) for k, v in rows if v["sent"] or v["in_lua"] or abs(v["commandstats"]) >= 0.05]
         noise = sum(v["commandstats"] for k, v in rows if (k, v) not in shown)
-        lines += [f"### {WHAT[route]}", "", "| command | commandstats | sent by the server | inside Lua |",
-                  "|---|---|---|---|"]
-        lines += [f"| `{k.upper()}` | {v['commandstats']:.2f} | {v['sent']:.2f} | {v['in_lua']:.2f} |"
-                  for k, v in shown]
+        lines += [
+            f"### {WHAT[route]}",
+            "",
+            "| command | commandstats | sent by the server | inside Lua |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{k.upper()}` | {v['commandstats']:.2f} | {v['sent']:.2f} | {v['in_lua']:.2f} |" for k, v in shown
+        ]
         if len(shown) < len(rows):
-            lines.append(f"| {len(rows) - len(shown)} other commands, each under 0.05 (other clients) | {noise:+.2f} "
-                         "| 0.00 | 0.00 |")
+            lines.append(
+                f"| {len(rows) - len(shown)} other commands, each under 0.05 (other clients) | {noise:+.2f} "
+                "| 0.00 | 0.00 |"
+            )
         lines += [f"| all | {x['commandstats_sum']:.2f} | {x['sent']:.2f} | {x['in_lua']:.2f} |", ""]
     lines += [
         "## Method",

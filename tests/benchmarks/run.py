@@ -35,8 +35,10 @@ def free_port() -> int:
 
 def request_bytes(port: int, path: str, body: dict) -> bytes:
     raw = json.dumps(body).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {KEY}\r\nContent-Length: {len(raw)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: {len(raw)}\r\n\r\n"
+    )
     return head.encode() + raw
 
 
@@ -87,8 +89,13 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float) -> dict[
     elapsed = time.perf_counter() - began
     total.sort()
     ttfb.sort()
-    return {"rps": len(total) / elapsed, "p50": total[len(total) // 2] * 1e3,
-            "p99": total[int(len(total) * 0.99)] * 1e3, "ttfb50": ttfb[len(ttfb) // 2] * 1e3, "n": len(total)}
+    return {
+        "rps": len(total) / elapsed,
+        "p50": total[len(total) // 2] * 1e3,
+        "p99": total[int(len(total) * 0.99)] * 1e3,
+        "ttfb50": ttfb[len(ttfb) // 2] * 1e3,
+        "n": len(total),
+    }
 
 
 def start(cmd: list[str], env: dict[str, str], needle: str) -> subprocess.Popen[str]:
@@ -112,10 +119,18 @@ def peak_rss_mb(pid: int) -> float:
 def main() -> int:
     up_port, our_port = free_port(), free_port()
     prefix = f"{{kbbench-{os.getpid()}}}:"
-    fake = start([sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port), "--always-usage",
-                  "--chunks", "50"], dict(os.environ), "listening")
-    env = {**os.environ, "KILO_API_KEY": KEY, "KILO_GATEWAY_BASE": f"http://127.0.0.1:{up_port}/api/gateway",
-           "PORT": str(our_port), "REDIS_PREFIX": prefix}
+    fake = start(
+        [sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port), "--always-usage", "--chunks", "50"],
+        dict(os.environ),
+        "listening",
+    )
+    env = {
+        **os.environ,
+        "KILO_API_KEY": KEY,
+        "KILO_GATEWAY_BASE": f"http://127.0.0.1:{up_port}/api/gateway",
+        "PORT": str(our_port),
+        "REDIS_PREFIX": prefix,
+    }
     bridge = start([sys.executable, "-m", "kilo_bridge", "serve"], env, "listening")
     chat = {"model": "fake/model-a", "messages": [{"role": "user", "content": "hello benchmark"}]}
     targets = {
@@ -133,15 +148,28 @@ def main() -> int:
                 gen_body = {"prompt": "hello benchmark", "model": "fake/model-a"}
                 gen_path = "/api/kilo/generate-stream" if streamed else "/api/kilo/generate"
                 results[f"bridge {gen_path}"] = asyncio.run(
-                    load(our_port, request_bytes(our_port, gen_path, gen_body), c, DURATION_S))
+                    load(our_port, request_bytes(our_port, gen_path, gen_body), c, DURATION_S)
+                )
                 direct = results["direct"]
                 for name, r in results.items():
-                    rows.append({"mode": "stream" if streamed else "plain", "c": c, "target": name, **r,
-                                 "added_p50": r["p50"] - direct["p50"], "added_p99": r["p99"] - direct["p99"],
-                                 "added_ttfb": r["ttfb50"] - direct["ttfb50"], "rps_ratio": r["rps"] / direct["rps"]})
-                    print(f"{rows[-1]['mode']:6} c={c:<3} {name:34} {r['rps']:8.0f} req/s  p50 {r['p50']:7.3f} ms  "
-                          f"p99 {r['p99']:7.3f} ms  added p50 {rows[-1]['added_p50']:+.3f} ms  "
-                          f"rps ratio {rows[-1]['rps_ratio']:.2f}", flush=True)
+                    rows.append(
+                        {
+                            "mode": "stream" if streamed else "plain",
+                            "c": c,
+                            "target": name,
+                            **r,
+                            "added_p50": r["p50"] - direct["p50"],
+                            "added_p99": r["p99"] - direct["p99"],
+                            "added_ttfb": r["ttfb50"] - direct["ttfb50"],
+                            "rps_ratio": r["rps"] / direct["rps"],
+                        }
+                    )
+                    print(
+                        f"{rows[-1]['mode']:6} c={c:<3} {name:34} {r['rps']:8.0f} req/s  p50 {r['p50']:7.3f} ms  "
+                        f"p99 {r['p99']:7.3f} ms  added p50 {rows[-1]['added_p50']:+.3f} ms  "
+                        f"rps ratio {rows[-1]['rps_ratio']:.2f}",
+                        flush=True,
+                    )
         rss = {"fake gateway": peak_rss_mb(fake.pid), "kilo bridge": peak_rss_mb(bridge.pid)}
     finally:
         bridge.terminate()
@@ -169,54 +197,67 @@ def write_report(rows: list[dict], rss: dict[str, float]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['c']} | {r['target']} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
-                     f"{r['added_p50']:+.3f} | {r['added_p99']:+.3f} | {r['added_ttfb']:+.3f} | {r['rps_ratio']:.2f} |")
-    lines += ["", "Peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()), "",
-              "Budget (the project's latency targets; [benchmarks/compare.md](benchmarks/compare.md) checks the "
-              "first two per upstream latency): added p50 ≤ 0.5 ms sequential and ≤ 1 ms at 16 clients, p99 ≤ 5 ms. "
-              "Each generate request makes two Redis round trips (admission before the call, accounting after the "
-              "answer is sent, as a background task); a loopback Redis round trip alone is ~0.08 ms here.", "",
-              "Reading the table: sequentially (1 client) the added p50 is the server's own work per request "
-              "(HTTP parse, pydantic, the aiohttp hop, the admission Lua call). With 16 or 64 clients firing "
-              "back to back, one Python worker is saturated, so the added latency is queueing: clients ÷ req/s "
-              "(Little's law). More throughput means more workers (uvicorn --workers, or Lambda's concurrency), "
-              "not a faster single request. Streams pay per chunk (50 here): each relayed chunk costs an SSE "
-              "frame, and the chunks of each upstream read one ASGI send (`kilo_bridge/web/sse.py`; against "
-              "Starlette's own `StreamingResponse`: [benchmarks/sse.md](benchmarks/sse.md)).", "",
-              "## Where the budget is missed, and why", "",
-              "Profiled (py-spy on the server under this load; `make bench-split` for the CPU of each part, "
-              "[benchmarks/split.md](benchmarks/split.md)): one plain relay costs the server ~0.7-0.9 ms of CPU on "
-              "this machine, about 45 % in the upstream call (aiohttp, the cheaper of the clients tried: measured "
-              "once against httpx, not in a report), 40 % in the two Redis calls the design asks for (admission "
-              "before, accounting after), "
-              "and ~0.1 ms in routing, validation and our handler; uvicorn's HTTP handling comes on top. Fixed on "
-              "the way: the two Redis calls moved from redis-py's client to a pipelined connection of our own "
-              "(`kilo_bridge/platform/resp.py`: 0.2-0.3 ms less per request), the first gateway attempt no longer goes "
-              "through tenacity (~0.1 ms), and per-request date formatting and a duplicate key digest are gone. "
-              "What is left is one HTTP hop and two Redis round trips of Python per request: the sequential "
-              "0.5 ms target is met on a quiet machine (+0.46 ms on 2026-12-01, from +0.94 before these fixes) "
-              "and missed when it is busy (+0.6-0.8 ms in other runs the same day). At 16 and 64 "
-              "clients one worker is saturated, so the 1 ms target there cannot be met by any single-process "
-              "proxy on these 2 cores (added latency = queueing, Little's law); throughput is the figure that "
-              "moves with CPU cost: at 16 clients it went from ~600 to ~1,700-2,100 req/s with the fixes above, now "
-              "about twice Portkey's ([benchmarks/compare.md](benchmarks/compare.md), beside LiteLLM and Portkey "
-              "in one run). Streams paid one socket write per relayed chunk (uvicorn's send was the largest single "
-              "cost on the stream path); chunks that arrive in one upstream read now leave in one write (nothing "
-              "waits for more), which took the streamed added p50 from +1.56 to +0.89 ms and stream throughput "
-              "at 64 clients from 0.41 to 0.50 of direct.", "",
-              "More, each written by its own command:", "",
-              "- [benchmarks/split.md](benchmarks/split.md) (`make bench-split`): where one request's CPU goes, "
-              "and redis-py beside `kilo_bridge.platform.resp` on the same call;",
-              "- [benchmarks/sse.md](benchmarks/sse.md) (`make bench-sse`): our `EventStream` against Starlette's "
-              "`StreamingResponse` on the relay path;",
-              "- [benchmarks/compare.md](benchmarks/compare.md) (`make bench-compare`): Kilo Bridge, LiteLLM proxy "
-              "and Portkey's gateway side by side on the same fake upstream;",
-              "- [benchmarks/coldstart.md](benchmarks/coldstart.md) (`make bench-coldstart`): cold import of every "
-              "Lambda entry point;",
-              "- [benchmarks/jobs.md](benchmarks/jobs.md) (`make bench-jobs`): agent jobs accepted per second, and "
-              "the time from `run-agent` to the runner's first event through the local queue;",
-              "- [benchmarks/redis.md](benchmarks/redis.md) (`make bench-redis`): Redis commands per request.", "",
-              "`make bench` runs all of them, one after the other.", ""]
+        lines.append(
+            f"| {r['mode']} | {r['c']} | {r['target']} | {r['rps']:.0f} | {r['p50']:.3f} | {r['p99']:.3f} | "
+            f"{r['added_p50']:+.3f} | {r['added_p99']:+.3f} | {r['added_ttfb']:+.3f} | {r['rps_ratio']:.2f} |"
+        )
+    lines += [
+        "",
+        "Peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()),
+        "",
+        "Budget (the project's latency targets; [benchmarks/compare.md](benchmarks/compare.md) checks the "
+        "first two per upstream latency): added p50 ≤ 0.5 ms sequential and ≤ 1 ms at 16 clients, p99 ≤ 5 ms. "
+        "Each generate request makes two Redis round trips (admission before the call, accounting after the "
+        "answer is sent, as a background task); a loopback Redis round trip alone is ~0.08 ms here.",
+        "",
+        "Reading the table: sequentially (1 client) the added p50 is the server's own work per request "
+        "(HTTP parse, pydantic, the aiohttp hop, the admission Lua call). With 16 or 64 clients firing "
+        "back to back, one Python worker is saturated, so the added latency is queueing: clients ÷ req/s "
+        "(Little's law). More throughput means more workers (uvicorn --workers, or Lambda's concurrency), "
+        "not a faster single request. Streams pay per chunk (50 here): each relayed chunk costs an SSE "
+        "frame, and the chunks of each upstream read one ASGI send (`kilo_bridge/web/sse.py`; against "
+        "Starlette's own `StreamingResponse`: [benchmarks/sse.md](benchmarks/sse.md)).",
+        "",
+        "## Where the budget is missed, and why",
+        "",
+        "Profiled (py-spy on the server under this load; `make bench-split` for the CPU of each part, "
+        "[benchmarks/split.md](benchmarks/split.md)): one plain relay costs the server ~0.7-0.9 ms of CPU on "
+        "this machine, about 45 % in the upstream call (aiohttp, the cheaper of the clients tried: measured "
+        "once against httpx, not in a report), 40 % in the two Redis calls the design asks for (admission "
+        "before, accounting after), "
+        "and ~0.1 ms in routing, validation and our handler; uvicorn's HTTP handling comes on top. Fixed on "
+        "the way: the two Redis calls moved from redis-py's client to a pipelined connection of our own "
+        "(`kilo_bridge/platform/resp.py`: 0.2-0.3 ms less per request), the first gateway attempt no longer goes "
+        "through tenacity (~0.1 ms), and per-request date formatting and a duplicate key digest are gone. "
+        "What is left is one HTTP hop and two Redis round trips of Python per request: the sequential "
+        "0.5 ms target is met on a quiet machine (+0.46 ms on 2026-12-01, from +0.94 before these fixes) "
+        "and missed when it is busy (+0.6-0.8 ms in other runs the same day). At 16 and 64 "
+        "clients one worker is saturated, so the 1 ms target there cannot be met by any single-process "
+        "proxy on these 2 cores (added latency = queueing, Little's law); throughput is the figure that "
+        "moves with CPU cost: at 16 clients it went from ~600 to ~1,700-2,100 req/s with the fixes above, now "
+        "about twice Portkey's ([benchmarks/compare.md](benchmarks/compare.md), beside LiteLLM and Portkey "
+        "in one run). Streams paid one socket write per relayed chunk (uvicorn's send was the largest single "
+        "cost on the stream path); chunks that arrive in one upstream read now leave in one write (nothing "
+        "waits for more), which took the streamed added p50 from +1.56 to +0.89 ms and stream throughput "
+        "at 64 clients from 0.41 to 0.50 of direct.",
+        "",
+        "More, each written by its own command:",
+        "",
+        "- [benchmarks/split.md](benchmarks/split.md) (`make bench-split`): where one request's CPU goes, "
+        "and redis-py beside `kilo_bridge.platform.resp` on the same call;",
+        "- [benchmarks/sse.md](benchmarks/sse.md) (`make bench-sse`): our `EventStream` against Starlette's "
+        "`StreamingResponse` on the relay path;",
+        "- [benchmarks/compare.md](benchmarks/compare.md) (`make bench-compare`): Kilo Bridge, LiteLLM proxy "
+        "and Portkey's gateway side by side on the same fake upstream;",
+        "- [benchmarks/coldstart.md](benchmarks/coldstart.md) (`make bench-coldstart`): cold import of every "
+        "Lambda entry point;",
+        "- [benchmarks/jobs.md](benchmarks/jobs.md) (`make bench-jobs`): agent jobs accepted per second, and "
+        "the time from `run-agent` to the runner's first event through the local queue;",
+        "- [benchmarks/redis.md](benchmarks/redis.md) (`make bench-redis`): Redis commands per request.",
+        "",
+        "`make bench` runs all of them, one after the other.",
+        "",
+    ]
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))
     print("wrote docs/benchmarks.md")

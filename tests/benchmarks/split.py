@@ -34,17 +34,34 @@ from tests.benchmarks._load import KEY, Server, free_port, request_bytes  # noqa
 ROUNDS = int(os.getenv("BENCH_SPLIT_ROUNDS", "5"))
 N = int(os.getenv("BENCH_SPLIT_N", "1500"))
 BODY = orjson.dumps({"model": "fake/model-a", "messages": [{"role": "user", "content": "hello benchmark"}]})
-CANNED = {"id": "x", "object": "chat.completion", "model": "fake/model-a",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+CANNED = {
+    "id": "x",
+    "object": "chat.completion",
+    "model": "fake/model-a",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}
 
 
 def _scope(path: str) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
-                        (b"content-length", str(len(BODY)).encode())],
-            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 5000)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BODY)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 5000),
+    }
 
 
 async def cpu_us(fn: Callable[[], Awaitable[Any]], n: int) -> float:
@@ -124,8 +141,10 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:
     prefix = st.redis_prefix
     keys = [prefix + "stats", prefix + "stats:day:bench", prefix + "apikey:-", prefix + "rl", prefix + "tl"]
     args = [3_456_000, 0, 0, 30]
-    clients = {"redis-py asyncio client": lambda: script(keys=keys, args=args),
-               "kilo_bridge.platform.resp": lambda: lean.evalsha(_ADMIT, keys, args)}
+    clients = {
+        "redis-py asyncio client": lambda: script(keys=keys, args=args),
+        "kilo_bridge.platform.resp": lambda: lean.evalsha(_ADMIT, keys, args),
+    }
     calls: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(ROUNDS):
         for name, fn in clients.items():
@@ -137,12 +156,23 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:
 
 def main() -> int:
     up_port = free_port()
-    fake = Server("fake gateway", [sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port),
-                                   "--always-usage"], dict(os.environ), up_port).start()
+    fake = Server(
+        "fake gateway",
+        [sys.executable, "tests/fakes/fake_gateway.py", "--port", str(up_port), "--always-usage"],
+        dict(os.environ),
+        up_port,
+    ).start()
     fake.wait_ready(request_bytes(up_port, "/api/gateway/chat/completions", orjson.loads(BODY)))
     prefix = f"{{kbsplit-{os.getpid()}}}:"
-    os.environ.update({"KILO_API_KEY": KEY, "KILO_GATEWAY_BASE": f"http://127.0.0.1:{up_port}/api/gateway",
-                       "REDIS_PREFIX": prefix, "JOBS_CONCURRENCY": "0", "AUTH_REQUIRED": "false"})
+    os.environ.update(
+        {
+            "KILO_API_KEY": KEY,
+            "KILO_GATEWAY_BASE": f"http://127.0.0.1:{up_port}/api/gateway",
+            "REDIS_PREFIX": prefix,
+            "JOBS_CONCURRENCY": "0",
+            "AUTH_REQUIRED": "false",
+        }
+    )
     try:
         uvloop.install()  # what uvicorn runs the server on
         parts, calls = asyncio.run(measure())

@@ -58,15 +58,17 @@ RESULTS = ROOT / ".bench" / "sse-results.json"
 
 def make_events(n: int = EVENTS) -> list[dict[str, str]]:
     """`delta` events as /api/kilo/generate-stream sends them, each 100 bytes once encoded."""
-    return [{"event": "delta", "data": json.dumps({"text": f"{i:05d} ".ljust(TEXT_CHARS, "x")},
-                                                  separators=(",", ":"))} for i in range(n)]
+    return [
+        {"event": "delta", "data": json.dumps({"text": f"{i:05d} ".ljust(TEXT_CHARS, "x")}, separators=(",", ":"))}
+        for i in range(n)
+    ]
 
 
 async def relayed(events: list[dict[str, str]], batch: int) -> AsyncIterator[Any]:
     """What the relay hands the response: a list per upstream read when batched, else one event at a time."""
     for i in range(0, len(events), batch):
         await asyncio.sleep(0)  # where the relay awaits its upstream read
-        yield events[i:i + batch] if batch > 1 else events[i]
+        yield events[i : i + batch] if batch > 1 else events[i]
 
 
 def create_app() -> Any:
@@ -97,8 +99,9 @@ def create_app() -> Any:
         return PlainTextResponse(str(request.scope.get("asgi", {}).get("spec_version", "2.0")))
 
     batches = {"batched": BATCH, "single": 1}
-    routes = [Route(f"/{kind}/{shape}", route(kind, batches[shape]), methods=["GET"])
-              for kind in KINDS for shape in SHAPES]
+    routes = [
+        Route(f"/{kind}/{shape}", route(kind, batches[shape]), methods=["GET"]) for kind in KINDS for shape in SHAPES
+    ]
     return Starlette(routes=[*routes, Route("/spec", spec, methods=["GET"])])
 
 
@@ -206,17 +209,29 @@ def measure(port: int) -> list[dict[str, Any]]:
                 for kind in kinds:
                     r = asyncio.run(point(port, f"/{kind}/{shape}", clients))
                     samples.setdefault((kind, shape, clients), []).append(r)
-                    print(f"round {rnd + 1}/{ROUNDS}  c={clients:<3} {shape:8} {KINDS[kind]:18} "
-                          f"{r['n'] / r['elapsed']:8.0f} streams/s  p50 {_pct(r['total'], 0.5):6.3f} ms", flush=True)
+                    print(
+                        f"round {rnd + 1}/{ROUNDS}  c={clients:<3} {shape:8} {KINDS[kind]:18} "
+                        f"{r['n'] / r['elapsed']:8.0f} streams/s  p50 {_pct(r['total'], 0.5):6.3f} ms",
+                        flush=True,
+                    )
     rows = []
     for (kind, shape, clients), runs in samples.items():
         total = [t for r in runs for t in r["total"]]
         per_round = [r["n"] / r["elapsed"] for r in runs]
         rps = sum(r["n"] for r in runs) / sum(r["elapsed"] for r in runs)
-        rows.append({"kind": kind, "shape": shape, "clients": clients, "n": len(total), "rps": rps,
-                     "rps_per_round": per_round,
-                     "spread": (max(per_round) - min(per_round)) / statistics.mean(per_round),
-                     "p50": _pct(total, 0.5), "p99": _pct(total, 0.99)})
+        rows.append(
+            {
+                "kind": kind,
+                "shape": shape,
+                "clients": clients,
+                "n": len(total),
+                "rps": rps,
+                "rps_per_round": per_round,
+                "spread": (max(per_round) - min(per_round)) / statistics.mean(per_round),
+                "p50": _pct(total, 0.5),
+                "p99": _pct(total, 0.99),
+            }
+        )
     rows.sort(key=lambda r: (list(SHAPES).index(r["shape"]), r["clients"], list(KINDS).index(r["kind"])))
     return rows
 
@@ -230,9 +245,17 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ours, theirs = by[("eventstream", shape, clients)], by[("streaming", shape, clients)]
             # The two ran back to back in every round: in how many rounds did EventStream serve more?
             ahead = sum(a > b for a, b in zip(ours["rps_per_round"], theirs["rps_per_round"], strict=True))
-            out.append({"shape": shape, "clients": clients, "rps": ours["rps"] / theirs["rps"],
-                        "p50": ours["p50"] / theirs["p50"], "p99": ours["p99"] / theirs["p99"],
-                        "rounds_ahead": ahead, "rounds": len(ours["rps_per_round"])})
+            out.append(
+                {
+                    "shape": shape,
+                    "clients": clients,
+                    "rps": ours["rps"] / theirs["rps"],
+                    "p50": ours["p50"] / theirs["p50"],
+                    "p99": ours["p99"] / theirs["p99"],
+                    "rounds_ahead": ahead,
+                    "rounds": len(ours["rps_per_round"]),
+                }
+            )
     return out
 
 
@@ -240,11 +263,31 @@ def main() -> int:
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "layers"), str(ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
-    server = Server("sse bench app", [sys.executable, "-m", "uvicorn", "--factory", "tests.benchmarks.sse:create_app",
-                                      "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                                      "--no-access-log", "--log-level", "warning"], env, port).start()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "layers"), str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    server = Server(
+        "sse bench app",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "tests.benchmarks.sse:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env,
+        port,
+    ).start()
     try:
         server.wait_ready(_get(port, "/eventstream/batched"), timeout_s=30)
         body_bytes = check_same_bodies(port)
@@ -252,19 +295,34 @@ def main() -> int:
         rows = measure(port)
     finally:
         server.stop()
-    res = {"when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "platform": platform.platform(),
-           "cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(), "versions": _versions(),
-           "asgi_spec": spec_version, "events": EVENTS, "batch": BATCH, "body_bytes": body_bytes,
-           "seconds": DURATION_S, "rounds": ROUNDS,
-           "max_requests": MAX_REQUESTS, "rows": rows, "ratios": ratios(rows),
-           "loadavg": [load_before, os.getloadavg()[0]], "wall_s": time.monotonic() - began}
+    res = {
+        "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "platform": platform.platform(),
+        "cpu": _cpu(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "asgi_spec": spec_version,
+        "events": EVENTS,
+        "batch": BATCH,
+        "body_bytes": body_bytes,
+        "seconds": DURATION_S,
+        "rounds": ROUNDS,
+        "max_requests": MAX_REQUESTS,
+        "rows": rows,
+        "ratios": ratios(rows),
+        "loadavg": [load_before, os.getloadavg()[0]],
+        "wall_s": time.monotonic() - began,
+    }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1))
     write_report(res)
     print("\nEventStream ÷ StreamingResponse (req/s above 1: EventStream serves more; p50/p99 below 1: it is faster)")
     for r in res["ratios"]:
-        print(f"  {SHAPES[r['shape']]:30} c={r['clients']:<3} req/s {r['rps']:.2f}x  p50 {r['p50']:.2f}x  "
-              f"p99 {r['p99']:.2f}x  (ahead in {r['rounds_ahead']} of {r['rounds']} rounds)")
+        print(
+            f"  {SHAPES[r['shape']]:30} c={r['clients']:<3} req/s {r['rps']:.2f}x  p50 {r['p50']:.2f}x  "
+            f"p99 {r['p99']:.2f}x  (ahead in {r['rounds_ahead']} of {r['rounds']} rounds)"
+        )
     print(f"done in {res['wall_s']:.0f} s")
     return 0
 
@@ -313,8 +371,10 @@ def write_report(res: dict[str, Any]) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
-        lines.append(f"| {SHAPES[r['shape']]} | {r['clients']} | `{KINDS[r['kind']]}` | {r['n']} | {r['rps']:.0f} | "
-                     f"{r['spread']:.0%} | {r['p50']:.3f} | {r['p99']:.3f} |")
+        lines.append(
+            f"| {SHAPES[r['shape']]} | {r['clients']} | `{KINDS[r['kind']]}` | {r['n']} | {r['rps']:.0f} | "
+            f"{r['spread']:.0%} | {r['p50']:.3f} | {r['p99']:.3f} |"
+        )
     lines += [
         "",
         "## Ratios: `EventStream` ÷ `StreamingResponse`",
@@ -325,15 +385,21 @@ def write_report(res: dict[str, Any]) -> None:
         "",
         "| write shape | clients | req/s | p50 | p99 | rounds `EventStream` ahead |",
         "|---|---|---|---|---|---|",
-        *(f"| {SHAPES[r['shape']]} | {r['clients']} | {r['rps']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-          f"{r['rounds_ahead']} of {r['rounds']} |" for r in res["ratios"]),
+        *(
+            f"| {SHAPES[r['shape']]} | {r['clients']} | {r['rps']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+            f"{r['rounds_ahead']} of {r['rounds']} |"
+            for r in res["ratios"]
+        ),
         "",
         "## Reading it",
         "",
         f"- uvicorn declared ASGI spec {res['asgi_spec']} to the app: "
-        + ("below 2.4, Starlette's `StreamingResponse` runs its body in an anyio task group beside a task that "
-           "waits for the client's disconnect. " if _below_2_4(res["asgi_spec"]) else
-           "from 2.4 on, Starlette's `StreamingResponse` sends its body directly, without a disconnect listener. ")
+        + (
+            "below 2.4, Starlette's `StreamingResponse` runs its body in an anyio task group beside a task that "
+            "waits for the client's disconnect. "
+            if _below_2_4(res["asgi_spec"])
+            else "from 2.4 on, Starlette's `StreamingResponse` sends its body directly, without a disconnect listener. "
+        )
         + "`EventStream` runs plain asyncio tasks: the relay, a disconnect watcher and a keep-alive timer "
         "(`: keep-alive` after `SSE_KEEPALIVE_S` of silence, which `StreamingResponse` has no equivalent of: "
         "replacing it would need one). Both send one ASGI message per item.",

@@ -36,14 +36,30 @@ except ModuleNotFoundError:  # run as a script (make demo, benchmarks)
 
 MODELS = {
     "data": [
-        {"id": "anthropic/claude-sonnet-4.5", "object": "model", "name": "Claude Sonnet 4.5",
-         "pricing": {"prompt": "0.000003", "completion": "0.000015"}},
-        {"id": "kilo-auto/balanced", "object": "model", "name": "Auto (balanced)",
-         "pricing": {"prompt": "0.000003", "completion": "0.000015"}},
-        {"id": "kilo-auto/free", "object": "model", "name": "Auto (free)",
-         "pricing": {"prompt": "0", "completion": "0"}},
-        {"id": "fake/model-a", "object": "model", "name": "Fake A",
-         "pricing": {"prompt": "0.000001", "completion": "0.000002"}},
+        {
+            "id": "anthropic/claude-sonnet-4.5",
+            "object": "model",
+            "name": "Claude Sonnet 4.5",
+            "pricing": {"prompt": "0.000003", "completion": "0.000015"},
+        },
+        {
+            "id": "kilo-auto/balanced",
+            "object": "model",
+            "name": "Auto (balanced)",
+            "pricing": {"prompt": "0.000003", "completion": "0.000015"},
+        },
+        {
+            "id": "kilo-auto/free",
+            "object": "model",
+            "name": "Auto (free)",
+            "pricing": {"prompt": "0", "completion": "0"},
+        },
+        {
+            "id": "fake/model-a",
+            "object": "model",
+            "name": "Fake A",
+            "pricing": {"prompt": "0.000001", "completion": "0.000002"},
+        },
     ]
 }
 KINDS = {"ok", "status", "slow", "cut", "stall", "malformed", "error_event"}
@@ -64,15 +80,23 @@ def _split(text: str, n: int) -> list[str]:
     out, i = [], 0
     for k in range(n):
         step = size + (1 if k < extra else 0)
-        out.append(text[i:i + step])
+        out.append(text[i : i + step])
         i += step
     return out
 
 
 class FakeGateway(AiohttpApp):
     backlog = 512  # a benchmark upstream
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0, chunks: int = 5,
-                 chunk_delay_ms: float = 0, always_usage: bool = False) -> None:
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0,
+        chunks: int = 5,
+        chunk_delay_ms: float = 0,
+        always_usage: bool = False,
+    ) -> None:
         self.host, self.port = host, port
         self.latency_ms, self.chunks, self.chunk_delay_ms = latency_ms, chunks, chunk_delay_ms
         self.always_usage = always_usage
@@ -105,8 +129,14 @@ class FakeGateway(AiohttpApp):
         return {"kind": "ok"}
 
     def _record(self, request: web.Request, body: Any) -> None:
-        self.requests.append({"path": request.path, "method": request.method,
-                              "headers": {k.lower(): v for k, v in request.headers.items()}, "json": body})
+        self.requests.append(
+            {
+                "path": request.path,
+                "method": request.method,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "json": body,
+            }
+        )
 
     # -- handlers ----------------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -129,9 +159,15 @@ class FakeGateway(AiohttpApp):
         if kind == "status":
             return self._status(sc)
         if body.get("tools") and body.get("stream") and kind == "ok":
-            return await self._agent_turn(request, body)
-        last = next((m.get("content") for m in reversed(body.get("messages") or [])
-                     if isinstance(m, dict) and m.get("role") == "user"), "")
+            return await self._agent_turn(request, body, sc)
+        last = next(
+            (
+                m.get("content")
+                for m in reversed(body.get("messages") or [])
+                if isinstance(m, dict) and m.get("role") == "user"
+            ),
+            "",
+        )
         text = sc.get("text") or ("Echo: " + (last if isinstance(last, str) else ""))[:200]
         prompt_tokens = _words(body.get("messages"))
         self._seq += 1
@@ -141,9 +177,16 @@ class FakeGateway(AiohttpApp):
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             if "cost" in sc:
                 usage["cost"] = sc["cost"]
-            return web.json_response({**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": sc.get("usage", usage)})
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": sc.get("usage", usage),
+                }
+            )
         return await self._stream(request, body, sc, base, text, prompt_tokens)
 
     def _status(self, sc: dict[str, Any]) -> web.Response:
@@ -157,8 +200,15 @@ class FakeGateway(AiohttpApp):
             headers["Retry-After"] = str(sc.get("retry_after", "1"))
         return web.json_response({"error": error}, status=status, headers=headers)
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], sc: dict[str, Any], base: dict[str, Any],
-                      text: str, prompt_tokens: int) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        sc: dict[str, Any],
+        base: dict[str, Any],
+        text: str,
+        prompt_tokens: int,
+    ) -> web.StreamResponse:
         kind = sc.get("kind", "ok")
         pieces = _split(text, int(sc.get("chunks", self.chunks)))
         delay = sc.get("chunk_delay_ms", self.chunk_delay_ms) / 1000
@@ -167,8 +217,11 @@ class FakeGateway(AiohttpApp):
         await resp.prepare(request)
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            data = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             return b"data: " + json.dumps(data).encode() + b"\n\n"
 
         try:
@@ -204,7 +257,7 @@ class FakeGateway(AiohttpApp):
             raise
         return resp
 
-    async def _agent_turn(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    async def _agent_turn(self, request: web.Request, body: dict[str, Any], sc: dict[str, Any]) -> web.StreamResponse:
         """One turn of a scripted agent: the plan's next tool call, or the closing text once it is done."""
         messages = body.get("messages") or []
         done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
@@ -214,15 +267,22 @@ class FakeGateway(AiohttpApp):
         await resp.prepare(request)
 
         async def send(delta: dict[str, Any], finish: str | None = None) -> None:
-            data = {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            data = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": ""})
         if done < len(self.agent_plan):
             step = self.agent_plan[done]
-            call = {"index": 0, "id": f"call_{self._seq}", "type": "function",
-                    "function": {"name": step["tool"], "arguments": json.dumps(step.get("args", {}))}}
+            call = {
+                "index": 0,
+                "id": f"call_{self._seq}",
+                "type": "function",
+                "function": {"name": step["tool"], "arguments": json.dumps(step.get("args", {}))},
+            }
             await send({"tool_calls": [call]})
             await send({}, "tool_calls")
         else:
@@ -230,8 +290,13 @@ class FakeGateway(AiohttpApp):
             await send({}, "stop")
         usage = {"prompt_tokens": 1000 + 100 * done, "completion_tokens": 50}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        await resp.write(b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [],
-                                                  "usage": usage}).encode() + b"\n\n")
+        if "cost" in sc:  # OpenRouter's usage.cost, which the real gateway passes through for most models
+            usage["cost"] = sc["cost"]
+        await resp.write(
+            b"data: "
+            + json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}).encode()
+            + b"\n\n"
+        )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

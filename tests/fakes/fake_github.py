@@ -29,8 +29,13 @@ def make_repo(root: Path, owner: str, name: str, files: dict[str, str] | None = 
     for path, text in (files or {"README.md": "# demo\n"}).items():
         (work / path).parent.mkdir(parents=True, exist_ok=True)
         (work / path).write_text(text)
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin"}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "PATH": "/usr/bin:/bin",
+    }
     subprocess.run(["git", "-C", str(work), "add", "-A"], check=True, env=env)
     subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "init"], check=True, env=env)
     subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "HEAD:main"], check=True, env=env)
@@ -64,14 +69,23 @@ class FakeGitHub(AiohttpApp, ServerThread):
         if user is None:
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="fake"'})
         body = await request.read()
-        env = {"GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": request.path,
-               "REQUEST_METHOD": request.method, "QUERY_STRING": request.query_string,
-               "CONTENT_TYPE": request.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-               "REMOTE_USER": user, "REMOTE_ADDR": "127.0.0.1", "PATH": "/usr/bin:/bin",
-               "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
-               "GIT_CONFIG_PARAMETERS": "'http.receivepack'='true'"}
-        proc = await asyncio.create_subprocess_exec("git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE)
+        env = {
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": request.path,
+            "REQUEST_METHOD": request.method,
+            "QUERY_STRING": request.query_string,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": user,
+            "REMOTE_ADDR": "127.0.0.1",
+            "PATH": "/usr/bin:/bin",
+            "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
+            "GIT_CONFIG_PARAMETERS": "'http.receivepack'='true'",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
         out, _ = await proc.communicate(body)
         head, _, payload = out.partition(b"\r\n\r\n")
         if not payload and b"\n\n" in out:
@@ -93,8 +107,13 @@ class FakeGitHub(AiohttpApp, ServerThread):
         body = await request.json()
         owner, repo = request.match_info["owner"], request.match_info["repo"]
         number = len(self.pulls) + 1
-        pull = {"owner": owner, "repo": repo, "number": number, **body,
-                "html_url": f"{self.url}/{owner}/{repo}/pull/{number}"}
+        pull = {
+            "owner": owner,
+            "repo": repo,
+            "number": number,
+            **body,
+            "html_url": f"{self.url}/{owner}/{repo}/pull/{number}",
+        }
         self.pulls.append(pull)
         return web.json_response(pull, status=201)
 

@@ -4,8 +4,11 @@ FAKE_KILO_MODE in its environment (the job's profileEnv reaches it):
 
   write   write FAKE_KILO_FILE (default CHANGE.md), exit 0        fail   an error event, exit 3
   sleep   start a child `sleep`, record both pids in FAKE_KILO_PIDS, then sleep (timeout/cancel cases)
-  steps   FAKE_KILO_STEPS steps of cost FAKE_KILO_STEP_COST, each writing a file (budget case)
+  steps   FAKE_KILO_STEPS steps, each one model call through the provider the runner configured (the bridge's
+          `/v1` on the job's key, as the real CLI makes them) and a file; each step_finish claims the cost
+          FAKE_KILO_STEP_COST (a forged bill, when it lies); a refused call ends the run as the CLI does
   huge    tens of MB of output, one line of 5 MB, then write        leak   print every env value, then write
+  env     write this process's environment as JSON to FAKE_KILO_ENV_DUMP, make FAKE_KILO_STEPS model calls
   once    the first run (no FAKE_KILO_MARKER file yet) sleeps; later runs write (worker-killed case)
 """
 
@@ -18,6 +21,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -36,6 +41,27 @@ def write(name: str, text: str) -> None:
     emit("step_finish", reason="stop", cost=0.001, tokens={"input": 120, "output": 5})
 
 
+def model_call(step: int) -> str | None:
+    """One chat completion through the configured provider; None, or the error that stopped it."""
+    config = json.loads(os.environ["KILO_CONFIG_CONTENT"])
+    provider_id, model = config["model"].split("/", 1)
+    base = config["provider"][provider_id]["options"]["baseURL"]
+    body = {"model": model, "messages": [{"role": "user", "content": f"step {step}"}]}
+    request = urllib.request.Request(
+        base + "/chat/completions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {os.environ['KILO_GATEWAY_KEY']}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:300]}"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def sleep_forever() -> None:
     child = subprocess.Popen(["sleep", "300"])
     pids = os.environ.get("FAKE_KILO_PIDS")
@@ -48,13 +74,17 @@ def sleep_forever() -> None:
 
 def main() -> int:
     mode = os.environ.get("FAKE_KILO_MODE", "write")
+    if os.environ.get("FAKE_KILO_ECHO_TASK"):  # the task the runner gave, as the agent's first words
+        emit("text", text="task: " + sys.argv[-1])
     target = os.environ.get("FAKE_KILO_FILE", "CHANGE.md")
     if mode == "write":
         write(target, "a change\n")
     elif mode == "fail":
         emit("step_start")
-        print(json.dumps({"type": "error", "error": {"name": "ProviderError", "data": {"message": "model refused"}}}),
-              flush=True)
+        print(
+            json.dumps({"type": "error", "error": {"name": "ProviderError", "data": {"message": "model refused"}}}),
+            flush=True,
+        )
         print("fatal: the model refused", file=sys.stderr)
         return 3
     elif mode == "sleep":
@@ -62,9 +92,20 @@ def main() -> int:
     elif mode == "steps":
         for i in range(int(os.environ.get("FAKE_KILO_STEPS", "10"))):
             emit("step_start")
+            failed = model_call(i)
+            if failed:
+                print(
+                    json.dumps({"type": "error", "error": {"name": "APIError", "data": {"message": failed}}}),
+                    flush=True,
+                )
+                return 1
             Path(f"step-{i}.txt").write_text(f"step {i}\n")
-            emit("step_finish", reason="tool-calls", cost=float(os.environ.get("FAKE_KILO_STEP_COST", "0.4")),
-                 tokens={"input": 1000, "output": 100})
+            emit(
+                "step_finish",
+                reason="tool-calls",
+                cost=float(os.environ.get("FAKE_KILO_STEP_COST", "0.4")),
+                tokens={"input": 1000, "output": 100},
+            )
             time.sleep(0.2)
         emit("text", text="all steps done")
     elif mode == "huge":
@@ -82,6 +123,14 @@ def main() -> int:
                 emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={base64.b64encode(value.encode())}")
                 print(f"stderr {value}", file=sys.stderr, flush=True)
         write(target, "no secrets here\n")
+    elif mode == "env":
+        Path(os.environ["FAKE_KILO_ENV_DUMP"]).write_text(json.dumps(dict(os.environ)))
+        for i in range(int(os.environ.get("FAKE_KILO_STEPS", "1"))):
+            failed = model_call(i)
+            if failed:
+                print(failed, file=sys.stderr, flush=True)
+                return 1
+        write(target, "looked around\n")
     elif mode == "once":
         marker = Path(os.environ["FAKE_KILO_MARKER"])
         if not marker.exists():

@@ -25,21 +25,38 @@ def redis_dump(client: redis.Redis, prefix: str) -> str:
     parts = []
     for key in client.scan_iter(match=prefix + "*", count=1000):
         kind = client.type(key).decode()
-        value = {"string": lambda k: client.get(k), "hash": lambda k: client.hgetall(k),
-                 "list": lambda k: client.lrange(k, 0, -1), "set": lambda k: client.smembers(k),
-                 "zset": lambda k: client.zrange(k, 0, -1), "stream": lambda k: client.xrange(k)}[kind](key)
+        value = {
+            "string": lambda k: client.get(k),
+            "hash": lambda k: client.hgetall(k),
+            "list": lambda k: client.lrange(k, 0, -1),
+            "set": lambda k: client.smembers(k),
+            "zset": lambda k: client.zrange(k, 0, -1),
+            "stream": lambda k: client.xrange(k),
+        }[kind](key)
         parts.append(f"{key!r} {value!r}")
     return "\n".join(parts)
 
 
-def test_canary_appears_nowhere_after_a_full_job(serve: Callable[..., str], job_settings: Callable[..., Settings],
-                                                 fake_github: FakeGitHub, redis_client: redis.Redis, prefix: str,
-                                                 tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_canary_appears_nowhere_after_a_full_job(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    redis_client: redis.Redis,
+    prefix: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     settings = job_settings()
     client = httpx.Client(base_url=serve(settings), timeout=10)
-    body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={
-        "GITHUB_TOKEN": GITHUB_TOKEN, "LEAK_CANARY": CANARY, "FAKE_KILO_MODE": "leak",
-        "FAKE_KILO_GIT_SNAPSHOT": str(tmp_path / "clone-git")})
+    body = run_body(
+        fake_github.repo_url("acme", "widgets"),
+        profileEnv={
+            "GITHUB_TOKEN": GITHUB_TOKEN,
+            "LEAK_CANARY": CANARY,
+            "FAKE_KILO_MODE": "leak",
+            "FAKE_KILO_GIT_SNAPSHOT": str(tmp_path / "clone-git"),
+        },
+    )
     accepted = client.post("/api/kilo/run-agent", json=body)
     job_id = accepted.json()["jobId"]
     # While queued, Redis holds only the sealed form.
@@ -51,17 +68,26 @@ def test_canary_appears_nowhere_after_a_full_job(serve: Callable[..., str], job_
     found = Redactor([CANARY, GITHUB_TOKEN]).found_in
     haystacks = {
         "redis": redis_dump(redis_client, prefix),
-        "api": accepted.text + client.get(f"/api/kilo/job/{job_id}").text + client.get("/api/kilo/jobs").text
+        "api": accepted.text
+        + client.get(f"/api/kilo/job/{job_id}").text
+        + client.get("/api/kilo/jobs").text
         + client.get(f"/api/kilo/job/{job_id}/logs").text,
-        "artifacts": "\n".join(p.read_text(errors="replace") for p in Path(settings.artifacts_dir).rglob("*")
-                               if p.is_file()),
-        "pushed repository": subprocess.run(["git", "-C", str(fake_github.root / "acme" / "widgets.git"), "log",
-                                             "--all", "-p"], capture_output=True, text=True).stdout
+        "artifacts": "\n".join(
+            p.read_text(errors="replace") for p in Path(settings.artifacts_dir).rglob("*") if p.is_file()
+        ),
+        "pushed repository": subprocess.run(
+            ["git", "-C", str(fake_github.root / "acme" / "widgets.git"), "log", "--all", "-p"],
+            capture_output=True,
+            text=True,
+        ).stdout
         + (fake_github.root / "acme" / "widgets.git" / "config").read_text(),
         "pull request": repr(fake_github.pulls),
         # config, remotes, FETCH_HEAD, reflogs: where a token in a clone URL or a stored credential would stay
-        "the clone's .git": "\n".join(p.read_text(errors="replace") for p in (tmp_path / "clone-git").rglob("*")
-                                       if p.is_file() and "objects" not in p.parts),
+        "the clone's .git": "\n".join(
+            p.read_text(errors="replace")
+            for p in (tmp_path / "clone-git").rglob("*")
+            if p.is_file() and "objects" not in p.parts
+        ),
         "logs": "".join(capfd.readouterr()),
     }
     for where, text in haystacks.items():

@@ -30,8 +30,9 @@ SKIP_PATHS = ["/api/kilo/generate-stream", "/api/kilo/job/{id}/logs", "/api/kilo
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def test_no_input_gets_a_server_error_or_an_undocumented_answer(serve: Callable[..., str],
-                                                                 job_settings: Callable[..., Settings]) -> None:
+def test_no_input_gets_a_server_error_or_an_undocumented_answer(
+    serve: Callable[..., str], job_settings: Callable[..., Settings]
+) -> None:
     url = serve(job_settings(jobs_concurrency=0, admin_api_key="admin-key-not-real-0123456789"))
     schema = schemathesis.openapi.from_url(f"{url}/api/kilo/openapi.json")  # base URL: where it was loaded
     failures: list[str] = []

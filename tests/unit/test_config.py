@@ -5,8 +5,16 @@ from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KILO_API_KEY", "KILO_GATEWAY_BASE", "KILO_TIMEOUT_MS", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
-                 "KILO_BALANCE_URL", "PORT"):
+    for name in (
+        "KILO_API_KEY",
+        "KILO_GATEWAY_BASE",
+        "KILO_TIMEOUT_MS",
+        "REDIS_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "KILO_BALANCE_URL",
+        "PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -156,6 +156,7 @@ class Generation:
             prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
             completion_tokens=int((usage or {}).get("completion_tokens") or 0),
             credits_exhausted=error is not None and error.code == "credits_exhausted",
+            error_code=error.code if error is not None else "",
             # No price or no usage, but an answer came: the key pays its reservation, never nothing.
             charge_reservation=cost is None and (ok if produced is None else produced),
         )

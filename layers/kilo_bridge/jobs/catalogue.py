@@ -29,6 +29,7 @@ class AgentSpec:
     requires_prompt: bool
     default_prompt: str | None
     definition: Path
+    accepts_patch: bool = False
 
     def info(self) -> AgentInfo:
         return AgentInfo(
@@ -36,6 +37,8 @@ class AgentSpec:
             description=self.description,
             after=self.after,  # type: ignore[arg-type]
             requires_prompt=self.requires_prompt,
+            accepts_patch=self.accepts_patch,
+            default_prompt=self.default_prompt,
         )
 
 
@@ -56,6 +59,7 @@ def load_catalog(directory: Path) -> dict[str, AgentSpec]:
             bool(spec.get("requiresPrompt")),
             spec.get("defaultPrompt"),
             definition,
+            bool(spec.get("acceptsPatch")),
         )
     return agents
 

@@ -10,6 +10,7 @@ from kilo_bridge.jobs.record import JobPhase, JobStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
+PATCH_MAX_CHARS = 500_000
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 
 
@@ -27,6 +28,13 @@ class RunAgentRequest(ApiModel):
     base_branch: str | None = Field(None, min_length=1, max_length=200)
     model: str | None = Field(None, pattern=MODEL_ID)
     max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Stop the agent before passing this cost.")
+    patch: str | None = Field(
+        None,
+        min_length=1,
+        max_length=PATCH_MAX_CHARS,
+        description="A unified diff (`git diff` output) applied to the checkout before the agent runs; conflicts "
+        "are left as markers for the agent to resolve. Only for agents that accept one (GET /api/kilo/agents).",
+    )
 
 
 class RunAgentAccepted(ApiModel):
@@ -112,6 +120,8 @@ class AgentInfo(ApiModel):
     description: str
     after: Literal["pull_request", "report"]
     requires_prompt: bool
+    accepts_patch: bool = Field(False, description="Whether a run may carry a `patch` (a unified diff).")
+    default_prompt: str | None = Field(None, description="The task it is given when the run has no `prompt`.")
 
 
 class AgentList(ApiModel):

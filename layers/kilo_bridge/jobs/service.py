@@ -122,6 +122,11 @@ class JobService:
         check_profile_env(body.profile_env)
         check_branch(body.base_branch)
         timeout_ms = check_timeout(body.timeout_ms, st)
+        if body.patch is not None and not spec.accepts_patch:
+            raise InvalidInput(
+                f"patch: agent {spec.name!r} does not take a patch.",
+                details=[{"field": "patch", "message": "this agent does not take a patch"}],
+            )
         if spec.requires_prompt and not body.prompt:
             raise InvalidInput(
                 f"prompt: agent {spec.name!r} needs a prompt (the task).",
@@ -164,7 +169,9 @@ class JobService:
             request_id=request_id,
         )
         async with self.store.guard():
-            code, existing = await self.jobs.create(record, sealed, idempotency, max_jobs, reserve)
+            code, existing = await self.jobs.create(
+                record, sealed, idempotency, max_jobs, reserve, patch=body.patch or ""
+            )
         if code == 1:
             return Submitted(existing, (await self._record(existing, caller)).status)
         if code == 2:

@@ -5,8 +5,9 @@ A finished job never runs again: `claim` only takes a queued job, or a running o
 stopped (its worker died) while attempts remain. Finishing deletes the sealed secrets, updates the
 counters and sets the record's retention in the same call.
 
-Key families spelled here: `job:<id>` (the record), `job:<id>:env` (sealed profileEnv), `job:<id>:log` (a
-stream), `jobs` (all ids by creation time), `jobs:active`, `jobs:by-key:<digest|open>`, `idem:<owner>:<key>`.
+Key families spelled here: `job:<id>` (the record), `job:<id>:env` (sealed profileEnv), `job:<id>:patch` (the
+run's diff), `job:<id>:log` (a stream), `jobs` (all ids by creation time), `jobs:active`,
+`jobs:by-key:<digest|open>`, `idem:<owner>:<key>`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class JobStore:
     def _env_key(self, job_id: str) -> str:
         return self.store.key("job", job_id, "env")
 
+    def _patch_key(self, job_id: str) -> str:
+        return self.store.key("job", job_id, "patch")
+
     def _owner_set(self, owner: str | None) -> str:
         return self.store.key("jobs", "by-key", owner or "open")
 
@@ -88,6 +92,7 @@ class JobStore:
             agent_stats_key(s),
             idem_key,
             key_record(s, owner),
+            self._patch_key(job_id),
         ]
 
     @property
@@ -105,6 +110,7 @@ class JobStore:
         idempotency: tuple[str, str] | None,
         max_jobs: int,
         reserve_nusd: int = 0,
+        patch: str = "",
     ) -> tuple[int, str]:
         """→ (0, id) created | (1, id) seen before | (2, id) same key, other body | (3, n) too many | (4, id) budget"""
         keys = self._create_keys(
@@ -119,6 +125,8 @@ class JobStore:
             IDEMPOTENCY_TTL_S,
             max_jobs,
             reserve_nusd,
+            patch,
+            self._retention_s,
         ]
         code, value = await self._run(_CREATE, keys, args)
         return int(code), str(value)
@@ -139,6 +147,11 @@ class JobStore:
 
     async def cancel(self, job_id: str, owner: str | None) -> str:
         return str(await self._run(_CANCEL, self._end_keys(job_id, owner), [job_id, now_ms(), self._retention_s]))
+
+    async def patch(self, job_id: str) -> str | None:
+        """The diff the run carries, if any (kept apart from the record: lists never load it)."""
+        raw = await self.store.redis.get(self._patch_key(job_id))
+        return str(raw) if raw else None
 
     async def sealed_env(self, job_id: str) -> str | None:
         raw = await self.store.redis.get(self._env_key(job_id))

@@ -23,6 +23,9 @@ from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store
 
 KEY_PREFIX = "kb_"
+# A job's own key: what its agent's model calls are admitted and metered on (only `/v1`, only while the job
+# runs). Never listed with the operators' keys; it expires with the job even if nobody revokes it.
+JOB_KEY_PREFIX = "kbj_"
 ID_LEN = 12  # hex digits of the digest shown as the key's id
 
 
@@ -36,8 +39,8 @@ class KeyNotFound(NotFound):
         super().__init__("No such key.")
 
 
-def new_secret() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+def new_secret(prefix: str = KEY_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def digest(secret: str) -> str:
@@ -51,6 +54,9 @@ def key_id(key_digest: str) -> str:
 def key_record(store: Store, key_digest: str | None) -> str:
     """The key's hash; `-` stands for "no key" (an open server), which no key ever has."""
     return store.key("apikey", key_digest or "-")
+
+
+JOB_KEY_KEEP_S = 3600  # a revoked job key's record: long enough for calls still settling to find it
 
 
 def _index(store: Store) -> str:
@@ -77,6 +83,18 @@ def key_view(key_digest: str, raw: dict[str, str]) -> KeyView:
         max_jobs=_num(raw, "max_jobs") or None,
         requests=_num(raw, "requests"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class JobKeyUsage:
+    """What a job's key was metered for: the job's cost, and the trouble its agent met on the way."""
+
+    spend_nusd: int
+    reserved_nusd: int  # calls admitted and not yet settled
+    requests: int
+    failed: int
+    budget_refusals: int
+    last_error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +161,51 @@ class KeyStore:
         async with self.store.guard():
             revoked = await self.store.field(key_record(self.store, key_digest), "revoked")
         return revoked == "0"
+
+    async def create_job_key(self, job_id: str, budget_nusd: int, rpm: int, ttl_s: int) -> str:
+        """A key for one job's agent: its budget is the job's cost cap (0: none), gone after `ttl_s`."""
+        secret = new_secret(JOB_KEY_PREFIX)
+        record = key_record(self.store, digest(secret))
+        fields = {
+            "name": f"job-{job_id}",
+            "job": job_id,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "revoked": 0,
+            "budget_nusd": max(0, budget_nusd),
+            "spend_nusd": 0,
+            "reserved_nusd": 0,
+            "rpm": rpm,
+            "tpm": 0,
+            "max_jobs": 0,
+        }
+        async with self.store.guard():
+            pipe = self.store.redis.pipeline(transaction=True)
+            pipe.hset(record, mapping=cast(dict[Any, Any], fields))
+            pipe.expire(record, max(1, ttl_s))
+            await pipe.execute()
+        return secret
+
+    async def job_key_usage(self, secret: str) -> JobKeyUsage:
+        async with self.store.guard():
+            raw = await self.store.hash(key_record(self.store, digest(secret)))
+        return JobKeyUsage(
+            spend_nusd=_num(raw, "spend_nusd"),
+            reserved_nusd=_num(raw, "reserved_nusd"),
+            requests=_num(raw, "requests"),
+            failed=_num(raw, "failed"),
+            budget_refusals=_num(raw, "budget_refusals"),
+            last_error=raw.get("last_error") or None,
+        )
+
+    async def revoke_job_key(self, secret: str) -> JobKeyUsage:
+        """Revoked at once (admission reads the flag); kept a little while for the record, then gone."""
+        record = key_record(self.store, digest(secret))
+        async with self.store.guard():
+            pipe = self.store.redis.pipeline(transaction=True)
+            pipe.hset(record, "revoked", 1)
+            pipe.expire(record, JOB_KEY_KEEP_S)
+            await pipe.execute()
+        return await self.job_key_usage(secret)
 
     async def job_limits(self, key_digest: str) -> JobLimits:
         async with self.store.guard():

@@ -36,8 +36,9 @@ def secret_forms(secret: str) -> set[str]:
 
 class Redactor:
     def __init__(self, secrets: Iterable[str | None]) -> None:
+        self._secrets = [s for s in secrets if s]
         forms: set[str] = set()
-        for s in secrets:
+        for s in self._secrets:
             if s and len(s) >= _MIN_SECRET_LEN:
                 forms |= secret_forms(s)
         ordered = sorted(forms, key=len, reverse=True)
@@ -48,6 +49,10 @@ class Redactor:
 
     def found_in(self, text: str) -> bool:
         return bool(self._re and self._re.search(text))
+
+    def with_secret(self, secret: str) -> Redactor:
+        """This redactor, redacting `secret` too (one learnt mid-job, such as the job's own key)."""
+        return Redactor([*self._secrets, secret])
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

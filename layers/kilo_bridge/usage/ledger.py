@@ -45,6 +45,7 @@ class Outcome:
     credits_exhausted: bool = False
     # The cost is unknown (no price, no usage) though the upstream answered: charge the key its reservation.
     charge_reservation: bool = False
+    error_code: str = ""  # why a failed call failed, kept on the key (a job's runner shows it)
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,6 +155,7 @@ class Ledger:
             int(admission.key_digest is not None),
             admission.reserved_nusd,
             key_charge,
+            outcome.error_code if not outcome.ok else "",
         ]
         try:
             await s.hot.evalsha(_RECORD, keys, args)

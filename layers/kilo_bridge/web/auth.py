@@ -10,8 +10,11 @@ import hmac
 
 from starlette.requests import Request
 
-from kilo_bridge.keys.store import KEY_PREFIX, InvalidKey, KeyStore, digest
+from kilo_bridge.keys.store import JOB_KEY_PREFIX, KEY_PREFIX, InvalidKey, KeyStore, digest
 from kilo_bridge.web.errors import ApiError
+
+# The only routes a job's key opens: its agent's model calls.
+JOB_KEY_PATHS = "/v1/"
 
 
 def presented_key(request: Request) -> str | None:
@@ -35,6 +38,11 @@ def caller_digest(request: Request) -> str | None:
 
 def _caller_digest(request: Request) -> str | None:
     key = presented_key(request)
+    if key is not None and key.startswith(JOB_KEY_PREFIX):
+        # Honoured even on an open server (the job's spend is metered on it), and only for model calls.
+        if not request.url.path.startswith(JOB_KEY_PATHS) or len(key) > 256:
+            raise InvalidKey()
+        return digest(key)
     required = request.app.state.services.settings.auth_is_required
     if key is not None and not required and not key.startswith(KEY_PREFIX):
         key = None  # an open server ignores foreign keys (the OpenAI SDK always sends one)

@@ -14,8 +14,9 @@ from kilo_bridge.gateway.pricing import PriceBook
 
 
 @pytest.mark.parametrize("uptime_s", [5.0, 10_000_000.0], ids=["just-booted", "long-up"])
-async def test_first_use_reads_the_price_list(make_settings: Callable[..., Settings],
-                                              monkeypatch: pytest.MonkeyPatch, uptime_s: float) -> None:
+async def test_first_use_reads_the_price_list(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, uptime_s: float
+) -> None:
     # The monotonic clock counts from boot: on a machine up for less than the cache's TTL, "never read"
     # must still mean "read now" (a fresh CI machine priced every agent run at $0 before).
     start = time.perf_counter()

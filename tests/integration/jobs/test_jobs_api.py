@@ -93,7 +93,8 @@ def test_allowed_host_is_accepted(strict_api: TestClient) -> None:
         ({"baseBranch": "main..evil"}, "baseBranch"),
         ({"agent": "Review; rm -rf /"}, "agent"),
         ({"maxCostUsd": 0}, "maxCostUsd"),
-        ({"prompt": None}, "prompt"),
+        ({"prompt": ""}, "prompt"),  # (no prompt at all is fine: the agent's default task runs)
+        ({"patch": ""}, "patch"),
         ({"dryRun": "yes please"}, "dryRun"),
         ({"surprise": True}, "surprise"),
     ],
@@ -103,8 +104,6 @@ def test_bad_fields_are_refused_and_nothing_starts(
 ) -> None:
     body = run_body(fake_github.repo_url("acme", "widgets"))
     body.update(patch)
-    if patch.get("prompt", "") is None:
-        del body["prompt"]
     response = api.post("/api/kilo/run-agent", json=body)
     assert response.status_code == 422, response.text
     error = response.json()["error"]

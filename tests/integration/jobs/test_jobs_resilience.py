@@ -40,8 +40,9 @@ def test_job_survives_its_worker_being_killed(
     tmp_path: Path,
     sig: signal.Signals,
 ) -> None:
-    settings = job_settings(job_shutdown_grace_s=1)
-    api = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)  # the API alone
+    url = serve(job_settings(jobs_concurrency=0))  # the API alone
+    api = httpx.Client(base_url=url, timeout=10)
+    settings = job_settings(job_shutdown_grace_s=1, bridge_url=url)  # its agents meter through that server
     pids, marker = tmp_path / "pids", tmp_path / "marker"
     job_id = api.post(
         "/api/kilo/run-agent",
@@ -91,11 +92,12 @@ def test_job_survives_its_worker_being_killed(
 def test_stopping_a_worker_lets_a_running_job_finish_within_the_grace(
     serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
 ) -> None:
-    api = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
+    url = serve(job_settings(jobs_concurrency=0))
+    api = httpx.Client(base_url=url, timeout=10)
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "8", "FAKE_KILO_STEP_COST": "0"}
     body = run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv=env)
     job_id = api.post("/api/kilo/run-agent", json=body).json()["jobId"]
-    worker = start_worker(job_settings(job_shutdown_grace_s=60))
+    worker = start_worker(job_settings(job_shutdown_grace_s=60, bridge_url=url))
     try:
         wait_job(api, job_id, ("running",), phase="agent", timeout=30)
         worker.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from kilo_bridge.config import Settings
+from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
 
@@ -201,20 +202,51 @@ def test_huge_output_is_capped_not_buffered(
     assert redis_client.xlen(f"{prefix}job:{job_id}:log") < 1_000
 
 
-def test_budget_stops_the_agent_and_keeps_the_work(jobs_client: httpx.Client, fake_github: FakeGitHub) -> None:
+def test_budget_stops_the_agent_at_the_call_that_would_pass_it_and_keeps_the_work(
+    jobs_client: httpx.Client, fake_github: FakeGitHub, fake: FakeGatewayThread
+) -> None:
+    # Each model call costs $0.05 upstream; admission reserves ~$0.06 (the prompt and 4096 output tokens at
+    # the model's list price), so the 4th call would pass the $0.20 cap: refused with 402 before it is made.
+    fake.script([{"kind": "ok", "cost": 0.05}] * 10)
     job_id = start(
         jobs_client,
         run_body(
             fake_github.repo_url("acme", "widgets"),
-            maxCostUsd=1.0,
-            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEP_COST": "0.4"},
+            maxCostUsd=0.2,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEP_COST": "0"},
         ),
     )
     job = wait_job(jobs_client, job_id)
-    assert (job["status"], job["reason"]) == ("failed", "budget_exceeded")
-    assert job["result"]["costUsd"] == pytest.approx(0.8)
-    assert job["result"]["filesChanged"] == ["step-0.txt", "step-1.txt"]
+    assert (job["status"], job["reason"]) == ("failed", "budget_exceeded"), job
+    assert job["result"]["costUsd"] == pytest.approx(0.15)  # what the bridge metered, under the cap
+    assert job["result"]["filesChanged"] == ["step-0.txt", "step-1.txt", "step-2.txt"]
+    assert len([r for r in fake.requests if r["path"].endswith("/chat/completions")]) == 3
     assert fake_github.pulls == []
+
+
+def test_a_forged_bill_changes_nothing_the_bridge_is_the_meter(
+    jobs_client: httpx.Client, fake_github: FakeGitHub, fake: FakeGatewayThread
+) -> None:
+    # The agent's stdout claims each step cost -$1000 (it could print anything there); the job costs what
+    # its model calls were metered for, and its cap still holds.
+    fake.script([{"kind": "ok", "cost": 0.01}] * 3)
+    job_id = start(
+        jobs_client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            maxCostUsd=0.5,
+            profileEnv={
+                "GITHUB_TOKEN": GITHUB_TOKEN,
+                "FAKE_KILO_MODE": "steps",
+                "FAKE_KILO_STEPS": "3",
+                "FAKE_KILO_STEP_COST": "-1000",
+            },
+        ),
+    )
+    job = wait_job(jobs_client, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["costUsd"] == pytest.approx(0.03)
 
 
 def test_a_cost_cap_on_an_unpriced_model_is_refused_not_ignored(
@@ -273,6 +305,7 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(
     fake_github: FakeGitHub,
     redis_client: redis.Redis,
     prefix: str,
+    fake: FakeGatewayThread,
 ) -> None:
     from kilo_bridge.keys.store import digest
 
@@ -286,6 +319,7 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(
         "FAKE_KILO_STEPS": "3",
         "FAKE_KILO_STEP_COST": "0.1",
     }
+    fake.script([{"kind": "ok", "cost": 0.1}] * 3)  # what its three model calls cost upstream
     too_dear = client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=2.0, profileEnv=env))
     assert too_dear.status_code == 402 and too_dear.json()["error"]["code"] == "budget_exceeded"
     # No maxCostUsd: the job reserves JOB_DEFAULT_MAX_COST_USD (1.0, the whole budget here)…
@@ -296,7 +330,7 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(
     job = wait_job(client, job_id)
     assert job["status"] == "succeeded", job
     assert job["result"]["costUsd"] == pytest.approx(0.3)
-    # …and is settled to what the agent reported spending.
+    # …and is settled to what its agent's model calls were metered for.
     spend, reserved = (int(v) for v in redis_client.hmget(record, "spend_nusd", "reserved_nusd"))
     assert (spend, reserved) == (300_000_000, 0)
     assert (

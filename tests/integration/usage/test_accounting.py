@@ -16,10 +16,12 @@ N = 300
 async def _fire(url: str, n: int) -> list[int]:
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
         async def one(i: int) -> int:
             if i % 3 == 0:
-                async with client.stream("POST", "/api/kilo/generate-stream",
-                                         json={"prompt": "a b c", "model": "fake/model-a"}) as resp:
+                async with client.stream(
+                    "POST", "/api/kilo/generate-stream", json={"prompt": "a b c", "model": "fake/model-a"}
+                ) as resp:
                     await resp.aread()
                     return resp.status_code
             resp = await client.post("/api/kilo/generate", json={"prompt": "a b c", "model": "fake/model-a"})

@@ -27,8 +27,11 @@ def test_plain_completion(sdk: openai.OpenAI, fake: FakeGatewayThread, redis_cli
 def test_streamed_completion_without_usage_requested(
     sdk: openai.OpenAI, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str
 ) -> None:
-    chunks = list(sdk.chat.completions.create(
-        model="fake/model-a", messages=[{"role": "user", "content": "one two three"}], stream=True))
+    chunks = list(
+        sdk.chat.completions.create(
+            model="fake/model-a", messages=[{"role": "user", "content": "one two three"}], stream=True
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Echo: one two three")
     assert all(c.usage is None for c in chunks)  # not asked for, not sent
@@ -37,9 +40,14 @@ def test_streamed_completion_without_usage_requested(
 
 
 def test_streamed_completion_with_usage(sdk: openai.OpenAI) -> None:
-    chunks = list(sdk.chat.completions.create(
-        model="fake/model-a", messages=[{"role": "user", "content": "x"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        sdk.chat.completions.create(
+            model="fake/model-a",
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
 
 

@@ -46,8 +46,11 @@ async def batches(*reads: bytes) -> list[list[bytes]]:
 
 
 async def test_events_of_one_read_come_together_and_split_events_are_joined() -> None:
-    got = await batches(b'data: {"a":1}\n\ndata: {"b":2}\n\nda', b'ta: {"c":3}\r\n\r\n: comment\n\n',
-                        b"event: x\ndata: line one\ndata: line two\n\ndata: [DONE]")
+    got = await batches(
+        b'data: {"a":1}\n\ndata: {"b":2}\n\nda',
+        b'ta: {"c":3}\r\n\r\n: comment\n\n',
+        b"event: x\ndata: line one\ndata: line two\n\ndata: [DONE]",
+    )
     assert got == [[b'{"a":1}', b'{"b":2}'], [b'{"c":3}'], [b"line one\nline two"], [b"[DONE]"]]
 
 

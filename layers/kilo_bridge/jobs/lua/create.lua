@@ -1,10 +1,10 @@
 -- A new job, with its idempotency entry, its owner's job limit and budget reservation checked.
 -- → {0, id} created | {1, id} same request seen before | {2, id} same key, other body | {3, n} too many jobs
 --   | {4, id} the key's budget cannot cover the reservation
-local job, env, index, active, owner_jobs, agent_stats, idem, apikey =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local id, now, fields, sealed_env, idem_hash, idem_ttl, max_jobs, reserve =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local job, env, index, active, owner_jobs, agent_stats, idem, apikey, patch =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local id, now, fields, sealed_env, idem_hash, idem_ttl, max_jobs, reserve, diff, retention =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
 
 if idem_hash ~= '' then
   local prev = redis.call('HMGET', idem, 'hash', 'job')
@@ -26,6 +26,7 @@ if reserve > 0 then
 end
 for k, v in pairs(cjson.decode(fields)) do redis.call('HSET', job, k, v) end
 if sealed_env ~= '' then redis.call('SET', env, sealed_env) end
+if diff ~= '' then redis.call('SET', patch, diff, 'EX', retention) end
 redis.call('ZADD', index, now, id)
 redis.call('SADD', active, id)
 redis.call('SADD', owner_jobs, id)

@@ -10,7 +10,10 @@ if has_key then
   if rpm > 0 and tonumber(redis.call('GET', rpm_window) or '0') >= rpm then return {429, retry_after} end
   if tpm > 0 and tonumber(redis.call('GET', tpm_window) or '0') >= tpm then return {429, retry_after} end
   local budget = tonumber(k[2])
-  if budget > 0 and tonumber(k[3]) + tonumber(k[4]) + estimate > budget then return {402} end
+  if budget > 0 and tonumber(k[3]) + tonumber(k[4]) + estimate > budget then
+    redis.call('HINCRBY', apikey, 'budget_refusals', 1)  -- a job's runner reads it: the agent hit its cap
+    return {402}
+  end
   redis.call('HINCRBY', apikey, 'reserved_nusd', estimate)
   redis.call('HINCRBY', apikey, 'requests', 1)
   if redis.call('INCR', rpm_window) == 1 then redis.call('EXPIRE', rpm_window, 120) end

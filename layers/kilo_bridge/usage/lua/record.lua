@@ -7,6 +7,7 @@ local cost, unpriced = tonumber(ARGV[5]), tonumber(ARGV[6])
 local model_id, day_ttl, exhausted, now = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10]
 local has_key, reserved = ARGV[11] == '1', tonumber(ARGV[12])
 local key_charge = tonumber(ARGV[13])                      -- the cost, or the reservation when it is unknown
+local error_code = ARGV[14]                                -- why a failed call failed ('' when it did not)
 
 local function count(k, spend)
   redis.call('HINCRBY', k, outcome, 1)
@@ -24,6 +25,7 @@ count(model, cost)
 if has_key then
   count(apikey, key_charge)
   redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved)
+  if error_code ~= '' then redis.call('HSET', apikey, 'last_error', error_code) end
   if pt + ct > 0 then
     redis.call('INCRBY', tpm_window, pt + ct)
     redis.call('EXPIRE', tpm_window, 120)
