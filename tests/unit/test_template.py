@@ -178,14 +178,14 @@ def test_streaming_routes_stream(tpl: dict[str, Any]) -> None:
     for route, props in routes.items():
         # STREAM is accepted by lint and silently buffers; only RESPONSE_STREAM streams.
         assert props.get("ResponseTransferMode") == "RESPONSE_STREAM", route
-        assert props.get("TimeoutInMillis") == 300000, route
+        assert props.get("TimeoutInMillis") == 900000, route  # streamed: 15 minutes (buffered: 5)
     env = env_of(tpl, "StreamFunction")
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert str(env["PORT"]) == "8080"
     assert "LambdaAdapterLayer" in json.dumps(function(tpl, "StreamFunction")["Layers"])
     timeout = function(tpl, "StreamFunction")["Timeout"]
-    assert timeout >= 300, "the function must outlive the stream's integration timeout"
+    assert timeout >= 900, "the function must outlive the stream's integration timeout"
 
 
 def test_no_event_uses_the_buffering_stream_value(tpl: dict[str, Any]) -> None:

@@ -1,0 +1,103 @@
+"""The CloudFormation SAM makes of template.yaml (scripts/sam_translate.py, aws-sam-translator from the SAM
+virtualenv), asserted where API Gateway and Lambda read it: the streaming integrations, and every function's
+timeout against the deadlines it enforces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+STREAM_ROUTES = {("/api/kilo/generate-stream", "post"), ("/api/kilo/job/{id}/logs", "get")}
+# API Gateway: a streamed integration may run 15 minutes; a buffered one 29 s (the REST default quota).
+STREAM_INTEGRATION_MS = 900_000
+BUFFERED_INTEGRATION_MS = 29_000
+
+
+def sam_python() -> str:
+    """The SAM virtualenv's interpreter (`make sam-install`; `make test` installs it first)."""
+    python = os.getenv("SAM_PYTHON") or str(ROOT / ".venv-sam" / "bin" / "python")
+    if not Path(python).is_file():
+        pytest.fail(f"{python} missing: run `make sam-install` (or set SAM_PYTHON to that venv's python)")
+    return python
+
+
+def translate(*overrides: str) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "translate-only",
+        "AWS_SECRET_ACCESS_KEY": "translate-only",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [sam_python(), str(ROOT / "scripts" / "sam_translate.py"), *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    translated: dict[str, Any] = json.loads(done.stdout)
+    return translated
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return translate()
+
+
+def integrations(cfn: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    return {
+        (path, method): op["x-amazon-apigateway-integration"]
+        for path, ops in api["Properties"]["Body"]["paths"].items()
+        for method, op in ops.items()
+    }
+
+
+def function(cfn: dict[str, Any], name: str) -> dict[str, Any]:
+    resource = cfn["Resources"][name]
+    assert resource["Type"] == "AWS::Lambda::Function"
+    props: dict[str, Any] = resource["Properties"]
+    return props
+
+
+def env_of(cfn: dict[str, Any], name: str) -> dict[str, Any]:
+    variables: dict[str, Any] = function(cfn, name)["Environment"]["Variables"]
+    return variables
+
+
+def test_streaming_integrations_stream_for_fifteen_minutes(cfn: dict[str, Any]) -> None:
+    found = integrations(cfn)
+    for route in STREAM_ROUTES:
+        integration = found[route]
+        assert integration["type"] == "aws_proxy", route
+        assert integration["responseTransferMode"] == "STREAM", route
+        assert integration["uri"]["Fn::Sub"].endswith("/response-streaming-invocations"), route
+        assert "${StreamFunction.Arn}" in integration["uri"]["Fn::Sub"], route
+        assert integration["timeoutInMillis"] == STREAM_INTEGRATION_MS, route
+    for route, integration in found.items():
+        if route not in STREAM_ROUTES:  # the short routes stay buffered, through Mangum
+            assert "responseTransferMode" not in integration, route
+            assert integration.get("timeoutInMillis", BUFFERED_INTEGRATION_MS) <= BUFFERED_INTEGRATION_MS, route
+
+
+def test_the_service_ends_its_streams_before_api_gateway_and_lambda_do(cfn: dict[str, Any]) -> None:
+    stream_max_s = int(env_of(cfn, "StreamFunction")["KILO_STREAM_MAX_S"])
+    assert stream_max_s * 1000 < STREAM_INTEGRATION_MS  # our own `error`/end event, never a cut
+    assert stream_max_s < function(cfn, "StreamFunction")["Timeout"]
+
+
+def test_the_short_route_function_outlives_its_upstream_deadline(cfn: dict[str, Any]) -> None:
+    api = function(cfn, "ApiFunction")
+    kilo_timeout_ms = int(env_of(cfn, "ApiFunction").get("KILO_TIMEOUT_MS", 30_000))  # the setting's default
+    # The upstream deadline passes first: the client gets our 504 (and the spend is settled), not API
+    # Gateway's, and the function is not killed mid-accounting.
+    assert kilo_timeout_ms < api["Timeout"] * 1000 <= BUFFERED_INTEGRATION_MS
