@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     ecs_subnets: str = ""
     ecs_security_groups: str = ""
     ecs_container_name: str = "agent"
+    # The dispatcher: its mark on a job lapses after DISPATCH_LEASE_S unless a task ARN is recorded (at least
+    # the dispatcher's timeout, under the queue's visibility timeout); RunTask is tried ECS_RUN_TASK_ATTEMPTS
+    # times with backoff from ECS_RUN_TASK_BACKOFF_S; on a message's last receive (AGENT_QUEUE_MAX_RECEIVES, the
+    # queue's maxReceiveCount) a task that still cannot start fails the job (dispatch_failed).
+    dispatch_lease_s: float = Field(120.0, gt=0, le=43_200)
+    ecs_run_task_attempts: int = Field(4, ge=1, le=10)
+    ecs_run_task_backoff_s: float = Field(1.0, ge=0, le=60)
+    agent_queue_max_receives: int = Field(3, ge=1, le=1000)
     # Audit artifacts: S3-compatible storage when a bucket is set, else a local directory.
     artifacts_bucket: str | None = None
     artifacts_dir: str = ".run/artifacts"

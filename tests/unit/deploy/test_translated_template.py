@@ -101,3 +101,22 @@ def test_the_short_route_function_outlives_its_upstream_deadline(cfn: dict[str, 
     # The upstream deadline passes first: the client gets our 504 (and the spend is settled), not API
     # Gateway's, and the function is not killed mid-accounting.
     assert kilo_timeout_ms < api["Timeout"] * 1000 <= BUFFERED_INTEGRATION_MS
+
+
+def test_dispatch_lease_fits_the_function_and_the_queue(cfn: dict[str, Any]) -> None:
+    dispatcher, env = function(cfn, "DispatcherFunction"), env_of(cfn, "DispatcherFunction")
+    queue = cfn["Resources"]["AgentQueue"]["Properties"]
+    lease_s = float(env["DISPATCH_LEASE_S"])
+    assert lease_s >= dispatcher["Timeout"]  # a dispatcher still at work is never overtaken
+    assert lease_s < queue["VisibilityTimeout"]  # a message redelivered after a killed invocation can take over
+    assert int(env["AGENT_QUEUE_MAX_RECEIVES"]) == queue["RedrivePolicy"]["maxReceiveCount"]
+    assert queue["VisibilityTimeout"] >= 6 * dispatcher["Timeout"]  # Lambda's SQS event source advice
+
+
+def test_every_function_outlives_the_upstream_deadline_it_enforces(cfn: dict[str, Any]) -> None:
+    default_ms = 30_000  # KILO_TIMEOUT_MS's default, for a function that does not set it
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        assert int(variables.get("KILO_TIMEOUT_MS", default_ms)) < resource["Properties"]["Timeout"] * 1000, name
