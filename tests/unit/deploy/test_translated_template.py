@@ -120,3 +120,56 @@ def test_every_function_outlives_the_upstream_deadline_it_enforces(cfn: dict[str
             continue
         variables = resource["Properties"].get("Environment", {}).get("Variables", {})
         assert int(variables.get("KILO_TIMEOUT_MS", default_ms)) < resource["Properties"]["Timeout"] * 1000, name
+
+
+def condition(cfn: dict[str, Any], name: str, params: dict[str, str]) -> bool:
+    """Evaluate one of the template's conditions (Equals/Not/And/Or over parameters) for `params`."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return params.get(node["Ref"], cfn["Parameters"][node["Ref"]].get("Default"))
+        return node
+
+    def truth(node: dict[str, Any]) -> bool:
+        ((op, args),) = node.items()
+        if op == "Fn::Equals":
+            return bool(value(args[0]) == value(args[1]))
+        if op == "Fn::Not":
+            return not truth(args[0])
+        if op == "Condition":
+            return truth(cfn["Conditions"][args])
+        return all(map(truth, args)) if op == "Fn::And" else any(map(truth, args))
+
+    return truth(cfn["Conditions"][name])
+
+
+def refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["Ref"]} if isinstance(node.get("Ref"), str) else set()
+        return found.union(*(refs(v) for v in node.values()))
+    return set().union(*(refs(v) for v in node)) if isinstance(node, list) else set()
+
+
+@pytest.mark.parametrize(
+    ("choice", "logs", "sets_role"),
+    [
+        (None, False, False),  # the defaults: a fresh account without the API Gateway CloudWatch role deploys
+        ("ON", True, False),  # the account has the role (the one-time step in docs/deploy.md)
+        ("ON_SET_ACCOUNT_ROLE", True, True),
+    ],
+)
+def test_access_logs_only_where_the_account_role_is(
+    cfn: dict[str, Any], choice: str | None, logs: bool, sets_role: bool
+) -> None:
+    params = {} if choice is None else {"ApiAccessLogging": choice}
+    (stage,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    access = stage["Properties"]["AccessLogSetting"]["Fn::If"]
+    assert condition(cfn, access[0], params) is logs and access[2] == {"Ref": "AWS::NoValue"}
+    assert condition(cfn, cfn["Resources"]["ApiGatewayAccount"]["Condition"], params) is sets_role
+    # The stage is made after the account setting when this stack makes it: stage → deployment → API → handle
+    # → ApiGatewayAccount (a conditional resource cannot be a DependsOn of its own).
+    (deployment,) = [k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::ApiGateway::Deployment"]
+    assert deployment in refs(stage["Properties"])
+    assert "KiloApi" in refs(cfn["Resources"][deployment]["Properties"])
+    assert cfn["Resources"]["KiloApi"]["DependsOn"] == "ApiGatewayAccountReady"
+    assert "ApiGatewayAccount" in refs(cfn["Resources"]["ApiGatewayAccountReady"]["Metadata"])
