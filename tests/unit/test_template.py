@@ -287,10 +287,21 @@ def policy_documents(tpl: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
             yield name, props["PolicyDocument"]
 
 
+def statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A policy's statements, a conditional one (`!If [cond, statement, !Ref AWS::NoValue]`) as its statement."""
+    out = []
+    for st in as_list(doc["Statement"]):
+        if "Fn::If" in st:
+            out += [s for s in st["Fn::If"][1:] if isinstance(s, dict) and "Effect" in s]
+        else:
+            out.append(st)
+    return out
+
+
 def test_no_wildcard_resource_beyond_actions_that_need_it(tpl: dict[str, Any]) -> None:
     found = 0
     for name, doc in policy_documents(tpl):
-        for st in as_list(doc["Statement"]):
+        for st in statements(doc):
             found += 1
             if st["Effect"] == "Deny":
                 continue
@@ -307,7 +318,7 @@ def test_no_wildcard_resource_beyond_actions_that_need_it(tpl: dict[str, Any]) -
 def _readable_secrets(tpl: dict[str, Any], role: str) -> list[Any]:
     out: list[Any] = []
     for policy in tpl["Resources"][role]["Properties"].get("Policies", []):
-        for st in as_list(policy["PolicyDocument"]["Statement"]):
+        for st in statements(policy["PolicyDocument"]):
             if st["Effect"] == "Allow" and "secretsmanager:GetSecretValue" in as_list(st["Action"]):
                 out += as_list(st["Resource"])
     return out

@@ -173,3 +173,23 @@ def test_access_logs_only_where_the_account_role_is(
     assert "KiloApi" in refs(cfn["Resources"][deployment]["Properties"])
     assert cfn["Resources"]["KiloApi"]["DependsOn"] == "ApiGatewayAccountReady"
     assert "ApiGatewayAccount" in refs(cfn["Resources"]["ApiGatewayAccountReady"]["Metadata"])
+
+
+def test_adapter_layer_version_is_a_parameter_with_a_cited_default(cfn: dict[str, Any]) -> None:
+    assert cfn["Parameters"]["LambdaAdapterLayerVersion"]["Default"] == 26  # the adapter's README at v1.0.0
+    layers = json.dumps(function(cfn, "StreamFunction")["Layers"])
+    assert "layer:LambdaAdapterLayerX86:${LambdaAdapterLayerVersion}" in layers and "X86:28" not in layers
+
+
+def test_every_reader_of_the_kilo_secret_may_decrypt_a_customer_key(cfn: dict[str, Any]) -> None:
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements = [s for p in resource["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        if "KiloApiKeySecretArn" not in refs(statements):
+            continue
+        grants = [s["Fn::If"] for s in statements if isinstance(s, dict) and "Fn::If" in s]
+        decrypt = [g for g in grants if g[0] == "KiloSecretHasCustomerKey" and g[1]["Action"] == "kms:Decrypt"]
+        assert decrypt, f"{name} reads the Kilo secret but may not decrypt a customer key"
+        assert decrypt[0][1]["Resource"] == {"Ref": "KiloApiKeySecretKmsKeyArn"}
+        assert "kms:ViaService" in decrypt[0][1]["Condition"]["StringEquals"]  # through Secrets Manager only
