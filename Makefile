@@ -42,7 +42,7 @@ demo: install redis
 
 ## run a Lambda handler on an event without Docker: make invoke FN=dispatcher EVENT=events/dispatcher/sqs-run-agent.json
 invoke: install redis
-	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<api|dispatcher|finalizer|scheduled> EVENT=<file>"; exit 2; }
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<api|stream|dispatcher|finalizer|scheduled> EVENT=<file>"; exit 2; }
 	@POWERTOOLS_TRACE_DISABLED=true $(PY) scripts/invoke.py $(FN) $(EVENT)
 
 test: install redis lint

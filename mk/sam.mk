@@ -2,10 +2,13 @@
 # so they live in their own virtualenv (.venv-sam), rebuilt when the pins below change.
 SAM_CLI_VERSION  := 1.170.0
 CFN_LINT_VERSION := 1.58.0
+# The translator sam-cli 1.170.0 ships; pinned here too because the tests translate template.yaml with it
+# (scripts/sam_translate.py). It needs pydantic 2.13, the service pins 2.14: it cannot go into .venv.
+SAM_TRANSLATOR_VERSION := 1.115.0
 SAM_VENV   := .venv-sam
 SAM        := $(SAM_VENV)/bin/sam
 CFN_LINT   := $(SAM_VENV)/bin/cfn-lint
-SAM_STAMP  := $(SAM_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)
+SAM_STAMP  := $(SAM_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)-translator-$(SAM_TRANSLATOR_VERSION)
 # `sam build` for the python3.12 runtime needs a python3.12 on PATH; pyenv exposes it this way where present.
 SAM_PYENV  ?= 3.11.7:3.12.1:3.13.0
 # Offline and quiet: no usage telemetry, no update check.
@@ -17,10 +20,14 @@ $(SAM_STAMP):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	@echo "installing aws-sam-cli $(SAM_CLI_VERSION) and cfn-lint $(CFN_LINT_VERSION) into $(SAM_VENV) ..."
 	@$(SAM_VENV)/bin/python -m pip install -q --disable-pip-version-check \
-		'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)'
+		'aws-sam-cli==$(SAM_CLI_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' \
+		'aws-sam-translator==$(SAM_TRANSLATOR_VERSION)'
 	@rm -f $(SAM_VENV)/.installed-sam-* && touch $@
 
 sam-install: $(SAM_STAMP)
+
+# tests/unit/deploy translate the template with this venv's aws-sam-translator.
+test: $(SAM_STAMP)
 
 ## lint the deployment: cfn-lint (every rule, informational ones included) and SAM's own validation + lint
 validate: $(SAM_STAMP)

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     budget_fallback_estimate_usd: float = Field(0.05, ge=0, le=1000)
     # Comma-separated origins allowed by CORS; empty = CORS off.
     cors_origins: str = ""
+    # The API's public address when a custom domain fronts it (e.g. https://api.example.com); links the API
+    # returns start here. Unset: the address the request came to, with the API Gateway stage.
+    public_base_url: str | None = None
 
     # -- HTTP surface ------------------------------------------------------------------------------
     port: int = Field(5000, ge=1, le=65535)
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
     ecs_subnets: str = ""
     ecs_security_groups: str = ""
     ecs_container_name: str = "agent"
+    # The dispatcher: its mark on a job lapses after DISPATCH_LEASE_S unless a task ARN is recorded (at least
+    # the dispatcher's timeout, under the queue's visibility timeout); RunTask is tried ECS_RUN_TASK_ATTEMPTS
+    # times with backoff from ECS_RUN_TASK_BACKOFF_S; on a message's last receive (AGENT_QUEUE_MAX_RECEIVES, the
+    # queue's maxReceiveCount) a task that still cannot start fails the job (dispatch_failed).
+    dispatch_lease_s: float = Field(120.0, gt=0, le=43_200)
+    ecs_run_task_attempts: int = Field(4, ge=1, le=10)
+    ecs_run_task_backoff_s: float = Field(1.0, ge=0, le=60)
+    agent_queue_max_receives: int = Field(3, ge=1, le=1000)
     # Audit artifacts: S3-compatible storage when a bucket is set, else a local directory.
     artifacts_bucket: str | None = None
     artifacts_dir: str = ".run/artifacts"
@@ -141,6 +152,15 @@ class Settings(BaseSettings):
     job_log_max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
     job_queue_max_wait_s: int = Field(86_400, ge=10, le=30 * 86_400)
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:  # the template passes "" when no custom domain is set
+            return None
+        if urlsplit(value).query or urlsplit(value).fragment:
+            raise ValueError("must be a base URL without a query or fragment")
+        return _check_http_url(value)
+
     @field_validator("kilo_gateway_base", "kilo_balance_url", "bridge_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -184,6 +204,12 @@ class Settings(BaseSettings):
         if self.auth_required is not None:
             return self.auth_required
         return bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME"))
+
+    @cached_property
+    def behind_lambda_adapter(self) -> bool:
+        """Served by the Lambda Web Adapter (the streaming function): its `x-amzn-request-context` header is
+        the adapter's own (it overwrites one a client sends), so the app may trust it."""
+        return os.getenv("AWS_LAMBDA_EXEC_WRAPPER") == "/opt/bootstrap"
 
     @cached_property
     def repo_hosts(self) -> frozenset[str]:

@@ -4,6 +4,8 @@ the job failed when its task stopped without finishing it (finalizer)."""
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from typing import Any
 
 import orjson
@@ -17,7 +19,29 @@ log = get_logger()
 
 
 class DispatchError(RuntimeError):
-    """The task could not be started; the message goes back to the queue (then to the DLQ)."""
+    """The task could not be started; the message goes back to the queue (then to the DLQ).
+
+    `reason` is ECS's own (a RunTask failure reason or an API error code and message); `retryable` says
+    whether another attempt could succeed (throttling, capacity, a network error) or not (a missing cluster)."""
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(f"RunTask failed: {reason}")
+        self.reason = reason
+        self.retryable = retryable
+
+
+class DispatchBusy(RuntimeError):
+    """Another dispatcher holds the job's live lease: retry the message later (it may still start the task)."""
+
+
+# Worth another attempt: API-side trouble, and Fargate (or cluster) capacity that may free up in seconds.
+_RETRYABLE_CODES = frozenset(
+    {"ThrottlingException", "ServerException", "ServiceUnavailableException", "RequestLimitExceeded"}
+)
+_CAPACITY_HINTS = ("capacity", "resource:", "agent", "throttl")
+# A RunTask call with botocore's connect and read timeouts (platform/aws.py) fits in this; no attempt starts
+# unless it does before the deadline.
+_CALL_BUDGET_S = 20.0
 
 
 def job_id_of_message(body: str) -> str | None:
@@ -29,48 +53,98 @@ def job_id_of_message(body: str) -> str | None:
     return job_id if isinstance(job_id, str) and valid_job_id(job_id) else None
 
 
-async def dispatch(settings: Settings, jobs: JobStore, job_id: str) -> str:
-    """Start the job's task once: a redelivered message finds the job already dispatched and does nothing."""
-    if not await jobs.mark_dispatched(job_id):
-        log.info("dispatch skipped: job not queued or already dispatched", extra={"job_id": job_id})
+async def dispatch(
+    settings: Settings, jobs: JobStore, job_id: str, *, receive_count: int = 1, deadline: float | None = None
+) -> str:
+    """Start the job's task once, under a lease (jobs/lua/dispatch.lua).
+
+    → "dispatched"; "skipped" (not queued, or its task already started: a redelivered message); "failed" (the
+    message's last receive and RunTask still failing: the job fails with `dispatch_failed: <reason>` rather
+    than waiting for the reaper). Raises DispatchBusy or DispatchError for a message to retry. `deadline`
+    (time.monotonic()) bounds the RunTask retries: the invocation's own end.
+    """
+    mark = await jobs.mark_dispatched(job_id, int(settings.dispatch_lease_s * 1000))
+    if mark == 0:
+        log.info("dispatch skipped: job not queued or its task already started", extra={"job_id": job_id})
         return "skipped"
+    if mark < 0:
+        raise DispatchBusy(f"job {job_id}: another dispatcher holds the lease")
     try:
-        arn = await asyncio.to_thread(_run_task, settings, job_id)
-    except Exception:
-        await jobs.undispatch(job_id)  # let the retried message try again
+        arn = await _start_task(settings, job_id, deadline)
+    except DispatchError as exc:
+        if receive_count >= settings.agent_queue_max_receives:
+            error = f"dispatch_failed: {exc.reason}"[:500]
+            if await jobs.fail_unfinished(job_id, "dispatch_failed", error) in ("queued", "running"):
+                log.warning("job failed: its task could not be started", extra={"job_id": job_id, "error": error})
+                await jobs.count_failure_once(job_id)
+                return "failed"
+            return "skipped"
+        await jobs.undispatch(job_id, mark)  # the retried message takes the lease at once
+        raise
+    except BaseException:
+        await jobs.undispatch(job_id, mark)
         raise
     await jobs.set_task_arn(job_id, arn)
     log.info("task started", extra={"job_id": job_id, "task_arn": arn})
     return "dispatched"
 
 
+async def _start_task(settings: Settings, job_id: str, deadline: float | None) -> str:
+    """RunTask, retried with jittered exponential backoff while the failure is retryable, the attempts last and
+    the next attempt can finish before `deadline`. The same clientToken makes a retry of a call that did
+    start a task return that task."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.to_thread(_run_task, settings, job_id)
+        except DispatchError as exc:
+            pause = random.uniform(0.5, 1.0) * settings.ecs_run_task_backoff_s * 2 ** (attempt - 1)  # noqa: S311
+            out_of_time = deadline is not None and time.monotonic() + pause + _CALL_BUDGET_S > deadline
+            if not exc.retryable or attempt >= settings.ecs_run_task_attempts or out_of_time:
+                raise
+            log.info("RunTask retried", extra={"job_id": job_id, "attempt": attempt, "reason": exc.reason})
+            await asyncio.sleep(pause)
+
+
 def _run_task(settings: Settings, job_id: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from kilo_bridge.platform.aws import client
 
     if not (settings.ecs_cluster and settings.ecs_task_definition):
         raise DispatchError("ECS_CLUSTER and ECS_TASK_DEFINITION must be set")
     subnets = [s.strip() for s in settings.ecs_subnets.split(",") if s.strip()]
     groups = [g.strip() for g in settings.ecs_security_groups.split(",") if g.strip()]
-    response = client("ecs").run_task(
-        cluster=settings.ecs_cluster,
-        taskDefinition=settings.ecs_task_definition,
-        launchType="FARGATE",
-        count=1,
-        startedBy=job_id[:36],
-        clientToken=job_id,  # ECS dedupes a retried call with the same token
-        networkConfiguration={
-            "awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}
-        },
-        overrides={
-            "containerOverrides": [
-                {"name": settings.ecs_container_name, "environment": [{"name": "JOB_ID", "value": job_id}]}
-            ]
-        },
-        tags=[{"key": "kilo-bridge:job", "value": job_id}],
-    )
+    try:
+        response = client("ecs").run_task(
+            cluster=settings.ecs_cluster,
+            taskDefinition=settings.ecs_task_definition,
+            launchType="FARGATE",
+            count=1,
+            startedBy=job_id[:36],
+            clientToken=job_id,  # ECS dedupes a retried call with the same token
+            networkConfiguration={
+                "awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}
+            },
+            overrides={
+                "containerOverrides": [
+                    {"name": settings.ecs_container_name, "environment": [{"name": "JOB_ID", "value": job_id}]}
+                ]
+            },
+            tags=[{"key": "kilo-bridge:job", "value": job_id}],
+        )
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "ClientError")
+        raise DispatchError(f"{code}: {error.get('Message', '')}".strip(), retryable=code in _RETRYABLE_CODES) from None
+    except BotoCoreError as exc:  # no answer (connect or read timeout): the clientToken makes a retry safe
+        raise DispatchError(type(exc).__name__, retryable=True) from None
     if response.get("failures") or not response.get("tasks"):
-        reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip() for f in response.get("failures", []))
-        raise DispatchError(f"RunTask failed: {reasons or 'no task started'}")
+        failures = response.get("failures") or []
+        reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip() for f in failures)
+        capacity = any(h in str(f.get("reason", "")).lower() for f in failures for h in _CAPACITY_HINTS)
+        raise DispatchError(reasons or "no task started", retryable=capacity)
     return str(response["tasks"][0]["taskArn"])
 
 

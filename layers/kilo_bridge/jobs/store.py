@@ -30,7 +30,9 @@ def _script(name: str, *, ends_jobs: bool = False) -> str:
     return lua(_LUA, "finish", name) if ends_jobs else lua(_LUA, name)
 
 
-_CREATE, _DISCARD, _HEARTBEAT, _DISPATCH = (_script(n) for n in ("create", "discard", "heartbeat", "dispatch"))
+_CREATE, _DISCARD, _HEARTBEAT, _DISPATCH, _UNDISPATCH = (
+    _script(n) for n in ("create", "discard", "heartbeat", "dispatch", "undispatch")
+)
 _CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED = (
     _script(n, ends_jobs=True) for n in ("claim", "end", "cancel", "reap", "fail_unfinished")
 )
@@ -189,14 +191,17 @@ class JobStore:
         """True the first time it is asked of a job (a redelivered task event must not count it twice)."""
         return bool(await self.store.redis.hsetnx(self.job_key(job_id), "failureCounted", "1"))
 
-    async def mark_dispatched(self, job_id: str) -> bool:
-        return bool(await self._run(_DISPATCH, [self.job_key(job_id)], [now_ms()]))
+    async def mark_dispatched(self, job_id: str, lease_ms: int) -> int:
+        """Take the job's dispatch lease: its mark (> 0), 0 when there is nothing to start (not queued, or the
+        task is already started), -1 while another dispatcher's lease is live (less than `lease_ms` old)."""
+        return int(await self._run(_DISPATCH, [self.job_key(job_id)], [now_ms(), lease_ms]))
 
     async def set_task_arn(self, job_id: str, arn: str) -> None:
+        """The task is started: the lease becomes permanent (a redelivered message starts nothing)."""
         await self.store.redis.hset(self.job_key(job_id), mapping={"taskArn": arn})
 
-    async def undispatch(self, job_id: str) -> None:
-        await self.store.redis.hdel(self.job_key(job_id), "dispatchMs")
+    async def undispatch(self, job_id: str, mark: int) -> None:
+        await self._run(_UNDISPATCH, [self.job_key(job_id)], [mark])
 
     # -- the reaper --------------------------------------------------------------------------------
     async def reap(self) -> dict[str, str]:

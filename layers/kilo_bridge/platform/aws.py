@@ -13,6 +13,9 @@ from typing import Any
 from kilo_bridge.config import Settings
 
 _clients: dict[tuple[str, str | None], Any] = {}
+# Services whose calls the caller retries itself, within its own time budget (jobs/ecs.py: ecs:RunTask, inside
+# the dispatcher's timeout): one attempt each and a short read timeout, not botocore's four.
+_OWN_RETRIES = {"ecs"}
 _lock = threading.Lock()
 
 
@@ -24,7 +27,12 @@ def client(service: str, settings: Settings | None = None) -> Any:
             import boto3
             from botocore.config import Config
 
-            config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+            own = service in _OWN_RETRIES
+            config = Config(
+                retries={"max_attempts": 1 if own else 4, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=15 if own else 30,
+            )
             cached = boto3.session.Session().client(service, endpoint_url=endpoint, config=config)
             _clients[(service, endpoint)] = cached
         return cached

@@ -3,6 +3,8 @@ OpenAPI document (openapi.py): the schema is generated, never kept by hand."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,8 +67,53 @@ def services(request: Request) -> Services:
 
 
 def api_base(request: Request) -> str:
-    """The public base URL of this API, as the client reached it: every link the API returns starts here."""
-    return str(request.base_url).rstrip("/")
+    """The public base URL of this API, as the client reached it: every link the API returns starts here.
+
+    PUBLIC_BASE_URL when set (a custom domain); else the request's own scheme and host plus the path prefix
+    API Gateway removed before the app saw the path (the stage, `/prod`): Mangum and the Lambda Web Adapter
+    both hand the app a root path of "".
+    """
+    configured = services(request).settings.public_base_url
+    if configured:
+        return configured
+    base = str(request.base_url).rstrip("/")
+    found = _gateway_request(request)
+    return base + _gateway_prefix(*found) if found else base
+
+
+# A path prefix of plain segments only: what we put into links must not be able to carry anything else.
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+
+
+def _gateway_request(request: Request) -> tuple[dict[str, Any], str] | None:
+    """API Gateway's requestContext and the event's path (as API Gateway passed it to the function). Mangum
+    keeps the event in the scope; the Lambda Web Adapter sends the context as the `x-amzn-request-context`
+    header, trusted only behind the adapter (which overwrites one a client sends), and the path as is."""
+    event = request.scope.get("aws.event")
+    if isinstance(event, dict):
+        context, path = event.get("requestContext"), event.get("path")
+    elif services(request).settings.behind_lambda_adapter:
+        raw = request.headers.get("x-amzn-request-context")
+        try:
+            context = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        path = (request.scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0]
+    else:
+        return None
+    return (context, path if isinstance(path, str) else "") if isinstance(context, dict) else None
+
+
+def _gateway_prefix(context: dict[str, Any], path: str) -> str:
+    """The path the client used (`requestContext.path`, `/prod/api/kilo/…`) minus the path the app got; when
+    they do not line up, the stage itself. A custom domain's mapping gives "" here: PUBLIC_BASE_URL then."""
+    full = context.get("path")
+    if isinstance(full, str) and path and full.endswith(path):
+        prefix = full[: len(full) - len(path)]
+    else:
+        stage = context.get("stage")
+        prefix = f"/{stage}" if isinstance(stage, str) and stage and stage != "$default" else ""
+    return prefix if _PREFIX.fullmatch(prefix) else ""
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:

@@ -1,0 +1,261 @@
+"""Dispatch as a lease, on moto (over HTTP) through functions/dispatcher as `make invoke` loads it: a dispatcher
+killed between its mark and RunTask leaves a mark that lapses, and the redelivered message starts the one task;
+RunTask failures are retried with backoff a bounded number of times; on a message's last receive a task that
+still cannot start fails the job (`dispatch_failed: <ECS reason>`) instead of leaving it `queued` for a day."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from moto.server import ThreadedMotoServer
+
+from kilo_bridge.config import Settings, settings_env
+from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.platform import aws
+from kilo_bridge.platform.redis import Store
+from scripts.invoke import Context, load_function
+from tests.fakes.fake_ecs_capacity import CAPACITY, FakeEcsCapacity
+from tests.fakes.fake_github import FakeGitHub
+from tests.jobkit import run_body
+
+ROOT = Path(__file__).resolve().parents[3]
+LEASE_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_settings(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    aws.reset_clients()
+    tag = uuid.uuid4().hex[:8]
+    sqs, ecs, ec2 = (boto3.client(s, endpoint_url=moto_url) for s in ("sqs", "ecs", "ec2"))
+    queue_url = sqs.create_queue(QueueName=f"agent-jobs-{tag}")["QueueUrl"]
+    cluster = ecs.create_cluster(clusterName=f"kb-{tag}")["cluster"]["clusterArn"]
+    # networkMode left out: moto 5.2.5 fails RunTask on awsvpc task definitions (see test_aws_jobs.py).
+    task_def = ecs.register_task_definition(
+        family=f"kb-agent-{tag}",
+        containerDefinitions=[{"name": "agent", "image": "agent:test", "memory": 2048, "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"kb-{tag}", Description="agent", VpcId=vpc)["GroupId"]
+    yield {
+        "job_queue": "sqs",
+        "agent_queue_url": queue_url,
+        "ecs_cluster": cluster,
+        "ecs_task_definition": task_def,
+        "ecs_subnets": subnet,
+        "ecs_security_groups": group,
+        "jobs_concurrency": 0,
+        "dispatch_lease_s": LEASE_S,
+        "ecs_run_task_backoff_s": 0.01,
+        "agent_queue_max_receives": 3,
+    }
+    aws.reset_clients()
+
+
+@pytest.fixture
+def queued_job(
+    aws_settings: dict[str, Any],
+    job_settings: Callable[..., Settings],
+    serve: Callable[..., str],
+    fake_github: FakeGitHub,
+) -> Callable[..., tuple[str, dict[str, Any]]]:
+    """`queued_job(**settings)` → (job id, its SQS message), accepted by the real API on those settings."""
+
+    def make(**overrides: Any) -> tuple[str, dict[str, Any]]:
+        settings = job_settings(**{**aws_settings, **overrides})
+        api = httpx.Client(base_url=serve(settings), timeout=10)
+        accepted = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets")))
+        assert accepted.status_code == 202, accepted.text
+        sqs = boto3.client("sqs")
+        message = sqs.receive_message(QueueUrl=aws_settings["agent_queue_url"])["Messages"][0]
+        return accepted.json()["jobId"], message
+
+    return make
+
+
+def dispatcher(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    for var, value in settings_env(settings).items():
+        monkeypatch.setenv(var, value)
+    return load_function("dispatcher")
+
+
+def delivery(message: dict[str, Any], receive_count: int) -> dict[str, Any]:
+    event = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
+    record = event["Records"][0]
+    record["messageId"], record["body"], record["receiptHandle"] = (
+        message["MessageId"],
+        message["Body"],
+        message["ReceiptHandle"],
+    )
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return event
+
+
+def job(settings: Settings, job_id: str) -> dict[str, str]:
+    async def read() -> dict[str, str]:
+        store = Store(settings)
+        try:
+            return await store.redis.hgetall(JobStore(store).job_key(job_id))  # type: ignore[no-any-return]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def kill_mid_dispatch(settings: Settings, job_id: str, age_s: float) -> None:
+    """What a dispatcher killed after taking the lease and before RunTask answered leaves: the mark, no ARN,
+    taken `age_s` ago."""
+
+    async def mark() -> None:
+        store = Store(settings)
+        try:
+            jobs = JobStore(store)
+            await store.redis.hdel(jobs.job_key(job_id), "dispatchMs")  # a fresh dispatcher each time
+            assert await jobs.mark_dispatched(job_id, int(LEASE_S * 1000)) > 0
+            raw = await store.redis.hget(jobs.job_key(job_id), "dispatchMs")
+            await store.redis.hset(jobs.job_key(job_id), "dispatchMs", int(raw) - int(age_s * 1000))
+        finally:
+            await store.close()
+
+    asyncio.run(mark())
+
+
+def tasks(aws_settings: dict[str, Any]) -> list[str]:
+    return list(boto3.client("ecs").list_tasks(cluster=aws_settings["ecs_cluster"])["taskArns"])
+
+
+def test_redelivery_after_a_killed_invocation_starts_the_one_task(
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    aws_settings: dict[str, Any],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = job_settings(**aws_settings)
+    job_id, message = queued_job()
+    handler = dispatcher(settings, monkeypatch).handler
+
+    kill_mid_dispatch(settings, job_id, age_s=1)  # the first invocation is still (or was just) at work
+    busy = handler(delivery(message, 2), Context())
+    assert busy == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}  # retried, not dropped
+    assert tasks(aws_settings) == []
+
+    kill_mid_dispatch(settings, job_id, age_s=LEASE_S + 1)  # ... and died: its lease has lapsed
+    assert handler(delivery(message, 3), Context()) == {"batchItemFailures": []}
+    started = tasks(aws_settings)
+    assert len(started) == 1 and job(settings, job_id)["taskArn"] == started[0]
+    assert job(settings, job_id)["status"] == "queued"  # the runner in the task claims it
+
+    assert handler(delivery(message, 4), Context()) == {"batchItemFailures": []}  # once more: nothing new
+    assert tasks(aws_settings) == started
+
+
+def test_a_failed_run_task_gives_the_lease_back_then_fails_the_job_on_the_last_receive(
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    aws_settings: dict[str, Any],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = job_settings(**{**aws_settings, "ecs_cluster": "no-such-cluster"})
+    job_id, message = queued_job()
+    handler = dispatcher(settings, monkeypatch).handler
+
+    for receive in (1, 2):
+        result = handler(delivery(message, receive), Context())
+        assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+        record = job(settings, job_id)
+        assert record["status"] == "queued" and "dispatchMs" not in record  # the next receive may try at once
+
+    capsys.readouterr()
+    assert handler(delivery(message, 3), Context()) == {"batchItemFailures": []}  # handled: not to the DLQ
+    record = job(settings, job_id)
+    assert (record["status"], record["reason"]) == ("failed", "dispatch_failed")
+    assert record["error"].startswith("dispatch_failed: ClusterNotFoundException"), record["error"]
+    assert '"JobsFailed"' in capsys.readouterr().out  # the alarm's metric, as for a stopped task
+
+
+@pytest.mark.parametrize(
+    ("short", "receive", "calls", "status"),
+    [
+        (2, 1, 3, "queued"),  # capacity back after two refusals: started on the third attempt
+        (10, 1, 4, "queued"),  # still none after ECS_RUN_TASK_ATTEMPTS: the message is retried later
+        (10, 3, 4, "failed"),  # ... and on its last receive the job fails with ECS's reason
+    ],
+)
+def test_capacity_refusals_are_retried_a_bounded_number_of_times(
+    short: int,
+    receive: int,
+    calls: int,
+    status: str,
+    moto_url: str,
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    aws_settings: dict[str, Any],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = job_settings(**{**aws_settings, "ecs_run_task_attempts": 4})
+    job_id, message = queued_job()
+    with FakeEcsCapacity(moto_url, short) as ecs:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", ecs.url)
+        aws.reset_clients()
+        result = dispatcher(settings, monkeypatch).handler(delivery(message, receive), Context())
+        assert ecs.run_task_calls == calls
+    monkeypatch.delenv("AWS_ENDPOINT_URL_ECS")
+    record = job(settings, job_id)
+    assert record["status"] == status
+    if short < calls:
+        assert result == {"batchItemFailures": []} and len(tasks(aws_settings)) == 1
+    elif status == "queued":
+        assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+        assert tasks(aws_settings) == [] and "dispatchMs" not in record
+    else:
+        assert result == {"batchItemFailures": []}
+        assert record["error"] == f"dispatch_failed: {CAPACITY}"
+
+
+def test_no_attempt_starts_past_the_invocation_deadline(
+    moto_url: str,
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    aws_settings: dict[str, Any],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = job_settings(**{**aws_settings, "ecs_run_task_attempts": 10})
+    _, message = queued_job()
+
+    class EndingContext(Context):
+        def get_remaining_time_in_millis(self) -> int:
+            return 10_000  # less than one more RunTask call may take, after the dispatcher's margin
+
+    with FakeEcsCapacity(moto_url, short=10) as ecs:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", ecs.url)
+        aws.reset_clients()
+        result = dispatcher(settings, monkeypatch).handler(delivery(message, 1), EndingContext())
+        assert ecs.run_task_calls == 1
+    assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}

@@ -1,0 +1,195 @@
+"""The CloudFormation SAM makes of template.yaml (scripts/sam_translate.py, aws-sam-translator from the SAM
+virtualenv), asserted where API Gateway and Lambda read it: the streaming integrations, and every function's
+timeout against the deadlines it enforces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+STREAM_ROUTES = {("/api/kilo/generate-stream", "post"), ("/api/kilo/job/{id}/logs", "get")}
+# API Gateway: a streamed integration may run 15 minutes; a buffered one 29 s (the REST default quota).
+STREAM_INTEGRATION_MS = 900_000
+BUFFERED_INTEGRATION_MS = 29_000
+
+
+def sam_python() -> str:
+    """The SAM virtualenv's interpreter (`make sam-install`; `make test` installs it first)."""
+    python = os.getenv("SAM_PYTHON") or str(ROOT / ".venv-sam" / "bin" / "python")
+    if not Path(python).is_file():
+        pytest.fail(f"{python} missing: run `make sam-install` (or set SAM_PYTHON to that venv's python)")
+    return python
+
+
+def translate(*overrides: str) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "translate-only",
+        "AWS_SECRET_ACCESS_KEY": "translate-only",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [sam_python(), str(ROOT / "scripts" / "sam_translate.py"), *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    translated: dict[str, Any] = json.loads(done.stdout)
+    return translated
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return translate()
+
+
+def integrations(cfn: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    return {
+        (path, method): op["x-amazon-apigateway-integration"]
+        for path, ops in api["Properties"]["Body"]["paths"].items()
+        for method, op in ops.items()
+    }
+
+
+def function(cfn: dict[str, Any], name: str) -> dict[str, Any]:
+    resource = cfn["Resources"][name]
+    assert resource["Type"] == "AWS::Lambda::Function"
+    props: dict[str, Any] = resource["Properties"]
+    return props
+
+
+def env_of(cfn: dict[str, Any], name: str) -> dict[str, Any]:
+    variables: dict[str, Any] = function(cfn, name)["Environment"]["Variables"]
+    return variables
+
+
+def test_streaming_integrations_stream_for_fifteen_minutes(cfn: dict[str, Any]) -> None:
+    found = integrations(cfn)
+    for route in STREAM_ROUTES:
+        integration = found[route]
+        assert integration["type"] == "aws_proxy", route
+        assert integration["responseTransferMode"] == "STREAM", route
+        assert integration["uri"]["Fn::Sub"].endswith("/response-streaming-invocations"), route
+        assert "${StreamFunction.Arn}" in integration["uri"]["Fn::Sub"], route
+        assert integration["timeoutInMillis"] == STREAM_INTEGRATION_MS, route
+    for route, integration in found.items():
+        if route not in STREAM_ROUTES:  # the short routes stay buffered, through Mangum
+            assert "responseTransferMode" not in integration, route
+            assert integration.get("timeoutInMillis", BUFFERED_INTEGRATION_MS) <= BUFFERED_INTEGRATION_MS, route
+
+
+def test_the_service_ends_its_streams_before_api_gateway_and_lambda_do(cfn: dict[str, Any]) -> None:
+    stream_max_s = int(env_of(cfn, "StreamFunction")["KILO_STREAM_MAX_S"])
+    assert stream_max_s * 1000 < STREAM_INTEGRATION_MS  # our own `error`/end event, never a cut
+    assert stream_max_s < function(cfn, "StreamFunction")["Timeout"]
+
+
+def test_the_short_route_function_outlives_its_upstream_deadline(cfn: dict[str, Any]) -> None:
+    api = function(cfn, "ApiFunction")
+    kilo_timeout_ms = int(env_of(cfn, "ApiFunction").get("KILO_TIMEOUT_MS", 30_000))  # the setting's default
+    # The upstream deadline passes first: the client gets our 504 (and the spend is settled), not API
+    # Gateway's, and the function is not killed mid-accounting.
+    assert kilo_timeout_ms < api["Timeout"] * 1000 <= BUFFERED_INTEGRATION_MS
+
+
+def test_dispatch_lease_fits_the_function_and_the_queue(cfn: dict[str, Any]) -> None:
+    dispatcher, env = function(cfn, "DispatcherFunction"), env_of(cfn, "DispatcherFunction")
+    queue = cfn["Resources"]["AgentQueue"]["Properties"]
+    lease_s = float(env["DISPATCH_LEASE_S"])
+    assert lease_s >= dispatcher["Timeout"]  # a dispatcher still at work is never overtaken
+    assert lease_s < queue["VisibilityTimeout"]  # a message redelivered after a killed invocation can take over
+    assert int(env["AGENT_QUEUE_MAX_RECEIVES"]) == queue["RedrivePolicy"]["maxReceiveCount"]
+    assert queue["VisibilityTimeout"] >= 6 * dispatcher["Timeout"]  # Lambda's SQS event source advice
+
+
+def test_every_function_outlives_the_upstream_deadline_it_enforces(cfn: dict[str, Any]) -> None:
+    default_ms = 30_000  # KILO_TIMEOUT_MS's default, for a function that does not set it
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        assert int(variables.get("KILO_TIMEOUT_MS", default_ms)) < resource["Properties"]["Timeout"] * 1000, name
+
+
+def condition(cfn: dict[str, Any], name: str, params: dict[str, str]) -> bool:
+    """Evaluate one of the template's conditions (Equals/Not/And/Or over parameters) for `params`."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return params.get(node["Ref"], cfn["Parameters"][node["Ref"]].get("Default"))
+        return node
+
+    def truth(node: dict[str, Any]) -> bool:
+        ((op, args),) = node.items()
+        if op == "Fn::Equals":
+            return bool(value(args[0]) == value(args[1]))
+        if op == "Fn::Not":
+            return not truth(args[0])
+        if op == "Condition":
+            return truth(cfn["Conditions"][args])
+        return all(map(truth, args)) if op == "Fn::And" else any(map(truth, args))
+
+    return truth(cfn["Conditions"][name])
+
+
+def refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["Ref"]} if isinstance(node.get("Ref"), str) else set()
+        return found.union(*(refs(v) for v in node.values()))
+    return set().union(*(refs(v) for v in node)) if isinstance(node, list) else set()
+
+
+@pytest.mark.parametrize(
+    ("choice", "logs", "sets_role"),
+    [
+        (None, False, False),  # the defaults: a fresh account without the API Gateway CloudWatch role deploys
+        ("ON", True, False),  # the account has the role (the one-time step in docs/deploy.md)
+        ("ON_SET_ACCOUNT_ROLE", True, True),
+    ],
+)
+def test_access_logs_only_where_the_account_role_is(
+    cfn: dict[str, Any], choice: str | None, logs: bool, sets_role: bool
+) -> None:
+    params = {} if choice is None else {"ApiAccessLogging": choice}
+    (stage,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    access = stage["Properties"]["AccessLogSetting"]["Fn::If"]
+    assert condition(cfn, access[0], params) is logs and access[2] == {"Ref": "AWS::NoValue"}
+    assert condition(cfn, cfn["Resources"]["ApiGatewayAccount"]["Condition"], params) is sets_role
+    # The stage is made after the account setting when this stack makes it: stage → deployment → API → handle
+    # → ApiGatewayAccount (a conditional resource cannot be a DependsOn of its own).
+    (deployment,) = [k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::ApiGateway::Deployment"]
+    assert deployment in refs(stage["Properties"])
+    assert "KiloApi" in refs(cfn["Resources"][deployment]["Properties"])
+    assert cfn["Resources"]["KiloApi"]["DependsOn"] == "ApiGatewayAccountReady"
+    assert "ApiGatewayAccount" in refs(cfn["Resources"]["ApiGatewayAccountReady"]["Metadata"])
+
+
+def test_adapter_layer_version_is_a_parameter_with_a_cited_default(cfn: dict[str, Any]) -> None:
+    assert cfn["Parameters"]["LambdaAdapterLayerVersion"]["Default"] == 26  # the adapter's README at v1.0.0
+    layers = json.dumps(function(cfn, "StreamFunction")["Layers"])
+    assert "layer:LambdaAdapterLayerX86:${LambdaAdapterLayerVersion}" in layers and "X86:28" not in layers
+
+
+def test_every_reader_of_the_kilo_secret_may_decrypt_a_customer_key(cfn: dict[str, Any]) -> None:
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements = [s for p in resource["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        if "KiloApiKeySecretArn" not in refs(statements):
+            continue
+        grants = [s["Fn::If"] for s in statements if isinstance(s, dict) and "Fn::If" in s]
+        decrypt = [g for g in grants if g[0] == "KiloSecretHasCustomerKey" and g[1]["Action"] == "kms:Decrypt"]
+        assert decrypt, f"{name} reads the Kilo secret but may not decrypt a customer key"
+        assert decrypt[0][1]["Resource"] == {"Ref": "KiloApiKeySecretKmsKeyArn"}
+        assert "kms:ViaService" in decrypt[0][1]["Condition"]["StringEquals"]  # through Secrets Manager only
