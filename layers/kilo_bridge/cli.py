@@ -1,6 +1,6 @@
 """`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000, with an
 in-process job worker); `worker` runs agent jobs without the server; `keys` creates, lists and revokes API
-keys directly in Redis."""
+keys directly in Redis; `jobs` and `generate` are a client of a running server (over HTTP)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import argparse
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from kilo_bridge.config import ConfigError, Settings, load_settings
+if TYPE_CHECKING:  # the settings (pydantic) load only for the server-side commands: the client starts faster
+    from kilo_bridge.config import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -114,6 +116,8 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _settings(**overrides: object) -> Settings | None:
     """The settings, or None after saying which variable is wrong."""
+    from kilo_bridge.config import ConfigError, load_settings
+
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
@@ -127,6 +131,18 @@ def _safe_url(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: list[str] | None) -> None:
+    """The HTTP client's subcommands; its module is imported only when one of them (or help) is asked for."""
+    words = sys.argv[1:] if argv is None else argv
+    if not words or words[0] in ("jobs", "generate", "-h", "--help"):
+        from kilo_bridge.client.commands import add_parsers
+
+        add_parsers(sub)
+    else:
+        sub.add_parser("jobs", help="agent jobs on a server (over HTTP)")
+        sub.add_parser("generate", help="generate text on a server, streamed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke = actions.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id")
     keys.set_defaults(func=_keys)
+    _client_parsers(sub, argv)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -108,6 +108,17 @@ class JobLogLine(ApiModel):
     msg: str
 
 
+class JobLogStatus(ApiModel):
+    """A job's state on its log stream (event `status`): the first event, then each change."""
+
+    status: JobStatus
+    phase: JobPhase = ""
+    progress: int = Field(0, ge=0, le=100)
+    heartbeat_at: str | None = None
+    cancel_requested: bool = False
+    reason: str | None = None
+
+
 class JobLogEnd(ApiModel):
     """Last event of a job's log stream: the job has ended."""
 

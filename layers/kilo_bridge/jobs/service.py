@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +14,10 @@ from redis.exceptions import RedisError
 from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotFound, Unavailable
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
 from kilo_bridge.jobs.catalogue import get_agent, load_catalog
-from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, RunAgentRequest
+from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
 from kilo_bridge.jobs.policy import check_branch, check_profile_env, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
-from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, new_job_id, now_ms, valid_job_id
+from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, iso, new_job_id, now_ms, valid_job_id
 from kilo_bridge.jobs.secrets import SecretBox, secret_box
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.keys.store import KeyStore, key_id
@@ -73,7 +73,10 @@ class JobDetails:
     artifacts: list[Artifact]
 
 
-LogEvent = tuple[str, JobLogLine | JobLogEnd, str | None]
+LogEvent = tuple[str, JobLogLine | JobLogStatus | JobLogEnd, str | None]
+# The id of a log stream's `end` event: a client that reconnects with it as Last-Event-ID has seen the end.
+END_ID = "end"
+HEARTBEAT_EVERY_S = 5.0
 
 
 class JobService:
@@ -258,27 +261,58 @@ class JobService:
             raise JobNotFound()
         return path
 
-    async def follow_log(self, job_id: str, caller: str | None, after: str = "0-0") -> AsyncIterator[LogEvent]:
-        """("log", JobLogLine, its id)… then ("end", JobLogEnd, None): the log after `after` (a line's id; from
-        the start by default), then live lines until the job ends."""
-        await self._record(job_id, caller)
+    async def follow_log(
+        self, job_id: str, caller: str | None, after: str = "0-0", block_ms: int = 1000
+    ) -> AsyncGenerator[LogEvent]:
+        """("status", JobLogStatus, None) at once, then ("log", JobLogLine, its id) for the log after `after` (a
+        line's id; from the start by default) and live lines, a "status" whenever the job's state changes, and
+        ("end", JobLogEnd, END_ID) when the job has ended. Each round waits at most `block_ms` for lines, so a
+        follower that is dropped holds nothing for longer than that."""
+        record = await self._record(job_id, caller)
+        shown = _status(record)
+        shown_at = asyncio.get_running_loop().time()
+        yield "status", shown, None
         last = after
         while True:
             try:
-                entries = await self.jobs.read_log(job_id, last, block_ms=1000)
-                if not entries:
-                    record = await self.jobs.get(job_id)
-                    if record is None or record.finished:
-                        # Drain what was written between the read and the status check, then end.
-                        for entry_id, line in await self.jobs.read_log(job_id, last):
-                            last = entry_id
-                            yield "log", JobLogLine.model_validate_json(line), entry_id
-                        status: JobStatus = record.status if record else "failed"
-                        yield "end", JobLogEnd(status=status, reason=record.reason if record else None), None
-                        return
-                    continue
+                entries = await self.jobs.read_log(job_id, last, block_ms=block_ms)
+                current = await self.jobs.get(job_id)
+                if current is None or current.finished:
+                    # Drain what was written between the read and the status check, then end.
+                    while more := await self.jobs.read_log(job_id, entries[-1][0] if entries else last):
+                        entries += more
             except (RedisError, OSError) as exc:
                 raise StoreUnavailable() from exc
             for entry_id, line in entries:
                 last = entry_id
                 yield "log", JobLogLine.model_validate_json(line), entry_id
+            if current is None:
+                yield "end", JobLogEnd(status="failed"), END_ID
+                return
+            now = _status(current)
+            moved = (now.status, now.phase, now.progress, now.cancel_requested, now.reason) != (
+                shown.status,
+                shown.phase,
+                shown.progress,
+                shown.cancel_requested,
+                shown.reason,
+            )
+            clock = asyncio.get_running_loop().time()
+            # A heartbeat alone is news only now and then: a page shows it, nothing reacts to it.
+            if moved or (now.heartbeat_at != shown.heartbeat_at and clock - shown_at >= HEARTBEAT_EVERY_S):
+                shown, shown_at = now, clock
+                yield "status", now, None
+            if current.finished:
+                yield "end", JobLogEnd(status=current.status, reason=current.reason), END_ID
+                return
+
+
+def _status(record: JobRecord) -> JobLogStatus:
+    return JobLogStatus(
+        status=record.status,
+        phase=record.phase,
+        progress=record.progress,
+        heartbeat_at=iso(record.heartbeat_ms),
+        cancel_requested=record.cancel_requested,
+        reason=record.reason,
+    )

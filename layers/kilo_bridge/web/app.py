@@ -84,8 +84,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 CORSMiddleware,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "DELETE"],
-                allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "idempotency-key"],
-                expose_headers=["x-request-id", "retry-after"],
+                # last-event-id: a fetch-based SSE client resumes a job log with it.
+                allow_headers=[
+                    "authorization",
+                    "x-api-key",
+                    "content-type",
+                    "x-request-id",
+                    "idempotency-key",
+                    "last-event-id",
+                ],
+                expose_headers=["x-request-id", "retry-after", "location"],
                 max_age=600,
             ),
         )

@@ -373,8 +373,8 @@ def test_a_reconnecting_log_reader_resumes_after_its_last_event_id(
     everything = _events_with_ids(jobs_client, job_id)
     logs = [e for e in everything if e[1] == "log"]
     assert len(logs) > 5 and all(e[0] for e in logs)  # every log line carries its id
-    assert everything[-1][1] == "end" and everything[-1][0] is None
+    assert everything[0][1] == "status" and everything[-1][:2] == ("end", "end")
     resumed = _events_with_ids(jobs_client, job_id, {"Last-Event-ID": logs[2][0]})
-    assert resumed == everything[3:]  # exactly what came after, nothing twice
+    assert resumed == everything[:1] + everything[4:]  # the status, then exactly what came after, nothing twice
     # Garbage is no resume point: the whole log again.
     assert _events_with_ids(jobs_client, job_id, {"Last-Event-ID": "9-9; DROP"}) == everything

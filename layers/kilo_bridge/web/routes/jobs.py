@@ -17,13 +17,14 @@ from kilo_bridge.jobs.models import (
     JobList,
     JobLogEnd,
     JobLogLine,
+    JobLogStatus,
     JobResult,
     JobView,
     RunAgentAccepted,
     RunAgentRequest,
 )
 from kilo_bridge.jobs.record import STATUSES, iso
-from kilo_bridge.jobs.service import IDEMPOTENCY_MAX, JobDetails, JobService
+from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
 from kilo_bridge.platform.redis import StoreUnavailable
 from kilo_bridge.web.errors import ApiError, error_json
 from kilo_bridge.web.models import ErrorResponse
@@ -167,16 +168,19 @@ _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # a Redis stream entry id: what `
 @router.route(
     "GET",
     JOB_PATH + "/logs",
-    summary="A job's log, live, as server-sent events",
+    summary="A job's log and status, live, as server-sent events",
     tags=("agents",),
     errors=(404, 503),
-    events={"log": JobLogLine, "end": JobLogEnd, "error": ErrorResponse},
-    description="The log so far, then live lines as the job writes them; ends with `end` when the job "
-    "has ended. Each `log` event has an `id`: a client that reconnects with `Last-Event-ID` (as browsers' "
-    "EventSource do) gets the lines after it, e.g. past API Gateway's 15-minute stream limit.",
+    events={"status": JobLogStatus, "log": JobLogLine, "end": JobLogEnd, "error": ErrorResponse},
+    description="Opens at once with a `status` event (the job's status, phase, progress and heartbeat), then "
+    "the log so far and live lines as the job writes them, a `status` event whenever the job's state changes, "
+    "and `end` (id `end`) when the job has ended; `: keep-alive` comments while nothing happens. Each `log` "
+    "event has an `id`: a client that reconnects with `Last-Event-ID` (as browsers' EventSource do) gets the "
+    "lines after it, e.g. past API Gateway's 15-minute stream limit. A reconnect after `end` is answered "
+    "204 (No Content), which stops an EventSource.",
     headers={
         "Last-Event-ID": (
-            "Resume after this log line (the `id` of a `log` event); other values are ignored.",
+            "Resume after this log line (the `id` of a `log` event), or `end`; other values are ignored.",
             {"type": "string", "maxLength": 64},
         )
     },
@@ -185,8 +189,10 @@ async def job_logs(request: Request) -> Response:
     svc = jobs(request)
     job_id, who, rid = request.path_params["id"], caller(request), request_id(request)
     resume = request.headers.get("last-event-id", "")
+    if resume == END_ID and (await svc.get(job_id, who)).record.finished:
+        return Response(status_code=204)  # it has seen the end: EventSource stops on a 204
     lines = svc.follow_log(job_id, who, resume if _STREAM_ID.fullmatch(resume) else "0-0")
-    # The first step runs now, so an unknown job is a plain 404, not an event stream.
+    # The first step (the job's status) comes at once, so an unknown job is a plain 404, not an event stream.
     try:
         first = await anext(lines)
     except (RedisError, OSError) as exc:
@@ -206,6 +212,8 @@ async def job_logs(request: Request) -> Response:
                 item = await anext(lines)
         except (RedisError, OSError, BridgeError):
             yield {"event": "error", "data": error_json(StoreUnavailable(), rid).decode()}
+        finally:
+            await lines.aclose()  # a client that hung up: the Redis reads stop with it
 
     return sse_response(events(), services(request).settings.sse_keepalive_s)
 

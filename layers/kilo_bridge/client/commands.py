@@ -1,0 +1,237 @@
+"""`kilo-bridge jobs submit|list|show|cancel|logs` and `kilo-bridge generate`: what each prints, and the exit
+code that says how a followed job ended (EXIT_CODES; documented in the README)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from kilo_bridge.client.api import DEFAULT_URL, Api, ClientError, Event
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "timed_out": 3, "cancelled": 4}
+EXIT_REFUSED = 5  # the server refused the request or could not be reached (2 is a usage error, as argparse's)
+KEY_ENV = "KILO_BRIDGE_KEY"
+URL_ENV = "KILO_BRIDGE_URL"
+
+
+def add_parsers(sub: Any) -> None:
+    """The client's subcommands on the `kilo-bridge` parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", default=os.getenv(URL_ENV, DEFAULT_URL), help=f"server (default: ${URL_ENV} or %(default)s)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON (one object per line when streaming)")
+
+    jobs = sub.add_parser("jobs", help=f"agent jobs on a server (the key from ${KEY_ENV})")
+    actions = jobs.add_subparsers(dest="action", required=True)
+    submit = actions.add_parser("submit", parents=[common], help="start an agent job; prints its link")
+    submit.add_argument("--repo", required=True, help="repository URL")
+    submit.add_argument("--agent", required=True, help="agent name (GET /api/kilo/agents)")
+    submit.add_argument("--prompt", help="the task for the agent")
+    submit.add_argument(
+        "--patch", metavar="FILE", help="a unified diff to apply first (apply-patch-and-pr); - for stdin"
+    )
+    submit.add_argument("--model")
+    submit.add_argument("--base-branch")
+    submit.add_argument("--dry-run", action="store_true", help="keep the diff only: no push, no pull request")
+    submit.add_argument("--timeout-s", type=int, help="stop the job after this many seconds")
+    submit.add_argument("--max-cost-usd", type=float, help="stop the agent before it passes this cost")
+    submit.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass this variable of your environment to the job (e.g. GITHUB_TOKEN); its value never goes in argv",
+    )
+    submit.add_argument("--idempotency-key", help="a retried submit with the same key returns the same job")
+    submit.add_argument("--follow", action="store_true", help="follow the live log; exit with the job's outcome")
+    listing = actions.add_parser("list", parents=[common], help="recent jobs, newest first")
+    listing.add_argument("--status", help="only jobs in this status")
+    listing.add_argument("--limit", type=int, default=20)
+    for name, text in (("show", "a job's status and result"), ("cancel", "cancel a job")):
+        actions.add_parser(name, parents=[common], help=text).add_argument("id")
+    logs = actions.add_parser("logs", parents=[common], help="a job's log, live until it ends; exit with its outcome")
+    logs.add_argument("id")
+    jobs.set_defaults(func=run)
+
+    gen = sub.add_parser("generate", parents=[common], help="generate text, streamed as it comes")
+    gen.add_argument("prompt")
+    gen.add_argument("--model")
+    gen.add_argument("--system")
+    gen.add_argument("--max-tokens", type=int)
+    gen.set_defaults(func=run, action="generate")
+
+
+def run(args: argparse.Namespace) -> int:
+    api = Api(args.url, os.getenv(KEY_ENV) or None)
+    try:
+        return HANDLERS[args.action](api, args)
+    except ClientError as exc:
+        where = f" (HTTP {exc.status} {exc.code})" if exc.status else ""
+        print(f"kilo-bridge: {exc.message}{where}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        api.close()
+
+
+def _print_json(value: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(value) + "\n")
+    out.flush()
+
+
+def _submit(api: Api, args: argparse.Namespace) -> int:
+    missing = [name for name in args.env if name not in os.environ]
+    if missing:
+        print(f"kilo-bridge: not in the environment: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    body: dict[str, Any] = {"repoUrl": args.repo, "agent": args.agent, "dryRun": args.dry_run}
+    optional = {
+        "prompt": args.prompt,
+        "model": args.model,
+        "baseBranch": args.base_branch,
+        "maxCostUsd": args.max_cost_usd,
+        "timeoutMs": args.timeout_s * 1000 if args.timeout_s else None,
+    }
+    if args.patch:
+        try:
+            optional["patch"] = sys.stdin.read() if args.patch == "-" else Path(args.patch).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"kilo-bridge: cannot read the patch: {exc}", file=sys.stderr)
+            return 2
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if args.env:
+        body["profileEnv"] = {name: os.environ[name] for name in args.env}
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    accepted = api.call("POST", "/api/kilo/run-agent", body, headers)
+    if args.json:
+        _print_json(accepted)
+    else:
+        print(f"{accepted['jobId']} {accepted['status']} {accepted['statusUrl']}", flush=True)
+    return _follow(api, accepted["jobId"], args.json) if args.follow else 0
+
+
+def _logs(api: Api, args: argparse.Namespace) -> int:
+    return _follow(api, args.id, args.json)
+
+
+def _follow(api: Api, job_id: str, as_json: bool) -> int:
+    """Log lines on stdout, status changes on stderr (one line each); the exit code from the end."""
+    status = ""
+    for event in api.follow_job(job_id):
+        if as_json:
+            _print_json({"event": event.kind, **event.data})
+        elif event.kind == "log":
+            d = event.data
+            print(f"{d['ts'][11:19]} {d['source']:<8} {d['msg']}", flush=True)
+        elif event.kind == "status":
+            _progress(event)
+        elif event.kind == "error":
+            print(f"kilo-bridge: {event.data['error']['message']}", file=sys.stderr)
+            return EXIT_REFUSED
+        if event.kind == "end":
+            status = str(event.data["status"])
+    if not status:  # the end was seen on an earlier connection (a 204 now): ask the job
+        status = str(api.call("GET", f"/api/kilo/job/{job_id}")["status"])
+    if not as_json:
+        print(f"kilo-bridge: job {job_id} {status}", file=sys.stderr)
+    return EXIT_CODES.get(status, 1)
+
+
+def _progress(event: Event) -> None:
+    d = event.data
+    parts = [d["status"], d.get("phase") or "", f"{d.get('progress', 0)}%"]
+    if d.get("cancelRequested"):
+        parts.append("cancelling")
+    print("-- " + " ".join(p for p in parts if p), file=sys.stderr, flush=True)
+
+
+def _list(api: Api, args: argparse.Namespace) -> int:
+    query = f"?limit={args.limit}" + (f"&status={args.status}" if args.status else "")
+    jobs = api.call("GET", "/api/kilo/jobs" + query)["jobs"]
+    if args.json:
+        _print_json(jobs)
+        return 0
+    for j in jobs:
+        print(
+            f"{j['id']}  {j['status']:<9} {j['phase'] or '-':<9} {j['agent']:<20} {j['createdAt'][:19]}  {j['repoUrl']}"
+        )
+    return 0
+
+
+def _show(api: Api, args: argparse.Namespace) -> int:
+    job = api.call("GET", f"/api/kilo/job/{args.id}")
+    if args.json:
+        _print_json(job)
+        return 0
+    result = job.get("result") or {}
+    rows = [
+        ("job", job["id"]),
+        ("status", job["status"]),
+        ("phase", job["phase"]),
+        ("progress", f"{job['progress']}%"),
+        ("agent", job["agent"]),
+        ("repo", job["repoUrl"]),
+        ("created", job["createdAt"]),
+        ("heartbeat", job.get("heartbeatAt")),
+        ("finished", job.get("finishedAt")),
+        ("reason", job.get("reason")),
+        ("error", job.get("error")),
+        ("summary", result.get("summary")),
+        ("pull request", result.get("prUrl")),
+        ("cost", f"${result['costUsd']:.4f}" if result else None),
+    ]
+    for name, value in rows:
+        if value not in (None, ""):
+            print(f"{name + ':':<14}{value}")
+    return 0
+
+
+def _cancel(api: Api, args: argparse.Namespace) -> int:
+    job = api.call("DELETE", f"/api/kilo/job/{args.id}")
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"{job['id']} {job['status']}" + (" (cancelling)" if job.get("cancelRequested") else ""))
+    return 0
+
+
+def _generate(api: Api, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"prompt": args.prompt}
+    body.update(
+        {k: v for k, v in (("model", args.model), ("system", args.system), ("maxTokens", args.max_tokens)) if v}
+    )
+    text: list[str] = []
+    for event in api.stream("POST", "/api/kilo/generate-stream", body):
+        if event.kind == "delta":
+            text.append(event.data["text"])
+            if not args.json:
+                sys.stdout.write(event.data["text"])
+                sys.stdout.flush()
+        elif event.kind == "done":
+            if args.json:
+                _print_json({"text": "".join(text), **event.data})
+            else:
+                usage = event.data["usage"]
+                cost = usage.get("costUsd")
+                sys.stdout.write("\n")
+                print(
+                    f"-- {event.data['model']} {usage['totalTokens']} tokens"
+                    + (f" ${cost:.6f}" if cost is not None else ""),
+                    file=sys.stderr,
+                )
+            return 0
+        elif event.kind == "error":
+            sys.stdout.write("\n")
+            print(f"kilo-bridge: {event.data['error']['message']}", file=sys.stderr)
+            return EXIT_REFUSED
+    print("kilo-bridge: the stream ended without its last event", file=sys.stderr)
+    return EXIT_REFUSED
+
+
+HANDLERS = {"submit": _submit, "logs": _logs, "list": _list, "show": _show, "cancel": _cancel, "generate": _generate}

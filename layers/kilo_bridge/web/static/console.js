@@ -1,0 +1,367 @@
+// Kilo Bridge console: plain JavaScript, no build step. Every value from the API reaches the page as text
+// (textContent), never as HTML: log lines and diffs are agent output.
+"use strict";
+
+const main = document.getElementById("main");
+const KEY = "kb-api-key";
+let adminKey = null; // the admin key lives in memory only: a reload forgets it
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+function headers(extra, admin) {
+  const out = { ...(extra || {}) };
+  const key = admin ? adminKey : sessionStorage.getItem(KEY);
+  if (key) out["X-API-Key"] = key;
+  return out;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body, admin) {
+  const init = { method, headers: headers(body ? { "Content-Type": "application/json" } : {}, admin) };
+  if (body) init.body = JSON.stringify(body);
+  const r = await fetch(path, init);
+  const data = r.status === 204 ? null : await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+// Server-sent events. Without a key, the browser's EventSource (it resumes by itself with Last-Event-ID and
+// stops on the 204 that follows `end`); with one, fetch (EventSource cannot send a header, and a key never
+// goes in a URL). Returns a stop function.
+function events(path, on, body) {
+  if (!sessionStorage.getItem(KEY) && !body) {
+    const es = new EventSource(path);
+    for (const name of ["status", "log", "end", "error", "delta", "done"])
+      es.addEventListener(name, (e) => { if (e.data) on(name, JSON.parse(e.data)); if (name === "end") es.close(); });
+    return () => es.close();
+  }
+  const ctl = new AbortController();
+  (async () => {
+    const init = { method: body ? "POST" : "GET", signal: ctl.signal,
+      headers: headers(body ? { "Content-Type": "application/json" } : {}) };
+    if (body) init.body = JSON.stringify(body);
+    const r = await fetch(path, init);
+    if (!r.ok) { on("error", (await r.json().catch(() => null)) || { error: { message: `HTTP ${r.status}` } }); return; }
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "", name = "message", data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i).replace(/\r$/, ""); buf = buf.slice(i + 1);
+        if (line === "") { if (data.length) on(name, JSON.parse(data.join("\n"))); name = "message"; data = []; }
+        else if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+    }
+  })().catch((e) => { if (e.name !== "AbortError") on("error", { error: { message: String(e) } }); });
+  return () => ctl.abort();
+}
+
+function keyForm(retry) {
+  const form = document.getElementById("key-form").content.firstElementChild.cloneNode(true);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(KEY, new FormData(form).get("key"));
+    retry();
+  });
+  return form;
+}
+
+function fail(err, retry) {
+  if (err instanceof ApiError && err.status === 401 && retry) return keyForm(retry);
+  return h("p", { class: "error", role: "alert" }, err.message || String(err));
+}
+
+const usd = (v) => (v === null || v === undefined ? "—" : `$${Number(v).toFixed(v < 1 ? 4 : 2)}`);
+const ago = (iso) => {
+  if (!iso) return "never";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  return s < 90 ? `${Math.round(s)} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+};
+const statusText = (s) => h("span", { class: `status status-${s}` }, s);
+
+// -- overview ----------------------------------------------------------------------------------------------
+function chart(byDay) {
+  const days = Object.keys(byDay).sort().slice(-14);
+  const W = 640, H = 200, pad = 30, bw = (W - pad) / Math.max(days.length, 1);
+  const maxSpend = Math.max(1e-9, ...days.map((d) => byDay[d].spendUsd));
+  const tok = (d) => byDay[d].promptTokens + byDay[d].completionTokens;
+  const maxTok = Math.max(1, ...days.map(tok));
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 20}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `Spend and tokens per day: ${days.map((d) => `${d} ${usd(byDay[d].spendUsd)}, ${tok(d)} tokens`).join("; ")}`);
+  days.forEach((d, i) => {
+    const x = pad + i * bw;
+    for (const [cls, frac, off] of [["spend", byDay[d].spendUsd / maxSpend, 0], ["tokens", tok(d) / maxTok, bw * 0.42]]) {
+      const r = document.createElementNS(ns, "rect");
+      const hgt = Math.max(1, frac * (H - 10));
+      Object.entries({ class: cls, x: x + off + 2, y: H - hgt, width: bw * 0.4, height: hgt }).forEach(([k, v]) => r.setAttribute(k, v));
+      const t = document.createElementNS(ns, "title");
+      t.textContent = cls === "spend" ? `${d}: ${usd(byDay[d].spendUsd)}` : `${d}: ${tok(d)} tokens`;
+      r.append(t); svg.append(r);
+    }
+    const label = document.createElementNS(ns, "text");
+    Object.entries({ x: x + 2, y: H + 14, "font-size": 10 }).forEach(([k, v]) => label.setAttribute(k, v));
+    label.textContent = d.slice(5); svg.append(label);
+  });
+  return h("figure", { class: "chart card", "data-days": days.length },
+    h("h2", {}, "Spend and tokens per day"), svg,
+    h("figcaption", { class: "muted" }, "Dark: spend (max ", usd(maxSpend), "). Light: tokens (max ", maxTok, ")."));
+}
+
+function table(caption, head, rows) {
+  return h("div", { class: "card" }, h("table", {}, h("caption", { class: "muted" }, caption),
+    h("thead", {}, h("tr", {}, head.map((x) => h("th", { scope: "col" }, x)))),
+    h("tbody", {}, rows.length ? rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))) : h("tr", {}, h("td", { colspan: head.length }, "none yet")))));
+}
+
+const counterRow = (name, c) => [name, c.requests, c.ok, c.failed, c.promptTokens + c.completionTokens, usd(c.spendUsd)];
+
+async function overview() {
+  const s = await api("GET", "/api/kilo/stats");
+  const c = s.credits, t = s.totals, runs = s.agentRuns;
+  return [h("h1", {}, "Overview"),
+    h("div", { class: "grid" },
+      h("div", { class: "card" }, h("h2", {}, "Credits"), h("div", { class: "big", "data-testid": "credits" }, usd(c.remainingUsd)),
+        h("div", { class: "muted" }, "balance ", usd(c.balanceUsd), " read ", ago(c.seenAt), c.stale ? " (stale)" : "", ", spent since ", usd(c.spentSinceUsd))),
+      h("div", { class: "card" }, h("h2", {}, "Spend"), h("div", { class: "big" }, usd(t.spendUsd)),
+        h("div", { class: "muted" }, `${t.requests} requests, ${t.promptTokens + t.completionTokens} tokens`)),
+      h("div", { class: "card" }, h("h2", {}, "Agent runs"),
+        h("ul", {}, Object.entries(runs).map(([k, v]) => h("li", {}, `${k}: ${v}`))))),
+    chart(s.byDay),
+    table("Per model", ["model", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byModel).map(([m, c2]) => counterRow(m, c2))),
+    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2)))];
+}
+
+// -- jobs --------------------------------------------------------------------------------------------------
+const STATUSES = ["", "queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
+
+async function jobs(params) {
+  const filter = h("select", { id: "status-filter" }, STATUSES.map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")));
+  const body = h("tbody", {});
+  const render = async () => {
+    const q = filter.value ? `&status=${filter.value}` : "";
+    const list = (await api("GET", `/api/kilo/jobs?limit=50${q}`)).jobs;
+    body.replaceChildren(...(list.length ? list.map((j) => h("tr", {},
+      h("td", {}, h("a", { href: `#/job/${j.id}` }, j.id)), h("td", {}, statusText(j.status)), h("td", {}, j.phase || "—"),
+      h("td", {}, j.agent), h("td", {}, j.repoUrl), h("td", {}, ago(j.createdAt)))) : [h("tr", {}, h("td", { colspan: 6 }, "no jobs"))]));
+  };
+  filter.addEventListener("change", () => { location.hash = `#/jobs${filter.value ? `?status=${filter.value}` : ""}`; });
+  await render();
+  const timer = setInterval(() => render().catch(() => {}), 2000); // live: the list refreshes while shown
+  cleanup = () => clearInterval(timer);
+  return [h("h1", {}, "Jobs"), h("label", { for: "status-filter" }, "Status"), filter,
+    h("div", { class: "card" }, h("table", {}, h("thead", {}, h("tr", {}, ["job", "status", "phase", "agent", "repository", "created"].map((x) => h("th", { scope: "col" }, x)))), body))];
+}
+
+function diffView(text) {
+  const files = [];
+  let cur = null;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("diff --git ")) { cur = { name: line.replace(/^diff --git a\/(.*) b\/.*$/, "$1"), lines: [] }; files.push(cur); continue; }
+    if (!cur || line.startsWith("index ") || line.startsWith("--- ") || line.startsWith("+++ ")) continue;
+    cur.lines.push(line);
+  }
+  if (!files.length) return h("p", { class: "muted" }, "no changes");
+  return files.map((f) => h("section", { class: "diff-file", "aria-label": `changes to ${f.name}` }, h("h3", {}, f.name),
+    f.lines.map((l) => h("div", { class: l.startsWith("+") ? "add" : l.startsWith("-") ? "del" : l.startsWith("@@") ? "hunk" : "" }, l || " "))));
+}
+
+async function jobPage(id) {
+  const job = await api("GET", `/api/kilo/job/${encodeURIComponent(id)}`);
+  const status = h("span", { "data-testid": "job-status" }, statusText(job.status));
+  const phase = h("span", {}, job.phase || "—"), beat = h("span", {}, ago(job.heartbeatAt));
+  const bar = h("progress", { max: 100, value: job.progress, "aria-label": "progress" });
+  const log = h("div", { class: "log", role: "log", "aria-label": "live log", tabindex: "0", "data-testid": "log" });
+  const details = h("div", {});
+  const cancel = h("button", { type: "button", onclick: async () => {
+    cancel.disabled = true;
+    try { await api("DELETE", `/api/kilo/job/${encodeURIComponent(id)}`); } catch (e) { details.prepend(fail(e)); }
+  } }, "Cancel");
+  const again = h("button", { type: "button", class: "secondary", onclick: () => {
+    sessionStorage.setItem("kb-run-again", JSON.stringify({ repoUrl: job.repoUrl, agent: job.agent, model: job.model,
+      baseBranch: job.baseBranch, dryRun: job.dryRun, maxCostUsd: job.maxCostUsd }));
+    location.hash = "#/run";
+  } }, "Run again");
+  const showDetails = async () => {
+    const j = await api("GET", `/api/kilo/job/${encodeURIComponent(id)}`);
+    cancel.disabled = ["succeeded", "failed", "cancelled", "timed_out"].includes(j.status);
+    const r = j.result || {};
+    const parts = [h("h2", {}, "Result"), h("table", {}, h("tbody", {},
+      [["reason", j.reason], ["error", j.error], ["summary", r.summary], ["pull request", r.prUrl ? h("a", { href: r.prUrl }, r.prUrl) : null],
+        ["files changed", (r.filesChanged || []).join(", ")], ["tokens", r.inputTokens !== undefined ? `${r.inputTokens} in, ${r.outputTokens} out` : null],
+        ["cost", `${usd(r.costUsd || 0)} of cap ${j.maxCostUsd ? usd(j.maxCostUsd) : "none"}`]]
+        .filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))];
+    const links = Object.entries(j.artifacts || {});
+    if (links.length) parts.push(h("h2", {}, "Artifacts"), h("ul", {}, links.map(([name, a]) => h("li", {}, h("a", { href: a.url }, name), ` (${a.bytes} bytes)`))));
+    const diff = j.artifacts && j.artifacts["diff.patch"];
+    if (diff && diff.url.startsWith(location.origin)) {
+      const r2 = await fetch(diff.url, { headers: headers() });
+      if (r2.ok) parts.push(h("h2", {}, "Diff"), h("div", { "data-testid": "diff" }, diffView(await r2.text())));
+    }
+    details.replaceChildren(...parts);
+  };
+  cleanup = events(`/api/kilo/job/${encodeURIComponent(id)}/logs`, (name, d) => {
+    if (name === "status") {
+      status.replaceChildren(statusText(d.status)); phase.textContent = d.phase || "—";
+      bar.value = d.progress; beat.textContent = ago(d.heartbeatAt);
+      cancel.disabled = ["succeeded", "failed", "cancelled", "timed_out"].includes(d.status) || d.cancelRequested;
+    } else if (name === "log") {
+      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.append(h("div", { class: `log-${d.level}` }, `${d.ts.slice(11, 19)} ${d.source.padEnd(8)} ${d.msg}`));
+      if (atEnd) log.scrollTop = log.scrollHeight;
+    } else if (name === "end") {
+      status.replaceChildren(statusText(d.status));
+      log.append(h("div", { "data-testid": "log-end" }, `— job ended ${d.status}${d.reason ? `: ${d.reason}` : ""}`));
+      showDetails().catch((e) => details.replaceChildren(fail(e)));
+    } else if (name === "error") log.append(h("div", { class: "error" }, d.error.message));
+  });
+  await showDetails();
+  return [h("h1", {}, `Job ${job.id}`),
+    h("div", { class: "card" }, h("table", {}, h("tbody", {},
+      [["status", status], ["phase", phase], ["heartbeat", beat], ["agent", job.agent], ["repository", job.repoUrl], ["model", job.model || "default"]]
+        .map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))), bar, h("div", { class: "row" }, cancel, again)),
+    h("div", { class: "card" }, h("h2", {}, "Log"), log), h("div", { class: "card" }, details)];
+}
+
+// -- run an agent ------------------------------------------------------------------------------------------
+async function runPage() {
+  const agents = (await api("GET", "/api/kilo/agents")).agents;
+  const prefill = JSON.parse(sessionStorage.getItem("kb-run-again") || "{}");
+  sessionStorage.removeItem("kb-run-again");
+  const about = h("p", { class: "muted", id: "agent-about" });
+  const prompt = h("textarea", { name: "prompt", rows: 4 });
+  const select = h("select", { name: "agent", "aria-describedby": "agent-about" }, agents.map((a) => h("option", { value: a.name, selected: a.name === prefill.agent }, a.name)));
+  const describe = () => { const a = agents.find((x) => x.name === select.value); about.textContent = a.description; prompt.placeholder = a.requiresPrompt ? "required for this agent" : "optional: the agent's default task"; prompt.required = a.requiresPrompt; };
+  select.addEventListener("change", describe);
+  const secrets = h("div", {});
+  const addSecret = () => { const n = secrets.children.length; secrets.append(h("div", { class: "row" },
+    h("label", {}, "Name", h("input", { name: `env-name-${n}`, pattern: "[A-Z_][A-Z0-9_]*", placeholder: "GITHUB_TOKEN" })),
+    h("label", {}, "Value", h("input", { name: `env-value-${n}`, type: "password", autocomplete: "off" })))); };
+  addSecret();
+  const out = h("div", { role: "status" });
+  const form = h("form", { class: "card" },
+    h("label", {}, "Agent", select), about,
+    h("label", {}, "Repository URL", h("input", { name: "repoUrl", required: true, value: prefill.repoUrl || "", placeholder: "https://github.com/acme/widgets.git" })),
+    h("label", {}, "Prompt (or the agent's default task)", prompt),
+    h("label", {}, "Model (optional)", h("input", { name: "model", value: prefill.model || "" })),
+    h("label", {}, "Base branch (optional)", h("input", { name: "baseBranch", value: prefill.baseBranch || "" })),
+    h("label", {}, "Cost cap in USD (optional)", h("input", { name: "maxCostUsd", type: "number", step: "0.01", min: "0.01", value: prefill.maxCostUsd || "" })),
+    h("label", {}, h("input", { name: "dryRun", type: "checkbox", checked: prefill.dryRun !== false }), " Dry run (keep the diff; no push, no pull request)"),
+    h("fieldset", {}, h("legend", {}, "Secrets for the job (sealed on the server, never shown again)"), secrets,
+      h("button", { type: "button", class: "secondary", onclick: addSecret }, "Add a secret")),
+    h("p", {}, h("button", { type: "submit" }, "Start the job")), out);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form), body = { agent: f.get("agent"), repoUrl: f.get("repoUrl"), dryRun: f.get("dryRun") === "on" };
+    for (const k of ["prompt", "model", "baseBranch"]) if (f.get(k)) body[k] = f.get(k);
+    if (f.get("maxCostUsd")) body.maxCostUsd = Number(f.get("maxCostUsd"));
+    const env = {};
+    for (let i = 0; i < secrets.children.length; i++) if (f.get(`env-name-${i}`)) env[f.get(`env-name-${i}`)] = f.get(`env-value-${i}`);
+    if (Object.keys(env).length) body.profileEnv = env;
+    form.querySelectorAll("input[type=password]").forEach((i) => { i.value = ""; }); // typed once, gone from the page
+    try { const r = await api("POST", "/api/kilo/run-agent", body); location.hash = `#/job/${r.jobId}`; }
+    catch (err) { out.replaceChildren(fail(err)); }
+  });
+  describe();
+  return [h("h1", {}, "Run an agent"), form];
+}
+
+// -- playground --------------------------------------------------------------------------------------------
+function playground() {
+  const answer = h("pre", { "data-testid": "answer", "aria-live": "polite" }), meta = h("p", { class: "muted" });
+  const form = h("form", { class: "card" },
+    h("label", {}, "Prompt", h("textarea", { name: "prompt", rows: 4, required: true })),
+    h("label", {}, "Model (optional)", h("input", { name: "model" })),
+    h("button", { type: "submit" }, "Generate"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(form), body = { prompt: f.get("prompt") };
+    if (f.get("model")) body.model = f.get("model");
+    answer.textContent = ""; meta.textContent = "";
+    if (cleanup) cleanup();
+    cleanup = events("/api/kilo/generate-stream", (name, d) => {
+      if (name === "delta") answer.textContent += d.text;
+      else if (name === "done") meta.textContent = `${d.model}: ${d.usage.totalTokens} tokens, ${usd(d.usage.costUsd)}`;
+      else if (name === "error") meta.replaceChildren(h("span", { class: "error" }, d.error.message));
+    }, body);
+  });
+  return [h("h1", {}, "Playground"), form, h("div", { class: "card" }, h("h2", {}, "Answer"), answer, meta)];
+}
+
+// -- keys (admin) ------------------------------------------------------------------------------------------
+async function keysPage() {
+  if (!adminKey) {
+    const form = h("form", { class: "card" }, h("h2", {}, "Admin key"),
+      h("p", {}, "Managing keys takes the server's ADMIN_API_KEY. It is kept in memory only."),
+      h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
+      h("button", { type: "submit" }, "Continue"));
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminKey = new FormData(form).get("admin"); route(); });
+    return [h("h1", {}, "Keys"), form];
+  }
+  let list;
+  try { list = (await api("GET", "/api/kilo/admin/keys", null, true)).keys; }
+  catch (e) { if (e.status === 401) adminKey = null; throw e; }
+  const shown = h("div", { role: "status" });
+  const form = h("form", { class: "card" }, h("h2", {}, "Create a key"),
+    h("div", { class: "row" },
+      h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_\\-]{1,64}" })),
+      h("label", {}, "Budget USD", h("input", { name: "budgetUsd", type: "number", step: "0.01", min: "0.01" })),
+      h("label", {}, "Requests/min", h("input", { name: "rpm", type: "number", min: "1" })),
+      h("label", {}, "Tokens/min", h("input", { name: "tpm", type: "number", min: "1" })),
+      h("label", {}, "Concurrent jobs", h("input", { name: "maxJobs", type: "number", min: "1" }))),
+    h("button", { type: "submit" }, "Create"), shown);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form), body = { name: f.get("name") };
+    for (const k of ["budgetUsd", "rpm", "tpm", "maxJobs"]) if (f.get(k)) body[k] = Number(f.get(k));
+    try {
+      const k = await api("POST", "/api/kilo/admin/keys", body, true);
+      await route();
+      main.querySelector("[data-testid=new-key]")?.remove();
+      main.prepend(h("div", { class: "card", "data-testid": "new-key" }, h("h2", {}, `Key ${k.name} created`),
+        h("p", {}, "Copy it now: it is not shown again."), h("div", { class: "secret" }, k.key)));
+    } catch (err) { shown.replaceChildren(fail(err)); }
+  });
+  const rows = list.map((k) => [k.id, k.name, k.revoked ? "revoked" : "active", usd(k.spentUsd), k.budgetUsd ? usd(k.budgetUsd) : "—",
+    k.revoked ? "" : h("button", { type: "button", class: "secondary", "aria-label": `Revoke ${k.name}`, onclick: async () => {
+      await api("DELETE", `/api/kilo/admin/keys/${encodeURIComponent(k.id)}`, null, true); route(); } }, "Revoke")]);
+  return [h("h1", {}, "Keys"), form, table("API keys", ["id", "name", "state", "spend", "budget", ""], rows)];
+}
+
+// -- routing -----------------------------------------------------------------------------------------------
+let cleanup = null;
+async function route() {
+  if (cleanup) { cleanup(); cleanup = null; }
+  const [path, query] = (location.hash.slice(1) || "/overview").split("?");
+  const params = Object.fromEntries(new URLSearchParams(query || ""));
+  const parts = path.split("/").filter(Boolean);
+  document.querySelectorAll("header nav a").forEach((a) => a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${parts[0] === "job" ? "jobs" : parts[0]}`));
+  document.querySelectorAll("header nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
+  document.getElementById("auth-state").textContent = sessionStorage.getItem(KEY) ? "using an API key" : "";
+  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage };
+  const page = pages[parts[0]] || overview;
+  try { main.replaceChildren(...[await page()].flat()); }
+  catch (e) { main.replaceChildren(fail(e, route)); }
+}
+window.addEventListener("hashchange", route);
+route();

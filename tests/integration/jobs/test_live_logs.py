@@ -1,0 +1,200 @@
+"""A job's log stream with real clients on a real uvicorn: it opens at once with the job's status, keeps a
+queued job's stream alive, carries status changes, shows a line while the agent is still busy after it,
+frees its Redis connection when the client goes, and answers a reconnect after the end with 204."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from kilo_bridge.config import Settings
+from tests.fakes.fake_github import FakeGitHub
+from tests.jobkit import GITHUB_TOKEN, run_body
+
+Event = tuple[str | None, str, dict[str, Any]]  # (id, event, data)
+
+
+def sse(lines: Iterator[str], comments: list[str] | None = None) -> Iterator[Event]:
+    """Server-sent events as a browser parses them (the id field is per event here, for the asserts)."""
+    event_id, kind, data = None, "message", []
+    for line in lines:
+        if line.startswith(":"):
+            if comments is not None:
+                comments.append(line)
+        elif line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and data:
+            yield event_id, kind, json.loads("\n".join(data))
+            event_id, kind, data = None, "message", []
+
+
+def start(client: httpx.Client, body: dict[str, Any]) -> str:
+    response = client.post("/api/kilo/run-agent", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["jobId"])
+
+
+QUEUED = {"repoUrl": "https://github.com/acme/widgets.git", "agent": "review", "dryRun": True}
+
+
+@pytest.fixture
+def idle(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> httpx.Client:
+    """A server with no worker: its jobs stay queued; keep-alives every 0.2 s."""
+    return httpx.Client(base_url=serve(job_settings(jobs_concurrency=0, sse_keepalive_s=0.2)), timeout=20)
+
+
+def test_a_queued_jobs_stream_opens_at_once_with_its_status_keeps_alive_and_shows_a_cancel(
+    idle: httpx.Client,
+) -> None:
+    job_id = start(idle, QUEUED)
+    with idle.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+        # Headers and the first event come although the job has written nothing (it never started).
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        first = next(sse(lines))
+        assert first[:2] == (None, "status") and first[2]["status"] == "queued"
+        # Then, while it stays queued, keep-alive comments and nothing else.
+        assert [next(lines) for _ in range(4)] == [": keep-alive", "", ": keep-alive", ""]
+        assert idle.delete(f"/api/kilo/job/{job_id}").status_code == 202
+        rest = list(sse(lines))
+    # The change of status is an event on the same stream, then the end (with the id that says so).
+    assert [(i, k, d["status"]) for i, k, d in rest] == [(None, "status", "cancelled"), ("end", "end", "cancelled")]
+
+
+def test_a_reconnect_after_the_end_is_204_and_before_it_resumes(idle: httpx.Client) -> None:
+    job_id = start(idle, QUEUED)
+    idle.delete(f"/api/kilo/job/{job_id}")
+    with idle.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+        assert [k for _, k, _ in sse(response.iter_lines())] == ["status", "end"]
+    again = idle.get(f"/api/kilo/job/{job_id}/logs", headers={"Last-Event-ID": "end"})
+    assert again.status_code == 204 and again.content == b""  # EventSource stops on a 204
+    # A job that has not ended yet: `end` as Last-Event-ID is no reason to refuse a stream.
+    other = start(idle, QUEUED)
+    with idle.stream("GET", f"/api/kilo/job/{other}/logs", headers={"Last-Event-ID": "end"}) as response:
+        assert response.status_code == 200 and next(sse(response.iter_lines()))[1] == "status"
+    assert idle.get("/api/kilo/job/job_nope/logs", headers={"Last-Event-ID": "end"}).status_code == 404
+
+
+def test_a_line_is_on_the_stream_while_the_agent_is_still_busy_after_it(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+) -> None:
+    # The stand-in agent prints one line, then sleeps: no next line comes to push the first one out.
+    client = httpx.Client(base_url=serve(job_settings()), timeout=30)
+    body = run_body(
+        fake_github.repo_url("acme", "widgets"),
+        dryRun=True,
+        profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "sleep"},
+    )
+    job_id = start(client, body)
+    statuses = []
+    with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+        for _, kind, data in sse(response.iter_lines()):
+            if kind == "status":
+                statuses.append((data["status"], data["phase"]))
+            if kind == "log" and "thinking for a long time" in data["msg"]:
+                job = client.get(f"/api/kilo/job/{job_id}").json()
+                assert (job["status"], job["cancelRequested"]) == ("running", False)
+                client.delete(f"/api/kilo/job/{job_id}")
+            if kind == "end":
+                assert data["status"] == "cancelled"
+    assert statuses[-1] == ("cancelled", statuses[-1][1])
+    assert ("running", "agent") in statuses  # the phases came as status events while it ran
+
+
+def test_a_job_log_line_goes_live_without_waiting_for_the_next(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from agent_task.joblog import JobLog
+    from kilo_bridge.jobs.store import JobStore
+    from kilo_bridge.platform.redis import Store
+    from kilo_bridge.platform.security import Redactor
+
+    async def scenario() -> list[str]:
+        store = Store(make_settings())
+        jobs = JobStore(store)
+        log = JobLog(jobs, "job_flushtest", Redactor(["sk-fake-secret-value-000"]), tmp_path / "log.jsonl", 10_000)
+        try:
+            await log.line("kilo", "one line, then quiet (sk-fake-secret-value-000)")
+            deadline = time.monotonic() + 10
+            while not (lines := await jobs.read_log("job_flushtest")):
+                assert time.monotonic() < deadline, "the line never reached the live log"
+                await asyncio.sleep(0.02)
+            await log.line("kilo", "two")
+            await log.close()  # close flushes what is pending, once
+            return [json.loads(text)["msg"] for _, text in await jobs.read_log("job_flushtest")] + [
+                json.loads(lines[0][1])["msg"]
+            ]
+        finally:
+            await store.close()
+
+    *everything, first = asyncio.run(scenario())
+    assert first == "one line, then quiet ([REDACTED])"
+    assert everything == [first, "two"]
+
+
+def test_abandoned_streams_leave_no_redis_reads_behind(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], own_redis: Any
+) -> None:
+    url = serve(job_settings(redis_url=own_redis.url, jobs_concurrency=0))
+    watch = redis.Redis(port=own_redis.port, decode_responses=True)
+    with httpx.Client(base_url=url, timeout=20) as client:
+        job_id = start(client, QUEUED)
+
+    async def abandon(n: int) -> None:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as ac:
+
+            async def one() -> None:
+                async with ac.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            return  # first event seen: hang up
+
+            await asyncio.gather(*(one() for _ in range(n)))
+
+    def settled() -> int:
+        deadline = time.monotonic() + 20
+        while int(watch.info("clients")["blocked_clients"]) > 0:  # a follower left blocked in XREAD
+            assert time.monotonic() < deadline, watch.execute_command("CLIENT LIST")
+            time.sleep(0.05)
+        return len(watch.client_list())
+
+    rounds = []
+    for _ in range(3):
+        asyncio.run(abandon(150))
+        rounds.append(settled())
+    # Every follower's read ends with its client, and connections do not pile up from round to round.
+    assert rounds[2] <= rounds[0] + 2, rounds
+    assert rounds[0] <= 150 + 5, rounds
+
+
+def test_cors_lets_a_fetch_client_resume_and_read_the_job_link(
+    serve: Callable[..., str], job_settings: Callable[..., Settings]
+) -> None:
+    origin = "https://console.example"
+    url = serve(job_settings(jobs_concurrency=0, cors_origins=origin))
+    with httpx.Client(base_url=url, timeout=20, headers={"Origin": origin}) as client:
+        pre = client.options(
+            "/api/kilo/job/job_x/logs",
+            headers={
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "last-event-id, x-api-key",
+            },
+        )
+        assert pre.status_code == 200 and "last-event-id" in pre.headers["access-control-allow-headers"].lower()
+        made = client.post("/api/kilo/run-agent", json=QUEUED)
+        assert made.status_code == 202 and made.headers["location"].endswith(made.json()["jobId"])
+        assert "location" in made.headers["access-control-expose-headers"].lower()
