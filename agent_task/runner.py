@@ -23,7 +23,7 @@ from agent_task import procs
 from agent_task.git import GitEnv, clone_argv
 from agent_task.github import PullRequestError, open_pull_request
 from agent_task.joblog import JobLog
-from agent_task.kilo import AgentProgress, cli_env, provider_config
+from agent_task.kilo import AgentProgress, cli_env, listed_agents, not_denied, provider_config
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.jobs.artifacts import artifact_store
@@ -393,12 +393,39 @@ class Runner:
                 self.stop_why = "budget"
                 self.stop.set()
 
+        await self._check_agent(spec, env)
         await self.log.line("runner", f"kilo run --agent {spec.name} (model {model})")
         self.agent_started = True
         finished = await self._stream(argv, env, self.repo_dir, "kilo-stderr", on_stdout=on_event)
         if finished.returncode != 0 or self.agent.errors:
             detail = "; ".join(self.agent.errors[-2:]) or " | ".join(self._tail[-3:])
             raise JobEnded("failed", "agent_failed", f"the agent exited with {finished.returncode}: {detail}")
+
+    async def _check_agent(self, spec: AgentSpec, env: dict[str, str]) -> None:
+        """The CLI must know the agent by its name (an unknown `--agent` only warns and runs the CLI's default
+        agent, which may do anything), and a report-only agent must come out of the CLI's own rule merge
+        denying every tool that could change or leave its checkout."""
+        assert self.repo_dir is not None
+        argv = [self.settings.kilo_cli_path, "agent", "list"]
+        rc, out, err = await procs.capture(argv, env=env, cwd=str(self.repo_dir), timeout_s=120)
+        agents = listed_agents(out.decode(errors="replace"))
+        if spec.name not in agents:
+            detail = self.redact(err.decode(errors="replace").strip())[-300:]
+            raise JobEnded(
+                "failed",
+                "agent_unknown",
+                f"the Kilo CLI does not know the agent {spec.name!r} (`kilo agent list` exited {rc}"
+                + (f": {detail}" if detail else "")
+                + "); the job is not run with the CLI's default agent instead",
+            )
+        if spec.after == "report":
+            left = not_denied(agents[spec.name], env["HOME"])
+            if left:
+                raise JobEnded(
+                    "failed",
+                    "agent_unsafe",
+                    f"the report-only agent {spec.name!r} is not denied {', '.join(left)} by the Kilo CLI; not run",
+                )
 
     async def _price(self, model: str) -> tuple[float, float] | None:
         from kilo_bridge.gateway.client import GatewayClient
