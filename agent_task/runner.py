@@ -24,6 +24,7 @@ from agent_task.git import GitEnv, clone_argv
 from agent_task.github import PullRequestError, open_pull_request
 from agent_task.joblog import JobLog
 from agent_task.kilo import AgentProgress, cli_env, listed_agents, not_denied, provider_config
+from agent_task.sandbox import Sandbox, SandboxUnavailable, resolve
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.jobs.artifacts import artifact_store
@@ -68,6 +69,7 @@ class Runner:
         self.repo_dir: Path | None = None
         self.redact = Redactor([])
         self.agent = AgentProgress()
+        self.sandbox = Sandbox("none")
         # Whether the agent ran, and with a price to count its cost: what the job's budget is settled to.
         self.agent_started = False
         self.cost_tracked = False
@@ -99,7 +101,10 @@ class Runner:
             profile_env = await asyncio.to_thread(secret_box(self.settings).open, self.job_id, sealed)
         self.redact = Redactor([*profile_env.values(), self.settings.api_key])
         workspace = Path(tempfile.mkdtemp(prefix="kb-job-", dir=self.settings.job_workdir))
-        self.log = JobLog(self.jobs, self.job_id, self.redact, workspace / "log.jsonl", self.settings.job_log_max_bytes)
+        # The runner's own files (log, askpass, git's HOME, the diff) in a directory the agent never sees.
+        private = workspace / "runner"
+        private.mkdir(mode=0o700)
+        self.log = JobLog(self.jobs, self.job_id, self.redact, private / "log.jsonl", self.settings.job_log_max_bytes)
         watchdog = asyncio.create_task(self._watch())
         status, reason, error = "succeeded", None, None
         result = JobResult()
@@ -254,8 +259,12 @@ class Runner:
             repo = check_repo_url(record.repo_url, st)
         except BridgeError as exc:
             raise JobEnded("failed", "repo_refused", exc.message) from None
+        try:
+            self.sandbox = await asyncio.to_thread(resolve, st.agent_sandbox, st.agent_user, st.kilo_cli_path)
+        except SandboxUnavailable as exc:
+            raise JobEnded("failed", "sandbox_unavailable", str(exc)) from None
         token = repo_token(profile_env)
-        git = GitEnv.create(workspace, token, st.repo_allow_local)
+        git = GitEnv.create(workspace / "runner", token, st.repo_allow_local)
         self.git = git
 
         # 1. clone
@@ -360,10 +369,13 @@ class Runner:
         self.cost_tracked = price is not None
         config = provider_config(st, model, price)
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
-        env = cli_env(st, workspace, st.agents_path, config, agent_env, st.api_key)
+        agent_dir = workspace / "agent"
+        env = cli_env(st, agent_dir, st.agents_path, config, agent_env, st.api_key)
+        self._confine(workspace, agent_dir, spec)
         prompt = record.prompt or spec.default_prompt or ""
         max_cost = record.max_cost_usd
-        argv = [st.kilo_cli_path, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt]
+        cli = self.sandbox.cli or st.kilo_cli_path
+        argv = self._in_sandbox([cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", prompt], spec)
         assert self.repo_dir is not None
         if not os.access(st.kilo_cli_path, os.X_OK):
             raise JobEnded(
@@ -393,7 +405,8 @@ class Runner:
                 self.stop_why = "budget"
                 self.stop.set()
 
-        await self._check_agent(spec, env)
+        await self._check_agent(spec, env, cli)
+        await self.log.line("runner", f"sandbox: {self.sandbox.mode}")
         await self.log.line("runner", f"kilo run --agent {spec.name} (model {model})")
         self.agent_started = True
         finished = await self._stream(argv, env, self.repo_dir, "kilo-stderr", on_stdout=on_event)
@@ -401,12 +414,35 @@ class Runner:
             detail = "; ".join(self.agent.errors[-2:]) or " | ".join(self._tail[-3:])
             raise JobEnded("failed", "agent_failed", f"the agent exited with {finished.returncode}: {detail}")
 
-    async def _check_agent(self, spec: AgentSpec, env: dict[str, str]) -> None:
+    def _in_sandbox(self, argv: list[str], spec: AgentSpec) -> list[str]:
+        assert self.repo_dir is not None
+        return self.sandbox.wrap(
+            argv,
+            cwd=self.repo_dir,
+            writable=[self.repo_dir.parent / "agent"],
+            readable=[],
+            repo_writable=spec.after != "report",
+        )
+
+    def _confine(self, workspace: Path, agent_dir: Path, spec: AgentSpec) -> None:
+        """As its own user, the agent owns its HOME and config (and the checkout, unless it only reports);
+        the workspace lets it pass through to them, never list or read the runner's files."""
+        if self.sandbox.mode != "user" or self.sandbox.user is None:
+            return
+        uid, gid = self.sandbox.user
+        workspace.chmod(0o711)
+        owned = [agent_dir] + ([self.repo_dir] if self.repo_dir is not None and spec.after != "report" else [])
+        for top in owned:
+            for root, dirs, files in os.walk(top):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.lchown(name, uid, gid)
+
+    async def _check_agent(self, spec: AgentSpec, env: dict[str, str], cli: str) -> None:
         """The CLI must know the agent by its name (an unknown `--agent` only warns and runs the CLI's default
         agent, which may do anything), and a report-only agent must come out of the CLI's own rule merge
         denying every tool that could change or leave its checkout."""
         assert self.repo_dir is not None
-        argv = [self.settings.kilo_cli_path, "agent", "list"]
+        argv = self._in_sandbox([cli, "agent", "list"], spec)
         rc, out, err = await procs.capture(argv, env=env, cwd=str(self.repo_dir), timeout_s=120)
         agents = listed_agents(out.decode(errors="replace"))
         if spec.name not in agents:
@@ -450,7 +486,7 @@ class Runner:
     async def _collect(self, workspace: Path) -> tuple[bytes, DiffStat, list[str]]:
         """Stage everything the agent changed; the binary diff, its stat and the file names."""
         await self._git("add", "-A")
-        patch = workspace / "diff.patch"
+        patch = workspace / "runner" / "diff.patch"
         await self._git("diff", "--cached", "--binary", f"--output={patch}")
         _, numstat, _ = await self._git("diff", "--cached", "--numstat")
         stat, files = DiffStat(), []
