@@ -16,6 +16,7 @@ import socket
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -70,6 +71,7 @@ class Runner:
         self.redact = Redactor([])
         self.agent = AgentProgress()
         self.sandbox = Sandbox("none")
+        self._git_config: bytes | None = None
         # Whether the agent ran, and with a price to count its cost: what the job's budget is settled to.
         self.agent_started = False
         self.cost_tracked = False
@@ -264,7 +266,8 @@ class Runner:
         except SandboxUnavailable as exc:
             raise JobEnded("failed", "sandbox_unavailable", str(exc)) from None
         token = repo_token(profile_env)
-        git = GitEnv.create(workspace / "runner", token, st.repo_allow_local)
+        git = GitEnv.create(workspace / "runner", token, st.repo_allow_local, git_dir=workspace / "git")
+        git.host = urlsplit(repo.url).netloc.rpartition("@")[2]  # the one host askpass answers for
         self.git = git
 
         # 1. clone
@@ -279,6 +282,8 @@ class Runner:
         finished = await self._stream(clone_argv(git, repo.url, self.repo_dir, base), git.env(), workspace, "git")
         if finished.returncode != 0:
             raise JobEnded("failed", "clone_failed", "git clone failed: " + " | ".join(self._tail[-3:]))
+        git.work_tree = self.repo_dir
+        self._git_config = (git.git_dir / "config").read_bytes()
         if base is None:
             rc, out, _ = await self._git("rev-parse", "--abbrev-ref", "HEAD")
             base = out.decode().strip() if rc == 0 else "main"
@@ -321,7 +326,11 @@ class Runner:
         _, sha, _ = await self._git("rev-parse", "HEAD")
         result.commit, result.branch = sha.decode().strip(), branch
         finished = await self._stream(
-            git.argv("push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"), git.env(), self.repo_dir, "git"
+            # The URL that was cloned, never a remote the agent could have re-pointed (pushurl, insteadOf).
+            git.argv("push", "--porcelain", repo.url, f"HEAD:refs/heads/{branch}"),
+            git.env(),
+            self.repo_dir,
+            "git",
         )
         if finished.returncode != 0:
             raise JobEnded("failed", "push_failed", "git push failed: " + " | ".join(self._tail[-3:]))
@@ -485,6 +494,8 @@ class Runner:
 
     async def _collect(self, workspace: Path) -> tuple[bytes, DiffStat, list[str]]:
         """Stage everything the agent changed; the binary diff, its stat and the file names."""
+        if self._git_config is not None:
+            self.git.reseal(self._git_config)
         await self._git("add", "-A")
         patch = workspace / "runner" / "diff.patch"
         await self._git("diff", "--cached", "--binary", f"--output={patch}")

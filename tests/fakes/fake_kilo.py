@@ -93,7 +93,9 @@ def main() -> int:
         write(target, "after the flood\n")
     elif mode == "leak":
         if os.environ.get("FAKE_KILO_GIT_SNAPSHOT"):  # the clone's .git as the agent sees it, for the scan
-            shutil.copytree(".git", os.environ["FAKE_KILO_GIT_SNAPSHOT"])
+            git = Path(".git")  # a gitlink to the clone's git directory, kept outside the checkout
+            git = Path(git.read_text().removeprefix("gitdir: ").strip()) if git.is_file() else git
+            shutil.copytree(git, os.environ["FAKE_KILO_GIT_SNAPSHOT"])
         for name, value in os.environ.items():
             if name.startswith("LEAK_"):
                 emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={base64.b64encode(value.encode())}")
