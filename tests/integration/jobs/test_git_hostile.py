@@ -25,7 +25,8 @@ git config url.{evil}.pushInsteadOf {real}
 git config core.hooksPath "$(pwd)/hooks"
 mkdir -p hooks && printf '#!/bin/sh\\ntouch %s/hook\\n' "$M" > hooks/pre-commit && chmod +x hooks/pre-commit
 gitdir=$(sed -n 's/^gitdir: //p' .git)
-mkdir -p "$gitdir/hooks" && cp hooks/pre-commit "$gitdir/hooks/pre-commit" && cp hooks/pre-commit "$gitdir/hooks/pre-push"
+mkdir -p "$gitdir/hooks" && cp hooks/pre-commit "$gitdir/hooks/pre-commit"
+cp hooks/pre-commit "$gitdir/hooks/pre-push"
 rm .git && mkdir .git && printf '[core]\\n\\tfsmonitor = touch %s/own-git\\n' "$M" > .git/config
 echo changed > CHANGED.md
 echo '{{"type":"text","part":{{"text":"done"}}}}'
