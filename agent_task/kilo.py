@@ -25,6 +25,23 @@ QUIET = {
     "CI": "1",
     "TERM": "dumb",
 }
+# The CLI on a short leash (switches read from the pinned 7.7.7 binary): the checkout is hostile, so nothing
+# in it configures the CLI — no `kilo.json`/`opencode.json`, `.kilo/`, `.kilocode/` (MCP servers, plugins,
+# agent and permission overrides), no `AGENTS.md`/`CLAUDE.md` instructions, no skills with shell — and the
+# run never attaches to a daemon another job (or user) started. A 429 storm ends after a few retries
+# instead of running silently to the job's timeout.
+SESSION_RETRY_LIMIT = 3
+LEASH = {
+    "KILO_DISABLE_PROJECT_CONFIG": "1",
+    "KILO_PURE": "1",
+    "KILO_DISABLE_DEFAULT_PLUGINS": "1",
+    "KILO_NO_DAEMON": "1",
+    "KILO_DISABLE_CLAUDE_CODE": "1",
+    "KILO_DISABLE_EXTERNAL_SKILLS": "1",
+    "KILO_DISABLE_SKILL_SHELL": "1",
+    "KILO_DISABLE_LSP_DOWNLOAD": "1",
+    "KILO_SESSION_RETRY_LIMIT": str(SESSION_RETRY_LIMIT),
+}
 
 
 def provider_config(settings: Settings, model: str) -> dict[str, Any]:
@@ -61,7 +78,7 @@ def cli_env(
         # A copy: the CLI may write into its config dir; the catalogue stays read-only and shared.
         shutil.copytree(agents_dir / "kilo", config_dir)
     node_dir = str(Path(shutil.which("node") or "/usr/bin/node").parent)
-    env = {**profile_env, **QUIET}
+    env = {**profile_env, **QUIET, **LEASH}
     env.update(
         {
             "PATH": f"{node_dir}:/usr/local/bin:/usr/bin:/bin",
@@ -73,6 +90,53 @@ def cli_env(
         }
     )
     return env
+
+
+# What a report-only agent must deny, whatever the CLI's defaults or a later release add: its tools that
+# change files, run commands (`task` starts the built-in `general` subagent, which has bash), leave the
+# checkout or reach the network.
+READ_ONLY_DENIES = ("edit", "bash", "task", "external_directory", "webfetch", "websearch")
+
+
+def listed_agents(output: str) -> dict[str, list[dict[str, Any]]]:
+    """`kilo agent list`: each primary agent's name and effective rules (`NAME (primary)`, then its rules as a
+    JSON array: the last rule matching a permission and pattern wins)."""
+    agents: dict[str, list[dict[str, Any]]] = {}
+    name: str | None = None
+    body: list[str] = []
+    for line in [*output.splitlines(), "end (end)"]:
+        head, _, kind = line.partition(" ")
+        if head and not line.startswith((" ", "[", "]")) and kind.startswith("(") and kind.endswith(")"):
+            if name is not None:
+                try:
+                    rules = orjson.loads("\n".join(body) or "[]")
+                except orjson.JSONDecodeError:
+                    rules = []
+                agents[name] = [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
+            name, body = (head if kind == "(primary)" else None), []
+        elif name is not None:
+            body.append(line)
+    return agents
+
+
+def not_denied(rules: list[dict[str, Any]], home: str, permissions: tuple[str, ...] = READ_ONLY_DENIES) -> list[str]:
+    """The permissions not denied outright: no catch-all `deny` (pattern `*`, for it or for `*`), or a rule
+    after it that allows or asks for some pattern. The CLI's own reading of its tool output under the agent's
+    private HOME is the one exception."""
+    left = []
+    for perm in permissions:
+        denied = False
+        for rule in rules:
+            if rule.get("permission") not in (perm, "*"):
+                continue
+            pattern, action = str(rule.get("pattern")), rule.get("action")
+            if pattern == "*":
+                denied = action == "deny"
+            elif action != "deny" and not (perm == "external_directory" and pattern.startswith(home + "/")):
+                denied = False
+        if not denied:
+            left.append(perm)
+    return left
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ import socket
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -24,7 +25,8 @@ from agent_task import procs
 from agent_task.git import GitEnv, clone_argv
 from agent_task.github import PullRequestError, open_pull_request
 from agent_task.joblog import JobLog
-from agent_task.kilo import AgentProgress, cli_env, provider_config
+from agent_task.kilo import AgentProgress, cli_env, listed_agents, not_denied, provider_config
+from agent_task.sandbox import Sandbox, SandboxUnavailable, resolve
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.jobs.artifacts import artifact_store
@@ -86,6 +88,8 @@ class Runner:
         self.metered: JobKeyUsage | None = None
         self._failed_seen = 0
         self._rejects: list[str] = []  # `.rej` files a patch left for the agent
+        self.sandbox = Sandbox("none")
+        self._git_config: bytes | None = None
         self.agent_started = False
 
     # -- the whole job -----------------------------------------------------------------------------
@@ -115,7 +119,10 @@ class Runner:
             profile_env = await asyncio.to_thread(secret_box(self.settings).open, self.job_id, sealed)
         self.redact = Redactor([*profile_env.values(), self.settings.api_key])
         workspace = Path(tempfile.mkdtemp(prefix="kb-job-", dir=self.settings.job_workdir))
-        self.log = JobLog(self.jobs, self.job_id, self.redact, workspace / "log.jsonl", self.settings.job_log_max_bytes)
+        # The runner's own files (log, askpass, git's HOME, the diff) in a directory the agent never sees.
+        private = workspace / "runner"
+        private.mkdir(mode=0o700)
+        self.log = JobLog(self.jobs, self.job_id, self.redact, private / "log.jsonl", self.settings.job_log_max_bytes)
         watchdog = asyncio.create_task(self._watch())
         status, reason, error = "succeeded", None, None
         result = JobResult()
@@ -263,8 +270,13 @@ class Runner:
             repo = check_repo_url(record.repo_url, st)
         except BridgeError as exc:
             raise JobEnded("failed", "repo_refused", exc.message) from None
+        try:
+            self.sandbox = await asyncio.to_thread(resolve, st.agent_sandbox, st.agent_user, st.kilo_cli_path)
+        except SandboxUnavailable as exc:
+            raise JobEnded("failed", "sandbox_unavailable", str(exc)) from None
         token = repo_token(profile_env)
-        git = GitEnv.create(workspace, token, st.repo_allow_local)
+        git = GitEnv.create(workspace / "runner", token, st.repo_allow_local, git_dir=workspace / "git")
+        git.host = urlsplit(repo.url).netloc.rpartition("@")[2]  # the one host askpass answers for
         self.git = git
 
         # 1. clone
@@ -279,6 +291,8 @@ class Runner:
         finished = await self._stream(clone_argv(git, repo.url, self.repo_dir, base), git.env(), workspace, "git")
         if finished.returncode != 0:
             raise JobEnded("failed", "clone_failed", "git clone failed: " + " | ".join(self._tail[-3:]))
+        git.work_tree = self.repo_dir
+        self._git_config = (git.git_dir / "config").read_bytes()
         if base is None:
             rc, out, _ = await self._git("rev-parse", "--abbrev-ref", "HEAD")
             base = out.decode().strip() if rc == 0 else "main"
@@ -327,7 +341,11 @@ class Runner:
         _, sha, _ = await self._git("rev-parse", "HEAD")
         result.commit, result.branch = sha.decode().strip(), branch
         finished = await self._stream(
-            git.argv("push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"), git.env(), self.repo_dir, "git"
+            # The URL that was cloned, never a remote the agent could have re-pointed (pushurl, insteadOf).
+            git.argv("push", "--porcelain", repo.url, f"HEAD:refs/heads/{branch}"),
+            git.env(),
+            self.repo_dir,
+            "git",
         )
         if finished.returncode != 0:
             raise JobEnded("failed", "push_failed", "git push failed: " + " | ".join(self._tail[-3:]))
@@ -407,17 +425,8 @@ class Runner:
                 f"maxCostUsd is set but {model} has no price in the Kilo "
                 "Gateway's model list, so its cost cannot be tracked; the agent was not started",
             )
-        argv = [
-            st.kilo_cli_path,
-            "run",
-            "--auto",
-            "--format",
-            "json",
-            "--agent",
-            spec.name,
-            "--",
-            task,
-        ]
+        cli = self.sandbox.cli or st.kilo_cli_path
+        argv = self._in_sandbox([cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task], spec)
         assert self.repo_dir is not None
         if not os.access(st.kilo_cli_path, os.X_OK):
             raise JobEnded(
@@ -434,7 +443,9 @@ class Runner:
         self.redact = self.redact.with_secret(self.job_key)
         self.log.redact = self.redact
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
-        env = cli_env(st, workspace, st.agents_path, provider_config(st, model), agent_env, self.job_key)
+        agent_dir = workspace / "agent"
+        env = cli_env(st, agent_dir, st.agents_path, provider_config(st, model), agent_env, self.job_key)
+        self._confine(workspace, agent_dir, spec)
 
         async def on_event(raw: bytes, cut: bool) -> None:
             try:
@@ -453,6 +464,8 @@ class Runner:
                 level="error" if event.get("type") == "error" else "info",
             )
 
+        await self._check_agent(spec, env, cli)
+        await self.log.line("runner", f"sandbox: {self.sandbox.mode}")
         await self.log.line("runner", f"kilo run --agent {spec.name} (model {model}, via {st.agent_api_base})")
         self.agent_started = True
         meter = asyncio.create_task(self._meter(keys))
@@ -532,6 +545,55 @@ class Runner:
                 await asyncio.sleep(0.1)
             self.metered = await keys.revoke_job_key(self.job_key)
 
+    def _in_sandbox(self, argv: list[str], spec: AgentSpec) -> list[str]:
+        assert self.repo_dir is not None
+        return self.sandbox.wrap(
+            argv,
+            cwd=self.repo_dir,
+            writable=[self.repo_dir.parent / "agent"],
+            readable=[],
+            repo_writable=not spec.read_only,
+        )
+
+    def _confine(self, workspace: Path, agent_dir: Path, spec: AgentSpec) -> None:
+        """As its own user, the agent owns its HOME and config (and the checkout, unless it only reports);
+        the workspace lets it pass through to them, never list or read the runner's files."""
+        if self.sandbox.mode != "user" or self.sandbox.user is None:
+            return
+        uid, gid = self.sandbox.user
+        workspace.chmod(0o711)
+        owned = [agent_dir] + ([self.repo_dir] if self.repo_dir is not None and not spec.read_only else [])
+        for top in owned:
+            for root, dirs, files in os.walk(top):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.lchown(name, uid, gid)
+
+    async def _check_agent(self, spec: AgentSpec, env: dict[str, str], cli: str) -> None:
+        """The CLI must know the agent by its name (an unknown `--agent` only warns and runs the CLI's default
+        agent, which may do anything), and a report-only agent must come out of the CLI's own rule merge
+        denying every tool that could change or leave its checkout."""
+        assert self.repo_dir is not None
+        argv = self._in_sandbox([cli, "agent", "list"], spec)
+        rc, out, err = await procs.capture(argv, env=env, cwd=str(self.repo_dir), timeout_s=120)
+        agents = listed_agents(out.decode(errors="replace"))
+        if spec.name not in agents:
+            detail = self.redact(err.decode(errors="replace").strip())[-300:]
+            raise JobEnded(
+                "failed",
+                "agent_unknown",
+                f"the Kilo CLI does not know the agent {spec.name!r} (`kilo agent list` exited {rc}"
+                + (f": {detail}" if detail else "")
+                + "); the job is not run with the CLI's default agent instead",
+            )
+        if spec.read_only:
+            left = not_denied(agents[spec.name], env["HOME"])
+            if left:
+                raise JobEnded(
+                    "failed",
+                    "agent_unsafe",
+                    f"the report-only agent {spec.name!r} is not denied {', '.join(left)} by the Kilo CLI; not run",
+                )
+
     async def _priced(self, model: str) -> bool:
         from kilo_bridge.gateway.client import GatewayClient
         from kilo_bridge.gateway.pricing import PriceBook
@@ -553,8 +615,10 @@ class Runner:
 
     async def _collect(self, workspace: Path) -> tuple[bytes, DiffStat, list[str]]:
         """Stage everything the agent changed; the binary diff, its stat and the file names."""
+        if self._git_config is not None:
+            self.git.reseal(self._git_config)
         await self._git("add", "-A")
-        patch = workspace / "diff.patch"
+        patch = workspace / "runner" / "diff.patch"
         await self._git("diff", "--cached", "--binary", f"--output={patch}")
         _, numstat, _ = await self._git("diff", "--cached", "--numstat")
         stat, files = DiffStat(), []

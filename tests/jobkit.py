@@ -36,6 +36,8 @@ def job_overrides(tmp: Path, github_api_url: str, cli: str | None) -> dict[str, 
         "job_kill_grace_s": 1.0,
         "job_lock_ms": 2_000,
         "job_stalled_check_ms": 500,
+        # The stand-in reports its own pids (kill tests): no pid namespace. The sandbox has tests of its own.
+        "agent_sandbox": "none",
     }
     if cli:
         values["kilo_cli"] = cli

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     kilo_cli: str | None = None
     agents_dir: str | None = None
+    # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else
+    # the job fails naming this setting; user = the agent as AGENT_USER (Fargate); none = no sandbox.
+    agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
+    agent_user: str = "kilo-agent"
     job_workdir: str | None = None
     job_timeout_default_ms: int = Field(600_000, ge=1_000, le=3_600_000)
     job_timeout_max_ms: int = Field(3_600_000, ge=1_000, le=3_600_000)

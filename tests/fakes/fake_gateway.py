@@ -14,7 +14,8 @@ Serves `/chat/completions` and `/models` at the root and under `/api/gateway`, a
 As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
 "args": {"filePath": "HELLO.md", "content": "hi"}}], "text": "Done."}` makes the request that carries tools
 answer with the plan's next tool call (one per tool result already in the conversation), then with text.
-Requests without tools (the CLI's title request) get a short title.
+Requests without tools (the CLI's title request) get a short title. `agent_plans` ({marker: plan}) gives a
+conversation whose first user message contains the marker a plan of its own (a subagent's, started by `task`).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class FakeGateway(AiohttpApp):
         self.disconnects = 0
         self.agent_plan: list[dict[str, Any]] = []
         self.agent_text = "Done."
+        self.agent_plans: dict[str, list[dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
         self._seq = 0
 
@@ -116,7 +118,7 @@ class FakeGateway(AiohttpApp):
         self.requests.clear()
         self.queue.clear()
         self.balance, self.balance_status, self.disconnects = DEFAULT_BALANCE, None, 0
-        self.agent_plan, self.agent_text = [], "Done."
+        self.agent_plan, self.agent_text, self.agent_plans = [], "Done.", {}
 
     def script(self, scenarios: list[Any]) -> None:
         self.queue.extend({"kind": s} if isinstance(s, str) else dict(s) for s in scenarios)
@@ -261,6 +263,8 @@ class FakeGateway(AiohttpApp):
         """One turn of a scripted agent: the plan's next tool call, or the closing text once it is done."""
         messages = body.get("messages") or []
         done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
+        first = json.dumps(next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), ""))
+        plan = next((p for marker, p in self.agent_plans.items() if marker in first), self.agent_plan)
         self._seq += 1
         base = {"id": f"chatcmpl-fake-{self._seq}", "created": int(time.time()), "model": body.get("model")}
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -275,8 +279,8 @@ class FakeGateway(AiohttpApp):
             await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
 
         await send({"role": "assistant", "content": ""})
-        if done < len(self.agent_plan):
-            step = self.agent_plan[done]
+        if done < len(plan):
+            step = plan[done]
             call = {
                 "index": 0,
                 "id": f"call_{self._seq}",

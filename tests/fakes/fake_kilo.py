@@ -1,6 +1,8 @@
 """A stand-in for the Kilo CLI, for the runner's process-control cases (the real CLI is used where its
 integration is what is tested). Prints `--format json` events like `kilo run`; what it does is chosen by
-FAKE_KILO_MODE in its environment (the job's profileEnv reaches it):
+FAKE_KILO_MODE in its environment (the job's profileEnv reaches it). `kilo agent list` prints the agents of
+KILO_CONFIG_DIR with their front matter's permissions as rules, in the real CLI's format.
+
 
   write   write FAKE_KILO_FILE (default CHANGE.md), exit 0        fail   an error event, exit 3
   sleep   start a child `sleep`, record both pids in FAKE_KILO_PIDS, then sleep (timeout/cancel cases)
@@ -72,7 +74,22 @@ def sleep_forever() -> None:
     time.sleep(300)
 
 
+def agent_list() -> None:
+    for md in sorted(Path(os.environ["KILO_CONFIG_DIR"], "agent").glob("*.md")):
+        head = md.read_text().split("---")[1]
+        perms = head.split("permission:", 1)[1] if "permission:" in head else ""
+        rules = [{"permission": "*", "action": "allow", "pattern": "*"}]
+        for line in perms.splitlines():
+            name, _, action = line.strip().partition(": ")
+            if name and action:
+                rules.append({"permission": name, "action": action, "pattern": "*"})
+        print(f"{md.stem} (primary)\n" + json.dumps(rules, indent=2))
+
+
 def main() -> int:
+    if sys.argv[1:3] == ["agent", "list"]:
+        agent_list()
+        return 0
     mode = os.environ.get("FAKE_KILO_MODE", "write")
     if os.environ.get("FAKE_KILO_ECHO_TASK"):  # the task the runner gave, as the agent's first words
         emit("text", text="task: " + sys.argv[-1])
@@ -117,7 +134,9 @@ def main() -> int:
         write(target, "after the flood\n")
     elif mode == "leak":
         if os.environ.get("FAKE_KILO_GIT_SNAPSHOT"):  # the clone's .git as the agent sees it, for the scan
-            shutil.copytree(".git", os.environ["FAKE_KILO_GIT_SNAPSHOT"])
+            git = Path(".git")  # a gitlink to the clone's git directory, kept outside the checkout
+            git = Path(git.read_text().removeprefix("gitdir: ").strip()) if git.is_file() else git
+            shutil.copytree(git, os.environ["FAKE_KILO_GIT_SNAPSHOT"])
         for name, value in os.environ.items():
             if name.startswith("LEAK_"):
                 emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={base64.b64encode(value.encode())}")

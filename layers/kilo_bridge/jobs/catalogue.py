@@ -30,6 +30,10 @@ class AgentSpec:
     default_prompt: str | None
     definition: Path
     accepts_patch: bool = False
+    # Read-only: its tools may neither change nor leave the checkout (checked against the CLI's own rule
+    # merge before it runs), and the sandbox mounts the checkout read-only. Report agents are, unless the
+    # catalogue says otherwise (`build` runs a build, which writes).
+    read_only: bool = True
 
     def info(self) -> AgentInfo:
         return AgentInfo(
@@ -60,6 +64,7 @@ def load_catalog(directory: Path) -> dict[str, AgentSpec]:
             spec.get("defaultPrompt"),
             definition,
             bool(spec.get("acceptsPatch")),
+            bool(spec.get("readOnly", spec["after"] == "report")),
         )
     return agents
 
