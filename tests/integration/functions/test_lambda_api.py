@@ -24,6 +24,8 @@ EXPECTED = {
     "models.json": 200,
     "chat-completions.json": 200,
     "healthz.json": 200,
+    "console.json": 200,
+    "console-asset.json": 200,
     "openapi.json": 200,
     "docs.json": 200,
     "admin-keys-list.json": 503,  # no ADMIN_API_KEY set here
@@ -77,3 +79,12 @@ def test_handler_on_event(api_module: ModuleType, event_file: Path, capsys: pyte
     metrics = [entry for entry in logs if "_aws" in entry]
     assert metrics, "no EMF metrics were emitted"
     assert metrics[-1]["Requests"] in (1, [1])
+
+
+def test_the_console_loads_its_files_and_calls_the_api_under_the_stage(api_module: ModuleType) -> None:
+    # Its links are relative to a <base> at the API's public root: on API Gateway that root carries the stage.
+    event = json.loads((ROOT / "events/api/console.json").read_text())
+    response = api_module.handler(event, Context(function_name="ApiFunction", aws_request_id="lambda-request-2"))
+    assert response["statusCode"] == 200
+    assert '<base href="https://abc123.execute-api.us-east-1.amazonaws.com/prod/">' in response["body"]
+    assert 'src="console/console.js"' in response["body"] and 'src="/console' not in response["body"]

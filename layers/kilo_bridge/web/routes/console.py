@@ -4,6 +4,7 @@ the API like any client, with the caller's key in a header, so the shell is publ
 
 from __future__ import annotations
 
+import html
 from functools import cache
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilo_bridge.web.errors import ApiError
-from kilo_bridge.web.routing import Api
+from kilo_bridge.web.routing import Api, api_base
 
 router = Api()
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -19,7 +20,7 @@ FILES = {"console.js": "text/javascript", "console.css": "text/css"}
 # Only our own files; no inline script or style, no frames, no plugins, nothing posted elsewhere.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
 )
 
 
@@ -35,8 +36,13 @@ def _file(name: str, media_type: str) -> Response:
 
 
 @router.route("GET", "/", summary="The web console", tags=("meta",), auth="public")
-async def console(_request: Request) -> Response:
-    return _file("index.html", "text/html; charset=utf-8")
+async def console(request: Request) -> Response:
+    # The page's links and API calls are relative to a <base> at this API's public root: behind API Gateway
+    # that carries the stage (`/prod/`), which the browser's own URL may lack (`…/prod` without a slash).
+    base = f'<head>\n<base href="{html.escape(api_base(request))}/">'.encode()
+    page = _read("index.html").replace(b"<head>", base, 1)
+    headers = {"Content-Security-Policy": CSP, "Cache-Control": "no-cache"}
+    return Response(page, media_type="text/html; charset=utf-8", headers=headers)
 
 
 @router.route("GET", "/console/{name}", summary="The console's files", tags=("meta",), auth="public", errors=(404,))

@@ -137,7 +137,7 @@ function table(caption, head, rows) {
 const counterRow = (name, c) => [name, c.requests, c.ok, c.failed, c.promptTokens + c.completionTokens, usd(c.spendUsd)];
 
 async function overview() {
-  const s = await api("GET", "/api/kilo/stats");
+  const s = await api("GET", "api/kilo/stats");
   const c = s.credits, t = s.totals, runs = s.agentRuns;
   return [h("h1", {}, "Overview"),
     h("div", { class: "grid" },
@@ -160,7 +160,7 @@ async function jobs(params) {
   const body = h("tbody", {});
   const render = async () => {
     const q = filter.value ? `&status=${filter.value}` : "";
-    const list = (await api("GET", `/api/kilo/jobs?limit=50${q}`)).jobs;
+    const list = (await api("GET", `api/kilo/jobs?limit=50${q}`)).jobs;
     body.replaceChildren(...(list.length ? list.map((j) => h("tr", {},
       h("td", {}, h("a", { href: `#/job/${j.id}` }, j.id)), h("td", {}, statusText(j.status)), h("td", {}, j.phase || "—"),
       h("td", {}, j.agent), h("td", {}, j.repoUrl), h("td", {}, ago(j.createdAt)))) : [h("tr", {}, h("td", { colspan: 6 }, "no jobs"))]));
@@ -187,7 +187,7 @@ function diffView(text) {
 }
 
 async function jobPage(id) {
-  const job = await api("GET", `/api/kilo/job/${encodeURIComponent(id)}`);
+  const job = await api("GET", `api/kilo/job/${encodeURIComponent(id)}`);
   const status = h("span", { "data-testid": "job-status" }, statusText(job.status));
   const phase = h("span", {}, job.phase || "—"), beat = h("span", {}, ago(job.heartbeatAt));
   const bar = h("progress", { max: 100, value: job.progress, "aria-label": "progress" });
@@ -195,7 +195,7 @@ async function jobPage(id) {
   const details = h("div", {});
   const cancel = h("button", { type: "button", onclick: async () => {
     cancel.disabled = true;
-    try { await api("DELETE", `/api/kilo/job/${encodeURIComponent(id)}`); } catch (e) { details.prepend(fail(e)); }
+    try { await api("DELETE", `api/kilo/job/${encodeURIComponent(id)}`); } catch (e) { details.prepend(fail(e)); }
   } }, "Cancel");
   const again = h("button", { type: "button", class: "secondary", onclick: () => {
     sessionStorage.setItem("kb-run-again", JSON.stringify({ repoUrl: job.repoUrl, agent: job.agent, model: job.model,
@@ -203,7 +203,7 @@ async function jobPage(id) {
     location.hash = "#/run";
   } }, "Run again");
   const showDetails = async () => {
-    const j = await api("GET", `/api/kilo/job/${encodeURIComponent(id)}`);
+    const j = await api("GET", `api/kilo/job/${encodeURIComponent(id)}`);
     cancel.disabled = ["succeeded", "failed", "cancelled", "timed_out"].includes(j.status);
     const r = j.result || {};
     const parts = [h("h2", {}, "Result"), h("table", {}, h("tbody", {},
@@ -220,7 +220,7 @@ async function jobPage(id) {
     }
     details.replaceChildren(...parts);
   };
-  cleanup = events(`/api/kilo/job/${encodeURIComponent(id)}/logs`, (name, d) => {
+  cleanup = events(`api/kilo/job/${encodeURIComponent(id)}/logs`, (name, d) => {
     if (name === "status") {
       status.replaceChildren(statusText(d.status)); phase.textContent = d.phase || "—";
       bar.value = d.progress; beat.textContent = ago(d.heartbeatAt);
@@ -245,7 +245,7 @@ async function jobPage(id) {
 
 // -- run an agent ------------------------------------------------------------------------------------------
 async function runPage() {
-  const agents = (await api("GET", "/api/kilo/agents")).agents;
+  const agents = (await api("GET", "api/kilo/agents")).agents;
   const prefill = JSON.parse(sessionStorage.getItem("kb-run-again") || "{}");
   sessionStorage.removeItem("kb-run-again");
   const about = h("p", { class: "muted", id: "agent-about" });
@@ -279,7 +279,7 @@ async function runPage() {
     for (let i = 0; i < secrets.children.length; i++) if (f.get(`env-name-${i}`)) env[f.get(`env-name-${i}`)] = f.get(`env-value-${i}`);
     if (Object.keys(env).length) body.profileEnv = env;
     form.querySelectorAll("input[type=password]").forEach((i) => { i.value = ""; }); // typed once, gone from the page
-    try { const r = await api("POST", "/api/kilo/run-agent", body); location.hash = `#/job/${r.jobId}`; }
+    try { const r = await api("POST", "api/kilo/run-agent", body); location.hash = `#/job/${r.jobId}`; }
     catch (err) { out.replaceChildren(fail(err)); }
   });
   describe();
@@ -299,7 +299,7 @@ function playground() {
     if (f.get("model")) body.model = f.get("model");
     answer.textContent = ""; meta.textContent = "";
     if (cleanup) cleanup();
-    cleanup = events("/api/kilo/generate-stream", (name, d) => {
+    cleanup = events("api/kilo/generate-stream", (name, d) => {
       if (name === "delta") answer.textContent += d.text;
       else if (name === "done") meta.textContent = `${d.model}: ${d.usage.totalTokens} tokens, ${usd(d.usage.costUsd)}`;
       else if (name === "error") meta.replaceChildren(h("span", { class: "error" }, d.error.message));
@@ -319,7 +319,7 @@ async function keysPage() {
     return [h("h1", {}, "Keys"), form];
   }
   let list;
-  try { list = (await api("GET", "/api/kilo/admin/keys", null, true)).keys; }
+  try { list = (await api("GET", "api/kilo/admin/keys", null, true)).keys; }
   catch (e) { if (e.status === 401) adminKey = null; throw e; }
   const shown = h("div", { role: "status" });
   const form = h("form", { class: "card" }, h("h2", {}, "Create a key"),
@@ -335,7 +335,7 @@ async function keysPage() {
     const f = new FormData(form), body = { name: f.get("name") };
     for (const k of ["budgetUsd", "rpm", "tpm", "maxJobs"]) if (f.get(k)) body[k] = Number(f.get(k));
     try {
-      const k = await api("POST", "/api/kilo/admin/keys", body, true);
+      const k = await api("POST", "api/kilo/admin/keys", body, true);
       await route();
       main.querySelector("[data-testid=new-key]")?.remove();
       main.prepend(h("div", { class: "card", "data-testid": "new-key" }, h("h2", {}, `Key ${k.name} created`),
@@ -344,7 +344,7 @@ async function keysPage() {
   });
   const rows = list.map((k) => [k.id, k.name, k.revoked ? "revoked" : "active", usd(k.spentUsd), k.budgetUsd ? usd(k.budgetUsd) : "—",
     k.revoked ? "" : h("button", { type: "button", class: "secondary", "aria-label": `Revoke ${k.name}`, onclick: async () => {
-      await api("DELETE", `/api/kilo/admin/keys/${encodeURIComponent(k.id)}`, null, true); route(); } }, "Revoke")]);
+      await api("DELETE", `api/kilo/admin/keys/${encodeURIComponent(k.id)}`, null, true); route(); } }, "Revoke")]);
   return [h("h1", {}, "Keys"), form, table("API keys", ["id", "name", "state", "spend", "budget", ""], rows)];
 }
 
