@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 5000
 
-.PHONY: install redis run demo worker invoke test lint format bench bench-overhead bench-split bench-jobs bench-logs clean
+.PHONY: install redis run demo worker invoke test lint format bench bench-overhead bench-split bench-jobs bench-logs bench-console clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
@@ -59,7 +59,7 @@ format: install
 	@$(VENV)/bin/ruff check --fix .
 
 ## every benchmark, one after the other (~20 min): each writes its report into docs/
-bench: bench-overhead bench-split bench-compare bench-coldstart bench-redis bench-jobs bench-sse bench-logs
+bench: bench-overhead bench-split bench-compare bench-coldstart bench-redis bench-jobs bench-sse bench-logs bench-console
 
 ## the latency Kilo Bridge adds over calling the (fake) gateway directly → docs/benchmarks.md
 bench-overhead: install redis
@@ -82,3 +82,7 @@ bench-jobs: install redis
 ## job log line latency, written → shown on the stream → docs/benchmarks/logs.md
 bench-logs: install redis
 	@$(PY) tests/benchmarks/log_latency.py
+
+## the console's first load in Chromium: bytes, requests, time to a rendered overview → docs/benchmarks/console.md
+bench-console: install redis
+	@$(PY) tests/benchmarks/console.py
