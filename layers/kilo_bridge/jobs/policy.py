@@ -1,6 +1,7 @@
 """What a job may ask for: the repository, its environment, branch names and timeouts.
 
-Checked at the API before anything is stored or queued, so bad input is a clear 422 and nothing starts.
+Checked at the API before anything is stored or queued, so bad input is refused naming the field and nothing
+starts.
 The runner checks the repository's resolved addresses once more right before cloning (DNS can change).
 """
 
@@ -72,7 +73,7 @@ class RepoRef:
 
 
 def check_repo_url(url: str, settings: Settings) -> RepoRef:
-    """A repository URL a job may clone, or a 422 saying what is wrong with it."""
+    """A repository URL a job may clone, or InvalidInput saying what is wrong with it."""
     field = "repoUrl"
     if url.startswith("-"):
         raise invalid(field, "must not look like an option.")
