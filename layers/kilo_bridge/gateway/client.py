@@ -66,38 +66,116 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # HTTP-date form: fall back to our own backoff
 
 
+# The error fields of Kilo's bodies we keep, besides OpenAI's message/type/param/code: its 402 carries
+# `title`, `balance` and `buyCreditsUrl`, every other error an `error_type` (Kilo-Org/cloud
+# src/lib/llm-proxy-helpers.ts: usageLimitExceededResponse, modelNotAllowedResponse, ...).
+KILO_EXTRA_FIELDS = ("title", "balance", "buyCreditsUrl")
+# The response headers clients act on; the upstream's request id is Kilo's `request-id` (getOutputHeaders).
+_FORWARDED_NAMES = frozenset({"request-id", "retry-after", "x-should-retry"})
+
+
+def forwarded_headers(headers: Any) -> dict[str, str]:
+    """The upstream response headers a client uses: `x-ratelimit-*`, `request-id`, `retry-after`."""
+    if headers is None:
+        return {}
+    return {
+        name.lower(): value
+        for name, value in headers.items()
+        if name.lower().startswith("x-ratelimit-") or name.lower() in _FORWARDED_NAMES
+    }
+
+
+def error_fields(payload: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """An upstream error body, whatever its shape, as OpenAI's fields plus Kilo's extras (secrets redacted).
+
+    Kilo answers `{"error": "<text>", "error_type", "message"}`, its 402
+    `{"error": {"title", "message", "balance", "buyCreditsUrl"}, "error_type"}`, and passes the provider's
+    `{"error": {"message", "type", "param", "code"}}` through (OpenRouter puts the status in `code`)."""
+    if not isinstance(payload, dict):
+        return {}
+    err = payload.get("error")
+    fields: dict[str, Any] = {}
+    if isinstance(err, dict):
+        for name in ("message", "type", "param", "code"):
+            value = err.get(name)
+            if isinstance(value, str) and value:  # an integer `code` is a status, not OpenAI's string code
+                fields[name] = value
+        for name in KILO_EXTRA_FIELDS:
+            if isinstance(err.get(name), (str, int, float)) and not isinstance(err.get(name), bool):
+                fields[name] = err[name]
+    elif isinstance(err, str) and err:
+        fields["message"] = err
+    if isinstance(payload.get("message"), str) and payload["message"]:
+        fields["message"] = payload["message"]  # Kilo's sentence; its `error` is a short title
+    if isinstance(payload.get("error_type"), str) and payload["error_type"]:
+        fields["error_type"] = payload["error_type"]
+    for name in ("message", "title"):
+        if name in fields:
+            fields[name] = redact(str(fields[name]), secrets)[:1000]
+    return fields
+
+
+def _native_code(status: int, fields: dict[str, Any]) -> str:
+    """Our stable code for an upstream status (web/errors.py maps codes to the native routes' statuses)."""
+    error_type = fields.get("error_type")
+    if status == 404 and (error_type == "model_not_allowed" or "not allowed" in str(fields.get("message", ""))):
+        # Kilo's 404 "Model not allowed for your team." (modelNotAllowedResponse; older builds send no
+        # error_type): the organization disallows the model. Its other 404s mean no such model (any more).
+        return "model_not_allowed"
+    if status == 503 and error_type == "top_up_in_progress":
+        return "top_up_in_progress"
+    code = _CODE_BY_STATUS.get(status)
+    if code:
+        return code
+    return "upstream_rejected" if 400 <= status < 500 else "upstream_error"
+
+
+_CODE_BY_STATUS = {
+    400: "upstream_bad_request",
+    401: "gateway_auth_failed",
+    402: "credits_exhausted",
+    403: "model_not_allowed",  # a feature-exclusive model or a disallowed provider
+    404: "model_not_found",
+    408: "upstream_timeout",
+    413: "upstream_payload_too_large",
+    426: "gateway_upgrade_required",
+    429: "upstream_rate_limited",
+    503: "upstream_unavailable",
+    504: "upstream_timeout",
+}
+_MESSAGES = {
+    "upstream_bad_request": "The Kilo Gateway refused the request",
+    "gateway_auth_failed": "The Kilo Gateway rejected the configured KILO_API_KEY",
+    "credits_exhausted": "The Kilo credit balance is exhausted",
+    "model_not_allowed": "The Kilo Gateway does not allow this model",
+    "model_not_found": "The Kilo Gateway does not know this model",
+    "upstream_payload_too_large": "The Kilo Gateway refused the request as too large",
+    "gateway_upgrade_required": "The Kilo Gateway asks for a newer client; upgrade kilo-bridge",
+    "upstream_rate_limited": "The Kilo Gateway is rate limiting this service; retry later",
+    "top_up_in_progress": "A Kilo credit top-up is in progress; retry shortly",
+    "upstream_unavailable": "The Kilo Gateway is unavailable",
+    "upstream_timeout": "The Kilo Gateway timed out",
+}
+
+
 def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, ...]) -> GatewayError:
-    """Map an upstream error response to our error; the upstream's message is kept, secrets are not."""
-    err = payload.get("error") if isinstance(payload, dict) else None
-    detail = err.get("message") if isinstance(err, dict) else None
-    detail = redact(str(detail), secrets)[:500] if detail else None
-    suffix = f": {detail}" if detail else ""
-    if status == 400:
-        return GatewayError(f"The Kilo Gateway refused the request{suffix}", code="upstream_bad_request")
-    if status == 401:
-        return GatewayError("The Kilo Gateway rejected the configured KILO_API_KEY.", code="gateway_auth_failed")
-    if status == 402:
-        meta = err.get("metadata") if isinstance(err, dict) else None
-        extra = {}
-        if isinstance(meta, dict) and isinstance(meta.get("buyCreditsUrl"), str):
-            extra["buyCreditsUrl"] = meta["buyCreditsUrl"]
-        return GatewayError("The Kilo credit balance is exhausted.", extra=extra, code="credits_exhausted")
-    if status == 403:
-        return GatewayError(f"The Kilo Gateway does not allow this model{suffix}", code="model_not_allowed")
-    if status == 404:
-        return GatewayError(f"The Kilo Gateway does not know this model{suffix}", code="model_not_found")
-    if status == 429:
-        retry_after = headers.get("Retry-After") if headers is not None else None
-        return GatewayError(
-            "The Kilo Gateway is rate limiting this service; retry later.",
-            code="upstream_rate_limited",
-            retry_after=retry_after or "1",
-        )
-    if status == 503:
-        return GatewayError(f"The Kilo Gateway is unavailable{suffix}", code="upstream_unavailable")
-    if status == 504:
-        return GatewayError("The Kilo Gateway timed out.", code="upstream_timeout")
-    return GatewayError(f"The Kilo Gateway answered HTTP {status}{suffix}", code="upstream_error")
+    """An upstream error response as our error: its status and fields kept as data, secrets not."""
+    fields = error_fields(payload, secrets)
+    code = _native_code(status, fields)
+    detail = fields.get("message")
+    lead = _MESSAGES.get(code, f"The Kilo Gateway answered HTTP {status}")
+    message = f"{lead}: {detail}" if detail else lead + "."
+    extra: dict[str, Any] = {k: fields[k] for k in ("buyCreditsUrl", "balance") if k in fields} if status == 402 else {}
+    forwarded = forwarded_headers(headers)
+    return GatewayError(
+        message,
+        code=code,
+        retry_after=forwarded.pop("retry-after", None),  # Kilo's own 429s carry none; its top-ups say 5
+        extra=extra,
+        status=status,
+        upstream=fields,
+        headers=forwarded,
+    )
 
 
 def timeout_error() -> GatewayError:
@@ -213,8 +291,11 @@ class GatewayClient:
             raise RetryableUpstream(error, _parse_retry_after(resp.headers.get("Retry-After")))
         raise error
 
-    async def _open_with_retries(self, path: str, body: dict[str, Any]) -> tuple[aiohttp.ClientResponse, int]:
-        """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline."""
+    async def _open_with_retries(
+        self, path: str, body: dict[str, Any], retries: bool = True
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline.
+        `retries=False`: one attempt, for clients that retry on their own (the `/v1` SDKs)."""
         if not self.configured:
             raise GatewayNotConfigured()
         if self.settings.kilo_api_key_secret_arn:
@@ -226,7 +307,7 @@ class GatewayClient:
             return await self._open(path, body), 1
         except RetryableUpstream as exc:
             pause = self._pause(1, exc)
-            if self.settings.kilo_max_retries < 1 or time.monotonic() + pause >= deadline:
+            if not retries or self.settings.kilo_max_retries < 1 or time.monotonic() + pause >= deadline:
                 raise exc.error from None
         await asyncio.sleep(pause)
         attempts = 1
@@ -240,11 +321,11 @@ class GatewayClient:
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # -- public API --------------------------------------------------------------------------------
-    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    async def complete(self, body: dict[str, Any], retries: bool = True) -> tuple[dict[str, Any], int]:
         """A non-streamed chat completion within KILO_TIMEOUT_MS, retries included: (JSON, attempts)."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries("/chat/completions", body)
+                resp, attempts = await self._open_with_retries("/chat/completions", body, retries)
                 try:
                     data = await resp.read()
                 finally:
@@ -262,7 +343,9 @@ class GatewayClient:
         return payload, attempts
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
+    async def stream(
+        self, body: dict[str, Any], retries: bool = True
+    ) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
         """Open a streamed completion. Yields (state, batches): each batch the chunks one read brought, each
         chunk as (raw data, parsed JSON).
 
@@ -274,7 +357,7 @@ class GatewayClient:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries("/chat/completions", body)
+                resp, attempts = await self._open_with_retries("/chat/completions", body, retries)
         except TimeoutError:
             raise timeout_error() from None
         state = StreamState(model=str(body.get("model") or ""), attempts=attempts)

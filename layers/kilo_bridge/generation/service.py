@@ -182,7 +182,7 @@ class Generation:
 
     # -- plain -------------------------------------------------------------------------------------
     async def complete(
-        self, body: dict[str, Any], key_digest: str | None = None
+        self, body: dict[str, Any], key_digest: str | None = None, retries: bool = True
     ) -> tuple[dict[str, Any], int | None, UsageRecord]:
         """A chat completion after admission: (upstream JSON, cost in nano-USD, the usage record).
 
@@ -192,7 +192,7 @@ class Generation:
         admission = await self._admit(key_digest, body)
         requested = str(body.get("model") or "")
         try:
-            payload, _attempts = await self.gateway.complete(body)
+            payload, _attempts = await self.gateway.complete(body, retries)
         except GatewayError as exc:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise
@@ -219,13 +219,15 @@ class Generation:
         return answer, record
 
     # -- streamed ----------------------------------------------------------------------------------
-    async def open_stream(self, body: dict[str, Any], key_digest: str | None = None) -> OpenStream:
+    async def open_stream(
+        self, body: dict[str, Any], key_digest: str | None = None, retries: bool = True
+    ) -> OpenStream:
         """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
         admission = await self._admit(key_digest, body)
         requested = str(body.get("model") or "")
         exits = AsyncExitStack()
         try:
-            state, chunks = await exits.enter_async_context(self.gateway.stream(body))
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries))
         except GatewayError as exc:
             await exits.aclose()
             await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)

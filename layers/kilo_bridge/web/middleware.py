@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kilo_bridge.platform.security import clean_request_id
-from kilo_bridge.web.errors import ApiError
+from kilo_bridge.web.errors import ApiError, is_passthrough
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -63,7 +64,7 @@ class RequestContext:
             await send(message)
 
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _send_error(BodyTooLarge(limit), rid, send_with_headers)
+            await _send_error(BodyTooLarge(limit), rid, send_with_headers, is_passthrough(scope["path"]))
             return
 
         received = 0
@@ -80,8 +81,8 @@ class RequestContext:
         await self.app(scope, capped_receive, send_with_headers)
 
 
-async def _send_error(error: ApiError, rid: str, send: Send) -> None:
-    body = error.json_bytes(rid)
+async def _send_error(error: ApiError, rid: str, send: Send, openai_shape: bool = False) -> None:
+    body = orjson.dumps(error.openai_body()) if openai_shape else error.json_bytes(rid)
     await send(
         {
             "type": "http.response.start",

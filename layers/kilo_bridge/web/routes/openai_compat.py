@@ -17,9 +17,9 @@ from kilo_bridge.generation.models import ChatCompletionRequest, OpenAIModelList
 from kilo_bridge.generation.service import Chunks, Done, Failed
 from kilo_bridge.platform.security import MAX_JSON_DEPTH, json_depth_exceeds
 from kilo_bridge.web.auth import caller_digest
-from kilo_bridge.web.errors import ApiError, error_json
+from kilo_bridge.web.errors import ApiError, openai_error_json
 from kilo_bridge.web.routes.generation import GATEWAY_ERRORS
-from kilo_bridge.web.routing import Api, request_id, services
+from kilo_bridge.web.routing import Api, services
 from kilo_bridge.web.sse import Item, sse_response
 
 router = Api()
@@ -49,12 +49,11 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
         raise ApiError(413, "prompt_too_long", "The messages are too long.")
     key = caller_digest(request)
     if not body.stream:
-        answer, _cost, record = await svc.generation.complete(payload, key)
+        answer, _cost, record = await svc.generation.complete(payload, key, retries=False)
         return Response(orjson.dumps(answer), media_type="application/json", background=BackgroundTask(record))
 
     wants_usage = bool((body.stream_options or {}).get("include_usage"))
-    rid = request_id(request)
-    stream = await svc.generation.open_stream(payload, key)
+    stream = await svc.generation.open_stream(payload, key, retries=False)
 
     events = svc.generation.relay(stream)
 
@@ -73,7 +72,7 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
                 elif isinstance(event, Done):
                     yield {"data": "[DONE]"}
                 elif isinstance(event, Failed):
-                    yield {"data": error_json(event.error, rid).decode()}
+                    yield {"data": openai_error_json(event.error).decode()}
         finally:
             await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
 
