@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=1, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1_024, le=10_000_000)
     max_prompt_chars: int = Field(200_000, ge=1, le=2_000_000)
+    # `/v1` carries long contexts and images (base64): the gateway judges their size, we only bound the body.
+    # 6 MB is a synchronous Lambda invocation's own limit.
+    v1_max_body_bytes: int = Field(6_000_000, ge=1_024, le=100_000_000)
     sse_keepalive_s: float = Field(15.0, gt=0, le=60)
 
     # -- agent jobs --------------------------------------------------------------------------------

@@ -444,7 +444,7 @@ class FakeGateway(AiohttpApp):
         usage = {
             "input_tokens": _words(body.get("input")),
             "output_tokens": len(pieces),
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens_details": {"reasoning_tokens": 0},
         }
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]

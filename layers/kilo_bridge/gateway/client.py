@@ -26,11 +26,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from kilo_bridge import __version__
 from kilo_bridge.config import Settings
+from kilo_bridge.gateway.apis import CHAT, MESSAGES, RESPONSES, InferenceApi
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
-from kilo_bridge.gateway.sse import sse_batches
+from kilo_bridge.gateway.sse import sse_events
 from kilo_bridge.platform.security import redact
 
-Chunk = tuple[bytes, dict[str, Any]]  # (raw SSE data, parsed JSON)
+Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON, the event's name if any)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,18 @@ class StreamState:
     done: bool = False
     attempts: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    api: InferenceApi = CHAT
+    # The upstream response headers clients use (rate limits, request id), to be relayed.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Answer:
+    """A non-streamed answer: parsed (for accounting), as sent (relayed byte for byte), and the headers to relay."""
+
+    payload: dict[str, Any]
+    raw: bytes
+    headers: dict[str, str]
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -321,13 +334,14 @@ class GatewayClient:
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # -- public API --------------------------------------------------------------------------------
-    async def complete(self, body: dict[str, Any], retries: bool = True) -> tuple[dict[str, Any], int]:
-        """A non-streamed chat completion within KILO_TIMEOUT_MS, retries included: (JSON, attempts)."""
+    async def complete(self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT) -> Answer:
+        """A non-streamed call of `api` within KILO_TIMEOUT_MS, retries included."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries("/chat/completions", body, retries)
+                resp, _attempts = await self._open_with_retries(api.path, body, retries)
                 try:
                     data = await resp.read()
+                    headers = forwarded_headers(resp.headers)
                 finally:
                     resp.release()
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -338,13 +352,13 @@ class GatewayClient:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise GatewayError("The Kilo Gateway answered with invalid JSON.", code="upstream_malformed") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        if not isinstance(payload, dict) or (api is CHAT and not isinstance(payload.get("choices"), list)):
             raise GatewayError("The Kilo Gateway's answer has no choices.", code="upstream_malformed")
-        return payload, attempts
+        return Answer(payload, data, headers)
 
     @asynccontextmanager
     async def stream(
-        self, body: dict[str, Any], retries: bool = True
+        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT
     ) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
         """Open a streamed completion. Yields (state, batches): each batch the chunks one read brought, each
         chunk as (raw data, parsed JSON).
@@ -353,14 +367,15 @@ class GatewayClient:
         when the stream breaks, carries an error event, or ends before it finished.
         """
         body = {**body, "stream": True}
-        # Ask for usage on the final chunk (the real gateway adds it anyway).
-        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        if api is CHAT:  # ask for usage on the final chunk (the real gateway adds it anyway)
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries("/chat/completions", body, retries)
+                resp, attempts = await self._open_with_retries(api.path, body, retries)
         except TimeoutError:
             raise timeout_error() from None
-        state = StreamState(model=str(body.get("model") or ""), attempts=attempts)
+        state = StreamState(model=str(body.get("model") or ""), attempts=attempts, api=api)
+        state.headers = forwarded_headers(resp.headers)
         try:
             yield state, self._chunks(resp, state)
         finally:
@@ -378,29 +393,35 @@ class GatewayClient:
             raise GatewayError("The Kilo Gateway sent a malformed stream chunk.", code="upstream_malformed") from None
         if not isinstance(chunk, dict):
             raise GatewayError("The Kilo Gateway sent a malformed stream chunk.", code="upstream_malformed")
-        if "error" in chunk:
+        if chunk.get("error") is not None or chunk.get("type") == "error":
+            # Kilo's mid-stream failure, or the Messages/Responses APIs' `error` event
             raise upstream_error(_error_status(chunk), chunk, None, self._secrets)
         state.chunks += 1
-        if chunk.get("model"):
-            state.model = chunk["model"]
-        if chunk.get("usage"):
-            state.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason"):
-                state.finish_reason = choice["finish_reason"]
+        if state.api is CHAT:
+            if chunk.get("model"):
+                state.model = chunk["model"]
+            if chunk.get("usage"):
+                state.usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                if choice.get("finish_reason"):
+                    state.finish_reason = choice["finish_reason"]
+        elif state.api is MESSAGES:
+            _note_message_event(chunk, state)
+        elif state.api is RESPONSES:
+            _note_response_event(chunk, state, self._secrets)
         return chunk
 
     async def _chunks(self, resp: aiohttp.ClientResponse, state: StreamState) -> AsyncIterator[list[Chunk]]:
         """The chunks of each network read, together: relayed in one write, never waiting for more."""
         try:
-            async for batch in sse_batches(resp.content):
+            async for batch in sse_events(resp.content):
                 ready: list[Chunk] = []
                 try:
-                    for data in batch:
+                    for name, data in batch:
                         if data == b"[DONE]":
                             state.done = True
                             break
-                        ready.append((data, self._parse(data, state)))
+                        ready.append((data, self._parse(data, state), name))
                 except GatewayError:
                     if ready:
                         yield ready  # what came before the error is relayed first, in order
@@ -438,6 +459,38 @@ class GatewayClient:
 
 def _path_of(url: str) -> str:
     return url.split("?", 1)[0]
+
+
+def _note_message_event(event: dict[str, Any], state: StreamState) -> None:
+    """Anthropic's stream: `message_start` has the input usage, `message_delta` the output and stop reason."""
+    kind = event.get("type")
+    if kind == "message_start" and isinstance(event.get("message"), dict):
+        message = event["message"]
+        state.model = message.get("model") or state.model
+        if isinstance(message.get("usage"), dict):
+            state.usage = dict(message["usage"])
+    elif kind == "message_delta":
+        if isinstance(event.get("usage"), dict):
+            state.usage = {**(state.usage or {}), **event["usage"]}
+        delta = event.get("delta")
+        if isinstance(delta, dict) and delta.get("stop_reason"):
+            state.finish_reason = delta["stop_reason"]
+
+
+def _note_response_event(event: dict[str, Any], state: StreamState, secrets: tuple[str, ...]) -> None:
+    """The Responses API's stream ends with `response.completed` (or `.incomplete`), which has the usage;
+    `response.failed` is a failure."""
+    kind = event.get("type")
+    response = event.get("response")
+    if not isinstance(response, dict):
+        return
+    state.model = response.get("model") or state.model
+    if kind in ("response.completed", "response.incomplete"):
+        state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage
+        state.finish_reason = str(response.get("status") or kind.rsplit(".", 1)[1])
+    elif kind == "response.failed":
+        state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage
+        raise upstream_error(502, {"error": response.get("error")}, None, secrets)
 
 
 def _error_status(chunk: dict[str, Any]) -> int:

@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await worker.close()
             await services.close()
 
-    middleware = [Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)]
+    middleware = [
+        Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes)
+    ]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # CORS is off unless origins are configured
         from starlette.middleware.cors import CORSMiddleware

@@ -181,6 +181,13 @@ def openai_error_json(exc: BridgeError) -> bytes:
     return orjson.dumps(ApiError.of(exc, passthrough=True).openai_body())
 
 
+def anthropic_error_json(exc: BridgeError) -> bytes:
+    """A domain error as Anthropic's stream `error` event data: `{"type": "error", "error": {"type", "message"}}`
+    (OpenAI's fields kept beside them)."""
+    body = ApiError.of(exc, passthrough=True).openai_body()
+    return orjson.dumps({"type": "error", **body})
+
+
 def is_passthrough(path: str) -> bool:
     """The `/v1` surface speaks the gateway's (OpenAI's) error shape; everything else ours."""
     return path.startswith("/v1/") or path == "/v1"

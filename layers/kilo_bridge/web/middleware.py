@@ -34,9 +34,10 @@ class BodyTooLarge(ApiError):
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, v1_max_body_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.v1_max_body_bytes = v1_max_body_bytes or max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +53,8 @@ class RequestContext:
         rid = rid or _lambda_request_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         rid_header = (b"x-request-id", rid.encode())
-        limit = self.max_body_bytes
+        v1 = is_passthrough(scope["path"])
+        limit = self.v1_max_body_bytes if v1 else self.max_body_bytes
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -64,7 +66,7 @@ class RequestContext:
             await send(message)
 
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _send_error(BodyTooLarge(limit), rid, send_with_headers, is_passthrough(scope["path"]))
+            await _send_error(BodyTooLarge(limit), rid, send_with_headers, v1)
             return
 
         received = 0
