@@ -162,12 +162,17 @@ def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any
     return {"error": {"message": f"fake error {status}", "code": status}}
 
 
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts (OpenAI, Responses, Anthropic)
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
 def _words(messages: Any) -> int:
-    n = 0
-    for m in messages if isinstance(messages, list) else ([messages] if isinstance(messages, str) else ()):
-        content = m.get("content") if isinstance(m, dict) else m
-        if isinstance(content, str):
-            n += len(content.split())
+    items = messages if isinstance(messages, list) else [messages]
+    n = sum(len(_text_of(m.get("content") if isinstance(m, dict) else m).split()) for m in items)
     return max(n, 1)
 
 
@@ -187,11 +192,7 @@ def _last_user_text(messages: Any) -> str:
         return messages
     for m in reversed(messages if isinstance(messages, list) else []):
         if isinstance(m, dict) and m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):  # content parts (OpenAI, Responses, Anthropic)
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return _text_of(m.get("content"))
     return ""
 
 
