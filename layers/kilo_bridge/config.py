@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Lua scripts touch several keys at once (a CROSSSLOT error otherwise).
     redis_prefix: str = Field("{kb}:", min_length=1, max_length=64)
     redis_timeout_ms: int = Field(2_000, ge=50, le=60_000)
+    # How long a budget reservation is held if its settlement never comes (default: the longest a call can
+    # run, KILO_STREAM_MAX_S + KILO_TIMEOUT_MS, plus a minute).
+    reservation_hold_s: float | None = Field(None, gt=0, le=86_400)
     # Deployed (ElastiCache with RBAC): the user name, and a secret holding {"username", "password"}.
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None

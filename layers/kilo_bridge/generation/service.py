@@ -25,6 +25,7 @@ from kilo_bridge.money import usd
 from kilo_bridge.usage.ledger import Admission, Ledger, Outcome
 
 log = logging.getLogger("kilo_bridge.generation")
+RECORD_ATTEMPTS = 5
 
 
 def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
@@ -50,11 +51,17 @@ class UsageRecord:
     admission: Admission
 
     async def __call__(self) -> None:
-        try:
-            with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
-                await self.ledger.record(self.outcome, self.cost_nusd, self.admission)
-        except BridgeError:
-            log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
+        # A Redis that is paused or failing over gets a few more tries: the record is idempotent (per admission
+        # id), so a try whose reply was lost and the next one count once. ~6 s in all, after the answer left.
+        with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
+            for attempt in range(RECORD_ATTEMPTS):
+                try:
+                    await self.ledger.record(self.outcome, self.cost_nusd, self.admission)
+                    return
+                except BridgeError:
+                    if attempt + 1 < RECORD_ATTEMPTS:
+                        await anyio.sleep(0.2 * 2**attempt)
+        log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
 
 
 @dataclass(slots=True)
