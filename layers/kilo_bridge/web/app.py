@@ -80,6 +80,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes)
     ]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not settings.auth_is_required:  # an open server: loopback Host names only, no cross-site callers
+        from kilo_bridge.web.local import OpenServerGuard
+
+        middleware.append(Middleware(OpenServerGuard, origins=tuple(origins)))
     if origins:  # CORS is off unless origins are configured
         from starlette.middleware.cors import CORSMiddleware
 
