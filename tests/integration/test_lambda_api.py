@@ -19,7 +19,7 @@ EXPECTED = {
     "generate.json": 200, "generate-invalid.json": 422, "credits.json": 200, "stats.json": 200,
     "stats-badge.json": 200, "models.json": 200, "chat-completions.json": 200, "healthz.json": 200,
     "responses.json": 200, "messages.json": 200, "embeddings.json": 200, "model-get.json": 200,
-    "openapi.json": 200, "docs.json": 200, "admin-keys-list.json": 404,  # no ADMIN_API_KEY set here: the admin API is off
+    "openapi.json": 200, "docs.json": 200, "admin-keys-list.json": 404,  # no ADMIN_API_KEY here: the admin API is off
     "run-agent.json": 202, "run-agent-invalid.json": 422, "agents.json": 200, "jobs.json": 200,
     "job-get.json": 404, "job-cancel.json": 404, "job-artifact.json": 404,  # the event's job id does not exist here
 }
