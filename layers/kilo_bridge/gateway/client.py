@@ -33,6 +33,9 @@ from kilo_bridge.platform.security import redact
 
 Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON, the event's name if any)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Request headers a caller may pass on to the gateway (besides ours): Kilo keys its prompt cache by task.
+FORWARDED_REQUEST_HEADERS = ("x-kilocode-taskid",)
+Headers = dict[str, str] | None
 log = logging.getLogger(__name__)
 
 
@@ -278,10 +281,10 @@ class GatewayClient:
 
         return AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception_type(RetryableUpstream), reraise=True)
 
-    async def _open(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _open(self, path: str, body: dict[str, Any], headers: Headers = None) -> aiohttp.ClientResponse:
         """POST once; return a 2xx response (caller reads it) or raise the mapped error."""
         try:
-            resp = await self.session().post(self.base + path, data=orjson.dumps(body))
+            resp = await self.session().post(self.base + path, data=orjson.dumps(body), headers=headers)
         except aiohttp.ClientConnectorError as exc:
             raise RetryableUpstream(
                 GatewayError("The Kilo Gateway could not be reached.", code="upstream_unreachable")
@@ -305,7 +308,7 @@ class GatewayClient:
         raise error
 
     async def _open_with_retries(
-        self, path: str, body: dict[str, Any], retries: bool = True
+        self, path: str, body: dict[str, Any], retries: bool = True, headers: Headers = None
     ) -> tuple[aiohttp.ClientResponse, int]:
         """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline.
         `retries=False`: one attempt, for clients that retry on their own (the `/v1` SDKs)."""
@@ -317,7 +320,7 @@ class GatewayClient:
         # The first attempt runs outside tenacity: most calls need no retry, and setting up a retry loop
         # costs ~0.1 ms of CPU per call here (measured), on the hot path.
         try:
-            return await self._open(path, body), 1
+            return await self._open(path, body, headers), 1
         except RetryableUpstream as exc:
             pause = self._pause(1, exc)
             if not retries or self.settings.kilo_max_retries < 1 or time.monotonic() + pause >= deadline:
@@ -328,17 +331,19 @@ class GatewayClient:
             async for attempt in self._retrying(deadline):
                 with attempt:
                     attempts += 1
-                    return await self._open(path, body), attempts
+                    return await self._open(path, body, headers), attempts
         except RetryableUpstream as exc:
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # -- public API --------------------------------------------------------------------------------
-    async def complete(self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT) -> Answer:
+    async def complete(
+        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT, headers: Headers = None
+    ) -> Answer:
         """A non-streamed call of `api` within KILO_TIMEOUT_MS, retries included."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, _attempts = await self._open_with_retries(api.path, body, retries)
+                resp, _attempts = await self._open_with_retries(api.path, body, retries, headers)
                 try:
                     data = await resp.read()
                     headers = forwarded_headers(resp.headers)
@@ -358,7 +363,7 @@ class GatewayClient:
 
     @asynccontextmanager
     async def stream(
-        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT
+        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT, headers: Headers = None
     ) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
         """Open a streamed completion. Yields (state, batches): each batch the chunks one read brought, each
         chunk as (raw data, parsed JSON).
@@ -371,7 +376,7 @@ class GatewayClient:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries(api.path, body, retries)
+                resp, attempts = await self._open_with_retries(api.path, body, retries, headers)
         except TimeoutError:
             raise timeout_error() from None
         state = StreamState(model=str(body.get("model") or ""), attempts=attempts, api=api)

@@ -190,7 +190,12 @@ class Generation:
 
     # -- plain -------------------------------------------------------------------------------------
     async def complete(
-        self, body: dict[str, Any], key_digest: str | None = None, retries: bool = True, api: InferenceApi = CHAT
+        self,
+        body: dict[str, Any],
+        key_digest: str | None = None,
+        retries: bool = True,
+        api: InferenceApi = CHAT,
+        headers: dict[str, str] | None = None,
     ) -> tuple[Answer, int | None, UsageRecord]:
         """One call of `api` after admission: (the upstream's answer, cost in nano-USD, the usage record).
 
@@ -200,7 +205,7 @@ class Generation:
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
         try:
-            answer = await self.gateway.complete(body, retries, api)
+            answer = await self.gateway.complete(body, retries, api, headers)
         except GatewayError as exc:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise
@@ -230,14 +235,19 @@ class Generation:
 
     # -- streamed ----------------------------------------------------------------------------------
     async def open_stream(
-        self, body: dict[str, Any], key_digest: str | None = None, retries: bool = True, api: InferenceApi = CHAT
+        self,
+        body: dict[str, Any],
+        key_digest: str | None = None,
+        retries: bool = True,
+        api: InferenceApi = CHAT,
+        headers: dict[str, str] | None = None,
     ) -> OpenStream:
         """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
         exits = AsyncExitStack()
         try:
-            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api))
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers))
         except GatewayError as exc:
             await exits.aclose()
             await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)

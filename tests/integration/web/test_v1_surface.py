@@ -167,3 +167,14 @@ def test_v1_takes_long_contexts_and_images(base_url: str, fake: FakeGatewayThrea
     resp = httpx.post(base_url + "/v1/chat/completions", json={"model": "fake/model-a", "messages": messages})
     assert resp.status_code == 200, resp.text[:300]
     assert fake.chats[-1]["json"]["messages"] == messages
+
+
+def test_the_callers_task_id_reaches_the_gateway(base_url: str, fake: FakeGatewayThread) -> None:
+    # Kilo keys its prompt cache by X-KiloCode-TaskId: an agent's turns share it.
+    resp = httpx.post(
+        base_url + "/v1/chat/completions",
+        json={"model": "fake/model-a", "messages": MSG},
+        headers={"X-KiloCode-TaskId": "task-123"},
+    )
+    assert resp.status_code == 200
+    assert fake.chats[-1]["headers"]["x-kilocode-taskid"] == "task-123"

@@ -3,7 +3,8 @@ embeddings, models — for the clients people already have (openai, anthropic, L
 
 Bodies go to the gateway as sent (nulls and unknown fields included), with only what admission must set: the
 model when left out (KILO_DEFAULT_MODEL), the output cap a budgeted key reserves for, and, on streamed chat,
-`stream_options.include_usage` (the gateway adds it anyway). Answers come back as the gateway sent them, with
+`stream_options.include_usage` (the gateway adds it anyway). A caller's `X-KiloCode-TaskId` (Kilo's
+prompt-cache key) is passed on. Answers come back as the gateway sent them, with
 its rate-limit, request-id and retry-after headers; its errors keep their status and fields (web/errors.py).
 The same admission, budgets and accounting as `/api/kilo/generate` apply.
 """
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kilo_bridge.gateway.apis import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, InferenceApi
+from kilo_bridge.gateway.client import FORWARDED_REQUEST_HEADERS
 from kilo_bridge.generation.models import (
     ChatCompletionRequest,
     EmbeddingsRequest,
@@ -48,12 +50,13 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
     if not body.get("model"):
         body["model"] = svc.settings.kilo_default_model
     key = caller_digest(request)
+    forwarded = {n: v[:200] for n in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(n))} or None
     # No retries here: every /v1 client retries on its own (README "Errors"), so ours would multiply theirs.
     if not (api.streams and body.get("stream") is True):
-        answer, _cost, record = await svc.generation.complete(body, key, retries=False, api=api)
+        answer, _cost, record = await svc.generation.complete(body, key, retries=False, api=api, headers=forwarded)
         return Response(answer.raw, media_type=JSON, headers=answer.headers, background=BackgroundTask(record))
 
-    stream = await svc.generation.open_stream(body, key, retries=False, api=api)
+    stream = await svc.generation.open_stream(body, key, retries=False, api=api, headers=forwarded)
     events = svc.generation.relay(stream)
 
     async def frames() -> AsyncIterator[Item]:
