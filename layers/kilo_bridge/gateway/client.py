@@ -94,11 +94,12 @@ def forwarded_headers(headers: Any) -> dict[str, str]:
     """The upstream response headers a client uses: `x-ratelimit-*`, `request-id`, `retry-after`."""
     if headers is None:
         return {}
-    return {
-        name.lower(): value
-        for name, value in headers.items()
-        if name.lower().startswith("x-ratelimit-") or name.lower() in _FORWARDED_NAMES
-    }
+    out = {}
+    for name, value in headers.items():
+        low = name.lower()
+        if low in _FORWARDED_NAMES or low.startswith("x-ratelimit-"):
+            out[low] = value
+    return out
 
 
 def error_fields(payload: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
