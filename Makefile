@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) ..."
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,clients]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # The pinned Kilo CLI the agent runner drives (agent_task/package.json, package-lock.json).
@@ -23,7 +23,16 @@ $(KILO_STAMP): agent_task/package.json agent_task/package-lock.json
 	@npm install --prefix agent_task --no-audit --no-fund --loglevel=error
 	@rm -f agent_task/node_modules/.installed-* && touch $@
 
-install: $(STAMP) $(KILO_STAMP)
+# The Node clients the test suite drives against /v1 (openai-node, the Vercel AI SDK), pinned with a lock file.
+CLIENTS_STAMP := tests/clients/node/node_modules/.installed-$(shell cat tests/clients/node/package.json tests/clients/node/package-lock.json | cksum | cut -d' ' -f1)
+
+$(CLIENTS_STAMP): tests/clients/node/package.json tests/clients/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is needed for the Node client tests"; exit 1; }
+	@echo "installing the Node test clients into tests/clients/node/node_modules ..."
+	@npm ci --prefix tests/clients/node --no-audit --no-fund --loglevel=error
+	@rm -f tests/clients/node/node_modules/.installed-* && touch $@
+
+install: $(STAMP) $(KILO_STAMP) $(CLIENTS_STAMP)
 
 redis: $(STAMP)
 	@$(PY) scripts/ensure_redis.py

@@ -45,12 +45,16 @@ def _serve(args: argparse.Namespace) -> int:
             "create keys with `kilo-bridge keys create` before exposing it)",
             flush=True,
         )
+    from kilo_bridge.web.server import protocol_options
+
     uvicorn.run(
         app,
+        **protocol_options(),  # a head-size cap and head/body read deadlines (web/server.py)
         host=args.host,
         port=settings.port,
         access_log=args.access_log,
-        log_level="warning",
+        # uvicorn logs requests at INFO: at "warning" --access-log printed nothing.
+        log_level="info" if args.access_log else "warning",
         timeout_graceful_shutdown=5,
     )
     return 0

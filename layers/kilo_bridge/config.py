@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Lua scripts touch several keys at once (a CROSSSLOT error otherwise).
     redis_prefix: str = Field("{kb}:", min_length=1, max_length=64)
     redis_timeout_ms: int = Field(2_000, ge=50, le=60_000)
+    # How long a budget reservation is held if its settlement never comes (default: the longest a call can
+    # run, KILO_STREAM_MAX_S + KILO_TIMEOUT_MS, plus a minute).
+    reservation_hold_s: float | None = Field(None, gt=0, le=86_400)
     # Deployed (ElastiCache with RBAC): the user name, and a secret holding {"username", "password"}.
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
@@ -86,6 +89,9 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=1, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1_024, le=10_000_000)
     max_prompt_chars: int = Field(200_000, ge=1, le=2_000_000)
+    # `/v1` carries long contexts and images (base64): the gateway judges their size, we only bound the body.
+    # 6 MB is a synchronous Lambda invocation's own limit.
+    v1_max_body_bytes: int = Field(6_000_000, ge=1_024, le=100_000_000)
     sse_keepalive_s: float = Field(15.0, gt=0, le=60)
 
     # -- agent jobs --------------------------------------------------------------------------------

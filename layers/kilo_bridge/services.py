@@ -29,7 +29,10 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         gateway = GatewayClient(settings)
         store = Store(settings)
-        ledger = Ledger(store)
+        # A reservation is held at most as long as a call can run (a stream's cap and the time to open it), plus
+        # a minute: past that its settlement is not coming.
+        hold_s = settings.reservation_hold_s or settings.kilo_stream_max_s + settings.kilo_timeout_ms / 1000 + 60
+        ledger = Ledger(store, hold_s=hold_s)
         prices = PriceBook(gateway)
         balance = KiloProfileBalance(gateway, settings.balance_url)
         credits = CreditService(ledger, balance, settings.kilo_credits_max_age_s)

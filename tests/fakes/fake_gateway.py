@@ -1,29 +1,50 @@
-"""A fake Kilo Gateway speaking the OpenAI wire format, on 127.0.0.1 (aiohttp.web).
+"""A fake Kilo Gateway on 127.0.0.1 (aiohttp.web), behaving as the real one does.
 
 Used by the tests (`FakeGatewayThread`), by `make demo` and as the benchmarks' upstream:
 
-    python tests/fakes/fake_gateway.py --port 8931 [--latency-ms 0] [--chunks 5] [--always-usage]
+    python tests/fakes/fake_gateway.py --port 8931 [--latency-ms 0] [--chunks 5]
 
-Serves `/chat/completions` and `/models` at the root and under `/api/gateway`, and
-`/api/profile/balance`. Misbehaviour is chosen per request, either from a queue
-(`POST /_fake/script {"scenarios": [...]}`) or by the model name `fake/<kind>`. Kinds:
-`ok` (text, chunks, chunk_delay_ms, latency_ms, cost), `status` (status, retry_after, message),
-`slow` (latency_ms), `cut`/`stall`/`malformed`/`error_event` (streams; after, silence_ms).
-`GET /_fake/requests` lists what was received; `POST /_fake/reset` clears everything.
+Where each behaviour comes from (Kilo's source, Kilo-Org/cloud, is what runs; its docs are Kilo-Org/kilocode
+`packages/kilo-docs/pages/gateway/`; /work/shared/DESIGN.md "Kilo Gateway" sums both up):
+- Routes `POST /chat/completions`, `/responses`, `/messages` (Anthropic format), `/embeddings`, each also under
+  `/v1/`, and `GET /models` (no key needed), at the root and under `/api/gateway` (docs: gateway/api-reference).
+  `/api/profile/balance` → `{"balance", "isDepleted"}` (the Kilo CLI's balance read).
+- `/models` prices per token as strings: `prompt`, `completion`, `input_cache_read`, `input_cache_write`.
+- Streams: the gateway injects `stream_options.include_usage`, so usage comes in a final chunk with `choices: []`
+  whether asked or not; upstream SSE comments become `: KILO PROCESSING` (cloud `rewriteModelResponse_*`:
+  `onComment() → ': KILO PROCESSING\\n\\n'`); a failure mid-stream is a data event `{"error": {"message",
+  "code": 502}}` (cloud `serializeError`).
+- `usage.cost` (OpenRouter's, USD) is passed through for most models (a scenario's `cost`).
+- Response headers: only `date`, `content-type` and `request-id` of the provider's survive (cloud
+  `getOutputHeaders`); a scenario's `headers` adds others (e.g. `x-ratelimit-*`) to test relaying them.
+- Error bodies (cloud src/lib/llm-proxy-helpers.ts): most are `{"error": "<text>", "error_type", "message"}`;
+  402 is `{"error": {"title", "message", "balance", "buyCreditsUrl"}, "error_type": "usage_limit_exceeded"}`
+  (usageLimitExceededResponse, no `metadata`); 404 "Model not allowed for your team." (modelNotAllowedResponse;
+  `reason: "not_found"` gives modelDoesNotExistResponse); 403 a feature-exclusive model
+  (featureExclusiveModelResponse); 426 upgradeRequiredResponse; 503 temporarilyUnavailableResponse, or with
+  `reason: "top_up_in_progress"` that error type and `Retry-After: 5` (DESIGN.md); 429 carries **no**
+  `Retry-After` (free models: 200/hour per IP); a provider's own error passes through as the provider sent it
+  (a scenario's `body`, e.g. OpenAI's `{"error": {"message", "type", "param", "code"}}`).
+
+Misbehaviour is chosen per request, from a queue (`POST /_fake/script {"scenarios": [...]}`) or by the model
+name `fake/<kind>`. Kinds: `ok` (text, chunks, chunk_delay_ms, latency_ms, cost, usage, headers, processing),
+`status` (status, reason, body, retry_after, headers, message), `slow` (latency_ms), and for streams
+`cut`/`stall`/`malformed`/`error_event` (after, silence_ms). `GET /_fake/requests` lists what was received
+(path, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
 
 As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
 "args": {"filePath": "HELLO.md", "content": "hi"}}], "text": "Done."}` makes the request that carries tools
 answer with the plan's next tool call (one per tool result already in the conversation), then with text.
-Requests without tools (the CLI's title request) get a short title. `agent_plans` ({marker: plan}) gives a
-conversation whose first user message contains the marker a plan of its own (a subagent's, started by `task`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
+import struct
 import time
 from collections import deque
 from typing import Any
@@ -35,43 +56,123 @@ try:
 except ModuleNotFoundError:  # run as a script (make demo, benchmarks)
     from threaded import AiohttpApp, ServerThread  # type: ignore[no-redef]
 
+
+def _price(prompt: str, completion: str, cache_read: str, cache_write: str) -> dict[str, str]:
+    return {
+        "prompt": prompt,
+        "completion": completion,
+        "input_cache_read": cache_read,
+        "input_cache_write": cache_write,
+    }
+
+
 MODELS = {
     "data": [
         {
             "id": "anthropic/claude-sonnet-4.5",
             "object": "model",
             "name": "Claude Sonnet 4.5",
-            "pricing": {"prompt": "0.000003", "completion": "0.000015"},
+            "created": 1759104000,
+            "pricing": _price("0.000003", "0.000015", "0.0000003", "0.00000375"),
         },
         {
             "id": "kilo-auto/balanced",
             "object": "model",
             "name": "Auto (balanced)",
-            "pricing": {"prompt": "0.000003", "completion": "0.000015"},
+            "created": 1767225600,
+            "pricing": _price("0.000003", "0.000015", "0.0000003", "0.00000375"),
         },
         {
             "id": "kilo-auto/free",
             "object": "model",
             "name": "Auto (free)",
-            "pricing": {"prompt": "0", "completion": "0"},
+            "created": 1767225600,
+            "pricing": _price("0", "0", "0", "0"),
         },
         {
             "id": "fake/model-a",
             "object": "model",
             "name": "Fake A",
-            "pricing": {"prompt": "0.000001", "completion": "0.000002"},
+            "created": 1767225600,
+            "pricing": _price("0.000001", "0.000002", "0.0000001", "0.00000125"),
+        },
+        {
+            "id": "fake/embed",
+            "object": "model",
+            "name": "Fake embeddings",
+            "created": 1767225600,
+            "pricing": _price("0.0000001", "0", "0", "0"),
         },
     ]
 }
 KINDS = {"ok", "status", "slow", "cut", "stall", "malformed", "error_event"}
 DEFAULT_BALANCE = 12.5
+BUY_CREDITS_URL = "https://app.kilo.ai/profile"  # APP_URL + '/profile' (usageLimitExceededResponse)
+
+
+def _kilo_error(error: str, error_type: str, message: str) -> dict[str, Any]:
+    return {"error": error, "error_type": error_type, "message": message}
+
+
+def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any]:
+    """Kilo's own error body for a status (cloud src/lib/llm-proxy-helpers.ts)."""
+    if status == 402:
+        return {
+            "error": {
+                "title": "Low Credit Warning!",
+                "message": "Add credits to continue, or switch to a free model",
+                "balance": balance,
+                "buyCreditsUrl": BUY_CREDITS_URL,
+            },
+            "error_type": "usage_limit_exceeded",
+        }
+    if status == 404 and reason == "not_found":
+        return _kilo_error("Model not found", "model_not_found", "The requested model could not be found.")
+    if status == 404:
+        return _kilo_error(
+            "Model not allowed for your team.", "model_not_allowed", "The requested model is not allowed for your team."
+        )
+    if status == 403:
+        return _kilo_error(
+            "fake/exclusive is only available for Kilo Pass. Use kilo-auto/free as a free alternative.",
+            "feature_exclusive_model",
+            "fake/exclusive is only available for Kilo Pass. Use kilo-auto/free as a free alternative.",
+        )
+    if status == 426:
+        return _kilo_error(
+            "upgrade_required", "upgrade_required", "Please upgrade your Kilo extension to the latest version."
+        )
+    if status == 401:
+        return _kilo_error("Invalid token", "invalid_token", "Invalid or expired token.")
+    if status == 429:
+        return _kilo_error("Rate limit exceeded", "rate_limited", "Free model rate limit exceeded; try again later.")
+    if status == 503 and reason == "top_up_in_progress":
+        return _kilo_error("Top-up in progress", "top_up_in_progress", "A credit top-up is in progress; retry shortly.")
+    if status == 503:
+        return _kilo_error(
+            "Service Unavailable",
+            "temporarily_unavailable",
+            "The service is temporarily unavailable. Please try again later.",
+        )
+    if status == 400:
+        return _kilo_error(
+            "Invalid request", "invalid_request", "Could not parse request body. Please ensure it is valid JSON."
+        )
+    # What a provider answered, passed through in OpenRouter's shape (status in `code`).
+    return {"error": {"message": f"fake error {status}", "code": status}}
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts (OpenAI, Responses, Anthropic)
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
 
 
 def _words(messages: Any) -> int:
-    n = 0
-    for m in messages if isinstance(messages, list) else ():
-        if isinstance(m, dict) and isinstance(m.get("content"), str):
-            n += len(m["content"].split())
+    items = messages if isinstance(messages, list) else [messages]
+    n = sum(len(_text_of(m.get("content") if isinstance(m, dict) else m).split()) for m in items)
     return max(n, 1)
 
 
@@ -86,6 +187,20 @@ def _split(text: str, n: int) -> list[str]:
     return out
 
 
+def _last_user_text(messages: Any) -> str:
+    if isinstance(messages, str):
+        return messages
+    for m in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return _text_of(m.get("content"))
+    return ""
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + (data if isinstance(data, bytes) else json.dumps(data).encode()) + b"\n\n"
+
+
 class FakeGateway(AiohttpApp):
     backlog = 512  # a benchmark upstream
 
@@ -96,10 +211,11 @@ class FakeGateway(AiohttpApp):
         latency_ms: float = 0,
         chunks: int = 5,
         chunk_delay_ms: float = 0,
-        always_usage: bool = False,
+        always_usage: bool = True,
     ) -> None:
         self.host, self.port = host, port
         self.latency_ms, self.chunks, self.chunk_delay_ms = latency_ms, chunks, chunk_delay_ms
+        # Kept for the command line; the real gateway adds usage to every stream.
         self.always_usage = always_usage
         # Bounded: as a benchmark upstream it serves millions of requests.
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
@@ -109,6 +225,8 @@ class FakeGateway(AiohttpApp):
         self.disconnects = 0
         self.agent_plan: list[dict[str, Any]] = []
         self.agent_text = "Done."
+        # {marker: plan}: a conversation whose first user message holds the marker gets a plan of its own (a
+        # subagent's, started by the `task` tool).
         self.agent_plans: dict[str, list[dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
         self._seq = 0
@@ -130,128 +248,148 @@ class FakeGateway(AiohttpApp):
             return {"kind": model[5:]}
         return {"kind": "ok"}
 
-    def _record(self, request: web.Request, body: Any) -> None:
+    def _record(self, request: web.Request, body: Any, raw: bytes = b"") -> None:
         self.requests.append(
             {
                 "path": request.path,
                 "method": request.method,
                 "headers": {k.lower(): v for k, v in request.headers.items()},
                 "json": body,
+                "raw": raw,
             }
         )
 
-    # -- handlers ----------------------------------------------------------------------------------
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    def _headers(self, sc: dict[str, Any], **more: str) -> dict[str, str]:
+        self._seq += 1
+        return {"request-id": f"req_fake_{self._seq}", **more, **{k: str(v) for k, v in sc.get("headers", {}).items()}}
+
+    # -- the common front: auth, body, scenario ----------------------------------------------------
+    async def _front(self, request: web.Request) -> tuple[dict[str, Any] | None, dict[str, Any], web.Response | None]:
+        raw = await request.read()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             body = None
-        self._record(request, body)
+        self._record(request, body, raw)
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth == "Bearer bad-key":
-            return web.json_response({"error": {"message": "Missing or invalid API key", "code": 401}}, status=401)
+            return None, {}, web.json_response(error_body(401, None, 0), status=401)
         if not isinstance(body, dict):
-            return web.json_response({"error": {"message": "Invalid JSON body", "code": 400}}, status=400)
-        model = str(body.get("model") or "")
-        sc = self._scenario(model)
+            return None, {}, web.json_response(error_body(400, None, 0), status=400)
+        sc = self._scenario(str(body.get("model") or ""))
         kind = sc.get("kind", "ok")
         latency = sc.get("latency_ms", 2000 if kind == "slow" else self.latency_ms)
         if latency:
             await asyncio.sleep(latency / 1000)
         if kind == "status":
-            return self._status(sc)
-        if body.get("tools") and body.get("stream") and kind == "ok":
-            return await self._agent_turn(request, body, sc)
-        last = next(
-            (
-                m.get("content")
-                for m in reversed(body.get("messages") or [])
-                if isinstance(m, dict) and m.get("role") == "user"
-            ),
-            "",
+            return body, sc, self._status(sc)
+        return body, sc, None
+
+    def _status(self, sc: dict[str, Any]) -> web.Response:
+        status = int(sc.get("status", 500))
+        body = sc.get("body") or error_body(status, sc.get("reason"), self.balance)
+        if "message" in sc and "body" not in sc:
+            if isinstance(body.get("error"), dict):
+                body["error"]["message"] = sc["message"]
+            else:
+                body["message"] = sc["message"]
+        headers = self._headers(sc)
+        if status == 503 and sc.get("reason") == "top_up_in_progress":
+            headers["Retry-After"] = "5"
+        if "retry_after" in sc:  # not Kilo's own 429s; a provider's answer may carry one
+            headers["Retry-After"] = str(sc["retry_after"])
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _open_sse(self, request: web.Request, sc: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **self._headers(sc)}
         )
-        text = sc.get("text") or ("Echo: " + (last if isinstance(last, str) else ""))[:200]
+        await resp.prepare(request)
+        for _ in range(int(sc.get("processing", 1))):
+            await resp.write(b": KILO PROCESSING\n\n")
+        return resp
+
+    async def _misbehave(self, request: web.Request, resp: web.StreamResponse, sc: dict[str, Any], i: int) -> bool:
+        """At piece `after`, do the scenario's mischief; True: the stream is over."""
+        kind = sc.get("kind", "ok")
+        if i != int(sc.get("after", 2)) or kind == "ok":
+            return False
+        if kind == "cut":
+            assert request.transport is not None
+            request.transport.close()  # abrupt: no terminating chunk, no [DONE]
+            return True
+        if kind == "error_event":
+            await resp.write(b'data: {"error": {"message": "upstream exploded", "code": 502}}\n\n')
+            return True
+        if kind == "malformed":
+            await resp.write(b"data: {not json\n\n")
+        if kind == "stall":
+            await asyncio.sleep(sc.get("silence_ms", 3000) / 1000)
+        return False
+
+    # -- /chat/completions -------------------------------------------------------------------------
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body, sc, refused = await self._front(request)
+        if refused is not None or body is None:
+            return refused  # type: ignore[return-value]
+        if body.get("tools") and body.get("stream") and sc.get("kind", "ok") == "ok":
+            return await self._agent_turn(request, body, sc)
+        model = str(body.get("model") or "")
+        text = sc.get("text") or ("Echo: " + _last_user_text(body.get("messages")))[:200]
         prompt_tokens = _words(body.get("messages"))
-        self._seq += 1
-        base = {"id": f"chatcmpl-fake-{self._seq}", "created": int(time.time()), "model": model}
+        base = {"id": f"chatcmpl-fake-{self._seq + 1}", "created": int(time.time()), "model": model}
         if not body.get("stream"):
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split())}
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             if "cost" in sc:
                 usage["cost"] = sc["cost"]
-            return web.json_response(
+            n = int(body.get("n") or 1)
+            choices = [
                 {
-                    **base,
-                    "object": "chat.completion",
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                    ],
-                    "usage": sc.get("usage", usage),
+                    "index": i,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
                 }
+                for i in range(n)
+            ]
+            return web.json_response(
+                {**base, "object": "chat.completion", "choices": choices, "usage": sc.get("usage", usage)},
+                headers=self._headers(sc),
             )
-        return await self._stream(request, body, sc, base, text, prompt_tokens)
+        return await self._chat_stream(request, sc, base, text, prompt_tokens)
 
-    def _status(self, sc: dict[str, Any]) -> web.Response:
-        status = int(sc.get("status", 500))
-        error: dict[str, Any] = {"message": sc.get("message", f"fake error {status}"), "code": status}
-        headers = {}
-        if status == 402:
-            error["message"] = sc.get("message", "Insufficient balance")
-            error["metadata"] = {"buyCreditsUrl": "https://app.kilo.ai/profile"}
-        if status == 429:
-            headers["Retry-After"] = str(sc.get("retry_after", "1"))
-        return web.json_response({"error": error}, status=status, headers=headers)
-
-    async def _stream(
-        self,
-        request: web.Request,
-        body: dict[str, Any],
-        sc: dict[str, Any],
-        base: dict[str, Any],
-        text: str,
-        prompt_tokens: int,
+    async def _chat_stream(
+        self, request: web.Request, sc: dict[str, Any], base: dict[str, Any], text: str, prompt_tokens: int
     ) -> web.StreamResponse:
-        kind = sc.get("kind", "ok")
         pieces = _split(text, int(sc.get("chunks", self.chunks)))
         delay = sc.get("chunk_delay_ms", self.chunk_delay_ms) / 1000
-        after = int(sc.get("after", 2))
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        resp = await self._open_sse(request, sc)
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            return b"data: " + json.dumps(data).encode() + b"\n\n"
+            return sse(
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+            )
 
         try:
             await resp.write(chunk({"role": "assistant", "content": ""}))
             for i, piece in enumerate(pieces):
-                if i == after and kind != "ok":
-                    if kind == "cut":
-                        request.transport.close()  # abrupt: no terminating chunk, no [DONE]
-                        return resp
-                    if kind == "error_event":
-                        await resp.write(b'data: {"error": {"message": "upstream exploded", "code": 502}}\n\n')
-                        return resp
-                    if kind == "malformed":
-                        await resp.write(b"data: {not json\n\n")
-                    if kind == "stall":
-                        await asyncio.sleep(sc.get("silence_ms", 3000) / 1000)
+                if await self._misbehave(request, resp, sc, i):
+                    return resp
                 if delay:
                     await asyncio.sleep(delay)
                 await resp.write(chunk({"content": piece}))
             await resp.write(chunk({}, "stop"))
-            wants = self.always_usage or (body.get("stream_options") or {}).get("include_usage")
-            if wants:
-                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces)}
-                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-                if "cost" in sc:
-                    usage["cost"] = sc["cost"]
-                data = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-                await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+            # The gateway injects include_usage: the usage chunk comes whether the client asked or not.
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces)}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            if "cost" in sc:
+                usage["cost"] = sc["cost"]
+            await resp.write(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -265,18 +403,19 @@ class FakeGateway(AiohttpApp):
         done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
         first = json.dumps(next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), ""))
         plan = next((p for marker, p in self.agent_plans.items() if marker in first), self.agent_plan)
-        self._seq += 1
-        base = {"id": f"chatcmpl-fake-{self._seq}", "created": int(time.time()), "model": body.get("model")}
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        base = {"id": f"chatcmpl-fake-{self._seq + 1}", "created": int(time.time()), "model": body.get("model")}
+        resp = await self._open_sse(request, sc)
 
         async def send(delta: dict[str, Any], finish: str | None = None) -> None:
-            data = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            await resp.write(b"data: " + json.dumps(data).encode() + b"\n\n")
+            await resp.write(
+                sse(
+                    {
+                        **base,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                )
+            )
 
         await send({"role": "assistant", "content": ""})
         if done < len(plan):
@@ -296,14 +435,176 @@ class FakeGateway(AiohttpApp):
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if "cost" in sc:  # OpenRouter's usage.cost, which the real gateway passes through for most models
             usage["cost"] = sc["cost"]
-        await resp.write(
-            b"data: "
-            + json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}).encode()
-            + b"\n\n"
-        )
+        await resp.write(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+    # -- /responses (OpenAI Responses API) ---------------------------------------------------------
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body, sc, refused = await self._front(request)
+        if refused is not None or body is None:
+            return refused  # type: ignore[return-value]
+        model = str(body.get("model") or "")
+        text = sc.get("text") or ("Echo: " + _last_user_text(body.get("input")))[:200]
+        pieces = _split(text, int(sc.get("chunks", self.chunks)))
+        n = self._seq + 1
+        usage = {
+            "input_tokens": _words(body.get("input")),
+            "output_tokens": len(pieces),
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        if "cost" in sc:
+            usage["cost"] = sc["cost"]
+        message = {
+            "type": "message",
+            "id": f"msg_fake_{n}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        }
+        done = {
+            "id": f"resp_fake_{n}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "output": [message],
+            "usage": usage,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "metadata": {},
+            "parallel_tool_calls": True,
+            "temperature": body.get("temperature", 1.0),
+            "top_p": 1.0,
+            "tool_choice": "auto",
+            "tools": [],
+            "max_output_tokens": body.get("max_output_tokens"),
+            "text": {"format": {"type": "text"}},
+        }
+        if not body.get("stream"):
+            return web.json_response(done, headers=self._headers(sc))
+        resp = await self._open_sse(request, sc)
+        seq = 0
+
+        async def event(kind: str, **data: Any) -> None:
+            nonlocal seq
+            await resp.write(sse({"type": kind, "sequence_number": seq, **data}, kind))
+            seq += 1
+
+        started = {**done, "status": "in_progress", "output": [], "usage": None}
+        item = {**message, "status": "in_progress", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        await event("response.created", response=started)
+        await event("response.in_progress", response=started)
+        await event("response.output_item.added", output_index=0, item=item)
+        await event("response.content_part.added", item_id=message["id"], output_index=0, content_index=0, part=part)
+        for i, piece in enumerate(pieces):
+            if await self._misbehave(request, resp, sc, i):
+                return resp
+            await event(
+                "response.output_text.delta",
+                item_id=message["id"],
+                output_index=0,
+                content_index=0,
+                delta=piece,
+                logprobs=[],
+            )
+        await event(
+            "response.output_text.done", item_id=message["id"], output_index=0, content_index=0, text=text, logprobs=[]
+        )
+        await event(
+            "response.content_part.done",
+            item_id=message["id"],
+            output_index=0,
+            content_index=0,
+            part=message["content"][0],
+        )
+        await event("response.output_item.done", output_index=0, item=message)
+        await event("response.completed", response=done)
+        await resp.write_eof()  # the Responses API sends no [DONE]
+        return resp
+
+    # -- /messages (Anthropic Messages API) --------------------------------------------------------
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body, sc, refused = await self._front(request)
+        if refused is not None or body is None:
+            return refused  # type: ignore[return-value]
+        model = str(body.get("model") or "")
+        text = sc.get("text") or ("Echo: " + _last_user_text(body.get("messages")))[:200]
+        pieces = _split(text, int(sc.get("chunks", self.chunks)))
+        n = self._seq + 1
+        usage = {
+            "input_tokens": _words(body.get("messages")),
+            "output_tokens": len(pieces),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        done = {
+            "id": f"msg_fake_{n}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(done, headers=self._headers(sc))
+        resp = await self._open_sse(request, sc)
+
+        async def event(kind: str, **data: Any) -> None:
+            await resp.write(sse({"type": kind, **data}, kind))
+
+        start = {**done, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+        await event("message_start", message=start)
+        await event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+        await event("ping")
+        for i, piece in enumerate(pieces):
+            if await self._misbehave(request, resp, sc, i):
+                return resp
+            await event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+        await event("content_block_stop", index=0)
+        await event(
+            "message_delta",
+            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            usage={"output_tokens": len(pieces)},
+        )
+        await event("message_stop")
+        await resp.write_eof()
+        return resp
+
+    # -- /embeddings -------------------------------------------------------------------------------
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, sc, refused = await self._front(request)
+        if refused is not None or body is None:
+            return refused  # type: ignore[return-value]
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = []
+        for i in range(len(items)):
+            vector = [round(0.1 * (i + 1), 3), 0.25, -0.5]
+            # The openai SDKs ask for base64 (packed little-endian float32) unless told otherwise.
+            value: Any = (
+                base64.b64encode(struct.pack("<3f", *vector)).decode()
+                if body.get("encoding_format") == "base64"
+                else vector
+            )
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(_words(x) for x in items)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            headers=self._headers(sc),
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         self._record(request, None)
@@ -312,10 +613,10 @@ class FakeGateway(AiohttpApp):
     async def balance_handler(self, request: web.Request) -> web.Response:
         self._record(request, None)
         if not request.headers.get("Authorization", "").startswith("Bearer "):
-            return web.json_response({"error": {"message": "unauthorized", "code": 401}}, status=401)
+            return web.json_response(error_body(401, None, 0), status=401)
         if self.balance_status:
             return web.json_response({"error": {"message": "fake failure"}}, status=self.balance_status)
-        return web.json_response({"balance": self.balance})
+        return web.json_response({"balance": self.balance, "isDepleted": self.balance <= 0})
 
     async def control(self, request: web.Request) -> web.Response:
         action = request.match_info["action"]
@@ -333,23 +634,30 @@ class FakeGateway(AiohttpApp):
             self.agent_plan = list(body.get("plan", []))
             self.agent_text = str(body.get("text", "Done."))
         elif action == "requests":
-            return web.json_response(list(self.requests))
+            return web.json_response([{k: v for k, v in r.items() if k != "raw"} for r in self.requests])
         return web.json_response({"ok": True})
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=20 * 1024 * 1024)
-        for prefix in ("", "/api/gateway"):
+        app = web.Application(client_max_size=40 * 1024 * 1024)
+        for prefix in ("", "/v1", "/api/gateway", "/api/gateway/v1"):
             app.router.add_post(prefix + "/chat/completions", self.chat)
+            app.router.add_post(prefix + "/responses", self.responses)
+            app.router.add_post(prefix + "/messages", self.messages)
+            app.router.add_post(prefix + "/embeddings", self.embeddings)
             app.router.add_get(prefix + "/models", self.models)
         app.router.add_get("/api/profile/balance", self.balance_handler)
         app.router.add_route("*", "/_fake/{action}", self.control)
         return app
 
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        """The requests received on a route (e.g. "/responses"), oldest first."""
+        return [r for r in self.requests if r["path"].endswith(path)]
+
     @property
     def chats(self) -> list[dict[str, Any]]:
         """The chat completion requests received, oldest first."""
-        return [r for r in self.requests if r["path"].endswith("/chat/completions")]
+        return self.calls("/chat/completions")
 
     def set_balance(self, value: float) -> None:
         self.balance, self.balance_status = value, None
@@ -366,9 +674,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0)
     parser.add_argument("--chunks", type=int, default=5)
     parser.add_argument("--chunk-delay-ms", type=float, default=0)
-    parser.add_argument("--always-usage", action="store_true", help="add usage to every stream, as the real gateway")
+    parser.add_argument("--always-usage", action="store_true", help="kept for old scripts: usage is always sent")
     args = parser.parse_args()
-    fake = FakeGateway(args.host, args.port, args.latency_ms, args.chunks, args.chunk_delay_ms, args.always_usage)
+    fake = FakeGateway(args.host, args.port, args.latency_ms, args.chunks, args.chunk_delay_ms)
 
     async def serve() -> None:
         url = await fake.start()

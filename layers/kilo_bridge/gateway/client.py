@@ -27,12 +27,16 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from kilo_bridge import __version__
 from kilo_bridge.config import Settings
+from kilo_bridge.gateway.apis import CHAT, MESSAGES, RESPONSES, InferenceApi
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
-from kilo_bridge.gateway.sse import sse_batches
+from kilo_bridge.gateway.sse import sse_events
 from kilo_bridge.platform.security import redact
 
-Chunk = tuple[bytes, dict[str, Any]]  # (raw SSE data, parsed JSON)
+Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON, the event's name if any)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Request headers a caller may pass on to the gateway (besides ours): Kilo keys its prompt cache by task.
+FORWARDED_REQUEST_HEADERS = ("x-kilocode-taskid",)
+Headers = dict[str, str] | None
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +60,18 @@ class StreamState:
     done: bool = False
     attempts: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    api: InferenceApi = CHAT
+    # The upstream response headers clients use (rate limits, request id), to be relayed.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Answer:
+    """A non-streamed answer: parsed (for accounting), as sent (relayed byte for byte), and the headers to relay."""
+
+    payload: dict[str, Any]
+    raw: bytes
+    headers: dict[str, str]
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -67,38 +83,117 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # HTTP-date form: fall back to our own backoff
 
 
+# The error fields of Kilo's bodies we keep, besides OpenAI's message/type/param/code: its 402 carries
+# `title`, `balance` and `buyCreditsUrl`, every other error an `error_type` (Kilo-Org/cloud
+# src/lib/llm-proxy-helpers.ts: usageLimitExceededResponse, modelNotAllowedResponse, ...).
+KILO_EXTRA_FIELDS = ("title", "balance", "buyCreditsUrl")
+# The response headers clients act on; the upstream's request id is Kilo's `request-id` (getOutputHeaders).
+_FORWARDED_NAMES = frozenset({"request-id", "retry-after", "x-should-retry"})
+
+
+def forwarded_headers(headers: Any) -> dict[str, str]:
+    """The upstream response headers a client uses: `x-ratelimit-*`, `request-id`, `retry-after`."""
+    if headers is None:
+        return {}
+    out = {}
+    for name, value in headers.items():
+        low = name.lower()
+        if low in _FORWARDED_NAMES or low.startswith("x-ratelimit-"):
+            out[low] = value
+    return out
+
+
+def error_fields(payload: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """An upstream error body, whatever its shape, as OpenAI's fields plus Kilo's extras (secrets redacted).
+
+    Kilo answers `{"error": "<text>", "error_type", "message"}`, its 402
+    `{"error": {"title", "message", "balance", "buyCreditsUrl"}, "error_type"}`, and passes the provider's
+    `{"error": {"message", "type", "param", "code"}}` through (OpenRouter puts the status in `code`)."""
+    if not isinstance(payload, dict):
+        return {}
+    err = payload.get("error")
+    fields: dict[str, Any] = {}
+    if isinstance(err, dict):
+        for name in ("message", "type", "param", "code"):
+            value = err.get(name)
+            if isinstance(value, str) and value:  # an integer `code` is a status, not OpenAI's string code
+                fields[name] = value
+        for name in KILO_EXTRA_FIELDS:
+            if isinstance(err.get(name), (str, int, float)) and not isinstance(err.get(name), bool):
+                fields[name] = err[name]
+    elif isinstance(err, str) and err:
+        fields["message"] = err
+    if isinstance(payload.get("message"), str) and payload["message"]:
+        fields["message"] = payload["message"]  # Kilo's sentence; its `error` is a short title
+    if isinstance(payload.get("error_type"), str) and payload["error_type"]:
+        fields["error_type"] = payload["error_type"]
+    for name in ("message", "title"):
+        if name in fields:
+            fields[name] = redact(str(fields[name]), secrets)[:1000]
+    return fields
+
+
+def _native_code(status: int, fields: dict[str, Any]) -> str:
+    """Our stable code for an upstream status (web/errors.py maps codes to the native routes' statuses)."""
+    error_type = fields.get("error_type")
+    if status == 404 and (error_type == "model_not_allowed" or "not allowed" in str(fields.get("message", ""))):
+        # Kilo's 404 "Model not allowed for your team." (modelNotAllowedResponse; older builds send no
+        # error_type): the organization disallows the model. Its other 404s mean no such model (any more).
+        return "model_not_allowed"
+    if status == 503 and error_type == "top_up_in_progress":
+        return "top_up_in_progress"
+    code = _CODE_BY_STATUS.get(status)
+    if code:
+        return code
+    return "upstream_rejected" if 400 <= status < 500 else "upstream_error"
+
+
+_CODE_BY_STATUS = {
+    400: "upstream_bad_request",
+    401: "gateway_auth_failed",
+    402: "credits_exhausted",
+    403: "model_not_allowed",  # a feature-exclusive model or a disallowed provider
+    404: "model_not_found",
+    408: "upstream_timeout",
+    413: "upstream_payload_too_large",
+    426: "gateway_upgrade_required",
+    429: "upstream_rate_limited",
+    503: "upstream_unavailable",
+    504: "upstream_timeout",
+}
+_MESSAGES = {
+    "upstream_bad_request": "The Kilo Gateway refused the request",
+    "gateway_auth_failed": "The Kilo Gateway rejected the configured KILO_API_KEY",
+    "credits_exhausted": "The Kilo credit balance is exhausted",
+    "model_not_allowed": "The Kilo Gateway does not allow this model",
+    "model_not_found": "The Kilo Gateway does not know this model",
+    "upstream_payload_too_large": "The Kilo Gateway refused the request as too large",
+    "gateway_upgrade_required": "The Kilo Gateway asks for a newer client; upgrade kilo-bridge",
+    "upstream_rate_limited": "The Kilo Gateway is rate limiting this service; retry later",
+    "top_up_in_progress": "A Kilo credit top-up is in progress; retry shortly",
+    "upstream_unavailable": "The Kilo Gateway is unavailable",
+    "upstream_timeout": "The Kilo Gateway timed out",
+}
+
+
 def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, ...]) -> GatewayError:
-    """Map an upstream error response to our error; the upstream's message is kept, secrets are not."""
-    err = payload.get("error") if isinstance(payload, dict) else None
-    detail = err.get("message") if isinstance(err, dict) else None
-    detail = redact(str(detail), secrets)[:500] if detail else None
-    suffix = f": {detail}" if detail else ""
-    if status == 400:
-        return GatewayError(f"The Kilo Gateway refused the request{suffix}", code="upstream_bad_request")
-    if status == 401:
-        return GatewayError("The Kilo Gateway rejected the configured KILO_API_KEY.", code="gateway_auth_failed")
-    if status == 402:
-        meta = err.get("metadata") if isinstance(err, dict) else None
-        extra = {}
-        if isinstance(meta, dict) and isinstance(meta.get("buyCreditsUrl"), str):
-            extra["buyCreditsUrl"] = meta["buyCreditsUrl"]
-        return GatewayError("The Kilo credit balance is exhausted.", extra=extra, code="credits_exhausted")
-    if status == 403:
-        return GatewayError(f"The Kilo Gateway does not allow this model{suffix}", code="model_not_allowed")
-    if status == 404:
-        return GatewayError(f"The Kilo Gateway does not know this model{suffix}", code="model_not_found")
-    if status == 429:
-        retry_after = headers.get("Retry-After") if headers is not None else None
-        return GatewayError(
-            "The Kilo Gateway is rate limiting this service; retry later.",
-            code="upstream_rate_limited",
-            retry_after=retry_after or "1",
-        )
-    if status == 503:
-        return GatewayError(f"The Kilo Gateway is unavailable{suffix}", code="upstream_unavailable")
-    if status == 504:
-        return GatewayError("The Kilo Gateway timed out.", code="upstream_timeout")
-    return GatewayError(f"The Kilo Gateway answered HTTP {status}{suffix}", code="upstream_error")
+    """An upstream error response as our error: its status and fields kept as data, secrets not."""
+    fields = error_fields(payload, secrets)
+    code = _native_code(status, fields)
+    detail = fields.get("message")
+    lead = _MESSAGES.get(code, f"The Kilo Gateway answered HTTP {status}")
+    message = f"{lead}: {detail}" if detail else lead + "."
+    extra: dict[str, Any] = {k: fields[k] for k in ("buyCreditsUrl", "balance") if k in fields} if status == 402 else {}
+    forwarded = forwarded_headers(headers)
+    return GatewayError(
+        message,
+        code=code,
+        retry_after=forwarded.pop("retry-after", None),  # Kilo's own 429s carry none; its top-ups say 5
+        extra=extra,
+        status=status,
+        upstream=fields,
+        headers=forwarded,
+    )
 
 
 def timeout_error() -> GatewayError:
@@ -188,10 +283,10 @@ class GatewayClient:
 
         return AsyncRetrying(stop=stop, wait=wait, retry=retry_if_exception_type(RetryableUpstream), reraise=True)
 
-    async def _open(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _open(self, path: str, body: dict[str, Any], headers: Headers = None) -> aiohttp.ClientResponse:
         """POST once; return a 2xx response (caller reads it) or raise the mapped error."""
         try:
-            resp = await self.session().post(self.base + path, data=orjson.dumps(body))
+            resp = await self.session().post(self.base + path, data=orjson.dumps(body), headers=headers)
         except aiohttp.ClientConnectorError as exc:
             raise RetryableUpstream(
                 GatewayError("The Kilo Gateway could not be reached.", code="upstream_unreachable")
@@ -214,8 +309,11 @@ class GatewayClient:
             raise RetryableUpstream(error, _parse_retry_after(resp.headers.get("Retry-After")))
         raise error
 
-    async def _open_with_retries(self, path: str, body: dict[str, Any]) -> tuple[aiohttp.ClientResponse, int]:
-        """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline."""
+    async def _open_with_retries(
+        self, path: str, body: dict[str, Any], retries: bool = True, headers: Headers = None
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """POST with retries until a 2xx response's headers arrive; the caller bounds it with a deadline.
+        `retries=False`: one attempt, for clients that retry on their own (the `/v1` SDKs)."""
         if not self.configured:
             raise GatewayNotConfigured()
         if self.settings.kilo_api_key_secret_arn:
@@ -224,10 +322,10 @@ class GatewayClient:
         # The first attempt runs outside tenacity: most calls need no retry, and setting up a retry loop
         # cost ~0.1 ms per call on the hot path (docs/benchmarks.md, "Where the budget is missed").
         try:
-            return await self._open(path, body), 1
+            return await self._open(path, body, headers), 1
         except RetryableUpstream as exc:
             pause = self._pause(1, exc)
-            if self.settings.kilo_max_retries < 1 or time.monotonic() + pause >= deadline:
+            if not retries or self.settings.kilo_max_retries < 1 or time.monotonic() + pause >= deadline:
                 raise exc.error from None
         await asyncio.sleep(pause)
         attempts = 1
@@ -235,19 +333,22 @@ class GatewayClient:
             async for attempt in self._retrying(deadline):
                 with attempt:
                     attempts += 1
-                    return await self._open(path, body), attempts
+                    return await self._open(path, body, headers), attempts
         except RetryableUpstream as exc:
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # -- public API --------------------------------------------------------------------------------
-    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """A non-streamed chat completion within KILO_TIMEOUT_MS, retries included: (JSON, attempts)."""
+    async def complete(
+        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT, headers: Headers = None
+    ) -> Answer:
+        """A non-streamed call of `api` within KILO_TIMEOUT_MS, retries included."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries("/chat/completions", body)
+                resp, _attempts = await self._open_with_retries(api.path, body, retries, headers)
                 try:
                     data = await resp.read()
+                    headers = forwarded_headers(resp.headers)
                 finally:
                     resp.release()
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -258,12 +359,14 @@ class GatewayClient:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise GatewayError("The Kilo Gateway answered with invalid JSON.", code="upstream_malformed") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        if not isinstance(payload, dict) or (api is CHAT and not isinstance(payload.get("choices"), list)):
             raise GatewayError("The Kilo Gateway's answer has no choices.", code="upstream_malformed")
-        return payload, attempts
+        return Answer(payload, data, headers)
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
+    async def stream(
+        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT, headers: Headers = None
+    ) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
         """Open a streamed completion. Yields (state, batches): each batch the chunks one read brought, each
         chunk as (raw data, parsed JSON).
 
@@ -271,14 +374,15 @@ class GatewayClient:
         when the stream breaks, carries an error event, or ends before it finished.
         """
         body = {**body, "stream": True}
-        # Ask for usage on the final chunk (the real gateway adds it anyway).
-        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        if api is CHAT:  # ask for usage on the final chunk (the real gateway adds it anyway)
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries("/chat/completions", body)
+                resp, attempts = await self._open_with_retries(api.path, body, retries, headers)
         except TimeoutError:
             raise timeout_error() from None
-        state = StreamState(model=str(body.get("model") or ""), attempts=attempts)
+        state = StreamState(model=str(body.get("model") or ""), attempts=attempts, api=api)
+        state.headers = forwarded_headers(resp.headers)
         try:
             yield state, self._chunks(resp, state)
         finally:
@@ -296,29 +400,35 @@ class GatewayClient:
             raise GatewayError("The Kilo Gateway sent a malformed stream chunk.", code="upstream_malformed") from None
         if not isinstance(chunk, dict):
             raise GatewayError("The Kilo Gateway sent a malformed stream chunk.", code="upstream_malformed")
-        if "error" in chunk:
+        if chunk.get("error") is not None or chunk.get("type") == "error":
+            # Kilo's mid-stream failure, or the Messages/Responses APIs' `error` event
             raise upstream_error(_error_status(chunk), chunk, None, self._secrets)
         state.chunks += 1
-        if chunk.get("model"):
-            state.model = chunk["model"]
-        if chunk.get("usage"):
-            state.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason"):
-                state.finish_reason = choice["finish_reason"]
+        if state.api is CHAT:
+            if chunk.get("model"):
+                state.model = chunk["model"]
+            if chunk.get("usage"):
+                state.usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                if choice.get("finish_reason"):
+                    state.finish_reason = choice["finish_reason"]
+        elif state.api is MESSAGES:
+            _note_message_event(chunk, state)
+        elif state.api is RESPONSES:
+            _note_response_event(chunk, state, self._secrets)
         return chunk
 
     async def _chunks(self, resp: aiohttp.ClientResponse, state: StreamState) -> AsyncIterator[list[Chunk]]:
         """The chunks of each network read, together: relayed in one write, never waiting for more."""
         try:
-            async for batch in sse_batches(resp.content):
+            async for batch in sse_events(resp.content):
                 ready: list[Chunk] = []
                 try:
-                    for data in batch:
+                    for name, data in batch:
                         if data == b"[DONE]":
                             state.done = True
                             break
-                        ready.append((data, self._parse(data, state)))
+                        ready.append((data, self._parse(data, state), name))
                 except GatewayError:
                     if ready:
                         yield ready  # what came before the error is relayed first, in order
@@ -356,6 +466,38 @@ class GatewayClient:
 
 def _path_of(url: str) -> str:
     return url.split("?", 1)[0]
+
+
+def _note_message_event(event: dict[str, Any], state: StreamState) -> None:
+    """Anthropic's stream: `message_start` has the input usage, `message_delta` the output and stop reason."""
+    kind = event.get("type")
+    if kind == "message_start" and isinstance(event.get("message"), dict):
+        message = event["message"]
+        state.model = message.get("model") or state.model
+        if isinstance(message.get("usage"), dict):
+            state.usage = dict(message["usage"])
+    elif kind == "message_delta":
+        if isinstance(event.get("usage"), dict):
+            state.usage = {**(state.usage or {}), **event["usage"]}
+        delta = event.get("delta")
+        if isinstance(delta, dict) and delta.get("stop_reason"):
+            state.finish_reason = delta["stop_reason"]
+
+
+def _note_response_event(event: dict[str, Any], state: StreamState, secrets: tuple[str, ...]) -> None:
+    """The Responses API's stream ends with `response.completed` (or `.incomplete`), which has the usage;
+    `response.failed` is a failure."""
+    kind = event.get("type")
+    response = event.get("response")
+    if not isinstance(response, dict):
+        return
+    state.model = response.get("model") or state.model
+    if kind in ("response.completed", "response.incomplete"):
+        state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage
+        state.finish_reason = str(response.get("status") or kind.rsplit(".", 1)[1])
+    elif kind == "response.failed":
+        state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage
+        raise upstream_error(502, {"error": response.get("error")}, None, secrets)
 
 
 def _error_status(chunk: dict[str, Any]) -> int:

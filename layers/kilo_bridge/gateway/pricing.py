@@ -13,12 +13,21 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from kilo_bridge.config import Settings
+from kilo_bridge.gateway.apis import CHAT, InferenceApi, token_cap
 from kilo_bridge.gateway.client import GatewayClient
 from kilo_bridge.gateway.errors import GatewayError
 from kilo_bridge.money import nusd_of
 
 log = logging.getLogger(__name__)
+
+
+def _chars(value: Any) -> int:
+    if value is None:
+        return 0
+    return len(value) if isinstance(value, str) else len(orjson.dumps(value))
 
 
 def _price(value: Any) -> Decimal | None:
@@ -35,6 +44,7 @@ class PriceBook:
         self.ttl_s = ttl_s
         self.first_wait_s = first_wait_s
         self._prices: dict[str, tuple[Decimal, Decimal]] = {}
+        self._cache_prices: dict[str, tuple[Decimal, Decimal]] = {}  # (read, write) per model
         # None, not 0.0: the monotonic clock starts near zero at boot, so "long ago" must be explicit.
         self._fetched_at: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -47,6 +57,7 @@ class PriceBook:
             self._fetched_at = time.monotonic() - self.ttl_s + 60  # try again in a minute
             return
         prices: dict[str, tuple[Decimal, Decimal]] = {}
+        cache: dict[str, tuple[Decimal, Decimal]] = {}
         for model in payload["data"]:
             pricing = model.get("pricing") if isinstance(model, dict) else None
             if not isinstance(pricing, dict) or not isinstance(model.get("id"), str):
@@ -54,7 +65,12 @@ class PriceBook:
             prompt, completion = _price(pricing.get("prompt")), _price(pricing.get("completion"))
             if prompt is not None and completion is not None:
                 prices[model["id"]] = (prompt, completion)
+                # Cached prompt tokens have their own prices (`/models`: input_cache_read, input_cache_write);
+                # a model without them bills cached tokens as prompt tokens.
+                read, write = _price(pricing.get("input_cache_read")), _price(pricing.get("input_cache_write"))
+                cache[model["id"]] = (prompt if read is None else read, prompt if write is None else write)
         self._prices = prices
+        self._cache_prices = cache
         self._fetched_at = time.monotonic()
 
     async def prices(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -67,15 +83,18 @@ class PriceBook:
                 await asyncio.wait_for(asyncio.shield(self._task), self.first_wait_s)
         return self._prices
 
-    async def estimate_nusd(self, body: dict[str, Any], settings: Settings) -> int:
+    async def estimate_nusd(self, body: dict[str, Any], settings: Settings, api: InferenceApi = CHAT) -> int:
         """A ceiling for what a request may cost, reserved against a key's budget before the call:
-        the prompt at ~3 characters a token and the full `max_tokens` (or a default) of output."""
-        chars = sum(
-            len(m["content"]) if isinstance(m.get("content"), str) else len(str(m.get("content")))
-            for m in body.get("messages") or ()
-            if isinstance(m, dict)
-        )
-        max_out = body.get("max_tokens") or body.get("max_completion_tokens") or settings.budget_default_max_tokens
+        the prompt at ~3 characters a token and the full output cap (or a default) of output."""
+        if api is CHAT:
+            chars = sum(
+                len(m["content"]) if isinstance(m.get("content"), str) else len(str(m.get("content")))
+                for m in body.get("messages") or ()
+                if isinstance(m, dict)
+            )
+        else:
+            chars = sum(_chars(body.get(name)) for name in api.prompt_fields)
+        max_out = 0 if api.token_cap is None else (token_cap(api, body) or settings.budget_default_max_tokens)
         prices = await self.prices()
         price = prices.get(str(body.get("model") or ""))
         if price is None:
@@ -94,7 +113,12 @@ class PriceBook:
         for model in models:
             if model in prices:
                 prompt, completion = prices[model]
+                read, write = self._cache_prices.get(model, (prompt, prompt))
                 tokens_in = int(usage.get("prompt_tokens") or 0)
                 tokens_out = int(usage.get("completion_tokens") or 0)
-                return nusd_of(prompt * tokens_in + completion * tokens_out)
+                # `cached_tokens` / `cache_write_tokens` are part of `prompt_tokens` (apis.chat_usage).
+                cached = min(int(usage.get("cached_tokens") or 0), tokens_in)
+                written = min(int(usage.get("cache_write_tokens") or 0), tokens_in - cached)
+                plain = tokens_in - cached - written
+                return nusd_of(prompt * plain + read * cached + write * written + completion * tokens_out)
         return None

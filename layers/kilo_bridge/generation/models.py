@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from kilo_bridge.models import MODEL_ID, ApiModel
 
@@ -47,6 +47,12 @@ class StreamDone(ApiModel):
     request_id: str
 
 
+# An output-token cap: a whole number, at least 1 (`StrictInt`: "5" and 5.0 are refused, not coerced, since
+# the body is relayed as sent; a negative or zero cap would reserve a negative budget).
+TokenCap = Annotated[StrictInt, Field(ge=1, le=10_000_000)]
+_MODEL = Field(None, pattern=MODEL_ID, description="Kilo model id; KILO_DEFAULT_MODEL when left out.")
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -55,14 +61,50 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """OpenAI chat completions body; fields we do not know are passed through to the gateway."""
+    """OpenAI chat completions body, checked where admission depends on it and relayed as sent."""
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(pattern=MODEL_ID)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=2_000)
-    stream: bool = False
+    model: str | None = _MODEL
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    stream: StrictBool = False
     stream_options: dict[str, Any] | None = None
+    max_tokens: TokenCap | None = None
+    max_completion_tokens: TokenCap | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
+
+
+class ResponsesRequest(BaseModel):
+    """OpenAI Responses API body (`POST /v1/responses`), relayed as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = _MODEL
+    input: str | list[Any] = Field(description="Text, or a list of input items.")
+    instructions: str | None = None
+    stream: StrictBool = False
+    max_output_tokens: TokenCap | None = None
+
+
+class MessagesRequest(BaseModel):
+    """Anthropic Messages API body (`POST /v1/messages`), relayed as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = _MODEL
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    max_tokens: TokenCap
+    system: str | list[Any] | None = None
+    stream: StrictBool = False
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI embeddings body (`POST /v1/embeddings`), relayed as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = _MODEL
+    input: str | list[Any] = Field(min_length=1)
 
 
 class OpenAIModelList(BaseModel):

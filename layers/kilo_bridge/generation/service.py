@@ -16,7 +16,8 @@ import anyio
 
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, InvalidInput
-from kilo_bridge.gateway.client import Chunk, GatewayClient, StreamState
+from kilo_bridge.gateway.apis import CHAT, InferenceApi, chat_usage, token_cap
+from kilo_bridge.gateway.client import Answer, Chunk, GatewayClient, StreamState
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
 from kilo_bridge.gateway.pricing import PriceBook
 from kilo_bridge.generation.models import GenerateRequest, GenerateResponse, StreamDone, Usage
@@ -24,6 +25,7 @@ from kilo_bridge.money import usd
 from kilo_bridge.usage.ledger import Admission, Ledger, Outcome
 
 log = logging.getLogger("kilo_bridge.generation")
+RECORD_ATTEMPTS = 5
 
 
 def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
@@ -49,11 +51,17 @@ class UsageRecord:
     admission: Admission
 
     async def __call__(self) -> None:
-        try:
-            with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
-                await self.ledger.record(self.outcome, self.cost_nusd, self.admission)
-        except BridgeError:
-            log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
+        # A Redis that is paused or failing over gets a few more tries: the record is idempotent (per admission
+        # id), so a try whose reply was lost and the next one count once. ~6 s in all, after the answer left.
+        with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
+            for attempt in range(RECORD_ATTEMPTS):
+                try:
+                    await self.ledger.record(self.outcome, self.cost_nusd, self.admission)
+                    return
+                except BridgeError:
+                    if attempt + 1 < RECORD_ATTEMPTS:
+                        await anyio.sleep(0.2 * 2**attempt)
+        log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
 
 
 @dataclass(slots=True)
@@ -61,7 +69,7 @@ class OpenStream:
     """An upstream stream whose headers have arrived; iterate `chunks`, then `close()`."""
 
     state: StreamState
-    chunks: AsyncIterator[list[tuple[bytes, dict[str, Any]]]]  # batches: the chunks of one network read
+    chunks: AsyncIterator[list[Chunk]]  # batches: the chunks of one network read
     requested_model: str
     exits: AsyncExitStack
     admission: Admission
@@ -125,13 +133,13 @@ class Generation:
         return body
 
     # -- accounting --------------------------------------------------------------------------------
-    async def _admit(self, key_digest: str | None, body: dict[str, Any]) -> Admission:
+    async def _admit(self, key_digest: str | None, body: dict[str, Any], api: InferenceApi = CHAT) -> Admission:
         if not self.gateway.configured:
             raise GatewayNotConfigured()
-        if key_digest and not (body.get("max_tokens") or body.get("max_completion_tokens")):
+        if key_digest and api.token_cap and not token_cap(api, body):
             # The reservation covers this many output tokens: the upstream must not write more.
-            body["max_tokens"] = self.settings.budget_default_max_tokens
-        estimate = await self.prices.estimate_nusd(body, self.settings) if key_digest else 0
+            body[api.token_cap] = self.settings.budget_default_max_tokens
+        estimate = await self.prices.estimate_nusd(body, self.settings, api) if key_digest else 0
         return await self.ledger.admit(key_digest, estimate)
 
     async def _settle(
@@ -183,30 +191,37 @@ class Generation:
 
     # -- plain -------------------------------------------------------------------------------------
     async def complete(
-        self, body: dict[str, Any], key_digest: str | None = None
-    ) -> tuple[dict[str, Any], int | None, UsageRecord]:
-        """A chat completion after admission: (upstream JSON, cost in nano-USD, the usage record).
+        self,
+        body: dict[str, Any],
+        key_digest: str | None = None,
+        retries: bool = True,
+        api: InferenceApi = CHAT,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Answer, int | None, UsageRecord]:
+        """One call of `api` after admission: (the upstream's answer, cost in nano-USD, the usage record).
 
         The caller writes the record once the answer is on its way (a Starlette background task): the
         client does not wait for that Redis round trip. Failures are recorded before raising.
         """
-        admission = await self._admit(key_digest, body)
+        admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
         try:
-            payload, _attempts = await self.gateway.complete(body)
+            answer = await self.gateway.complete(body, retries, api, headers)
         except GatewayError as exc:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
+        payload = answer.payload
+        usage = chat_usage(api, payload.get("usage"))
         model = payload["model"] if isinstance(payload.get("model"), str) else requested
         cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
-        return payload, cost, record
+        return answer, cost, record
 
     async def generate(
         self, req: GenerateRequest, request_id: str, key_digest: str | None = None
     ) -> tuple[GenerateResponse, UsageRecord]:
         body = self.body_for(req)
-        payload, cost, record = await self.complete(body, key_digest)
+        upstream, cost, record = await self.complete(body, key_digest)
+        payload = upstream.payload
         choice = payload["choices"][0] if payload["choices"] else {}
         message = choice.get("message") or {}
         content = message.get("content")
@@ -220,13 +235,20 @@ class Generation:
         return answer, record
 
     # -- streamed ----------------------------------------------------------------------------------
-    async def open_stream(self, body: dict[str, Any], key_digest: str | None = None) -> OpenStream:
+    async def open_stream(
+        self,
+        body: dict[str, Any],
+        key_digest: str | None = None,
+        retries: bool = True,
+        api: InferenceApi = CHAT,
+        headers: dict[str, str] | None = None,
+    ) -> OpenStream:
         """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
-        admission = await self._admit(key_digest, body)
+        admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
         exits = AsyncExitStack()
         try:
-            state, chunks = await exits.enter_async_context(self.gateway.stream(body))
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers))
         except GatewayError as exc:
             await exits.aclose()
             await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)
@@ -243,7 +265,7 @@ class Generation:
                 stream.admission,
                 stream.requested_model,
                 state.model,
-                state.usage,
+                chat_usage(state.api, state.usage),
                 ok=error is None and state.done,
                 stream=True,
                 error=error,
@@ -262,7 +284,7 @@ class Generation:
             try:
                 async for event in events:
                     if isinstance(event, Chunks):
-                        texts = [t for _raw, chunk in event.items if (t := _text(chunk))]
+                        texts = [t for _raw, chunk, _name in event.items if (t := _text(chunk))]
                         if texts:
                             yield Deltas(texts)
                     else:

@@ -130,14 +130,25 @@ class RespConnection:
         return _raise_error(reply)
 
     async def evalsha(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run an idempotent script (usage/lua: each is keyed by its admission id).
+
+        A connection found lost when the call is made — the server closed it while this process was idle or
+        frozen (a thawed Lambda), or restarted — is replaced and the call sent once more: safe, because a script
+        that did run is a no-op the second time. A timeout is not retried (Redis may be stuck, not gone)."""
+        try:
+            return await self._evalsha(script, keys, args)
+        except RedisConnectionError:
+            return await self._evalsha(script, keys, args)
+
+    async def _evalsha(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        # Redis restarted or flushed its scripts: load it and run it again (it did not run the first time).
-        await self.call("SCRIPT", "LOAD", script.source)
-        return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        # Redis restarted or flushed its scripts: EVAL runs it (it did not run the first time) and caches it
+        # again, on the node that holds its keys (a keyless SCRIPT LOAD may land on another in a cluster).
+        return await self.call("EVAL", script.source, len(keys), *keys, *args)
 
     async def close(self) -> None:
         if self._proto is not None and self._loop is asyncio.get_running_loop():  # another loop's is gone already

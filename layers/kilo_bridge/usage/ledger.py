@@ -8,13 +8,19 @@ no read-modify-write in Python.
 Money is integer nano-USD (money.py).
 
 Key families spelled here: `stats`, `stats:day:<date>`, `stats:model:<id>`, `stats:models`, `stats:agents`,
-`credits`, and the per-minute windows `rl:<key>:<minute>` / `tl:<key>:<minute>`.
+`credits`, the per-minute windows `rl:<key>:<minute>` / `tl:<key>:<minute>`, a key's held reservations
+`held:<key>` (admission id → deadline) and `held:<key>:nusd` (admission id → amount), and `settled:<admission id>`.
+
+Both scripts are idempotent per admission id (a server-made id, never the client's), so the hot connection may
+send one again when a reply was lost (platform/resp.py); and every reservation has a deadline
+(`hold_s`: the longest a call may run, plus a margin), so one whose settlement never comes is released.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +56,11 @@ class Outcome:
 
 @dataclass(slots=True, frozen=True)
 class Admission:
-    """A request let through: whose key (digest) and what it reserved of that key's budget."""
+    """A request let through: whose key (digest), what it reserved of that key's budget, and its id."""
 
     key_digest: str | None = None
     reserved_nusd: int = 0
+    id: str = ""
 
 
 class BudgetExceeded(BridgeError, code="budget_exceeded"):
@@ -93,8 +100,13 @@ def agent_stats_key(store: Store) -> str:
 
 
 class Ledger:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, hold_s: float = 1_000.0) -> None:
         self.store = store
+        self.hold_ms = int(hold_s * 1000)
+
+    def _held(self, key_digest: str | None) -> tuple[str, str]:
+        key = self.store.key
+        return key("held", key_digest or "-"), key("held", key_digest or "-", "nusd")
 
     def _windows(self, key_digest: str, now: float) -> tuple[str, str, int]:
         minute = str(int(now // 60))
@@ -107,8 +119,11 @@ class Ledger:
         now = time.time()
         s = self.store
         rpm_key, tpm_key, retry_after = self._windows(key_digest or "-", now)
+        admission_id = uuid.uuid4().hex
         keys = [s.key("stats"), s.key("stats", "day", today()), key_record(s, key_digest), rpm_key, tpm_key]
-        args = [DAY_TTL_S, int(key_digest is not None), estimate_nusd, retry_after]
+        keys += self._held(key_digest)
+        args: list[Any] = [DAY_TTL_S, int(key_digest is not None), estimate_nusd, retry_after]
+        args += [admission_id, int(now * 1000), self.hold_ms]
         try:  # (what `guard` does, inline: this is every request's path)
             verdict = await s.hot.evalsha(_ADMIT, keys, args)
         except (RedisError, OSError) as exc:
@@ -120,7 +135,7 @@ class Ledger:
             raise BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
         if status == 429:
             raise RateLimited("This API key's per-minute limit is reached.", retry_after=int(verdict[1]))
-        return Admission(key_digest, estimate_nusd if key_digest else 0)
+        return Admission(key_digest, estimate_nusd if key_digest else 0, admission_id)
 
     async def record(self, outcome: Outcome, cost_nusd: int | None, admission: Admission | None = None) -> None:
         """Accounting round trip: counters for totals, the day, the model and the key; the key's
@@ -136,6 +151,8 @@ class Ledger:
             s.key("credits"),
             key_record(s, admission.key_digest),
             tpm_key,
+            *self._held(admission.key_digest),
+            s.key("settled", admission.id or uuid.uuid4().hex),  # no id (a bare record): nothing to repeat
         ]
         if cost_nusd is not None:
             key_charge = max(0, cost_nusd)
@@ -155,6 +172,8 @@ class Ledger:
             int(admission.key_digest is not None),
             admission.reserved_nusd,
             key_charge,
+            admission.id,
+            self.hold_ms,
             outcome.error_code if not outcome.ok else "",
         ]
         try:

@@ -59,3 +59,4 @@ class Badge(BaseModel):
     color: str
     namedLogo: str | None = None
     cacheSeconds: int = 300
+    isError: bool | None = None  # shields.io shows the badge in its error style

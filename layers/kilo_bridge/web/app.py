@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -17,7 +18,7 @@ from kilo_bridge.config import Settings, load_settings
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.observability import get_logger
 from kilo_bridge.services import Services
-from kilo_bridge.web.errors import CODE_BY_STATUS, ApiError
+from kilo_bridge.web.errors import CODE_BY_STATUS, ApiError, is_passthrough
 from kilo_bridge.web.middleware import RequestContext
 from kilo_bridge.web.routes import api
 
@@ -30,12 +31,14 @@ def _rid(request: Request) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if is_passthrough(request.url.path):
+        return Response(orjson.dumps(exc.openai_body()), exc.status, exc.headers, "application/json")
     return Response(exc.json_bytes(_rid(request)), exc.status, exc.headers, "application/json")
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BridgeError)
-    return await _api_error(request, ApiError.of(exc))
+    return await _api_error(request, ApiError.of(exc, passthrough=is_passthrough(request.url.path)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -73,8 +76,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await worker.close()
             await services.close()
 
-    middleware = [Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)]
+    middleware = [
+        Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes)
+    ]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not settings.auth_is_required:  # an open server: loopback Host names only, no cross-site callers
+        from kilo_bridge.web.local import OpenServerGuard
+
+        middleware.append(Middleware(OpenServerGuard, origins=tuple(origins)))
     if origins:  # CORS is off unless origins are configured
         from starlette.middleware.cors import CORSMiddleware
 

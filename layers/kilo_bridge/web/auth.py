@@ -67,7 +67,8 @@ async def require_key(request: Request) -> str | None:
 def require_admin(request: Request) -> None:
     expected = request.app.state.services.settings.admin_key
     if not expected:
-        raise ApiError(503, "not_configured", "ADMIN_API_KEY is not configured; manage keys with `kilo-bridge keys`.")
+        # A feature turned off is not an outage: the routes do not exist until ADMIN_API_KEY is set.
+        raise ApiError(404, "not_found", "No such route (the admin API is off: ADMIN_API_KEY is not set).")
     key = presented_key(request)
     if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
         raise ApiError(

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from kilo_bridge.errors import BridgeError
+from kilo_bridge.gateway.errors import GatewayError
 
 # code → status. A code missing here is a 500: every domain error the service raises is listed.
 STATUS_BY_CODE: dict[str, int] = {
@@ -15,6 +16,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_request": 400,
     "invalid_json": 400,
     "upstream_bad_request": 400,
+    "upstream_rejected": 400,  # another 4xx from the gateway: ApiError.of keeps the gateway's own status
     "unauthorized": 401,
     "budget_exceeded": 402,
     "credits_exhausted": 402,
@@ -25,6 +27,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "conflict": 409,
     "payload_too_large": 413,
+    "upstream_payload_too_large": 413,
     "prompt_too_long": 413,
     "unsupported_media_type": 415,
     "invalid_request": 422,
@@ -36,7 +39,8 @@ STATUS_BY_CODE: dict[str, int] = {
     # the service and its dependencies
     "internal_error": 500,
     "bad_gateway": 502,
-    "gateway_auth_failed": 502,
+    "gateway_auth_failed": 502,  # our KILO_API_KEY, not the caller's: nothing the caller can fix
+    "gateway_upgrade_required": 502,  # Kilo's 426 asks this server for an upgrade, not the caller
     "upstream_error": 502,
     "upstream_unreachable": 502,
     "upstream_malformed": 502,
@@ -46,6 +50,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "store_unavailable": 503,
     "queue_unavailable": 503,
     "upstream_unavailable": 503,
+    "top_up_in_progress": 503,
     "gateway_timeout": 504,
     "upstream_timeout": 504,
     "stream_too_long": 504,
@@ -69,6 +74,21 @@ CODE_BY_STATUS: dict[int, str] = {
 }
 
 
+# Our errors that no retry can fix although their status invites one (a client SDK retries 408, 409, 429
+# and 5xx): answered with `x-should-retry: false`, which the openai SDKs obey.
+NOT_RETRYABLE = frozenset({"gateway_auth_failed", "gateway_upgrade_required", "not_configured"})
+# OpenAI's error `type` by status, for errors that bring none.
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
+# Kilo's fields that stay inside `error` on /v1 (its 402's buy-credits link and balance).
+_KILO_EXTRAS = ("title", "balance", "buyCreditsUrl")
+
+
 class ApiError(Exception):
     """An error as the client sees it: status, stable code, message, headers."""
 
@@ -89,17 +109,56 @@ class ApiError(Exception):
         self.headers = headers or {}
         self.details = details
         self.extra = extra or {}
+        # The upstream's error fields when the gateway answered this error (see GatewayError.upstream).
+        self.upstream: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, exc: BridgeError) -> ApiError:
-        """The HTTP face of a domain error."""
+    def of(cls, exc: BridgeError, passthrough: bool = False) -> ApiError:
+        """The HTTP face of a domain error. `passthrough` (the `/v1` surface): an error the gateway answered
+        keeps the gateway's status, fields and headers, as if the client had called it directly."""
         status = STATUS_BY_CODE.get(exc.code, 500)
         headers: dict[str, str] = {}
+        upstream = isinstance(exc, GatewayError) and exc.status is not None
+        if upstream and isinstance(exc, GatewayError):
+            headers.update(exc.headers)
+            if exc.code == "upstream_rejected" or (passthrough and exc.code not in NOT_RETRYABLE):
+                status = exc.status or status
         if exc.retry_after is not None:
             headers["Retry-After"] = _seconds(exc.retry_after)
+        if exc.code in NOT_RETRYABLE:
+            headers["x-should-retry"] = "false"
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        return cls(status, exc.code, exc.message, headers=headers, details=exc.details, extra=exc.extra)
+        error = cls(status, exc.code, exc.message, headers=headers, details=exc.details, extra=exc.extra)
+        if upstream and isinstance(exc, GatewayError):
+            error.upstream = exc.upstream
+        return error
+
+    def openai_body(self) -> dict[str, Any]:
+        """OpenAI's error shape, the `/v1` surface's: `{"error": {"message", "type", "param", "code"}}`; an
+        upstream error keeps its own fields and Kilo's extras (`buyCreditsUrl`, `balance`, `error_type`)."""
+        fallback_type = OPENAI_TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+        if self.upstream is not None and self.code not in NOT_RETRYABLE:
+            up = self.upstream
+            err: dict[str, Any] = {
+                "message": up.get("message") or self.message,
+                "type": up.get("type") or fallback_type,
+                "param": up.get("param"),
+                "code": up.get("code") or up.get("error_type") or self.code,
+            }
+            err.update((k, up[k]) for k in _KILO_EXTRAS if k in up)
+            body: dict[str, Any] = {"error": err}
+            if "error_type" in up:
+                body["error_type"] = up["error_type"]
+            return body
+        param = None
+        if isinstance(self.details, list) and self.details and isinstance(self.details[0], dict):
+            param = self.details[0].get("field")
+        err = {"message": self.message, "type": fallback_type, "param": param, "code": self.code}
+        if self.details is not None:
+            err["details"] = self.details
+        err.update(self.extra)
+        return {"error": err}
 
     def body(self, request_id: str) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message, "requestId": request_id}
@@ -115,6 +174,23 @@ class ApiError(Exception):
 def error_json(exc: BridgeError, request_id: str) -> bytes:
     """A domain error as the error body (what an SSE `error` event carries)."""
     return ApiError.of(exc).json_bytes(request_id)
+
+
+def openai_error_json(exc: BridgeError) -> bytes:
+    """A domain error in OpenAI's shape (a `/v1` stream's error event)."""
+    return orjson.dumps(ApiError.of(exc, passthrough=True).openai_body())
+
+
+def anthropic_error_json(exc: BridgeError) -> bytes:
+    """A domain error as Anthropic's stream `error` event data: `{"type": "error", "error": {"type", "message"}}`
+    (OpenAI's fields kept beside them)."""
+    body = ApiError.of(exc, passthrough=True).openai_body()
+    return orjson.dumps({"type": "error", **body})
+
+
+def is_passthrough(path: str) -> bool:
+    """The `/v1` surface speaks the gateway's (OpenAI's) error shape; everything else ours."""
+    return path.startswith("/v1/") or path == "/v1"
 
 
 def _seconds(value: float | str) -> str:

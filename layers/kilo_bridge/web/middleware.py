@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kilo_bridge.platform.security import clean_request_id
-from kilo_bridge.web.errors import ApiError
+from kilo_bridge.web.errors import ApiError, is_passthrough
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -33,9 +34,10 @@ class BodyTooLarge(ApiError):
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, v1_max_body_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.v1_max_body_bytes = v1_max_body_bytes or max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +53,8 @@ class RequestContext:
         rid = rid or _lambda_request_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         rid_header = (b"x-request-id", rid.encode())
-        limit = self.max_body_bytes
+        v1 = is_passthrough(scope["path"])
+        limit = self.v1_max_body_bytes if v1 else self.max_body_bytes
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -63,7 +66,7 @@ class RequestContext:
             await send(message)
 
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _send_error(BodyTooLarge(limit), rid, send_with_headers)
+            await _send_error(BodyTooLarge(limit), rid, send_with_headers, v1)
             return
 
         received = 0
@@ -80,8 +83,8 @@ class RequestContext:
         await self.app(scope, capped_receive, send_with_headers)
 
 
-async def _send_error(error: ApiError, rid: str, send: Send) -> None:
-    body = error.json_bytes(rid)
+async def _send_error(error: ApiError, rid: str, send: Send, openai_shape: bool = False) -> None:
+    body = orjson.dumps(error.openai_body()) if openai_shape else error.json_bytes(rid)
     await send(
         {
             "type": "http.response.start",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from kilo_bridge.models import ApiModel
@@ -23,6 +23,23 @@ class ErrorResponse(ApiModel):
     """Every error, on every route (SSE `event: error` carries the same object)."""
 
     error: ErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # Kilo's extras: title, balance, buyCreditsUrl
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """Every error on `/v1`: OpenAI's shape (the gateway's own fields when it answered the error)."""
+
+    model_config = ConfigDict(extra="allow")  # Kilo's top-level `error_type`
+
+    error: OpenAIErrorDetail
 
 
 class Health(ApiModel):

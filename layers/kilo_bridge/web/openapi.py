@@ -8,7 +8,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from kilo_bridge import __version__
-from kilo_bridge.web.models import ErrorResponse
+from kilo_bridge.web.errors import is_passthrough
+from kilo_bridge.web.models import ErrorResponse, OpenAIError
 from kilo_bridge.web.routing import JSON, Endpoint
 
 _REF = "#/components/schemas/{model}"
@@ -34,7 +35,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def build_openapi(endpoints: list[Endpoint], *, title: str = "Kilo Bridge") -> dict[str, Any]:
-    models: set[type[BaseModel]] = {ErrorResponse}
+    models: set[type[BaseModel]] = {ErrorResponse, OpenAIError}
     for e in endpoints:
         models.update(m for m in (e.body, e.response) if m is not None)
         models.update((e.events or {}).values())
@@ -81,10 +82,11 @@ def build_openapi(endpoints: list[Endpoint], *, title: str = "Kilo Bridge") -> d
         if e.auth in ("key", "admission", "admin"):
             op["security"] = [{"bearer": []}, {"apiKey": []}]
         needs_key = {401} if e.auth in ("key", "admission", "admin") else set()
+        error_model = OpenAIError if is_passthrough(e.path) else ErrorResponse
         for status in sorted(set(e.errors) | needs_key | ({400, 413, 415, 422} if e.body else set())):
             op["responses"][str(status)] = {
                 "description": _STATUS_TEXT.get(status, "Error"),
-                "content": {JSON: {"schema": _ref(ErrorResponse)}},
+                "content": {JSON: {"schema": _ref(error_model)}},
             }
         paths.setdefault(_openapi_path(e.path), {})[e.method.lower()] = op
     return {

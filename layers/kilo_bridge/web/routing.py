@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[..., Awaitable[Any]]
 JSON = "application/json"
-# Form posts are what a cross-site page can send without a preflight: never parse them as JSON.
-_REFUSED_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
 
 @dataclass(slots=True)
@@ -45,6 +44,8 @@ class Endpoint:
     # Optional request headers the handler reads: name → (description, JSON schema).
     headers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     public: bool = True
+    # The body is relayed: the handler gets the validated model and the parsed JSON object as sent.
+    raw_body: bool = False
     # "key": an API key when the server requires one (checked here); "admission": checked by the
     # handler's own admission call; "admin": the admin key; "public": nobody is turned away.
     auth: str = "key"
@@ -124,18 +125,40 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+async def _read_json_body(request: Request) -> bytes:
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ctype in _REFUSED_TYPES:
+    if ctype != JSON and not ctype.endswith("+json"):
+        # Missing too: a cross-site `no-cors` fetch can send a body without a Content-Type, never with JSON's.
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
     raw = await request.body()
     if not raw.strip():
         raise ApiError(422, "invalid_request", "A JSON body is required.", details=[])
+    return raw
+
+
+async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await _read_json_body(request)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+        details = validation_details(exc)
+        raise ApiError(422, "invalid_request", "The request body is invalid.", details=details) from None
+
+
+async def parse_raw_body(request: Request, model: type[BaseModel]) -> tuple[BaseModel, dict[str, Any]]:
+    """The body as a JSON object (to relay, nulls and all) and validated by `model` (to admit)."""
+    raw = await _read_json_body(request)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "The body must be a JSON object.", details=[])
+    try:
+        return model.model_validate(data), data
+    except ValidationError as exc:
         details = validation_details(exc)
         raise ApiError(422, "invalid_request", "The request body is invalid.", details=details) from None
 
@@ -169,6 +192,7 @@ class Api:
 
 def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     handler, body_model, status, auth = endpoint.handler, endpoint.body, endpoint.status, endpoint.auth
+    raw_body = endpoint.raw_body
 
     async def run(request: Request) -> Response:
         if auth == "key":
@@ -177,7 +201,9 @@ def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]
             require_admin(request)
         elif auth == "admission":
             caller_digest(request)  # a missing key is a 401 before the body is even read
-        if body_model is not None:
+        if body_model is not None and raw_body:
+            result = await handler(request, *await parse_raw_body(request, body_model))
+        elif body_model is not None:
             result = await handler(request, await parse_body(request, body_model))
         else:
             result = await handler(request)

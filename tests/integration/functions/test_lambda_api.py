@@ -24,11 +24,15 @@ EXPECTED = {
     "models.json": 200,
     "chat-completions.json": 200,
     "healthz.json": 200,
+    "responses.json": 200,
+    "messages.json": 200,
+    "embeddings.json": 200,
+    "model-get.json": 200,
     "console.json": 200,
     "console-asset.json": 200,
     "openapi.json": 200,
     "docs.json": 200,
-    "admin-keys-list.json": 503,  # no ADMIN_API_KEY set here
+    "admin-keys-list.json": 404,  # no ADMIN_API_KEY here: the admin API is off
     "run-agent.json": 202,
     "run-agent-invalid.json": 422,
     "agents.json": 200,

@@ -21,11 +21,12 @@ KEY = "test-key-not-real-0123456789"
     ],
 )
 def test_status_mapping_never_echoes_the_key(upstream: int, status: int, code: str) -> None:
-    payload = {"error": {"message": f"bad things with Bearer {KEY}", "metadata": {"buyCreditsUrl": "https://x/buy"}}}
+    # Kilo's 402 keeps the link inside `error` (cloud llm-proxy-helpers.ts usageLimitExceededResponse), not `metadata`.
+    payload = {"error": {"message": f"bad things with Bearer {KEY}", "buyCreditsUrl": "https://x/buy", "balance": 0}}
     err = ApiError.of(upstream_error(upstream, payload, {"Retry-After": "7"}, (KEY,)))
     assert (err.status, err.code) == (status, code)
     assert KEY not in err.json_bytes("rid").decode()
     if upstream == 429:
-        assert err.headers["Retry-After"] == "7"
+        assert err.headers["Retry-After"] == "7"  # the upstream's own; Kilo's 429s carry none
     if upstream == 402:
         assert err.extra["buyCreditsUrl"] == "https://x/buy"

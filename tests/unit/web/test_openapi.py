@@ -20,7 +20,7 @@ def test_every_route_is_documented_with_resolvable_refs() -> None:
     assert doc["openapi"].startswith("3.1")
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     for e in api.endpoints:
-        assert (e.path.replace(":str", ""), e.method) in documented
+        assert (e.path.replace(":str", "").replace(":path", ""), e.method) in documented  # model ids hold "/"
     schemas = doc["components"]["schemas"]
     for ref in _refs(doc):
         assert ref.startswith("#/components/schemas/")

@@ -5,9 +5,14 @@ local outcome = ARGV[1]                                    -- 'ok' | 'failed'
 local stream, pt, ct = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local cost, unpriced = tonumber(ARGV[5]), tonumber(ARGV[6])
 local model_id, day_ttl, exhausted, now = ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10]
-local has_key, reserved = ARGV[11] == '1', tonumber(ARGV[12])
+local has_key = ARGV[11] == '1'                            -- (ARGV[12], the reservation, is in `amounts`)
 local key_charge = tonumber(ARGV[13])                      -- the cost, or the reservation when it is unknown
-local error_code = ARGV[14]                                -- why a failed call failed ('' when it did not)
+local held, amounts, settled = KEYS[8], KEYS[9], KEYS[10]  -- the admission's reservation; its settlement mark
+local id, settled_ttl_ms = ARGV[14], tonumber(ARGV[15])
+local error_code = ARGV[16]                                -- why a failed call failed ('' when it did not)
+
+-- Idempotent per admission id: a second settlement (a retried call whose reply was lost) counts nothing.
+if not redis.call('SET', settled, '1', 'NX', 'PX', settled_ttl_ms) then return 0 end
 
 local function count(k, spend)
   redis.call('HINCRBY', k, outcome, 1)
@@ -24,7 +29,13 @@ count(day, cost)
 count(model, cost)
 if has_key then
   count(apikey, key_charge)
-  redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved)
+  -- Released unless its deadline passed first (then the next admission already released it).
+  local still = redis.call('HGET', amounts, id)
+  if still then
+    redis.call('HDEL', amounts, id)
+    redis.call('ZREM', held, id)
+    redis.call('HINCRBY', apikey, 'reserved_nusd', -tonumber(still))
+  end
   if error_code ~= '' then redis.call('HSET', apikey, 'last_error', error_code) end
   if pt + ct > 0 then
     redis.call('INCRBY', tpm_window, pt + ct)

@@ -1,28 +1,89 @@
-"""OpenAI-compatible passthrough: point the `openai` SDK (or LiteLLM, LangChain…) at `/v1`.
+"""`/v1`: the Kilo Gateway's own surface — chat completions, responses, messages (Anthropic format),
+embeddings, models — for the clients people already have (openai, anthropic, LangChain, LiteLLM, the AI SDK).
 
-Bodies go to the gateway as sent (unknown fields included); the same admission and accounting as
-`/api/kilo/generate` apply.
+Bodies go to the gateway as sent (nulls and unknown fields included), with only what admission must set: the
+model when left out (KILO_DEFAULT_MODEL), the output cap a budgeted key reserves for, and, on streamed chat,
+`stream_options.include_usage` (the gateway adds it anyway). A caller's `X-KiloCode-TaskId` (Kilo's
+prompt-cache key) is passed on. Answers come back as the gateway sent them, with
+its rate-limit, request-id and retry-after headers; its errors keep their status and fields (web/errors.py).
+The same admission, budgets and accounting as `/api/kilo/generate` apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilo_bridge.generation.models import ChatCompletionRequest, OpenAIModelList
+from kilo_bridge.gateway.apis import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, InferenceApi
+from kilo_bridge.gateway.client import FORWARDED_REQUEST_HEADERS
+from kilo_bridge.generation.models import (
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    MessagesRequest,
+    OpenAIModelList,
+    ResponsesRequest,
+)
 from kilo_bridge.generation.service import Chunks, Done, Failed
 from kilo_bridge.platform.security import MAX_JSON_DEPTH, json_depth_exceeds
 from kilo_bridge.web.auth import caller_digest
-from kilo_bridge.web.errors import ApiError, error_json
+from kilo_bridge.web.errors import ApiError, anthropic_error_json, openai_error_json
 from kilo_bridge.web.routes.generation import GATEWAY_ERRORS
-from kilo_bridge.web.routing import Api, request_id, services
-from kilo_bridge.web.sse import Item, sse_response
+from kilo_bridge.web.routing import Api, services
+from kilo_bridge.web.sse import EventStream, Item
 
 router = Api()
+V1_ERRORS = (*GATEWAY_ERRORS, 400, 404, 408, 409, 413, 422)
+JSON = "application/json"
+
+
+async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], wants_usage: bool = True) -> Response:
+    """Admit, call the gateway with `body` and relay its answer; plain or streamed as the body asks."""
+    svc = services(request)
+    if json_depth_exceeds(body):  # free-form fields (tools, extras) are relayed as sent: bound them
+        raise ApiError(422, "invalid_request", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
+    if not body.get("model"):
+        body["model"] = svc.settings.kilo_default_model
+    key = caller_digest(request)
+    forwarded = {n: v[:200] for n in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(n))} or None
+    # No retries here: every /v1 client retries on its own (README "Errors"), so ours would multiply theirs.
+    if not (api.streams and body.get("stream") is True):
+        answer, _cost, record = await svc.generation.complete(body, key, retries=False, api=api, headers=forwarded)
+        return Response(answer.raw, media_type=JSON, headers=answer.headers, background=BackgroundTask(record))
+
+    stream = await svc.generation.open_stream(body, key, retries=False, api=api, headers=forwarded)
+    events = svc.generation.relay(stream)
+
+    async def frames() -> AsyncIterator[Item]:
+        try:
+            async for event in events:
+                if isinstance(event, Chunks):
+                    # Chat: we always ask for usage (accounting); a client that did not ask does not get it.
+                    out = [
+                        {"event": name.decode(), "data": raw.decode()} if name else {"data": raw.decode()}
+                        for raw, chunk, name in event.items
+                        if wants_usage or chunk.get("choices") or not chunk.get("usage")
+                    ]
+                    if out:
+                        yield out
+                elif isinstance(event, Done):
+                    if api is CHAT:
+                        yield {"data": "[DONE]"}
+                elif isinstance(event, Failed):
+                    # Anthropic's clients read an `error` event; OpenAI's a `data: {"error": …}` chunk.
+                    if api is MESSAGES:
+                        yield {"event": "error", "data": anthropic_error_json(event.error).decode()}
+                    else:
+                        yield {"data": openai_error_json(event.error).decode()}
+        finally:
+            await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
+
+    return EventStream(frames(), svc.settings.sse_keepalive_s, headers=stream.state.headers)
 
 
 @router.route(
@@ -31,53 +92,71 @@ router = Api()
     summary="OpenAI-compatible chat completions (plain or streamed)",
     tags=("openai",),
     body=ChatCompletionRequest,
-    errors=GATEWAY_ERRORS,
+    errors=V1_ERRORS,
     auth="admission",
+    raw_body=True,
     description="The OpenAI wire format, relayed to the Kilo Gateway. With `stream: true` the answer is "
     'OpenAI\'s `data: {chunk}` events ending in `data: [DONE]`; a failure mid-stream is a `data: {"error"…}` event.',
 )
-async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
-    svc = services(request)
-    payload = body.model_dump(exclude_none=True)
-    if json_depth_exceeds(payload):  # free-form fields (tools, extras) are relayed as sent: bound them
-        raise ApiError(422, "invalid_request", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
-    try:
-        orjson.dumps(payload)  # what the gateway client will send: refuse now what it cannot encode
-    except orjson.JSONEncodeError:
-        raise ApiError(422, "invalid_request", "The body cannot be relayed: integers must fit in 64 bits.") from None
-    if len(orjson.dumps(payload["messages"])) > svc.settings.max_prompt_chars * 2:
-        raise ApiError(413, "prompt_too_long", "The messages are too long.")
-    key = caller_digest(request)
-    if not body.stream:
-        answer, _cost, record = await svc.generation.complete(payload, key)
-        return Response(orjson.dumps(answer), media_type="application/json", background=BackgroundTask(record))
+async def chat_completions(request: Request, body: BaseModel, data: dict[str, Any]) -> Response:
+    assert isinstance(body, ChatCompletionRequest)
+    return await _relay(request, CHAT, data, bool((body.stream_options or {}).get("include_usage")))
 
-    wants_usage = bool((body.stream_options or {}).get("include_usage"))
-    rid = request_id(request)
-    stream = await svc.generation.open_stream(payload, key)
 
-    events = svc.generation.relay(stream)
+@router.route(
+    "POST",
+    "/v1/responses",
+    summary="OpenAI Responses API (plain or streamed)",
+    tags=("openai",),
+    body=ResponsesRequest,
+    errors=V1_ERRORS,
+    auth="admission",
+    raw_body=True,
+    description="Relayed to the Kilo Gateway's `/responses`; streamed as its named `response.*` events.",
+)
+async def responses(request: Request, body: BaseModel, data: dict[str, Any]) -> Response:
+    return await _relay(request, RESPONSES, data)
 
-    async def frames() -> AsyncIterator[Item]:
-        try:
-            async for event in events:
-                if isinstance(event, Chunks):
-                    # We always ask the upstream for usage (accounting); a client that did not ask does not get it.
-                    out = [
-                        {"data": raw.decode()}
-                        for raw, chunk in event.items
-                        if wants_usage or chunk.get("choices") or not chunk.get("usage")
-                    ]
-                    if out:
-                        yield out
-                elif isinstance(event, Done):
-                    yield {"data": "[DONE]"}
-                elif isinstance(event, Failed):
-                    yield {"data": error_json(event.error, rid).decode()}
-        finally:
-            await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
 
-    return sse_response(frames(), svc.settings.sse_keepalive_s)
+@router.route(
+    "POST",
+    "/v1/messages",
+    summary="Anthropic Messages API (plain or streamed)",
+    tags=("anthropic",),
+    body=MessagesRequest,
+    errors=V1_ERRORS,
+    auth="admission",
+    raw_body=True,
+    description="Relayed to the Kilo Gateway's `/messages` (Anthropic format); streamed as its named events "
+    "(`message_start` … `message_stop`).",
+)
+async def messages(request: Request, body: BaseModel, data: dict[str, Any]) -> Response:
+    return await _relay(request, MESSAGES, data)
+
+
+@router.route(
+    "POST",
+    "/v1/embeddings",
+    summary="OpenAI-compatible embeddings",
+    tags=("openai",),
+    body=EmbeddingsRequest,
+    errors=V1_ERRORS,
+    auth="admission",
+    raw_body=True,
+)
+async def embeddings(request: Request, body: BaseModel, data: dict[str, Any]) -> Response:
+    return await _relay(request, EMBEDDINGS, data)
+
+
+async def _models(request: Request) -> list[dict[str, Any]]:
+    """The gateway's list; `object`, `created` and `owned_by` (OpenAI's Model fields, which Kilo's OpenRouter-style
+    entries may lack) are filled in when missing, the rest is as the gateway sent it."""
+    payload = await services(request).gateway.list_models()
+    return [
+        {"object": "model", "created": 0, "owned_by": str(m.get("id", "")).split("/", 1)[0], **m}
+        for m in payload["data"]
+        if isinstance(m, dict)
+    ]
 
 
 @router.route(
@@ -89,5 +168,19 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Res
     errors=(502,),
 )
 async def list_models(request: Request) -> Response:
-    payload = await services(request).gateway.list_models()
-    return Response(orjson.dumps({"object": "list", "data": payload["data"]}), media_type="application/json")
+    return Response(orjson.dumps({"object": "list", "data": await _models(request)}), media_type=JSON)
+
+
+@router.route(
+    "GET",
+    "/v1/models/{model_id:path}",
+    summary="One model of the list (the gateway serves only the list: it is looked up there)",
+    tags=("openai",),
+    errors=(404, 502),
+)
+async def retrieve_model(request: Request) -> Response:
+    wanted = request.path_params["model_id"]
+    for model in await _models(request):
+        if model.get("id") == wanted:
+            return Response(orjson.dumps(model), media_type=JSON)
+    raise ApiError(404, "model_not_found", f"The Kilo Gateway has no model {wanted!r}.")

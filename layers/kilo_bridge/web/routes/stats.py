@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kilo_bridge.platform.redis import StoreUnavailable
 from kilo_bridge.usage.models import AgentRunCounts, Badge, Counters, Credits, Stats
 from kilo_bridge.web.routing import Api, services
 
@@ -65,7 +66,16 @@ def _short(n: int) -> str:
     description="Use with `https://img.shields.io/endpoint?url=<this URL>` for a live 'powered by Kilo' badge.",
 )
 async def badge(request: Request) -> Response:
-    raw = await services(request).ledger.stats_raw(days=1)
+    try:
+        raw = await services(request).ledger.stats_raw(days=1)
+    except StoreUnavailable:
+        # Still a valid badge (an error body would show as "invalid" on shields.io), briefly cached.
+        body = Badge(label="powered by Kilo", message="unavailable", color="lightgrey", isError=True, cacheSeconds=60)
+        return Response(
+            body.model_dump_json(exclude_none=True),
+            media_type="application/json",
+            headers={"Cache-Control": "public, max-age=60"},
+        )
     totals = raw["totals"]
     tokens = totals["prompt_tokens"] + totals["completion_tokens"]
     message = f"{_short(totals['ok'])} generations · {_short(tokens)} tokens"

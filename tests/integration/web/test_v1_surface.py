@@ -1,0 +1,180 @@
+"""The whole gateway surface on `/v1` through the clients' own SDKs, every answer validated strictly against
+the SDK's response models (a field we drop or mistype fails here), with the same accounting as the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+import redis
+from anthropic.types import Message, RawMessageStreamEvent
+from openai.types import CreateEmbeddingResponse, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from tests.fakes.fake_gateway import FakeGatewayThread
+
+MSG = [{"role": "user", "content": "hello there"}]
+RATE = {"x-ratelimit-remaining-requests": "41", "x-ratelimit-limit-requests": "200"}
+
+
+@pytest.fixture
+def sdk(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused-locally", max_retries=0, timeout=10)
+
+
+@pytest.fixture
+def claude(base_url: str) -> anthropic.Anthropic:
+    # Anthropic clients add `/v1/messages` to their base URL themselves.
+    return anthropic.Anthropic(base_url=base_url, api_key="unused-locally", max_retries=0, timeout=10)
+
+
+def stats(r: redis.Redis, prefix: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in r.hgetall(prefix + "stats").items() if v.isdigit()}
+
+
+def sse_data(resp: httpx.Response) -> list[tuple[str | None, Any]]:
+    out: list[tuple[str | None, Any]] = []
+    name = None
+    for line in resp.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and line != "data: [DONE]":
+            out.append((name, httpx.Response(200, content=line[6:]).json()))
+            name = None
+    return out
+
+
+def test_chat_body_goes_through_untouched_and_the_answer_comes_back_as_sent(
+    sdk: openai.OpenAI, fake: FakeGatewayThread
+) -> None:
+    fake.script([{"kind": "ok", "headers": RATE}])
+    messages = [
+        {"role": "user", "content": "add 2 and 2"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "4"},
+    ]
+    raw = sdk.chat.completions.with_raw_response.create(model="fake/model-a", messages=messages, logprobs=None)
+    sent = fake.chats[-1]["json"]
+    assert sent == {"model": "fake/model-a", "messages": messages, "logprobs": None}  # nulls kept, nothing added
+    answer = ChatCompletion.model_validate(raw.http_response.json(), strict=True)
+    assert answer.choices[0].message.content == "Echo: add 2 and 2"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "41"  # the gateway's headers, relayed
+    assert raw.headers["request-id"].startswith("req_fake_")
+
+
+def test_chat_model_default_is_the_only_addition(base_url: str, fake: FakeGatewayThread) -> None:
+    resp = httpx.post(base_url + "/v1/chat/completions", json={"messages": MSG})
+    assert resp.status_code == 200
+    assert fake.chats[-1]["json"] == {"model": "kilo-auto/balanced", "messages": MSG}
+
+
+def test_chat_stream_chunks_are_the_sdks(base_url: str, fake: FakeGatewayThread) -> None:
+    fake.script([{"kind": "ok", "headers": RATE, "processing": 2}])
+    with httpx.stream(
+        "POST", base_url + "/v1/chat/completions", json={"model": "fake/model-a", "messages": MSG, "stream": True}
+    ) as resp:
+        assert resp.headers["x-ratelimit-limit-requests"] == "200"
+        chunks = [ChatCompletionChunk.model_validate(d, strict=True) for _, d in sse_data(resp)]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hello there"
+
+
+def test_responses_plain_and_streamed(
+    sdk: openai.OpenAI, fake: FakeGatewayThread, base_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    raw = sdk.responses.with_raw_response.create(model="fake/model-a", input="hello responses", max_output_tokens=64)
+    answer = Response.model_validate(raw.http_response.json(), strict=True)
+    assert answer.output_text == "Echo: hello responses"
+    assert fake.calls("/responses")[-1]["json"] == {
+        "model": "fake/model-a",
+        "input": "hello responses",
+        "max_output_tokens": 64,
+    }
+    events = list(sdk.responses.create(model="fake/model-a", input="one two", stream=True))
+    assert events[-1].type == "response.completed"
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    with httpx.stream(
+        "POST", base_url + "/v1/responses", json={"model": "fake/model-a", "input": "x", "stream": True}
+    ) as resp:
+        for name, data in sse_data(resp):
+            event = adapter.validate_python(data, strict=True)
+            assert name == event.type  # named events relayed with their names
+    s = stats(redis_client, prefix)
+    # input_tokens/output_tokens counted as prompt/completion tokens: 2 + 2 + 1 words in, 3 x 5 pieces out
+    assert s["requests"] == 3 and s["prompt_tokens"] == 5 and s["completion_tokens"] == 15
+
+
+def test_messages_plain_and_streamed_with_the_anthropic_sdk(
+    claude: anthropic.Anthropic, fake: FakeGatewayThread, base_url: str, redis_client: redis.Redis, prefix: str
+) -> None:
+    raw = claude.messages.with_raw_response.create(model="fake/model-a", max_tokens=100, messages=MSG)
+    message = Message.model_validate(raw.http_response.json(), strict=True)
+    assert message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
+    with claude.messages.stream(model="fake/model-a", max_tokens=100, messages=MSG) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Echo: hello there" and final.usage.output_tokens == 5
+    adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+    with httpx.stream(
+        "POST",
+        base_url + "/v1/messages",
+        json={"model": "fake/model-a", "max_tokens": 9, "messages": MSG, "stream": True},
+    ) as resp:
+        for name, data in sse_data(resp):
+            if name != "ping":
+                assert adapter.validate_python(data, strict=True).type == name
+    s = stats(redis_client, prefix)
+    assert s["requests"] == 3 and s["prompt_tokens"] == 6 and s["completion_tokens"] == 15
+
+
+def test_embeddings_float_and_the_sdks_base64(sdk: openai.OpenAI, base_url: str, fake: FakeGatewayThread) -> None:
+    vectors = sdk.embeddings.create(model="fake/embed", input=["a", "b"])  # the SDK asks for base64
+    assert [round(x, 3) for x in vectors.data[1].embedding] == [0.2, 0.25, -0.5]
+    resp = httpx.post(base_url + "/v1/embeddings", json={"model": "fake/embed", "input": "a b c"})
+    body = CreateEmbeddingResponse.model_validate(resp.json(), strict=True)
+    assert body.usage.prompt_tokens == 3
+
+
+def test_models_list_and_retrieve(sdk: openai.OpenAI, base_url: str) -> None:
+    resp = httpx.get(base_url + "/v1/models")
+    for item in resp.json()["data"]:
+        Model.model_validate(item, strict=True)
+        assert "input_cache_read" in item["pricing"]  # Kilo's fields kept
+    model = sdk.models.retrieve("anthropic/claude-sonnet-4.5")
+    assert model.id == "anthropic/claude-sonnet-4.5" and model.owned_by == "anthropic"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("nobody/nothing")
+
+
+def test_v1_takes_long_contexts_and_images(base_url: str, fake: FakeGatewayThread) -> None:
+    image = "data:image/png;base64," + "A" * 1_100_000
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "x" * 410_000}, {"type": "image_url", "image_url": {"url": image}}],
+        }
+    ]
+    resp = httpx.post(base_url + "/v1/chat/completions", json={"model": "fake/model-a", "messages": messages})
+    assert resp.status_code == 200, resp.text[:300]
+    assert fake.chats[-1]["json"]["messages"] == messages
+
+
+def test_the_callers_task_id_reaches_the_gateway(base_url: str, fake: FakeGatewayThread) -> None:
+    # Kilo keys its prompt cache by X-KiloCode-TaskId: an agent's turns share it.
+    resp = httpx.post(
+        base_url + "/v1/chat/completions",
+        json={"model": "fake/model-a", "messages": MSG},
+        headers={"X-KiloCode-TaskId": "task-123"},
+    )
+    assert resp.status_code == 200
+    assert fake.chats[-1]["headers"]["x-kilocode-taskid"] == "task-123"
