@@ -169,6 +169,8 @@ def make_app_client(prefix: str) -> Iterator[Callable[..., TestClient]]:
     def start(settings: Settings, **kwargs: Any) -> TestClient:
         if settings.job_queue == "local" and settings.jobs_concurrency > 0:
             raise ValueError("an in-process client is for requests only: build its settings with jobs_concurrency=0")
+        # A loopback host, as a local client has: an open server answers no other name.
+        kwargs.setdefault("base_url", "http://127.0.0.1")
         test_client = TestClient(create_app(settings), **kwargs)
         test_client.__enter__()
         clients.append(test_client)
