@@ -11,10 +11,19 @@ CFN_LINT   := $(SAM_VENV)/bin/cfn-lint
 SAM_STAMP  := $(SAM_VENV)/.installed-sam-$(SAM_CLI_VERSION)-cfn-lint-$(CFN_LINT_VERSION)-translator-$(SAM_TRANSLATOR_VERSION)
 # `sam build` for the python3.12 runtime needs a python3.12 on PATH; pyenv exposes it this way where present.
 SAM_PYENV  ?= 3.11.7:3.12.1:3.13.0
+# checkov (security and best-practice rules on template.yaml): its pins clash with both the service's and SAM's
+# (boto3, pydantic, networkx), so it has a virtualenv of its own (.venv-checkov).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := .venv-checkov
+CHECKOV         := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
+# Offline: --skip-download keeps it from fetching Prisma Cloud guidelines. A failed check fails the target; each
+# exception is a `Metadata: checkov: skip` in the template, with its reason (tests/unit/deploy/test_checkov.py).
+CHECKOV_ARGS    := --file template.yaml --framework cloudformation --skip-download --compact --quiet
 # Offline and quiet: no usage telemetry, no update check.
 SAM_ENV    := SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_UPDATE_CHECK=1 PYENV_VERSION=$(SAM_PYENV) AWS_REGION=$${AWS_REGION:-us-east-1}
 
-.PHONY: sam-install validate build sam-smoke sam-clean
+.PHONY: sam-install checkov-install validate build sam-smoke sam-clean
 
 $(SAM_STAMP):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
@@ -26,20 +35,29 @@ $(SAM_STAMP):
 
 sam-install: $(SAM_STAMP)
 
-# tests/unit/deploy translate the template with this venv's aws-sam-translator.
-test: $(SAM_STAMP)
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@echo "installing checkov $(CHECKOV_VERSION) into $(CHECKOV_VENV) ..."
+	@$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+	@rm -f $(CHECKOV_VENV)/.installed-checkov-* && touch $@
 
-## lint the deployment: cfn-lint (every rule, informational ones included) and SAM's own validation + lint
-validate: $(SAM_STAMP)
+checkov-install: $(CHECKOV_STAMP)
+
+# tests/unit/deploy translate the template with this venv's aws-sam-translator, and run checkov from its own.
+test: $(SAM_STAMP) $(CHECKOV_STAMP)
+
+## lint the deployment: cfn-lint (every rule, informational ones included), SAM's own validation + lint, checkov
+validate: $(SAM_STAMP) $(CHECKOV_STAMP)
 	$(SAM_ENV) $(CFN_LINT) --include-checks I -- template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template-file template.yaml
+	$(CHECKOV) $(CHECKOV_ARGS)
 
 ## package every function and the library layer into .aws-sam/ (offline; deploy with `sam deploy --guided`)
 build: $(SAM_STAMP)
 	$(SAM_ENV) $(SAM) build --template-file template.yaml
 
 sam-clean:
-	rm -rf $(SAM_VENV) .aws-sam
+	rm -rf $(SAM_VENV) $(CHECKOV_VENV) .aws-sam
 
 ## the built artifacts work: handlers import under python3.12 with the built layer; StreamFunction serves on loopback
 sam-smoke: build

@@ -262,18 +262,19 @@ class JobService:
         return path
 
     async def follow_log(
-        self, job_id: str, caller: str | None, after: str = "0-0", block_ms: int = 1000
+        self, job_id: str, caller: str | None, after: str = "0-0", block_ms: int = 1000, until: float | None = None
     ) -> AsyncGenerator[LogEvent]:
         """("status", JobLogStatus, None) at once, then ("log", JobLogLine, its id) for the log after `after` (a
         line's id; from the start by default) and live lines, a "status" whenever the job's state changes, and
         ("end", JobLogEnd, END_ID) when the job has ended. Each round waits at most `block_ms` for lines, so a
-        follower that is dropped holds nothing for longer than that."""
+        follower that is dropped holds nothing for longer than that. At `until` (the event loop's clock) it stops,
+        without "end", after the round it is in."""
         record = await self._record(job_id, caller)
         shown = _status(record)
         shown_at = asyncio.get_running_loop().time()
         yield "status", shown, None
         last = after
-        while True:
+        while until is None or asyncio.get_running_loop().time() < until:
             try:
                 entries = await self.jobs.read_log(job_id, last, block_ms=block_ms)
                 current = await self.jobs.get(job_id)

@@ -88,6 +88,24 @@ def test_a_reconnect_after_the_end_is_204_and_before_it_resumes(idle: httpx.Clie
     assert idle.get("/api/kilo/job/job_nope/logs", headers={"Last-Event-ID": "end"}).status_code == 404
 
 
+def test_a_stream_closes_itself_at_kilo_stream_max_s_and_the_reconnect_carries_on(
+    serve: Callable[..., str], job_settings: Callable[..., Settings]
+) -> None:
+    # On AWS API Gateway and the function cut a stream at 15 minutes; the service closes its own first (840 s
+    # there), without `end`, so an EventSource reconnects with Last-Event-ID instead of seeing a broken stream.
+    short = job_settings(jobs_concurrency=0, sse_keepalive_s=0.2, kilo_stream_max_s=1)
+    client = httpx.Client(base_url=serve(short), timeout=20)
+    job_id = start(client, QUEUED)
+    with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
+        comments: list[str] = []
+        events = list(sse(response.iter_lines(), comments))  # ends: the server closed the stream
+    assert [(k, d["status"]) for _, k, d in events] == [("status", "queued")] and comments
+    assert client.get(f"/api/kilo/job/{job_id}").json()["status"] == "queued"  # the job goes on, only the stream ended
+    client.delete(f"/api/kilo/job/{job_id}")
+    with client.stream("GET", f"/api/kilo/job/{job_id}/logs", headers={"Last-Event-ID": "0-1"}) as response:
+        assert [k for _, k, _ in sse(response.iter_lines())] == ["status", "end"]
+
+
 def test_a_line_is_on_the_stream_while_the_agent_is_still_busy_after_it(
     serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
 ) -> None:

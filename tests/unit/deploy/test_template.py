@@ -414,17 +414,61 @@ def test_redis_is_tls_with_hash_tagged_prefix(tpl: dict[str, Any]) -> None:
     assert "REDIS_PASSWORD_SECRET_ARN" in env
 
 
-def test_bucket_is_private_encrypted_and_tls_only(tpl: dict[str, Any]) -> None:
-    bucket = tpl["Resources"]["AuditBucket"]["Properties"]
+def bucket_policy(tpl: dict[str, Any], bucket: str) -> list[dict[str, Any]]:
+    """The statements of the one bucket policy on `bucket`."""
+    (policy,) = [
+        p for p in resources(tpl, "AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
+    found: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def assert_private_encrypted_tls_only(tpl: dict[str, Any], name: str) -> dict[str, Any]:
+    bucket: dict[str, Any] = tpl["Resources"][name]["Properties"]
     block = bucket["PublicAccessBlockConfiguration"]
     assert all(
         block[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
-    )
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
-    (policy,) = resources(tpl, "AWS::S3::BucketPolicy").values()
-    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
-    assert any(s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in denies)
+    ), name
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"], name
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled", name
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}], name  # no ACLs
+    denies = [s for s in bucket_policy(tpl, name) if s["Effect"] == "Deny"]
+    tls = [s for s in denies if s["Condition"]["Bool"]["aws:SecureTransport"] == "false"]
+    assert tls and tls[0]["Action"] == "s3:*" and tls[0]["Principal"] == "*", name
+    assert tpl["Resources"][name]["DeletionPolicy"] == "Retain", name  # an audit trail outlives the stack
+    return bucket
+
+
+def test_bucket_is_private_encrypted_and_tls_only(tpl: dict[str, Any]) -> None:
+    assert_private_encrypted_tls_only(tpl, "AuditBucket")
+
+
+def test_audit_bucket_access_is_logged_to_its_own_log_bucket(tpl: dict[str, Any]) -> None:
+    audit = tpl["Resources"]["AuditBucket"]["Properties"]
+    logging = audit.get("LoggingConfiguration", {})
+    assert logging.get("DestinationBucketName") == {"Ref": "AuditAccessLogBucket"}  # a separate bucket, not itself
+    prefix = logging["LogFilePrefix"]
+    logs = assert_private_encrypted_tls_only(tpl, "AuditAccessLogBucket")
+    assert "LoggingConfiguration" not in logs  # a log bucket logging into itself would loop
+    # Server access logs are delivered only into SSE-S3 buckets (not SSE-KMS).
+    (rule,) = logs["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # Retained for a bounded time, its own parameter, at least as long as the artifacts it describes.
+    (expiry,) = [
+        r for r in logs["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled" and "ExpirationInDays" in r
+    ]
+    assert expiry["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+    assert "NoncurrentVersionExpiration" in expiry
+    params = tpl["Parameters"]
+    assert params["AccessLogRetentionDays"]["Default"] >= params["ArtifactRetentionDays"]["Default"]
+    # With ACLs off (BucketOwnerEnforced) delivery needs the policy grant: the logging service, only for the
+    # audit bucket of this account, only under the prefix.
+    (grant,) = [s for s in bucket_policy(tpl, "AuditAccessLogBucket") if s["Effect"] == "Allow"]
+    assert grant["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert grant["Action"] == "s3:PutObject"
+    assert grant["Resource"] == {"Fn::Sub": "${AuditAccessLogBucket.Arn}/" + prefix + "*"}
+    assert grant["Condition"]["ArnLike"]["aws:SourceArn"] == {"Fn::GetAtt": ["AuditBucket", "Arn"]}
+    assert grant["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
 # ------------------------------------------------------------------------------------------- layer
@@ -477,6 +521,26 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
         ("Resource: !GetAtt AgentQueue.Arn", 'Resource: "*"', test_no_wildcard_resource_beyond_actions_that_need_it),
         ("AGENTS_DIR: /opt/agent_task/agents", "KILO_API_KEY: sk-not-a-real-key", test_no_plaintext_kilo_or_admin_key),
         ("RestrictPublicBuckets: true", "RestrictPublicBuckets: false", test_bucket_is_private_encrypted_and_tls_only),
+        (
+            "        DestinationBucketName: !Ref AuditAccessLogBucket\n",
+            "",
+            test_audit_bucket_access_is_logged_to_its_own_log_bucket,
+        ),
+        (
+            "ExpirationInDays: !Ref AccessLogRetentionDays",
+            "ExpirationInDays: !Ref ArtifactRetentionDays",
+            test_audit_bucket_access_is_logged_to_its_own_log_bucket,
+        ),
+        (
+            "Principal: {Service: logging.s3.amazonaws.com}",
+            'Principal: "*"',
+            test_audit_bucket_access_is_logged_to_its_own_log_bucket,
+        ),
+        (
+            '.Arn}/*"\n            Condition:\n              Bool: {aws:SecureTransport: "false"}\n\n  # ---',
+            '.Arn}/*"\n            Condition:\n              Bool: {aws:SecureTransport: "true"}\n\n  # ---',
+            test_audit_bucket_access_is_logged_to_its_own_log_bucket,
+        ),
         (
             "        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
             "        ADMIN_API_KEY_SECRET_ARN: !Ref AdminApiKeySecret\n        JOB_SECRETS_KMS_KEY_ID: !GetAtt",

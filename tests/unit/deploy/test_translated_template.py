@@ -113,13 +113,69 @@ def test_dispatch_lease_fits_the_function_and_the_queue(cfn: dict[str, Any]) -> 
     assert queue["VisibilityTimeout"] >= 6 * dispatcher["Timeout"]  # Lambda's SQS event source advice
 
 
-def test_every_function_outlives_the_upstream_deadline_it_enforces(cfn: dict[str, Any]) -> None:
-    default_ms = 30_000  # KILO_TIMEOUT_MS's default, for a function that does not set it
+def setting(variables: dict[str, Any], name: str) -> float:
+    """A setting as the function will read it: its environment variable, else the library's default."""
+    from kilo_bridge.config import Settings
+
+    default = Settings.model_fields[name.lower()].default
+    return float(variables.get(name, default))
+
+
+def test_every_function_outlives_the_deadlines_it_enforces(cfn: dict[str, Any]) -> None:
+    names = set()
     for name, resource in cfn["Resources"].items():
         if resource["Type"] != "AWS::Lambda::Function":
             continue
+        names.add(name)
+        timeout_ms = resource["Properties"]["Timeout"] * 1000
         variables = resource["Properties"].get("Environment", {}).get("Variables", {})
-        assert int(variables.get("KILO_TIMEOUT_MS", default_ms)) < resource["Properties"]["Timeout"] * 1000, name
+        # One upstream call (the API, the stream's first byte, the scheduled credit refresh) and one Redis
+        # command each end on their own deadline, inside the invocation: our error, not Lambda's kill.
+        assert setting(variables, "KILO_TIMEOUT_MS") < timeout_ms, name
+        assert setting(variables, "REDIS_TIMEOUT_MS") * 2 < timeout_ms, name
+    assert names == {"ApiFunction", "StreamFunction", "DispatcherFunction", "FinalizerFunction", "ScheduledFunction"}
+
+
+def test_both_streaming_routes_end_their_own_streams_before_the_cut(cfn: dict[str, Any]) -> None:
+    # generate-stream (the relay) and a job's live log (which resumes with Last-Event-ID) both stop at
+    # KILO_STREAM_MAX_S: both are the StreamFunction's, whose setting is under its timeout and the integration's.
+    for route in STREAM_ROUTES:
+        assert "${StreamFunction.Arn}" in integrations(cfn)[route]["uri"]["Fn::Sub"], route
+    variables = env_of(cfn, "StreamFunction")
+    stream_max_ms = setting(variables, "KILO_STREAM_MAX_S") * 1000
+    assert stream_max_ms < min(STREAM_INTEGRATION_MS, function(cfn, "StreamFunction")["Timeout"] * 1000)
+    # Keep-alives come far more often than any idle limit on the way (API Gateway, NAT: minutes).
+    assert setting(variables, "SSE_KEEPALIVE_S") <= 60
+
+
+def test_scheduled_work_fits_its_function_and_its_period(cfn: dict[str, Any]) -> None:
+    scheduled = function(cfn, "ScheduledFunction")
+    variables = env_of(cfn, "ScheduledFunction")
+    # The credit refresh is one gateway read (KILO_TIMEOUT_MS, at most 10 s); the reaper a Lua script per stale
+    # job; a scheduled run one submit. A retried schedule would overlap the next run: no retries on the rates.
+    assert setting(variables, "KILO_TIMEOUT_MS") < scheduled["Timeout"] * 1000
+    schedules = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    rates = [s for s in schedules if str(s["ScheduleExpression"]).startswith("rate(")]
+    assert len(rates) == 2
+    for schedule in rates:
+        assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_task_is_bounded_by_its_job_deadline_alone(cfn: dict[str, Any]) -> None:
+    # ECS has no task timeout: the runner's job deadline (timeoutMs <= JOB_TIMEOUT_MAX_MS, then a SIGKILL of the
+    # agent's group after JOB_KILL_GRACE_S) is the only bound, so the API and the task must agree on it.
+    (container,) = cfn["Resources"]["AgentTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    task_env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    api_env = env_of(cfn, "ApiFunction")
+    for name in ("JOB_TIMEOUT_MAX_MS", "JOB_TIMEOUT_DEFAULT_MS", "JOB_KILL_GRACE_S"):
+        assert setting(task_env, name) == setting(api_env, name), name
+    # ECS stops a container with SIGTERM, then SIGKILL after StopTimeout: room for the agent's own grace.
+    assert container["StopTimeout"] > setting(task_env, "JOB_KILL_GRACE_S")
+    # A queued job's message lives as long as the reaper lets the job wait (JOB_QUEUE_MAX_WAIT_S): a message
+    # never vanishes while its job still shows `queued` for longer than the reaper allows.
+    queue = cfn["Resources"]["AgentQueue"]["Properties"]
+    max_wait_s = setting(env_of(cfn, "ScheduledFunction"), "JOB_QUEUE_MAX_WAIT_S")
+    assert max_wait_s <= queue["MessageRetentionPeriod"]
 
 
 def condition(cfn: dict[str, Any], name: str, params: dict[str, str]) -> bool:

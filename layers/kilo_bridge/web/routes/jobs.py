@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -176,8 +177,9 @@ _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # a Redis stream entry id: what `
     "the log so far and live lines as the job writes them, a `status` event whenever the job's state changes, "
     "and `end` (id `end`) when the job has ended; `: keep-alive` comments while nothing happens. Each `log` "
     "event has an `id`: a client that reconnects with `Last-Event-ID` (as browsers' EventSource do) gets the "
-    "lines after it, e.g. past API Gateway's 15-minute stream limit. A reconnect after `end` is answered "
-    "204 (No Content), which stops an EventSource.",
+    "lines after it: the stream closes itself after `KILO_STREAM_MAX_S` (under API Gateway's 15-minute limit) "
+    "without `end`, and the reconnect carries on. A reconnect after `end` is answered 204 (No Content), which "
+    "stops an EventSource.",
     headers={
         "Last-Event-ID": (
             "Resume after this log line (the `id` of a `log` event), or `end`; other values are ignored.",
@@ -191,7 +193,11 @@ async def job_logs(request: Request) -> Response:
     resume = request.headers.get("last-event-id", "")
     if resume == END_ID and (await svc.get(job_id, who)).record.finished:
         return Response(status_code=204)  # it has seen the end: EventSource stops on a 204
-    lines = svc.follow_log(job_id, who, resume if _STREAM_ID.fullmatch(resume) else "0-0")
+    settings = services(request).settings
+    # The stream ends itself after KILO_STREAM_MAX_S, before API Gateway (15 minutes) and the function's own
+    # timeout cut it: a clean close the client resumes from with Last-Event-ID, not a killed invocation.
+    deadline = asyncio.get_running_loop().time() + settings.kilo_stream_max_s
+    lines = svc.follow_log(job_id, who, resume if _STREAM_ID.fullmatch(resume) else "0-0", until=deadline)
     # The first step (the job's status) comes at once, so an unknown job is a plain 404, not an event stream.
     try:
         first = await anext(lines)
@@ -209,13 +215,16 @@ async def job_logs(request: Request) -> Response:
                 yield event
                 if kind == "end":
                     return
-                item = await anext(lines)
+                try:
+                    item = await anext(lines)
+                except StopAsyncIteration:  # KILO_STREAM_MAX_S passed: closed without `end`, the client resumes
+                    return
         except (RedisError, OSError, BridgeError):
             yield {"event": "error", "data": error_json(StoreUnavailable(), rid).decode()}
         finally:
             await lines.aclose()  # a client that hung up: the Redis reads stop with it
 
-    return sse_response(events(), services(request).settings.sse_keepalive_s)
+    return sse_response(events(), settings.sse_keepalive_s)
 
 
 @router.route(
