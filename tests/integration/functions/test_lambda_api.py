@@ -33,6 +33,7 @@ EXPECTED = {
     "run-agent-invalid.json": 422,
     "agents.json": 200,
     "jobs.json": 200,
+    "profiles.json": 200,
     "job-get.json": 404,
     "job-cancel.json": 404,
     "job-artifact.json": 404,  # the event's job id does not exist here
