@@ -119,7 +119,12 @@ class JobService:
 
     # -- run-agent ---------------------------------------------------------------------------------
     async def submit(
-        self, body: RunAgentRequest, caller: str | None, idempotency_key: str | None, request_id: str
+        self,
+        body: RunAgentRequest,
+        caller: str | None,
+        idempotency_key: str | None,
+        request_id: str,
+        notify: str | None = None,
     ) -> Submitted:
         st = self.settings
         spec = get_agent(st.agents_path, body.agent)
@@ -183,6 +188,7 @@ class JobService:
             owner=caller,
             key_id=key_id(caller) if caller else None,
             request_id=request_id,
+            notify=notify,
         )
         async with self.store.guard():
             code, existing = await self.jobs.create(
