@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from agent_task import procs
+from agent_task import app_token, procs
 from agent_task.git import GitEnv, clone_argv
 from agent_task.github import PullRequestError, open_pull_request
 from agent_task.joblog import JobLog
@@ -91,6 +91,7 @@ class Runner:
         self.sandbox = Sandbox("none")
         self._git_config: bytes | None = None
         self.agent_started = False
+        self._app_token: str | None = None  # a GitHub App installation token minted for this job alone
 
     # -- the whole job -----------------------------------------------------------------------------
     async def run(self) -> str:
@@ -154,9 +155,21 @@ class Runner:
             await self.log.line("runner", f"job ended {status}: {reason}: {error}", level="error")
         else:
             await self.log.line("runner", f"job ended {status}")
+        # Before the job shows as ended, so whoever sees it ended finds its outcome on GitHub too.
+        await self._github_end(status, reason, error, result)
         finished = await self._finish(workspace, status, reason, error, result, diff)
         await self._cleanup(workspace, watchdog)
         return status if finished else "lost"
+
+    async def _github_end(self, status: str, reason: str | None, error: str | None, result: JobResult) -> None:
+        """The App's token revoked; a job started from GitHub reports its outcome on its issue or pull request."""
+        with contextlib.suppress(Exception):  # best effort: the job has ended either way
+            if self._app_token:
+                await app_token.revoke(self.settings, self._app_token)
+            if self.record.notify:
+                repo = check_repo_url(self.record.repo_url, self.settings)
+                text = app_token.outcome_text(self.record, status, reason, error, result.pr_url, result.summary)
+                await app_token.report(self.settings, self.record, repo, self.redact(text)[:60_000])
 
     def _fill(self, result: JobResult) -> None:
         a = self.agent
@@ -275,6 +288,11 @@ class Runner:
         except SandboxUnavailable as exc:
             raise JobEnded("failed", "sandbox_unavailable", str(exc)) from None
         token = repo_token(profile_env)
+        if token is None and self._pr_target(repo.host):
+            token = self._app_token = await app_token.mint(st, repo, writes=spec.after == "pull_request")
+            if token:
+                self.redact = self.log.redact = self.redact.with_secret(token)
+                await self.log.line("runner", "repository token: a GitHub App installation token for this repository")
         git = GitEnv.create(workspace / "runner", token, st.repo_allow_local, git_dir=workspace / "git")
         git.host = urlsplit(repo.url).netloc.rpartition("@")[2]  # the one host askpass answers for
         self.git = git
@@ -352,7 +370,11 @@ class Runner:
         await self.log.line("runner", f"pushed {branch}")
         if self._pr_target(repo.host) and repo.owner and repo.name:
             if not token:
-                raise JobEnded("failed", "pr_failed", "no GITHUB_TOKEN in profileEnv to open the pull request")
+                raise JobEnded(
+                    "failed",
+                    "pr_failed",
+                    "no GITHUB_TOKEN in profileEnv (nor a GitHub App installed) for the pull request",
+                )
             body = (
                 f"{self.agent.summary()}\n\n---\nOpened by Kilo Bridge job `{self.job_id}` (agent "
                 f"`{spec.name}`, {len(files)} files, +{stat.insertions}/-{stat.deletions})."

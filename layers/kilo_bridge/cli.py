@@ -1,6 +1,6 @@
 """`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000, with an
 in-process job worker); `worker` runs agent jobs without the server; `keys` creates, lists and revokes API
-keys directly in Redis; `jobs` and `generate` are a client of a running server (over HTTP)."""
+keys directly in Redis; `jobs`, `profiles` and `generate` are a client of a running server (over HTTP)."""
 
 from __future__ import annotations
 
@@ -140,12 +140,13 @@ def _safe_url(url: str) -> str:
 def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: list[str] | None) -> None:
     """The HTTP client's subcommands; its module is imported only when one of them (or help) is asked for."""
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("jobs", "generate", "-h", "--help"):
+    if not words or words[0] in ("jobs", "profiles", "generate", "-h", "--help"):
         from kilo_bridge.client.commands import add_parsers
 
         add_parsers(sub)
     else:
         sub.add_parser("jobs", help="agent jobs on a server (over HTTP)")
+        sub.add_parser("profiles", help="saved job variables on a server (over HTTP)")
         sub.add_parser("generate", help="generate text on a server, streamed")
 
 

@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     repo_host_allowlist: str = "github.com,gitlab.com,bitbucket.org"
     repo_allow_local: bool = False
     github_api_url: str = "https://api.github.com"
+    # A GitHub App (docs/github.md): its id and private key (PEM, or a file holding it) mint a per-job
+    # installation token scoped to the job's repository; the webhook secret verifies deliveries; opted-in
+    # repositories ("owner/name,…") get a review job on each pull request opened or pushed to.
+    github_app_id: str | None = None
+    github_app_private_key: SecretStr | None = None
+    github_app_private_key_file: str | None = None
+    github_webhook_secret: SecretStr | None = None
+    # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
+    github_app_secret_arn: str | None = None
+    github_review_repos: str = ""
     kilo_cli: str | None = None
     agents_dir: str | None = None
     # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else
@@ -255,20 +265,29 @@ def load_settings(**overrides: object) -> Settings:
     return _with_secrets(settings)
 
 
+# field → (the setting naming its secret, the JSON field read when the secret holds JSON)
+_FROM_SECRET = {
+    "github_app_private_key": ("GITHUB_APP_SECRET_ARN", "privateKey"),
+    "github_webhook_secret": ("GITHUB_APP_SECRET_ARN", "webhookSecret"),
+}
+
+
 def _with_secrets(settings: Settings) -> Settings:
-    """Fill KILO_API_KEY / ADMIN_API_KEY from Secrets Manager when only their *_SECRET_ARN is set."""
+    """Fill KILO_API_KEY / ADMIN_API_KEY (and the GitHub App's key and webhook secret) from Secrets Manager
+    when only their *_SECRET_ARN is set."""
     update: dict[str, SecretStr] = {}
     for field, arn in (
         ("kilo_api_key", settings.kilo_api_key_secret_arn),
         ("admin_api_key", settings.admin_api_key_secret_arn),
+        ("github_app_private_key", settings.github_app_secret_arn),
+        ("github_webhook_secret", settings.github_app_secret_arn),
     ):
         if arn and getattr(settings, field) is None:
+            setting, json_field = _FROM_SECRET.get(field, (f"{field.upper()}_SECRET_ARN", field.upper()))
             try:
-                update[field] = SecretStr(read_secret(arn, field.upper()))
+                update[field] = SecretStr(read_secret(arn, json_field))
             except Exception as exc:
-                raise ConfigError(
-                    f"{field.upper()}_SECRET_ARN: cannot read the secret ({type(exc).__name__})"
-                ) from None
+                raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
     if settings.redis_password_secret_arn and settings.redis_password is None:
         try:
             update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))

@@ -11,6 +11,7 @@ from kilo_bridge.gateway.pricing import PriceBook
 from kilo_bridge.generation.service import Generation
 from kilo_bridge.jobs.service import JobService
 from kilo_bridge.platform.redis import Store
+from kilo_bridge.profiles.service import ProfileService
 from kilo_bridge.usage.ledger import Ledger
 
 
@@ -24,6 +25,7 @@ class Services:
     credits: CreditService
     generation: Generation
     jobs: JobService
+    profiles: ProfileService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -37,7 +39,9 @@ class Services:
         balance = KiloProfileBalance(gateway, settings.balance_url)
         credits = CreditService(ledger, balance, settings.kilo_credits_max_age_s)
         generation = Generation(settings, gateway, ledger, prices)
-        return cls(settings, gateway, store, ledger, prices, credits, generation, JobService(store))
+        profiles = ProfileService(store)
+        jobs = JobService(store, profiles)
+        return cls(settings, gateway, store, ledger, prices, credits, generation, jobs, profiles)
 
     async def close(self) -> None:
         await self.jobs.close()

@@ -181,3 +181,49 @@ def test_submit_sends_a_patch_file_and_the_job_applies_it(server: str, fake_gith
         FAKE_KILO_MODE="write",
     )
     assert missing.returncode == 2 and "cannot read the patch" in missing.stderr
+
+
+def test_profiles_take_values_from_the_environment_only_and_a_job_uses_one(
+    server: str, fake_github: FakeGitHub
+) -> None:
+    created = kb(server, "profiles", "create", "widgets", "--env", "GITHUB_TOKEN", GITHUB_TOKEN=GITHUB_TOKEN)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("widgets  GITHUB_TOKEN ")
+    rotated = kb(
+        server,
+        "profiles",
+        "rotate",
+        "widgets",
+        "--env",
+        "GITHUB_TOKEN",
+        "--env",
+        "FAKE_KILO_MODE",
+        GITHUB_TOKEN=GITHUB_TOKEN,
+        FAKE_KILO_MODE="write",
+    )
+    assert rotated.returncode == 0 and "FAKE_KILO_MODE GITHUB_TOKEN" in rotated.stdout
+    listed = kb(server, "profiles", "list")
+    assert listed.stdout.startswith("widgets  ") and GITHUB_TOKEN not in listed.stdout + created.stdout
+    unset = kb(server, "profiles", "create", "other", "--env", "NOT_SET_ANYWHERE")
+    assert unset.returncode == 2 and "NOT_SET_ANYWHERE" in unset.stderr
+    # a job on the profile alone: the token (for the push) and the mode (for the agent) come from it
+    repo = fake_github.repo_url("acme", "widgets")
+    done = kb(
+        server,
+        "jobs",
+        "submit",
+        "--repo",
+        repo,
+        "--agent",
+        "apply-patch-and-pr",
+        "--prompt",
+        "change",
+        "--profile",
+        "widgets",
+        "--follow",
+    )
+    assert done.returncode == 0, done.stderr
+    assert fake_github.pulls and GITHUB_TOKEN not in done.stdout + done.stderr
+    assert kb(server, "profiles", "delete", "widgets").stdout == "widgets deleted\n"
+    missing = kb(server, "profiles", "delete", "widgets")
+    assert missing.returncode == REFUSED and "HTTP 404" in missing.stderr

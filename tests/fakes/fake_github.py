@@ -4,6 +4,12 @@
     url = fake.repo_url("acme", "widgets")       # http://127.0.0.1:PORT/acme/widgets.git
     fake.api_url                                  # for GITHUB_API_URL
     fake.pulls                                    # the pull requests opened
+
+As a GitHub App's API (`fake.install_app(app_id, public_key_pem, {("acme", "widgets"): 7})`): the App's JWT
+checked against its public key (RS256, `iss`), installation tokens minted with the `repositories` and
+`permissions` asked for (recorded in `token_requests`) and honoured only within them (git push needs
+contents: write, a pull request pull_requests: write), revoked with DELETE /installation/token; collaborator
+permissions from `fake.permissions`; issue comments recorded in `comments` (POST, GET, PATCH).
 """
 
 from __future__ import annotations
@@ -48,6 +54,17 @@ class FakeGitHub(AiohttpApp, ServerThread):
         self.pulls: list[dict[str, Any]] = []
         self.git_requests: list[dict[str, Any]] = []
         self.pr_status: int | None = None  # answer pull requests with this status instead
+        self.app_id: str | None = None
+        self.app_key: str | None = None
+        self.installations: dict[tuple[str, str], int] = {}
+        self.tokens: dict[str, dict[str, Any]] = {}  # minted token → {"repositories", "permissions"}
+        self.token_requests: list[dict[str, Any]] = []
+        self.revoked: list[str] = []
+        self.permissions: dict[str, str] = {}  # user → permission on every repository
+        self.comments: list[dict[str, Any]] = []
+
+    def install_app(self, app_id: str, public_key_pem: str, installations: dict[tuple[str, str], int]) -> None:
+        self.app_id, self.app_key, self.installations = app_id, public_key_pem, installations
 
     @property
     def api_url(self) -> str:
@@ -56,12 +73,102 @@ class FakeGitHub(AiohttpApp, ServerThread):
     def repo_url(self, owner: str, name: str) -> str:
         return f"{self.url}/{owner}/{name}.git"
 
+    def _allows(self, token: str, repo: str, permission: str) -> bool:
+        """The personal token may do anything; an installation token only on its repositories, as granted."""
+        if token == self.token:
+            return True
+        grant = self.tokens.get(token)
+        return bool(grant and repo in grant["repositories"] and grant["permissions"].get(permission) == "write")
+
     def _authorized(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-            return user if password == self.token else None
+            repo = request.match_info["repo"]
+            if password == self.token or (password in self.tokens and repo in self.tokens[password]["repositories"]):
+                pushing = "git-receive-pack" in request.path_qs
+                if pushing and not self._allows(password, repo, "contents"):
+                    return None
+                return user
         return None
+
+    def _app_jwt_ok(self, request: web.Request) -> bool:
+        import jwt
+
+        header = request.headers.get("Authorization", "")
+        if not (self.app_key and header.startswith("Bearer ")):
+            return False
+        try:
+            claims = jwt.decode(
+                header[7:], self.app_key, algorithms=["RS256"], options={"require": ["iat", "exp", "iss"]}
+            )
+        except jwt.InvalidTokenError:
+            return False
+        return str(claims["iss"]) == self.app_id
+
+    def _bearer(self, request: web.Request) -> str:
+        return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+    async def installation(self, request: web.Request) -> web.Response:
+        if not self._app_jwt_ok(request):
+            return web.json_response({"message": "A JSON web token could not be decoded"}, status=401)
+        found = self.installations.get((request.match_info["owner"], request.match_info["repo"]))
+        if found is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response({"id": found, "app_id": int(self.app_id or 0)})
+
+    async def access_token(self, request: web.Request) -> web.Response:
+        if not self._app_jwt_ok(request):
+            return web.json_response({"message": "A JSON web token could not be decoded"}, status=401)
+        body = await request.json()
+        installation = int(request.match_info["id"])
+        self.token_requests.append({"installation": installation, **body})
+        installed = {repo for (_, repo), i in self.installations.items() if i == installation}
+        if not set(body.get("repositories", [])) <= installed:
+            return web.json_response({"message": "There is at least one repository that does not exist"}, status=422)
+        token = f"ghs_fake_installation_{len(self.token_requests):04d}_0123456789"
+        self.tokens[token] = {"repositories": list(body.get("repositories", [])), "permissions": body["permissions"]}
+        return web.json_response({"token": token, "expires_at": "2099-01-01T00:00:00Z"}, status=201)
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        token = self._bearer(request)
+        if self.tokens.pop(token, None) is None:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        self.revoked.append(token)
+        return web.Response(status=204)
+
+    async def permission(self, request: web.Request) -> web.Response:
+        if self._bearer(request) not in self.tokens:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        user = request.match_info["user"]
+        return web.json_response({"permission": self.permissions.get(user, "read"), "user": {"login": user}})
+
+    async def issue_comments(self, request: web.Request) -> web.Response:
+        owner, repo = request.match_info["owner"], request.match_info["repo"]
+        token, number = self._bearer(request), int(request.match_info["number"])
+        if not (self._allows(token, repo, "issues") or self._allows(token, repo, "pull_requests")):
+            return web.json_response({"message": "Resource not accessible by integration"}, status=403)
+        if request.method == "GET":
+            return web.json_response([c for c in self.comments if (c["repo"], c["number"]) == (repo, number)])
+        comment = {"id": len(self.comments) + 1, "owner": owner, "repo": repo, "number": number}
+        comment["body"] = (await request.json())["body"]
+        comment["edits"] = 0
+        self.comments.append(comment)
+        return web.json_response(comment, status=201)
+
+    async def edit_comment(self, request: web.Request) -> web.Response:
+        repo, comment_id = request.match_info["repo"], int(request.match_info["id"])
+        if not (
+            self._allows(self._bearer(request), repo, "issues")
+            or self._allows(self._bearer(request), repo, "pull_requests")
+        ):
+            return web.json_response({"message": "Resource not accessible by integration"}, status=403)
+        for comment in self.comments:
+            if comment["id"] == comment_id and comment["repo"] == repo:
+                comment["body"] = (await request.json())["body"]
+                comment["edits"] += 1
+                return web.json_response(comment)
+        return web.json_response({"message": "Not Found"}, status=404)
 
     async def git(self, request: web.Request) -> web.StreamResponse:
         self.git_requests.append({"path": request.path_qs, "auth": "Authorization" in request.headers})
@@ -100,7 +207,7 @@ class FakeGitHub(AiohttpApp, ServerThread):
         return web.Response(status=status, body=payload, headers=headers)
 
     async def create_pull(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if not self._allows(self._bearer(request), request.match_info["repo"], "pull_requests"):
             return web.json_response({"message": "Bad credentials"}, status=401)
         if self.pr_status:
             return web.json_response({"message": "Validation Failed"}, status=self.pr_status)
@@ -120,5 +227,11 @@ class FakeGitHub(AiohttpApp, ServerThread):
     def app(self) -> web.Application:
         app = web.Application(client_max_size=100 * 1024 * 1024)
         app.router.add_post("/api/v3/repos/{owner}/{repo}/pulls", self.create_pull)
+        app.router.add_get("/api/v3/repos/{owner}/{repo}/installation", self.installation)
+        app.router.add_post("/api/v3/app/installations/{id}/access_tokens", self.access_token)
+        app.router.add_delete("/api/v3/installation/token", self.revoke_token)
+        app.router.add_get("/api/v3/repos/{owner}/{repo}/collaborators/{user}/permission", self.permission)
+        app.router.add_route("*", "/api/v3/repos/{owner}/{repo}/issues/{number}/comments", self.issue_comments)
+        app.router.add_patch("/api/v3/repos/{owner}/{repo}/issues/comments/{id}", self.edit_comment)
         app.router.add_route("*", "/{owner}/{repo}.git/{tail:.*}", self.git)
         return app

@@ -75,7 +75,7 @@ class Api:
             raise ClientError(f"cannot reach {self.http.base_url}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise _error(response)
-        return response.json()
+        return response.json() if response.status_code != 204 else None
 
     def stream(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from kilo_bridge.client import profiles
 from kilo_bridge.client.api import DEFAULT_URL, Api, ClientError, Event
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "timed_out": 3, "cancelled": 4}
@@ -47,6 +48,7 @@ def add_parsers(sub: Any) -> None:
         metavar="NAME",
         help="pass this variable of your environment to the job (e.g. GITHUB_TOKEN); its value never goes in argv",
     )
+    submit.add_argument("--profile", help="a saved profile whose variables the job gets (--env values win)")
     submit.add_argument("--idempotency-key", help="a retried submit with the same key returns the same job")
     submit.add_argument("--follow", action="store_true", help="follow the live log; exit with the job's outcome")
     listing = actions.add_parser("list", parents=[common], help="recent jobs, newest first")
@@ -57,6 +59,8 @@ def add_parsers(sub: Any) -> None:
     logs = actions.add_parser("logs", parents=[common], help="a job's log, live until it ends; exit with its outcome")
     logs.add_argument("id")
     jobs.set_defaults(func=run)
+
+    profiles.add_parser(sub, common, run)
 
     gen = sub.add_parser("generate", parents=[common], help="generate text, streamed as it comes")
     gen.add_argument("prompt")
@@ -96,6 +100,7 @@ def _submit(api: Api, args: argparse.Namespace) -> int:
         "model": args.model,
         "baseBranch": args.base_branch,
         "maxCostUsd": args.max_cost_usd,
+        "profile": args.profile,
         "timeoutMs": args.timeout_s * 1000 if args.timeout_s else None,
     }
     if args.patch:
@@ -234,4 +239,12 @@ def _generate(api: Api, args: argparse.Namespace) -> int:
     return EXIT_REFUSED
 
 
-HANDLERS = {"submit": _submit, "logs": _logs, "list": _list, "show": _show, "cancel": _cancel, "generate": _generate}
+HANDLERS = {
+    "submit": _submit,
+    "logs": _logs,
+    "list": _list,
+    "show": _show,
+    "cancel": _cancel,
+    "generate": _generate,
+    **profiles.HANDLERS,
+}

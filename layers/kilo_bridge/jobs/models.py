@@ -8,6 +8,7 @@ from pydantic import Field
 
 from kilo_bridge.jobs.record import JobPhase, JobStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
+from kilo_bridge.profiles.models import PROFILE_NAME
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PATCH_MAX_CHARS = 500_000
@@ -22,6 +23,11 @@ class RunAgentRequest(ApiModel):
         default_factory=dict,
         max_length=32,
         description="Secrets and settings for the job (e.g. GITHUB_TOKEN); encrypted at rest, never returned.",
+    )
+    profile: str | None = Field(
+        None,
+        pattern=PROFILE_NAME,
+        description="A saved profile (GET /api/kilo/profiles) whose variables the job gets; `profileEnv` wins.",
     )
     timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000, description="Default 10 minutes, at most 60.")
     dry_run: bool = Field(False, description="Keep the diff only: no commit, push or pull request.")

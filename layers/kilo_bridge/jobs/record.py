@@ -82,6 +82,8 @@ class JobRecord:
     error: str | None = None
     result: dict[str, Any] | None = None
     artifacts: dict[str, int] | None = None  # artifact name → bytes
+    # Where a job started from GitHub reports its outcome: `comment:<issue>` or `review:<pull request>`.
+    notify: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -117,6 +119,7 @@ class JobRecord:
             error=raw.get("error") or None,
             result=orjson.loads(raw["result"]) if raw.get("result") else None,
             artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
+            notify=raw.get("notify") or None,
         )
 
     def fields(self) -> dict[str, str]:
@@ -139,4 +142,5 @@ class JobRecord:
             "attempt": str(self.attempt),
             "createdMs": str(self.created_ms),
             "requestId": self.request_id,
+            "notify": self.notify or "",
         }

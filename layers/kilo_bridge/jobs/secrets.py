@@ -3,6 +3,10 @@
 AWS: KMS envelope encryption (a data key per job, the job id as encryption context, so a blob copied onto
 another job does not open). Locally: AES-GCM with a key from JOB_SECRETS_KEY or a key file made once
 (mode 0600). Both bind the blob to its job id as associated data.
+
+Saved profiles (kilo_bridge/profiles/) use the same boxes under another scope: the encryption context is
+`{"profile": "<owner>/<name>"}` instead of `{"jobId": ...}`, so a key policy can let the API open profiles
+(to copy one into a job) and never a job's own secrets.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import orjson
 from kilo_bridge.config import Settings
 
 NONCE = 12
+JOB_SCOPE = "jobId"
 
 
 class SecretBox(Protocol):
-    def seal(self, job_id: str, values: dict[str, str]) -> str: ...
-    def open(self, job_id: str, blob: str) -> dict[str, str]: ...
+    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE) -> str: ...
+    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE) -> dict[str, str]: ...
+
+
+def _aad(scope: str, name: str) -> bytes:
+    # A job's blobs keep their original associated data (the bare id); other scopes name themselves.
+    return name.encode() if scope == JOB_SCOPE else f"{scope}={name}".encode()
 
 
 def _aesgcm(key: bytes) -> Any:
@@ -64,14 +74,14 @@ class LocalBox:
                 pass
         return cls(base64.b64decode(path.read_bytes().strip()))
 
-    def seal(self, job_id: str, values: dict[str, str]) -> str:
+    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE) -> str:
         nonce = os.urandom(NONCE)
-        sealed = _aesgcm(self._key).encrypt(nonce, orjson.dumps(values), job_id.encode())
+        sealed = _aesgcm(self._key).encrypt(nonce, orjson.dumps(values), _aad(scope, job_id))
         return self.prefix + _b64(nonce + sealed)
 
-    def open(self, job_id: str, blob: str) -> dict[str, str]:
+    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE) -> dict[str, str]:
         raw = base64.b64decode(blob.removeprefix(self.prefix))
-        return _env(_aesgcm(self._key).decrypt(raw[:NONCE], raw[NONCE:], job_id.encode()))
+        return _env(_aesgcm(self._key).decrypt(raw[:NONCE], raw[NONCE:], _aad(scope, job_id)))
 
 
 class KmsBox:
@@ -82,22 +92,20 @@ class KmsBox:
     def __init__(self, kms: Any, key_id: str) -> None:
         self._kms, self._key_id = kms, key_id
 
-    def seal(self, job_id: str, values: dict[str, str]) -> str:
-        data_key = self._kms.generate_data_key(
-            KeyId=self._key_id, KeySpec="AES_256", EncryptionContext={"jobId": job_id}
-        )
+    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE) -> str:
+        data_key = self._kms.generate_data_key(KeyId=self._key_id, KeySpec="AES_256", EncryptionContext={scope: job_id})
         nonce = os.urandom(NONCE)
-        sealed = _aesgcm(data_key["Plaintext"]).encrypt(nonce, orjson.dumps(values), job_id.encode())
+        sealed = _aesgcm(data_key["Plaintext"]).encrypt(nonce, orjson.dumps(values), _aad(scope, job_id))
         envelope = {"k": _b64(data_key["CiphertextBlob"]), "d": _b64(nonce + sealed)}
         return self.prefix + _b64(orjson.dumps(envelope))
 
-    def open(self, job_id: str, blob: str) -> dict[str, str]:
+    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE) -> dict[str, str]:
         envelope = orjson.loads(base64.b64decode(blob.removeprefix(self.prefix)))
-        key = self._kms.decrypt(CiphertextBlob=base64.b64decode(envelope["k"]), EncryptionContext={"jobId": job_id})[
+        key = self._kms.decrypt(CiphertextBlob=base64.b64decode(envelope["k"]), EncryptionContext={scope: job_id})[
             "Plaintext"
         ]
         raw = base64.b64decode(envelope["d"])
-        return _env(_aesgcm(key).decrypt(raw[:NONCE], raw[NONCE:], job_id.encode()))
+        return _env(_aesgcm(key).decrypt(raw[:NONCE], raw[NONCE:], _aad(scope, job_id)))
 
 
 def secret_box(settings: Settings) -> SecretBox:

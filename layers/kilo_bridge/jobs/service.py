@@ -24,6 +24,7 @@ from kilo_bridge.keys.store import KeyStore, key_id
 from kilo_bridge.money import nusd
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.redis import Store, StoreUnavailable
+from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.usage.ledger import BudgetExceeded
 
 log = get_logger()
@@ -80,11 +81,12 @@ HEARTBEAT_EVERY_S = 5.0
 
 
 class JobService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, profiles: ProfileService | None = None) -> None:
         self.store = store
         self.settings = store.settings
         self.jobs = JobStore(store)
         self.keys = KeyStore(store)
+        self.profiles = profiles or ProfileService(store)
         self._queue: JobQueue | None = None
         self._box: SecretBox | None = None
         self._artifacts: ArtifactStore | None = None
@@ -117,12 +119,28 @@ class JobService:
 
     # -- run-agent ---------------------------------------------------------------------------------
     async def submit(
-        self, body: RunAgentRequest, caller: str | None, idempotency_key: str | None, request_id: str
+        self,
+        body: RunAgentRequest,
+        caller: str | None,
+        idempotency_key: str | None,
+        request_id: str,
+        notify: str | None = None,
     ) -> Submitted:
         st = self.settings
         spec = get_agent(st.agents_path, body.agent)
         repo = check_repo_url(body.repo_url, st)
         check_profile_env(body.profile_env)
+        env = body.profile_env
+        if body.profile is not None:
+            try:
+                saved = await self.profiles.values(caller, body.profile)
+            except ProfileNotFound:
+                raise InvalidInput(
+                    f"profile: no profile named {body.profile!r}.",
+                    details=[{"field": "profile", "message": "no such profile"}],
+                ) from None
+            env = {**saved, **body.profile_env}  # the run's own values win
+            check_profile_env(env)
         check_branch(body.base_branch)
         timeout_ms = check_timeout(body.timeout_ms, st)
         if body.patch is not None and not spec.accepts_patch:
@@ -144,8 +162,8 @@ class JobService:
             idempotency = (hashlib.sha256(idempotency_key.encode()).hexdigest()[:32], body_hash)
         job_id = new_job_id()
         sealed = ""
-        if body.profile_env:
-            sealed = await asyncio.to_thread(self.box.seal, job_id, body.profile_env)
+        if env:
+            sealed = await asyncio.to_thread(self.box.seal, job_id, env)
         max_cost = body.max_cost_usd
         max_jobs = reserve = 0
         if caller:
@@ -170,6 +188,7 @@ class JobService:
             owner=caller,
             key_id=key_id(caller) if caller else None,
             request_id=request_id,
+            notify=notify,
         )
         async with self.store.guard():
             code, existing = await self.jobs.create(

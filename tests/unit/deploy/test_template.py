@@ -554,3 +554,22 @@ def test_checks_fail_when_the_template_breaks_a_promise(old: str, new: str, test
     broken = load_template(text.replace(old, new))
     with pytest.raises(AssertionError):
         test(broken)
+
+
+def test_only_the_runner_opens_job_secrets_and_the_api_opens_profiles_only(tpl: dict[str, Any]) -> None:
+    """kms:Decrypt on the job secrets key: the agent task for its job's secrets; the functions that submit runs
+    (a run may name a saved profile) only under a profile's encryption context, never a job's."""
+    openers: dict[str, list[dict[str, Any]]] = {}
+    for name, role in resources(tpl, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if not isinstance(statement, dict) or "kms:Decrypt" not in as_list(statement.get("Action")):
+                    continue
+                if statement.get("Resource") == {"Fn::GetAtt": ["JobSecretsKey", "Arn"]}:
+                    openers.setdefault(name, []).append(statement)
+    assert set(openers) == {"AgentTaskRole", "ApiFunctionRole", "ScheduledFunctionRole"}
+    for name in ("ApiFunctionRole", "ScheduledFunctionRole"):
+        (statement,) = openers[name]
+        condition = statement["Condition"]
+        assert condition["ForAllValues:StringEquals"] == {"kms:EncryptionContextKeys": ["profile"]}
+        assert condition["Null"] == {"kms:EncryptionContextKeys": "false"}  # no context at all is no profile

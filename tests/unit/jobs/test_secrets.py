@@ -27,3 +27,14 @@ def test_sealed_secrets_are_bound_to_their_job(tmp_path: Path) -> None:
     assert box.open("job_" + "1" * 24, sealed) == {"GITHUB_TOKEN": "ghp_abc"}
     with pytest.raises(InvalidTag):
         box.open("job_" + "2" * 24, sealed)  # copied onto another job: does not open
+
+
+def test_a_profile_seal_opens_only_as_that_profile(tmp_path: Path) -> None:
+    from cryptography.exceptions import InvalidTag
+
+    box = LocalBox.from_settings(load_settings(job_secrets_key_file=str(tmp_path / "job-secrets.key")))
+    sealed = box.seal("open/ci", {"A": "b"}, "profile")
+    assert box.open("open/ci", sealed, "profile") == {"A": "b"}
+    for name, scope in (("open/other", "profile"), ("open/ci", "jobId")):
+        with pytest.raises(InvalidTag):
+            box.open(name, sealed, scope)  # another profile's, or a job's: does not open

@@ -1,8 +1,16 @@
 """Every HTTP route: one router per module, included here in the order of the OpenAPI document."""
 
-from kilo_bridge.web.routes import admin, console, generation, jobs, meta, openai_compat, stats
+from kilo_bridge.web.routes import admin, console, generation, github, jobs, meta, openai_compat, profiles, stats
 from kilo_bridge.web.routing import Api
 
 api = Api.include(
-    generation.router, openai_compat.router, jobs.router, stats.router, admin.router, meta.router, console.router
+    generation.router,
+    openai_compat.router,
+    jobs.router,
+    profiles.router,
+    github.router,
+    stats.router,
+    admin.router,
+    meta.router,
+    console.router,
 )

@@ -1,0 +1,113 @@
+"""A GitHub App's side of the REST API: the App's JWT (PyJWT, RS256), an installation token minted for one
+repository with named permissions, a user's permission on a repository, and issue comments.
+
+Tokens are returned to the caller and kept by nobody else: the runner mints its job's token and revokes it
+when the job ends (they expire within the hour anyway).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kilo_bridge.config import Settings
+from kilo_bridge.errors import BridgeError
+
+TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+# What a job may do with the repository: push a branch and open a pull request, or (report agents) read.
+WRITE = {"contents": "write", "pull_requests": "write"}
+READ = {"contents": "read", "pull_requests": "read"}
+COMMENT = {"issues": "write", "pull_requests": "write"}  # the job's comments on its issue or pull request
+MARKER = "<!-- kilo-bridge:review -->"  # the one review comment a pull request gets, updated on each push
+
+
+class GitHubAppError(BridgeError, code="bad_gateway"):
+    """GitHub refused or failed a call the App made."""
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    token: str
+    expires_at: str
+
+
+def configured(settings: Settings) -> bool:
+    return bool(settings.github_app_id and (settings.github_app_private_key or settings.github_app_private_key_file))
+
+
+def _private_key(settings: Settings) -> str:
+    if settings.github_app_private_key is not None:
+        return settings.github_app_private_key.get_secret_value()
+    return Path(settings.github_app_private_key_file or "").read_text()
+
+
+def _headers(auth: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {auth}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "kilo-bridge",
+    }
+
+
+class GitHubApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api = settings.github_api_url.rstrip("/")
+
+    def jwt(self) -> str:
+        """The App's own token: 9 minutes (GitHub allows 10), issued a minute back for clock drift."""
+        import jwt  # PyJWT, imported when the App is used
+
+        now = int(time.time())
+        claims = {"iat": now - 60, "exp": now + 540, "iss": str(self.settings.github_app_id)}
+        return jwt.encode(claims, _private_key(self.settings), algorithm="RS256")
+
+    async def _call(self, method: str, path: str, auth: str, body: Any = None) -> Any:
+        async with httpx.AsyncClient(base_url=self.api, headers=_headers(auth), timeout=TIMEOUT) as client:
+            try:
+                response = await client.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                raise GitHubAppError(f"GitHub unreachable: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise GitHubAppError(f"GitHub answered {response.status_code} to {method} {path.split('?')[0]}")
+        return response.json() if response.content else None
+
+    async def installation_token(self, owner: str, repo: str, permissions: dict[str, str]) -> Installation:
+        """A token for this one repository with only these permissions (the App must be installed on it)."""
+        app = self.jwt()
+        installation = await self._call("GET", f"/repos/{owner}/{repo}/installation", app)
+        minted = await self._call(
+            "POST",
+            f"/app/installations/{int(installation['id'])}/access_tokens",
+            app,
+            {"repositories": [repo], "permissions": permissions},
+        )
+        return Installation(str(minted["token"]), str(minted.get("expires_at", "")))
+
+    async def revoke(self, token: str) -> None:
+        await self._call("DELETE", "/installation/token", token)
+
+    async def permission(self, token: str, owner: str, repo: str, user: str) -> str:
+        """admin | maintain | write | triage | read | none."""
+        found = await self._call("GET", f"/repos/{owner}/{repo}/collaborators/{user}/permission", token)
+        return str(found.get("permission", "none"))
+
+    async def comment(self, token: str, owner: str, repo: str, number: int, body: str) -> None:
+        await self._call("POST", f"/repos/{owner}/{repo}/issues/{number}/comments", token, {"body": body})
+
+    async def upsert_review_comment(self, token: str, owner: str, repo: str, number: int, body: str) -> None:
+        """The pull request's one review comment (found by its marker), created or updated in place."""
+        text = f"{MARKER}\n{body}"
+        comments = await self._call("GET", f"/repos/{owner}/{repo}/issues/{number}/comments?per_page=100", token)
+        for existing in comments or []:
+            if MARKER in str(existing.get("body", "")):
+                await self._call(
+                    "PATCH", f"/repos/{owner}/{repo}/issues/comments/{int(existing['id'])}", token, {"body": text}
+                )
+                return
+        await self.comment(token, owner, repo, number, text)

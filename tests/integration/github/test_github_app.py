@@ -1,0 +1,208 @@
+"""The GitHub App end to end against the fake GitHub (it checks the App's RS256 JWT against the App's public
+key, mints installation tokens only for what is asked and honours them only within it, records comments):
+real signed deliveries to the webhook route, real jobs with real git, the runner minting its own token."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.testclient import TestClient
+
+from kilo_bridge.config import Settings
+from tests.fakes.fake_github import FakeGitHub
+from tests.jobkit import wait_job
+
+APP_ID = "4242"
+WEBHOOK_SECRET = "whsec-test-not-real-0123456789"
+INSTALLATION = 77
+
+
+@pytest.fixture
+def app_settings(fake_github: FakeGitHub, tmp_path: Path) -> dict[str, Any]:
+    """The App installed on acme/widgets in the fake; its private key in a file, as a deployment mounts it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key_file = tmp_path / "app.pem"
+    key_file.write_bytes(pem)
+    fake_github.install_app(APP_ID, public.decode(), {("acme", "widgets"): INSTALLATION})
+    fake_github.permissions = {"maintainer": "write", "drive-by": "read"}
+    return {
+        "github_app_id": APP_ID,
+        "github_app_private_key_file": str(key_file),
+        "github_webhook_secret": WEBHOOK_SECRET,
+        "github_review_repos": "acme/widgets",
+    }
+
+
+def repository(fake_github: FakeGitHub) -> dict[str, Any]:
+    return {
+        "name": "widgets",
+        "full_name": "acme/widgets",
+        "owner": {"login": "acme"},
+        "clone_url": fake_github.repo_url("acme", "widgets"),
+    }
+
+
+def comment_event(fake_github: FakeGitHub, body: str, user: str = "maintainer", number: int = 5) -> dict[str, Any]:
+    return {
+        "action": "created",
+        "issue": {"number": number, "title": "Typo in README", "body": "It says 'demo'."},
+        "comment": {"body": body, "user": {"login": user, "type": "User"}},
+        "repository": repository(fake_github),
+    }
+
+
+def pr_event(fake_github: FakeGitHub, action: str = "opened", number: int = 9) -> dict[str, Any]:
+    return {
+        "action": action,
+        "pull_request": {"number": number, "head": {"ref": "main", "repo": {"full_name": "acme/widgets"}}},
+        "repository": repository(fake_github),
+    }
+
+
+def deliver(
+    client: httpx.Client | TestClient,
+    event: str,
+    payload: dict[str, Any],
+    delivery: str | None = None,
+    secret: str = WEBHOOK_SECRET,
+) -> httpx.Response:
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature,
+    }
+    return client.post("/api/kilo/github/webhook", content=body, headers=headers)
+
+
+@pytest.fixture
+def hooks(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+) -> TestClient:
+    """The app in process, nothing running jobs: for what a delivery does before any job runs."""
+    return make_app_client(make_settings(repo_allow_local=True, github_api_url=fake_github.api_url, **app_settings))
+
+
+def test_a_bad_or_missing_signature_is_refused_and_nothing_starts(hooks: TestClient, fake_github: FakeGitHub) -> None:
+    payload = comment_event(fake_github, "/kilo fix the typo")
+    assert deliver(hooks, "issue_comment", payload, secret="not-the-secret").status_code == 401
+    unsigned = hooks.post("/api/kilo/github/webhook", json=payload, headers={"X-GitHub-Event": "issue_comment"})
+    assert unsigned.status_code == 401
+    assert hooks.get("/api/kilo/jobs").json() == {"jobs": []}
+    assert fake_github.token_requests == [] and fake_github.comments == []
+
+
+def test_a_replayed_delivery_is_handled_once(hooks: TestClient, fake_github: FakeGitHub) -> None:
+    payload = comment_event(fake_github, "/kilo fix the typo")
+    first = deliver(hooks, "issue_comment", payload, delivery="d-1")
+    again = deliver(hooks, "issue_comment", payload, delivery="d-1")
+    assert first.status_code == 202 and first.json()["outcome"] == "started", first.text
+    assert again.status_code == 202 and again.json() == {"outcome": "duplicate"}
+    assert len(hooks.get("/api/kilo/jobs").json()["jobs"]) == 1
+    (link,) = [c for c in fake_github.comments if "started job" in c["body"]]
+    job_id = first.json()["jobId"]
+    assert link["number"] == 5 and f"/api/kilo/job/{job_id}" in link["body"]
+    # the webhook's token: this one repository, for comments only, revoked after use
+    (request,) = fake_github.token_requests
+    assert request["repositories"] == ["widgets"] and request["installation"] == INSTALLATION
+    assert request["permissions"] == {"issues": "write", "pull_requests": "write"}
+    assert fake_github.tokens == {} and len(fake_github.revoked) == 1
+
+
+def test_other_events_and_comments_are_ignored_with_a_2xx(hooks: TestClient, fake_github: FakeGitHub) -> None:
+    ignored = [
+        ("ping", {"zen": "Keep it logically awesome.", "repository": repository(fake_github)}),
+        ("issue_comment", comment_event(fake_github, "thanks, looks good")),
+        ("issue_comment", comment_event(fake_github, "/kilobytes are small")),
+        ("issue_comment", comment_event(fake_github, "/kilo fix it", user="drive-by")),  # no write access
+        ("pull_request", pr_event(fake_github, action="closed")),
+        ("star", {"action": "created"}),
+    ]
+    for event, payload in ignored:
+        response = deliver(hooks, event, payload)
+        assert response.status_code == 202 and response.json()["outcome"] == "ignored", (event, response.text)
+    assert hooks.get("/api/kilo/jobs").json() == {"jobs": []}
+    assert fake_github.comments == []
+
+
+def test_a_forged_app_jwt_gets_no_installation_token(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = tmp_path / "other.pem"
+    forged.write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    settings = {**app_settings, "github_app_private_key_file": str(forged)}
+    client = make_app_client(make_settings(repo_allow_local=True, github_api_url=fake_github.api_url, **settings))
+    response = deliver(client, "issue_comment", comment_event(fake_github, "/kilo fix the typo"), delivery="d-2")
+    assert response.status_code == 502  # GitHub refused the App: nothing started, and a redelivery may retry
+    assert fake_github.token_requests == [] and client.get("/api/kilo/jobs").json() == {"jobs": []}
+    assert deliver(client, "issue_comment", comment_event(fake_github, "/kilo x"), delivery="d-2").status_code == 502
+
+
+@pytest.mark.slow
+def test_a_kilo_comment_becomes_a_pull_request_on_a_token_minted_for_the_job(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+) -> None:
+    client = httpx.Client(base_url=serve(job_settings(**app_settings)), timeout=10)
+    started = deliver(client, "issue_comment", comment_event(fake_github, "/kilo fix the typo in README"))
+    assert started.status_code == 202 and started.json()["outcome"] == "started", started.text
+    job = wait_job(client, started.json()["jobId"])
+    assert job["status"] == "succeeded", job
+    assert job["result"]["prUrl"] == f"{fake_github.url}/acme/widgets/pull/1"
+    # the runner's token: this repository only, contents + pull requests, and gone when the job ended
+    job_token = fake_github.token_requests[1]
+    assert job_token["repositories"] == ["widgets"]
+    assert job_token["permissions"] == {"contents": "write", "pull_requests": "write"}
+    assert fake_github.tokens == {} and len(fake_github.revoked) == len(fake_github.token_requests)
+    # on the issue: the job's link, then its pull request
+    bodies = [c["body"] for c in fake_github.comments if c["number"] == 5]
+    assert len(bodies) == 2 and "started job" in bodies[0]
+    assert bodies[1] == f"Pull request: {fake_github.url}/acme/widgets/pull/1"
+    # the token never reached the job's record, log or artifacts
+    log = client.get(f"/api/kilo/job/{job['id']}/artifacts/log.jsonl").text
+    assert "ghs_fake" not in log + json.dumps(job)
+
+
+@pytest.mark.slow
+def test_a_pull_request_gets_one_review_comment_updated_on_each_push(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+) -> None:
+    client = httpx.Client(base_url=serve(job_settings(**app_settings)), timeout=10)
+    for action in ("opened", "synchronize"):
+        started = deliver(client, "pull_request", pr_event(fake_github, action=action))
+        assert started.status_code == 202 and started.json()["outcome"] == "started", started.text
+        assert wait_job(client, started.json()["jobId"])["status"] == "succeeded"
+    (review,) = [c for c in fake_github.comments if c["number"] == 9]
+    assert review["edits"] == 1 and "kilo-bridge:review" in review["body"]
+    # a review job reads: its token had no write permission
+    job_tokens = [r for r in fake_github.token_requests if "contents" in r["permissions"]]
+    assert job_tokens and all(r["permissions"] == {"contents": "read", "pull_requests": "read"} for r in job_tokens)
