@@ -255,7 +255,7 @@ class FakeGateway(AiohttpApp):
                 "method": request.method,
                 "headers": {k.lower(): v for k, v in request.headers.items()},
                 "json": body,
-                "raw": raw,
+                "raw": raw.decode(errors="replace"),  # the body as sent, as text (records stay JSON-dumpable)
             }
         )
 

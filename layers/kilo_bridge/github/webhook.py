@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from kilo_bridge.errors import BridgeError, NotConfigured, Unauthorized
+from kilo_bridge.errors import BridgeError, NotFound, Unauthorized
 from kilo_bridge.github.app import COMMENT, GitHubApp, GitHubAppError, configured
 from kilo_bridge.jobs.models import RunAgentRequest
 from kilo_bridge.jobs.service import JobService
@@ -69,6 +69,10 @@ def _review_repos(value: str) -> frozenset[str]:
     return frozenset(r.strip().lower() for r in value.split(",") if r.strip())
 
 
+class AppNotConfigured(NotFound):
+    """No GitHub App is configured on this server: its webhook route does not exist here."""
+
+
 class WebhookService:
     def __init__(self, store: Store, jobs: JobService) -> None:
         self.store, self.jobs, self.settings = store, jobs, store.settings
@@ -76,7 +80,8 @@ class WebhookService:
     def verify(self, body: bytes, signature: str | None) -> None:
         secret = self.settings.github_webhook_secret
         if secret is None or not configured(self.settings):
-            raise NotConfigured("No GitHub App is configured here (GITHUB_APP_ID, its key, GITHUB_WEBHOOK_SECRET).")
+            # A feature turned off is not an outage: the route is as good as absent.
+            raise AppNotConfigured("No GitHub App is configured here (GITHUB_APP_ID, its key, GITHUB_WEBHOOK_SECRET).")
         if not signature_ok(secret.get_secret_value(), body, signature):
             raise BadSignature()
 

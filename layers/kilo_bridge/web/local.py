@@ -6,8 +6,8 @@ this machine asked for.
 - A browser request from another site is refused: `Origin` (sent on every cross-origin POST, `no-cors`
   included) must be a loopback origin or one of CORS_ORIGINS, and `Sec-Fetch-Site: cross-site` is refused.
 
-Not applied behind API Gateway (Mangum's `aws.event` scope; a Lambda environment): that host is API
-Gateway's own, and keys are required there by default.
+Not applied behind API Gateway (Mangum's `aws.event` scope; a Lambda environment, the Lambda Web Adapter's
+included): that host is API Gateway's own, and keys are required there by default.
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ class OpenServerGuard:
     def __init__(self, app: ASGIApp, origins: tuple[str, ...] = ()) -> None:
         self.app = app
         self.origins = frozenset(o.rstrip("/").lower() for o in origins)
-        self.on_lambda = bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME"))
+        # The stream function runs under the Lambda Web Adapter (its exec wrapper), a plain HTTP server there.
+        self.on_lambda = bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME")) or (
+            os.getenv("AWS_LAMBDA_EXEC_WRAPPER") == "/opt/bootstrap"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.on_lambda or "aws.event" in scope:  # API Gateway's host, not ours

@@ -19,7 +19,7 @@ router = Api()
     tags=("github",),
     auth="public",
     status=202,
-    errors=(401, 413, 503),
+    errors=(401, 404, 413),
     description="Verified by `X-Hub-Signature-256` (HMAC-SHA256 of the body with GITHUB_WEBHOOK_SECRET); each "
     "`X-GitHub-Delivery` is handled once. A `/kilo <task>` comment by someone with write access starts an "
     "`apply-patch-and-pr` job; a pull request on an opted-in repository starts a `review`; anything else is "
