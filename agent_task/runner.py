@@ -2,8 +2,10 @@
 → final state in one atomic step. Used by the ECS task and by the local worker alike.
 
 Whatever happens, the job ends in a final state with a reason, its artifacts uploaded and its working tree
-removed — except when the runner itself is killed: then the heartbeat stops and another worker takes the
-job over (or the reaper fails it).
+removed — except when the runner itself is killed: then its worker (its parent) starts the next attempt or
+fails the job, and removes the workspace (named by the job id); on ECS the finalizer fails a stopped task's
+job. Redis may be away for a while (shorter than JOB_STALE_S): log lines and heartbeats wait in the runner,
+and what the job cannot do without (its end above all) is retried until Redis answers.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
-import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,10 +36,11 @@ from kilo_bridge.jobs.policy import LOOPBACK_HOSTS, REPO_TOKEN_NAMES, blocked_ad
 from kilo_bridge.jobs.record import now_ms
 from kilo_bridge.jobs.secrets import secret_box
 from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.jobs.workspace import fresh_workspace, remove_workspace, runner_name
 from kilo_bridge.keys.store import JobKeyUsage, KeyStore
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.observability import get_logger
-from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.redis import REDIS_DOWN, Store
 from kilo_bridge.platform.security import Redactor
 
 logger = get_logger()
@@ -55,6 +56,8 @@ GATEWAY_REASONS = {
 }
 MAX_DIFF_BYTES = 20_000_000
 TAIL_LINES = 20
+RETRY_MAX_S = 2.0
+T = TypeVar("T")
 
 
 class JobEnded(Exception):
@@ -73,7 +76,7 @@ class Runner:
     def __init__(self, settings: Settings, job_id: str, worker: str | None = None) -> None:
         self.settings = settings
         self.job_id = job_id
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker or runner_name(os.getpid())
         self.store = Store(settings)
         self.jobs = JobStore(self.store)
         self.stop = asyncio.Event()
@@ -92,6 +95,7 @@ class Runner:
         self._git_config: bytes | None = None
         self.agent_started = False
         self._app_token: str | None = None  # a GitHub App installation token minted for this job alone
+        self._unreachable = False
 
     # -- the whole job -----------------------------------------------------------------------------
     async def run(self) -> str:
@@ -119,11 +123,20 @@ class Runner:
         if sealed:
             profile_env = await asyncio.to_thread(secret_box(self.settings).open, self.job_id, sealed)
         self.redact = Redactor([*profile_env.values(), self.settings.api_key])
-        workspace = Path(tempfile.mkdtemp(prefix="kb-job-", dir=self.settings.job_workdir))
+        workspace = await asyncio.to_thread(fresh_workspace, self.settings, self.job_id)
         # The runner's own files (log, askpass, git's HOME, the diff) in a directory the agent never sees.
         private = workspace / "runner"
         private.mkdir(mode=0o700)
-        self.log = JobLog(self.jobs, self.job_id, self.redact, private / "log.jsonl", self.settings.job_log_max_bytes)
+        st = self.settings
+        self.log = JobLog(
+            self.jobs,
+            self.job_id,
+            self.redact,
+            private / "log.jsonl",
+            st.job_log_max_bytes,
+            st.job_log_max_lines,
+            self.attempt,
+        )
         watchdog = asyncio.create_task(self._watch())
         status, reason, error = "succeeded", None, None
         result = JobResult()
@@ -184,7 +197,7 @@ class Runner:
         await self._beat()
         sizes: dict[str, int] = {}
         store = artifact_store(self.settings)
-        log_bytes = await self.log.close()
+        log_bytes = await self.log.close(self._patience_left())
         result_bytes = orjson.dumps(
             {
                 "jobId": self.job_id,
@@ -212,17 +225,71 @@ class Runner:
             fields["reason"] = reason
         if error:
             fields["error"] = error
-        return await self.jobs.finish(self.job_id, self.owner, self.attempt, status, fields)
+        # Gone before the job is seen ended: the agent's HOME holds output never redacted.
+        await asyncio.to_thread(remove_workspace, self.settings, self.job_id)
+        return await self._finish_once(status, fields)
+
+    async def _finish_once(self, status: str, fields: dict[str, Any]) -> bool:
+        """The job's end, retried until Redis answers. A retry after a call whose reply was lost finds the
+        job already ended by it: that is our end, not another attempt's."""
+        retried = False
+
+        async def end() -> bool:
+            nonlocal retried
+            again, retried = retried, True
+            if await self.jobs.finish(self.job_id, self.owner, self.attempt, status, fields):
+                return True
+            if not again:
+                return False
+            record = await self.jobs.get(self.job_id)
+            return record is not None and (record.status, record.attempt) == (status, self.attempt)
+
+        return await self._until_redis_answers("finish", end)
+
+    def _patience_left(self) -> float:
+        """How long a Redis call the job needs may be retried: past its deadline plus JOB_STALE_S, the reaper
+        has ended the job anyway."""
+        return max(0.0, self.deadline + self.settings.job_stale_s - asyncio.get_running_loop().time())
+
+    async def _until_redis_answers(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._patience_left()
+        delay, told = 0.1, False
+        while True:
+            try:
+                return await call()
+            except REDIS_DOWN as exc:
+                if loop.time() + delay > give_up:
+                    raise
+                if not told:
+                    logger.warning(
+                        "redis unreachable: retrying",
+                        extra={"job_id": self.job_id, "step": what, "error": type(exc).__name__},
+                    )
+                    told = True
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
 
     async def _cleanup(self, workspace: Path, watchdog: asyncio.Task[None]) -> None:
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watchdog
-        await asyncio.to_thread(shutil.rmtree, workspace, True)
+        await asyncio.to_thread(remove_workspace, self.settings, self.job_id)
 
     # -- heartbeat, cancel, lost -------------------------------------------------------------------
     async def _beat(self) -> str:
-        verdict = await self.jobs.heartbeat(self.job_id, self.attempt, self.phase, self.progress)
+        """A heartbeat with the current phase and progress; when Redis is away ('unreachable') they wait on
+        `self` and the watchdog's next beat carries them. The reaper judges an outage past JOB_STALE_S."""
+        try:
+            verdict = await self.jobs.heartbeat(self.job_id, self.attempt, self.phase, self.progress)
+        except REDIS_DOWN as exc:
+            if not self._unreachable:
+                logger.warning("heartbeat failed", extra={"job_id": self.job_id, "error": type(exc).__name__})
+            self._unreachable = True
+            return "unreachable"
+        if self._unreachable:
+            logger.info("heartbeat back", extra={"job_id": self.job_id})
+            self._unreachable = False
         if verdict in ("cancel", "lost") and not self.stop.is_set():
             self.stop_why = verdict
             self.stop.set()
@@ -233,7 +300,7 @@ class Runner:
         while True:
             try:
                 await self._beat()
-            except Exception as exc:  # Redis blips must not kill the job; the reaper judges real outages
+            except Exception as exc:  # whatever else went wrong, the next beat tries again
                 logger.warning("heartbeat failed", extra={"job_id": self.job_id, "error": type(exc).__name__})
             await asyncio.sleep(tick)
 
@@ -317,7 +384,7 @@ class Runner:
 
         # 2. the patch, if the run carries one; then the agent
         task = record.prompt or spec.default_prompt or ""
-        patch = await self.jobs.patch(self.job_id)
+        patch = await self._until_redis_answers("patch", lambda: self.jobs.patch(self.job_id))
         if patch is not None:
             task = await self._apply_patch(workspace, patch, record.prompt)
         self.phase, self.progress = "agent", 10
@@ -461,7 +528,9 @@ class Runner:
         keys = KeyStore(self.store)
         budget = nusd(record.max_cost_usd) if record.max_cost_usd is not None else 0
         ttl = int(max(1.0, self.deadline - asyncio.get_running_loop().time())) + 60
-        self.job_key = await keys.create_job_key(self.job_id, budget, st.job_key_rpm, ttl)
+        self.job_key = await self._until_redis_answers(
+            "job key", lambda: keys.create_job_key(self.job_id, budget, st.job_key_rpm, ttl)
+        )
         self.redact = self.redact.with_secret(self.job_key)
         self.log.redact = self.redact
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
@@ -559,13 +628,15 @@ class Runner:
         """Revoke the job's key once its last calls settled; its spend is the job's cost."""
         if self.job_key is None:
             return
+        secret = self.job_key
         with contextlib.suppress(Exception):
             for _ in range(30):  # calls admitted before the agent exited settle within moments
-                usage = await keys.job_key_usage(self.job_key)
+                usage = await keys.job_key_usage(secret)
                 if usage.reserved_nusd <= 0:
                     break
                 await asyncio.sleep(0.1)
-            self.metered = await keys.revoke_job_key(self.job_key)
+        with contextlib.suppress(Exception):  # its spend is the job's cost: worth waiting for Redis
+            self.metered = await self._until_redis_answers("revoke job key", lambda: keys.revoke_job_key(secret))
 
     def _in_sandbox(self, argv: list[str], spec: AgentSpec) -> list[str]:
         assert self.repo_dir is not None

@@ -24,6 +24,21 @@ fi
 curl -s -o /dev/null "http://127.0.0.1:$FAKE_PORT/_fake/agent" -H 'Content-Type: application/json' -d \
   '{"plan": [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "Hello from a Kilo agent.\n"}}],
     "text": "Added HELLO.md."}'
+# Agent jobs run sandboxed (AGENT_SANDBOX=auto: bubblewrap). Where bubblewrap cannot run, the demo opts out
+# for its own local repository only, and says so; an explicit AGENT_SANDBOX is kept as given.
+if [ -z "${AGENT_SANDBOX:-}" ]; then
+  why=$($PY -c 'import shutil; from agent_task.sandbox import bwrap_problem as p; b = shutil.which("bwrap")
+print((p(b) if b else "bubblewrap is not installed") or "")')
+  if [ -z "$why" ]; then
+    echo "demo: agent jobs run in bubblewrap (AGENT_SANDBOX=auto); AGENT_SANDBOX=none make demo runs them unsandboxed"
+  else
+    export AGENT_SANDBOX=none
+    echo "demo: $why"
+    echo "demo: so agent jobs run UNSANDBOXED here (AGENT_SANDBOX=none), fit only for the demo's own repository"
+  fi
+else
+  echo "demo: agent jobs run with AGENT_SANDBOX=$AGENT_SANDBOX"
+fi
 cat <<MSG
 demo: fake Kilo Gateway on http://127.0.0.1:$FAKE_PORT (answers "Echo: <prompt>"; model fake/cut breaks a stream)
 demo: try, in another terminal:

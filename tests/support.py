@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -97,6 +98,15 @@ class RedisServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections still open, nothing answers (a hung or partitioned Redis)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None:

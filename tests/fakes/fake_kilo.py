@@ -12,6 +12,8 @@ KILO_CONFIG_DIR with their front matter's permissions as rules, in the real CLI'
   huge    tens of MB of output, one line of 5 MB, then write        leak   print every env value, then write
   env     write this process's environment as JSON to FAKE_KILO_ENV_DUMP, make FAKE_KILO_STEPS model calls
   once    the first run (no FAKE_KILO_MARKER file yet) sleeps; later runs write (worker-killed case)
+  chatty  FAKE_KILO_LINES numbered text events, FAKE_KILO_EVERY s apart, no model call, then (FAKE_KILO_MARKER
+          written) write
 """
 
 from __future__ import annotations
@@ -150,6 +152,13 @@ def main() -> int:
                 print(failed, file=sys.stderr, flush=True)
                 return 1
         write(target, "looked around\n")
+    elif mode == "chatty":
+        for i in range(int(os.environ.get("FAKE_KILO_LINES", "20"))):
+            emit("text", text=f"line {i}")
+            time.sleep(float(os.environ.get("FAKE_KILO_EVERY", "0.1")))
+        if os.environ.get("FAKE_KILO_MARKER"):  # said everything: the job's end comes next
+            Path(os.environ["FAKE_KILO_MARKER"]).write_text("done")
+        write(target, "said a lot\n")
     elif mode == "once":
         marker = Path(os.environ["FAKE_KILO_MARKER"])
         if not marker.exists():

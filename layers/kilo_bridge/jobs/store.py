@@ -6,8 +6,8 @@ stopped (its worker died) while attempts remain. Finishing deletes the sealed se
 counters and sets the record's retention in the same call.
 
 Key families spelled here: `job:<id>` (the record), `job:<id>:env` (sealed profileEnv), `job:<id>:patch` (the
-run's diff), `job:<id>:log` (a stream), `jobs` (all ids by creation time), `jobs:active`,
-`jobs:by-key:<digest|open>`, `idem:<owner>:<key>`.
+run's diff), `job:<id>:log` (a stream), `job:<id>:logseq` (the last line number each attempt's runner added),
+`jobs` (all ids by creation time), `jobs:active`, `jobs:by-key:<digest|open>`, `idem:<owner>:<key>`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def _script(name: str, *, ends_jobs: bool = False) -> str:
     return lua(_LUA, "finish", name) if ends_jobs else lua(_LUA, name)
 
 
-_CREATE, _DISCARD, _HEARTBEAT, _DISPATCH, _UNDISPATCH = (
-    _script(n) for n in ("create", "discard", "heartbeat", "dispatch", "undispatch")
+_CREATE, _DISCARD, _HEARTBEAT, _DISPATCH, _UNDISPATCH, _APPEND_LOG = (
+    _script(n) for n in ("create", "discard", "heartbeat", "dispatch", "undispatch", "append_log")
 )
-_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED = (
-    _script(n, ends_jobs=True) for n in ("claim", "end", "cancel", "reap", "fail_unfinished")
+_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _RELEASE = (
+    _script(n, ends_jobs=True) for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "release")
 )
 IDEMPOTENCY_TTL_S = 86_400
 
@@ -179,6 +179,13 @@ class JobStore:
         args = [job_id, now_ms(), status, encoded, attempt, self._retention_s]
         return bool(await self._run(_END, self._end_keys(job_id, owner), args))
 
+    async def release(self, job_id: str, worker: str, error: str) -> str:
+        """The runner `worker` exited without ending its job: 'retry' (the next attempt may claim it now),
+        'failed' / 'cancelled' (ended here with `error`), or '' (it had ended, or is not that runner's)."""
+        keys = self._end_keys(job_id, await self._owner(job_id))
+        args = [job_id, now_ms(), worker, self.settings.job_max_attempts, error, self._retention_s]
+        return str(await self._run(_RELEASE, keys, args))
+
     async def _owner(self, job_id: str) -> str | None:
         return await self.store.field(self.job_key(job_id), "owner") or None
 
@@ -222,6 +229,12 @@ class JobStore:
             pipe.xadd(self.log_key(job_id), {"l": line}, maxlen=self.settings.job_log_max_lines, approximate=True)
         pipe.expire(self.log_key(job_id), self._retention_s)
         await pipe.execute()
+
+    async def append_log_once(self, job_id: str, attempt: int, first_seq: int, lines: list[bytes]) -> int:
+        """The runner's lines numbered `first_seq`… (per attempt): safe to retry, none is added twice."""
+        keys = [self.log_key(job_id), self.store.key("job", job_id, "logseq")]
+        args = [attempt, first_seq, self.settings.job_log_max_lines, self._retention_s, *lines]
+        return int(await self._run(_APPEND_LOG, keys, args))
 
     async def read_log(
         self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500

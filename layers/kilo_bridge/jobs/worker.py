@@ -2,7 +2,8 @@
 (`python -m agent_task JOB_ID`, the same entry point as the ECS task), plus the reaper.
 
 A runner dies with its worker (PR_SET_PDEATHSIG); bullmq's stalled-job check then hands the job to another
-worker, whose runner takes it over once the heartbeat is stale (or fails it when attempts are used up).
+worker, whose runner takes it over once the heartbeat is stale (or fails it when attempts are used up). A
+runner that dies alone is its worker's child: the worker sees it at once and starts the next attempt.
 Stopping the worker takes no new job and waits JOB_SHUTDOWN_GRACE_S for running ones; it then stops their
 runners, which leaves those jobs to the same takeover (said in each job's live log).
 """
@@ -20,8 +21,9 @@ import orjson
 
 from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
 from kilo_bridge.jobs.queue import QUEUE_NAME, bull_prefix
-from kilo_bridge.jobs.record import log_entry
+from kilo_bridge.jobs.record import log_entry, valid_job_id
 from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.jobs.workspace import remove_workspace, runner_name
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.aio import die_with_parent
 from kilo_bridge.platform.redis import Store
@@ -65,7 +67,21 @@ class LocalWorker:
 
     async def _process(self, job: Any, _token: str) -> str:
         job_id = str((job.data or {}).get("jobId", ""))
+        if not valid_job_id(job_id):
+            raise RuntimeError("queued message without a job id")
         self._running.add(job_id)
+        try:
+            while True:
+                code, runner = await self._run_runner(job_id)
+                if await self._runner_exited(job_id, runner, code) != "retry":
+                    break
+        finally:
+            self._running.discard(job_id)
+        if code != 0:
+            raise RuntimeError(f"runner exited with {code}")
+        return "done"
+
+    async def _run_runner(self, job_id: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -77,15 +93,32 @@ class LocalWorker:
             preexec_fn=die_with_parent,
         )
         try:
-            code = await proc.wait()
+            return await proc.wait(), runner_name(proc.pid)
         except asyncio.CancelledError:
             proc.kill()
             raise
-        finally:
-            self._running.discard(job_id)
-        if code != 0:
-            raise RuntimeError(f"runner exited with {code}")
-        return "done"
+
+    async def _runner_exited(self, job_id: str, runner: str, code: int) -> str:
+        """The runner is our child, so its death is seen at once: a job it left running (it was killed, or
+        crashed) goes to its next attempt now, or ends with the reason, instead of waiting out
+        JOB_TAKEOVER_S / JOB_STALE_S; its workspace (the agent's HOME included) is removed either way."""
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        try:
+            verdict = await JobStore(self._store).release(job_id, runner, f"the job's runner died ({how})")
+        except Exception as exc:  # Redis away: the takeover after JOB_TAKEOVER_S still applies
+            log.warning("runner exit not recorded", extra={"job_id": job_id, "error": type(exc).__name__})
+            verdict = "unknown"
+        if verdict == "" or (verdict == "unknown" and code == 0):
+            return verdict  # it ended its job (and removed its workspace), or another attempt owns the job
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(remove_workspace, self.settings, job_id)
+        if verdict in ("retry", "failed", "cancelled"):
+            then = {"retry": "the next attempt starts now", "failed": "no attempts left", "cancelled": "cancelled"}
+            log.warning("runner died", extra={"job_id": job_id, "how": how, "verdict": verdict})
+            line = orjson.dumps(log_entry("worker", "warn", f"the runner died ({how}); {then[verdict]}"))
+            with contextlib.suppress(Exception):
+                await JobStore(self._store).append_log(job_id, [line])
+        return verdict
 
     async def _reap_forever(self) -> None:
         jobs = JobStore(self._store)

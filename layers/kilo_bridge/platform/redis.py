@@ -15,7 +15,9 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import Unavailable
@@ -31,6 +33,10 @@ class StoreUnavailable(Unavailable, code="store_unavailable"):
             "The Redis store is unreachable; requests are refused until it is back so no spend goes uncounted.",
             retry_after=5,
         )
+
+
+# What "Redis did not answer" looks like to a caller that may wait and try again (not a refused command).
+REDIS_DOWN: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError, StoreUnavailable)
 
 
 @cache

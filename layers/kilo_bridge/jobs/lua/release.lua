@@ -1,0 +1,19 @@
+-- The worker saw its runner exit with the job still running under it (the runner was killed or crashed):
+-- hand the job to the next attempt at once (claim.lua takes a released job without waiting for the takeover
+-- time), or end it when attempts are used up or a cancel was asked (after finish.lua).
+-- → 'retry' | 'failed' | 'cancelled' | '' (the runner had ended it, or another attempt owns it)
+local id, now, worker, max_attempts, err, retention =
+  ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+
+local j = redis.call('HMGET', job, 'status', 'worker', 'attempt', 'cancelRequested')
+if j[1] ~= 'running' or j[2] ~= worker then return '' end
+if j[4] == '1' then
+  finish('cancelled', 'running', now, {reason = 'cancelled_by_user', error = err}, retention, id)
+  return 'cancelled'
+end
+if tonumber(j[3] or '0') >= max_attempts then
+  finish('failed', 'running', now, {reason = 'runner_died', error = err}, retention, id)
+  return 'failed'
+end
+redis.call('HSET', job, 'released', j[3], 'heartbeatMs', now)
+return 'retry'
