@@ -2,7 +2,8 @@
 
 The transport is aiohttp, and this is the hot path: the upstream call is ≈ 437 µs of the 871 µs of CPU one
 proxied request costs the server (docs/benchmarks/split.md). httpx's default transport was measured once
-against it (~1.4 ms against ~0.55 ms per proxied call; not in a report). One pooled session per event loop
+against it (~1.4 ms against ~0.55 ms per proxied call; not in a report); the Rust-backed rnet and pyreqwest
+were no clear win (docs/benchmarks/stack.md). One pooled session per event loop
 is reused across requests and Lambda invocations.
 
 Retries (jittered exponential backoff, `Retry-After` honoured) cover connect errors and 429/502/503/504,
