@@ -20,9 +20,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
@@ -31,7 +30,13 @@ from kilo_bridge.config import Settings
 from kilo_bridge.gateway.apis import CHAT, MESSAGES, RESPONSES, InferenceApi
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
 from kilo_bridge.gateway.sse import sse_events
+from kilo_bridge.platform.lazy import lazy_module
 from kilo_bridge.platform.security import redact
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # ~90 ms of a cold start, paid by the first gateway call: a job or key route never makes one
+    aiohttp = lazy_module("aiohttp")
 
 Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON, the event's name if any)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
