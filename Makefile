@@ -41,7 +41,7 @@ redis: $(STAMP)
 run: install redis
 	@PORT=$(PORT) $(PY) -m kilo_bridge serve
 
-## a dedicated agent-job worker on the local queue (`make run` already runs one in-process)
+## a dedicated agent-job worker on the local queue (`make run` already runs one beside its web processes)
 worker: install redis
 	@$(PY) -m kilo_bridge worker
 

@@ -15,7 +15,7 @@ BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
 PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
 REF_STAMP      := $(BENCH_DIR)/.installed-ref-$(shell echo '$(REF_PINS)' | cksum | cut -d' ' -f1)
 
-.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse
+.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack
 
 $(PLOT_STAMP):
 	@mkdir -p $(BENCH_DIR)
@@ -61,3 +61,16 @@ bench-redis: install redis
 ## our EventStream against Starlette's StreamingResponse on the relay path (uvicorn on loopback) → docs/benchmarks/sse.md
 bench-sse: install
 	@$(PY) tests/benchmarks/sse.py
+
+## the HTTP server (uvicorn vs granian) and upstream client (aiohttp vs rnet, pyreqwest) → docs/benchmarks/stack.md
+STACK_PINS := granian==2.8.9 rnet==2.4.2 pyreqwest==0.15.1
+STACK_STAMP := $(BENCH_DIR)/.installed-stack-$(shell echo '$(STACK_PINS)' | cksum | cut -d' ' -f1)
+
+$(STACK_STAMP):
+	@mkdir -p $(BENCH_DIR)
+	@echo "installing $(STACK_PINS) into $(BENCH_DIR)/stack-pkgs ..."
+	@$(PY) -m pip install -q --disable-pip-version-check --target $(BENCH_DIR)/stack-pkgs $(foreach p,$(STACK_PINS),'$(p)')
+	@rm -f $(BENCH_DIR)/.installed-stack-* && touch $@
+
+bench-stack: install redis $(STACK_STAMP)
+	@$(PY) tests/benchmarks/stack.py

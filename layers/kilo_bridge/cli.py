@@ -1,5 +1,5 @@
-"""`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000, with an
-in-process job worker); `worker` runs agent jobs without the server; `keys` creates, lists and revokes API
+"""`kilo-bridge` command: `serve` runs the local server (the embedded default, port 5000: one web process
+per core and one job-worker process); `worker` runs agent jobs without the server; `keys` creates, lists and revokes API
 keys directly in Redis; `jobs`, `profiles` and `generate` are a client of a running server (over HTTP)."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import signal
 
-    from kilo_bridge.web.app import create_app
+    import uvicorn
 
     overrides: dict[str, object] = {"port": args.port} if args.port else {}
     if args.host not in LOOPBACK and os.getenv("AUTH_REQUIRED") is None:
@@ -27,18 +27,27 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(**overrides)
     if settings is None:
         return 2
-    app = create_app(settings)
+    # The web workers are processes of their own that read their settings from the environment.
+    os.environ["PORT"] = str(settings.port)
+    if "auth_required" in overrides:
+        os.environ["AUTH_REQUIRED"] = "true"
+    workers = settings.server_workers
     key = "configured" if settings.api_key else "NOT SET (generation answers 503 until KILO_API_KEY is set)"
     print(
-        f"kilo-bridge: listening on http://{args.host}:{settings.port}  "
+        f"kilo-bridge: listening on http://{args.host}:{settings.port}  workers={workers}  "
         f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}  redis={_safe_url(settings.resolved_redis_url)}",
         flush=True,
     )
+    job_worker = None
     if settings.job_queue == "local" and settings.jobs_concurrency:
+        from kilo_bridge.jobs.process import WorkerProcess
+
         print(
             f"kilo-bridge: agent jobs run here ({settings.jobs_concurrency} at a time; CLI {settings.kilo_cli_path})",
             flush=True,
         )
+        job_worker = WorkerProcess(settings)
+        job_worker.start()
     if not settings.auth_is_required:
         print(
             "kilo-bridge: OPEN MODE: no API key is required (fine on 127.0.0.1; set AUTH_REQUIRED=true and "
@@ -47,16 +56,26 @@ def _serve(args: argparse.Namespace) -> int:
         )
     from kilo_bridge.web.server import protocol_options
 
-    uvicorn.run(
-        app,
-        **protocol_options(),  # a head-size cap and head/body read deadlines (web/server.py)
-        host=args.host,
-        port=settings.port,
-        access_log=args.access_log,
-        # uvicorn logs requests at INFO: at "warning" --access-log printed nothing.
-        log_level="info" if args.access_log else "warning",
-        timeout_graceful_shutdown=5,
-    )
+    # uvicorn handles SIGTERM (a graceful stop), then re-raises it with the handler found here: this one
+    # returns, so the job worker below is stopped with its grace rather than the process dying at once.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                "kilo_bridge.web.app:create_web_app",
+                factory=True,
+                workers=workers,
+                **protocol_options(),  # a head-size cap and head/body read deadlines (web/server.py)
+                host=args.host,
+                port=settings.port,
+                access_log=args.access_log,
+                # uvicorn logs requests at INFO: at "warning" --access-log printed nothing.
+                log_level="info" if args.access_log else "warning",
+                timeout_graceful_shutdown=5,
+            )
+    finally:
+        if job_worker is not None:
+            job_worker.stop()
     return 0
 
 

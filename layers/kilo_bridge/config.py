@@ -87,6 +87,8 @@ class Settings(BaseSettings):
 
     # -- HTTP surface ------------------------------------------------------------------------------
     port: int = Field(5000, ge=1, le=65535)
+    # `kilo-bridge serve`'s web processes (uvicorn workers); unset: one per core this process may run on.
+    web_concurrency: int | None = Field(None, ge=1, le=256)
     max_body_bytes: int = Field(1_000_000, ge=1_024, le=10_000_000)
     max_prompt_chars: int = Field(200_000, ge=1, le=2_000_000)
     # `/v1` carries long contexts and images (base64): the gateway judges their size, we only bound the body.
@@ -218,6 +220,10 @@ class Settings(BaseSettings):
     def agent_api_base(self) -> str:
         """The OpenAI-compatible base a job's agent is given (`…/v1`)."""
         return (self.bridge_url or f"http://127.0.0.1:{self.port}") + "/v1"
+
+    @cached_property
+    def server_workers(self) -> int:
+        return self.web_concurrency or len(os.sched_getaffinity(0))
 
     @cached_property
     def auth_is_required(self) -> bool:

@@ -77,7 +77,7 @@ BASELINE = "import os; os._exit(0)"
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")}
     return {**keep, **LAMBDA_ENV, **(extra or {})}
 
 

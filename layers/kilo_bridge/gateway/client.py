@@ -2,7 +2,8 @@
 
 The transport is aiohttp, and this is the hot path: the upstream call is ≈ 437 µs of the 871 µs of CPU one
 proxied request costs the server (docs/benchmarks/split.md). httpx's default transport was measured once
-against it (~1.4 ms against ~0.55 ms per proxied call; not in a report). One pooled session per event loop
+against it (~1.4 ms against ~0.55 ms per proxied call; not in a report); the Rust-backed rnet and pyreqwest
+were no clear win (docs/benchmarks/stack.md). One pooled session per event loop
 is reused across requests and Lambda invocations.
 
 Retries (jittered exponential backoff, `Retry-After` honoured) cover connect errors and 429/502/503/504,
@@ -19,9 +20,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
@@ -30,7 +30,13 @@ from kilo_bridge.config import Settings
 from kilo_bridge.gateway.apis import CHAT, MESSAGES, RESPONSES, InferenceApi
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
 from kilo_bridge.gateway.sse import sse_events
+from kilo_bridge.platform.lazy import lazy_module
 from kilo_bridge.platform.security import redact
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # ~90 ms of a cold start, paid by the first gateway call: a job or key route never makes one
+    aiohttp = lazy_module("aiohttp")
 
 Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON, the event's name if any)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})

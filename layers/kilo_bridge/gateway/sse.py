@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from kilo_bridge.gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_SSE_LINE = 4_000_000  # an upstream line longer than this is not a chat chunk
 

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError
 
-TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+TIMEOUT_S, CONNECT_TIMEOUT_S = 20.0, 5.0
 # What a job may do with the repository: push a branch and open a pull request, or (report agents) read.
 WRITE = {"contents": "write", "pull_requests": "write"}
 READ = {"contents": "read", "pull_requests": "read"}
@@ -68,7 +66,10 @@ class GitHubApp:
         return jwt.encode(claims, _private_key(self.settings), algorithm="RS256")
 
     async def _call(self, method: str, path: str, auth: str, body: Any = None) -> Any:
-        async with httpx.AsyncClient(base_url=self.api, headers=_headers(auth), timeout=TIMEOUT) as client:
+        import httpx  # ~40 ms of a cold start (its CLI pulls rich): only the GitHub App's calls need it
+
+        timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        async with httpx.AsyncClient(base_url=self.api, headers=_headers(auth), timeout=timeout) as client:
             try:
                 response = await client.request(method, path, json=body)
             except httpx.TransportError as exc:

@@ -4,6 +4,8 @@ Adapter (functions/stream)."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -55,7 +57,22 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return await _api_error(request, error)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_web_app() -> Starlette:
+    """The app of `kilo-bridge serve`'s uvicorn workers (an import-string factory: there may be several
+    processes). Without the job worker: `serve` runs that once, in a process of its own."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a uvicorn worker: it stops when `serve` dies
+        from kilo_bridge.platform.aio import die_with_parent
+
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != parent.pid:  # `serve` died before that took effect
+            raise SystemExit(1)
+    return create_app(job_worker=False)
+
+
+def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> Starlette:
     settings = settings or load_settings()
     get_logger()
     services = Services.build(settings)
@@ -63,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         worker = None
-        if settings.job_queue == "local" and settings.jobs_concurrency > 0:
+        if job_worker and settings.job_queue == "local" and settings.jobs_concurrency > 0:
             # The embedded default: jobs run in this process's worker (imported only when used).
             from kilo_bridge.jobs.worker import LocalWorker
 

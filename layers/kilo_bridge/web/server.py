@@ -5,7 +5,8 @@ head (or their body) a byte at a time open for as long as they liked (slowloris)
 keep-alive one, between requests. h11 has a head-size cap but costs ~0.1 ms per request on this machine.
 So this keeps httptools and adds: a request head larger than MAX_HEAD_BYTES is answered 431 and the
 connection closed; a head not complete within HEAD_TIMEOUT_S of its first byte, or a body not complete
-within BODY_TIMEOUT_S of its head, closes the connection. (Behind API Gateway none of this runs: the
+within BODY_TIMEOUT_S of its head, closes the connection. (granian, measured against it, was slower on the
+bridge's hot path: docs/benchmarks/stack.md.) (Behind API Gateway none of this runs: the
 gateway has its own limits.)
 """
 
