@@ -12,6 +12,7 @@ from kilo_bridge.generation.service import Generation
 from kilo_bridge.jobs.service import JobService
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.profiles.service import ProfileService
+from kilo_bridge.triggers.service import TriggerService
 from kilo_bridge.usage.ledger import Ledger
 
 
@@ -26,6 +27,7 @@ class Services:
     generation: Generation
     jobs: JobService
     profiles: ProfileService
+    triggers: TriggerService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -41,7 +43,8 @@ class Services:
         generation = Generation(settings, gateway, ledger, prices)
         profiles = ProfileService(store)
         jobs = JobService(store, profiles)
-        return cls(settings, gateway, store, ledger, prices, credits, generation, jobs, profiles)
+        triggers = TriggerService(store, jobs)
+        return cls(settings, gateway, store, ledger, prices, credits, generation, jobs, profiles, triggers)
 
     async def close(self) -> None:
         await self.jobs.close()
