@@ -40,6 +40,7 @@ EXPECTED = {
     "profiles.json": 200,
     "github-webhook.json": 503,  # no GitHub App configured here (its signature is by "whsec-example-not-real")
     "triggers.json": 200,
+    "schedules.json": 200,
     "trigger-call.json": 404,  # no such trigger here (signed with "kbt_example-not-real")
     "job-get.json": 404,
     "job-cancel.json": 404,

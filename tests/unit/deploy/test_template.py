@@ -600,3 +600,37 @@ def test_public_routes_skip_the_usage_plan_key_and_public_posts_have_their_own_t
     for e in posts:
         assert route_shape(e.path, e.method) in keyless, f"{e.path} needs Auth: {{ApiKeyRequired: false}}"
         assert (_resource_path(e.path), "POST") in throttled, f"{e.path} has no throttle of its own"
+
+
+def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]) -> None:
+    """Exactly Create/Delete/Update/GetSchedule on its own group's schedules, and PassRole of the schedules'
+    role (to the scheduler only); that role may invoke the scheduled function and nothing else."""
+    sts = {
+        st.get("Sid"): st
+        for policy in tpl["Resources"]["ApiFunctionRole"]["Properties"]["Policies"]
+        for st in statements(policy["PolicyDocument"])
+    }
+    manage = sts["ManageRunSchedules"]
+    assert sorted(as_list(manage["Action"])) == [
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:GetSchedule",
+        "scheduler:UpdateSchedule",
+    ]
+    assert manage["Resource"]["Fn::Sub"].endswith(":schedule/${AgentRunScheduleGroup}/*")
+    scheduler_actions = [a for st in sts.values() for a in as_list(st["Action"]) if a.startswith("scheduler:")]
+    assert len(scheduler_actions) == 4
+    passing = sts["PassSchedulerRole"]
+    assert passing["Action"] == "iam:PassRole" and passing["Resource"] == {
+        "Fn::GetAtt": ["AgentRunSchedulerRole", "Arn"]
+    }
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    role = tpl["Resources"]["AgentRunSchedulerRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    (invoke,) = statements(role["Policies"][0]["PolicyDocument"])
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert invoke["Resource"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}
+    env = env_of(tpl, "ApiFunction")
+    assert env["SCHEDULE_GROUP"] == {"Ref": "AgentRunScheduleGroup"}
+    assert env["SCHEDULE_TARGET_ARN"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}
+    assert env["SCHEDULE_ROLE_ARN"] == {"Fn::GetAtt": ["AgentRunSchedulerRole", "Arn"]}

@@ -9,6 +9,7 @@ from kilo_bridge.web.routes import (
     meta,
     openai_compat,
     profiles,
+    schedules,
     stats,
     triggers,
 )
@@ -21,6 +22,7 @@ api = Api.include(
     profiles.router,
     github.router,
     triggers.router,
+    schedules.router,
     stats.router,
     admin.router,
     meta.router,
