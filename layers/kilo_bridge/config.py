@@ -140,6 +140,16 @@ class Settings(BaseSettings):
     # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
     github_app_secret_arn: str | None = None
     github_review_repos: str = ""
+    # Webhook triggers (kilo_bridge/triggers/): a call's body cap and each trigger's verified calls a minute.
+    trigger_max_body_bytes: int = Field(65_536, ge=1_024, le=1_000_000)
+    trigger_rate_per_minute: int = Field(10, ge=1, le=1_000)
+    # Schedules made through the API (kilo_bridge/schedules/): locally bullmq job schedulers; on AWS EventBridge
+    # Scheduler schedules in SCHEDULE_GROUP, targeting SCHEDULE_TARGET_ARN (functions/scheduled) with
+    # SCHEDULE_ROLE_ARN. SCHEDULE_TEST_EVERY_MS (tests only) fires local schedules every so many ms instead.
+    schedule_group: str | None = None
+    schedule_target_arn: str | None = None
+    schedule_role_arn: str | None = None
+    schedule_test_every_ms: int | None = Field(None, ge=100)
     kilo_cli: str | None = None
     agents_dir: str | None = None
     # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else

@@ -34,6 +34,11 @@ async def run_task(services: Services, event: dict[str, Any]) -> dict[str, Any]:
     if task == "reap-jobs":
         moved = await JobStore(services.store).reap()
         return {"task": task, "ended": moved}
+    if task == "run-agent" and isinstance(event.get("schedule"), str):
+        # A schedule made through the API: its stored run, as its owner, once per firing (minute).
+        minute = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
+        fired = await services.schedules.fire(event["schedule"], minute)
+        return {"task": task, "jobId": fired.job_id if fired else None, "status": fired.status if fired else "skipped"}
     if task == "run-agent":
         body = RunAgentRequest.model_validate(event.get("body") or {})
         # Scheduler delivers at least once: one run per schedule body and minute.

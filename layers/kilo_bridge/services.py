@@ -12,6 +12,8 @@ from kilo_bridge.generation.service import Generation
 from kilo_bridge.jobs.service import JobService
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.profiles.service import ProfileService
+from kilo_bridge.schedules.service import ScheduleService
+from kilo_bridge.triggers.service import TriggerService
 from kilo_bridge.usage.ledger import Ledger
 
 
@@ -26,6 +28,8 @@ class Services:
     generation: Generation
     jobs: JobService
     profiles: ProfileService
+    triggers: TriggerService
+    schedules: ScheduleService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -41,9 +45,11 @@ class Services:
         generation = Generation(settings, gateway, ledger, prices)
         profiles = ProfileService(store)
         jobs = JobService(store, profiles)
-        return cls(settings, gateway, store, ledger, prices, credits, generation, jobs, profiles)
+        triggers, schedules = TriggerService(store, jobs), ScheduleService(store, jobs)
+        return cls(settings, gateway, store, ledger, prices, credits, generation, jobs, profiles, triggers, schedules)
 
     async def close(self) -> None:
+        await self.schedules.close()
         await self.jobs.close()
         await self.gateway.close()
         await self.store.close()

@@ -39,6 +39,7 @@ class LocalWorker:
         self._reaper: asyncio.Task[None] | None = None
         self._store = Store(settings)
         self._running: set[str] = set()
+        self._schedules: Any = None
         self.runner_env = {
             **os.environ,
             **settings_env(settings),
@@ -63,6 +64,10 @@ class LocalWorker:
             },
         )
         self._reaper = asyncio.create_task(self._reap_forever())
+        from kilo_bridge.schedules.local import ScheduleWorker  # schedules build on jobs, not the reverse
+
+        self._schedules = ScheduleWorker(st)  # fires the schedules made through the API into runs
+        await self._schedules.start()
         log.info("worker started", extra={"concurrency": self.concurrency, "queue": QUEUE_NAME})
 
     async def _process(self, job: Any, _token: str) -> str:
@@ -133,6 +138,8 @@ class LocalWorker:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        if self._schedules is not None:
+            await self._schedules.close()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

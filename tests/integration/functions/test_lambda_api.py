@@ -39,6 +39,9 @@ EXPECTED = {
     "jobs.json": 200,
     "profiles.json": 200,
     "github-webhook.json": 404,  # no GitHub App configured here, so the route is off
+    "triggers.json": 200,
+    "schedules.json": 200,
+    "trigger-call.json": 404,  # no such trigger here (signed with "kbt_example-not-real")
     "job-get.json": 404,
     "job-cancel.json": 404,
     "job-artifact.json": 404,  # the event's job id does not exist here

@@ -556,9 +556,10 @@ def test_checks_fail_when_the_template_breaks_a_promise(old: str, new: str, test
         test(broken)
 
 
-def test_only_the_runner_opens_job_secrets_and_the_api_opens_profiles_only(tpl: dict[str, Any]) -> None:
+def test_only_the_runner_opens_job_secrets_and_the_api_opens_profiles_and_triggers_only(tpl: dict[str, Any]) -> None:
     """kms:Decrypt on the job secrets key: the agent task for its job's secrets; the functions that submit runs
-    (a run may name a saved profile) only under a profile's encryption context, never a job's."""
+    (a run may name a saved profile) only under a profile's (or, the API, a trigger's) encryption context, never
+    a job's."""
     openers: dict[str, list[dict[str, Any]]] = {}
     for name, role in resources(tpl, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
@@ -568,8 +569,68 @@ def test_only_the_runner_opens_job_secrets_and_the_api_opens_profiles_only(tpl: 
                 if statement.get("Resource") == {"Fn::GetAtt": ["JobSecretsKey", "Arn"]}:
                     openers.setdefault(name, []).append(statement)
     assert set(openers) == {"AgentTaskRole", "ApiFunctionRole", "ScheduledFunctionRole"}
-    for name in ("ApiFunctionRole", "ScheduledFunctionRole"):
+    # The API also opens a trigger's signing secret ({"trigger": ...}) to verify a call to it.
+    contexts = {"ApiFunctionRole": ["profile", "trigger"], "ScheduledFunctionRole": ["profile"]}
+    for name, keys in contexts.items():
         (statement,) = openers[name]
         condition = statement["Condition"]
-        assert condition["ForAllValues:StringEquals"] == {"kms:EncryptionContextKeys": ["profile"]}
+        assert condition["ForAllValues:StringEquals"] == {"kms:EncryptionContextKeys": keys}
         assert condition["Null"] == {"kms:EncryptionContextKeys": "false"}  # no context at all is no profile
+
+
+def _resource_path(path: str) -> str:
+    return "/" + path.replace("/", "~1")  # API Gateway: "/" then the path with each "/" as "~1"
+
+
+def test_public_routes_skip_the_usage_plan_key_and_public_posts_have_their_own_throttle(
+    tpl: dict[str, Any],
+) -> None:
+    """A route the app serves without a key (auth="public") is the only kind API Gateway lets in without one;
+    a public POST (a GitHub delivery, a trigger call: each may start a job) gets its own throttle."""
+    from kilo_bridge.web.routes import api
+
+    public = {route_shape(e.path, e.method) for e in api.endpoints if e.auth == "public"}
+    events = api_events(tpl, "ApiFunction")
+    keyless = {route for route, props in events.items() if props.get("Auth", {}).get("ApiKeyRequired") is False}
+    assert keyless <= public, f"routes open at API Gateway but keyed in the app: {sorted(keyless - public)}"
+    settings = tpl["Resources"]["KiloApi"]["Properties"]["MethodSettings"]
+    throttled = {(s["ResourcePath"], s["HttpMethod"]) for s in settings}
+    posts = [e for e in api.endpoints if e.auth == "public" and e.method == "POST"]
+    assert {e.path for e in posts} >= {"/api/kilo/github/webhook", "/api/kilo/triggers/{id}"}
+    for e in posts:
+        assert route_shape(e.path, e.method) in keyless, f"{e.path} needs Auth: {{ApiKeyRequired: false}}"
+        assert (_resource_path(e.path), "POST") in throttled, f"{e.path} has no throttle of its own"
+
+
+def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]) -> None:
+    """Exactly Create/Delete/Update/GetSchedule on its own group's schedules, and PassRole of the schedules'
+    role (to the scheduler only); that role may invoke the scheduled function and nothing else."""
+    sts = {
+        st.get("Sid"): st
+        for policy in tpl["Resources"]["ApiFunctionRole"]["Properties"]["Policies"]
+        for st in statements(policy["PolicyDocument"])
+    }
+    manage = sts["ManageRunSchedules"]
+    assert sorted(as_list(manage["Action"])) == [
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:GetSchedule",
+        "scheduler:UpdateSchedule",
+    ]
+    assert manage["Resource"]["Fn::Sub"].endswith(":schedule/${AgentRunScheduleGroup}/*")
+    scheduler_actions = [a for st in sts.values() for a in as_list(st["Action"]) if a.startswith("scheduler:")]
+    assert len(scheduler_actions) == 4
+    passing = sts["PassSchedulerRole"]
+    assert passing["Action"] == "iam:PassRole" and passing["Resource"] == {
+        "Fn::GetAtt": ["AgentRunSchedulerRole", "Arn"]
+    }
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    role = tpl["Resources"]["AgentRunSchedulerRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    (invoke,) = statements(role["Policies"][0]["PolicyDocument"])
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert invoke["Resource"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}
+    env = env_of(tpl, "ApiFunction")
+    assert env["SCHEDULE_GROUP"] == {"Ref": "AgentRunScheduleGroup"}
+    assert env["SCHEDULE_TARGET_ARN"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}
+    assert env["SCHEDULE_ROLE_ARN"] == {"Fn::GetAtt": ["AgentRunSchedulerRole", "Arn"]}

@@ -1,6 +1,18 @@
 """Every HTTP route: one router per module, included here in the order of the OpenAPI document."""
 
-from kilo_bridge.web.routes import admin, console, generation, github, jobs, meta, openai_compat, profiles, stats
+from kilo_bridge.web.routes import (
+    admin,
+    console,
+    generation,
+    github,
+    jobs,
+    meta,
+    openai_compat,
+    profiles,
+    schedules,
+    stats,
+    triggers,
+)
 from kilo_bridge.web.routing import Api
 
 api = Api.include(
@@ -9,6 +21,8 @@ api = Api.include(
     jobs.router,
     profiles.router,
     github.router,
+    triggers.router,
+    schedules.router,
     stats.router,
     admin.router,
     meta.router,
