@@ -23,6 +23,7 @@ from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.keys.store import KeyStore, key_id
 from kilo_bridge.money import nusd
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.aio import reraise_cancellation
 from kilo_bridge.platform.redis import Store, StoreUnavailable
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.usage.ledger import BudgetExceeded
@@ -294,6 +295,9 @@ class JobService:
         yield "status", shown, None
         last = after
         while until is None or asyncio.get_running_loop().time() < until:
+            # The stream cancels its follower when the client hangs up; a cancellation lost below must not
+            # leave the follower reading forever for nobody.
+            reraise_cancellation()
             try:
                 entries = await self.jobs.read_log(job_id, last, block_ms=block_ms)
                 current = await self.jobs.get(job_id)

@@ -10,6 +10,16 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+def reraise_cancellation() -> None:
+    """A checkpoint for a loop that runs until its task is cancelled: raise the cancellation again if an await
+    below swallowed it. CPython 3.11's asyncio.wait_for, which redis-py wraps every write in, returns the
+    write's result when the cancel lands just as the write completes, and the task then runs on; its
+    cancelling() count still shows the request (3.12 rebuilt wait_for on asyncio.timeout, which keeps it)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class PerLoop(Generic[T]):
     """One instance of a pooled client per running event loop.
 

@@ -5,6 +5,7 @@ frees its Redis connection when the client goes, and answers a reconnect after t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -163,6 +164,42 @@ def test_a_job_log_line_goes_live_without_waiting_for_the_next(
     assert everything == [first, "two"]
 
 
+def test_a_follower_stops_at_once_when_its_cancellation_was_lost(job_settings: Callable[..., Settings]) -> None:
+    from kilo_bridge.jobs.models import RunAgentRequest
+    from kilo_bridge.jobs.service import JobService
+    from kilo_bridge.platform.redis import Store
+
+    async def scenario() -> bool:
+        store = Store(job_settings(jobs_concurrency=0))
+        svc = JobService(store)
+        try:
+            job_id = (await svc.submit(RunAgentRequest.model_validate(QUEUED), None, None, "req_lost")).job_id
+
+            async def follower() -> None:
+                lines = svc.follow_log(job_id, None)
+                assert (await anext(lines))[0] == "status"
+                # The client hangs up and the stream cancels this task, but the CancelledError is lost on the
+                # way, as CPython 3.11's asyncio.wait_for (around every redis-py write) loses one that lands
+                # just as the write completes; cancelling() still counts the request.
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)
+                await anext(lines)  # the job stays queued: nothing to yield, it would read on for nobody
+
+            task = asyncio.ensure_future(follower())
+            done, _ = await asyncio.wait([task], timeout=10)  # a guard for the failure, not a measure
+            stopped = task in done and task.cancelled()
+            task.cancel()  # one that read on: cancel it again (this time it lands)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return stopped
+        finally:
+            await svc.close()
+            await store.close()
+
+    assert asyncio.run(scenario())  # it stopped before its next read instead of following on
+
+
 def test_abandoned_streams_leave_no_redis_reads_behind(
     serve: Callable[..., str], job_settings: Callable[..., Settings], own_redis: Any
 ) -> None:
@@ -194,9 +231,11 @@ def test_abandoned_streams_leave_no_redis_reads_behind(
     for _ in range(3):
         asyncio.run(abandon(150))
         rounds.append(settled())
-    # Every follower's read ends with its client, and connections do not pile up from round to round.
-    assert rounds[2] <= rounds[0] + 2, rounds
-    assert rounds[0] <= 150 + 5, rounds
+    # Every follower's read ends with its client (settled), and connections do not pile up from round to round.
+    # A cancelled read closes its connection; the others go back to the pool and stay open, idle, as many as
+    # happened to run at once, so the count varies (2 one round, 38 the next) but never passes one round's
+    # followers (plus the watcher and the server's own few). A leak would add up to 150 a round.
+    assert max(rounds) <= 150 + 5, rounds
 
 
 def test_cors_lets_a_fetch_client_resume_and_read_the_job_link(
