@@ -34,7 +34,8 @@ def _rid(request: Request) -> str:
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if is_passthrough(request.url.path):
-        return Response(orjson.dumps(exc.openai_body()), exc.status, exc.headers, "application/json")
+        body = exc.passthrough_body(request.url.path)
+        return Response(orjson.dumps(body), exc.status, exc.headers, "application/json")
     return Response(exc.json_bytes(_rid(request)), exc.status, exc.headers, "application/json")
 
 

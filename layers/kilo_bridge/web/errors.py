@@ -160,6 +160,12 @@ class ApiError(Exception):
         err.update(self.extra)
         return {"error": err}
 
+    def passthrough_body(self, path: str) -> dict[str, Any]:
+        """The error as the `/v1` route's own API shapes it: Anthropic's on `/v1/messages` (its `error.type`
+        values are OpenAI's names for the same statuses), OpenAI's everywhere else."""
+        body = self.openai_body()
+        return {"type": "error", **body} if path == ANTHROPIC_PATH else body
+
     def body(self, request_id: str) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message, "requestId": request_id}
         if self.details is not None:
@@ -184,13 +190,15 @@ def openai_error_json(exc: BridgeError) -> bytes:
 def anthropic_error_json(exc: BridgeError) -> bytes:
     """A domain error as Anthropic's stream `error` event data: `{"type": "error", "error": {"type", "message"}}`
     (OpenAI's fields kept beside them)."""
-    body = ApiError.of(exc, passthrough=True).openai_body()
-    return orjson.dumps({"type": "error", **body})
+    return orjson.dumps(ApiError.of(exc, passthrough=True).passthrough_body(ANTHROPIC_PATH))
 
 
 def is_passthrough(path: str) -> bool:
     """The `/v1` surface speaks the gateway's (OpenAI's) error shape; everything else ours."""
     return path.startswith("/v1/") or path == "/v1"
+
+
+ANTHROPIC_PATH = "/v1/messages"  # Anthropic's Messages API: its clients read `{"type": "error", "error": {…}}`
 
 
 def _seconds(value: float | str) -> str:

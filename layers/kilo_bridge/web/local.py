@@ -83,7 +83,8 @@ async def _refuse(scope: Scope, send: Send, message: str) -> None:
     """403, answered here (before the app: no route runs, no body is read)."""
     error = ApiError(403, "forbidden", message)
     rid = str(scope.get("state", {}).get("request_id", ""))
-    body = orjson.dumps(error.openai_body()) if is_passthrough(scope["path"]) else error.json_bytes(rid)
+    path = scope["path"]
+    body = orjson.dumps(error.passthrough_body(path)) if is_passthrough(path) else error.json_bytes(rid)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 403, "headers": headers})
     await send({"type": "http.response.body", "body": body})

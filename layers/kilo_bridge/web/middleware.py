@@ -66,7 +66,7 @@ class RequestContext:
             await send(message)
 
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _send_error(BodyTooLarge(limit), rid, send_with_headers, v1)
+            await _send_error(BodyTooLarge(limit), rid, send_with_headers, scope["path"] if v1 else None)
             return
 
         received = 0
@@ -83,8 +83,9 @@ class RequestContext:
         await self.app(scope, capped_receive, send_with_headers)
 
 
-async def _send_error(error: ApiError, rid: str, send: Send, openai_shape: bool = False) -> None:
-    body = orjson.dumps(error.openai_body()) if openai_shape else error.json_bytes(rid)
+async def _send_error(error: ApiError, rid: str, send: Send, passthrough_path: str | None = None) -> None:
+    """`passthrough_path`: a `/v1` route's path, whose API's error shape the body takes."""
+    body = orjson.dumps(error.passthrough_body(passthrough_path)) if passthrough_path else error.json_bytes(rid)
     await send(
         {
             "type": "http.response.start",

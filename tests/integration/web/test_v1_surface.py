@@ -178,3 +178,24 @@ def test_the_callers_task_id_reaches_the_gateway(base_url: str, fake: FakeGatewa
     )
     assert resp.status_code == 200
     assert fake.chats[-1]["headers"]["x-kilocode-taskid"] == "task-123"
+
+
+def test_messages_errors_take_anthropics_shape_and_the_sdk_types_them(
+    claude: anthropic.Anthropic, fake: FakeGatewayThread, base_url: str
+) -> None:
+    # Ours (a token cap that cannot be) and the gateway's (a model the team may not use), as Anthropic's
+    # clients expect them: `{"type": "error", "error": {"type", "message"}}`, each raised as its own error.
+    with pytest.raises(anthropic.UnprocessableEntityError) as ours:
+        claude.messages.create(model="fake/model-a", max_tokens=-1, messages=MSG)
+    body = ours.value.response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error" and body["error"]["message"]
+    fake.script([{"kind": "status", "status": 404, "message": "Model not allowed for your team"}])
+    with pytest.raises(anthropic.APIStatusError) as theirs:
+        claude.messages.create(model="fake/model-a", max_tokens=10, messages=MSG)
+    body = theirs.value.response.json()
+    assert body["type"] == "error" and "not allowed" in body["error"]["message"]
+    # The OpenAI-shaped routes keep OpenAI's shape.
+    wrong = httpx.post(
+        base_url + "/v1/chat/completions", json={"model": "fake/model-a", "max_tokens": -1, "messages": MSG}
+    )
+    assert "type" not in wrong.json() and wrong.json()["error"]["type"] == "invalid_request_error"
