@@ -375,6 +375,60 @@ def test_every_secret_a_part_is_given_its_role_may_read(tpl: dict[str, Any]) -> 
     assert checked >= 8
 
 
+def _conditional_statements(doc: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """(condition or None, statement) for each statement of a policy."""
+    for st in as_list(doc["Statement"]):
+        if "Fn::If" in st:
+            condition, then, otherwise = st["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, st
+            yield condition, then
+        else:
+            yield None, st
+
+
+def test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set(
+    tpl: dict[str, Any],
+) -> None:
+    """The App's key and webhook secret: a parameter each part is given under the setting that reads it, a grant
+    on that one secret to the API function (the webhook) and the agent task (it mints tokens) only, and only when
+    the parameter is set: an empty one is no App and no grant (nor a grant on an empty ARN)."""
+    from kilo_bridge.config import Settings
+
+    params = tpl["Parameters"]
+    for name in ("GitHubAppId", "GitHubAppSecretArn", "GitHubReviewRepos"):
+        assert params[name]["Default"] == "", name  # off unless set
+    arn = {"Ref": "GitHubAppSecretArn"}
+    assert tpl["Conditions"]["HasGitHubAppSecret"] == {"Fn::Not": [{"Fn::Equals": [arn, ""]}]}
+    grants: dict[str, list[tuple[str | None, dict[str, Any]]]] = {}
+    for name, doc in policy_documents(tpl):
+        for condition, st in _conditional_statements(doc):
+            if arn in as_list(st.get("Resource")):
+                grants.setdefault(name, []).append((condition, st))
+    assert set(grants) == {"ApiFunctionRole", "AgentTaskRole"}
+    for name, found in grants.items():
+        ((condition, st),) = found
+        assert condition == "HasGitHubAppSecret", name
+        assert st["Effect"] == "Allow" and st["Action"] == "secretsmanager:GetSecretValue", name
+        assert st["Resource"] == arn, name  # that secret alone
+    given = {who: env for who, _, env in _secret_readers(tpl)}
+    expected = {
+        "ApiFunction": {
+            "GITHUB_APP_ID": "GitHubAppId",
+            "GITHUB_APP_SECRET_ARN": "GitHubAppSecretArn",
+            "GITHUB_REVIEW_REPOS": "GitHubReviewRepos",
+        },
+        "task container agent": {"GITHUB_APP_ID": "GitHubAppId", "GITHUB_APP_SECRET_ARN": "GitHubAppSecretArn"},
+    }
+    for who, env in given.items():
+        wanted = expected.get(who, {})
+        for var, param in wanted.items():
+            assert env.get(var) == {"Ref": param}, f"{who}: {var}"
+            assert var.lower() in Settings.model_fields, var  # the setting that reads it
+        assert "GITHUB_APP_SECRET_ARN" in env or not wanted, who
+        if not wanted:
+            assert not {v for v in env if v.startswith("GITHUB_")}, f"{who} is given the GitHub App"
+
+
 def test_no_managed_policies(tpl: dict[str, Any]) -> None:
     # Managed policies hide "*" resources from the check above.
     for name, res in tpl["Resources"].items():
@@ -545,6 +599,21 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
             "        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
             "        ADMIN_API_KEY_SECRET_ARN: !Ref AdminApiKeySecret\n        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
             test_every_secret_a_part_is_given_its_role_may_read,
+        ),
+        (
+            "                - HasGitHubAppSecret\n                - Sid: ReadGitHubAppSecret",
+            "                - TracingOn\n                - Sid: ReadGitHubAppSecret",
+            test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set,
+        ),
+        (
+            "no admin key here.\n",
+            "no admin key here.\n          GITHUB_APP_SECRET_ARN: !Ref GitHubAppSecretArn\n",
+            test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set,
+        ),
+        (
+            "            - {Name: GITHUB_APP_SECRET_ARN, Value: !Ref GitHubAppSecretArn}\n",
+            "",
+            test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set,
         ),
     ],
 )
