@@ -1,5 +1,5 @@
 """The AWS SAM template keeps its promises: code where it points, streaming that streams, a wired DLQ,
-the three schedules, narrow IAM, no plaintext keys, a private bucket, and the layer's pins equal to
+the two fixed schedules, narrow IAM, no plaintext keys, a private bucket, and the layer's pins equal to
 pyproject's. Parsed offline with a CloudFormation-tag-aware YAML loader (no AWS, no sam CLI)."""
 
 from __future__ import annotations
@@ -269,29 +269,36 @@ def test_task_container_is_named_agent_and_logs(tpl: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------- schedules
 
 
-def test_three_schedules_with_their_task_input(tpl: dict[str, Any]) -> None:
+def test_two_fixed_schedules_with_their_task_input_and_no_fixed_agent_run(tpl: dict[str, Any]) -> None:
+    """The credit refresh and the reaper are fixed; agent runs are schedules made through the API (the nightly
+    run of docs/deploy.md among them), so no schedule in the template starts one."""
     events = {n: e for n, e in function(tpl, "ScheduledFunction")["Events"].items() if e["Type"] == "ScheduleV2"}
-    assert set(events) == {"RefreshCredits", "ReapJobs", "NightlyAgentRun"}
-    refresh, reap, nightly = (events[n]["Properties"] for n in ("RefreshCredits", "ReapJobs", "NightlyAgentRun"))
+    assert set(events) == {"RefreshCredits", "ReapJobs"}
+    refresh, reap = (events[n]["Properties"] for n in ("RefreshCredits", "ReapJobs"))
     assert refresh["ScheduleExpression"] == "rate(5 minutes)"
     assert json.loads(refresh["Input"]) == {"task": "refresh-credits"}
     assert reap["ScheduleExpression"] == "rate(1 minute)"
     assert json.loads(reap["Input"]) == {"task": "reap-jobs"}
-    # The nightly input embeds the body parameter: substitute its default and it must be valid JSON.
-    params = tpl["Parameters"]
-    body = params["NightlyAgentBody"]["Default"]
-    rendered = json.loads(nightly["Input"]["Fn::Sub"].replace("${NightlyAgentBody}", body))
-    assert rendered["task"] == "run-agent" and rendered["body"] == json.loads(body)
-    assert nightly["ScheduleExpression"] == {"Ref": "NightlyAgentSchedule"}
-    assert nightly["State"] == {"Ref": "NightlyAgentState"}
-    assert params["NightlyAgentState"]["Default"] == "DISABLED"
-    # The default body is one the API accepts: a valid request naming an agent of the catalogue.
+    schedules = resources(tpl, "AWS::Scheduler::Schedule")
+    for name, node in [*events.items(), *schedules.items()]:
+        assert "run-agent" not in json.dumps(node), f"{name} is a fixed agent run"
+    assert not [p for p in tpl["Parameters"] if p.startswith("Nightly")]
+
+
+def test_the_documented_nightly_run_is_a_schedule_the_api_takes() -> None:
+    """docs/deploy.md's nightly dependency-update body is a valid POST /api/kilo/schedules body naming an agent of
+    the catalogue."""
     from kilo_bridge.config import load_settings
     from kilo_bridge.jobs.catalogue import load_catalog
-    from kilo_bridge.jobs.models import RunAgentRequest
+    from kilo_bridge.schedules.cron import check
+    from kilo_bridge.schedules.models import ScheduleCreate
 
-    request = RunAgentRequest.model_validate_json(body)
-    assert request.agent in load_catalog(load_settings().agents_path), request.agent
+    deploy = (ROOT / "docs/deploy.md").read_text()
+    match = re.search(r"<<'JSON'\n(.*?)\nJSON\n", deploy, re.S)
+    assert match, "docs/deploy.md: the nightly schedule's body (a <<'JSON' here-document)"
+    body = ScheduleCreate.model_validate_json(match.group(1))
+    assert body.run.agent == "dependency-update" and body.run.agent in load_catalog(load_settings().agents_path)
+    check(body.cron, body.timezone)  # the rules the API applies (at most every 10 minutes, a real zone)
 
 
 # ---------------------------------------------------------------------------------------------- IAM
@@ -570,7 +577,7 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
         (
             """Input: '{"task": "reap-jobs"}'""",
             """Input: '{"task": "reap"}'""",
-            test_three_schedules_with_their_task_input,
+            test_two_fixed_schedules_with_their_task_input_and_no_fixed_agent_run,
         ),
         ("Resource: !GetAtt AgentQueue.Arn", 'Resource: "*"', test_no_wildcard_resource_beyond_actions_that_need_it),
         ("AGENTS_DIR: /opt/agent_task/agents", "KILO_API_KEY: sk-not-a-real-key", test_no_plaintext_kilo_or_admin_key),
