@@ -287,7 +287,7 @@ def test_two_fixed_schedules_with_their_task_input_and_no_fixed_agent_run(tpl: d
 
 def test_the_documented_nightly_run_is_a_schedule_the_api_takes() -> None:
     """docs/deploy.md's nightly dependency-update body is a valid POST /api/kilo/schedules body naming an agent of
-    the catalogue."""
+    the catalogue, and it and README make it with curl and with the terminal client."""
     from kilo_bridge.config import load_settings
     from kilo_bridge.jobs.catalogue import load_catalog
     from kilo_bridge.schedules.cron import check
@@ -299,6 +299,8 @@ def test_the_documented_nightly_run_is_a_schedule_the_api_takes() -> None:
     body = ScheduleCreate.model_validate_json(match.group(1))
     assert body.run.agent == "dependency-update" and body.run.agent in load_catalog(load_settings().agents_path)
     check(body.cron, body.timezone)  # the rules the API applies (at most every 10 minutes, a real zone)
+    readme = (ROOT / "README.md").read_text()
+    assert "kilo-bridge schedules create" in deploy and "kilo-bridge schedules create" in readme
 
 
 # ---------------------------------------------------------------------------------------------- IAM
