@@ -159,13 +159,15 @@ def _safe_url(url: str) -> str:
 def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: list[str] | None) -> None:
     """The HTTP client's subcommands; its module is imported only when one of them (or help) is asked for."""
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("jobs", "profiles", "generate", "-h", "--help"):
+    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "-h", "--help"):
         from kilo_bridge.client.commands import add_parsers
 
         add_parsers(sub)
     else:
         sub.add_parser("jobs", help="agent jobs on a server (over HTTP)")
         sub.add_parser("profiles", help="saved job variables on a server (over HTTP)")
+        sub.add_parser("triggers", help="webhook triggers on a server (over HTTP)")
+        sub.add_parser("schedules", help="scheduled agent runs on a server (over HTTP)")
         sub.add_parser("generate", help="generate text on a server, streamed")
 
 

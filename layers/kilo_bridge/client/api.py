@@ -59,10 +59,12 @@ def parse_events(lines: Iterator[str]) -> Iterator[Event]:
 
 
 class Api:
-    def __init__(self, url: str, key: str | None, timeout: float = 30) -> None:
+    def __init__(self, url: str, key: str | None, timeout: float = 30, gateway_key: str | None = None) -> None:
         headers = {"User-Agent": "kilo-bridge-cli"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        if gateway_key:  # API Gateway's usage-plan key; the service reads the Bearer key first
+            headers["x-api-key"] = gateway_key
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def close(self) -> None:

@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from kilo_bridge.client import profiles
+from kilo_bridge.client import profiles, schedules, triggers
 from kilo_bridge.client.api import DEFAULT_URL, Api, ClientError, Event
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "timed_out": 3, "cancelled": 4}
 EXIT_REFUSED = 5  # the server refused the request or could not be reached (2 is a usage error, as argparse's)
 KEY_ENV = "KILO_BRIDGE_KEY"
+GATEWAY_KEY_ENV = "KILO_BRIDGE_GATEWAY_KEY"  # on AWS: the API Gateway usage-plan key, sent as x-api-key
 URL_ENV = "KILO_BRIDGE_URL"
 
 
@@ -61,6 +62,8 @@ def add_parsers(sub: Any) -> None:
     jobs.set_defaults(func=run)
 
     profiles.add_parser(sub, common, run)
+    triggers.add_parser(sub, common, run)
+    schedules.add_parser(sub, common, run)
 
     gen = sub.add_parser("generate", parents=[common], help="generate text, streamed as it comes")
     gen.add_argument("prompt")
@@ -71,7 +74,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    api = Api(args.url, os.getenv(KEY_ENV) or None)
+    api = Api(args.url, os.getenv(KEY_ENV) or None, gateway_key=os.getenv(GATEWAY_KEY_ENV) or None)
     try:
         return HANDLERS[args.action](api, args)
     except ClientError as exc:
@@ -247,4 +250,6 @@ HANDLERS = {
     "cancel": _cancel,
     "generate": _generate,
     **profiles.HANDLERS,
+    **triggers.HANDLERS,
+    **schedules.HANDLERS,
 }

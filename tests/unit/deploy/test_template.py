@@ -1,5 +1,5 @@
 """The AWS SAM template keeps its promises: code where it points, streaming that streams, a wired DLQ,
-the three schedules, narrow IAM, no plaintext keys, a private bucket, and the layer's pins equal to
+the two fixed schedules, narrow IAM, no plaintext keys, a private bucket, and the layer's pins equal to
 pyproject's. Parsed offline with a CloudFormation-tag-aware YAML loader (no AWS, no sam CLI)."""
 
 from __future__ import annotations
@@ -269,29 +269,38 @@ def test_task_container_is_named_agent_and_logs(tpl: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------- schedules
 
 
-def test_three_schedules_with_their_task_input(tpl: dict[str, Any]) -> None:
+def test_two_fixed_schedules_with_their_task_input_and_no_fixed_agent_run(tpl: dict[str, Any]) -> None:
+    """The credit refresh and the reaper are fixed; agent runs are schedules made through the API (the nightly
+    run of docs/deploy.md among them), so no schedule in the template starts one."""
     events = {n: e for n, e in function(tpl, "ScheduledFunction")["Events"].items() if e["Type"] == "ScheduleV2"}
-    assert set(events) == {"RefreshCredits", "ReapJobs", "NightlyAgentRun"}
-    refresh, reap, nightly = (events[n]["Properties"] for n in ("RefreshCredits", "ReapJobs", "NightlyAgentRun"))
+    assert set(events) == {"RefreshCredits", "ReapJobs"}
+    refresh, reap = (events[n]["Properties"] for n in ("RefreshCredits", "ReapJobs"))
     assert refresh["ScheduleExpression"] == "rate(5 minutes)"
     assert json.loads(refresh["Input"]) == {"task": "refresh-credits"}
     assert reap["ScheduleExpression"] == "rate(1 minute)"
     assert json.loads(reap["Input"]) == {"task": "reap-jobs"}
-    # The nightly input embeds the body parameter: substitute its default and it must be valid JSON.
-    params = tpl["Parameters"]
-    body = params["NightlyAgentBody"]["Default"]
-    rendered = json.loads(nightly["Input"]["Fn::Sub"].replace("${NightlyAgentBody}", body))
-    assert rendered["task"] == "run-agent" and rendered["body"] == json.loads(body)
-    assert nightly["ScheduleExpression"] == {"Ref": "NightlyAgentSchedule"}
-    assert nightly["State"] == {"Ref": "NightlyAgentState"}
-    assert params["NightlyAgentState"]["Default"] == "DISABLED"
-    # The default body is one the API accepts: a valid request naming an agent of the catalogue.
+    schedules = resources(tpl, "AWS::Scheduler::Schedule")
+    for name, node in [*events.items(), *schedules.items()]:
+        assert "run-agent" not in json.dumps(node), f"{name} is a fixed agent run"
+    assert not [p for p in tpl["Parameters"] if p.startswith("Nightly")]
+
+
+def test_the_documented_nightly_run_is_a_schedule_the_api_takes() -> None:
+    """docs/deploy.md's nightly dependency-update body is a valid POST /api/kilo/schedules body naming an agent of
+    the catalogue, and it and README make it with curl and with the terminal client."""
     from kilo_bridge.config import load_settings
     from kilo_bridge.jobs.catalogue import load_catalog
-    from kilo_bridge.jobs.models import RunAgentRequest
+    from kilo_bridge.schedules.cron import check
+    from kilo_bridge.schedules.models import ScheduleCreate
 
-    request = RunAgentRequest.model_validate_json(body)
-    assert request.agent in load_catalog(load_settings().agents_path), request.agent
+    deploy = (ROOT / "docs/deploy.md").read_text()
+    match = re.search(r"<<'JSON'\n(.*?)\nJSON\n", deploy, re.S)
+    assert match, "docs/deploy.md: the nightly schedule's body (a <<'JSON' here-document)"
+    body = ScheduleCreate.model_validate_json(match.group(1))
+    assert body.run.agent == "dependency-update" and body.run.agent in load_catalog(load_settings().agents_path)
+    check(body.cron, body.timezone)  # the rules the API applies (at most every 10 minutes, a real zone)
+    readme = (ROOT / "README.md").read_text()
+    assert "kilo-bridge schedules create" in deploy and "kilo-bridge schedules create" in readme
 
 
 # ---------------------------------------------------------------------------------------------- IAM
@@ -373,6 +382,60 @@ def test_every_secret_a_part_is_given_its_role_may_read(tpl: dict[str, Any]) -> 
                 checked += 1
                 assert value in readable, f"{who} is given {var} but {role} may not read it"
     assert checked >= 8
+
+
+def _conditional_statements(doc: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """(condition or None, statement) for each statement of a policy."""
+    for st in as_list(doc["Statement"]):
+        if "Fn::If" in st:
+            condition, then, otherwise = st["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, st
+            yield condition, then
+        else:
+            yield None, st
+
+
+def test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set(
+    tpl: dict[str, Any],
+) -> None:
+    """The App's key and webhook secret: a parameter each part is given under the setting that reads it, a grant
+    on that one secret to the API function (the webhook) and the agent task (it mints tokens) only, and only when
+    the parameter is set: an empty one is no App and no grant (nor a grant on an empty ARN)."""
+    from kilo_bridge.config import Settings
+
+    params = tpl["Parameters"]
+    for name in ("GitHubAppId", "GitHubAppSecretArn", "GitHubReviewRepos"):
+        assert params[name]["Default"] == "", name  # off unless set
+    arn = {"Ref": "GitHubAppSecretArn"}
+    assert tpl["Conditions"]["HasGitHubAppSecret"] == {"Fn::Not": [{"Fn::Equals": [arn, ""]}]}
+    grants: dict[str, list[tuple[str | None, dict[str, Any]]]] = {}
+    for name, doc in policy_documents(tpl):
+        for condition, st in _conditional_statements(doc):
+            if arn in as_list(st.get("Resource")):
+                grants.setdefault(name, []).append((condition, st))
+    assert set(grants) == {"ApiFunctionRole", "AgentTaskRole"}
+    for name, found in grants.items():
+        ((condition, st),) = found
+        assert condition == "HasGitHubAppSecret", name
+        assert st["Effect"] == "Allow" and st["Action"] == "secretsmanager:GetSecretValue", name
+        assert st["Resource"] == arn, name  # that secret alone
+    given = {who: env for who, _, env in _secret_readers(tpl)}
+    expected = {
+        "ApiFunction": {
+            "GITHUB_APP_ID": "GitHubAppId",
+            "GITHUB_APP_SECRET_ARN": "GitHubAppSecretArn",
+            "GITHUB_REVIEW_REPOS": "GitHubReviewRepos",
+        },
+        "task container agent": {"GITHUB_APP_ID": "GitHubAppId", "GITHUB_APP_SECRET_ARN": "GitHubAppSecretArn"},
+    }
+    for who, env in given.items():
+        wanted = expected.get(who, {})
+        for var, param in wanted.items():
+            assert env.get(var) == {"Ref": param}, f"{who}: {var}"
+            assert var.lower() in Settings.model_fields, var  # the setting that reads it
+        assert "GITHUB_APP_SECRET_ARN" in env or not wanted, who
+        if not wanted:
+            assert not {v for v in env if v.startswith("GITHUB_")}, f"{who} is given the GitHub App"
 
 
 def test_no_managed_policies(tpl: dict[str, Any]) -> None:
@@ -516,7 +579,7 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
         (
             """Input: '{"task": "reap-jobs"}'""",
             """Input: '{"task": "reap"}'""",
-            test_three_schedules_with_their_task_input,
+            test_two_fixed_schedules_with_their_task_input_and_no_fixed_agent_run,
         ),
         ("Resource: !GetAtt AgentQueue.Arn", 'Resource: "*"', test_no_wildcard_resource_beyond_actions_that_need_it),
         ("AGENTS_DIR: /opt/agent_task/agents", "KILO_API_KEY: sk-not-a-real-key", test_no_plaintext_kilo_or_admin_key),
@@ -545,6 +608,21 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
             "        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
             "        ADMIN_API_KEY_SECRET_ARN: !Ref AdminApiKeySecret\n        JOB_SECRETS_KMS_KEY_ID: !GetAtt",
             test_every_secret_a_part_is_given_its_role_may_read,
+        ),
+        (
+            "                - HasGitHubAppSecret\n                - Sid: ReadGitHubAppSecret",
+            "                - TracingOn\n                - Sid: ReadGitHubAppSecret",
+            test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set,
+        ),
+        (
+            "no admin key here.\n",
+            "no admin key here.\n          GITHUB_APP_SECRET_ARN: !Ref GitHubAppSecretArn\n",
+            test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set,
+        ),
+        (
+            "            - {Name: GITHUB_APP_SECRET_ARN, Value: !Ref GitHubAppSecretArn}\n",
+            "",
+            test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_only_when_set,
         ),
     ],
 )
