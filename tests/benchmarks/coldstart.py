@@ -56,7 +56,7 @@ ENTRY_POINTS = {
     "functions.dispatcher.app": "dispatcher function (SQS → ECS RunTask)",
     "functions.finalizer.app": "finalizer function (ECS task state change)",
     "functions.scheduled.app": "scheduled function (EventBridge Scheduler)",
-    "kilo_bridge.web.app": "stream function (what uvicorn imports under the Lambda Web Adapter)",
+    "functions.stream.serve": "stream function (what run.sh starts under the Lambda Web Adapter: uvicorn + the app)",
 }
 LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "bench",
