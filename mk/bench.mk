@@ -15,7 +15,7 @@ BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
 PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
 REF_STAMP      := $(BENCH_DIR)/.installed-ref-$(shell echo '$(REF_PINS)' | cksum | cut -d' ' -f1)
 
-.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack
+.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack bench-gap
 
 $(PLOT_STAMP):
 	@mkdir -p $(BENCH_DIR)
@@ -74,3 +74,7 @@ $(STACK_STAMP):
 
 bench-stack: install redis $(STACK_STAMP)
 	@$(PY) tests/benchmarks/stack.py
+
+## a do-nothing relay in front of a 0 ms and a 50 ms upstream: the idle wake-up cost → docs/benchmarks/upstream-gap.md
+bench-gap: install
+	@$(PY) tests/benchmarks/upstream_gap.py

@@ -11,6 +11,9 @@ MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
 
 
 class ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are refused, not ignored."""
+    """camelCase on the wire, snake_case in Python; unknown fields are refused, not ignored.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    defer_build: a model's validator and serializer are built on its first use, not at import, so a cold start
+    pays only for the models of the route it answers (all of them together cost ~45 ms at import)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)

@@ -7,6 +7,9 @@ A reference row measures the same way a FastAPI + Mangum hello-world handler (wr
 imported by .bench/ref-venv's Python 3.11, which `make bench-coldstart` installs with pinned fastapi and mangum).
 Writes docs/benchmarks/coldstart.md and coldstart.png (matplotlib from .bench/, never .venv).
 
+Then the first answer: process start → the API handler's response to short routes' events (events/api/),
+against the hello world's, interleaved.
+
 Env: BENCH_COLD_RUNS (default 7).
 """
 
@@ -53,7 +56,7 @@ ENTRY_POINTS = {
     "functions.dispatcher.app": "dispatcher function (SQS → ECS RunTask)",
     "functions.finalizer.app": "finalizer function (ECS task state change)",
     "functions.scheduled.app": "scheduled function (EventBridge Scheduler)",
-    "kilo_bridge.web.app": "stream function (what uvicorn imports under the Lambda Web Adapter)",
+    "functions.stream.serve": "stream function (what run.sh starts under the Lambda Web Adapter: uvicorn + the app)",
 }
 LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "bench",
@@ -74,6 +77,19 @@ TIMED = (
     "flush=True); os._exit(0)"
 )
 BASELINE = "import os; os._exit(0)"
+# The first answer: process start → the handler's response to one short route's API Gateway event. An import
+# that only moves its cost into the first request shows here. Our handler is loaded by scripts/invoke.py's
+# loader (as `make invoke` and a Lambda cold start load it); the hello world by a plain import.
+FIRST = (
+    "import os, sys, time, json; t0 = time.perf_counter(); sys.path.insert(0, {scripts!r}); import invoke; "
+    "{load}; t1 = time.perf_counter(); event = json.loads({event!r}); "
+    "r = handler(event, invoke.Context(function_name='bench', aws_request_id='bench-first')); "
+    "t2 = time.perf_counter(); print('FIRST', t1 - t0, t2 - t1, r['statusCode'], flush=True); os._exit(0)"
+)
+FIRST_CASES = {
+    "api /healthz": ("api", "events/api/healthz.json"),
+    "api /api/kilo/agents": ("api", "events/api/agents.json"),
+}
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -203,6 +219,67 @@ def measure_reference(version: str) -> dict:
     return {**e, **base, "python": ref_version, "fastapi": fastapi_v, "mangum": mangum_v}
 
 
+def _first_case(name: str) -> tuple[str, str, dict[str, str]]:
+    """(python, code, extra env) of one first-answer case; the reference answers healthz's event on /hello."""
+    scripts = str(ROOT / "scripts")
+    if name == "reference":
+        event = json.loads((ROOT / "events/api/healthz.json").read_text())
+        event.update(resource="/hello", path="/hello")
+        event["requestContext"].update(resourcePath="/hello", path="/prod/hello")
+        load = f"import {REF_MODULE}; handler = {REF_MODULE}.handler"
+        return (
+            REF_PYTHON,
+            FIRST.format(scripts=scripts, load=load, event=json.dumps(event)),
+            {"PYTHONPATH": str(REF_DIR)},
+        )
+    fn, path = FIRST_CASES[name]
+    load = f"handler = invoke.load_function({fn!r}).handler"
+    code = FIRST.format(scripts=scripts, load=load, event=(ROOT / path).read_text())
+    return PYTHON, code, {}
+
+
+def measure_first_answers(ref_ok: bool) -> list[dict]:
+    """Every case once to warm bytecode, then RUNS rounds of all cases interleaved (a busy moment hits all)."""
+    names = [*FIRST_CASES, *(["reference"] if ref_ok else [])]
+    cases = {n: _first_case(n) for n in names}
+    samples: dict[str, list[tuple[float, float, float, int]]] = {n: [] for n in names}
+    failed: dict[str, str] = {}
+    for round_ in range(RUNS + 1):
+        for n, (python, code, extra) in cases.items():
+            if n in failed:
+                continue
+            wall, out, err, rc = _run(code, extra=extra, python=python)
+            line = next((ln for ln in out.splitlines() if ln.startswith("FIRST ")), None)
+            if rc != 0 or line is None:
+                failed[n] = next((ln for ln in reversed(err.strip().splitlines()) if ln.strip()), "no output")[:300]
+                continue
+            _, load_s, answer_s, status = line.split()
+            if round_:  # round 0 only warms the bytecode caches
+                samples[n].append((wall, float(load_s), float(answer_s), int(status)))
+    out = []
+    for n in names:
+        if n in failed:
+            out.append({"case": n, "ok": False, "reason": failed[n]})
+            continue
+        v = samples[n]
+        inside = [load + answer for _, load, answer, _ in v]
+        out.append(
+            {
+                "case": n,
+                "ok": True,
+                "reference": n == "reference",
+                "statuses": sorted({st for *_, st in v}),
+                "process_ms": statistics.median(w for w, *_ in v) * 1e3,
+                "load_ms": statistics.median(load for _, load, _, _ in v) * 1e3,
+                "answer_ms": statistics.median(a for _, _, a, _ in v) * 1e3,
+                "first_ms": statistics.median(inside) * 1e3,
+                "first_ms_min": min(inside) * 1e3,
+                "first_ms_max": max(inside) * 1e3,
+            }
+        )
+    return out
+
+
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--plot":
         plot(json.loads(Path(sys.argv[2]).read_text()))
@@ -240,6 +317,17 @@ def main() -> int:
         )
     else:
         print(f"reference {REF_MODULE}: NOT MEASURED: {ref['reason']}", flush=True)
+    first = measure_first_answers(ref["ok"])
+    for f in first:
+        if f["ok"]:
+            print(
+                f"first answer {f['case']:22} {f['first_ms']:7.1f} ms (load {f['load_ms']:.1f} + handler "
+                f"{f['answer_ms']:.1f}; min {f['first_ms_min']:.1f})  process {f['process_ms']:7.1f} ms  "
+                f"status {f['statuses']}",
+                flush=True,
+            )
+        else:
+            print(f"first answer {f['case']}: NOT MEASURED: {f['reason']}", flush=True)
     res = {
         "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "platform": platform.platform(),
@@ -248,6 +336,7 @@ def main() -> int:
         "runs": RUNS,
         "baseline": baseline,
         "entries": entries,
+        "first_answer": first,
         "wall_s": time.monotonic() - began,
         "loadavg": [load_before, os.getloadavg()[0]],
     }
@@ -297,6 +386,36 @@ def _against_reference(res: dict) -> list[str]:
     return [f"Against the FastAPI + Mangum hello world ({ref['import_ms']:.0f} ms): " + ", ".join(parts) + ".", ""]
 
 
+def _first_answer_table(res: dict) -> list[str]:
+    """Process start → the first response, ours next to the hello world's, from the interleaved rounds."""
+    rows = res.get("first_answer") or []
+    ref = next((f for f in rows if f.get("reference") and f["ok"]), None)
+    lines = [
+        "### First answer",
+        "",
+        f"Process start → the handler's first response to one API Gateway event, {res['runs']} rounds with every "
+        "case interleaved (plus one untimed round that warms the bytecode caches). *load* is importing the "
+        "handler's module (through `scripts/invoke.py`'s loader for ours), *handler* its first call; a lazy "
+        "import that only moves cost into the first request shows in *handler*. Redis on loopback; "
+        "`AUTH_REQUIRED=false`.",
+        "",
+        "| case | load + handler ms (median) | min-max ms | load ms | handler ms | process ms | status "
+        "| ratio to the hello world |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in rows:
+        if not f["ok"]:
+            lines.append(f"| {f['case']} | not measured (`{f['reason'].replace('|', '/')}`) | | | | | | |")
+            continue
+        ratio = f"{f['first_ms'] / ref['first_ms']:.2f}x" if ref else "-"
+        lines.append(
+            f"| {f['case']} | **{f['first_ms']:.0f}** | {f['first_ms_min']:.0f}-{f['first_ms_max']:.0f} | "
+            f"{f['load_ms']:.0f} | {f['answer_ms']:.1f} | {f['process_ms']:.0f} | "
+            f"{', '.join(map(str, f['statuses']))} | {ratio} |"
+        )
+    return [*lines, ""]
+
+
 def write_report(res: dict) -> None:
     base = res["baseline"]
     lines = [
@@ -334,6 +453,7 @@ def write_report(res: dict) -> None:
         "| 0 | - | 0 |",
         "",
         *_against_reference(res),
+        *_first_answer_table(res),
         "![cold import](coldstart.png)",
         "",
         "Columns: *import ms* is `time.perf_counter()` around the `import` statement inside the fresh process; "

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from kilo_bridge.errors import InvalidInput, invalid
+from kilo_bridge.platform.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import croniter
+else:  # loaded on first use: only a route or task that reads a cron expression pays for it (~5 ms)
+    croniter = lazy_module("croniter")
 
 MIN_GAP_S = 600
 _LOOKAHEAD = 500  # fire times checked for the gap: a pattern's tightest spot shows up well within these
@@ -17,7 +22,7 @@ _LOOKAHEAD = 500  # fire times checked for the gap: a pattern's tightest spot sh
 
 def check(cron: str, tz: str) -> None:
     fields = cron.split()
-    if len(fields) != 5 or not croniter.is_valid(cron):
+    if len(fields) != 5 or not croniter.croniter.is_valid(cron):
         raise invalid("cron", "five fields: minute hour day-of-month month day-of-week")
     if fields[2] != "*" and fields[4] != "*":
         raise invalid("cron", "give a day of the month or a day of the week, not both")
@@ -25,7 +30,7 @@ def check(cron: str, tz: str) -> None:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise invalid("timezone", "an IANA time zone such as UTC or Europe/Berlin") from None
-    itr = croniter(cron, dt.datetime.now(zone))
+    itr = croniter.croniter(cron, dt.datetime.now(zone))
     previous = itr.get_next(dt.datetime)
     for _ in range(_LOOKAHEAD):
         current = itr.get_next(dt.datetime)
@@ -35,7 +40,7 @@ def check(cron: str, tz: str) -> None:
 
 
 def next_run(cron: str, tz: str) -> dt.datetime:
-    return croniter(cron, dt.datetime.now(ZoneInfo(tz))).get_next(dt.datetime)  # type: ignore[no-any-return]
+    return croniter.croniter(cron, dt.datetime.now(ZoneInfo(tz))).get_next(dt.datetime)  # type: ignore[no-any-return]
 
 
 def _dow(field: str) -> str:
