@@ -12,9 +12,11 @@ import subprocess
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
 import httpx
 import redis
 
@@ -146,3 +148,33 @@ def stream(url: str, body: dict, timeout: float = 10) -> list[tuple[str, str]]:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         return list(sse(resp.iter_lines()))
+
+
+@dataclass
+class Aws:
+    """An AWS of a test's own in a moto server: its names, and clients for it."""
+
+    url: str
+    queue_url: str
+    cluster: str
+    task_definition: str
+    subnet: str
+    security_group: str
+    bucket: str
+    kms_key: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1")
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "job_queue": "sqs",
+            "agent_queue_url": self.queue_url,
+            "ecs_cluster": self.cluster,
+            "ecs_task_definition": self.task_definition,
+            "ecs_subnets": self.subnet,
+            "ecs_security_groups": self.security_group,
+            "artifacts_bucket": self.bucket,
+            "s3_endpoint_url": self.url,
+            "job_secrets_kms_key_id": self.kms_key,
+        }

@@ -8,94 +8,22 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.store import JobStore
-from kilo_bridge.platform import aws
 from kilo_bridge.platform.redis import Store
 from scripts.invoke import Context
 from scripts.invoke import load_function as load_handler
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
-from tests.support import ROOT, free_port
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@dataclass
-class Aws:
-    url: str
-    queue_url: str
-    cluster: str
-    task_definition: str
-    subnet: str
-    security_group: str
-    bucket: str
-    kms_key: str
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1")
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "job_queue": "sqs",
-            "agent_queue_url": self.queue_url,
-            "ecs_cluster": self.cluster,
-            "ecs_task_definition": self.task_definition,
-            "ecs_subnets": self.subnet,
-            "ecs_security_groups": self.security_group,
-            "artifacts_bucket": self.bucket,
-            "s3_endpoint_url": self.url,
-            "job_secrets_kms_key_id": self.kms_key,
-        }
-
-
-@pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name, value in {
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    aws.reset_clients()
-    tag = uuid.uuid4().hex[:8]
-    sqs, ecs, ec2 = (boto3.client(s, endpoint_url=moto_url) for s in ("sqs", "ecs", "ec2"))
-    queue_url = sqs.create_queue(QueueName=f"agent-jobs-{tag}")["QueueUrl"]
-    cluster = ecs.create_cluster(clusterName=f"kb-{tag}")["cluster"]["clusterArn"]
-    # The real one is awsvpc/FARGATE (template.yaml); moto 5.2.5 fails RunTask on awsvpc task definitions
-    # ('NetworkInterface' has no 'private_dns_name'), so the stand-in here leaves networkMode out.
-    task_def = ecs.register_task_definition(
-        family=f"kb-agent-{tag}",
-        containerDefinitions=[{"name": "agent", "image": "agent:test", "memory": 2048, "essential": True}],
-    )["taskDefinition"]["taskDefinitionArn"]
-    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"kb-{tag}", Description="agent", VpcId=vpc)["GroupId"]
-    bucket = f"kb-audit-{tag}"
-    boto3.client("s3", endpoint_url=moto_url).create_bucket(Bucket=bucket)
-    key = boto3.client("kms", endpoint_url=moto_url).create_key(Description="job secrets")["KeyMetadata"]["Arn"]
-    yield Aws(moto_url, queue_url, cluster, task_def, subnet, group, bucket, key)
-    aws.reset_clients()
+from tests.support import ROOT, Aws
 
 
 def load_function(name: str, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> ModuleType:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kilo_bridge.config import Settings, settings_env
 from kilo_bridge.jobs.store import JobStore
@@ -31,51 +29,17 @@ ROOT = Path(__file__).resolve().parents[3]
 LEASE_S = 120.0
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def aws_settings(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    aws.reset_clients()
-    tag = uuid.uuid4().hex[:8]
-    sqs, ecs, ec2 = (boto3.client(s, endpoint_url=moto_url) for s in ("sqs", "ecs", "ec2"))
-    queue_url = sqs.create_queue(QueueName=f"agent-jobs-{tag}")["QueueUrl"]
-    cluster = ecs.create_cluster(clusterName=f"kb-{tag}")["cluster"]["clusterArn"]
-    # networkMode left out: moto 5.2.5 fails RunTask on awsvpc task definitions (see test_aws_jobs.py).
-    task_def = ecs.register_task_definition(
-        family=f"kb-agent-{tag}",
-        containerDefinitions=[{"name": "agent", "image": "agent:test", "memory": 2048, "essential": True}],
-    )["taskDefinition"]["taskDefinitionArn"]
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"kb-{tag}", Description="agent", VpcId=vpc)["GroupId"]
-    yield {
-        "job_queue": "sqs",
-        "agent_queue_url": queue_url,
-        "ecs_cluster": cluster,
-        "ecs_task_definition": task_def,
-        "ecs_subnets": subnet,
-        "ecs_security_groups": group,
+def aws_settings(aws_env: Any) -> dict[str, Any]:
+    """The ECS dispatch settings of this test's own AWS (conftest.py), with a lease and quick retries."""
+    keep = ("job_queue", "agent_queue_url", "ecs_cluster", "ecs_task_definition", "ecs_subnets", "ecs_security_groups")
+    return {
+        **{k: v for k, v in aws_env.settings().items() if k in keep},
         "jobs_concurrency": 0,
         "dispatch_lease_s": LEASE_S,
         "ecs_run_task_backoff_s": 0.01,
         "agent_queue_max_receives": 3,
     }
-    aws.reset_clients()
 
 
 @pytest.fixture
