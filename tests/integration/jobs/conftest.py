@@ -1,5 +1,5 @@
-"""AWS for the job tests: one moto server (real HTTP on loopback) per session, and per test its own queue,
-cluster, task definition, network, bucket and KMS key in it."""
+"""AWS for the job tests: per test its own queue, cluster, task definition, network, bucket and KMS key in the
+session's moto server (tests/conftest.py `moto_url`)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,9 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kilo_bridge.platform import aws
-from tests.support import Aws, free_port
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+from tests.support import Aws
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from typing import Any
 import boto3
 import pytest
 import redis
-from moto.server import ThreadedMotoServer
 from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
@@ -24,7 +23,6 @@ from kilo_bridge.schedule import run_task
 from kilo_bridge.schedules.backends import LocalScheduler
 from kilo_bridge.schedules.local import ScheduleWorker
 from kilo_bridge.services import Services
-from tests.support import free_port
 
 REPO = "https://github.com/acme/widgets"
 RUN = {"repoUrl": REPO, "agent": "dependency-update", "prompt": "Update the lock file", "maxCostUsd": 1.5}
@@ -152,15 +150,6 @@ def test_schedules_are_refused_when_too_frequent_or_secret_bearing_and_anothers_
 
 
 # ------------------------------------------------------------------------------------------------ AWS
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture
