@@ -170,22 +170,9 @@ class Generation:
         )
         return cost, UsageRecord(self.ledger, outcome, cost, admission)
 
-    async def _account(
-        self,
-        admission: Admission,
-        requested: str,
-        model: str,
-        usage: dict[str, Any] | None,
-        *,
-        ok: bool,
-        stream: bool,
-        error: BridgeError | None = None,
-        produced: bool | None = None,
-    ) -> int | None:
-        """Price and record the call now; returns its cost."""
-        cost, record = await self._settle(
-            admission, requested, model, usage, ok=ok, stream=stream, error=error, produced=produced
-        )
+    async def _account(self, *args: Any, **kwargs: Any) -> int | None:
+        """Price and record the call now (`_settle`'s arguments); returns its cost."""
+        cost, record = await self._settle(*args, **kwargs)
         await record()
         return cost
 
