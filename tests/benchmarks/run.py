@@ -18,12 +18,18 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DURATION_S = float(os.getenv("BENCH_SECONDS", "3"))
+DURATION_S = float(os.getenv("BENCH_SECONDS", "4"))
+# A git ref to measure beside this checkout in the same run (its `layers/` served by a second bridge process):
+# before/after numbers from one run, as the shared machine's load drifts between runs.
+BASELINE = os.getenv("BENCH_BASELINE", "")
 CONCURRENCY = (1, 16, 64)
+# Rounds per point, every target once per round in turn: drift on a shared machine falls on all of them alike.
+ROUNDS = int(os.getenv("BENCH_ROUNDS", "2"))
 KEY = "bench-key-not-real"
 
 
@@ -86,11 +92,15 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float) -> dict[
 
     began = time.perf_counter()
     await asyncio.gather(*(worker(r, w) for r, w in conns))
-    elapsed = time.perf_counter() - began
-    total.sort()
-    ttfb.sort()
+    return {"elapsed": time.perf_counter() - began, "total": total, "ttfb": ttfb}
+
+
+def summary(runs: list[dict]) -> dict[str, float]:
+    """One point's figures over its rounds: req/s over the timed seconds, percentiles over every request."""
+    total = sorted(t for r in runs for t in r["total"])
+    ttfb = sorted(t for r in runs for t in r["ttfb"])
     return {
-        "rps": len(total) / elapsed,
+        "rps": len(total) / sum(r["elapsed"] for r in runs),
         "p50": total[len(total) // 2] * 1e3,
         "p99": total[int(len(total) * 0.99)] * 1e3,
         "ttfb50": ttfb[len(ttfb) // 2] * 1e3,
@@ -132,24 +142,36 @@ def main() -> int:
         "REDIS_PREFIX": prefix,
     }
     bridge = start([sys.executable, "-m", "kilo_bridge", "serve"], env, "listening")
+    base_dir = tempfile.TemporaryDirectory(prefix="kb-baseline-") if BASELINE else None
+    baseline = None
+    if base_dir is not None:
+        base_port = free_port()
+        archive = subprocess.run(["git", "archive", BASELINE, "layers"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", base_dir.name], input=archive.stdout, check=True)
+        base_env = {**env, "PORT": str(base_port), "PYTHONPATH": f"{base_dir.name}/layers"}
+        baseline = start([sys.executable, "-m", "kilo_bridge", "serve"], base_env, "listening")
     chat = {"model": "fake/model-a", "messages": [{"role": "user", "content": "hello benchmark"}]}
     targets = {
         "direct": (up_port, "/api/gateway/chat/completions"),
         "bridge /v1/chat/completions": (our_port, "/v1/chat/completions"),
     }
+    if baseline is not None:
+        targets[f"baseline {BASELINE} /v1/chat/completions"] = (base_port, "/v1/chat/completions")
     rows = []
     try:
         for streamed in (False, True):
             body = {**chat, "stream": True} if streamed else chat
             for c in CONCURRENCY:
-                results = {}
-                for name, (port, path) in targets.items():
-                    results[name] = asyncio.run(load(port, request_bytes(port, path, body), c, DURATION_S))
                 gen_body = {"prompt": "hello benchmark", "model": "fake/model-a"}
                 gen_path = "/api/kilo/generate-stream" if streamed else "/api/kilo/generate"
-                results[f"bridge {gen_path}"] = asyncio.run(
-                    load(our_port, request_bytes(our_port, gen_path, gen_body), c, DURATION_S)
-                )
+                requests = {name: request_bytes(port, path, body) for name, (port, path) in targets.items()}
+                requests[f"bridge {gen_path}"] = request_bytes(our_port, gen_path, gen_body)
+                ports = {**{name: port for name, (port, _path) in targets.items()}, f"bridge {gen_path}": our_port}
+                runs: dict[str, list[dict]] = {name: [] for name in requests}
+                for _round in range(ROUNDS):
+                    for name, req in requests.items():
+                        runs[name].append(asyncio.run(load(ports[name], req, c, DURATION_S / ROUNDS)))
+                results = {name: summary(r) for name, r in runs.items()}
                 direct = results["direct"]
                 for name, r in results.items():
                     rows.append(
@@ -172,6 +194,11 @@ def main() -> int:
                     )
         rss = {"fake gateway": peak_rss_mb(fake.pid), "kilo bridge": peak_rss_mb(bridge.pid)}
     finally:
+        if baseline is not None:
+            baseline.terminate()
+            baseline.wait(10)
+        if base_dir is not None:
+            base_dir.cleanup()
         bridge.terminate()
         fake.terminate()
         bridge.wait(10)
@@ -183,13 +210,21 @@ def main() -> int:
 
 
 def write_report(rows: list[dict], rss: dict[str, float]) -> None:
+    workers = len(os.sched_getaffinity(0))
+    baseline_note = (
+        f"; beside it, commit `{BASELINE}` of this repository served the same way from its own `layers/` "
+        "(`BENCH_BASELINE`), for before/after figures from one run"
+        if BASELINE
+        else ""
+    )
     lines = [
         "# Benchmarks: what Kilo Bridge adds over calling the Kilo Gateway directly",
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `make bench-overhead` on {platform.platform()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}. Fake gateway (aiohttp, 0 ms latency, streamed "
-        f"answers of 50 chunks) in its own process; Kilo Bridge as `make run` starts it (one uvicorn worker, real "
-        f"Redis); one keep-alive Python load generator, {DURATION_S:.0f} s per point. The load generator and both "
+        f"answers of 50 chunks) in its own process; Kilo Bridge as `make run` starts it ({workers} uvicorn "
+        f"workers, one per core, real Redis){baseline_note}; one keep-alive Python load generator, "
+        f"{DURATION_S:.0f} s per point in {ROUNDS} interleaved rounds. The load generator and all the "
         "servers share the machine's cores, so absolute numbers are pessimistic: compare rows of the same run.",
         "",
         "| mode | clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | added TTFB ms "

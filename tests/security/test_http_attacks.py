@@ -9,7 +9,7 @@ from collections.abc import Callable
 from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
-from kilo_bridge.web.sse import encode
+from kilo_bridge.web.sse import encode, frame
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.support import TEST_KEY, stream
 
@@ -30,6 +30,15 @@ def test_sse_framing_splits_every_line_break_into_data_lines() -> None:
     assert [line for line in encoded.splitlines() if line] == ['data: {"a": 1}', "data: event: done", "data: data: x"]
     named = encode({"event": "delta\nevent: done", "data": "y"}).decode()
     assert named == "event: deltaevent: done\ndata: y\n\n"  # an event name cannot add a line either
+
+
+def test_relayed_frames_keep_upstream_bytes_but_never_a_forged_field() -> None:
+    # The /v1 relay frames upstream bytes without decoding them; a line break still cannot add a field.
+    assert frame(b'{"a": 1}') == b'data: {"a": 1}\n\n'
+    assert frame(b"{}", b"message_start") == b"event: message_start\ndata: {}\n\n"
+    forged = frame(b'{"a": 1}\revent: done').decode()
+    assert [line for line in forged.splitlines() if line] == ['data: {"a": 1}', "data: event: done"]
+    assert frame(b"{}", b"delta\rid: 9") == b"event: deltaid: 9\ndata: {}\n\n"
 
 
 def test_upstream_echoing_the_key_does_not_leak_it(app_client: TestClient, fake: FakeGatewayThread) -> None:

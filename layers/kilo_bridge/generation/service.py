@@ -7,7 +7,7 @@ Streams come out as typed events (`Chunks`, then `Done` or `Failed`); how they a
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -49,8 +49,12 @@ class UsageRecord:
     outcome: Outcome
     cost_nusd: int | None
     admission: Admission
+    written: bool = False
 
     async def __call__(self) -> None:
+        if self.written:  # once: the ledger counts an admission once anyway, this saves the round trip
+            return
+        self.written = True
         # A Redis that is paused or failing over gets a few more tries: the record is idempotent (per admission
         # id), so a try whose reply was lost and the next one count once. ~6 s in all, after the answer left.
         with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
@@ -62,6 +66,16 @@ class UsageRecord:
                     if attempt + 1 < RECORD_ATTEMPTS:
                         await anyio.sleep(0.2 * 2**attempt)
         log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
+
+
+def write_all(records: list[UsageRecord]) -> Callable[[], Awaitable[None]]:
+    """What writes `records` once a stream is over (they are filled in as its last event goes out)."""
+
+    async def write() -> None:
+        for record in records:
+            await record()
+
+    return write
 
 
 @dataclass(slots=True)
@@ -103,13 +117,20 @@ class Deltas:
 
 @dataclass(slots=True)
 class Done:
+    """The stream's end. `record` is its usage, not yet written: the consumer writes it once the last event is
+    out (as a plain answer's record is written after the answer), so no client waits for that round trip."""
+
     state: StreamState
     cost_nusd: int | None
+    record: UsageRecord
 
 
 @dataclass(slots=True)
 class Failed:
+    """A failed stream's end; `record` as in `Done`."""
+
     error: BridgeError
+    record: UsageRecord
 
 
 class Generation:
@@ -242,13 +263,13 @@ class Generation:
             raise
         return OpenStream(state=state, chunks=chunks, requested_model=requested, exits=exits, admission=admission)
 
-    async def finish_stream(self, stream: OpenStream, error: BridgeError | None) -> int | None:
-        """Close the upstream (dropping it if unfinished) and record what was used, even on failure."""
-        cost = None
+    async def settle_stream(self, stream: OpenStream, error: BridgeError | None) -> tuple[int | None, UsageRecord]:
+        """Close the upstream (dropping it if unfinished) and price what was used, even on failure: (cost, the
+        record still to write)."""
         with anyio.CancelScope(shield=True):
             await stream.exits.aclose()
             state = stream.state
-            cost = await self._account(
+            settled = await self._settle(
                 stream.admission,
                 stream.requested_model,
                 state.model,
@@ -258,7 +279,7 @@ class Generation:
                 error=error,
                 produced=state.chunks > 0,
             )
-        return cost
+        return settled
 
     async def stream_events(
         self, req: GenerateRequest, key_digest: str | None = None
@@ -284,11 +305,12 @@ class Generation:
     async def relay(self, stream: OpenStream) -> AsyncGenerator[Chunks | Done | Failed]:
         """Each upstream read's chunks as they arrive; then `Done` or, if the upstream fails, `Failed`.
 
-        Usage is recorded whatever happens: success, upstream failure, or the client hanging up
-        (the generator is then closed and the upstream connection dropped).
+        Usage is recorded whatever happens: on success or upstream failure by the consumer, with the record
+        the last event carries; if the client hangs up first (the generator is then closed and the upstream
+        connection dropped), here.
         """
         error: BridgeError | None = None
-        finished = False
+        handed_on = False
         try:
             try:
                 with anyio.fail_after(self.settings.kilo_stream_max_s):
@@ -298,16 +320,18 @@ class Generation:
                 error = exc
             except TimeoutError:
                 error = StreamTooLong("The stream passed KILO_STREAM_MAX_S and was stopped.")
-            cost = await self.finish_stream(stream, error)
-            finished = True
+            cost, record = await self.settle_stream(stream, error)
+            handed_on = True
             if error is not None:
                 log.warning("stream failed", extra={"code": error.code})
-                yield Failed(error)
+                yield Failed(error, record)
             else:
-                yield Done(stream.state, cost)
+                yield Done(stream.state, cost, record)
         finally:
-            if not finished:  # the client went away: drop the upstream, still count what it used
-                await self.finish_stream(stream, ClientGone("The client disconnected before the stream ended."))
+            if not handed_on:  # the client went away: drop the upstream, still count what it used
+                gone = ClientGone("The client disconnected before the stream ended.")
+                _cost, record = await self.settle_stream(stream, gone)
+                await record()
 
 
 def stream_done(stream: OpenStream, done: Done, request_id: str) -> StreamDone:

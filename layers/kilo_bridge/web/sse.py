@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 KEEPALIVE = b": keep-alive\n\n"
-# What a stream yields: one event, or several that arrived together (sent in one write).
-Item = Mapping[str, str] | Sequence[Mapping[str, str]]
+# What a stream yields: one event, several that arrived together (sent in one write), or events already framed.
+Item = Mapping[str, str] | Sequence[Mapping[str, str]] | bytes
 
 
 def encode(event: Mapping[str, str]) -> bytes:
@@ -46,19 +46,41 @@ def encode(event: Mapping[str, str]) -> bytes:
     return (body + "\n").encode()
 
 
+def frame(data: bytes, name: bytes | None = None) -> bytes:
+    """An upstream event relayed as it came, bytes to bytes (the relay's per-chunk path: no decoding). Data or a
+    name holding a line break goes through `encode`, which splits it into lines of their own."""
+    if b"\r" in data or b"\n" in data or (name is not None and b"\r" in name):
+        return encode({"data": data.decode(), "event": name.decode() if name else ""})
+    if name:
+        return b"event: " + name + b"\ndata: " + data + b"\n\n"
+    return b"data: " + data + b"\n\n"
+
+
 class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, events: AsyncIterator[Item], keepalive_s: float, headers: Mapping[str, str] | None = None
+        self,
+        events: AsyncIterator[Item],
+        keepalive_s: float,
+        headers: Mapping[str, str] | None = None,
+        after: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.events = events
         self.keepalive_s = keepalive_s
+        self.after = after  # run once the stream is over, whether it ended or the client hung up
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.after is not None:
+                await self.after()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -66,7 +88,12 @@ class EventStream(Response):
         async def relay() -> None:
             nonlocal last_sent
             async for item in self.events:
-                body = encode(item) if isinstance(item, Mapping) else b"".join(encode(e) for e in item)
+                if isinstance(item, bytes):
+                    body = item
+                elif isinstance(item, Mapping):
+                    body = encode(item)
+                else:
+                    body = b"".join(encode(e) for e in item)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 last_sent = loop.time()
 

@@ -29,13 +29,13 @@ from kilo_bridge.generation.models import (
     OpenAIModelList,
     ResponsesRequest,
 )
-from kilo_bridge.generation.service import Chunks, Done, Failed
+from kilo_bridge.generation.service import Chunks, Done, Failed, UsageRecord, write_all
 from kilo_bridge.platform.security import MAX_JSON_DEPTH, json_depth_exceeds
 from kilo_bridge.web.auth import caller_digest
 from kilo_bridge.web.errors import ApiError, anthropic_error_json, openai_error_json
 from kilo_bridge.web.routes.generation import GATEWAY_ERRORS
 from kilo_bridge.web.routing import Api, services
-from kilo_bridge.web.sse import EventStream, Item
+from kilo_bridge.web.sse import EventStream, Item, frame
 
 router = Api()
 V1_ERRORS = (*GATEWAY_ERRORS, 400, 404, 408, 409, 413, 422)
@@ -58,23 +58,26 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
 
     stream = await svc.generation.open_stream(body, key, retries=False, api=api, headers=forwarded)
     events = svc.generation.relay(stream)
+    ended: list[UsageRecord] = []  # the last event's usage record, written once the stream is out
 
     async def frames() -> AsyncIterator[Item]:
         try:
             async for event in events:
                 if isinstance(event, Chunks):
                     # Chat: we always ask for usage (accounting); a client that did not ask does not get it.
-                    out = [
-                        {"event": name.decode(), "data": raw.decode()} if name else {"data": raw.decode()}
+                    out = b"".join(
+                        frame(raw, name)
                         for raw, chunk, name in event.items
                         if wants_usage or chunk.get("choices") or not chunk.get("usage")
-                    ]
+                    )
                     if out:
                         yield out
                 elif isinstance(event, Done):
+                    ended.append(event.record)
                     if api is CHAT:
                         yield {"data": "[DONE]"}
                 elif isinstance(event, Failed):
+                    ended.append(event.record)
                     # Anthropic's clients read an `error` event; OpenAI's a `data: {"error": …}` chunk.
                     if api is MESSAGES:
                         yield {"event": "error", "data": anthropic_error_json(event.error).decode()}
@@ -83,7 +86,7 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
         finally:
             await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
 
-    return EventStream(frames(), svc.settings.sse_keepalive_s, headers=stream.state.headers)
+    return EventStream(frames(), svc.settings.sse_keepalive_s, headers=stream.state.headers, after=write_all(ended))
 
 
 @router.route(
