@@ -183,3 +183,40 @@ def test_a_redis_pause_at_each_step_leaves_spend_and_reservations_exact(
     assert (spend, reserved) == (expected, 0)
     assert int(r.hget("{kb}:stats", "ok") or 0) == (2 if step == "settlement" else 1)
     r.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/kilo/generate-stream"])
+def test_a_stream_ends_for_its_client_while_its_usage_waits_for_redis(
+    serve: Callable[..., str],
+    make_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    own_redis: Any,
+    path: str,
+) -> None:
+    # The last event and the end of the response do not wait for the usage record (a Redis round trip, or
+    # its retries when Redis stalls); the record is still written, once, when Redis is back.
+    url = serve(
+        make_settings(
+            redis_url=own_redis.url, redis_prefix="{kb}:", redis_timeout_ms=300, auth_required=True, admin_api_key=ADMIN
+        )
+    )
+    r = redis.Redis.from_url(own_redis.url)
+    key = new_key(url)
+    fake.script([{"kind": "ok", "cost": 0.002}])
+    body: dict[str, Any] = {"model": "fake/model-a"}
+    body |= {"messages": MSG, "stream": True} if path.startswith("/v1") else {"prompt": "x"}
+    assert own_redis.proc is not None
+    with httpx.stream("POST", url + path, json=body, headers={"x-api-key": key}, timeout=10) as resp:
+        assert resp.status_code == 200  # admitted: Redis is not needed again until the record
+        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        try:
+            text = resp.read().decode()  # the whole response, terminating chunk included, while Redis is stopped
+        finally:
+            os.kill(own_redis.proc.pid, signal.SIGCONT)
+    assert "data: [DONE]" in text if path.startswith("/v1") else "event: done" in text
+    deadline = time.monotonic() + 10
+    while money(r, "{kb}:", key) != (2_000_000, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert money(r, "{kb}:", key) == (2_000_000, 0)
+    assert int(r.hget("{kb}:stats", "ok") or 0) == 1
+    r.close()
