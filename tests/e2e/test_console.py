@@ -273,7 +273,14 @@ def test_a_profile_is_saved_rotated_and_deleted_and_its_values_never_reach_the_p
     assert tab.errors == []
 
 
-def test_a_trigger_shows_its_url_and_secret_once_and_lists_its_deliveries(
+def sign(secret: str, body: bytes) -> dict[str, str]:
+    """A trigger call's signature headers, as a sender computes them."""
+    ts = str(int(time.time()))
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Kilo-Timestamp": ts, "X-Kilo-Signature": "sha256=" + mac}
+
+
+def test_a_trigger_shows_its_url_and_secret_once_lists_its_deliveries_and_rotates_its_secret(
     tab: Page, server: str, fake_github: FakeGitHub
 ) -> None:
     page = tab.go("/triggers")
@@ -293,13 +300,7 @@ def test_a_trigger_shows_its_url_and_secret_once_and_lists_its_deliveries(
     shot(page, "triggers")
     # A signed call starts a run: the trigger's card lists that delivery and its job.
     body = b'{"failure": "test_widgets"}'
-    ts = str(int(time.time()))
-    signature = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    called = httpx.post(
-        url,
-        content=body,
-        headers={"Content-Type": "application/json", "X-Kilo-Timestamp": ts, "X-Kilo-Signature": signature},
-    )
+    called = httpx.post(url, content=body, headers={"Content-Type": "application/json", **sign(secret, body)})
     assert called.status_code == 202, called.text
     job_id = called.json()["jobId"]
     page.reload()
@@ -308,6 +309,15 @@ def test_a_trigger_shows_its_url_and_secret_once_and_lists_its_deliveries(
     assert "started" in card.inner_text()
     assert page.get_by_test_id("new-trigger").count() == 0
     assert secret not in page.content()  # shown once: a reload does not bring it back
+    page.once("dialog", lambda d: d.accept())
+    card.get_by_role("button", name="Rotate the secret of ci failures").click()
+    rotated = page.get_by_test_id("new-trigger").get_by_test_id("trigger-secret").inner_text()
+    assert rotated != secret and len(rotated) >= 32
+    old_call = httpx.post(url, content=body, headers={"Content-Type": "application/json", **sign(secret, body)})
+    assert old_call.status_code == 401  # the old secret verifies nothing now
+    page.reload()
+    page.get_by_role("region", name="trigger ci failures").wait_for()
+    assert rotated not in page.content() and page.get_by_test_id("new-trigger").count() == 0
     page.once("dialog", lambda d: d.accept())
     card.get_by_role("button", name="Delete ci failures").click()
     page.get_by_role("status").get_by_text("Trigger ci failures deleted.").wait_for()

@@ -451,13 +451,27 @@ async function triggersPage() {
         ["cost cap", t.maxCostUsd ? usd(t.maxCostUsd) : "—"], ["prompt template", h("pre", {}, t.promptTemplate || "(the agent's default task)")],
         ["created", ago(t.createdAt)]].map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))),
       await deliveries(t),
+      h("div", { class: "row" },
+      h("button", { type: "button", class: "secondary", "aria-label": `Rotate the secret of ${t.name}`, onclick: async () => {
+        if (!window.confirm(`A new signing secret for ${t.name}? Its senders are refused until they use the new one.`)) return;
+        try { showSecret(await api("POST", `api/kilo/triggers/${encodeURIComponent(t.id)}/rotate`), `New secret for ${t.name}`); out.replaceChildren(); }
+        catch (err) { out.replaceChildren(fail(err)); }
+      } }, "Rotate the secret"),
       h("button", { type: "button", class: "secondary", "aria-label": `Delete ${t.name}`, onclick: async () => {
         if (!confirmed(`trigger ${t.name}`)) return;
         try { await api("DELETE", `api/kilo/triggers/${encodeURIComponent(t.id)}`); created.replaceChildren(); say(out, `Trigger ${t.name} deleted.`); await render(); }
         catch (err) { out.replaceChildren(fail(err)); }
-      } }, "Delete"))));
+      } }, "Delete")))));
     list.replaceChildren(...(cards.length ? cards : [h("p", { class: "card muted" }, "no triggers")]));
   };
+  // The URL and secret of a trigger just created or rotated: on the page until it is left or reloaded.
+  const showSecret = (t, title) => created.replaceChildren(h("section", { class: "card", "data-testid": "new-trigger", "aria-label": "new trigger secret" },
+    h("h2", {}, title),
+    h("p", {}, "Copy the signing secret now: it is not shown again (reloading this page forgets it)."),
+    h("table", {}, h("tbody", {},
+      h("tr", {}, h("th", { scope: "row" }, "URL"), h("td", {}, h("div", { class: "secret", "data-testid": "trigger-url" }, t.url))),
+      h("tr", {}, h("th", { scope: "row" }, "secret"), h("td", {}, h("div", { class: "secret", "data-testid": "trigger-secret" }, t.secret))))),
+    h("p", { class: "muted" }, "Sign each call: X-Kilo-Timestamp (Unix seconds) and X-Kilo-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\" with the secret>.")));
   const form = h("form", { class: "card" }, h("h2", {}, "Create a trigger"),
     h("label", {}, "Trigger name", h("input", { name: "name", required: true, maxlength: 100, placeholder: "CI failures" })),
     h("label", {}, "Agent", h("select", { name: "agent" }, agents.agents.map((a) => h("option", { value: a.name }, a.name)))),
@@ -475,13 +489,7 @@ async function triggersPage() {
     try {
       const t = await api("POST", "api/kilo/triggers", body);
       form.reset(); out.replaceChildren();
-      created.replaceChildren(h("section", { class: "card", "data-testid": "new-trigger", "aria-label": "new trigger" },
-        h("h2", {}, `Trigger ${t.name} created`),
-        h("p", {}, "Copy the signing secret now: it is not shown again (reloading this page forgets it)."),
-        h("table", {}, h("tbody", {},
-          h("tr", {}, h("th", { scope: "row" }, "URL"), h("td", {}, h("div", { class: "secret", "data-testid": "trigger-url" }, t.url))),
-          h("tr", {}, h("th", { scope: "row" }, "secret"), h("td", {}, h("div", { class: "secret", "data-testid": "trigger-secret" }, t.secret))))),
-        h("p", { class: "muted" }, "Sign each call: X-Kilo-Timestamp (Unix seconds) and X-Kilo-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\" with the secret>.")));
+      showSecret(t, `Trigger ${t.name} created`);
       await render();
     } catch (err) { out.replaceChildren(fail(err)); }
   });
