@@ -211,10 +211,11 @@ def test_with_auth_required_the_pages_refuse_without_a_key(
         key = pool.submit(asyncio.run, make_key()).result()
     tab = Page(browser, serve(settings), width=420)  # a narrow window too
     try:
-        for where in ("/overview", "/jobs", "/run"):
+        for where in ("/overview", "/jobs", "/run", "/profiles", "/triggers", "/schedules"):
             page = tab.go(where)
             page.get_by_role("heading", name="API key required").wait_for()
-            assert page.locator("figure.chart, #status-filter, select[name=agent]").count() == 0
+            shown = "figure.chart, #status-filter, select[name=agent], input[name=name], input[name=cron], table"
+            assert page.locator(shown).count() == 0, where
         shot(page, "key-required")
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Use this key").click()
