@@ -6,6 +6,7 @@ A bad value fails at start with a message naming the variable (never echoing a s
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -140,6 +141,10 @@ class Settings(BaseSettings):
     # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
     github_app_secret_arn: str | None = None
     github_review_repos: str = ""
+    # The API key (its 12-hex id, as `kilo-bridge keys list` shows it) that owns the jobs the App starts: its
+    # budget, maxJobs and job list apply to them. Required when auth is (else the App starts nothing and
+    # says so on the issue); unset on an open server, they are open jobs.
+    github_app_key_id: str | None = None
     # Webhook triggers (kilo_bridge/triggers/): a call's body cap and each trigger's verified calls a minute.
     trigger_max_body_bytes: int = Field(65_536, ge=1_024, le=1_000_000)
     trigger_rate_per_minute: int = Field(10, ge=1, le=1_000)
@@ -197,6 +202,15 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else _check_http_url(value)
+
+    @field_validator("github_app_key_id")
+    @classmethod
+    def _key_id(cls, value: str | None) -> str | None:
+        if not value:  # the template passes "" when the parameter is left empty
+            return None
+        if not re.fullmatch(r"[0-9a-f]{12}", value):
+            raise ValueError("an API key's id: the 12 hex digits `kilo-bridge keys list` shows")
+        return value
 
     @field_validator("redis_url")
     @classmethod

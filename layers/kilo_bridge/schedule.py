@@ -21,6 +21,21 @@ class UnknownTask(BridgeError, code="bad_request"):
     """A schedule named a task this service does not have."""
 
 
+def firing(event: dict[str, Any]) -> str:
+    """Which firing a delivery is, to the minute (UTC): the time it was scheduled for, when EventBridge Scheduler
+    filled in `scheduledTime` (the same on every retry and redelivery of one firing, so they start one run);
+    else the current minute (an event made by hand, or by a schedule made before the field existed)."""
+    raw = event.get("scheduledTime")
+    if isinstance(raw, str) and len(raw) <= 40:
+        try:
+            at = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            at = None  # not filled in (the placeholder itself) or not a time
+        if at is not None and at.tzinfo is not None:
+            return at.astimezone(dt.UTC).strftime("%Y%m%d%H%M")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
+
+
 async def run_task(services: Services, event: dict[str, Any]) -> dict[str, Any]:
     task = event.get("task")
     if task == "refresh-credits":
@@ -35,14 +50,13 @@ async def run_task(services: Services, event: dict[str, Any]) -> dict[str, Any]:
         moved = await JobStore(services.store).reap()
         return {"task": task, "ended": moved}
     if task == "run-agent" and isinstance(event.get("schedule"), str):
-        # A schedule made through the API: its stored run, as its owner, once per firing (minute).
-        minute = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
-        fired = await services.schedules.fire(event["schedule"], minute)
+        # A schedule made through the API: its stored run, as its owner, once per firing.
+        fired = await services.schedules.fire(event["schedule"], firing(event))
         return {"task": task, "jobId": fired.job_id if fired else None, "status": fired.status if fired else "skipped"}
     if task == "run-agent":
         body = RunAgentRequest.model_validate(event.get("body") or {})
-        # Scheduler delivers at least once: one run per schedule body and minute.
-        minute = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M")
+        # Scheduler delivers at least once: one run per schedule body and firing.
+        minute = firing(event)
         key = (
             "schedule:"
             + hashlib.sha256(orjson.dumps(event.get("body"), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

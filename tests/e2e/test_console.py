@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,6 +102,13 @@ def test_every_page_loads_without_a_console_error_and_the_chart_shows_todays_spe
         page = tab.go(where)
         page.locator(ready).wait_for()
         shot(page, where.strip("/"))
+    # The saved-things pages, empty here (their screenshots, filled in, come from their own tests).
+    for where, ready in (
+        ("/profiles", "input[name=name]"),
+        ("/triggers", "select[name=agent]"),
+        ("/schedules", "input[name=cron]"),
+    ):
+        tab.go(where).locator(ready).wait_for()
     assert tab.errors == []
     headers = httpx.get(server + "/").headers
     assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
@@ -201,10 +211,11 @@ def test_with_auth_required_the_pages_refuse_without_a_key(
         key = pool.submit(asyncio.run, make_key()).result()
     tab = Page(browser, serve(settings), width=420)  # a narrow window too
     try:
-        for where in ("/overview", "/jobs", "/run"):
+        for where in ("/overview", "/jobs", "/run", "/profiles", "/triggers", "/schedules"):
             page = tab.go(where)
             page.get_by_role("heading", name="API key required").wait_for()
-            assert page.locator("figure.chart, #status-filter, select[name=agent]").count() == 0
+            shown = "figure.chart, #status-filter, select[name=agent], input[name=name], input[name=cron], table"
+            assert page.locator(shown).count() == 0, where
         shot(page, "key-required")
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Use this key").click()
@@ -214,3 +225,148 @@ def test_with_auth_required_the_pages_refuse_without_a_key(
         assert all("401" in e for e in tab.errors), tab.errors
     finally:
         tab.close()
+
+
+SECRET_VALUE = "profile-value-not-real-7f3a9c"  # an obvious fake: it must never come back to the page
+
+
+def test_a_profile_is_saved_rotated_and_deleted_and_its_values_never_reach_the_page(tab: Page) -> None:
+    bodies: list[str] = []  # every response the page received, read in full
+
+    def keep(response: Any) -> None:
+        try:
+            bodies.append(response.text())
+        except Exception:  # a redirect or an aborted request has no body to read
+            bodies.append("")
+
+    tab.page.on("response", keep)
+    page = tab.go("/profiles")
+    page.get_by_label("Profile name").fill("deploy-bot")
+    page.get_by_label("Variable name 1").fill("GITHUB_TOKEN")
+    page.get_by_label("Value 1").fill(SECRET_VALUE)
+    page.get_by_role("button", name="Add a variable").click()
+    page.get_by_label("Variable name 2").fill("DEPLOY_REGION")
+    page.get_by_label("Value 2").fill(SECRET_VALUE + "-2")
+    page.get_by_role("button", name="Save the profile").click()
+    page.get_by_role("status").get_by_text("Profile deploy-bot saved.").wait_for()
+    row = page.get_by_role("row").filter(has_text="deploy-bot")
+    assert "DEPLOY_REGION, GITHUB_TOKEN" in row.inner_text()
+    shot(page, "profiles")
+    row.get_by_role("button", name="Rotate deploy-bot").click()
+    rotate = page.get_by_role("form", name="Rotate profile deploy-bot")
+    names = [rotate.get_by_label(f"Variable name {i}").input_value() for i in (1, 2)]
+    assert names == ["DEPLOY_REGION", "GITHUB_TOKEN"]  # the names kept, the values not
+    assert rotate.get_by_label("Value 1").input_value() == ""
+    rotate.get_by_label("Value 1").fill(SECRET_VALUE + "-rotated")
+    rotate.get_by_label("Value 2").fill(SECRET_VALUE + "-rotated-2")
+    rotate.get_by_role("button", name="Replace the values").click()
+    page.get_by_role("status").get_by_text("Profile deploy-bot rotated.").wait_for()
+    page.reload()
+    page.get_by_role("row").filter(has_text="deploy-bot").wait_for()
+    assert SECRET_VALUE not in page.content()
+    assert all(SECRET_VALUE not in b for b in bodies) and len(bodies) > 5
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete deploy-bot").click()
+    page.get_by_role("status").get_by_text("Profile deploy-bot deleted.").wait_for()
+    assert page.get_by_role("row").filter(has_text="deploy-bot").count() == 0
+    assert SECRET_VALUE not in page.content()
+    assert all(SECRET_VALUE not in b for b in bodies)
+    assert tab.errors == []
+
+
+def sign(secret: str, body: bytes) -> dict[str, str]:
+    """A trigger call's signature headers, as a sender computes them."""
+    ts = str(int(time.time()))
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Kilo-Timestamp": ts, "X-Kilo-Signature": "sha256=" + mac}
+
+
+def test_a_trigger_shows_its_url_and_secret_once_lists_its_deliveries_and_rotates_its_secret(
+    tab: Page, server: str, fake_github: FakeGitHub
+) -> None:
+    page = tab.go("/triggers")
+    page.get_by_label("Trigger name").fill("ci failures")
+    page.select_option("select[name=agent]", "apply-patch-and-pr")
+    page.get_by_label("Repository URL").fill(fake_github.repo_url("acme", "widgets"))
+    page.get_by_label("Prompt template").fill("Fix the build: {{ body.failure }}")
+    page.get_by_label("Cost cap per run in USD").fill("2")
+    page.get_by_role("button", name="Create the trigger").click()
+    new = page.get_by_test_id("new-trigger")
+    secret = new.get_by_test_id("trigger-secret").inner_text()
+    url = new.get_by_test_id("trigger-url").inner_text()
+    assert len(secret) >= 32 and "/api/kilo/triggers/trg_" in url
+    assert "not shown again" in new.inner_text()
+    card = page.get_by_role("region", name="trigger ci failures")
+    assert url in card.inner_text() and "apply-patch-and-pr" in card.inner_text()
+    shot(page, "triggers")
+    # A signed call starts a run: the trigger's card lists that delivery and its job.
+    body = b'{"failure": "test_widgets"}'
+    called = httpx.post(url, content=body, headers={"Content-Type": "application/json", **sign(secret, body)})
+    assert called.status_code == 202, called.text
+    job_id = called.json()["jobId"]
+    page.reload()
+    card = page.get_by_role("region", name="trigger ci failures")
+    card.get_by_role("link", name=job_id).wait_for()
+    assert "started" in card.inner_text()
+    assert page.get_by_test_id("new-trigger").count() == 0
+    assert secret not in page.content()  # shown once: a reload does not bring it back
+    page.once("dialog", lambda d: d.accept())
+    card.get_by_role("button", name="Rotate the secret of ci failures").click()
+    rotated = page.get_by_test_id("new-trigger").get_by_test_id("trigger-secret").inner_text()
+    assert rotated != secret and len(rotated) >= 32
+    old_call = httpx.post(url, content=body, headers={"Content-Type": "application/json", **sign(secret, body)})
+    assert old_call.status_code == 401  # the old secret verifies nothing now
+    page.reload()
+    page.get_by_role("region", name="trigger ci failures").wait_for()
+    assert rotated not in page.content() and page.get_by_test_id("new-trigger").count() == 0
+    page.once("dialog", lambda d: d.accept())
+    card.get_by_role("button", name="Delete ci failures").click()
+    page.get_by_role("status").get_by_text("Trigger ci failures deleted.").wait_for()
+    assert page.get_by_role("region", name="trigger ci failures").count() == 0
+    with httpx.Client(base_url=server) as client:
+        wait_job(client, job_id)
+    assert tab.errors == []
+
+
+def test_a_schedule_is_created_paused_resumed_and_deleted_and_a_bad_cron_is_explained(
+    tab: Page, fake_github: FakeGitHub
+) -> None:
+    page = tab.go("/schedules")
+    page.get_by_label("Schedule name").fill("nightly deps")
+    page.get_by_label("Cron").fill("*/5 * * * *")  # too often
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.select_option("select[name=agent]", "apply-patch-and-pr")
+    page.get_by_label("Repository URL").fill(fake_github.repo_url("acme", "widgets"))
+    page.get_by_label("Prompt").fill("update the dependencies")
+    page.get_by_role("button", name="Create the schedule").click()
+    alert = page.get_by_role("status").get_by_role("alert")
+    alert.wait_for()
+    assert "cron: runs at most every 10 minutes" in alert.inner_text()
+    page.get_by_label("Cron").fill("0 3 * * *")
+    page.get_by_role("button", name="Create the schedule").click()
+    page.get_by_role("status").get_by_text("Schedule nightly deps created.").wait_for()
+    row = page.get_by_role("row").filter(has_text="nightly deps")
+    assert "0 3 * * *" in row.inner_text() and "Europe/Berlin" in row.inner_text()
+    assert " 03:00 +0" in row.inner_text()  # the next run in the schedule's own zone (+01:00 or +02:00)
+    assert row.get_by_test_id("schedule-state").inner_text() == "enabled"
+    assert "—" not in row.locator("td").nth(5).inner_text()  # a next run is shown
+    shot(page, "schedules")
+    row.get_by_role("button", name="Pause nightly deps").click()
+    page.get_by_role("status").get_by_text("Schedule nightly deps paused.").wait_for()
+    row = page.get_by_role("row").filter(has_text="nightly deps")
+    assert row.get_by_test_id("schedule-state").inner_text() == "paused"
+    assert row.locator("td").nth(5).inner_text() == "—"  # paused: no next run
+    row.get_by_role("button", name="Resume nightly deps").click()
+    page.get_by_role("status").get_by_text("Schedule nightly deps resumed.").wait_for()
+    assert page.get_by_role("row").filter(has_text="nightly deps").get_by_test_id("schedule-state").inner_text() == (
+        "enabled"
+    )
+    page.once("dialog", lambda d: d.dismiss())  # a dismissed confirm deletes nothing
+    page.get_by_role("button", name="Delete nightly deps").click()
+    assert page.get_by_role("row").filter(has_text="nightly deps").count() == 1
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete nightly deps").click()
+    page.get_by_role("status").get_by_text("Schedule nightly deps deleted.").wait_for()
+    assert page.get_by_role("row").filter(has_text="nightly deps").count() == 0
+    # The refused create is the page's only console error (the browser logs a 422 response).
+    assert all("422" in e for e in tab.errors), tab.errors

@@ -204,6 +204,24 @@ def test_profiles_take_values_from_the_environment_only_and_a_job_uses_one(
     assert rotated.returncode == 0 and "FAKE_KILO_MODE GITHUB_TOKEN" in rotated.stdout
     listed = kb(server, "profiles", "list")
     assert listed.stdout.startswith("widgets  ") and GITHUB_TOKEN not in listed.stdout + created.stdout
+    as_json = kb(server, "profiles", "list", "--json")
+    (profile,) = json.loads(as_json.stdout)
+    assert profile["name"] == "widgets" and profile["variables"] == ["FAKE_KILO_MODE", "GITHUB_TOKEN"]
+    assert GITHUB_TOKEN not in as_json.stdout
+    again = kb(server, "profiles", "rotate", "widgets", "--env", "GITHUB_TOKEN", "--json", GITHUB_TOKEN=GITHUB_TOKEN)
+    assert json.loads(again.stdout)["variables"] == ["GITHUB_TOKEN"] and GITHUB_TOKEN not in again.stdout
+    kb(
+        server,
+        "profiles",
+        "rotate",
+        "widgets",
+        "--env",
+        "GITHUB_TOKEN",
+        "--env",
+        "FAKE_KILO_MODE",
+        GITHUB_TOKEN=GITHUB_TOKEN,
+        FAKE_KILO_MODE="write",
+    )
     unset = kb(server, "profiles", "create", "other", "--env", "NOT_SET_ANYWHERE")
     assert unset.returncode == 2 and "NOT_SET_ANYWHERE" in unset.stderr
     # a job on the profile alone: the token (for the push) and the mode (for the agent) come from it

@@ -79,6 +79,16 @@ def test_a_trigger_made_on_the_command_line_takes_a_signed_call_and_shows_its_de
     created = json.loads(as_json.stdout)
     assert as_json.returncode == 0 and created["secret"] and created["secret"] not in as_json.stderr
 
+    rotated = kb(server, "triggers", "rotate", trigger_id)
+    assert rotated.returncode == 0, rotated.stderr
+    new_secret = rotated.stdout.splitlines()[1].removeprefix("secret: ")
+    assert new_secret != secret and len(new_secret) >= 32 and new_secret not in rotated.stderr
+    stamp = str(int(time.time()))
+    stale = httpx.post(
+        url, content=body, headers={"X-Kilo-Timestamp": stamp, "X-Kilo-Signature": signature(secret, stamp, body)}
+    )
+    assert stale.status_code == 401  # the old secret verifies nothing now
+
     assert kb(server, "triggers", "delete", trigger_id).stdout == f"{trigger_id} deleted\n"
     gone = kb(server, "triggers", "show", trigger_id)
     assert gone.returncode == REFUSED and "HTTP 404" in gone.stderr

@@ -55,6 +55,7 @@ def test_redis_url_wins_and_accepts_tls(monkeypatch: pytest.MonkeyPatch) -> None
         ("KILO_GATEWAY_BASE", "ftp://x"),
         ("KILO_GATEWAY_BASE", "https://user:secretpw@api.kilo.ai"),
         ("REDIS_URL", "http://localhost:6379"),
+        ("GITHUB_APP_KEY_ID", "kb_secretpw_pasted_instead_of_the_id"),  # the key itself, not its id
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -63,6 +64,11 @@ def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str
         load_settings()
     assert name in str(info.value)
     assert "secretpw" not in str(info.value)
+
+
+def test_the_github_app_key_id_is_a_key_id_and_empty_is_unset() -> None:
+    assert load_settings(github_app_key_id="").github_app_key_id is None  # the template's empty parameter
+    assert load_settings(github_app_key_id="3f9a0c41d2e7").github_app_key_id == "3f9a0c41d2e7"
 
 
 def test_balance_url_is_derived_from_the_gateway_base() -> None:

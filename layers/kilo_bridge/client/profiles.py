@@ -4,6 +4,7 @@ this process's environment by its name (`--env GITHUB_TOKEN`), never from argv, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -42,7 +43,10 @@ def _values(names: list[str]) -> dict[str, str] | None:
     return {name: os.environ[name] for name in names}
 
 
-def _show(profile: dict[str, Any]) -> None:
+def _show(profile: dict[str, Any], as_json: bool = False) -> None:
+    if as_json:  # what the API answered: names and variable names, never a value
+        print(json.dumps(profile), flush=True)
+        return
     print(f"{profile['name']}  {' '.join(profile['variables'])}  (updated {profile['updatedAt'][:19]})")
 
 
@@ -54,12 +58,16 @@ def save(api: Api, args: argparse.Namespace) -> int:
         profile = api.call("POST", "/api/kilo/profiles", {"name": args.name, "env": env})
     else:
         profile = api.call("PUT", f"/api/kilo/profiles/{args.name}", {"env": env})
-    _show(profile)
+    _show(profile, args.json)
     return 0
 
 
 def listing(api: Api, args: argparse.Namespace) -> int:
-    for profile in api.call("GET", "/api/kilo/profiles")["profiles"]:
+    profiles = api.call("GET", "/api/kilo/profiles")["profiles"]
+    if args.json:  # one array, as `triggers list --json` and `schedules list --json` print
+        print(json.dumps(profiles), flush=True)
+        return 0
+    for profile in profiles:
         _show(profile)
     return 0
 

@@ -1,5 +1,6 @@
-"""`kilo-bridge triggers create|list|show|delete|deliveries`: signed webhook URLs that start a run. The signing
-secret is in the create answer only: printed that once, to stdout (never to stderr, where logs go)."""
+"""`kilo-bridge triggers create|list|show|rotate|delete|deliveries`: signed webhook URLs that start a run. The
+signing secret is in the create and rotate answers only: printed that once, to stdout (never to stderr, where
+logs go)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, run: Any) -> None:
     actions.add_parser("list", parents=[common], help="this key's triggers").set_defaults(action="triggers-list")
     for name, text in (
         ("show", "a trigger"),
+        ("rotate", "a new signing secret (printed once); the old one is refused from now on"),
         ("delete", "delete a trigger"),
         ("deliveries", "a trigger's last deliveries and the jobs they started"),
     ):
@@ -61,8 +63,15 @@ def create(api: Api, args: argparse.Namespace) -> int:
         "baseBranch": args.base_branch,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
-    created = api.call("POST", "/api/kilo/triggers", body)
-    if args.json:
+    return _with_secret(api.call("POST", "/api/kilo/triggers", body), args.json)
+
+
+def rotate(api: Api, args: argparse.Namespace) -> int:
+    return _with_secret(api.call("POST", f"/api/kilo/triggers/{args.id}/rotate"), args.json)
+
+
+def _with_secret(created: dict[str, Any], as_json: bool) -> int:
+    if as_json:
         _print_json(created)
         return 0
     print(_line(created))
@@ -125,6 +134,7 @@ HANDLERS = {
     "triggers-create": create,
     "triggers-list": listing,
     "triggers-show": show,
+    "triggers-rotate": rotate,
     "triggers-deliveries": deliveries,
     "triggers-delete": delete,
 }

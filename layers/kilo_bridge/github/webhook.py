@@ -73,9 +73,32 @@ class AppNotConfigured(NotFound):
     """No GitHub App is configured on this server: its webhook route does not exist here."""
 
 
+NOT_CONFIGURED = (
+    "Kilo Bridge is not configured to start jobs from GitHub: no API key owns them (an operator sets "
+    "GITHUB_APP_KEY_ID to an active key; see docs/github.md). Nothing was started."
+)
+
+
 class WebhookService:
     def __init__(self, store: Store, jobs: JobService) -> None:
         self.store, self.jobs, self.settings = store, jobs, store.settings
+
+    async def job_owner(self) -> tuple[bool, str | None]:
+        """Who owns the jobs the App starts, as (may start, owner digest): the key GITHUB_APP_KEY_ID names, so
+        its budget, maxJobs and job list apply as for the jobs of a trigger it made. With auth required and
+        no such active key, nothing may start (an ownerless job would escape every budget); an open server
+        runs them as open jobs."""
+        key_id = self.settings.github_app_key_id
+        if key_id is None:
+            if self.settings.auth_is_required:
+                log.warning("github job refused: GITHUB_APP_KEY_ID is not set")
+                return False, None
+            return True, None
+        digest = await self.jobs.keys.active_digest(key_id)
+        if digest is None:
+            log.warning("github job refused: GITHUB_APP_KEY_ID names no active key", extra={"key_id": key_id})
+            return False, None
+        return True, digest
 
     def verify(self, body: bytes, signature: str | None) -> None:
         secret = self.settings.github_webhook_secret
@@ -129,6 +152,10 @@ class WebhookService:
             if await app.permission(token, owner, name, user) not in WRITERS:
                 log.info("github /kilo ignored: no write access", extra={"repo": f"{owner}/{name}"})
                 return Handled("ignored", "the commenter has no write access")
+            may_start, job_owner = await self.job_owner()
+            if not may_start:
+                await app.comment(token, owner, name, number, NOT_CONFIGURED)
+                return Handled("refused", "not_configured")
             context = f"{issue.get('title', '')}\n\n{issue.get('body') or ''}"[:CONTEXT_MAX]
             prompt = f"{task[:10_000]}\n\nContext: GitHub issue #{number} in {owner}/{name}:\n{context}"
             run = RunAgentRequest.model_validate(
@@ -136,7 +163,7 @@ class WebhookService:
             )
             try:
                 submitted = await self.jobs.submit(
-                    run, None, f"github-{delivery}", request_id, notify=f"comment:{number}"
+                    run, job_owner, f"github-{delivery}", request_id, notify=f"comment:{number}"
                 )
             except BridgeError as exc:
                 await app.comment(token, owner, name, number, f"Kilo Bridge could not start the job: {exc.message}")
@@ -158,6 +185,10 @@ class WebhookService:
         head = pr.get("head") or {}
         if (head.get("repo") or {}).get("full_name") != repo.get("full_name"):
             return Handled("ignored", "a pull request from a fork")  # its branch is not in this repository
+        may_start, job_owner = await self.job_owner()
+        if not may_start:
+            # No comment here: a refusal on every push would bury the pull request; the issue path says it.
+            return Handled("refused", "not_configured")
         run = RunAgentRequest.model_validate(
             {
                 "repoUrl": str(repo.get("clone_url", "")),
@@ -166,7 +197,7 @@ class WebhookService:
             }
         )
         submitted = await self.jobs.submit(
-            run, None, f"github-{delivery}", request_id, notify=f"review:{int(pr.get('number') or 0)}"
+            run, job_owner, f"github-{delivery}", request_id, notify=f"review:{int(pr.get('number') or 0)}"
         )
         log.info("github review job", extra={"job_id": submitted.job_id, "repo": repo.get("full_name")})
         return Handled("started", job_id=submitted.job_id)

@@ -242,6 +242,15 @@ class KeyStore:
                 return d
         raise KeyNotFound()
 
+    async def active_digest(self, short_id: str) -> str | None:
+        """The digest of the key with this id if it exists and is not revoked (what owns work started for it
+        by the server itself, such as the GitHub App's jobs)."""
+        try:
+            key_digest = await self._digest_for(short_id)
+        except KeyNotFound:
+            return None
+        return key_digest if await self.is_active(key_digest) else None
+
     async def revoke(self, short_id: str) -> KeyView:
         """Revoked at once: admission checks the flag on every request."""
         key_digest = await self._digest_for(short_id)

@@ -1,7 +1,8 @@
 """Where schedules fire: bullmq job schedulers in the local Redis, or EventBridge Scheduler on AWS.
 
-Either way a firing names the schedule (`{"scheduleId"}` locally; `{"task": "run-agent", "body", "schedule"}`
-for functions/scheduled) and ScheduleService.fire starts the run from the stored schedule.
+Either way a firing names the schedule (`{"scheduleId"}` locally; `{"task": "run-agent", "body", "schedule",
+"scheduledTime"}` for functions/scheduled) and ScheduleService.fire starts the run from the stored schedule, once
+per firing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from kilo_bridge.schedules.cron import eventbridge
 from kilo_bridge.schedules.store import StoredSchedule
 
 QUEUE_NAME = "agent-schedules"
+# EventBridge Scheduler retries a failed invocation 185 times over 24 hours unless told otherwise. A firing is
+# retried twice within 15 minutes (a throttled or briefly failing function still gets the night's run), and
+# every attempt carries the firing's own scheduled time (the context attribute below, the same on each retry),
+# which functions/scheduled makes the run's idempotency key: however often a firing is delivered, one run.
+RETRY_POLICY = {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
 
 class Scheduler(Protocol):
@@ -78,7 +85,7 @@ class AwsScheduler:
         return client("scheduler")
 
     def _spec(self, s: StoredSchedule, enabled: bool) -> dict[str, Any]:
-        event = {"task": "run-agent", "body": s.run, "schedule": s.id}
+        event = {"task": "run-agent", "body": s.run, "schedule": s.id, "scheduledTime": SCHEDULED_TIME}
         return {
             "Name": s.id,
             "GroupName": self.group,
@@ -87,7 +94,12 @@ class AwsScheduler:
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "State": "ENABLED" if enabled else "DISABLED",
             "Description": s.name[:512],
-            "Target": {"Arn": self.target, "RoleArn": self.role, "Input": orjson.dumps(event).decode()},
+            "Target": {
+                "Arn": self.target,
+                "RoleArn": self.role,
+                "Input": orjson.dumps(event).decode(),
+                "RetryPolicy": RETRY_POLICY,
+            },
         }
 
     async def put(self, s: StoredSchedule, enabled: bool) -> None:

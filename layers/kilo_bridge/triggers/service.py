@@ -1,5 +1,5 @@
-"""Webhook triggers: create (answers once with the signing secret), list, show, delete, and the signed call
-that starts a run.
+"""Webhook triggers: create (answers once with the signing secret), list, show, rotate the secret (answered
+once too), delete, and the signed call that starts a run.
 
 A call is verified before anything else is done with it: `X-Kilo-Timestamp` (unix seconds, at most
 MAX_SKEW_S from now either way) and `X-Kilo-Signature: sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>`,
@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -114,8 +114,7 @@ class TriggerService:
             except ProfileNotFound:
                 raise invalid("profile", "no such profile") from None
         trigger_id = "trg_" + secrets.token_urlsafe(24)  # 192 bits: the URL itself is unguessable
-        secret = "kbt_" + secrets.token_urlsafe(32)
-        sealed = await asyncio.to_thread(self.box.seal, trigger_id, {"secret": secret}, SCOPE)
+        secret, sealed = await self._new_secret(trigger_id)
         stored = StoredTrigger(
             id=trigger_id,
             owner=owner_of(caller),
@@ -134,6 +133,20 @@ class TriggerService:
                 raise TooManyTriggers(f"This key keeps {MAX_TRIGGERS} triggers already; delete one first.")
         log.info("trigger create", extra={"trigger": trigger_id, "agent": spec.name})
         return Created(stored, secret)
+
+    async def _new_secret(self, trigger_id: str) -> tuple[str, str]:
+        secret = "kbt_" + secrets.token_urlsafe(32)
+        return secret, await asyncio.to_thread(self.box.seal, trigger_id, {"secret": secret}, SCOPE)
+
+    async def rotate(self, caller: str | None, trigger_id: str) -> Created:
+        """A new signing secret, answered this once; the old one verifies nothing from now on."""
+        found = await self._mine(caller, trigger_id)
+        secret, sealed = await self._new_secret(trigger_id)
+        async with self.store.guard():
+            if not await self.triggers.rotate(trigger_id, sealed):
+                raise TriggerNotFound()
+        log.info("trigger rotate", extra={"trigger": trigger_id})
+        return Created(replace(found, sealed=sealed), secret)
 
     async def _mine(self, caller: str | None, trigger_id: str) -> StoredTrigger:
         async with self.store.guard():

@@ -18,7 +18,7 @@ import orjson
 from kilo_bridge.platform.redis import Store, lua
 
 _LUA = Path(__file__).parent / "lua"
-_CREATE, _DELETE, _ADMIT, _RECORD = (lua(_LUA, n) for n in ("create", "delete", "admit", "record"))
+_CREATE, _DELETE, _ADMIT, _RECORD, _ROTATE = (lua(_LUA, n) for n in ("create", "delete", "admit", "record", "rotate"))
 OPEN_OWNER = "open"
 KEEP_DELIVERIES = 20
 
@@ -82,6 +82,10 @@ class TriggerStore:
     async def delete(self, owner: str, trigger_id: str) -> bool:
         keys = [self._key(trigger_id), self._ids(owner), self._deliveries(trigger_id)]
         return bool(await self.store.run(_DELETE, keys, [trigger_id]))
+
+    async def rotate(self, trigger_id: str, sealed: str) -> bool:
+        """A new sealed secret for an existing trigger (False: it is gone)."""
+        return bool(await self.store.run(_ROTATE, [self._key(trigger_id)], [sealed]))
 
     async def admit(
         self, trigger_id: str, signature_digest: str, minute: int, limit: int, seen_ttl_s: int

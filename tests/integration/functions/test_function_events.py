@@ -25,6 +25,8 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "refresh-credits.json": lambda r: r["balanceUsd"] == 12.5 and r["stale"] is False,
     "reap-jobs.json": lambda r: r == {"task": "reap-jobs", "ended": {}},
     "nightly-agent-run.json": lambda r: r["status"] == "queued" and r["jobId"].startswith("job_"),
+    # A schedule made through the API, as Scheduler delivers it; the sample schedule is unknown here: skipped.
+    "api-schedule-firing.json": lambda r: r == {"task": "run-agent", "jobId": None, "status": "skipped"},
 }
 
 

@@ -206,3 +206,99 @@ def test_a_pull_request_gets_one_review_comment_updated_on_each_push(
     # a review job reads: its token had no write permission
     job_tokens = [r for r in fake_github.token_requests if "contents" in r["permissions"]]
     assert job_tokens and all(r["permissions"] == {"contents": "read", "pull_requests": "read"} for r in job_tokens)
+
+
+# -- who owns the jobs the App starts (GITHUB_APP_KEY_ID) ----------------------------------------------------
+
+
+def _app_client(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+    **overrides: Any,
+) -> TestClient:
+    settings = make_settings(repo_allow_local=True, github_api_url=fake_github.api_url, **app_settings, **overrides)
+    return make_app_client(settings)
+
+
+def test_with_auth_required_and_no_owning_key_the_app_starts_nothing_and_says_so(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+    redis_client: Any,
+    prefix: str,
+) -> None:
+    client = _app_client(make_app_client, make_settings, app_settings, fake_github, auth_required=True)
+    comment = deliver(client, "issue_comment", comment_event(fake_github, "/kilo fix the typo"))
+    review = deliver(client, "pull_request", pr_event(fake_github))
+    assert comment.status_code == 202 and comment.json() == {"outcome": "refused", "detail": "not_configured"}
+    assert review.status_code == 202 and review.json() == {"outcome": "refused", "detail": "not_configured"}
+    assert redis_client.zcard(prefix + "jobs") == 0  # no job at all, owned or not
+    (said,) = fake_github.comments  # on the issue, once; the pull request is left alone
+    assert said["number"] == 5 and "not configured" in said["body"] and "GITHUB_APP_KEY_ID" in said["body"]
+    # a drive-by commenter still gets no answer at all
+    deliver(client, "issue_comment", comment_event(fake_github, "/kilo x", user="drive-by"))
+    assert len(fake_github.comments) == 1
+
+
+def test_a_revoked_owning_key_starts_nothing(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+    key_factory: Callable[..., str],
+    redis_client: Any,
+    prefix: str,
+) -> None:
+    from kilo_bridge.keys.store import digest, key_id
+
+    owner = key_id(digest(key_factory("github-app")))
+    admin = "admin-key-not-real-0123456789"
+    client = _app_client(
+        make_app_client,
+        make_settings,
+        app_settings,
+        fake_github,
+        auth_required=True,
+        github_app_key_id=owner,
+        admin_api_key=admin,
+    )
+    assert client.delete(f"/api/kilo/admin/keys/{owner}", headers={"X-API-Key": admin}).status_code == 200
+    response = deliver(client, "issue_comment", comment_event(fake_github, "/kilo fix the typo"))
+    assert response.json() == {"outcome": "refused", "detail": "not_configured"}
+    assert redis_client.zcard(prefix + "jobs") == 0
+    assert "not configured" in fake_github.comments[0]["body"]
+
+
+def test_the_owning_key_owns_the_apps_jobs_and_its_budget_applies(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+    key_factory: Callable[..., str],
+) -> None:
+    from kilo_bridge.keys.store import digest, key_id
+
+    secret = key_factory("github-app", budget_usd=1.5)
+    client = _app_client(
+        make_app_client,
+        make_settings,
+        app_settings,
+        fake_github,
+        auth_required=True,
+        github_app_key_id=key_id(digest(secret)),
+        job_default_max_cost_usd=1.0,
+    )
+    started = deliver(client, "issue_comment", comment_event(fake_github, "/kilo fix the typo"))
+    assert started.json()["outcome"] == "started", started.text
+    mine = {"X-API-Key": secret}
+    (job,) = client.get("/api/kilo/jobs", headers=mine).json()["jobs"]
+    assert job["id"] == started.json()["jobId"] and job["maxCostUsd"] == 1.0  # the key's default cap, reserved
+    # The key's budget (1.5) cannot hold a second 1.0 reservation: refused, and said on the issue.
+    again = deliver(client, "issue_comment", comment_event(fake_github, "/kilo and another", number=6))
+    assert again.json() == {"outcome": "refused", "detail": "budget_exceeded"}, again.text
+    (refusal,) = [c for c in fake_github.comments if c["number"] == 6]
+    assert "could not start the job" in refusal["body"] and "budget" in refusal["body"]
+    assert len(client.get("/api/kilo/jobs", headers=mine).json()["jobs"]) == 1

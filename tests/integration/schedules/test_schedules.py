@@ -187,8 +187,12 @@ def test_on_aws_a_schedule_is_an_eventbridge_schedule_that_runs_through_function
     assert remote["ScheduleExpression"] == "cron(0 3 ? * 2-6 *)"
     assert remote["ScheduleExpressionTimezone"] == "Europe/Berlin" and remote["State"] == "ENABLED"
     assert remote["Target"]["Arn"] == target and remote["Target"]["RoleArn"] == role
-    event = json.loads(remote["Target"]["Input"])
+    # Retried a little, not EventBridge's default 185 times over a day (moto fills that default in as AWS does).
+    assert remote["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}
+    sent = remote["Target"]["Input"]
+    event = json.loads(sent)
     assert event["task"] == "run-agent" and event["schedule"] == schedule_id and event["body"]["agent"] == RUN["agent"]
+    assert event["scheduledTime"] == "<aws.scheduler.scheduled-time>"  # Scheduler fills it in on each delivery
 
     path = f"/api/kilo/schedules/{schedule_id}"
     assert client.post(path + "/pause", headers=mine).status_code == 200
@@ -196,17 +200,26 @@ def test_on_aws_a_schedule_is_an_eventbridge_schedule_that_runs_through_function
     assert client.post(path + "/resume", headers=mine).status_code == 200
     assert aws_env.get_schedule(Name=schedule_id, GroupName="kilo-bridge-runs")["State"] == "ENABLED"
 
-    async def deliver() -> dict[str, Any]:  # what functions/scheduled does with the schedule's input
+    def delivered(at: str) -> dict[str, Any]:  # the input as Scheduler sends it for the firing scheduled at `at`
+        return json.loads(sent.replace("<aws.scheduler.scheduled-time>", at))
+
+    async def deliver(*events: dict[str, Any]) -> list[dict[str, Any]]:  # what functions/scheduled does with them
         services = Services.build(settings)
         try:
-            return await run_task(services, event)
+            return [await run_task(services, e) for e in events]
         finally:
             await services.close()
 
-    result = asyncio.run(deliver())
-    assert result["task"] == "run-agent" and result["status"] == "queued"
-    job = redis_client.hgetall(f"{prefix}job:{result['jobId']}")
+    first, retried, next_night = asyncio.run(
+        deliver(delivered("2026-12-03T02:00:00Z"), delivered("2026-12-03T02:00:00Z"), delivered("2026-12-04T02:00:00Z"))
+    )
+    assert first["task"] == "run-agent" and first["status"] == "queued"
+    job = redis_client.hgetall(f"{prefix}job:{first['jobId']}")
     assert job[b"owner"].decode() == digest(api_key) and job[b"maxCostUsd"] == b"1.5"
+    # A retry of the same firing (whenever it arrives) is that firing's run; the next firing is a run of its own.
+    assert retried["jobId"] == first["jobId"]
+    assert next_night["jobId"] != first["jobId"]
+    assert len(job_records(redis_client, prefix)) == 2
 
     assert client.delete(path, headers=mine).status_code == 204
     with pytest.raises(aws_env.exceptions.ResourceNotFoundException):

@@ -169,6 +169,32 @@ def test_the_secret_is_shown_once_and_sealed_at_rest(
     assert not list(redis_client.scan_iter(match=prefix + "trigger:*" + trigger["id"][4:]))
 
 
+def test_a_rotated_secret_is_shown_once_and_the_old_one_verifies_nothing(
+    keyed: Callable[..., tuple[TestClient, dict[str, str], str]],
+    redis_client: redis.Redis,
+    prefix: str,
+    key_factory: Callable[..., str],
+) -> None:
+    client, mine, _ = keyed()
+    trigger = new_trigger(client, mine)
+    path = f"/api/kilo/triggers/{trigger['id']}"
+    rotated = client.post(path + "/rotate", headers=mine)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()
+    assert new["url"] == trigger["url"] and new["secret"].startswith("kbt_") and new["secret"] != trigger["secret"]
+    body = orjson.dumps(ALERT)
+    old_call = call(client, trigger, body, signed(trigger["secret"], body))
+    assert old_call.status_code == 401 and jobs_of(client, mine) == []
+    assert call(client, trigger, body, signed(new["secret"], body)).status_code == 202
+    assert "secret" not in client.get(path, headers=mine).json()
+    stored = everything_in_redis(redis_client, prefix)
+    assert new["secret"] not in stored and trigger["secret"] not in stored
+    theirs = {"Authorization": f"Bearer {key_factory('b')}"}
+    assert client.post(path + "/rotate", headers=theirs).status_code == 404  # another key's: absent
+    assert client.delete(path, headers=mine).status_code == 204
+    assert client.post(path + "/rotate", headers=mine).status_code == 404
+
+
 def test_another_keys_trigger_is_absent(
     make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings], key_factory: Callable[..., str]
 ) -> None:

@@ -404,7 +404,7 @@ def test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_on
     from kilo_bridge.config import Settings
 
     params = tpl["Parameters"]
-    for name in ("GitHubAppId", "GitHubAppSecretArn", "GitHubReviewRepos"):
+    for name in ("GitHubAppId", "GitHubAppSecretArn", "GitHubAppKeyId", "GitHubReviewRepos"):
         assert params[name]["Default"] == "", name  # off unless set
     arn = {"Ref": "GitHubAppSecretArn"}
     assert tpl["Conditions"]["HasGitHubAppSecret"] == {"Fn::Not": [{"Fn::Equals": [arn, ""]}]}
@@ -425,6 +425,7 @@ def test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_on
             "GITHUB_APP_ID": "GitHubAppId",
             "GITHUB_APP_SECRET_ARN": "GitHubAppSecretArn",
             "GITHUB_REVIEW_REPOS": "GitHubReviewRepos",
+            "GITHUB_APP_KEY_ID": "GitHubAppKeyId",  # who owns the App's jobs: read by the webhook only
         },
         "task container agent": {"GITHUB_APP_ID": "GitHubAppId", "GITHUB_APP_SECRET_ARN": "GitHubAppSecretArn"},
     }

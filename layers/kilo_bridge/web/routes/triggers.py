@@ -113,6 +113,22 @@ async def trigger_deliveries(request: Request) -> DeliveryList:
     return DeliveryList(deliveries=out)
 
 
+@router.route(
+    "POST",
+    TRIGGER_PATH + "/rotate",
+    summary="Rotate a trigger's signing secret",
+    tags=("triggers",),
+    response=TriggerCreated,
+    errors=(404, 503),
+    description="Answers with a new signing secret, shown this once; from now on only it verifies a call (a "
+    "sender still signing with the old one is refused, 401). The URL stays the same.",
+)
+async def rotate_trigger(request: Request) -> TriggerCreated:
+    rotated = await triggers(request).rotate(caller(request), _id(request))
+    view = _view(rotated.trigger, api_base(request))
+    return TriggerCreated(**view.model_dump(), secret=rotated.secret)
+
+
 @router.route("DELETE", TRIGGER_PATH, summary="Delete a trigger", tags=("triggers",), status=204, errors=(404, 503))
 async def delete_trigger(request: Request) -> Response:
     await triggers(request).delete(caller(request), _id(request))

@@ -23,9 +23,19 @@ function headers(extra, admin) {
   return out;
 }
 
+// The error body's message, and each field problem it lists that the message does not already say.
+function errorText(status, body) {
+  const err = (body && body.error) || {};
+  let text = err.message || `HTTP ${status}`;
+  const extra = (Array.isArray(err.details) ? err.details : [])
+    .filter((d) => d && d.message && !text.includes(d.message)).map((d) => (d.field ? `${d.field}: ${d.message}` : d.message));
+  if (extra.length) text += ` (${extra.join("; ")})`;
+  return text;
+}
+
 class ApiError extends Error {
   constructor(status, body) {
-    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    super(errorText(status, body));
     this.status = status;
   }
 }
@@ -348,6 +358,199 @@ async function keysPage() {
   return [h("h1", {}, "Keys"), form, table("API keys", ["id", "name", "state", "spend", "budget", ""], rows)];
 }
 
+// -- profiles, triggers, schedules (the caller's own saved things) ----------------------------------------
+// A page's message line (role=status: read out when it changes); an error inside it is an alert.
+function notice() { return h("div", { role: "status", "data-testid": "message" }); }
+const say = (out, text) => out.replaceChildren(h("p", {}, text));
+const confirmed = (what) => window.confirm(`Delete ${what}? This cannot be undone.`);
+// A time as the API gives it, in the schedule's own zone: "2026-12-04 03:00 +01:00".
+const localTime = (iso) => (iso ? `${iso.slice(0, 16).replace("T", " ")} ${(iso.match(/([+-]\d\d:\d\d|Z)$/) || [""])[0]}`.trim() : "—");
+const opt = (v) => (v === null || v === undefined || v === "" ? "—" : v);
+
+// Name/value rows for variables; the values are password inputs, emptied once sent.
+function variableRows(legend, names) {
+  const rows = h("div", {});
+  const add = (name) => { const n = rows.children.length; rows.append(h("div", { class: "row" },
+    h("label", {}, `Variable name ${n + 1}`, h("input", { name: `var-name-${n}`, pattern: "[A-Z_][A-Z0-9_]*", placeholder: "GITHUB_TOKEN", value: name || "" })),
+    h("label", {}, `Value ${n + 1}`, h("input", { name: `var-value-${n}`, type: "password", autocomplete: "off" })))); };
+  (names && names.length ? names : [""]).forEach(add);
+  const el = h("fieldset", {}, h("legend", {}, legend), rows,
+    h("button", { type: "button", class: "secondary", onclick: () => add("") }, "Add a variable"));
+  const read = (form) => {
+    const f = new FormData(form), env = {};
+    for (let i = 0; i < rows.children.length; i++) if (f.get(`var-name-${i}`)) env[f.get(`var-name-${i}`)] = f.get(`var-value-${i}`);
+    form.querySelectorAll("input[type=password]").forEach((i) => { i.value = ""; }); // typed once, gone from the page
+    return env;
+  };
+  return { el, read };
+}
+
+async function profilesPage() {
+  const out = notice(), body = h("tbody", {}), rotating = h("div", {});
+  const render = async () => {
+    const list = (await api("GET", "api/kilo/profiles")).profiles;
+    body.replaceChildren(...(list.length ? list.map((p) => h("tr", {},
+      h("td", {}, p.name), h("td", {}, p.variables.join(", ")), h("td", {}, ago(p.updatedAt)),
+      h("td", {}, h("div", { class: "row" },
+        h("button", { type: "button", class: "secondary", "aria-label": `Rotate ${p.name}`, onclick: () => rotateForm(p) }, "Rotate"),
+        h("button", { type: "button", class: "secondary", "aria-label": `Delete ${p.name}`, onclick: async () => {
+          if (!confirmed(`profile ${p.name}`)) return;
+          try { await api("DELETE", `api/kilo/profiles/${encodeURIComponent(p.name)}`); say(out, `Profile ${p.name} deleted.`); await render(); }
+          catch (err) { out.replaceChildren(fail(err)); }
+        } }, "Delete"))))) : [h("tr", {}, h("td", { colspan: 4 }, "no profiles"))]));
+  };
+  const rotateForm = (p) => {
+    const vars = variableRows("New variables (they replace all the old ones; one left out is removed)", p.variables);
+    const form = h("form", { class: "card", "aria-label": `Rotate profile ${p.name}` }, h("h2", {}, `Rotate ${p.name}`), vars.el,
+      h("div", { class: "row" }, h("button", { type: "submit" }, "Replace the values"),
+        h("button", { type: "button", class: "secondary", onclick: () => rotating.replaceChildren() }, "Cancel")));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        await api("PUT", `api/kilo/profiles/${encodeURIComponent(p.name)}`, { env: vars.read(form) });
+        rotating.replaceChildren(); say(out, `Profile ${p.name} rotated.`); await render();
+      } catch (err) { out.replaceChildren(fail(err)); }
+    });
+    rotating.replaceChildren(form);
+    form.querySelector("input[type=password]").focus();
+  };
+  const vars = variableRows("Variables (sealed on the server, never shown again)");
+  const form = h("form", { class: "card" }, h("h2", {}, "Save a profile"),
+    h("label", {}, "Profile name", h("input", { name: "name", required: true, pattern: "[a-z0-9][a-z0-9._\\-]{0,63}", placeholder: "deploy-bot" })),
+    vars.el, h("p", {}, h("button", { type: "submit" }, "Save the profile")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const name = new FormData(form).get("name");
+    try { await api("POST", "api/kilo/profiles", { name, env: vars.read(form) }); form.reset(); say(out, `Profile ${name} saved.`); await render(); }
+    catch (err) { out.replaceChildren(fail(err)); }
+  });
+  await render();
+  return [h("h1", {}, "Profiles"),
+    h("p", { class: "muted" }, "Named job variables a run, trigger or schedule uses as \"profile\". Only the variable names are ever shown."),
+    out, form, rotating,
+    h("div", { class: "card" }, h("table", {}, h("caption", { class: "muted" }, "This key's profiles"),
+      h("thead", {}, h("tr", {}, ["name", "variables", "updated", ""].map((x) => h("th", { scope: "col" }, x)))), body))];
+}
+
+async function triggersPage() {
+  const [agents, profiles] = await Promise.all([api("GET", "api/kilo/agents"), api("GET", "api/kilo/profiles")]);
+  const out = notice(), list = h("div", {}), created = h("div", {});
+  const deliveries = async (t) => {
+    const d = (await api("GET", `api/kilo/triggers/${encodeURIComponent(t.id)}/deliveries`)).deliveries.slice(0, 5);
+    if (!d.length) return h("p", { class: "muted" }, "no deliveries yet");
+    return h("table", {}, h("caption", { class: "muted" }, "Last deliveries"),
+      h("thead", {}, h("tr", {}, ["when", "outcome", "job", "job status"].map((x) => h("th", { scope: "col" }, x)))),
+      h("tbody", {}, d.map((x) => h("tr", {}, h("td", {}, ago(x.at)), h("td", {}, x.code ? `${x.outcome} (${x.code})` : x.outcome),
+        h("td", {}, x.jobId ? h("a", { href: `#/job/${x.jobId}` }, x.jobId) : "—"), h("td", {}, x.jobStatus ? statusText(x.jobStatus) : "—")))));
+  };
+  const render = async () => {
+    const ts = (await api("GET", "api/kilo/triggers")).triggers;
+    const cards = await Promise.all(ts.map(async (t) => h("section", { class: "card", "aria-label": `trigger ${t.name}` },
+      h("h2", {}, t.name),
+      h("table", {}, h("tbody", {}, [["agent", t.agent], ["repository", t.repoUrl], ["URL", h("code", {}, t.url)], ["profile", opt(t.profile)],
+        ["cost cap", t.maxCostUsd ? usd(t.maxCostUsd) : "—"], ["prompt template", h("pre", {}, t.promptTemplate || "(the agent's default task)")],
+        ["created", ago(t.createdAt)]].map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))),
+      await deliveries(t),
+      h("div", { class: "row" },
+      h("button", { type: "button", class: "secondary", "aria-label": `Rotate the secret of ${t.name}`, onclick: async () => {
+        if (!window.confirm(`A new signing secret for ${t.name}? Its senders are refused until they use the new one.`)) return;
+        try { showSecret(await api("POST", `api/kilo/triggers/${encodeURIComponent(t.id)}/rotate`), `New secret for ${t.name}`); out.replaceChildren(); }
+        catch (err) { out.replaceChildren(fail(err)); }
+      } }, "Rotate the secret"),
+      h("button", { type: "button", class: "secondary", "aria-label": `Delete ${t.name}`, onclick: async () => {
+        if (!confirmed(`trigger ${t.name}`)) return;
+        try { await api("DELETE", `api/kilo/triggers/${encodeURIComponent(t.id)}`); created.replaceChildren(); say(out, `Trigger ${t.name} deleted.`); await render(); }
+        catch (err) { out.replaceChildren(fail(err)); }
+      } }, "Delete")))));
+    list.replaceChildren(...(cards.length ? cards : [h("p", { class: "card muted" }, "no triggers")]));
+  };
+  // The URL and secret of a trigger just created or rotated: on the page until it is left or reloaded.
+  const showSecret = (t, title) => created.replaceChildren(h("section", { class: "card", "data-testid": "new-trigger", "aria-label": "new trigger secret" },
+    h("h2", {}, title),
+    h("p", {}, "Copy the signing secret now: it is not shown again (reloading this page forgets it)."),
+    h("table", {}, h("tbody", {},
+      h("tr", {}, h("th", { scope: "row" }, "URL"), h("td", {}, h("div", { class: "secret", "data-testid": "trigger-url" }, t.url))),
+      h("tr", {}, h("th", { scope: "row" }, "secret"), h("td", {}, h("div", { class: "secret", "data-testid": "trigger-secret" }, t.secret))))),
+    h("p", { class: "muted" }, "Sign each call: X-Kilo-Timestamp (Unix seconds) and X-Kilo-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\" with the secret>.")));
+  const form = h("form", { class: "card" }, h("h2", {}, "Create a trigger"),
+    h("label", {}, "Trigger name", h("input", { name: "name", required: true, maxlength: 100, placeholder: "CI failures" })),
+    h("label", {}, "Agent", h("select", { name: "agent" }, agents.agents.map((a) => h("option", { value: a.name }, a.name)))),
+    h("label", {}, "Repository URL", h("input", { name: "repoUrl", required: true, placeholder: "https://github.com/acme/widgets.git" })),
+    h("label", {}, "Prompt template ({{ body.field }} from the call's JSON body)", h("textarea", { name: "promptTemplate", rows: 3 })),
+    h("label", {}, "Profile (optional)", h("select", { name: "profile" }, h("option", { value: "" }, "none"),
+      profiles.profiles.map((p) => h("option", { value: p.name }, p.name)))),
+    h("label", {}, "Cost cap per run in USD (optional)", h("input", { name: "maxCostUsd", type: "number", step: "0.01", min: "0.01" })),
+    h("p", {}, h("button", { type: "submit" }, "Create the trigger")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form), body = { name: f.get("name"), agent: f.get("agent"), repoUrl: f.get("repoUrl"), promptTemplate: f.get("promptTemplate") };
+    if (f.get("profile")) body.profile = f.get("profile");
+    if (f.get("maxCostUsd")) body.maxCostUsd = Number(f.get("maxCostUsd"));
+    try {
+      const t = await api("POST", "api/kilo/triggers", body);
+      form.reset(); out.replaceChildren();
+      showSecret(t, `Trigger ${t.name} created`);
+      await render();
+    } catch (err) { out.replaceChildren(fail(err)); }
+  });
+  await render();
+  return [h("h1", {}, "Triggers"),
+    h("p", { class: "muted" }, "A signed URL that starts a run from a CI system, an alert or a chat bot. Each run is this key's: its budget applies."),
+    out, created, form, list];
+}
+
+async function schedulesPage() {
+  const [agents, profiles] = await Promise.all([api("GET", "api/kilo/agents"), api("GET", "api/kilo/profiles")]);
+  const out = notice(), body = h("tbody", {});
+  const act = async (text, fn) => { try { await fn(); say(out, text); await render(); } catch (err) { out.replaceChildren(fail(err)); } };
+  const render = async () => {
+    const list = (await api("GET", "api/kilo/schedules")).schedules;
+    body.replaceChildren(...(list.length ? list.map((s) => {
+      const path = `api/kilo/schedules/${encodeURIComponent(s.id)}`;
+      const paused = s.state === "paused";
+      return h("tr", { "data-schedule": s.id }, h("td", {}, s.name), h("td", {}, h("code", {}, s.cron)), h("td", {}, s.timezone),
+        h("td", {}, s.run.agent), h("td", {}, s.run.repoUrl),
+        h("td", {}, localTime(s.nextRunAt)),
+        h("td", { "data-testid": "schedule-state" }, h("span", { class: `status status-${s.state}` }, s.state)),
+        h("td", {}, h("div", { class: "row" },
+          h("button", { type: "button", class: "secondary", "aria-label": `${paused ? "Resume" : "Pause"} ${s.name}`,
+            onclick: () => act(`Schedule ${s.name} ${paused ? "resumed" : "paused"}.`, () => api("POST", `${path}/${paused ? "resume" : "pause"}`)) },
+          paused ? "Resume" : "Pause"),
+          h("button", { type: "button", class: "secondary", "aria-label": `Delete ${s.name}`,
+            onclick: () => { if (confirmed(`schedule ${s.name}`)) act(`Schedule ${s.name} deleted.`, () => api("DELETE", path)); } }, "Delete"))));
+    }) : [h("tr", {}, h("td", { colspan: 8 }, "no schedules"))]));
+  };
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const form = h("form", { class: "card" }, h("h2", {}, "Schedule a run"),
+    h("label", {}, "Schedule name", h("input", { name: "name", required: true, maxlength: 100, placeholder: "nightly dependency update" })),
+    h("div", { class: "row" },
+      h("label", {}, "Cron (minute hour day month weekday; at most every 10 minutes)", h("input", { name: "cron", required: true, placeholder: "0 3 * * *" })),
+      h("label", {}, "Time zone", h("input", { name: "timezone", required: true, value: zone }))),
+    h("label", {}, "Agent", h("select", { name: "agent" }, agents.agents.map((a) => h("option", { value: a.name }, a.name)))),
+    h("label", {}, "Repository URL", h("input", { name: "repoUrl", required: true, placeholder: "https://github.com/acme/widgets.git" })),
+    h("label", {}, "Prompt (optional: the agent's default task)", h("textarea", { name: "prompt", rows: 3 })),
+    h("label", {}, "Profile (optional)", h("select", { name: "profile" }, h("option", { value: "" }, "none"),
+      profiles.profiles.map((p) => h("option", { value: p.name }, p.name)))),
+    h("label", {}, "Cost cap per run in USD (optional)", h("input", { name: "maxCostUsd", type: "number", step: "0.01", min: "0.01" })),
+    h("p", {}, h("button", { type: "submit" }, "Create the schedule")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form), run = { agent: f.get("agent"), repoUrl: f.get("repoUrl") };
+    if (f.get("prompt")) run.prompt = f.get("prompt");
+    if (f.get("profile")) run.profile = f.get("profile");
+    if (f.get("maxCostUsd")) run.maxCostUsd = Number(f.get("maxCostUsd"));
+    const name = f.get("name");
+    await act(`Schedule ${name} created.`, async () => {
+      await api("POST", "api/kilo/schedules", { name, cron: f.get("cron"), timezone: f.get("timezone"), run });
+      form.reset();
+    });
+  });
+  await render();
+  return [h("h1", {}, "Schedules"), h("p", { class: "muted" }, "Agent runs on a cron, started as this key (its budget applies)."), out, form,
+    h("div", { class: "card" }, h("table", {}, h("caption", { class: "muted" }, "This key's schedules"),
+      h("thead", {}, h("tr", {}, ["name", "cron", "time zone", "agent", "repository", "next run", "state", ""].map((x) => h("th", { scope: "col" }, x)))), body))];
+}
+
 // -- routing -----------------------------------------------------------------------------------------------
 let cleanup = null;
 async function route() {
@@ -358,7 +561,8 @@ async function route() {
   document.querySelectorAll("header nav a").forEach((a) => a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${parts[0] === "job" ? "jobs" : parts[0]}`));
   document.querySelectorAll("header nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
   document.getElementById("auth-state").textContent = sessionStorage.getItem(KEY) ? "using an API key" : "";
-  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage };
+  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage,
+    profiles: profilesPage, triggers: triggersPage, schedules: schedulesPage };
   const page = pages[parts[0]] || overview;
   try { main.replaceChildren(...[await page()].flat()); }
   catch (e) { main.replaceChildren(fail(e, route)); }
