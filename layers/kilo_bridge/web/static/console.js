@@ -395,7 +395,7 @@ async function profilesPage() {
         h("button", { type: "button", class: "secondary", "aria-label": `Rotate ${p.name}`, onclick: () => rotateForm(p) }, "Rotate"),
         h("button", { type: "button", class: "secondary", "aria-label": `Delete ${p.name}`, onclick: async () => {
           if (!confirmed(`profile ${p.name}`)) return;
-          try { await api("DELETE", `api/kilo/profiles/${encodeURIComponent(p.name)}`); say(out, `Profile ${p.name} deleted.`); await render(); }
+          try { await api("DELETE", `api/kilo/profiles/${encodeURIComponent(p.name)}`); await render(); say(out, `Profile ${p.name} deleted.`); }
           catch (err) { out.replaceChildren(fail(err)); }
         } }, "Delete"))))) : [h("tr", {}, h("td", { colspan: 4 }, "no profiles"))]));
   };
@@ -408,7 +408,7 @@ async function profilesPage() {
       e.preventDefault();
       try {
         await api("PUT", `api/kilo/profiles/${encodeURIComponent(p.name)}`, { env: vars.read(form) });
-        rotating.replaceChildren(); say(out, `Profile ${p.name} rotated.`); await render();
+        rotating.replaceChildren(); await render(); say(out, `Profile ${p.name} rotated.`);
       } catch (err) { out.replaceChildren(fail(err)); }
     });
     rotating.replaceChildren(form);
@@ -421,7 +421,7 @@ async function profilesPage() {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const name = new FormData(form).get("name");
-    try { await api("POST", "api/kilo/profiles", { name, env: vars.read(form) }); form.reset(); say(out, `Profile ${name} saved.`); await render(); }
+    try { await api("POST", "api/kilo/profiles", { name, env: vars.read(form) }); form.reset(); await render(); say(out, `Profile ${name} saved.`); }
     catch (err) { out.replaceChildren(fail(err)); }
   });
   await render();
@@ -459,7 +459,7 @@ async function triggersPage() {
       } }, "Rotate the secret"),
       h("button", { type: "button", class: "secondary", "aria-label": `Delete ${t.name}`, onclick: async () => {
         if (!confirmed(`trigger ${t.name}`)) return;
-        try { await api("DELETE", `api/kilo/triggers/${encodeURIComponent(t.id)}`); created.replaceChildren(); say(out, `Trigger ${t.name} deleted.`); await render(); }
+        try { await api("DELETE", `api/kilo/triggers/${encodeURIComponent(t.id)}`); created.replaceChildren(); await render(); say(out, `Trigger ${t.name} deleted.`); }
         catch (err) { out.replaceChildren(fail(err)); }
       } }, "Delete")))));
     list.replaceChildren(...(cards.length ? cards : [h("p", { class: "card muted" }, "no triggers")]));
@@ -502,7 +502,7 @@ async function triggersPage() {
 async function schedulesPage() {
   const [agents, profiles] = await Promise.all([api("GET", "api/kilo/agents"), api("GET", "api/kilo/profiles")]);
   const out = notice(), body = h("tbody", {});
-  const act = async (text, fn) => { try { await fn(); say(out, text); await render(); } catch (err) { out.replaceChildren(fail(err)); } };
+  const act = async (text, fn) => { try { await fn(); await render(); say(out, text); } catch (err) { out.replaceChildren(fail(err)); } };
   const render = async () => {
     const list = (await api("GET", "api/kilo/schedules")).schedules;
     body.replaceChildren(...(list.length ? list.map((s) => {
