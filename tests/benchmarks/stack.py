@@ -39,8 +39,21 @@ VERDICT = """- Server: uvicorn with httptools and uvloop stays. granian was slow
 - Upstream client: aiohttp stays. pyreqwest had the lowest sequential p50 of the client alone (about 0.1 ms less
   than aiohttp), rnet the highest req/s in one round and not the other; none is a clear win over the bridge's
   whole added latency on this machine, and moving gateway/client.py (streaming relay, retries before the first
-  byte, timeouts, connection limits) to another client is a change of its own. pyreqwest is the one to re-measure
-  when the sequential budget is the limit."""
+  byte, timeouts, connection limits) to another client is a change of its own.
+- Re-measured inside the bridge (2026-12-03, when the sequential budget became the limit): aiohttp stays.
+  pyreqwest 0.15.1 served the plain path only (one pooled client, same default headers, 512 connections, the
+  whole body read by `send()`; streams left on aiohttp) and the bridge ran beside main's layers in one run,
+  `BENCH_BASELINE=main BENCH_ROUNDS=3 BENCH_SECONDS=6 PYTHONPATH=layers python tests/benchmarks/run.py`. Added
+  p50 of `/v1/chat/completions`, plain, 1 client, pyreqwest against aiohttp: +0.875 against +0.889 ms (load
+  average 1.0 rising to 3.9), then +0.778 against +0.637 ms (1.8 to 2.8); four runs of 1-client rounds only (12
+  to 30 interleaved rounds; the median per-round difference, pyreqwest minus aiohttp) gave -0.025, -0.003,
+  +0.077 and +0.029 ms. No win near the 0.05 ms that would pay for moving streams, retries and timeouts, so they
+  were not moved. The client alone is still faster (one process on uvloop, the same interleaving: p50 0.237
+  against 0.320 ms, 92 against 154 µs of CPU a call), but in the bridge its work moves to pyreqwest's Tokio
+  thread more than it goes away (one run's CPU over the same 12 rounds: 9.5 s on the event loop plus 1.5 s on
+  the `pyreqwest` thread, against 11.5 s with aiohttp), and every call crosses threads twice (the request to
+  Tokio, the answer back to the loop), which a sequential request waits for in full on a busy 2-core machine, as
+  on a Lambda with one vCPU or less."""
 
 
 def _pct(values: list[float], q: float) -> float:
