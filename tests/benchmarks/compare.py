@@ -3,7 +3,7 @@
 All proxies front the same fake Kilo Gateway (tests/fakes/fake_gateway.py) in its own process, first with 0 ms and
 then with 50 ms of upstream latency (one phase each: the fake and every proxy are started afresh per phase, so no
 proxy keeps a pooled connection to a stopped upstream). Kilo Bridge, LiteLLM and Portkey run one worker each;
-LiteLLM runs a second time with as many workers as the machine has cores ("litellm x2"). One keep-alive load
+Kilo Bridge and LiteLLM run a second time with as many workers as the machine has cores ("x2"). One keep-alive load
 generator (tests/benchmarks/_load.py) drives each system and the fake directly, plain and streamed (50 chunks),
 at 1, 16 and 64 clients. Rounds are interleaved with the order rotated, so a noisy moment of the shared machine
 lands on every system alike. A system that cannot start, or fails a point, gets a "failed: <why>" row.
@@ -41,13 +41,14 @@ BUDGET_S = float(os.getenv("BENCH_BUDGET_S", "480"))
 LATENCIES = tuple(int(x) for x in os.getenv("BENCH_LATENCIES", "0,50").split(","))
 BENCH = Path(os.getenv("BENCH_DIR", str(ROOT / ".bench")))
 CORES = os.cpu_count() or 2
-SYSTEMS = ("direct", "bridge", "litellm", "litellm_x2", "portkey")
+SYSTEMS = ("direct", "bridge", "bridge_x2", "litellm", "litellm_x2", "portkey")
 PROXIES = SYSTEMS[1:]
 PEERS = ("litellm", "litellm_x2", "portkey")
-WORKERS = {"direct": 1, "bridge": 1, "litellm": 1, "litellm_x2": CORES, "portkey": 1}
+WORKERS = {"direct": 1, "bridge": 1, "bridge_x2": CORES, "litellm": 1, "litellm_x2": CORES, "portkey": 1}
 LABEL = {
     "direct": "direct",
     "bridge": "Kilo Bridge",
+    "bridge_x2": f"Kilo Bridge x{CORES}",
     "litellm": "LiteLLM",
     "litellm_x2": f"LiteLLM x{CORES}",
     "portkey": "Portkey",
@@ -160,6 +161,24 @@ def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str,
             ports[name],
         )
 
+    def bridge(name: str) -> Server:
+        # `make run`'s server; WEB_CONCURRENCY: one worker beside the peers' one, then one per core.
+        return Server(
+            f"kilo bridge ({WORKERS[name]} worker{'s' if WORKERS[name] > 1 else ''})",
+            [bridge_python, "-m", "kilo_bridge", "serve"],
+            {
+                **base_env,
+                "KILO_API_KEY": KEY,
+                "KILO_GATEWAY_BASE": upstream,
+                "PORT": str(ports[name]),
+                "REDIS_PREFIX": prefix,
+                "AUTH_REQUIRED": "false",
+                "WEB_CONCURRENCY": str(WORKERS[name]),
+                "JOBS_CONCURRENCY": "0",  # no job worker beside it: the peers run none
+            },
+            ports[name],
+        )
+
     servers = {
         "direct": Server(
             "fake gateway",
@@ -177,19 +196,7 @@ def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str,
             base_env,
             up_port,
         ),
-        "bridge": Server(
-            "kilo bridge",
-            [bridge_python, "-m", "kilo_bridge", "serve"],
-            {
-                **base_env,
-                "KILO_API_KEY": KEY,
-                "KILO_GATEWAY_BASE": upstream,
-                "PORT": str(ports["bridge"]),
-                "REDIS_PREFIX": prefix,
-                "AUTH_REQUIRED": "false",
-            },
-            ports["bridge"],
-        ),
+        **{name: bridge(name) for name in ("bridge", "bridge_x2")},
         "litellm": litellm("litellm"),
         "litellm_x2": litellm("litellm_x2"),
         "portkey": Server(
@@ -208,6 +215,7 @@ def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str,
     targets: dict[str, Target] = {
         "direct": (up_port, "/api/gateway/chat/completions", {}),
         "bridge": (ports["bridge"], "/v1/chat/completions", {}),
+        "bridge_x2": (ports["bridge_x2"], "/v1/chat/completions", {}),
         "litellm": (ports["litellm"], "/chat/completions", {}),
         "litellm_x2": (ports["litellm_x2"], "/chat/completions", {}),
         "portkey": (ports["portkey"], "/v1/chat/completions", portkey_headers),
@@ -482,6 +490,8 @@ TARGETS = (
     ("p99 lower than LiteLLM and Portkey, 16 clients", "p99", 16),
     ("p99 lower than LiteLLM and Portkey, 64 clients", "p99", 64),
     ("streamed first byte within 2 ms of direct, 1 client", "ttfb", 1),
+    (f"req/s ≥ 0.5 of direct, 16 clients, {CORES} workers", "rps_direct", 16),
+    (f"req/s ≥ 0.5 of direct, 64 clients, {CORES} workers", "rps_direct", 64),
 )
 
 
@@ -496,9 +506,17 @@ def check_targets(rows: list[dict]) -> list[dict]:
                 col = f"{lat} ms {mode}"
                 b = get.get((lat, mode, c, "bridge"), {})
                 ll, pk = get.get((lat, mode, c, "litellm"), {}), get.get((lat, mode, c, "portkey"), {})
+                bx, d = get.get((lat, mode, c, "bridge_x2"), {}), get.get((lat, mode, c, "direct"), {})
                 if kind == "ttfb" and mode != "stream":
                     continue
-                need = {"p50": [b], "ttfb": [b], "rps_portkey": [b, pk], "rps_litellm": [b, ll], "p99": [b, ll, pk]}
+                need = {
+                    "p50": [b],
+                    "ttfb": [b],
+                    "rps_portkey": [b, pk],
+                    "rps_litellm": [b, ll],
+                    "p99": [b, ll, pk],
+                    "rps_direct": [bx, d],
+                }
                 broken = [LABEL[r["system"]] if r else "?" for r in need[kind] if "failed" in r or not r]
                 if broken:
                     cells[col] = (" and ".join(broken) + " failed", "n/a")
@@ -510,6 +528,9 @@ def check_targets(rows: list[dict]) -> list[dict]:
                 elif kind == "rps_portkey":
                     x = b["rps"] / pk["rps"]
                     cells[col] = (f"{x:.2f}x", "met" if x > 1 else "missed")
+                elif kind == "rps_direct":
+                    x = bx["rps"] / d["rps"]
+                    cells[col] = (f"{x:.2f}", "met" if x >= 0.5 else "missed")
                 elif kind == "rps_litellm":
                     x = b["rps"] / ll["rps"]
                     cells[col] = (f"{x:.1f}x", "met" if x >= 10 else "missed")
@@ -601,7 +622,8 @@ def write_report(res: dict) -> None:
         f"Machine: {res['cpu']}, {res['cores']} cores, {res['platform']}; Python {v['python']}, Node {v['node']}; "
         f"1-minute load average {res['loadavg'][0]:.1f} before and {res['loadavg'][1]:.1f} after the run (other "
         "work on the machine shows up as noise; the interleaved rounds share it out).",
-        f"Systems: Kilo Bridge (this repository, 1 worker), LiteLLM proxy {v['litellm']} (1 worker, and "
+        f"Systems: Kilo Bridge (this repository, 1 worker, and {res['cores']} workers as "
+        f'"Kilo Bridge x{res["cores"]}", what `make run` starts), LiteLLM proxy {v["litellm"]} (1 worker, and '
         f'{res["cores"]} workers as "LiteLLM x{res["cores"]}"), Portkey gateway {v["portkey"]} (1 Node process, '
         f"with @hono/node-server {v['@hono/node-server']}, see notes).",
         "",
@@ -713,8 +735,10 @@ def write_report(res: dict) -> None:
         f"process, with `--latency-ms 0` and then `--latency-ms 50` (one phase each; every process is started "
         f"afresh per phase). Plain answers are one JSON body; streamed answers are {CHUNKS} content chunks plus "
         "role, finish, usage and `[DONE]` events. Every system calls the same `POST /api/gateway/chat/completions`.",
-        "- Kilo Bridge: `.venv/bin/python -m kilo_bridge serve` (one uvicorn worker, real Redis on loopback with a "
-        "run-unique `REDIS_PREFIX`, `AUTH_REQUIRED=false`), route `POST /v1/chat/completions`.",
+        "- Kilo Bridge: `.venv/bin/python -m kilo_bridge serve` with `WEB_CONCURRENCY=1`, and again with "
+        f"`WEB_CONCURRENCY={res['cores']}` (`make run`'s default: a worker per core); `JOBS_CONCURRENCY=0` (no agent "
+        "job worker beside it), real Redis on loopback with a run-unique `REDIS_PREFIX`, `AUTH_REQUIRED=false`; "
+        "route `POST /v1/chat/completions`.",
         "- LiteLLM: `litellm --config .bench/litellm-config.yaml --num_workers 1`, and again with "
         f"`--num_workers {res['cores']}` (as many workers as cores); one model `fake/model-a` → "
         "`openai/fake/model-a` at the fake; no database, no master key, telemetry off, local cost map; route "
@@ -783,6 +807,7 @@ def plot(res: dict) -> None:
     colors = {
         "direct": "#999999",
         "bridge": "#1f77b4",
+        "bridge_x2": "#aec7e8",
         "litellm": "#d62728",
         "litellm_x2": "#ff9896",
         "portkey": "#2ca02c",
