@@ -11,7 +11,8 @@ Loopback only; bounded by a time budget; every process it starts is stopped at t
 docs/benchmarks/compare.md and two PNG plots (matplotlib from .bench/, never .venv).
 
 Env: BENCH_SECONDS (per point, default 2), BENCH_ROUNDS (default 3, fewer if the budget runs out),
-BENCH_BUDGET_S (measuring time for all phases, default 480), BENCH_LATENCIES (default "0,50"), BENCH_DIR.
+BENCH_BUDGET_S (measuring time for all phases, default 480), BENCH_LATENCIES (default "0,50"), BENCH_DIR,
+BENCH_BASELINE (a git ref of this repository, served beside today's code as "before").
 """
 
 from __future__ import annotations
@@ -41,14 +42,25 @@ BUDGET_S = float(os.getenv("BENCH_BUDGET_S", "480"))
 LATENCIES = tuple(int(x) for x in os.getenv("BENCH_LATENCIES", "0,50").split(","))
 BENCH = Path(os.getenv("BENCH_DIR", str(ROOT / ".bench")))
 CORES = os.cpu_count() or 2
-SYSTEMS = ("direct", "bridge", "bridge_x2", "litellm", "litellm_x2", "portkey")
+# A git ref of this repository to serve beside today's code ("before"): before/after in the same run.
+BASELINE = os.getenv("BENCH_BASELINE", "")
+SYSTEMS = ("direct", "bridge", "bridge_x2", *(("before",) if BASELINE else ()), "litellm", "litellm_x2", "portkey")
 PROXIES = SYSTEMS[1:]
-PEERS = ("litellm", "litellm_x2", "portkey")
-WORKERS = {"direct": 1, "bridge": 1, "bridge_x2": CORES, "litellm": 1, "litellm_x2": CORES, "portkey": 1}
+PEERS = (*(("before",) if BASELINE else ()), "litellm", "litellm_x2", "portkey")
+WORKERS = {
+    "direct": 1,
+    "bridge": 1,
+    "bridge_x2": CORES,
+    "before": 1,
+    "litellm": 1,
+    "litellm_x2": CORES,
+    "portkey": 1,
+}
 LABEL = {
     "direct": "direct",
     "bridge": "Kilo Bridge",
     "bridge_x2": f"Kilo Bridge x{CORES}",
+    "before": f"Kilo Bridge at {BASELINE[:12]}",
     "litellm": "LiteLLM",
     "litellm_x2": f"LiteLLM x{CORES}",
     "portkey": "Portkey",
@@ -103,6 +115,18 @@ def _cpu() -> str:
 
 
 Target = tuple[int, str, dict[str, str]]
+
+
+def before(server: Server) -> Server:
+    """`server` running BENCH_BASELINE's `layers/` (extracted under .bench/ with `git archive`) instead of today's."""
+    where = BENCH / f"baseline-{BASELINE}"
+    if not (where / "layers").is_dir():
+        where.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", BASELINE, "layers"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    server.env = {**server.env, "PYTHONPATH": str(where / "layers")}
+    server.name = f"kilo bridge at {BASELINE}"
+    return server
 
 
 def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str, Server], dict[str, Target]]:
@@ -197,6 +221,7 @@ def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str,
             up_port,
         ),
         **{name: bridge(name) for name in ("bridge", "bridge_x2")},
+        **({"before": before(bridge("before"))} if BASELINE else {}),
         "litellm": litellm("litellm"),
         "litellm_x2": litellm("litellm_x2"),
         "portkey": Server(
@@ -216,6 +241,7 @@ def build_servers(up_port: int, latency_ms: int, prefix: str) -> tuple[dict[str,
         "direct": (up_port, "/api/gateway/chat/completions", {}),
         "bridge": (ports["bridge"], "/v1/chat/completions", {}),
         "bridge_x2": (ports["bridge_x2"], "/v1/chat/completions", {}),
+        **({"before": (ports["before"], "/v1/chat/completions", {})} if BASELINE else {}),
         "litellm": (ports["litellm"], "/chat/completions", {}),
         "litellm_x2": (ports["litellm_x2"], "/chat/completions", {}),
         "portkey": (ports["portkey"], "/v1/chat/completions", portkey_headers),
@@ -808,6 +834,7 @@ def plot(res: dict) -> None:
         "direct": "#999999",
         "bridge": "#1f77b4",
         "bridge_x2": "#aec7e8",
+        "before": "#9467bd",
         "litellm": "#d62728",
         "litellm_x2": "#ff9896",
         "portkey": "#2ca02c",
