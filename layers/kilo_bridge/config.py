@@ -6,13 +6,13 @@ A bad value fails at start with a message naming the variable (never echoing a s
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_GATEWAY_BASE = "https://api.kilo.ai/api/gateway"
 # The repository root in a checkout (layers/kilo_bridge/config.py), /opt in a Lambda layer.
@@ -32,10 +32,25 @@ def _check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-class Settings(BaseSettings):
-    """Every knob of the service. Environment names are the upper-cased field names."""
+def environment(fields: Iterable[str]) -> dict[str, str]:
+    """The environment's value of each field, its variable's name matched without regard to case (what
+    pydantic-settings' `case_sensitive=False` matches), for pydantic to validate as it would any other input."""
+    wanted = set(fields)
+    return {name: value for key, value in os.environ.items() if (name := key.lower()) in wanted}
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+class Settings(BaseModel):
+    """Every knob of the service. Environment names are the upper-cased field names; a value given to the
+    constructor wins over the environment's.
+
+    A plain pydantic model over `environment()`, not pydantic-settings' BaseSettings: that package's sources
+    (dotenv, the CLI parser, the cloud secret providers) are ~130 modules of every Lambda function's cold start
+    (docs/benchmarks/coldstart.md) for a flat set of scalar settings."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**environment(type(self).model_fields), **values})
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
@@ -271,7 +286,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus explicit overrides); raise ConfigError naming each bad variable."""
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_input=False, include_url=False):

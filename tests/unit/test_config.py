@@ -1,6 +1,9 @@
+import subprocess
+import sys
+
 import pytest
 
-from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, load_settings
+from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +41,24 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kilo_gateway_base == "http://127.0.0.1:9/api/gateway"  # trailing slash dropped
     assert s.kilo_timeout_ms == 1500
     assert s.resolved_redis_url == "redis://10.1.2.3:6380/0"
+
+
+def test_names_match_without_regard_to_case_and_an_argument_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("kilo_timeout_ms", "1500")  # as pydantic-settings' case_sensitive=False read it
+    monkeypatch.setenv("PORT", "6000")
+    monkeypatch.setenv("NOT_A_SETTING", "ignored")
+    s = load_settings(port=7000)
+    assert (s.kilo_timeout_ms, s.port) == (1500, 7000)
+    assert Settings(max_body_bytes=2048).kilo_timeout_ms == 1500  # the class reads the environment too
+
+
+def test_settings_do_not_load_pydantic_settings() -> None:
+    """Its sources are ~130 modules of every Lambda function's cold start (config.py says why)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, kilo_bridge.config; print('pydantic_settings' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "False"
 
 
 def test_redis_url_wins_and_accepts_tls(monkeypatch: pytest.MonkeyPatch) -> None:
