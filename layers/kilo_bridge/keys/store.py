@@ -15,11 +15,14 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kilo_bridge.errors import InvalidInput, NotFound, Unauthorized
-from kilo_bridge.keys.models import KeyView
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store, hset_args
+
+if TYPE_CHECKING:
+    from kilo_bridge.keys.models import KeyView
 
 KEY_PREFIX = "kb_"
 # A job's own key: what its agent's model calls are admitted and metered on (only `/v1`, only while the job
@@ -68,6 +71,10 @@ def _num(raw: dict[str, str], field: str) -> int:
 
 def key_view(key_digest: str, raw: dict[str, str]) -> KeyView:
     """A stored key record as the API shows it (never the secret)."""
+    # Imported here: the API model is pydantic, which the dispatcher and finalizer (jobs/store.py needs this
+    # module's key families) never load otherwise; the admin routes have it loaded already.
+    from kilo_bridge.keys.models import KeyView
+
     budget = _num(raw, "budget_nusd")
     return KeyView(
         id=key_id(key_digest),

@@ -65,3 +65,10 @@ def test_no_function_loads_redis_py_or_pydantic_settings(function: str) -> None:
 @pytest.mark.parametrize("event", ["healthz.json", "agents.json"])
 def test_nor_does_the_first_answer(event: str) -> None:
     assert NEVER & loaded("api", str(ROOT / "events" / "api" / event)) == set()
+
+
+@pytest.mark.parametrize("function", ["dispatcher", "finalizer"])
+def test_the_job_functions_load_no_pydantic(function: str) -> None:
+    """Their settings are a dataclass (config.py) and they build no API model (keys/store.py imports KeyView
+    only to build one): pydantic was about a third of their cold start."""
+    assert {"pydantic", "pydantic_core"} & loaded(function) == set()
