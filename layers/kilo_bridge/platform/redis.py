@@ -116,8 +116,12 @@ class Store:
                 "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, after,
                 timeout_s=block_ms / 1000 + self.timeout_s,
             )  # fmt: skip
-        finally:
-            self._blocking.append(conn)
+        except BaseException:
+            # A read cancelled (its client hung up) or failed may leave its XREAD blocking on the connection:
+            # closed, not handed to the next reader, who would wait behind it.
+            await conn.close()
+            raise
+        self._blocking.append(conn)
         return _entries(reply[0][1]) if reply else []
 
     def _new_blocking(self) -> RespConnection:

@@ -59,7 +59,8 @@ async def test_a_blocking_read_holds_up_no_other_command(store_settings: Setting
         [(first_id, first)] = await store.stream_after(key, "0-0", 10)
         assert first == {"l": "first"}
         waiting = asyncio.create_task(store.stream_wait(key, first_id, 10, 10_000))
-        await asyncio.sleep(0)  # the XREAD is sent
+        while "blocked_clients:0" in await store.call("INFO", "clients"):  # until its XREAD blocks in Redis
+            await asyncio.sleep(0.01)
         # Were the wait on the shared connection, this XADD would queue behind it until the block ran out, and
         # the wait would end with nothing.
         await store.call("XADD", key, "*", "l", "second")
@@ -117,3 +118,21 @@ def test_urls_are_read_as_redis_py_reads_them() -> None:
     }
     with pytest.raises(ValueError, match="redis://"):
         parse_url("http://localhost:6379")
+
+
+async def test_a_cancelled_blocking_read_leaves_no_read_pending_for_the_next(store_settings: Settings) -> None:
+    store = Store(store_settings)
+    idle, busy = store.key("t", "idle"), store.key("t", "busy")
+    try:
+        waiting = asyncio.create_task(store.stream_wait(idle, "$", 10, 60_000))  # a follower of an idle log
+        while "blocked_clients:0" in await store.call("INFO", "clients"):  # until its XREAD blocks in Redis
+            await asyncio.sleep(0.01)
+        waiting.cancel()  # its client hung up
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await store.call("XADD", busy, "*", "l", "line")
+        # Were the cancelled read's connection handed on, this read would queue behind its 60 s block and time
+        # out (its own limit is its 100 ms block plus the Redis timeout).
+        assert [fields for _, fields in await store.stream_wait(busy, "0-0", 10, 100)] == [{"l": "line"}]
+    finally:
+        await store.close()
