@@ -2,20 +2,18 @@
 
 A bad value fails at start with a message naming the variable (never echoing a secret).
 
-A frozen dataclass with its own small validation (types, bounds, the URL checks), not a pydantic model: the
-settings are flat scalars, and building a ~100-field pydantic model (and importing pydantic and
+A plain read-only class with its own small validation (types, bounds, the URL checks), not a pydantic model:
+the settings are flat scalars, and building a ~100-field pydantic model (and importing pydantic and
 pydantic-settings for it) was the largest single part of the dispatcher's and finalizer's cold start, which
-need no other pydantic model (docs/benchmarks/coldstart.md). The messages keep pydantic's wording.
+need no other pydantic model (docs/benchmarks/coldstart.md). Not a dataclass either: generating and compiling
+its 100-parameter methods cost several ms more of every cold start. The messages keep pydantic's wording.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
 from collections.abc import Callable, Iterable
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -64,7 +62,32 @@ def setting(
 ) -> Any:
     """A field with bounds: numbers `ge`/`gt`/`le`, strings `min_length`/`max_length`."""
     bounds = {"ge": ge, "gt": gt, "le": le, "min_length": min_length, "max_length": max_length}
-    return dataclasses.field(default=default, metadata={k: v for k, v in bounds.items() if v is not None})
+    return _Bounded(default, {k: v for k, v in bounds.items() if v is not None})
+
+
+class _Bounded:
+    __slots__ = ("bounds", "default")
+
+    def __init__(self, default: Any, bounds: dict[str, float]) -> None:
+        self.default, self.bounds = default, bounds
+
+
+class Setting:
+    """One field of Settings: its name, its type as annotated (`int`, `str | None`, `Literal['a', 'b']`...),
+    default and bounds."""
+
+    __slots__ = ("bounds", "choices", "default", "kind", "name", "optional")
+
+    def __init__(self, name: str, annotation: str, default: Any, bounds: dict[str, float]) -> None:
+        self.name, self.default, self.bounds = name, default, bounds
+        self.optional = annotation.endswith(" | None")
+        self.kind = annotation.removesuffix(" | None")
+        self.choices: tuple[str, ...] = ()
+        if self.kind.startswith("Literal["):
+            self.choices = tuple(c.strip().strip("'\"") for c in self.kind[len("Literal[") : -1].split(","))
+            self.kind = "Literal"
+        if self.kind not in ("int", "float", "str", "bool", "SecretStr", "Literal"):
+            raise TypeError(f"Settings.{name}: unsupported type {annotation!r}")
 
 
 def _check_http_url(value: str) -> str:
@@ -82,11 +105,13 @@ def environment(fields: Iterable[str]) -> dict[str, str]:
     return {name: value for key, value in os.environ.items() if (name := key.lower()) in wanted}
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Every knob of the service. Environment names are the upper-cased field names (`load_settings` reads
     them); constructing one directly takes the defaults for what it is not given. Each value is checked and
-    converted (a string from the environment to its field's type) at construction: `ConfigError` otherwise."""
+    converted (a string from the environment to its field's type) at construction: `ConfigError` otherwise.
+    Read-only once built; `replace()` makes a changed copy."""
+
+    _fields: dict[str, Setting]
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
@@ -235,22 +260,51 @@ class Settings:
     job_log_max_bytes: int = setting(10_000_000, ge=10_000, le=1_000_000_000)
     job_queue_max_wait_s: int = setting(86_400, ge=10, le=30 * 86_400)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        unknown = values.keys() - self._fields.keys()
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         problems = []
-        for f in dataclasses.fields(self):
+        for name, f in self._fields.items():
             try:
-                value = _convert(_types()[f.name], getattr(self, f.name), f.metadata)
-                if f.name in _CHECKS:
+                value = _convert(f, values.get(name, f.default))
+                if name in _CHECKS:
                     try:
-                        value = _CHECKS[f.name](value)
+                        value = _CHECKS[name](value)
                     except ValueError as exc:
                         raise _Invalid(f"Value error, {exc}") from None
             except _Invalid as exc:
-                problems.append(f"{f.name.upper()}: {exc}")
+                problems.append(f"{name.upper()}: {exc}")
                 continue
-            object.__setattr__(self, f.name, value)  # frozen: converted once, here
+            object.__setattr__(self, name, value)
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+    @classmethod
+    def fields(cls) -> tuple[Setting, ...]:
+        return tuple(cls._fields.values())
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._fields}
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes`, checked as a new one is."""
+        return Settings(**{**self.values(), **changes})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are read-only (setting {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Settings are read-only (deleting {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and other.values() == self.values()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.values().values()))
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.values().items()) + ")"
 
     @cached_property
     def resolved_redis_url(self) -> str:
@@ -315,7 +369,7 @@ class Settings:
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus explicit overrides); raise ConfigError naming each bad variable."""
-    names = {f.name for f in dataclasses.fields(Settings)}
+    names = Settings._fields.keys()
     values: dict[str, Any] = {**environment(names), **{k: v for k, v in overrides.items() if k in names}}
     return _with_secrets(Settings(**values))
 
@@ -348,7 +402,7 @@ def _with_secrets(settings: Settings) -> Settings:
             update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
         except Exception as exc:
             raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
-    return dataclasses.replace(settings, **update) if update else settings
+    return settings.replace(**update) if update else settings
 
 
 def read_secret(arn: str, json_field: str) -> str:
@@ -368,8 +422,7 @@ def read_secret(arn: str, json_field: str) -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as environment variables, so a child process (the job runner) sees exactly these."""
     env: dict[str, str] = {}
-    for f in dataclasses.fields(settings):
-        name, value = f.name, getattr(settings, f.name)
+    for name, value in settings.values().items():
         if value is None:
             continue
         if isinstance(value, SecretStr):
@@ -418,31 +471,42 @@ _TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))
 _FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
 
 
-@cache
-def _types() -> dict[str, Any]:
-    return typing.get_type_hints(Settings)
+def _fields_of(cls: type) -> dict[str, Setting]:
+    """The Setting of each annotated attribute of `cls` (annotations are text: `from __future__ import
+    annotations`), in order; the class keeps none of their defaults (instances have every attribute)."""
+    fields = {}
+    for name, annotation in cls.__annotations__.items():
+        if name.startswith("_"):
+            continue
+        declared = cls.__dict__.get(name)
+        default, bounds = (declared.default, declared.bounds) if isinstance(declared, _Bounded) else (declared, {})
+        fields[name] = Setting(name, annotation, default, bounds)
+        if name in cls.__dict__:
+            delattr(cls, name)
+    return fields
 
 
-def _convert(kind: Any, value: Any, bounds: Any) -> Any:
-    """`value` (an environment string or a Python value) as a `kind`, within `bounds`."""
-    args = typing.get_args(kind)
-    if isinstance(kind, types.UnionType):  # X | None
-        if value is None:
-            return None
-        kind, args = args[0], typing.get_args(args[0])
-    if typing.get_origin(kind) is Literal:
-        if value not in args:
-            raise _Invalid("Input should be " + " or ".join(repr(a) for a in args))
+Settings._fields = _fields_of(Settings)
+
+
+def _convert(f: Setting, value: Any) -> Any:
+    """`value` (an environment string or a Python value) as the field's type, within its bounds."""
+    kind, bounds = f.kind, f.bounds
+    if value is None and f.optional:
+        return None
+    if kind == "Literal":
+        if value not in f.choices:
+            raise _Invalid("Input should be " + " or ".join(repr(c) for c in f.choices))
         return value
-    if kind is SecretStr:
+    if kind == "SecretStr":
         if isinstance(value, SecretStr):
             return value
         return SecretStr(_text(value, bounds))
-    if kind is str:
+    if kind == "str":
         return _text(value, bounds)
-    if kind is bool:
+    if kind == "bool":
         return _flag(value)
-    number = _integer(value) if kind is int else _number(value)
+    number: float = _integer(value) if kind == "int" else _number(value)
     for bound, ok, word in (("ge", number.__ge__, "greater than or equal to"), ("gt", number.__gt__, "greater than"),
                             ("le", number.__le__, "less than or equal to")):  # fmt: skip
         if bound in bounds and not ok(bounds[bound]):

@@ -1,10 +1,9 @@
-import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, load_settings
+from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -62,9 +61,12 @@ def test_values_are_converted_and_checked_as_pydantic_did(monkeypatch: pytest.Mo
     assert s.sse_keepalive_s == 2.0 and isinstance(s.sse_keepalive_s, float) and s.reservation_hold_s == 90.5
     assert s.kilo_max_retries == 3 and s.public_base_url is None and s.web_concurrency is None
     assert s.api_key == "test-key-not-real" and "test-key-not-real" not in repr(s)
-    assert dataclasses.replace(s, port=5001).port == 5001
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        s.port = 1  # type: ignore[misc]
+    assert s.replace(port=5001).port == 5001 and s.replace(port=5001).api_key == s.api_key
+    assert s.replace() == s and hash(s.replace()) == hash(s)
+    with pytest.raises(AttributeError, match="read-only"):
+        s.port = 1
+    with pytest.raises(TypeError, match="unknown settings: no_such"):
+        Settings(no_such=1)
     for name in ("AUTH_REQUIRED", "SSE_KEEPALIVE_S", "JOB_QUEUE"):
         monkeypatch.delenv(name)
     with pytest.raises(ConfigError) as info:

@@ -5,7 +5,6 @@ pyproject's. Parsed offline with a CloudFormation-tag-aware YAML loader (no AWS,
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib.util
 import json
 import os
@@ -439,7 +438,7 @@ def test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_on
         wanted = expected.get(who, {})
         for var, param in wanted.items():
             assert env.get(var) == {"Ref": param}, f"{who}: {var}"
-            assert var.lower() in {f.name for f in dataclasses.fields(Settings)}, var  # the setting that reads it
+            assert var.lower() in {f.name for f in Settings.fields()}, var  # the setting that reads it
         assert "GITHUB_APP_SECRET_ARN" in env or not wanted, who
         if not wanted:
             assert not {v for v in env if v.startswith("GITHUB_")}, f"{who} is given the GitHub App"

@@ -4,7 +4,6 @@ timeout against the deadlines it enforces."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -118,7 +117,7 @@ def setting(variables: dict[str, Any], name: str) -> float:
     """A setting as the function will read it: its environment variable, else the library's default."""
     from kilo_bridge.config import Settings
 
-    default = {f.name: f.default for f in dataclasses.fields(Settings)}[name.lower()]
+    default = {f.name: f.default for f in Settings.fields()}[name.lower()]
     return float(variables.get(name, default))
 
 
