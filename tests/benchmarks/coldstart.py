@@ -478,18 +478,31 @@ def _targets(res: dict) -> list[str]:
 NOTES = [
     "What was cut, and what was measured and left (2026-12-03):",
     "",
+    "- Run to run on this shared machine (five runs that day, 7 or 15 rounds, load 0.3-2.0): the API function "
+    "0.73-0.81x, the stream function 0.74-0.92x, the dispatcher and finalizer 0.24-0.37x, the first answers "
+    "0.64-0.92x; the same script on the code before (`f885f20`): the API function 1.08-1.12x, the stream function "
+    "1.04-1.10x, the dispatcher 0.80-0.89x, the finalizer 0.77-0.87x, the first answers 0.93-1.02x. The stream "
+    "function and the first answers are the ones near their line.",
     "- redis-py (62 modules, ~35 ms) is in no function's import graph: every store command goes through "
     "`platform/resp.py`; only bullmq (the local queue) still brings redis-py. It also took OpenTelemetry with it: "
     "redis-py imports `opentelemetry` whenever it is installed (in `.venv` it comes with a dev dependency; the "
     "layer has none).",
-    "- Settings are a dataclass with their own checks, not pydantic-settings (~130 modules) and not a pydantic "
-    "model (~14 ms to build its 100 fields): the dispatcher and finalizer load no pydantic at all.",
+    "- Settings are a plain read-only class with their own checks: not pydantic-settings (~130 modules), not a "
+    "pydantic model (~14 ms to build its 100 fields; the dispatcher and finalizer load no pydantic at all now), "
+    "and not a dataclass (generating its 100-parameter methods: config.py's import 6.4-8.7 ms as a dataclass, "
+    "0.9 ms as it is, bytecode cached).",
     "- Not done, measured: `defer_build` on the few models still built at import (the `/v1` request models, the "
     "badge, the OpenAI error): the import did not get shorter and the first answer of `/healthz` got ~14 ms "
     "longer, as pydantic's first schema build moved into the request. Replacing Powertools' Logger and Metrics "
     "in the API function with no-op stand-ins changed its CPU time by less than the noise (234.6 vs 235.1 ms "
     "median of 9): the modules Powertools brings (logging, json, inspect, ...) are loaded by Starlette and "
-    "pydantic anyway.",
+    "pydantic anyway. Our 29 dataclasses cost ~0.3-2 ms each to create (16 ms together in one loaded run); "
+    "`frozen=True` doubles a small one's cost, but dropping it would make them mutable and unhashable: left.",
+    "- The stream function is the one that runs an HTTP server (uvicorn under the Lambda Web Adapter); the hello "
+    "world answers through Mangum. `import uvicorn` alone adds 30-37 ms and 100 modules over asyncio, logging, ssl "
+    "and socket (median of 9-11, load ~0.3): its package init imports its command line (click) and its reload and "
+    "multiprocess supervisors (watchfiles ~3 ms of it, multiprocessing), none of which run under the adapter. "
+    "That is the stream function's gap; choosing the server is issue #19's HTTP-server part.",
     "- On AWS the layer now ships unchecked-hash `.pyc` (`layers/Makefile`): before, every cold start compiled the "
     "layer's modules, since `/opt` is read-only. Measured on a layer built by `layers/Makefile` with Python 3.12.1 "
     "(Lambda's minor version), imported with `PYTHONDONTWRITEBYTECODE=1` as on the read-only `/opt`, three runs "
