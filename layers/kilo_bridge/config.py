@@ -1,19 +1,23 @@
 """Settings, read once from the environment with the source document's variable names.
 
 A bad value fails at start with a message naming the variable (never echoing a secret).
+
+A plain read-only class with its own small validation (types, bounds, the URL checks), not a pydantic model:
+the settings are flat scalars, and building a ~100-field pydantic model (and importing pydantic and
+pydantic-settings for it) was the largest single part of the dispatcher's and finalizer's cold start, which
+need no other pydantic model (docs/benchmarks/coldstart.md). Not a dataclass either: generating and compiling
+its 100-parameter methods cost several ms more of every cold start. The messages keep pydantic's wording.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
-
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_GATEWAY_BASE = "https://api.kilo.ai/api/gateway"
 # The repository root in a checkout (layers/kilo_bridge/config.py), /opt in a Lambda layer.
@@ -22,6 +26,69 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the environment variable."""
+
+
+class SecretStr:
+    """A secret setting: shown as stars (str, repr, logs); `get_secret_value()` is the one way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __repr__(self) -> str:
+        return f"SecretStr('{self}')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def setting(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+) -> Any:
+    """A field with bounds: numbers `ge`/`gt`/`le`, strings `min_length`/`max_length`."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "min_length": min_length, "max_length": max_length}
+    return _Bounded(default, {k: v for k, v in bounds.items() if v is not None})
+
+
+class _Bounded:
+    __slots__ = ("bounds", "default")
+
+    def __init__(self, default: Any, bounds: dict[str, float]) -> None:
+        self.default, self.bounds = default, bounds
+
+
+class Setting:
+    """One field of Settings: its name, its type as annotated (`int`, `str | None`, `Literal['a', 'b']`...),
+    default and bounds."""
+
+    __slots__ = ("bounds", "choices", "default", "kind", "name", "optional")
+
+    def __init__(self, name: str, annotation: str, default: Any, bounds: dict[str, float]) -> None:
+        self.name, self.default, self.bounds = name, default, bounds
+        self.optional = annotation.endswith(" | None")
+        self.kind = annotation.removesuffix(" | None")
+        self.choices: tuple[str, ...] = ()
+        if self.kind.startswith("Literal["):
+            self.choices = tuple(c.strip().strip("'\"") for c in self.kind[len("Literal[") : -1].split(","))
+            self.kind = "Literal"
+        if self.kind not in ("int", "float", "str", "bool", "SecretStr", "Literal"):
+            raise TypeError(f"Settings.{name}: unsupported type {annotation!r}")
 
 
 def _check_http_url(value: str) -> str:
@@ -33,40 +100,49 @@ def _check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-class Settings(BaseSettings):
-    """Every knob of the service. Environment names are the upper-cased field names."""
+def environment(fields: Iterable[str]) -> dict[str, str]:
+    """The environment's value of each field, its variable's name matched without regard to case."""
+    wanted = set(fields)
+    return {name: value for key, value in os.environ.items() if (name := key.lower()) in wanted}
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+class Settings:
+    """Every knob of the service. Environment names are the upper-cased field names (`load_settings` reads
+    them); constructing one directly takes the defaults for what it is not given. Each value is checked and
+    converted (a string from the environment to its field's type) at construction: `ConfigError` otherwise.
+    Read-only once built; `replace()` makes a changed copy."""
+
+    _fields: dict[str, Setting]
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
     # Deployed: the key lives in Secrets Manager and is read at start (Powertools Parameters, cached).
     kilo_api_key_secret_arn: str | None = None
     # How often that secret is re-read, so a rotated key is used without a restart.
-    kilo_api_key_max_age_s: float = Field(300.0, ge=0, le=86_400)
+    kilo_api_key_max_age_s: float = setting(300.0, ge=0, le=86_400)
     kilo_gateway_base: str = DEFAULT_GATEWAY_BASE
-    kilo_timeout_ms: int = Field(30_000, ge=100, le=900_000)
-    kilo_org_id: str | None = Field(None, max_length=200)
-    kilo_default_model: str = Field("kilo-auto/balanced", min_length=1, max_length=200)
+    kilo_timeout_ms: int = setting(30_000, ge=100, le=900_000)
+    kilo_org_id: str | None = setting(None, max_length=200)
+    kilo_default_model: str = setting("kilo-auto/balanced", min_length=1, max_length=200)
     # Retries happen only before the first byte reaches our client.
-    kilo_max_retries: int = Field(2, ge=0, le=10)
+    kilo_max_retries: int = setting(2, ge=0, le=10)
     # Where the last-seen credit balance is read; derived from the gateway base when unset.
     kilo_balance_url: str | None = None
-    kilo_credits_max_age_s: int = Field(300, ge=0, le=86_400)
+    kilo_credits_max_age_s: int = setting(300, ge=0, le=86_400)
     # Longest a single stream may run (API Gateway ends streams at 15 minutes).
-    kilo_stream_max_s: int = Field(900, ge=1, le=3600)
+    kilo_stream_max_s: int = setting(900, ge=1, le=3600)
 
     # -- Redis -------------------------------------------------------------------------------------
     redis_url: str | None = None
     redis_host: str = "localhost"
-    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_port: int = setting(6379, ge=1, le=65535)
     # The {hash tag} keeps every key in one cluster slot: ElastiCache Serverless is cluster-mode, and our
     # Lua scripts touch several keys at once (a CROSSSLOT error otherwise).
-    redis_prefix: str = Field("{kb}:", min_length=1, max_length=64)
-    redis_timeout_ms: int = Field(2_000, ge=50, le=60_000)
+    redis_prefix: str = setting("{kb}:", min_length=1, max_length=64)
+    redis_timeout_ms: int = setting(2_000, ge=50, le=60_000)
     # How long a budget reservation is held if its settlement never comes (default: the longest a call can
     # run, KILO_STREAM_MAX_S + KILO_TIMEOUT_MS, plus a minute).
-    reservation_hold_s: float | None = Field(None, gt=0, le=86_400)
+    reservation_hold_s: float | None = setting(None, gt=0, le=86_400)
     # Deployed (ElastiCache with RBAC): the user name, and a secret holding {"username", "password"}.
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
@@ -78,8 +154,8 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = None
     admin_api_key_secret_arn: str | None = None
     # Budget reservations: a request's estimate before its real cost is known.
-    budget_default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
-    budget_fallback_estimate_usd: float = Field(0.05, ge=0, le=1000)
+    budget_default_max_tokens: int = setting(4096, ge=1, le=1_000_000)
+    budget_fallback_estimate_usd: float = setting(0.05, ge=0, le=1000)
     # Comma-separated origins allowed by CORS; empty = CORS off.
     cors_origins: str = ""
     # The API's public address when a custom domain fronts it (e.g. https://api.example.com); links the API
@@ -87,21 +163,21 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
 
     # -- HTTP surface ------------------------------------------------------------------------------
-    port: int = Field(5000, ge=1, le=65535)
+    port: int = setting(5000, ge=1, le=65535)
     # `kilo-bridge serve`'s web processes (uvicorn workers); unset: one per core this process may run on.
-    web_concurrency: int | None = Field(None, ge=1, le=256)
-    max_body_bytes: int = Field(1_000_000, ge=1_024, le=10_000_000)
-    max_prompt_chars: int = Field(200_000, ge=1, le=2_000_000)
+    web_concurrency: int | None = setting(None, ge=1, le=256)
+    max_body_bytes: int = setting(1_000_000, ge=1_024, le=10_000_000)
+    max_prompt_chars: int = setting(200_000, ge=1, le=2_000_000)
     # `/v1` carries long contexts and images (base64): the gateway judges their size, we only bound the body.
     # 6 MB is a synchronous Lambda invocation's own limit.
-    v1_max_body_bytes: int = Field(6_000_000, ge=1_024, le=100_000_000)
-    sse_keepalive_s: float = Field(15.0, gt=0, le=60)
+    v1_max_body_bytes: int = setting(6_000_000, ge=1_024, le=100_000_000)
+    sse_keepalive_s: float = setting(15.0, gt=0, le=60)
 
     # -- agent jobs --------------------------------------------------------------------------------
     # "local": a bullmq queue in this Redis, worked by `serve` (JOBS_CONCURRENCY) or `kilo-bridge worker`;
     # "sqs": AGENT_QUEUE_URL, dispatched to ECS tasks by functions/dispatcher.
     job_queue: Literal["local", "sqs"] = "local"
-    jobs_concurrency: int = Field(1, ge=0, le=32)
+    jobs_concurrency: int = setting(1, ge=0, le=32)
     agent_queue_url: str | None = None
     ecs_cluster: str | None = None
     ecs_task_definition: str | None = None
@@ -112,15 +188,15 @@ class Settings(BaseSettings):
     # the dispatcher's timeout, under the queue's visibility timeout); RunTask is tried ECS_RUN_TASK_ATTEMPTS
     # times with backoff from ECS_RUN_TASK_BACKOFF_S; on a message's last receive (AGENT_QUEUE_MAX_RECEIVES, the
     # queue's maxReceiveCount) a task that still cannot start fails the job (dispatch_failed).
-    dispatch_lease_s: float = Field(120.0, gt=0, le=43_200)
-    ecs_run_task_attempts: int = Field(4, ge=1, le=10)
-    ecs_run_task_backoff_s: float = Field(1.0, ge=0, le=60)
-    agent_queue_max_receives: int = Field(3, ge=1, le=1000)
+    dispatch_lease_s: float = setting(120.0, gt=0, le=43_200)
+    ecs_run_task_attempts: int = setting(4, ge=1, le=10)
+    ecs_run_task_backoff_s: float = setting(1.0, ge=0, le=60)
+    agent_queue_max_receives: int = setting(3, ge=1, le=1000)
     # Audit artifacts: S3-compatible storage when a bucket is set, else a local directory.
     artifacts_bucket: str | None = None
     artifacts_dir: str = ".run/artifacts"
     s3_endpoint_url: str | None = None
-    artifact_url_ttl_s: int = Field(3600, ge=60, le=604_800)
+    artifact_url_ttl_s: int = setting(3600, ge=60, le=604_800)
     # profileEnv encryption: KMS envelope when a key id is set, else AES-GCM with a local key
     # (JOB_SECRETS_KEY, base64 of 32 bytes, or one generated once into JOB_SECRETS_KEY_FILE).
     job_secrets_kms_key_id: str | None = None
@@ -146,15 +222,15 @@ class Settings(BaseSettings):
     # says so on the issue); unset on an open server, they are open jobs.
     github_app_key_id: str | None = None
     # Webhook triggers (kilo_bridge/triggers/): a call's body cap and each trigger's verified calls a minute.
-    trigger_max_body_bytes: int = Field(65_536, ge=1_024, le=1_000_000)
-    trigger_rate_per_minute: int = Field(10, ge=1, le=1_000)
+    trigger_max_body_bytes: int = setting(65_536, ge=1_024, le=1_000_000)
+    trigger_rate_per_minute: int = setting(10, ge=1, le=1_000)
     # Schedules made through the API (kilo_bridge/schedules/): locally bullmq job schedulers; on AWS EventBridge
     # Scheduler schedules in SCHEDULE_GROUP, targeting SCHEDULE_TARGET_ARN (functions/scheduled) with
     # SCHEDULE_ROLE_ARN. SCHEDULE_TEST_EVERY_MS (tests only) fires local schedules every so many ms instead.
     schedule_group: str | None = None
     schedule_target_arn: str | None = None
     schedule_role_arn: str | None = None
-    schedule_test_every_ms: int | None = Field(None, ge=100)
+    schedule_test_every_ms: int | None = setting(None, ge=100)
     kilo_cli: str | None = None
     agents_dir: str | None = None
     # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else
@@ -162,64 +238,78 @@ class Settings(BaseSettings):
     agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
     agent_user: str = "kilo-agent"
     job_workdir: str | None = None
-    job_timeout_default_ms: int = Field(600_000, ge=1_000, le=3_600_000)
-    job_timeout_max_ms: int = Field(3_600_000, ge=1_000, le=3_600_000)
+    job_timeout_default_ms: int = setting(600_000, ge=1_000, le=3_600_000)
+    job_timeout_max_ms: int = setting(3_600_000, ge=1_000, le=3_600_000)
     # A running job writes a heartbeat this often; another worker may take it over once the heartbeat is
     # JOB_TAKEOVER_S old, and the reaper fails it once it is JOB_STALE_S old.
-    job_heartbeat_s: float = Field(5.0, gt=0, le=300)
-    job_takeover_s: float = Field(20.0, gt=0, le=3600)
-    job_stale_s: float = Field(120.0, gt=0, le=86_400)
-    job_max_attempts: int = Field(2, ge=1, le=10)
+    job_heartbeat_s: float = setting(5.0, gt=0, le=300)
+    job_takeover_s: float = setting(20.0, gt=0, le=3600)
+    job_stale_s: float = setting(120.0, gt=0, le=86_400)
+    job_max_attempts: int = setting(2, ge=1, le=10)
     # A key with a budget pays for agent jobs too: a job without maxCostUsd reserves (and is capped at) this.
-    job_default_max_cost_usd: float = Field(1.0, gt=0, le=10_000)
+    job_default_max_cost_usd: float = setting(1.0, gt=0, le=10_000)
     # Where a job's agent sends its model calls: this bridge's own `/v1`, on a key of the job's own (the
     # gateway key never reaches the agent). Unset: this machine's server on PORT (`make run`); on AWS, the
     # API's URL (the template sets it for the task).
     bridge_url: str | None = None
     # Requests per minute a job's key may make (its agent, subagents and title calls together).
-    job_key_rpm: int = Field(600, ge=1, le=100_000)
+    job_key_rpm: int = setting(600, ge=1, le=100_000)
     # bullmq: a worker's lock on a job; a dead worker's job goes back to the queue after about this long.
-    job_lock_ms: int = Field(30_000, ge=500, le=3_600_000)
-    job_stalled_check_ms: int = Field(30_000, ge=200, le=3_600_000)
-    job_kill_grace_s: float = Field(5.0, ge=0, le=120)
+    job_lock_ms: int = setting(30_000, ge=500, le=3_600_000)
+    job_stalled_check_ms: int = setting(30_000, ge=200, le=3_600_000)
+    job_kill_grace_s: float = setting(5.0, ge=0, le=120)
     # Stopping a worker (or `make run`) waits this long for running jobs before interrupting them.
-    job_shutdown_grace_s: float = Field(10.0, ge=0, le=3600)
-    job_retention_days: int = Field(30, ge=1, le=3650)
-    job_log_max_lines: int = Field(5_000, ge=10, le=1_000_000)
-    job_log_max_bytes: int = Field(10_000_000, ge=10_000, le=1_000_000_000)
-    job_queue_max_wait_s: int = Field(86_400, ge=10, le=30 * 86_400)
+    job_shutdown_grace_s: float = setting(10.0, ge=0, le=3600)
+    job_retention_days: int = setting(30, ge=1, le=3650)
+    job_log_max_lines: int = setting(5_000, ge=10, le=1_000_000)
+    job_log_max_bytes: int = setting(10_000_000, ge=10_000, le=1_000_000_000)
+    job_queue_max_wait_s: int = setting(86_400, ge=10, le=30 * 86_400)
 
-    @field_validator("public_base_url")
-    @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        if not value:  # the template passes "" when no custom domain is set
-            return None
-        if urlsplit(value).query or urlsplit(value).fragment:
-            raise ValueError("must be a base URL without a query or fragment")
-        return _check_http_url(value)
+    def __init__(self, **values: Any) -> None:
+        unknown = values.keys() - self._fields.keys()
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        problems = []
+        for name, f in self._fields.items():
+            try:
+                value = _convert(f, values.get(name, f.default))
+                if name in _CHECKS:
+                    try:
+                        value = _CHECKS[name](value)
+                    except ValueError as exc:
+                        raise _Invalid(f"Value error, {exc}") from None
+            except _Invalid as exc:
+                problems.append(f"{name.upper()}: {exc}")
+                continue
+            object.__setattr__(self, name, value)
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
 
-    @field_validator("kilo_gateway_base", "kilo_balance_url", "bridge_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
+    def fields(cls) -> tuple[Setting, ...]:
+        return tuple(cls._fields.values())
 
-    @field_validator("github_app_key_id")
-    @classmethod
-    def _key_id(cls, value: str | None) -> str | None:
-        if not value:  # the template passes "" when the parameter is left empty
-            return None
-        if not re.fullmatch(r"[0-9a-f]{12}", value):
-            raise ValueError("an API key's id: the 12 hex digits `kilo-bridge keys list` shows")
-        return value
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._fields}
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
-        return value
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes`, checked as a new one is."""
+        return Settings(**{**self.values(), **changes})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are read-only (setting {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Settings are read-only (deleting {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and other.values() == self.values()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.values().values()))
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.values().items()) + ")"
 
     @cached_property
     def resolved_redis_url(self) -> str:
@@ -284,15 +374,9 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus explicit overrides); raise ConfigError naming each bad variable."""
-    try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_input=False, include_url=False):
-            name = ".".join(str(p) for p in err["loc"]).upper() or "SETTINGS"
-            problems.append(f"{name}: {err['msg']}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
-    return _with_secrets(settings)
+    names = Settings._fields.keys()
+    values: dict[str, Any] = {**environment(names), **{k: v for k, v in overrides.items() if k in names}}
+    return _with_secrets(Settings(**values))
 
 
 # field → (the setting naming its secret, the JSON field read when the secret holds JSON)
@@ -305,7 +389,7 @@ _FROM_SECRET = {
 def _with_secrets(settings: Settings) -> Settings:
     """Fill KILO_API_KEY / ADMIN_API_KEY (and the GitHub App's key and webhook secret) from Secrets Manager
     when only their *_SECRET_ARN is set."""
-    update: dict[str, SecretStr] = {}
+    update: dict[str, Any] = {}
     for field, arn in (
         ("kilo_api_key", settings.kilo_api_key_secret_arn),
         ("admin_api_key", settings.admin_api_key_secret_arn),
@@ -323,7 +407,7 @@ def _with_secrets(settings: Settings) -> Settings:
             update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
         except Exception as exc:
             raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
-    return settings.model_copy(update=update) if update else settings
+    return settings.replace(**update) if update else settings
 
 
 def read_secret(arn: str, json_field: str) -> str:
@@ -343,8 +427,7 @@ def read_secret(arn: str, json_field: str) -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as environment variables, so a child process (the job runner) sees exactly these."""
     env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
+    for name, value in settings.values().items():
         if value is None:
             continue
         if isinstance(value, SecretStr):
@@ -353,3 +436,149 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = "true" if value else "false"
         env[name.upper()] = str(value)
     return env
+
+
+# -- checking and converting a value -------------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """One setting's problem, worded as pydantic words it."""
+
+
+def _public_url(value: str | None) -> str | None:
+    if not value:  # the template passes "" when no custom domain is set
+        return None
+    if urlsplit(value).query or urlsplit(value).fragment:
+        raise ValueError("must be a base URL without a query or fragment")
+    return _check_http_url(value)
+
+
+def _http_url(value: str | None) -> str | None:
+    return None if value is None else _check_http_url(value)
+
+
+def _key_id(value: str | None) -> str | None:
+    if not value:  # the template passes "" when the parameter is left empty
+        return None
+    if not re.fullmatch(r"[0-9a-f]{12}", value):
+        raise ValueError("an API key's id: the 12 hex digits `kilo-bridge keys list` shows")
+    return value
+
+
+def _redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+    return value
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "public_base_url": _public_url,
+    "kilo_gateway_base": _http_url,
+    "kilo_balance_url": _http_url,
+    "bridge_url": _http_url,
+    "redis_url": _redis_url,
+    "github_app_key_id": _key_id,
+}
+_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))
+_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
+
+
+def _fields_of(cls: type) -> dict[str, Setting]:
+    """The Setting of each annotated attribute of `cls` (annotations are text: `from __future__ import
+    annotations`), in order; the class keeps none of their defaults (instances have every attribute)."""
+    fields = {}
+    for name, annotation in cls.__annotations__.items():
+        if name.startswith("_"):
+            continue
+        declared = cls.__dict__.get(name)
+        default, bounds = (declared.default, declared.bounds) if isinstance(declared, _Bounded) else (declared, {})
+        fields[name] = Setting(name, annotation, default, bounds)
+        if name in cls.__dict__:
+            delattr(cls, name)
+    return fields
+
+
+Settings._fields = _fields_of(Settings)
+
+
+def _convert(f: Setting, value: Any) -> Any:
+    """`value` (an environment string or a Python value) as the field's type, within its bounds."""
+    kind, bounds = f.kind, f.bounds
+    if value is None and f.optional:
+        return None
+    if kind == "Literal":
+        if value not in f.choices:
+            raise _Invalid("Input should be " + " or ".join(repr(c) for c in f.choices))
+        return value
+    if kind == "SecretStr":
+        if isinstance(value, SecretStr):
+            return value
+        return SecretStr(_text(value, bounds))
+    if kind == "str":
+        return _text(value, bounds)
+    if kind == "bool":
+        return _flag(value)
+    number: float = _integer(value) if kind == "int" else _number(value)
+    for bound, ok, word in (("ge", number.__ge__, "greater than or equal to"), ("gt", number.__gt__, "greater than"),
+                            ("le", number.__le__, "less than or equal to")):  # fmt: skip
+        if bound in bounds and not ok(bounds[bound]):
+            raise _Invalid(f"Input should be {word} {bounds[bound]}")
+    return number
+
+
+def _text(value: Any, bounds: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("Input should be a valid string")
+    if len(value) < bounds.get("min_length", 0):
+        n = bounds["min_length"]
+        raise _Invalid(f"String should have at least {n} character{'s' if n != 1 else ''}")
+    if "max_length" in bounds and len(value) > bounds["max_length"]:
+        n = bounds["max_length"]
+        raise _Invalid(f"String should have at most {n} character{'s' if n != 1 else ''}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Invalid("Input should be a valid boolean, unable to interpret input")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise _Invalid("Input should be a valid integer, got a number with a fractional part")
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise _Invalid("Input should be a valid integer, unable to parse string as an integer") from None
+            if number.is_integer():
+                return int(number)
+            raise _Invalid("Input should be a valid integer, got a number with a fractional part") from None
+    raise _Invalid("Input should be a valid integer")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise _Invalid("Input should be a valid number, unable to parse string as a number") from None
+    raise _Invalid("Input should be a valid number")

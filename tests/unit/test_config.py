@@ -1,6 +1,9 @@
+import subprocess
+import sys
+
 import pytest
 
-from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, load_settings
+from kilo_bridge.config import DEFAULT_GATEWAY_BASE, ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +41,53 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kilo_gateway_base == "http://127.0.0.1:9/api/gateway"  # trailing slash dropped
     assert s.kilo_timeout_ms == 1500
     assert s.resolved_redis_url == "redis://10.1.2.3:6380/0"
+
+
+def test_names_match_without_regard_to_case_and_an_argument_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("kilo_timeout_ms", "1500")  # as pydantic-settings' case_sensitive=False read it
+    monkeypatch.setenv("PORT", "6000")
+    monkeypatch.setenv("NOT_A_SETTING", "ignored")
+    s = load_settings(port=7000, not_a_setting="ignored too")
+    assert (s.kilo_timeout_ms, s.port) == (1500, 7000)
+
+
+def test_values_are_converted_and_checked_as_pydantic_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"AUTH_REQUIRED": "Yes", "REPO_ALLOW_LOCAL": "0", "SSE_KEEPALIVE_S": "2", "JOB_QUEUE": "sqs"}
+    env |= {"KILO_API_KEY": "test-key-not-real", "RESERVATION_HOLD_S": "90.5", "PUBLIC_BASE_URL": ""}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings(kilo_max_retries=3.0)
+    assert s.auth_required is True and s.repo_allow_local is False and s.job_queue == "sqs"
+    assert s.sse_keepalive_s == 2.0 and isinstance(s.sse_keepalive_s, float) and s.reservation_hold_s == 90.5
+    assert s.kilo_max_retries == 3 and s.public_base_url is None and s.web_concurrency is None
+    assert s.api_key == "test-key-not-real" and "test-key-not-real" not in repr(s)
+    assert s.replace(port=5001).port == 5001 and s.replace(port=5001).api_key == s.api_key
+    assert s.replace() == s and hash(s.replace()) == hash(s)
+    with pytest.raises(AttributeError, match="read-only"):
+        s.port = 1
+    with pytest.raises(TypeError, match="unknown settings: no_such"):
+        Settings(no_such=1)
+    for name in ("AUTH_REQUIRED", "SSE_KEEPALIVE_S", "JOB_QUEUE"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ConfigError) as info:
+        load_settings(job_queue="kafka", kilo_default_model="", kilo_org_id="x" * 201, auth_required="maybe",
+                      kilo_max_retries=2.5, sse_keepalive_s=0, budget_fallback_estimate_usd="lots")  # fmt: skip
+    assert str(info.value) == (
+        "invalid configuration: KILO_ORG_ID: String should have at most 200 characters; "
+        "KILO_DEFAULT_MODEL: String should have at least 1 character; "
+        "KILO_MAX_RETRIES: Input should be a valid integer, got a number with a fractional part; "
+        "AUTH_REQUIRED: Input should be a valid boolean, unable to interpret input; "
+        "BUDGET_FALLBACK_ESTIMATE_USD: Input should be a valid number, unable to parse string as a number; "
+        "SSE_KEEPALIVE_S: Input should be greater than 0; "
+        "JOB_QUEUE: Input should be 'local' or 'sqs'"
+    )
+
+
+def test_settings_load_neither_pydantic_nor_pydantic_settings() -> None:
+    """Building a ~100-field pydantic model was the largest part of the dispatcher's cold start (config.py)."""
+    code = "import sys, kilo_bridge.config; print(sorted({'pydantic', 'pydantic_settings'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_redis_url_wins_and_accepts_tls(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,7 +116,7 @@ class WebhookService:
             return Handled("ignored", "no delivery id")
         key = self.store.key("github", "delivery", delivery)
         async with self.store.guard():
-            first = await self.store.redis.set(key, "1", nx=True, ex=DELIVERY_TTL_S)
+            first = await self.store.call("SET", key, "1", "EX", DELIVERY_TTL_S, "NX")
         if not first:
             return Handled("duplicate")
         try:
@@ -133,7 +133,7 @@ class WebhookService:
         except Exception:
             # Not handled after all: a redelivery may try again.
             async with self.store.guard():
-                await self.store.redis.delete(key)
+                await self.store.call("DEL", key)
             raise
 
     async def _comment(

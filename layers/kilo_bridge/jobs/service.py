@@ -9,8 +9,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis.exceptions import RedisError
-
 from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotFound, Unavailable
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
 from kilo_bridge.jobs.catalogue import get_agent, load_catalog
@@ -25,6 +23,7 @@ from kilo_bridge.money import nusd
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.aio import reraise_cancellation
 from kilo_bridge.platform.redis import Store, StoreUnavailable
+from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.usage.ledger import BudgetExceeded
 

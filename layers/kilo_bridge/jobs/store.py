@@ -142,7 +142,7 @@ class JobStore:
         return JobRecord.decode(raw) if raw else None
 
     async def recent(self, limit: int, offset: int = 0) -> list[JobRecord]:
-        ids = cast(list[str], await self.store.redis.zrevrange(self.store.key("jobs"), offset, offset + limit - 1))
+        ids = cast(list[str], await self.store.call("ZREVRANGE", self.store.key("jobs"), offset, offset + limit - 1))
         if not ids:
             return []
         return [JobRecord.decode(raw) for raw in await self.store.hashes(self.job_key(i) for i in ids) if raw]
@@ -152,11 +152,11 @@ class JobStore:
 
     async def patch(self, job_id: str) -> str | None:
         """The diff the run carries, if any (kept apart from the record: lists never load it)."""
-        raw = await self.store.redis.get(self._patch_key(job_id))
+        raw = await self.store.call("GET", self._patch_key(job_id))
         return str(raw) if raw else None
 
     async def sealed_env(self, job_id: str) -> str | None:
-        raw = await self.store.redis.get(self._env_key(job_id))
+        raw = await self.store.call("GET", self._env_key(job_id))
         return str(raw) if raw else None
 
     # -- runner side -------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class JobStore:
 
     async def count_failure_once(self, job_id: str) -> bool:
         """True the first time it is asked of a job (a redelivered task event must not count it twice)."""
-        return bool(await self.store.redis.hsetnx(self.job_key(job_id), "failureCounted", "1"))
+        return bool(await self.store.call("HSETNX", self.job_key(job_id), "failureCounted", "1"))
 
     async def mark_dispatched(self, job_id: str, lease_ms: int) -> int:
         """Take the job's dispatch lease: its mark (> 0), 0 when there is nothing to start (not queued, or the
@@ -205,7 +205,7 @@ class JobStore:
 
     async def set_task_arn(self, job_id: str, arn: str) -> None:
         """The task is started: the lease becomes permanent (a redelivered message starts nothing)."""
-        await self.store.redis.hset(self.job_key(job_id), mapping={"taskArn": arn})
+        await self.store.call("HSET", self.job_key(job_id), "taskArn", arn)
 
     async def undispatch(self, job_id: str, mark: int) -> None:
         await self._run(_UNDISPATCH, [self.job_key(job_id)], [mark])
@@ -224,11 +224,9 @@ class JobStore:
 
     # -- the live log ------------------------------------------------------------------------------
     async def append_log(self, job_id: str, lines: list[bytes]) -> None:
-        pipe = self.store.redis.pipeline(transaction=False)
-        for line in lines:
-            pipe.xadd(self.log_key(job_id), {"l": line}, maxlen=self.settings.job_log_max_lines, approximate=True)
-        pipe.expire(self.log_key(job_id), self._retention_s)
-        await pipe.execute()
+        key, cap = self.log_key(job_id), self.settings.job_log_max_lines
+        adds = [("XADD", key, "MAXLEN", "~", cap, "*", "l", line) for line in lines]
+        await self.store.pipeline(*adds, ("EXPIRE", key, self._retention_s))
 
     async def append_log_once(self, job_id: str, attempt: int, first_seq: int, lines: list[bytes]) -> int:
         """The runner's lines numbered `first_seq`… (per attempt): safe to retry, none is added twice."""
@@ -240,10 +238,8 @@ class JobStore:
         self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500
     ) -> list[tuple[str, str]]:
         """Lines (JSON text) after the stream id `after`; waits up to block_ms for new ones when given."""
-        entries: list[tuple[str, dict[str, str]]]
         if block_ms is None:
-            entries = cast(Any, await self.store.redis.xrange(self.log_key(job_id), "(" + after, "+", count=count))
+            entries = await self.store.stream_after(self.log_key(job_id), after, count)
         else:
-            reply: Any = await self.store.redis.xread({self.log_key(job_id): after}, count=count, block=block_ms)
-            entries = reply[0][1] if reply else []
+            entries = await self.store.stream_wait(self.log_key(job_id), after, count, block_ms)
         return [(eid, fields["l"]) for eid, fields in entries]

@@ -15,12 +15,14 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING
 
 from kilo_bridge.errors import InvalidInput, NotFound, Unauthorized
-from kilo_bridge.keys.models import KeyView
 from kilo_bridge.money import nusd, usd
-from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.redis import Store, hset_args
+
+if TYPE_CHECKING:
+    from kilo_bridge.keys.models import KeyView
 
 KEY_PREFIX = "kb_"
 # A job's own key: what its agent's model calls are admitted and metered on (only `/v1`, only while the job
@@ -69,6 +71,10 @@ def _num(raw: dict[str, str], field: str) -> int:
 
 def key_view(key_digest: str, raw: dict[str, str]) -> KeyView:
     """A stored key record as the API shows it (never the secret)."""
+    # Imported here: the API model is pydantic, which the dispatcher and finalizer (jobs/store.py needs this
+    # module's key families) never load otherwise; the admin routes have it loaded already.
+    from kilo_bridge.keys.models import KeyView
+
     budget = _num(raw, "budget_nusd")
     return KeyView(
         id=key_id(key_digest),
@@ -143,10 +149,11 @@ class KeyStore:
             "max_jobs": max_jobs or 0,
         }
         async with self.store.guard():
-            pipe = self.store.redis.pipeline(transaction=True)
-            pipe.hset(key_record(self.store, key_digest), mapping=cast(dict[Any, Any], fields))  # redis-py's types
-            pipe.sadd(_index(self.store), key_digest)
-            await pipe.execute()
+            await self.store.pipeline(
+                ("HSET", key_record(self.store, key_digest), *hset_args(fields)),
+                ("SADD", _index(self.store), key_digest),
+                transaction=True,
+            )
         return secret, await self.get(key_digest)
 
     async def get(self, key_digest: str) -> KeyView:
@@ -179,10 +186,9 @@ class KeyStore:
             "max_jobs": 0,
         }
         async with self.store.guard():
-            pipe = self.store.redis.pipeline(transaction=True)
-            pipe.hset(record, mapping=cast(dict[Any, Any], fields))
-            pipe.expire(record, max(1, ttl_s))
-            await pipe.execute()
+            await self.store.pipeline(
+                ("HSET", record, *hset_args(fields)), ("EXPIRE", record, max(1, ttl_s)), transaction=True
+            )
         return secret
 
     async def job_key_usage(self, secret: str) -> JobKeyUsage:
@@ -201,10 +207,9 @@ class KeyStore:
         """Revoked at once (admission reads the flag); kept a little while for the record, then gone."""
         record = key_record(self.store, digest(secret))
         async with self.store.guard():
-            pipe = self.store.redis.pipeline(transaction=True)
-            pipe.hset(record, "revoked", 1)
-            pipe.expire(record, JOB_KEY_KEEP_S)
-            await pipe.execute()
+            await self.store.pipeline(
+                ("HSET", record, "revoked", 1), ("EXPIRE", record, JOB_KEY_KEEP_S), transaction=True
+            )
         return await self.job_key_usage(secret)
 
     async def job_limits(self, key_digest: str) -> JobLimits:
@@ -255,5 +260,5 @@ class KeyStore:
         """Revoked at once: admission checks the flag on every request."""
         key_digest = await self._digest_for(short_id)
         async with self.store.guard():
-            await self.store.redis.hset(key_record(self.store, key_digest), "revoked", 1)
+            await self.store.call("HSET", key_record(self.store, key_digest), "revoked", 1)
         return await self.get(key_digest)

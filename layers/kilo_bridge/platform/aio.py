@@ -1,13 +1,9 @@
-"""Event-loop helpers shared by the pooled clients."""
+"""Event-loop and process helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
 
 
 def reraise_cancellation() -> None:
@@ -18,34 +14,6 @@ def reraise_cancellation() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-class PerLoop(Generic[T]):
-    """One instance of a pooled client per running event loop.
-
-    Pools (aiohttp sessions, redis connections) are bound to the loop that created them. Mangum keeps
-    one loop across Lambda invocations, so the pool is reused there; a new loop (tests, a restarted
-    server) gets a fresh one instead of a broken one.
-    """
-
-    def __init__(self, factory: Callable[[], T]) -> None:
-        self._factory = factory
-        self._value: T | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def get(self) -> T:
-        loop = asyncio.get_running_loop()
-        if self._value is None or self._loop is not loop:
-            self._value = self._factory()
-            self._loop = loop
-        return self._value
-
-    def current(self) -> T | None:
-        return self._value
-
-    def forget(self) -> None:
-        self._value = None
-        self._loop = None
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - runs in a child between fork and exec

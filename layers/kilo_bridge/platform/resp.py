@@ -1,16 +1,19 @@
-"""A pipelined RESP connection for the two Lua calls every generation makes (admission, accounting).
+"""Our own RESP client, over one pipelined asyncio connection: the two Lua calls every generation makes
+(admission, accounting) and every other command the feature stores send (platform/redis.py).
 
-Why not redis-py here (docs/benchmarks/split.md, uvloop, loopback Redis, CPU per call): redis-py's asyncio
-client costs 175 µs per admission EVALSHA against 80 µs for this one asyncio protocol, which packs with
+Why not redis-py on the hot path (docs/benchmarks/split.md, uvloop, loopback Redis, CPU per call): redis-py's
+asyncio client costs 175 µs per admission EVALSHA against 80 µs for this one asyncio protocol, which packs with
 `hiredis.pack_command` and parses with `hiredis.Reader` (the C pieces redis-py itself uses); valkey-glide
 (167 µs) and coredis (401 µs) were no cheaper than redis-py (149 µs) in its one-off 7-key comparison. Even
 so, the two calls are ≈ 399 of the 871 µs of CPU one request costs the server (same report), so they go
-through this; everything else (jobs, keys, stats, bullmq) keeps redis-py.
+through this. Why not redis-py for the rest (docs/benchmarks/coldstart.md): importing it is ~40 ms of every
+Lambda function's cold start (62 modules: the sync, cluster and sentinel clients, every command mixin) for
+the dozen commands our stores send; only bullmq (the local queue and scheduler) still brings it.
 
 One connection per event loop, shared by every request: replies come back in order, so concurrent
 calls pipeline on it (an abandoned call keeps its place in the queue; its reply is dropped). A timeout
-or a lost connection closes it and fails what was in flight; the next call opens a new one. URL, TLS
-and credentials are read the way redis-py reads them (`redis.asyncio.connection.parse_url`).
+or a lost connection closes it and fails what was in flight; the next call opens a new one. URLs are read
+as redis-py reads them: redis://[user:password@]host[:port][/db], rediss:// (TLS), unix://path[?db=n].
 """
 
 from __future__ import annotations
@@ -18,27 +21,67 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
-from redis.asyncio.connection import SSLConnection, parse_url
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class RedisError(Exception):
+    """A Redis command failed: the base of what this client raises."""
+
+
+class ResponseError(RedisError):
+    """Redis answered with an error (a refused command, NOSCRIPT, WRONGPASS, a failing script)."""
+
+
+class RedisConnectionError(RedisError, ConnectionError):
+    """No connection to Redis, or it was lost (an OSError, as socket errors are)."""
+
+
+class RedisTimeoutError(RedisError, TimeoutError):
+    """Redis did not answer in time."""
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """host, port, path (unix), db, username, password and tls of a Redis URL, unquoted as redis-py does."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("Redis URL must start with redis://, rediss:// (TLS) or unix://")
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "tls": parts.scheme == "rediss",
+    }
+    db = query.get("db", [""])[0]
+    if parts.scheme == "unix":
+        options["path"] = unquote(parts.path)
+    else:
+        options["host"] = unquote(parts.hostname) if parts.hostname else "localhost"
+        options["port"] = parts.port or 6379
+        db = db or parts.path.lstrip("/")
+    options["db"] = int(db) if db else 0
+    return options
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader()
+    def __init__(self, decode: bool) -> None:
+        # decode: bulk replies as str (UTF-8, strict), as redis-py's decode_responses=True gives them.
+        self.reader = hiredis.Reader(encoding="utf-8") if decode else hiredis.Reader()
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.last_reply = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
+        self.last_reply = time.monotonic()
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             if not self.waiters:  # a reply nobody asked for: the stream is out of step
@@ -64,20 +107,36 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        return self.send_many((args,))[0]
+
+    def send_many(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """The commands in one write: nothing another task sends comes between them (a MULTI … EXEC block)."""
         if self.lost is not None or self.transport is None or self.transport.is_closing():
             raise self.lost or RedisConnectionError("connection to Redis closed")
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        self.transport.write(hiredis.pack_command(args))
-        return waiter
+        payload = b"".join(hiredis.pack_command(args) for args in commands)
+        loop = asyncio.get_running_loop()
+        waiters = [loop.create_future() for _ in commands]
+        self.waiters.extend(waiters)
+        self.transport.write(payload)
+        return waiters
 
 
 class RespConnection:
-    """`await conn.evalsha(script, keys, args)`: a Lua script by its SHA1, loaded again on NOSCRIPT."""
+    """`await conn.call(*command)`, `await conn.pipeline(commands)`, and `await conn.evalsha(script, keys, args)`:
+    a Lua script by its SHA1, loaded again on NOSCRIPT.
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    decode: bulk replies as str rather than bytes. health_check_s: a connection idle longer than this is
+    checked with a PING before it carries a command, and replaced if it does not answer (redis-py's
+    health_check_interval): the server may have closed it while the process was idle or frozen (a thawed
+    Lambda), and a command sent on a dead socket may or may not have run."""
+
+    def __init__(
+        self, url: str, timeout_s: float, *, decode: bool = False, health_check_s: float | None = None
+    ) -> None:
         self.options = parse_url(url)
         self.timeout_s = timeout_s
+        self.decode = decode
+        self.health_check_s = health_check_s
         self._proto: _Protocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: asyncio.Lock | None = None
@@ -86,7 +145,10 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         proto = self._proto
         if proto is not None and self._loop is loop and proto.lost is None:
-            return proto
+            if self.health_check_s is None or time.monotonic() - proto.last_reply < self.health_check_s:
+                return proto
+            if await self._answers(proto):
+                return proto
         if self._loop is not loop:
             self._opening, self._loop, self._proto = asyncio.Lock(), loop, None
         assert self._opening is not None
@@ -95,18 +157,35 @@ class RespConnection:
                 self._proto = await self._open(loop)
             return self._proto
 
+    async def _answers(self, proto: _Protocol) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await proto.send(("PING",))
+        except (RedisError, OSError, TimeoutError):
+            proto.close(RedisConnectionError("Redis health check failed"))
+            return False
+        return True
+
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         o = self.options
-        tls = ssl.create_default_context() if o.get("connection_class") is SSLConnection else None
+
+        def protocol() -> _Protocol:
+            return _Protocol(self.decode)
+
         try:
-            _, proto = await loop.create_connection(_Protocol, o.get("host", "localhost"), o.get("port", 6379), ssl=tls)
-        except OSError as exc:
+            async with asyncio.timeout(self.timeout_s):
+                if "path" in o:
+                    _, proto = await loop.create_unix_connection(protocol, o["path"])
+                else:
+                    tls = ssl.create_default_context() if o["tls"] else None
+                    _, proto = await loop.create_connection(protocol, o["host"], o["port"], ssl=tls)
+        except (OSError, TimeoutError) as exc:
             raise RedisConnectionError(f"cannot connect to Redis ({type(exc).__name__})") from exc
         hello: list[tuple[Any, ...]] = []
-        if o.get("password"):
-            user = o.get("username")
+        if o["password"]:
+            user = o["username"]
             hello.append(("AUTH", user, o["password"]) if user else ("AUTH", o["password"]))
-        if o.get("db"):
+        if o["db"]:
             hello.append(("SELECT", o["db"]))
         try:
             for command in hello:
@@ -116,28 +195,47 @@ class RespConnection:
             raise
         return proto
 
-    async def call(self, *args: Any) -> Any:
+    async def call(self, *args: Any, timeout_s: float | None = None) -> Any:
+        """One command's reply (an error reply raised as ResponseError)."""
+        return (await self._send([args], timeout_s))[0]
+
+    async def pipeline(self, commands: Sequence[tuple[Any, ...]], timeout_s: float | None = None) -> list[Any]:
+        """Several commands in one round trip, their replies in order; the first error reply is raised once all
+        have answered (redis-py's `pipeline().execute()`)."""
+        return await self._send(commands, timeout_s)
+
+    async def _send(self, commands: Sequence[tuple[Any, ...]], timeout_s: float | None) -> list[Any]:
         proto = await self._connection()
-        waiter = proto.send(args)
+        waiters = proto.send_many(commands)
+        limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s):
-                reply = await waiter
-        except TimeoutError:
+            async with asyncio.timeout(limit):
+                replies = [await waiter for waiter in waiters]
+        except TimeoutError as exc:
+            if isinstance(exc, RedisError):  # another call's timeout closed the connection under this one
+                raise
             # (A cancelled waiter keeps its place in the queue, so order holds; but a Redis this slow is
             # better met with a new connection.)
             proto.close(RedisTimeoutError("Redis did not answer in time"))
-            raise RedisTimeoutError(f"Redis did not answer within {self.timeout_s:g} s") from None
-        return _raise_error(reply)
+            raise RedisTimeoutError(f"Redis did not answer within {limit:g} s") from None
+        for command, reply in zip(commands, replies, strict=True):
+            _raise_error(reply)
+            if command[0] == "EXEC" and isinstance(reply, list):  # a command of the transaction that failed
+                for item in reply:
+                    _raise_error(item)
+        return replies
 
-    async def evalsha(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run an idempotent script (usage/lua: each is keyed by its admission id).
+    async def evalsha(self, script: Script, keys: list[str], args: list[Any], *, idempotent: bool = True) -> Any:
+        """Run a script (usage/lua: each is keyed by its admission id).
 
-        A connection found lost when the call is made — the server closed it while this process was idle or
-        frozen (a thawed Lambda), or restarted — is replaced and the call sent once more: safe, because a script
-        that did run is a no-op the second time. A timeout is not retried (Redis may be stuck, not gone)."""
+        An idempotent script on a connection found lost when the call is made — the server closed it while this
+        process was idle or frozen (a thawed Lambda), or restarted — is sent once more on a new one: safe, because
+        a script that did run is a no-op the second time. A timeout is not retried (Redis may be stuck, not gone)."""
         try:
             return await self._evalsha(script, keys, args)
         except RedisConnectionError:
+            if not idempotent:
+                raise
             return await self._evalsha(script, keys, args)
 
     async def _evalsha(self, script: Script, keys: list[str], args: list[Any]) -> Any:

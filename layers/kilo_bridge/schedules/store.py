@@ -63,7 +63,7 @@ class ScheduleStore:
         return sorted((_decode(i, r) for i, r in zip(ids, raws, strict=True) if r), key=lambda s: s.created_ms)
 
     async def set_state(self, schedule_id: str, state: str) -> None:
-        await self.store.redis.hset(self._key(schedule_id), "state", state)
+        await self.store.call("HSET", self._key(schedule_id), "state", state)
 
     async def delete(self, owner: str, schedule_id: str) -> bool:
         return bool(await self.store.run(_DELETE, [self._key(schedule_id), self._ids(owner)], [schedule_id]))

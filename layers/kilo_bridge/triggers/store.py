@@ -102,7 +102,7 @@ class TriggerStore:
         await self.store.run(_RECORD, [self._deliveries(trigger_id)], [orjson.dumps(entry), KEEP_DELIVERIES])
 
     async def deliveries(self, trigger_id: str) -> list[dict[str, Any]]:
-        raw = cast(list[str], await self.store.redis.lrange(self._deliveries(trigger_id), 0, KEEP_DELIVERIES - 1))
+        raw = cast(list[str], await self.store.call("LRANGE", self._deliveries(trigger_id), 0, KEEP_DELIVERIES - 1))
         return [cast(dict[str, Any], orjson.loads(r)) for r in raw]
 
 

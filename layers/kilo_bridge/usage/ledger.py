@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.keys.store import InvalidKey, KeyStore, key_id, key_record
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store, StoreUnavailable, lua
-from kilo_bridge.platform.resp import Script
+from kilo_bridge.platform.resp import RedisError, Script
 
 DAY_TTL_S = 40 * 86_400  # per-day counters are kept a little over a month
 COUNTER_FIELDS = ("requests", "ok", "failed", "streams", "prompt_tokens", "completion_tokens", "unpriced")
@@ -185,9 +183,9 @@ class Ledger:
     async def set_balance(self, balance_usd: float, source: str) -> None:
         """A fresh balance read resets the spend counted since the previous one."""
         async with self.store.guard():
-            await self.store.redis.hset(
+            await self.store.set_fields(
                 self.store.key("credits"),
-                mapping={
+                {
                     "balance_nusd": nusd(balance_usd),
                     "seen_at": now_iso(),
                     "spent_since_nusd": 0,
@@ -198,7 +196,7 @@ class Ledger:
 
     async def set_credit_error(self, message: str) -> None:
         async with self.store.guard():
-            await self.store.redis.hset(self.store.key("credits"), mapping={"last_error": message[:300]})
+            await self.store.call("HSET", self.store.key("credits"), "last_error", message[:300])
 
     async def credits_raw(self) -> dict[str, str]:
         async with self.store.guard():

@@ -25,6 +25,9 @@ print(json.dumps(sorted(n for n, m in sys.modules.items() if type(m).__name__ !=
 """
 # Needed by some route or by a retry, never by a cold start or the first answer to /healthz.
 DEFERRED = {"tenacity", "croniter", "aiohttp", "httpx", "boto3", "aws_lambda_powertools.utilities.batch"}
+# Not needed at all by a Lambda function: every store command goes through platform/resp.py (redis-py is only
+# bullmq's, the local queue's), and Settings reads the environment itself (config.py).
+NEVER = {"redis", "pydantic_settings"}
 
 
 def loaded(function: str, event: str = "") -> set[str]:
@@ -52,3 +55,20 @@ def test_handler_import_leaves_out_what_it_does_not_use(function: str) -> None:
 
 def test_first_healthz_answer_still_leaves_them_out() -> None:
     assert DEFERRED & loaded("api", str(ROOT / "events" / "api" / "healthz.json")) == set()
+
+
+@pytest.mark.parametrize("function", ["api", "dispatcher", "finalizer", "scheduled"])
+def test_no_function_loads_redis_py_or_pydantic_settings(function: str) -> None:
+    assert NEVER & loaded(function) == set()
+
+
+@pytest.mark.parametrize("event", ["healthz.json", "agents.json"])
+def test_nor_does_the_first_answer(event: str) -> None:
+    assert NEVER & loaded("api", str(ROOT / "events" / "api" / event)) == set()
+
+
+@pytest.mark.parametrize("function", ["dispatcher", "finalizer"])
+def test_the_job_functions_load_no_pydantic(function: str) -> None:
+    """Their settings are a dataclass (config.py) and they build no API model (keys/store.py imports KeyView
+    only to build one): pydantic was about a third of their cold start."""
+    assert {"pydantic", "pydantic_core"} & loaded(function) == set()

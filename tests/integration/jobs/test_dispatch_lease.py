@@ -85,7 +85,7 @@ def job(settings: Settings, job_id: str) -> dict[str, str]:
     async def read() -> dict[str, str]:
         store = Store(settings)
         try:
-            return await store.redis.hgetall(JobStore(store).job_key(job_id))  # type: ignore[no-any-return]
+            return await store.hash(JobStore(store).job_key(job_id))
         finally:
             await store.close()
 
@@ -100,10 +100,10 @@ def kill_mid_dispatch(settings: Settings, job_id: str, age_s: float) -> None:
         store = Store(settings)
         try:
             jobs = JobStore(store)
-            await store.redis.hdel(jobs.job_key(job_id), "dispatchMs")  # a fresh dispatcher each time
+            await store.call("HDEL", jobs.job_key(job_id), "dispatchMs")  # a fresh dispatcher each time
             assert await jobs.mark_dispatched(job_id, int(LEASE_S * 1000)) > 0
-            raw = await store.redis.hget(jobs.job_key(job_id), "dispatchMs")
-            await store.redis.hset(jobs.job_key(job_id), "dispatchMs", int(raw) - int(age_s * 1000))
+            raw = await store.field(jobs.job_key(job_id), "dispatchMs")
+            await store.call("HSET", jobs.job_key(job_id), "dispatchMs", int(raw or 0) - int(age_s * 1000))
         finally:
             await store.close()
 

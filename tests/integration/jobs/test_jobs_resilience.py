@@ -145,12 +145,12 @@ async def test_a_lost_job_costs_its_key_the_reservation_and_a_never_run_one_noth
         # job_factory asserts that JobStore.create accepted each one (code 0)
         lost, cancelled = (job_factory(owner=owner, reserve_nusd=2_000_000_000).id for _ in range(2))
         key = key_record(store, owner)
-        assert int(await store.redis.hget(key, "reserved_nusd")) == 4_000_000_000
+        assert int(await store.field(key, "reserved_nusd") or 0) == 4_000_000_000
         assert await jobs.cancel(cancelled, owner) == "cancelled"  # never ran: released, not charged
         assert (await jobs.claim(lost, owner, "w1")).verdict == "ok"
         await asyncio.sleep(0.7)  # its runner died: no heartbeat, no cost report
         assert await jobs.reap() == {lost: "failed"}
-        spend, reserved = (int(v) for v in await store.redis.hmget(key, "spend_nusd", "reserved_nusd"))
+        spend, reserved = (int(v) for v in await store.fields(key, "spend_nusd", "reserved_nusd"))
         assert (spend, reserved) == (2_000_000_000, 0)
     finally:
         await store.close()

@@ -10,11 +10,8 @@ import signal
 
 import pytest
 import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from kilo_bridge.platform.resp import RespConnection, Script
+from kilo_bridge.platform.resp import RedisConnectionError, RedisTimeoutError, RespConnection, ResponseError, Script
 from tests.support import REDIS_URL, RedisServer
 
 INCR = Script("return redis.call('INCR', KEYS[1])")

@@ -5,11 +5,17 @@ pyproject's. Parsed offline with a CloudFormation-tag-aware YAML loader (no AWS,
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -433,7 +439,7 @@ def test_the_github_app_secret_is_read_by_the_webhook_and_the_runner_only_and_on
         wanted = expected.get(who, {})
         for var, param in wanted.items():
             assert env.get(var) == {"Ref": param}, f"{who}: {var}"
-            assert var.lower() in Settings.model_fields, var  # the setting that reads it
+            assert var.lower() in {f.name for f in Settings.fields()}, var  # the setting that reads it
         assert "GITHUB_APP_SECRET_ARN" in env or not wanted, who
         if not wanted:
             assert not {v for v in env if v.startswith("GITHUB_")}, f"{who} is given the GitHub App"
@@ -556,6 +562,29 @@ def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:
     for fn in resources(tpl, "AWS::Serverless::Function"):
         layers = tpl["Globals"]["Function"]["Layers"] + function(tpl, fn).get("Layers", [])
         assert {"Ref": "KiloBridgeLayer"} in layers, fn
+
+
+def test_layer_ships_byte_code_that_needs_no_source_check(tmp_path: Path) -> None:
+    """Lambda's /opt is read-only: a module without its .pyc is compiled at every cold start. The build's last step
+    compiles the layer (after the __pycache__ clean-up), hash-based and unchecked, as the zip keeps no exact mtime."""
+    art = tmp_path / "artifacts"
+    dry = subprocess.run(
+        ["make", "-s", "-n", "-C", str(ROOT / "layers"), "build-KiloBridgeLayer", f"ARTIFACTS_DIR={art}",
+         f"PYTHON312={sys.executable}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    steps = [ln for ln in dry.stdout.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert "compileall" in steps[-1] and "--invalidation-mode unchecked-hash" in steps[-1], steps[-1]
+    assert any("__pycache__" in step and "rm -rf" in step for step in steps[:-1])
+    # The step itself, on the library as it is copied into the layer: every module gets an unchecked-hash .pyc.
+    shutil.copytree(
+        ROOT / "layers" / "kilo_bridge", art / "python" / "kilo_bridge", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    subprocess.run(shlex.split(steps[-1]), check=True)
+    for source in (art / "python" / "kilo_bridge").rglob("*.py"):
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, source  # hash-based (bit 0), source not checked (bit 1 clear): PEP 552
 
 
 # ------------------------------------------------------------------------------- the checks bite

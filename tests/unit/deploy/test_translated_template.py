@@ -117,7 +117,7 @@ def setting(variables: dict[str, Any], name: str) -> float:
     """A setting as the function will read it: its environment variable, else the library's default."""
     from kilo_bridge.config import Settings
 
-    default = Settings.model_fields[name.lower()].default
+    default = {f.name: f.default for f in Settings.fields()}[name.lower()]
     return float(variables.get(name, default))
 
 

@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
@@ -27,6 +26,7 @@ from kilo_bridge.jobs.models import (
 from kilo_bridge.jobs.record import STATUSES, iso
 from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
 from kilo_bridge.platform.redis import StoreUnavailable
+from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.web.errors import ApiError, error_json
 from kilo_bridge.web.models import ErrorResponse
 from kilo_bridge.web.routing import Api, api_base, json_response, request_id, services
