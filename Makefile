@@ -71,7 +71,7 @@ format: install
 bench: bench-overhead bench-split bench-compare bench-coldstart bench-redis bench-jobs bench-sse bench-logs bench-console
 
 ## the latency Kilo Bridge adds over calling the (fake) gateway directly → docs/benchmarks.md
-## (BENCH_BASELINE=<git ref>: that commit served beside this checkout in the same run, for before/after)
+## (`BENCH_BASELINE=<git ref> make bench-overhead`: that commit served beside this checkout, before/after in one run)
 bench-overhead: install redis
 	@$(PY) tests/benchmarks/run.py
 
