@@ -7,7 +7,7 @@ Streams come out as typed events (`Chunks`, then `Done` or `Failed`); how they a
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -68,16 +68,6 @@ class UsageRecord:
         log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
 
 
-def write_all(records: list[UsageRecord]) -> Callable[[], Awaitable[None]]:
-    """What writes `records` once a stream is over (they are filled in as its last event goes out)."""
-
-    async def write() -> None:
-        for record in records:
-            await record()
-
-    return write
-
-
 @dataclass(slots=True)
 class OpenStream:
     """An upstream stream whose headers have arrived; iterate `chunks`, then `close()`."""
@@ -87,6 +77,13 @@ class OpenStream:
     requested_model: str
     exits: AsyncExitStack
     admission: Admission
+    # The usage record, once the stream has ended (`relay`); written by `write_usage` after the last event left,
+    # as a plain answer's record is written after the answer: no client waits for that round trip.
+    record: UsageRecord | None = None
+
+    async def write_usage(self) -> None:
+        if self.record is not None:
+            await self.record()
 
 
 class PromptTooLong(InvalidInput, code="prompt_too_long"):
@@ -117,20 +114,13 @@ class Deltas:
 
 @dataclass(slots=True)
 class Done:
-    """The stream's end. `record` is its usage, not yet written: the consumer writes it once the last event is
-    out (as a plain answer's record is written after the answer), so no client waits for that round trip."""
-
     state: StreamState
     cost_nusd: int | None
-    record: UsageRecord
 
 
 @dataclass(slots=True)
 class Failed:
-    """A failed stream's end; `record` as in `Done`."""
-
     error: BridgeError
-    record: UsageRecord
 
 
 class Generation:
@@ -305,9 +295,9 @@ class Generation:
     async def relay(self, stream: OpenStream) -> AsyncGenerator[Chunks | Done | Failed]:
         """Each upstream read's chunks as they arrive; then `Done` or, if the upstream fails, `Failed`.
 
-        Usage is recorded whatever happens: on success or upstream failure by the consumer, with the record
-        the last event carries; if the client hangs up first (the generator is then closed and the upstream
-        connection dropped), here.
+        Usage is recorded whatever happens: on success or upstream failure by `stream.write_usage()`, which the
+        consumer calls once the last event is out; if the client hangs up first (the generator is then closed and
+        the upstream connection dropped), here.
         """
         error: BridgeError | None = None
         handed_on = False
@@ -320,13 +310,13 @@ class Generation:
                 error = exc
             except TimeoutError:
                 error = StreamTooLong("The stream passed KILO_STREAM_MAX_S and was stopped.")
-            cost, record = await self.settle_stream(stream, error)
+            cost, stream.record = await self.settle_stream(stream, error)
             handed_on = True
             if error is not None:
                 log.warning("stream failed", extra={"code": error.code})
-                yield Failed(error, record)
+                yield Failed(error)
             else:
-                yield Done(stream.state, cost, record)
+                yield Done(stream.state, cost)
         finally:
             if not handed_on:  # the client went away: drop the upstream, still count what it used
                 gone = ClientGone("The client disconnected before the stream ended.")

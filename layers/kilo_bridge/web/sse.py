@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -64,21 +65,20 @@ class EventStream(Response):
         events: AsyncIterator[Item],
         keepalive_s: float,
         headers: Mapping[str, str] | None = None,
-        after: Callable[[], Awaitable[None]] | None = None,
+        background: BackgroundTask | None = None,
     ) -> None:
         self.events = events
         self.keepalive_s = keepalive_s
-        self.after = after  # run once the stream is over, whether it ended or the client hung up
         self.status_code = 200
-        self.background = None
+        self.background = background  # run once the stream is over, whether it ended or the client hung up
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._stream(receive, send)
         finally:
-            if self.after is not None:
-                await self.after()
+            if self.background is not None:
+                await self.background()
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()

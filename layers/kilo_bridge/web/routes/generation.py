@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from kilo_bridge.generation.models import GenerateRequest, GenerateResponse, StreamDelta, StreamDone
-from kilo_bridge.generation.service import Deltas, Done, Failed, UsageRecord, stream_done, write_all
+from kilo_bridge.generation.service import Deltas, Done, Failed, stream_done
 from kilo_bridge.web.auth import caller_digest
 from kilo_bridge.web.errors import error_json
 from kilo_bridge.web.models import ErrorResponse
@@ -52,7 +53,6 @@ async def generate_stream(request: Request, body: GenerateRequest) -> Response:
     svc = services(request)
     rid = request_id(request)
     stream, events = await svc.generation.stream_events(body, caller_digest(request))
-    ended: list[UsageRecord] = []  # the last event's usage record, written once the stream is out
 
     async def frames() -> AsyncIterator[Item]:
         try:
@@ -60,15 +60,13 @@ async def generate_stream(request: Request, body: GenerateRequest) -> Response:
                 if isinstance(event, Deltas):
                     yield [_delta(text) for text in event.texts]
                 elif isinstance(event, Done):
-                    ended.append(event.record)
                     yield {"event": "done", "data": stream_done(stream, event, rid).model_dump_json(by_alias=True)}
                 elif isinstance(event, Failed):
-                    ended.append(event.record)
                     yield {"event": "error", "data": error_json(event.error, rid).decode()}
         finally:
             await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
 
-    return EventStream(frames(), svc.settings.sse_keepalive_s, after=write_all(ended))
+    return EventStream(frames(), svc.settings.sse_keepalive_s, background=BackgroundTask(stream.write_usage))
 
 
 def _delta(text: str) -> Mapping[str, str]:

@@ -29,7 +29,7 @@ from kilo_bridge.generation.models import (
     OpenAIModelList,
     ResponsesRequest,
 )
-from kilo_bridge.generation.service import Chunks, Done, Failed, UsageRecord, write_all
+from kilo_bridge.generation.service import Chunks, Done, Failed
 from kilo_bridge.platform.security import MAX_JSON_DEPTH, json_depth_exceeds
 from kilo_bridge.web.auth import caller_digest
 from kilo_bridge.web.errors import ApiError, anthropic_error_json, openai_error_json
@@ -58,7 +58,6 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
 
     stream = await svc.generation.open_stream(body, key, retries=False, api=api, headers=forwarded)
     events = svc.generation.relay(stream)
-    ended: list[UsageRecord] = []  # the last event's usage record, written once the stream is out
 
     async def frames() -> AsyncIterator[Item]:
         try:
@@ -73,11 +72,9 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
                     if out:
                         yield out
                 elif isinstance(event, Done):
-                    ended.append(event.record)
                     if api is CHAT:
                         yield {"data": "[DONE]"}
                 elif isinstance(event, Failed):
-                    ended.append(event.record)
                     # Anthropic's clients read an `error` event; OpenAI's a `data: {"error": …}` chunk.
                     if api is MESSAGES:
                         yield {"event": "error", "data": anthropic_error_json(event.error).decode()}
@@ -86,7 +83,12 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
         finally:
             await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
 
-    return EventStream(frames(), svc.settings.sse_keepalive_s, headers=stream.state.headers, after=write_all(ended))
+    return EventStream(
+        frames(),
+        svc.settings.sse_keepalive_s,
+        headers=stream.state.headers,
+        background=BackgroundTask(stream.write_usage),  # once the response is over
+    )
 
 
 @router.route(
