@@ -84,6 +84,8 @@ class JobRecord:
     artifacts: dict[str, int] | None = None  # artifact name → bytes
     # Where a job started from GitHub reports its outcome: `comment:<issue>` or `review:<pull request>`.
     notify: str | None = None
+    # The agent's network ("none" | "allowlist") when the job sets it; else its catalogue entry's.
+    network: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -120,6 +122,7 @@ class JobRecord:
             result=orjson.loads(raw["result"]) if raw.get("result") else None,
             artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
             notify=raw.get("notify") or None,
+            network=raw.get("network") or None,
         )
 
     def fields(self) -> dict[str, str]:
@@ -143,4 +146,5 @@ class JobRecord:
             "createdMs": str(self.created_ms),
             "requestId": self.request_id,
             "notify": self.notify or "",
+            "network": self.network or "",
         }
