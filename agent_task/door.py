@@ -60,7 +60,7 @@ class Opened:
             return {}
         return {
             name: self.proxy_url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
-        } | {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        } | {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}  # the model endpoint, not through the proxy
 
     def launch(self, argv: list[str]) -> list[str]:
         """argv started behind the socat forwarders, once they listen (the sandbox's /proc/net/tcp says so)."""

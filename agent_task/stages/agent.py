@@ -231,8 +231,14 @@ class AgentRun:
         if cached is not None:
             agents, home = cached
         else:
-            argv = self.wrap([cli, "agent", "list"])
-            rc, out, err = await procs.capture(argv, env=env, cwd=str(self.checkout.dir), timeout_s=120)
+            # Into a file: the CLI exits without draining a full pipe, and its listing is larger than one.
+            listing = self.ws.agent / "agent-list.txt"
+            to_file = 'exec "$0" "$@" > "$KB_LISTING"'
+            argv = self.wrap(["/bin/sh", "-c", to_file, cli, "agent", "list"])
+            listed_env = {**env, "KB_LISTING": str(listing)}
+            rc, _, err = await procs.capture(argv, env=listed_env, cwd=str(self.checkout.dir), timeout_s=120)
+            out = await asyncio.to_thread(listing.read_bytes) if listing.exists() else b""
+            listing.unlink(missing_ok=True)
             agents, home = listed_agents(out.decode(errors="replace")), env["HOME"]
             if rc == 0 and spec.name in agents:
                 await asyncio.to_thread(write_listing, cache, agents, home)

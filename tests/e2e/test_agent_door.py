@@ -100,7 +100,7 @@ def test_from_inside_a_job_nothing_of_the_host_answers_and_every_model_call_is_m
     ).json()["jobId"]
     job = wait_job(client, job_id, timeout=240)
 
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["reason"], job["error"])
     said = tool_outputs(fake)
     for name in targets:
         assert f"{name} closed" in said, (name, said)
@@ -147,7 +147,7 @@ def test_a_build_job_reaches_an_allow_listed_server_through_the_proxy_and_is_ref
     job = wait_job(client, job_id, timeout=240)
     log = client.get(f"/api/kilo/job/{job_id}/logs").text
 
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["reason"], job["error"])
     said = tool_outputs(fake)
     assert f"{allowed} {ALLOWED_BODY}" in said, said
     assert f"{unlisted} refused 403" in said and "allow-list" in said, said
