@@ -23,13 +23,18 @@ import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from agent_task.context import JobContext
 from agent_task.proxy import EgressProxy
+from kilo_bridge.config import Settings
 from kilo_bridge.jobs.egress import EgressRules
 from kilo_bridge.observability import get_logger
+
+if TYPE_CHECKING:
+    from kilo_bridge.services import Services
 
 logger = get_logger()
 # Inside the sandbox (its own network namespace: fixed ports cannot clash with anything).
@@ -88,7 +93,7 @@ class Door:
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self._proxy_server: asyncio.Server | None = None
-        self._services: object | None = None
+        self._services: Services | None = None
 
     @property
     def denied(self) -> int:
@@ -145,7 +150,7 @@ class Door:
             await asyncio.sleep(0.005)
         return opened
 
-    def _settings(self):  # type: ignore[no-untyped-def]
+    def _settings(self) -> Settings:
         """The job's timeout is the only limit on a model call (past it, the job's end cuts the call)."""
         st, ctx = self.ctx.settings, self.ctx
         left_s = max(1.0, ctx.deadline - asyncio.get_running_loop().time()) + 30
@@ -169,8 +174,7 @@ class Door:
                 await self._serving
             except Exception as exc:  # the job ends all the same
                 logger.warning("model endpoint stop failed", extra={"job_id": self.ctx.job_id, "error": str(exc)})
-        services = self._services
-        if services is not None:
-            await services.close()  # type: ignore[attr-defined]
+        if self._services is not None:
+            await self._services.close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

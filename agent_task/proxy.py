@@ -51,9 +51,7 @@ def parse_head(head: bytes) -> Target:
     authority = authority.rpartition("@")[2]  # never forward credentials in the URL's userinfo
     host, port = _authority(authority, 80)
     kept = [
-        line
-        for line in lines[1:]
-        if line and not line.lower().startswith((b"proxy-", b"connection:", b"keep-alive:"))
+        line for line in lines[1:] if line and not line.lower().startswith((b"proxy-", b"connection:", b"keep-alive:"))
     ]
     request_line = f"{method} {slash or '/'}{path} {version}".encode("latin-1")
     return Target(method, host, port, b"\r\n".join([request_line, *kept, b"Connection: close", b"", b""]))

@@ -26,7 +26,7 @@ ALLOWED_BODY = "reached-the-allowed-server-41c7"
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = ALLOWED_BODY.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -134,14 +134,17 @@ def test_a_build_job_reaches_an_allow_listed_server_through_the_proxy_and_is_ref
         "        print(port, 'refused', exc.code, exc.read().decode().strip())\n"
     )
     fake.agent_plan = [
-        {"tool": "bash", "args": {"description": "fetch", "command": f"python3 -c \"{fetch}\""}},
+        {"tool": "bash", "args": {"description": "fetch", "command": f'python3 -c "{fetch}"'}},
     ]
     fake.agent_text = "PASSED: fetched."
     client = httpx.Client(base_url=serve(settings), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(
-            fake_github.repo_url("acme", "widgets"), agent="build", prompt=None, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}
+            fake_github.repo_url("acme", "widgets"),
+            agent="build",
+            prompt=None,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
         ),
     ).json()["jobId"]
     job = wait_job(client, job_id, timeout=240)

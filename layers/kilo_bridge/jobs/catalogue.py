@@ -16,7 +16,6 @@ import orjson
 from kilo_bridge.errors import InvalidInput
 from kilo_bridge.jobs.models import AgentInfo
 
-
 NETWORKS = ("none", "allowlist")
 
 

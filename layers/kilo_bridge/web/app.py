@@ -141,7 +141,9 @@ def create_door_app(settings: Settings, job_key: str) -> Starlette:
 
     services = Services.build(settings)
     middleware = [
-        Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes),
+        Middleware(
+            RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes
+        ),
         Middleware(OnlyKey, key=job_key),
     ]
     app = Starlette(routes=openai_compat.router.routes(), middleware=middleware, exception_handlers=HANDLERS)

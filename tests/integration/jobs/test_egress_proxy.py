@@ -80,7 +80,11 @@ async def ask(rig: Rig, head: bytes, then: bytes = b"") -> bytes:
 
 
 async def test_an_allow_listed_private_endpoint_is_reached_over_http_and_connect(rig: Rig) -> None:
-    plain = await ask(rig, b"GET http://localhost:%d/x?y=1 HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic eA==\r\n\r\n" % rig.target_port)
+    plain = await ask(
+        rig,
+        b"GET http://localhost:%d/x?y=1 HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic eA==\r\n\r\n"
+        % rig.target_port,
+    )
     assert plain.startswith(b"HTTP/1.1 200") and plain.endswith(BODY), plain
     sent = rig.target_heads[-1]
     assert sent.startswith(b"GET /x?y=1 HTTP/1.1\r\n") and b"Proxy-Authorization" not in sent
@@ -135,7 +139,8 @@ async def test_what_the_list_does_not_name_is_refused_and_told(rig: Rig, head: b
 
 
 @pytest.mark.parametrize(
-    "head", [b"GET https://localhost/ HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n", b"CONNECT localhost HTTP/1.1\r\n\r\n"]
+    "head",
+    [b"GET https://localhost/ HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n", b"CONNECT localhost HTTP/1.1\r\n\r\n"],
 )
 async def test_requests_a_proxy_does_not_serve_are_bad_requests(rig: Rig, head: bytes) -> None:
     answer = await ask(rig, head)

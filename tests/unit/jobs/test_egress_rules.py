@@ -29,7 +29,7 @@ from kilo_bridge.jobs.egress import EgressRules, address_refusal, parse_allow, p
         ("fe80::1", "link-local"),
         ("224.0.0.1", "multicast"),
         ("ff02::1", "multicast"),
-        ("0.0.0.0", "unspecified"),  # noqa: S104 - the address under test
+        ("0.0.0.0", "unspecified"),
         ("::", "unspecified"),
         ("240.0.0.1", "reserved"),
     ],
