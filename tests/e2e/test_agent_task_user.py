@@ -63,9 +63,7 @@ def test_a_job_whose_model_step_takes_45_s_succeeds_on_the_task_path(
     agent_user: str,
     task_workdir: Path,
 ) -> None:
-    settings = job_settings(
-        real_cli=True, agent_sandbox="user", agent_user=agent_user, job_workdir=str(task_workdir)
-    )
+    settings = job_settings(real_cli=True, agent_sandbox="user", agent_user=agent_user, job_workdir=str(task_workdir))
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "hello\n"}}]
     fake.agent_text = "Added HELLO.md."
     # The first answers take 45 s before their first byte (the title call may come first: both are slow).
