@@ -66,7 +66,7 @@ def test_a_job_whose_model_step_takes_45_s_succeeds_on_the_task_path(
     settings = job_settings(real_cli=True, agent_sandbox="user", agent_user=agent_user, job_workdir=str(task_workdir))
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "hello\n"}}]
     fake.agent_text = "Added HELLO.md."
-    # The first answers take 45 s before their first byte (the title call may come first: both are slow).
+    # The first answers take 45 s before their first byte (a title call, when the CLI makes one, may come first).
     fake.script([{"kind": "ok", "latency_ms": SLOW_MS, "cost": 0.01}] * 2 + [{"kind": "ok", "cost": 0.01}] * 20)
     client = httpx.Client(base_url=serve(settings), timeout=10)
     job_id = client.post(
@@ -85,6 +85,6 @@ def test_a_job_whose_model_step_takes_45_s_succeeds_on_the_task_path(
     assert job["status"] == "succeeded", (job["reason"], job["error"])
     assert job["result"]["filesChanged"] == ["HELLO.md"]
     calls = [r for r in fake.requests if r["path"].endswith("/chat/completions")]
-    assert len(calls) >= 3
+    assert len(calls) >= 2  # the slow tool call, then the closing text
     assert job["result"]["costUsd"] == pytest.approx(0.01 * len(calls))
     assert "sandbox: user" in log
