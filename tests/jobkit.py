@@ -27,11 +27,13 @@ def stand_in_cli(tmp: Path) -> str:
 def shell_cli(tmp: Path) -> str:
     """A stand-in CLI in plain sh, so it runs inside bubblewrap too (which binds the CLI's own file, nothing
     of the test's interpreter): `agent list` names the catalogue's agents (no rules: for agents that may
-    write), `run` runs the job's FAKE_KILO_SHELL (from its profileEnv) as the agent, in the checkout."""
+    write), after running FAKE_KILO_LIST_SHELL if set; `run` runs the job's FAKE_KILO_SHELL (from its profileEnv)
+    as the agent, in the checkout."""
     script = tmp / "kilo-sh"
     script.write_text(
         "#!/bin/sh\n"
         'if [ "$1 $2" = "agent list" ]; then\n'
+        '  [ -n "$FAKE_KILO_LIST_SHELL" ] && /bin/sh -c "$FAKE_KILO_LIST_SHELL"\n'
         '  for f in "$KILO_CONFIG_DIR"/agent/*.md; do printf \'%s (primary)\\n[]\\n\' "$(basename "$f" .md)"; done\n'
         "  exit 0\n"
         "fi\n"
