@@ -65,6 +65,7 @@ class Confinement:
     pids_dirs: list[Path] = field(default_factory=list)  # the cgroup directories the child joins
     memory_dirs: list[Path] = field(default_factory=list)
     nproc_binds: bool = False  # RLIMIT_NPROC applies (a non-root uid) when there is no cgroup
+    own_uid: int | None = None  # the agent's own unprivileged uid (`user` sandbox: one job per container)
 
     @property
     def dirs(self) -> list[Path]:
@@ -112,7 +113,16 @@ class Confinement:
         return hit
 
     def kill_all(self) -> None:
-        """SIGKILL whatever of the run is still alive, wherever it went (its own session, another group)."""
+        """SIGKILL whatever of the run is still alive, wherever it went (its own session, another group):
+        everything in its cgroup, else (no cgroup) every process of the agent's own uid."""
+        if not self.dirs and self.own_uid:
+            for _ in range(50):
+                pids = _pids_of_uid(self.own_uid)
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
         for place in self.dirs:
             for _ in range(50):
                 pids = _pids(place)
@@ -157,6 +167,16 @@ def _pids(place: Path) -> list[int]:
         return [int(p) for p in (place / "cgroup.procs").read_text().split()]
     except OSError:
         return []
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    found.append(int(entry.name))
+    return found
 
 
 def _mounts() -> tuple[Path | None, dict[str, Path]]:
@@ -253,6 +273,7 @@ def confined(settings: Settings, job_id: str, sandbox_uid: int | None) -> Iterat
         box.cgroup, box.pids_dirs, box.memory_dirs = "v1", [v1[0]], [v1[1]]
     else:
         box.nproc_binds = (sandbox_uid if sandbox_uid is not None else os.geteuid()) != 0
+        box.own_uid = sandbox_uid if sandbox_uid else None
     try:
         yield box
     finally:
