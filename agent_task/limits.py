@@ -40,6 +40,7 @@ set -- $(df -kP /tmp 2>/dev/null | tail -n 1)
 exit $rc
 """
 _runs = itertools.count()
+PREFIX = "kilo-agent-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,18 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def _sweep(parent: Path) -> None:
+    """Remove the empty cgroups of runners that died before removing theirs (named `kilo-agent-<job>-<pid>-<n>`)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid = entry.name.rsplit("-", 2)[-2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                with contextlib.suppress(OSError):  # still holds processes: left for their end
+                    os.rmdir(entry.path)
+
+
 def _v2(limits: Limits, name: str) -> Path | None:
     mount, _ = _mounts()
     own = _own_cgroups().get("")
@@ -222,6 +235,7 @@ def _v2(limits: Limits, name: str) -> Path | None:
         enabled = (base / "cgroup.subtree_control").read_text().split()
         if not {"pids", "memory"} <= set(enabled):
             _write(base / "cgroup.subtree_control", "+pids +memory")  # refused where the cgroup has processes
+        _sweep(base)
         place = base / name
         place.mkdir()
     except OSError:
@@ -246,6 +260,7 @@ def _v1(limits: Limits, name: str) -> tuple[Path, Path] | None:
         pids = mounts["pids"] / own["pids"].lstrip("/") / name
         memory = mounts["memory"] / own["memory"].lstrip("/") / name
         for place in (pids, memory):
+            _sweep(place.parent)
             place.mkdir()
             made.append(place)
         _write(pids / "pids.max", str(limits.procs))
@@ -265,7 +280,7 @@ def confined(settings: Settings, job_id: str, sandbox_uid: int | None) -> Iterat
     """The run's limits for as long as its processes live; afterwards its cgroups are emptied and removed.
     `sandbox_uid`: the kernel uid the agent runs as (None: the runner's own)."""
     limits = Limits.of(settings)
-    name = f"kilo-agent-{job_id}-{os.getpid()}-{next(_runs)}"
+    name = f"{PREFIX}{job_id}-{os.getpid()}-{next(_runs)}"
     box = Confinement(limits)
     if (v2 := _v2(limits, name)) is not None:
         box.cgroup, box.pids_dirs, box.memory_dirs = "v2", [v2], [v2]

@@ -162,6 +162,7 @@ class Runner:
         spec = get_agent(self.settings.agents_path, ctx.record.agent)
         repo = clone.checked_repo(ctx)
         sandbox = await agent.sandbox_for(ctx)
+        await ctx.log.line("runner", await asyncio.to_thread(agent.limits_line, ctx, sandbox))
         token, so_far.minted = await clone.repository_token(ctx, repo, spec, profile_env)
 
         # 1. clone

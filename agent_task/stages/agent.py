@@ -57,6 +57,17 @@ async def sandbox_for(ctx: JobContext) -> Sandbox:
     return replace(sandbox, tmp_mb=st.agent_tmp_mb)
 
 
+def sandbox_uid(sandbox: Sandbox) -> int | None:
+    """The kernel uid the agent runs as (None: the runner's own, which bubblewrap keeps under its 65534)."""
+    return sandbox.user[0] if sandbox.mode == "user" and sandbox.user else None
+
+
+def limits_line(ctx: JobContext, sandbox: Sandbox) -> str:
+    """How each resource limit will hold for this job's agent (said among the job log's first lines)."""
+    with limits.confined(ctx.settings, ctx.job_id, sandbox_uid(sandbox)) as box:
+        return box.describe(sandbox.mode)
+
+
 async def prepare_task(ctx: JobContext, spec: AgentSpec, checkout: Checkout, ws: Workspace, patch: str | None) -> Task:
     """The task; `patch` is the one the job's seal was checked against (never read again from Redis)."""
     record = ctx.record
@@ -133,10 +144,8 @@ class AgentRun:
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
         env = cli_env(st, self.ws.agent, st.agents_path, provider_config(st, model), agent_env, job_key)
         self.confine()
-        uid = self.sandbox.user[0] if self.sandbox.mode == "user" and self.sandbox.user else None
-        with limits.confined(st, ctx.job_id, uid) as box:
+        with limits.confined(st, ctx.job_id, sandbox_uid(self.sandbox)) as box:
             await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}")
-            await ctx.log.line("runner", box.describe(self.sandbox.mode))
             await self.check_agent(env, cli, box.join)
             await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, via {st.agent_api_base})")
             ctx.agent_started = True

@@ -8,6 +8,7 @@ first test shows they are in force before anything is allocated."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -103,7 +104,24 @@ def test_a_job_is_held_at_each_limit_and_ends_naming_it(
     assert max(took for _, took in answers) < 5  # a generous bound: answered, not stalled behind the job
 
     runner_lines = [data for kind, data in log_events(client, job_id) if kind == "log" and '"runner"' in data]
-    mechanism = next(line for line in runner_lines if "limits: processes" in line)
+    mechanism = runner_lines[1]  # among the log's first lines, before the clone
+    assert "limits: processes" in mechanism, runner_lines[:3]
     assert "RLIMIT_FSIZE" in mechanism and "tmpfs size" in mechanism
     assert any("limit hit: " + named in line for line in runner_lines)
     assert not job["result"] or not job["result"].get("prUrl")
+
+
+def test_a_dead_runners_empty_cgroup_is_removed_by_the_next_run(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    with limits.confined(settings, "job_probe", None) as box:
+        parents = [place.parent for place in box.dirs]
+    if not parents:
+        pytest.skip("no writable cgroup here: the limits are rlimits")
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a runner's pid that is no more
+    leftovers = [parent / f"kilo-agent-job_gone-{ended.pid}-0" for parent in parents]
+    for place in leftovers:
+        place.mkdir()
+    with limits.confined(settings, "job_next", None):
+        pass
+    assert not any(place.exists() for place in leftovers)
