@@ -125,3 +125,23 @@ def test_a_dead_runners_empty_cgroup_is_removed_by_the_next_run(make_settings: C
     with limits.confined(settings, "job_next", None):
         pass
     assert not any(place.exists() for place in leftovers)
+
+
+def test_without_a_cgroup_the_rlimits_hold_each_process(tmp_path: Path) -> None:
+    """Fargate's case (no writable cgroup): memory and one file's size per process, by setrlimit in the child."""
+    box = limits.Confinement(limits.Limits(procs=64, memory_mb=64, file_mb=8, tmp_mb=16))
+    assert box.cgroup == "none" and "RLIMIT_DATA" in box.describe("user")
+
+    async def run(code: str) -> tuple[int, str]:
+        rc, out, err = await procs.capture(
+            ["python3", "-c", code], env={"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path), timeout_s=60, confine=box.join
+        )
+        return rc, (out + err).decode()
+
+    rc, said = asyncio.run(run("x = bytes([1]) * (256 << 20); print('allocated')"))
+    assert rc != 0 and "MemoryError" in said and "allocated" not in said
+    rc, said = asyncio.run(
+        run("import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); open('big', 'wb').write(bytes(16 << 20))")
+    )
+    assert rc != 0 and "File too large" in said
+    assert (tmp_path / "big").stat().st_size <= 8 << 20
