@@ -160,7 +160,7 @@ def test_bad_key_upstream_401_is_a_clear_502(
     serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
 ) -> None:
     url = serve(make_settings(kilo_api_key="bad-key"))
-    err = assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 502, "gateway_auth_failed")
+    err = assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 503, "gateway_auth_failed")
     assert "KILO_API_KEY" in err["message"] and "bad-key" not in err["message"]
 
 
