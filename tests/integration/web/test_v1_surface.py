@@ -257,21 +257,18 @@ def test_a_strict_json_schema_ten_levels_deep_is_relayed(sdk: openai.OpenAI, fak
     assert fake.calls("/responses")[-1]["json"]["text"]["format"]["schema"] == schema
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/chat/completions", {"messages": MSG}),
-        ("/v1/responses", {"input": "hello there"}),
-        ("/v1/messages", {"messages": MSG, "max_tokens": 10}),
-    ],
-)
 def test_stream_null_means_not_streamed(
-    base_url: str, fake: FakeGatewayThread, path: str, body: dict[str, Any]
+    sdk: openai.OpenAI, claude: anthropic.Anthropic, fake: FakeGatewayThread
 ) -> None:
-    resp = httpx.post(base_url + path, json={"model": "fake/model-a", **body, "stream": None})
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["content-type"] == "application/json"
-    assert fake.calls(path.removeprefix("/v1"))[-1]["json"]["stream"] is None  # relayed as sent
+    # The SDKs send an explicit None as `"stream": null` (the specs allow it): a plain answer, typed as one.
+    chat = sdk.chat.completions.create(model="fake/model-a", messages=MSG, stream=None)  # type: ignore[call-overload]
+    assert isinstance(chat, ChatCompletion) and chat.choices[0].message.content == "Echo: hello there"
+    response = sdk.responses.create(model="fake/model-a", input="hello there", stream=None)  # type: ignore[call-overload]
+    assert isinstance(response, Response) and response.output_text == "Echo: hello there"
+    message = claude.messages.create(model="fake/model-a", max_tokens=10, messages=MSG, stream=None)  # type: ignore[call-overload]
+    assert isinstance(message, Message) and message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
+    for path in ("/chat/completions", "/responses", "/messages"):
+        assert fake.calls(path)[-1]["json"]["stream"] is None  # relayed as sent
 
 
 def test_count_tokens_answers_an_estimate_in_anthropics_shape(

@@ -160,7 +160,7 @@ async def messages(request: Request, body: BaseModel, data: dict[str, Any]) -> R
     tags=("anthropic",),
     body=CountTokensRequest,
     response=CountTokens,
-    errors=(401, 413, 415, 422),
+    errors=(400, 401, 413, 415, 422),
     raw_body=True,
     description='`{"input_tokens": N}` as Anthropic answers it. The Kilo Gateway serves no token count, so N is '
     "estimated from the request's JSON (messages, system, tools) at ~4 characters a token: no gateway call, no charge.",
