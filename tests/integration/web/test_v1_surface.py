@@ -216,7 +216,7 @@ def test_a_responses_stream_that_fails_midway_ends_in_response_failed(
     assert last.response.error is not None and last.response.error.code == "server_error"
     assert "upstream exploded" in last.response.error.message
     assert last.sequence_number == events[-2].sequence_number + 1
-    # The event validates strictly as openai-python's ResponseFailedEvent, even before any upstream event.
+    # The event as sent validates strictly as openai-python's ResponseFailedEvent.
     fake.script([{"kind": "error_event", "after": 0}])
     with httpx.stream(
         "POST", base_url + "/v1/responses", json={"model": "fake/model-a", "input": "x", "stream": True}
