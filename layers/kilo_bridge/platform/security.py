@@ -1,15 +1,23 @@
-"""Secret hygiene: scrub known secret values from text — as written, URL-encoded and base64-encoded (at any
-alignment, so a secret inside a longer base64 blob, such as a Basic auth header, is found too)."""
+"""Secret hygiene: scrub known secret values from text in every form they take there — as written, URL-encoded,
+JSON-escaped (a value with a newline, `"` or `\\` inside a JSON log line), base64-encoded (standard and URL-safe,
+at any alignment, so a secret inside a longer base64 blob, such as a Basic auth header, is found too), and for a
+multi-line value (a private key) each of its lines of 8 characters or more in each of those forms, since a diff
+or a log splits the value into lines with prefixes between them."""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[REDACTED]"
 _MIN_SECRET_LEN = 6  # shorter values would redact ordinary words
+_MIN_LINE_LEN = 8  # a line of a multi-line secret is searched alone from this length
+# PEM armor ("-----BEGIN PRIVATE KEY-----") is the same in every key: not a secret, and a push of any other key's
+# armor is not a leak of this one.
+_ARMOR = re.compile(r"^-----[A-Z0-9 ]+-----$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -27,10 +35,27 @@ def _b64_forms(raw: bytes) -> set[str]:
     return forms
 
 
+def _json_forms(value: str) -> set[str]:
+    """A value inside a JSON string: escaped as our encoders write it (orjson keeps non-ASCII, json.dumps
+    escapes it), and escaped twice (a JSON document logged as a JSON string)."""
+    once = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    return once | {json.dumps(v)[1:-1] for v in once}
+
+
+def _forms(value: str) -> set[str]:
+    out = {value, quote(value, safe=""), quote_plus(value)} | _json_forms(value)
+    return out | _b64_forms(value.encode())
+
+
 def secret_forms(secret: str) -> set[str]:
-    """The ways a secret shows up in text: as is, URL-encoded, and base64 at any alignment."""
-    out = {secret, quote(secret, safe=""), quote_plus(secret)}
-    out |= _b64_forms(secret.encode())
+    """The ways a secret shows up in text: as is, URL-encoded, JSON-escaped and base64 at any alignment; for a
+    multi-line value, each line of 8+ characters (without its line break and surrounding blanks) as well."""
+    out = _forms(secret)
+    lines = [line.strip() for line in secret.splitlines()]
+    if len(lines) > 1:
+        for line in lines:
+            if len(line) >= _MIN_LINE_LEN and not _ARMOR.match(line):
+                out |= _forms(line)
     return {v for v in out if len(v) >= _MIN_SECRET_LEN}
 
 
