@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +24,7 @@ from kilo_bridge.schedule import run_task
 from kilo_bridge.services import Services
 from tests.integration.schedules.test_schedules import aws_env, is_scheduled, job_records, schedule_body  # noqa: F401
 from tests.integration.triggers.test_triggers import ALERT, call, new_trigger, signed
+from tests.support import ROOT
 
 ADMIN = {"X-API-Key": "admin-key-not-real-0123456789"}
 
@@ -121,3 +126,31 @@ def test_on_aws_revoking_a_key_disables_its_eventbridge_schedule(
     asyncio.run(deliver())
     assert job_records(redis_client, prefix) == []
     assert client.delete(f"/api/kilo/admin/keys/{kid}/schedules/{schedule_id}", headers=ADMIN).status_code == 204
+
+
+def test_keys_revoke_on_the_command_line_disables_the_keys_schedules_too(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    key_factory: Callable[..., str],
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    client, mine, kid, settings = _setup(make_app_client, make_settings, key_factory)
+    schedule = client.post("/api/kilo/schedules", json=schedule_body(), headers=mine).json()
+    assert is_scheduled(settings, schedule["id"])
+    env = {**os.environ, "REDIS_URL": settings.resolved_redis_url, "REDIS_PREFIX": prefix}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "layers"), str(ROOT)])
+    done = subprocess.run(
+        [sys.executable, "-m", "kilo_bridge", "keys", "revoke", kid],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout[done.stdout.index("{\n") :]  # the key, after the service's own log lines
+    assert json.loads(printed)["revoked"] is True
+    assert not is_scheduled(settings, schedule["id"])
+    held = client.get(f"/api/kilo/admin/keys/{kid}/holdings", headers=ADMIN).json()
+    assert [s["state"] for s in held["schedules"]] == ["paused"]
