@@ -89,3 +89,9 @@ def test_a_private_key_from_profile_env_is_not_pushed_nor_logged_in_any_form(
     for text in (log, live, json.dumps(job)):
         for line in [*PRIVATE_KEY.splitlines()[1:3], "sk-test-quote", "next-line-part"]:
             assert line not in text.replace("LEAK_", ""), line
+
+
+def test_the_longest_form_wins_where_secrets_overlap() -> None:
+    redactor = Redactor(["sk-test-abc", "sk-test-abcdef-0123", "sk-test-abd"])
+    assert redactor("a sk-test-abcdef-0123 b sk-test-abc c sk-test-abd") == "a [REDACTED] b [REDACTED] c [REDACTED]"
+    assert redactor("sk-test-abcdef-012") == "[REDACTED]def-012"  # the shorter secret inside, the rest is no secret
