@@ -109,8 +109,10 @@ class LocalWorker:
         crashed) goes to its next attempt now, or ends with the reason, instead of waiting out
         JOB_TAKEOVER_S / JOB_STALE_S; its workspace (the agent's HOME included) is removed either way."""
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        then = {"retry": "the next attempt starts now", "failed": "no attempts left", "cancelled": "cancelled"}
+        said = {v: orjson.dumps(log_entry("worker", "warn", f"the runner died ({how}); {t}")) for v, t in then.items()}
         try:
-            verdict = await JobStore(self._store).release(job_id, runner, f"the job's runner died ({how})")
+            verdict = await JobStore(self._store).release(job_id, runner, f"the job's runner died ({how})", said)
         except Exception as exc:  # Redis away: the takeover after JOB_TAKEOVER_S still applies
             log.warning("runner exit not recorded", extra={"job_id": job_id, "error": type(exc).__name__})
             verdict = "unknown"
@@ -118,12 +120,8 @@ class LocalWorker:
             return verdict  # it ended its job (and removed its workspace), or another attempt owns the job
         with contextlib.suppress(OSError):
             await asyncio.to_thread(remove_workspace, self.settings, job_id)
-        if verdict in ("retry", "failed", "cancelled"):
-            then = {"retry": "the next attempt starts now", "failed": "no attempts left", "cancelled": "cancelled"}
+        if verdict in then:
             log.warning("runner died", extra={"job_id": job_id, "how": how, "verdict": verdict})
-            line = orjson.dumps(log_entry("worker", "warn", f"the runner died ({how}); {then[verdict]}"))
-            with contextlib.suppress(Exception):
-                await JobStore(self._store).append_log(job_id, [line])
         return verdict
 
     async def _reap_forever(self) -> None:
