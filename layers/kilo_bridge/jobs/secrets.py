@@ -3,7 +3,7 @@
 AWS: KMS envelope encryption (a data key per job, the job id as encryption context, so a blob copied onto
 another job does not open). Locally: AES-GCM with a key from JOB_SECRETS_KEY or a key file made once
 (mode 0600). Both bind the blob to its job id as associated data, and a job's blob to the job's identity too
-(`job_binding`: owner, repository, agent, base branch, the prompt's and patch's digests, …): a record rewritten
+(`job_binding`: owner, repository, agent, base branch, network, the prompt's and patch's digests, …): a record rewritten
 in Redis after submission no longer opens its secrets (`SealBroken`), so nothing runs with them.
 
 Saved profiles (kilo_bridge/profiles/) use the same boxes under another scope: the encryption context is
@@ -26,20 +26,9 @@ from kilo_bridge.jobs.record import JobRecord
 
 NONCE = 12
 JOB_SCOPE = "jobId"
-# What a job is, as submitted: the fields of its record that say what runs where for whom (the patch and the
-# prompt by their digests). Status, phase, times and results change as it runs and are not part of it.
-BOUND_FIELDS = (
-    "owner",
-    "keyId",
-    "repoUrl",
-    "agent",
-    "baseBranch",
-    "model",
-    "dryRun",
-    "maxCostUsd",
-    "timeoutMs",
-    "notify",
-)
+# What a job is, as submitted: every field it is created with (the prompt and the patch by their digests), but
+# the ones its runner moves as it runs. A field added to the record later is bound without a change here.
+UNBOUND_FIELDS = frozenset({"status", "phase", "progress", "attempt"})
 
 
 class SealBroken(Exception):
@@ -53,8 +42,7 @@ class SecretBox(Protocol):
 
 def job_binding(record: JobRecord, patch: str | None) -> bytes:
     """The job's identity as associated data: a digest over its bound fields, its prompt and its patch."""
-    fields = record.fields()
-    identity = {name: fields[name] for name in BOUND_FIELDS}
+    identity = {name: value for name, value in record.fields().items() if name not in UNBOUND_FIELDS}
     identity["prompt"] = hashlib.sha256((record.prompt or "").encode()).hexdigest()
     identity["patch"] = hashlib.sha256((patch or "").encode()).hexdigest()
     return b"job-v1:" + hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest().encode()

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
+from kilo_bridge.config import PROJECT_ROOT, Settings, check_sandbox_concurrency, settings_env
 from kilo_bridge.jobs.queue import QUEUE_NAME, bull_prefix
 from kilo_bridge.jobs.record import log_entry, valid_job_id
 from kilo_bridge.jobs.store import JobStore
@@ -35,6 +35,7 @@ class LocalWorker:
     def __init__(self, settings: Settings, concurrency: int | None = None) -> None:
         self.settings = settings
         self.concurrency = concurrency or settings.jobs_concurrency
+        check_sandbox_concurrency(settings.agent_sandbox, self.concurrency)
         self._worker: Any = None
         self._reaper: asyncio.Task[None] | None = None
         self._store = Store(settings)

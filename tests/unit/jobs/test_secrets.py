@@ -53,6 +53,7 @@ def test_a_job_seal_opens_only_for_the_record_and_patch_it_was_made_with(tmp_pat
         (replace(record, agent="review"), "diff"),
         (replace(record, owner="other"), "diff"),
         (replace(record, base_branch="release"), "diff"),
+        (replace(record, network="allowlist"), "diff"),
         (record, "another diff"),
         (record, None),
     ):
