@@ -28,6 +28,17 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
+def check_sandbox_concurrency(sandbox: str, concurrency: int) -> None:
+    """`AGENT_SANDBOX=user` runs every job's agent as the same user: meant for one job per container (the
+    Fargate image), it would let concurrent jobs on one host read each other's checkouts."""
+    if sandbox == "user" and concurrency > 1:
+        raise ConfigError(
+            f"AGENT_SANDBOX=user is for one job per container (the Fargate image); this host would run "
+            f"{concurrency} jobs at once (JOBS_CONCURRENCY / --concurrency), and their agents, one user, could read "
+            "each other's checkouts. Use AGENT_SANDBOX=auto (bubblewrap) or a concurrency of 1."
+        )
+
+
 class SecretStr:
     """A secret setting: shown as stars (str, repr, logs); `get_secret_value()` is the one way to read it."""
 
@@ -147,6 +158,9 @@ class Settings:
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
     redis_password: SecretStr | None = None
+    # The embedded Redis's password (made by scripts/ensure_redis.py, mode 0600). Unset: `.run/redis-<port>.password`
+    # when the Redis is on loopback and that file exists (`make run`), else no password.
+    redis_password_file: str | None = None
 
     # -- access control ----------------------------------------------------------------------------
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
@@ -217,6 +231,9 @@ class Settings:
     # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
     github_app_secret_arn: str | None = None
     github_review_repos: str = ""
+    # Repositories ("owner/name,…") whose jobs started from GitHub text (a `/kilo` comment, a review) keep their
+    # agent's network policy; every other repository's run with network `none` (the text may be an injection).
+    github_agent_network: str = ""
     # The API key (its 12-hex id, as `kilo-bridge keys list` shows it) that owns the jobs the App starts: its
     # budget, maxJobs and job list apply to them. Required when auth is (else the App starts nothing and
     # says so on the issue); unset on an open server, they are open jobs.
@@ -234,7 +251,8 @@ class Settings:
     kilo_cli: str | None = None
     agents_dir: str | None = None
     # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else
-    # the job fails naming this setting; user = the agent as AGENT_USER (Fargate); none = no sandbox.
+    # the job fails naming this setting; user = the agent as AGENT_USER, for one job per container (Fargate:
+    # refused with JOBS_CONCURRENCY > 1 on a local queue); none = no sandbox.
     agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
     agent_user: str = "kilo-agent"
     # Where agents the catalogue gives `network: allowlist` may go through the runner's egress proxy:
@@ -243,6 +261,12 @@ class Settings:
     # Exact `ip:port` endpoints the proxy may reach although their address is private (an internal mirror);
     # only when their host is also on AGENT_EGRESS_ALLOW.
     agent_egress_allow_private: str = setting("", max_length=4000)
+    # Kernel limits on every agent process tree (agent_task/limits.py): its processes, memory (no swap), the
+    # size of one file it writes, and its private /tmp (a RAM-backed tmpfs).
+    agent_max_procs: int = setting(512, ge=16, le=1_000_000)
+    agent_max_memory_mb: int = setting(4096, ge=32, le=1_048_576)
+    agent_max_file_mb: int = setting(1024, ge=1, le=1_048_576)
+    agent_tmp_mb: int = setting(1024, ge=1, le=1_048_576)
     job_workdir: str | None = None
     job_timeout_default_ms: int = setting(600_000, ge=1_000, le=3_600_000)
     job_timeout_max_ms: int = setting(3_600_000, ge=1_000, le=3_600_000)
@@ -288,6 +312,11 @@ class Settings:
                 problems.append(f"{name.upper()}: {exc}")
                 continue
             object.__setattr__(self, name, value)
+        if not problems and self.job_queue == "local":
+            try:
+                check_sandbox_concurrency(self.agent_sandbox, self.jobs_concurrency)
+            except ConfigError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
 
@@ -408,12 +437,41 @@ def _with_secrets(settings: Settings) -> Settings:
                 update[field] = SecretStr(read_secret(arn, json_field))
             except Exception as exc:
                 raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
+    if settings.redis_password is None and not settings.redis_password_secret_arn:
+        password = _embedded_redis_password(settings)
+        if password:
+            update["redis_password"] = SecretStr(password)
     if settings.redis_password_secret_arn and settings.redis_password is None:
         try:
             update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
         except Exception as exc:
             raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
     return settings.replace(**update) if update else settings
+
+
+def redis_password_path(port: int) -> str:
+    """Where scripts/ensure_redis.py keeps the password of the Redis it started on this port."""
+    return f".run/redis-{port}.password"
+
+
+def _embedded_redis_password(settings: Settings) -> str | None:
+    """The password of the Redis `make run` started (a file only its user can read), else None."""
+    url = urlsplit(settings.redis_url) if settings.redis_url else None
+    if url is not None and (url.password or url.scheme == "unix"):
+        return None
+    path = settings.redis_password_file
+    if path is None:
+        host = url.hostname if url else settings.redis_host
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        path = redis_password_path((url.port or 6379) if url else settings.redis_port)
+        if not os.path.exists(path):
+            return None
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"REDIS_PASSWORD_FILE: cannot read {path} ({type(exc).__name__})") from None
 
 
 def read_secret(arn: str, json_field: str) -> str:
