@@ -74,7 +74,7 @@ class Opened:
         lines = []
         for port, sock in self.forwards:
             lines.append(
-                f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{shlex.quote(sock)} "
+                f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay UNIX-CONNECT:{shlex.quote(sock)} "
                 "</dev/null >/dev/null 2>&1 &"
             )
         for port, _ in self.forwards:

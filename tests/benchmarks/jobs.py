@@ -275,7 +275,7 @@ def door_cost(url: str, env: dict[str, str], prefix: str, tmp: Path) -> dict[str
         sock = tmp / "door.sock"
         procs.append(start([sys.executable, "-c", DOOR_SCRIPT, str(sock), key], door_env))
         port = free_port()
-        forward = ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{sock}"]
+        forward = ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay", f"UNIX-CONNECT:{sock}"]
         v1_port = free_port()
         v1_env = {**door_env, "PORT": str(v1_port)}
         procs.append(start([sys.executable, "-m", "kilo_bridge", "serve"], v1_env))
