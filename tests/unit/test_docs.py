@@ -250,3 +250,15 @@ def test_every_setting_in_the_configuration_table_is_read() -> None:
     assert len(names) > 40
     missing = [n for n in names if n.lower() not in fields and f'"{n}"' not in config and n.lower() not in config]
     assert not missing, f"the README's configuration table names settings nothing reads: {missing}"
+
+
+# -- the package tree --------------------------------------------------------------------------------------
+
+
+def test_every_package_is_in_the_readme_tree_and_the_architecture_table() -> None:
+    packages = sorted(p.name for p in LIB.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    readme = (ROOT / "README.md").read_text()
+    tree = readme[readme.index("layers/kilo_bridge/   the library") : readme.index("agent_task/           the runner")]
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    assert [p for p in packages if f"  {p}/" not in tree] == [], "packages missing from the README's tree"
+    assert [p for p in packages if f"| `{p}/` |" not in architecture] == [], "packages missing from architecture.md"
