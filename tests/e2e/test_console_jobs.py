@@ -69,9 +69,8 @@ def test_the_jobs_list_tells_each_story_and_fits_the_screen(
     width = SIZES[size][0]
     # Nothing wider than the window: no sideways scrolling of the page or of the list.
     assert page.evaluate("document.documentElement.scrollWidth") <= width
-    assert page.evaluate(
-        "(() => { const t = document.querySelector('[data-testid=jobs]'); return t.scrollWidth <= t.parentElement.clientWidth; })()"
-    )
+    fits = "(t) => t.scrollWidth <= t.parentElement.clientWidth"
+    assert page.get_by_test_id("jobs").evaluate(fits)
     shot(page, "jobs" if size == "desktop" else "jobs-phone")
     # The failed job's page: its bar not full, its heartbeat not ticking, its outcome said.
     page = tab.go(f"/job/{failed['id']}")
