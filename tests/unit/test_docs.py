@@ -100,7 +100,7 @@ def documented_reasons() -> list[str]:
 def test_the_scan_finds_the_reasons_the_code_produces() -> None:
     """The scan itself works: reasons each producer is known to write are found where they are written."""
     found = produced_reasons()
-    assert found["clone_failed"] == "agent_task/runner.py"
+    assert found["clone_failed"].startswith("agent_task/")  # the runner, whichever of its modules
     assert found["heartbeat_lost"].endswith("reap.lua") and found["worker_lost"].endswith("claim.lua")
     assert found["task_stopped"].endswith("ecs.py") and "gateway_rate_limited" in found
 

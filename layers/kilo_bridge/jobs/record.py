@@ -15,6 +15,8 @@ import orjson
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 JobPhase = Literal["", "cloning", "agent", "pushing", "uploading"]
+# A job's own network policy for its agent: `none` (nothing but the model server) or `allowlist`.
+JobNetwork = Literal["none", "allowlist"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 JOB_ID_PREFIX = "job_"
@@ -96,6 +98,8 @@ class JobRecord:
     notify: str | None = None
     # The running attempt's phases as the store stamped them when each began: (phase, epoch ms), in order.
     phases: tuple[tuple[str, int], ...] = ()
+    # The job's own network policy (`none` | `allowlist`) over its agent's default; None = the agent's.
+    network: JobNetwork | None = None
 
     @property
     def finished(self) -> bool:
@@ -133,6 +137,7 @@ class JobRecord:
             artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
             notify=raw.get("notify") or None,
             phases=_phases(raw.get("phases")),
+            network=cast(JobNetwork, raw["network"]) if raw.get("network") in get_args(JobNetwork) else None,
         )
 
     def fields(self) -> dict[str, str]:
@@ -156,4 +161,5 @@ class JobRecord:
             "createdMs": str(self.created_ms),
             "requestId": self.request_id,
             "notify": self.notify or "",
+            "network": self.network or "",
         }
