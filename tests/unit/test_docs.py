@@ -243,13 +243,38 @@ def _configuration_table() -> list[str]:
     return names
 
 
-def test_every_setting_in_the_configuration_table_is_read() -> None:
-    fields = set(Settings.model_fields) if hasattr(Settings, "model_fields") else set()
-    config = (LIB / "config.py").read_text()
+SETTINGS = {name for cls in Settings.__mro__ for name in getattr(cls, "__annotations__", {})}
+# Upper-case names the docs use that belong to others: AWS's (a `sam deploy` capability).
+NOT_OURS = {"CAPABILITY_IAM"}
+
+
+def test_every_setting_in_the_configuration_table_is_a_setting() -> None:
+    read = "".join(p.read_text() for p in (LIB / "config.py", LIB / "cli.py"))  # `HOST` is serve's, from getenv
     names = _configuration_table()
     assert len(names) > 40
-    missing = [n for n in names if n.lower() not in fields and f'"{n}"' not in config and n.lower() not in config]
-    assert not missing, f"the README's configuration table names settings nothing reads: {missing}"
+    missing = [n for n in names if n.lower() not in SETTINGS and f'"{n}"' not in read]
+    assert not missing, f"the README's configuration table names settings that do not exist: {missing}"
+
+
+def test_every_upper_case_name_in_the_docs_exists() -> None:
+    """A setting, an environment variable or a constant the docs name (`JOB_STALE_S`, `KILO_BRIDGE_KEY`,
+    `STATUS_BY_CODE`) is a setting, or appears in the code, or in the docs' own examples."""
+    code = "".join(
+        p.read_text(errors="replace")
+        for pattern in ("*.py", "*.lua", "*.sh", "*.mk", "*.json")
+        for top in [*CODE_DIRS, ROOT / "tests", ROOT / "mk"]
+        for p in top.rglob(pattern)
+        if "node_modules" not in p.parts
+    )
+    code += (ROOT / "Makefile").read_text() + (ROOT / "template.yaml").read_text()
+    examples = "".join("".join(re.findall(r"```.*?```", d.read_text(), re.S)) for d in DOCS)
+    unknown = {
+        name: doc.name
+        for doc in DOCS
+        for name in re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", re.sub(r"```.*?```", "", doc.read_text(), flags=re.S))
+        if name.lower() not in SETTINGS and name not in code and name not in examples and name not in NOT_OURS
+    }
+    assert not unknown, f"the docs name settings or constants that do not exist: {unknown}"
 
 
 # -- the package tree --------------------------------------------------------------------------------------
