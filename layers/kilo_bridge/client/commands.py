@@ -159,8 +159,9 @@ def _follow(api: Api, job_id: str, as_json: bool) -> int:
 
 
 def _progress_line(d: dict[str, Any]) -> str:
-    parts = [d["status"], d.get("phase") or "", f"{d.get('progress', 0)}%" if d["status"] == "running" else ""]
-    if d.get("cancelRequested"):
+    moving = d["status"] in ("running", "cancelling")
+    parts = [d["status"], d.get("phase") or "", f"{d.get('progress', 0)}%" if moving else ""]
+    if d.get("cancelRequested") and d["status"] != "cancelling":  # a server from before `cancelling` was shown
         parts.append("cancelling")
     return "-- " + " ".join(p for p in parts if p)
 
@@ -243,7 +244,8 @@ def _cancel(api: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(f"{job['id']} {job['status']}" + (" (cancelling)" if job.get("cancelRequested") else ""))
+        asked = job.get("cancelRequested") and job["status"] == "running"  # a server from before `cancelling`
+        print(f"{job['id']} {job['status']}" + (" (cancelling)" if asked else ""))
     return 0
 
 

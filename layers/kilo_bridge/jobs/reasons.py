@@ -26,6 +26,8 @@ FAILURE_REASONS: dict[str, str] = {
     "commit_failed": "git commit failed",
     "push_failed": "git push failed",
     "pr_failed": "the pull request could not be opened",
+    "resource_limit": "the agent was held at one of the AGENT_MAX_*/AGENT_TMP_MB limits",
+    "record_tampered": "the job's record changed in Redis after submission: nothing was opened or run",
     "internal_error": "an unexpected error in the runner",
     # the store's scripts (jobs/lua/), the worker and the reaper
     "cancelled_by_user": "cancelled (DELETE, the console, `jobs cancel`)",
