@@ -72,7 +72,12 @@ def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str)
                 headers=headers,
                 content=body,
             )
-        assert set(answers) == {"generate-stream.json", "job-logs.json"}
+        v1 = {"chat-completions.json", "chat-completions-stream.json", "responses.json", "messages.json",
+              "embeddings.json"}  # fmt: skip
+        assert set(answers) == {"generate-stream.json", "job-logs.json", *v1}
+        for name in v1:  # /v1 inference, plain and streamed, is this function's on AWS
+            assert answers[name].status_code == 200, (name, answers[name].text)
+        assert answers["chat-completions-stream.json"].headers["content-type"].startswith("text/event-stream")
         assert "event: done" in answers["generate-stream.json"].text
         assert answers["generate-stream.json"].headers["x-request-id"]
         # The sample names a job this Redis has never seen: the route answers, with our error shape.
