@@ -386,6 +386,7 @@ def load_settings(**overrides: object) -> Settings:
 _FROM_SECRET = {
     "github_app_private_key": ("GITHUB_APP_SECRET_ARN", "privateKey"),
     "github_webhook_secret": ("GITHUB_APP_SECRET_ARN", "webhookSecret"),
+    "redis_password": ("REDIS_PASSWORD_SECRET_ARN", "password"),
 }
 
 
