@@ -8,7 +8,9 @@ Sources: API Gateway answers a request for a route it does not define with 403 `
 Authentication Token"}` (API Gateway developer guide, "Troubleshooting", and the REST `MISSING_AUTHENTICATION_TOKEN`
 gateway response); a REST event's `path` is the resource path without the stage (developer guide, "Lambda proxy
 integration input format"); awslabs/aws-lambda-web-adapter forwards that path and the request context header.
-API Gateway itself checks no credential here: the template defines no usage plan and no authorizer.
+A route whose template says `ApiKeyRequired` (on the API's `Auth` or the event's own) is answered as API Gateway
+answers a request without a usage-plan key: 403 `{"message": "Forbidden"}` (the `API_KEY` gateway response);
+this stand-in holds no usage-plan keys.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from tests.fakes.threaded import AiohttpApp, ServerThread
 _HOP = {"host", "content-length", "transfer-encoding", "connection", "x-amzn-request-context"}
 
 
-def stream_function_routes(template: Path) -> list[tuple[str, str]]:
-    """(METHOD, path) of every Api event of the StreamFunction in `template` (CloudFormation tags ignored)."""
+def stream_function_routes(template: Path) -> list[tuple[str, str, bool]]:
+    """(METHOD, path, needs a usage-plan key) of every Api event of the StreamFunction in `template`
+    (CloudFormation tags ignored)."""
 
     class Loader(yaml.SafeLoader):
         pass
@@ -38,30 +41,40 @@ def stream_function_routes(template: Path) -> list[tuple[str, str]]:
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
     tpl = yaml.load(template.read_text(), Loader=Loader)  # noqa: S506  (a SafeLoader subclass)
     events = tpl["Resources"]["StreamFunction"]["Properties"]["Events"]
+    api_wide = bool((tpl["Resources"]["KiloApi"]["Properties"].get("Auth") or {}).get("ApiKeyRequired"))
     return [
-        (str(e["Properties"]["Method"]).upper(), str(e["Properties"]["Path"])) for e in events.values() if e["Type"] == "Api"
+        (
+            str(e["Properties"]["Method"]).upper(),
+            str(e["Properties"]["Path"]),
+            bool((e["Properties"].get("Auth") or {}).get("ApiKeyRequired", api_wide)),
+        )
+        for e in events.values()
+        if e["Type"] == "Api"
     ]
 
 
 class ApiGatewayStreamPath(AiohttpApp, ServerThread):
-    def __init__(self, app_url: str, routes: list[tuple[str, str]], stage: str = "prod") -> None:
+    def __init__(self, app_url: str, routes: list[tuple[str, str, bool]], stage: str = "prod") -> None:
         self.app_url, self.stage = app_url, stage
-        self.routes = [(m, p, re.compile("^" + re.sub(r"\{[^/}]+\+?\}", "[^/]+", p) + "$")) for m, p in routes]
+        self.routes = [(m, p, k, re.compile("^" + re.sub(r"\{[^/}]+\+?\}", "[^/]+", p) + "$")) for m, p, k in routes]
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
-    def _route(self, method: str, path: str) -> str | None:
-        return next((p for m, p, rx in self.routes if m == method and rx.match(path)), None)
+    def _route(self, method: str, path: str) -> tuple[str, bool] | None:
+        return next(((p, k) for m, p, k, rx in self.routes if m == method and rx.match(path)), None)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         prefix = f"/{self.stage}"
         inner = request.path[len(prefix) :] if request.path.startswith(prefix + "/") else None
-        resource = self._route(request.method, inner) if inner is not None else None
-        if inner is None or resource is None:
+        route = self._route(request.method, inner) if inner is not None else None
+        if inner is None or route is None:
             return web.json_response({"message": "Missing Authentication Token"}, status=403)
+        resource, key_required = route
+        if key_required:
+            return web.json_response({"message": "Forbidden"}, status=403)
         context: dict[str, Any] = {
             "requestId": str(uuid.uuid4()),
             "stage": self.stage,
