@@ -88,7 +88,9 @@ class ApiGatewayStreamPath(AiohttpApp, ServerThread):
         body = await request.read()
         async with (
             httpx.AsyncClient(base_url=self.app_url, timeout=httpx.Timeout(None)) as client,
-            client.stream(request.method, inner, params=request.query_string or None, headers=headers, content=body) as upstream,
+            client.stream(
+                request.method, inner, params=request.query_string or None, headers=headers, content=body
+            ) as upstream,
         ):
             answer = web.StreamResponse(
                 status=upstream.status_code,

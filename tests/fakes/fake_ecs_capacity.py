@@ -9,7 +9,6 @@ issue", HTTP 500) and the AWS JSON 1.1 protocol's error body `{"__type", "messag
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 import httpx

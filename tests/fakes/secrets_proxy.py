@@ -6,6 +6,7 @@ unchanged. Secrets Manager is an AWS JSON 1.1 service: the operation is the `X-A
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -49,10 +50,8 @@ class SecretsProxy(AiohttpApp, ServerThread):
                     self._gathered = self._gathered or asyncio.Event()
                     if self.in_flight >= self.gather:
                         self._gathered.set()
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._gathered.wait(), 5)
-                    except TimeoutError:
-                        pass
                 if self.hold:
                     self.held.set()
                     await asyncio.to_thread(self._release.wait, 30)
@@ -64,7 +63,9 @@ class SecretsProxy(AiohttpApp, ServerThread):
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with httpx.AsyncClient() as client:
-            upstream = await client.request(request.method, self.moto_url + request.path_qs, content=body, headers=headers)
+            upstream = await client.request(
+                request.method, self.moto_url + request.path_qs, content=body, headers=headers
+            )
         return web.Response(
             body=upstream.content,
             status=upstream.status_code,

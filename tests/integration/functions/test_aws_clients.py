@@ -83,5 +83,3 @@ def test_node_clients_with_one_key(aws_path: str, key_factory: Callable[..., str
     assert proc.stdout, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result.get("text") == "Echo: hello node", result
-
-

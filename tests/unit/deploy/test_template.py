@@ -247,7 +247,9 @@ def test_dispatcher_reports_batch_item_failures(tpl: dict[str, Any]) -> None:
 def test_the_dispatcher_fails_the_jobs_of_dead_lettered_messages(tpl: dict[str, Any]) -> None:
     """A message that reached the DLQ (by any path) is read by the dispatcher, which knows it by the queue's ARN
     and fails its job if it is still queued with no task."""
-    events = {n: e["Properties"] for n, e in function(tpl, "DispatcherFunction")["Events"].items() if e["Type"] == "SQS"}
+    events = {
+        n: e["Properties"] for n, e in function(tpl, "DispatcherFunction")["Events"].items() if e["Type"] == "SQS"
+    }
     dlq = events["DeadLetters"]
     assert dlq["Queue"] == {"Fn::GetAtt": ["AgentDeadLetterQueue", "Arn"]}
     assert dlq["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # a message naming no job stays
@@ -851,8 +853,11 @@ def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]
             "",
             test_the_task_holds_only_its_jobs_secrets,
         ),
-        ('Resource: !Sub "${AuditBucket.Arn}/jobs/job_*"', 'Resource: !Sub "${AuditBucket.Arn}/*"',
-         test_the_task_holds_only_its_jobs_secrets),
+        (
+            'Resource: !Sub "${AuditBucket.Arn}/jobs/job_*"',
+            'Resource: !Sub "${AuditBucket.Arn}/*"',
+            test_the_task_holds_only_its_jobs_secrets,
+        ),
         (
             "{Name: REDIS_PASSWORD_SECRET_ARN, Value: !Ref RunnerCacheUserSecret}",
             "{Name: REDIS_PASSWORD_SECRET_ARN, Value: !Ref CacheUserSecret}",
@@ -860,13 +865,16 @@ def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]
         ),
         (
             "            - {Name: JOB_SECRETS_KMS_KEY_ID, Value: !GetAtt JobSecretsKey.Arn}\n            # Empty",
-            "            - Name: BRIDGE_URL\n              Value: !Sub \"https://${KiloApi}.execute-api.${AWS::Region}."
-            "${AWS::URLSuffix}/${StageName}\"\n"
+            '            - Name: BRIDGE_URL\n              Value: !Sub "https://${KiloApi}.execute-api.${AWS::Region}.'
+            '${AWS::URLSuffix}/${StageName}"\n'
             "            - {Name: JOB_SECRETS_KMS_KEY_ID, Value: !GetAtt JobSecretsKey.Arn}\n            # Empty",
             test_the_tasks_agent_calls_no_api_gateway_route,
         ),
-        ("            InitProcessEnabled: true\n", "            InitProcessEnabled: false\n",
-         test_the_tasks_agent_calls_no_api_gateway_route),
+        (
+            "            InitProcessEnabled: true\n",
+            "            InitProcessEnabled: false\n",
+            test_the_tasks_agent_calls_no_api_gateway_route,
+        ),
         (
             "          AGENT_DEAD_LETTER_QUEUE_ARN: !GetAtt AgentDeadLetterQueue.Arn\n",
             "",
@@ -874,5 +882,7 @@ def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]
         ),
     ],
 )
-def test_the_one_key_and_least_privilege_checks_fail_when_the_template_breaks_them(old: str, new: str, test: Any) -> None:
+def test_the_one_key_and_least_privilege_checks_fail_when_the_template_breaks_them(
+    old: str, new: str, test: Any
+) -> None:
     test_checks_fail_when_the_template_breaks_a_promise(old, new, test)

@@ -357,7 +357,9 @@ def test_the_task_role_opens_only_job_secrets_and_writes_only_job_artifacts(cfn:
     role = cfn["Resources"]["AgentTaskRole"]["Properties"]
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if isinstance(s, dict)]
     by_sid = {s.get("Sid"): s for s in statements}
-    decrypt = [s for s in statements if "kms:Decrypt" in json.dumps(s.get("Action")) and "JobSecretsKey" in json.dumps(s)]
+    decrypt = [
+        s for s in statements if "kms:Decrypt" in json.dumps(s.get("Action")) and "JobSecretsKey" in json.dumps(s)
+    ]
     assert decrypt == [by_sid["DecryptJobSecrets"]]
     condition = decrypt[0]["Condition"]
     assert condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"] == ["jobId"]
