@@ -116,7 +116,7 @@ class Settings:
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
-    # Deployed: the key lives in Secrets Manager and is read at start (Powertools Parameters, cached).
+    # Deployed: the key lives in Secrets Manager and is read at start, with the other secrets (read_secrets).
     kilo_api_key_secret_arn: str | None = None
     # How often that secret is re-read, so a rotated key is used without a restart.
     kilo_api_key_max_age_s: float = setting(300.0, ge=0, le=86_400)
