@@ -21,6 +21,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "budget_exceeded": 402,
     "credits_exhausted": 402,
     "forbidden": 403,
+    "key_revoked": 403,
     "model_not_allowed": 403,
     "not_found": 404,
     "model_not_found": 404,
