@@ -323,8 +323,14 @@ def references(cfn: dict[str, Any], node: Any) -> set[str]:
 def test_the_tasks_agent_model_calls_depend_on_no_api_gateway_route(cfn: dict[str, Any]) -> None:
     """The task definition, and everything it names in turn (roles, secrets, cache, ...), holds nothing of the REST
     API: the agent's model endpoint is the runner's own, in the task, reached on loopback."""
-    seen: set[str] = set()
-    todo = ["AgentTaskDefinition"]
+    # PUBLIC_BASE_URL names the API for links only (a job's page, in a GitHub comment); the model calls' base is
+    # agent_api_base, which never reads it (asserted below).
+    (definition,) = [cfn["Resources"]["AgentTaskDefinition"]]
+    task = json.loads(json.dumps(definition["Properties"]))
+    (task_container,) = task["ContainerDefinitions"]
+    task_container["Environment"] = [e for e in task_container["Environment"] if e["Name"] != "PUBLIC_BASE_URL"]
+    seen: set[str] = {"AgentTaskDefinition"}
+    todo = sorted(references(cfn, task))
     while todo:
         name = todo.pop()
         if name in seen:
@@ -341,8 +347,11 @@ def test_the_tasks_agent_model_calls_depend_on_no_api_gateway_route(cfn: dict[st
     assert "BRIDGE_URL" not in task_env
     from kilo_bridge.config import Settings
 
-    # With no BRIDGE_URL the runner gives its agent a loopback base: its own endpoint in the task.
+    # With no BRIDGE_URL the runner gives its agent a loopback base: its own endpoint in the task, whatever the
+    # public address is.
     assert Settings().agent_api_base.startswith("http://127.0.0.1:")
+    public = Settings(public_base_url="https://api.example.com/prod")
+    assert public.agent_api_base.startswith("http://127.0.0.1:")
     # The runner reads the Kilo key (and its own cache user's password) with the task role.
     role = cfn["Resources"]["AgentTaskRole"]["Properties"]
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
