@@ -117,7 +117,13 @@ def clean_request_id(value: str | None) -> str | None:
     return value if value and _REQUEST_ID.match(value) else None
 
 
-MAX_JSON_DEPTH = 32  # real chat bodies nest a handful of levels (tools' JSON schemas a few more)
+# Every object and array counts as a level. A strict JSON schema may nest 10 levels (OpenAI's limit); each
+# level of an array of objects is 3 levels here (`properties`, the property, `items`), 5 inside an `anyOf`, and
+# the schema itself sits 4-5 levels into the body (`tools[0].function.parameters`, `text.format.schema`):
+# 10 such levels are ~35-56 deep. 64 admits them and stays far below what would cost us: the walk below is
+# iterative and the body's size is bounded (V1_MAX_BODY_BYTES); orjson, which writes the body to the gateway,
+# refuses more than 255 levels (a 500 if this guard let one through).
+MAX_JSON_DEPTH = 64
 
 
 def json_depth_exceeds(value: object, limit: int = MAX_JSON_DEPTH) -> bool:

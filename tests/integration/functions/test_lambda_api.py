@@ -23,6 +23,7 @@ EXPECTED = {
     "stats-badge.json": 200,
     "models.json": 200,
     "healthz.json": 200,
+    "messages-count-tokens.json": 200,
     "model-get.json": 200,
     "console.json": 200,
     "console-asset.json": 200,

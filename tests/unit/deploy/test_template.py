@@ -49,6 +49,15 @@ def route_shape(path: str, method: str) -> tuple[str, str]:
     return re.sub(r"\{[^/{}]+\}", "{}", path), method.upper()
 
 
+# The /v1 inference calls: plain or streamed as the client asks, up to 15 minutes (count_tokens is a short call).
+V1_INFERENCE = {
+    ("/v1/chat/completions", "POST"),
+    ("/v1/responses", "POST"),
+    ("/v1/messages", "POST"),
+    ("/v1/embeddings", "POST"),
+}
+
+
 def app_routes() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     """(short, streaming) routes of the app's route table: the event-stream endpoints (those with `events`) and
     the /v1 inference calls (POST; plain or `"stream": true`, as the client asks) are the StreamFunction's
@@ -59,8 +68,7 @@ def app_routes() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     for endpoint in api.endpoints:
         route = route_shape(endpoint.path, endpoint.method)
         if route not in LOCAL_ONLY_ROUTES:
-            v1_inference = endpoint.path.startswith("/v1/") and endpoint.method.upper() == "POST"
-            (streaming if endpoint.events or v1_inference else short).add(route)
+            (streaming if endpoint.events or route in V1_INFERENCE else short).add(route)
     return short, streaming
 
 
