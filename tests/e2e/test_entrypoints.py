@@ -27,13 +27,17 @@ def test_ensure_redis_starts_one_when_nothing_answers(tmp_path: Path) -> None:
     try:
         assert out.returncode == 0, out.stderr
         assert "started a local Redis" in out.stdout
-        assert redis.Redis(port=port).ping()
+        password = (ROOT / ".run" / f"redis-{port}.password").read_text().strip()
+        assert redis.Redis(port=port, password=password).ping()
         again = subprocess.run(
             [sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert again.returncode == 0 and again.stdout == ""  # already answering: nothing to do
     finally:
-        redis.Redis(port=port).shutdown(nosave=True)
+        password_file = ROOT / ".run" / f"redis-{port}.password"
+        secret = password_file.read_text().strip() if password_file.exists() else None
+        redis.Redis(port=port, password=secret).shutdown(nosave=True)
+        password_file.unlink(missing_ok=True)
 
 
 def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str) -> None:
