@@ -529,7 +529,7 @@ class Runner:
         budget = nusd(record.max_cost_usd) if record.max_cost_usd is not None else 0
         ttl = int(max(1.0, self.deadline - asyncio.get_running_loop().time())) + 60
         self.job_key = await self._until_redis_answers(
-            "job key", lambda: keys.create_job_key(self.job_id, budget, st.job_key_rpm, ttl)
+            "job key", lambda: keys.create_job_key(self.job_id, budget, st.job_key_rpm, ttl, record.owner)
         )
         self.redact = self.redact.with_secret(self.job_key)
         self.log.redact = self.redact

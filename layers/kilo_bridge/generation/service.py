@@ -151,7 +151,7 @@ class Generation:
             # The reservation covers this many output tokens: the upstream must not write more.
             body[api.token_cap] = self.settings.budget_default_max_tokens
         estimate = await self.prices.estimate_nusd(body, self.settings, api) if key_digest else 0
-        return await self.ledger.admit(key_digest, estimate)
+        return await self.ledger.admit(key_digest, estimate, str(body.get("model") or ""))
 
     async def _settle(
         self,

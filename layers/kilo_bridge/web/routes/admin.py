@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from kilo_bridge.keys.models import KeyCreate, KeyCreated, KeyList, KeyView
+from kilo_bridge.keys.models import KeyChange, KeyCreate, KeyCreated, KeyList, KeyView
 from kilo_bridge.keys.store import KeyStore
 from kilo_bridge.web.routing import Api, services
 
@@ -12,7 +12,8 @@ router = Api()
 
 
 def _keys(request: Request) -> KeyStore:
-    return KeyStore(services(request).store)
+    svc = services(request)
+    return KeyStore(svc.store, svc.ledger.clock)
 
 
 @router.route(
@@ -28,7 +29,13 @@ def _keys(request: Request) -> KeyStore:
 )
 async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
     secret, info = await _keys(request).create(
-        body.name, budget_usd=body.budget_usd, rpm=body.rpm, tpm=body.tpm, max_jobs=body.max_jobs
+        body.name,
+        budget_usd=body.budget_usd,
+        budget_period=body.budget_period,
+        models=body.models,
+        rpm=body.rpm,
+        tpm=body.tpm,
+        max_jobs=body.max_jobs,
     )
     return KeyCreated(key=secret, **info.model_dump())
 
@@ -44,6 +51,20 @@ async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
 )
 async def list_keys(request: Request) -> KeyList:
     return KeyList(keys=await _keys(request).list())
+
+
+@router.route(
+    "PATCH",
+    "/api/kilo/admin/keys/{key_id}",
+    summary="Change an API key's budget, period, models or limits (only the fields sent; null clears one)",
+    tags=("admin",),
+    body=KeyChange,
+    response=KeyView,
+    auth="admin",
+    errors=(404, 503),
+)
+async def change_key(request: Request, body: KeyChange) -> KeyView:
+    return await _keys(request).update(request.path_params["key_id"], body.model_dump(exclude_unset=True))
 
 
 @router.route(
