@@ -4,6 +4,7 @@ list, cancel and follow a job's log. Public URLs are the web layer's business: t
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -259,7 +260,7 @@ class JobService:
                     break
         return out[:limit]
 
-    async def unfinished(self, caller: str) -> list[JobRecord]:
+    async def unfinished(self, caller: str) -> builtins.list[JobRecord]:
         """The key's queued and running jobs."""
         async with self.store.guard():
             return await self.jobs.unfinished(caller)

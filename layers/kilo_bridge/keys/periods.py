@@ -32,7 +32,7 @@ def starts_ms(now_s: float) -> tuple[int, int, int]:
 
 
 def start_ms(period: str, now_s: float) -> int:
-    return starts_ms(now_s)[PERIODS.index(period)]  # type: ignore[arg-type]
+    return starts_ms(now_s)[("day", "week", "month").index(period)]
 
 
 def next_start_ms(period: str, now_s: float) -> int:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kilo_bridge.errors import InvalidInput, NotFound, Unauthorized, invalid
+from kilo_bridge.keys.periods import PERIODS, iso_ms, next_start_ms, start_ms
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store, hset_args
-from kilo_bridge.keys.periods import PERIODS, iso_ms, next_start_ms, start_ms
 
 if TYPE_CHECKING:
     from kilo_bridge.keys.models import KeyView
@@ -205,10 +205,10 @@ class KeyStore:
         """A new key; the secret is returned here and never again."""
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise InvalidInput("name: 1-64 letters, digits, '-' or '_'.")
-        fields = _limit_fields(budget_usd=budget_usd, rpm=rpm, tpm=tpm, max_jobs=max_jobs)
+        limits = _limit_fields(budget_usd=budget_usd, rpm=rpm, tpm=tpm, max_jobs=max_jobs)
         secret = new_secret()
         key_digest = digest(secret)
-        fields = {
+        fields: dict[str, Any] = {
             "name": name,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "revoked": 0,
@@ -220,7 +220,7 @@ class KeyStore:
             "rpm": 0,
             "tpm": 0,
             "max_jobs": 0,
-            **fields,
+            **limits,
         }
         async with self.store.guard():
             await self.store.pipeline(

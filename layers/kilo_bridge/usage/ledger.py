@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from kilo_bridge.errors import BridgeError
+from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import InvalidKey, KeyStore, key_id, key_record
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store, StoreUnavailable, lua
 from kilo_bridge.platform.resp import RedisError, Script
-from kilo_bridge.keys.periods import starts_ms
 
 DAY_TTL_S = 40 * 86_400  # per-day counters are kept a little over a month
 COUNTER_FIELDS = ("requests", "ok", "failed", "streams", "prompt_tokens", "completion_tokens", "unpriced")

@@ -154,7 +154,9 @@ def test_a_call_counts_in_the_period_it_was_admitted_in(
     assert admin_view(server, key["id"])["spentThisPeriodUsd"] == 0.9
 
 
-def test_changing_a_keys_limits_and_period(server: str, sdk: Callable[[str], openai.OpenAI], fake: FakeGatewayThread) -> None:
+def test_changing_a_keys_limits_and_period(
+    server: str, sdk: Callable[[str], openai.OpenAI], fake: FakeGatewayThread
+) -> None:
     key = create_key(server, budgetUsd=0.5)
     fake.script([{"kind": "ok", "cost": 0.5}])
     chat(sdk(key["key"]))

@@ -40,5 +40,7 @@ async def me(request: Request) -> Me:
             for day, models in by_day.items()
         },
         open_calls=open_calls,
-        unfinished_jobs=[OpenJob(id=j.id, status=j.status, agent=j.agent, created_at=iso(j.created_ms) or "") for j in jobs],
+        unfinished_jobs=[
+            OpenJob(id=j.id, status=j.status, agent=j.agent, created_at=iso(j.created_ms) or "") for j in jobs
+        ],
     )
