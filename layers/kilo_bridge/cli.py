@@ -117,7 +117,13 @@ def _keys(args: argparse.Namespace) -> int:
             keys = KeyStore(store)
             if args.action == "create":
                 secret, info = await keys.create(
-                    args.name, budget_usd=args.budget_usd, rpm=args.rpm, tpm=args.tpm, max_jobs=args.max_jobs
+                    args.name,
+                    budget_usd=args.budget_usd,
+                    budget_period=args.budget_period,
+                    models=args.models,
+                    rpm=args.rpm,
+                    tpm=args.tpm,
+                    max_jobs=args.max_jobs,
                 )
                 return {"key": secret, **info.model_dump()}
             if args.action == "revoke":
@@ -159,7 +165,7 @@ def _safe_url(url: str) -> str:
 def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: list[str] | None) -> None:
     """The HTTP client's subcommands; its module is imported only when one of them (or help) is asked for."""
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "-h", "--help"):
+    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "me", "-h", "--help"):
         from kilo_bridge.client.commands import add_parsers
 
         add_parsers(sub)
@@ -169,6 +175,7 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], ar
         sub.add_parser("triggers", help="webhook triggers on a server (over HTTP)")
         sub.add_parser("schedules", help="scheduled agent runs on a server (over HTTP)")
         sub.add_parser("generate", help="generate text on a server, streamed")
+        sub.add_parser("me", help="your key's limits, budget and usage on a server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     create = actions.add_parser("create", help="create a key; prints the secret once")
     create.add_argument("--name", required=True)
     create.add_argument("--budget-usd", type=float, default=None, help="hard spend budget in USD")
+    create.add_argument("--budget-period", choices=("day", "week", "month"), help="the budget resets (00:00 UTC)")
+    create.add_argument("--model", action="append", dest="models", help="a model it may use (id or provider/*)")
     create.add_argument("--rpm", type=int, default=None, help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, help="tokens per minute")
     create.add_argument("--max-jobs", type=int, default=None, help="concurrent agent jobs")

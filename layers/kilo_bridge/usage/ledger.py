@@ -86,10 +86,10 @@ class ModelNotAllowed(BridgeError, code="model_not_allowed"):
 _DAY: list[Any] = [-1, ""]
 
 
-def today(now: dt.datetime | None = None) -> str:
+def today(now: dt.datetime | None = None, now_s: float | None = None) -> str:
     if now is not None:
         return now.strftime("%Y-%m-%d")
-    day = int(time.time() // 86_400)
+    day = int((time.time() if now_s is None else now_s) // 86_400)
     if day != _DAY[0]:
         _DAY[:] = [day, dt.datetime.fromtimestamp(day * 86_400, dt.UTC).strftime("%Y-%m-%d")]
     return str(_DAY[1])
@@ -139,7 +139,8 @@ class Ledger:
         now = self.clock()
         s = self.store
         admission_id = uuid.uuid4().hex
-        keys = [s.key("stats"), s.key("stats", "day", today()), key_record(s, key_digest), *self._limits(key_digest)]
+        keys = [s.key("stats"), s.key("stats", "day", today(now_s=now)), key_record(s, key_digest)]
+        keys += self._limits(key_digest)
         keys += self._held(key_digest)
         args: list[Any] = [DAY_TTL_S, int(key_digest is not None), estimate_nusd, model]
         args += [admission_id, int(now * 1000), self.hold_ms, *starts_ms(now)]
@@ -163,7 +164,8 @@ class Ledger:
         reservation settled to the real cost; credit spend."""
         admission = admission or Admission()
         s = self.store
-        day = today()
+        now = self.clock()
+        day = today(now_s=now)
         keys = [
             s.key("stats"),
             s.key("stats", "day", day),
@@ -198,7 +200,7 @@ class Ledger:
             admission.id,
             self.hold_ms,
             outcome.error_code if not outcome.ok else "",
-            int(self.clock() * 1000),
+            int(now * 1000),
             admission.period,
         ]
         try:
@@ -254,7 +256,7 @@ class Ledger:
 
     # -- stats -------------------------------------------------------------------------------------
     async def stats_raw(self, days: int = 7) -> dict[str, Any]:
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         day_names = [today(now - dt.timedelta(days=i)) for i in range(days)]
         s = self.store
         async with s.guard():

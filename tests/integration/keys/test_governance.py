@@ -5,7 +5,11 @@ admission decides on is a clock the test moves (never a wait for midnight or for
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -266,3 +270,79 @@ def test_tokens_per_minute_is_a_token_bucket_with_an_exact_retry_after(
     assert limited.value.response.headers["retry-after"] == "1"
     clock.advance(1)
     chat(client)
+
+
+# ---------------------------------------------------------------------------------------- a key's own usage
+
+
+def test_me_matches_the_ledger_after_mixed_traffic(
+    serve: Callable[..., str],
+    make_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    redis_client: redis.Redis,
+    prefix: str,
+) -> None:
+    base = serve(make_settings(auth_required=True, admin_api_key=ADMIN))
+    key = create_key(base, budgetUsd=2, budgetPeriod="day", models=["fake/*", "kilo-auto/*"], rpm=100)
+    other = create_key(base)
+    headers = {"x-api-key": key["key"]}
+    fake.script([{"kind": "ok", "cost": 0.01}, {"kind": "ok", "cost": 0.02}, {"kind": "ok", "cost": 0.03}])
+    httpx.post(f"{base}/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"}, headers=headers)
+    with openai.OpenAI(base_url=f"{base}/v1", api_key=key["key"], max_retries=0) as client:
+        chat(client)
+        list(
+            client.chat.completions.create(
+                model="kilo-auto/free", messages=[{"role": "user", "content": "s"}], stream=True
+            )
+        )
+        fake.script([{"kind": "status", "status": 500}])
+        with pytest.raises(openai.APIStatusError):
+            chat(client)
+        with pytest.raises(openai.PermissionDeniedError):
+            chat(client, "anthropic/claude-sonnet-4.5")
+    with openai.OpenAI(base_url=f"{base}/v1", api_key=other["key"], max_retries=0) as client:
+        chat(client)  # another key's traffic is not ours
+
+    me = httpx.get(f"{base}/api/kilo/me", headers=headers)
+    assert me.status_code == 200, me.text
+    body = me.json()
+    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}").items()}
+    assert body["key"]["id"] == key["id"] and body["key"]["models"] == ["fake/*", "kilo-auto/*"]
+    assert body["key"]["spentUsd"] == int(record["spend_nusd"]) / 1e9 == 0.06
+    assert body["key"]["spentThisPeriodUsd"] == int(record["period_spend_nusd"]) / 1e9 == 0.06
+    assert body["key"]["reservedUsd"] == 0 and body["openCalls"] == 0 and body["unfinishedJobs"] == []
+    (day, models), *older = body["usage"].items()
+    assert all(not m for _, m in older) and day == dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    assert sum(m["requests"] for m in models.values()) == int(record["requests"]) == 4
+    assert models["fake/model-a"]["requests"] == 3 and models["kilo-auto/free"]["requests"] == 1
+    assert sum(m["spendUsd"] for m in models.values()) == pytest.approx(0.06)
+    stats = httpx.get(f"{base}/api/kilo/stats", headers=headers).json()
+    mine = next(v for k, v in stats["byKey"].items() if k.endswith(key["id"]))
+    assert mine["requests"] == 4 and mine["spendUsd"] == 0.06
+    assert sum(m["tokens"] for m in models.values()) == mine["promptTokens"] + mine["completionTokens"]
+
+    assert httpx.get(f"{base}/api/kilo/me").status_code == 401
+    assert httpx.get(f"{base}/api/kilo/me", headers={"x-api-key": other["key"]}).json()["key"]["id"] == other["id"]
+
+
+def test_the_terminal_client_shows_me(
+    serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
+) -> None:
+    base = serve(make_settings(auth_required=True, admin_api_key=ADMIN))
+    key = create_key(base, budgetUsd=2, budgetPeriod="week", models=["fake/*"])
+    fake.script([{"kind": "ok", "cost": 0.5}])
+    httpx.post(
+        f"{base}/api/kilo/generate", json={"prompt": "x", "model": "fake/model-a"}, headers={"x-api-key": key["key"]}
+    )
+    env = {**os.environ, "KILO_BRIDGE_KEY": key["key"]}
+    plain = subprocess.run(
+        [sys.executable, "-m", "kilo_bridge", "me", "--url", base], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert "budget:      $2.0000 per week" in plain.stdout and "this period: $0.5000, resets " in plain.stdout
+    assert "models:      fake/*" in plain.stdout and "fake/model-a" in plain.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "kilo_bridge", "me", "--url", base, "--json"], capture_output=True, text=True, env=env
+    )
+    assert json.loads(as_json.stdout)["key"]["spentThisPeriodUsd"] == 0.5
+    assert key["key"] not in plain.stdout + as_json.stdout

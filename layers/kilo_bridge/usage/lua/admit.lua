@@ -47,10 +47,10 @@ if has_key then
       redis.call('HDEL', periods, old)
     end
     redis.call('ZREMRANGEBYSCORE', held, '-inf', now_ms)
-    redis.call('HINCRBY', apikey, 'reserved_nusd', -released)
+    redis.call('HINCRBY', apikey, 'reserved_nusd', 0 - released)  -- (not -x: Lua's -0 is no integer to Redis)
     reserved = reserved - released
     if preleased > 0 then
-      redis.call('HINCRBY', apikey, 'period_reserved_nusd', -preleased)
+      redis.call('HINCRBY', apikey, 'period_reserved_nusd', 0 - preleased)
       preserved = preserved - preleased
     end
   end

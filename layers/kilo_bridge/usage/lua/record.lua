@@ -36,12 +36,12 @@ if has_key then
   if still then
     redis.call('HDEL', amounts, id)
     redis.call('ZREM', held, id)
-    redis.call('HINCRBY', apikey, 'reserved_nusd', -tonumber(still))
+    redis.call('HINCRBY', apikey, 'reserved_nusd', 0 - tonumber(still))  -- (not -x: Lua's -0 is no integer to Redis)
   end
   -- A call counts in the period it was admitted in: after a reset it no longer limits the new one.
   if period ~= '' and redis.call('HGET', apikey, 'period_start') == period then
     if still and redis.call('HGET', periods, id) == period then
-      redis.call('HINCRBY', apikey, 'period_reserved_nusd', -tonumber(still))
+      redis.call('HINCRBY', apikey, 'period_reserved_nusd', 0 - tonumber(still))
     end
     if key_charge > 0 then redis.call('HINCRBY', apikey, 'period_spend_nusd', key_charge) end
   end
