@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the settings (pydantic) load only for the server-side commands: the client starts faster
@@ -32,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     if "auth_required" in overrides:
         os.environ["AUTH_REQUIRED"] = "true"
     workers = settings.server_workers
+    if settings.prometheus_enabled:
+        _metrics_dir(settings.port)
     key = "configured" if settings.api_key else "NOT SET (generation answers 503 until KILO_API_KEY is set)"
     print(
         f"kilo-bridge: listening on http://{args.host}:{settings.port}  workers={workers}  "
@@ -77,6 +80,17 @@ def _serve(args: argparse.Namespace) -> int:
         if job_worker is not None:
             job_worker.stop()
     return 0
+
+
+def _metrics_dir(port: int) -> None:
+    """Where the web processes keep their Prometheus figures for `GET /metrics` to sum (web/prometheus.py): set
+    before the workers start (they inherit it), emptied at each start as prometheus_client's multiprocess mode
+    requires (a previous run's files would be counted again)."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(".run") / f"metrics-{port}").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ Streams come out as typed events (`Chunks`, then `Done` or `Failed`); how they a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from kilo_bridge import metrics
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, InvalidInput
 from kilo_bridge.gateway.apis import CHAT, InferenceApi, chat_usage, token_cap
@@ -203,8 +205,10 @@ class Generation:
         """
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
+        started = time.perf_counter()
         try:
             answer = await self.gateway.complete(body, retries, api, headers)
+            metrics.upstream_s(time.perf_counter() - started)
         except GatewayError as exc:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise

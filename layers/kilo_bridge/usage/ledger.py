@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kilo_bridge import metrics
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import InvalidKey, KeyStore, key_id, key_record
@@ -151,13 +152,17 @@ class Ledger:
         status = int(verdict[0])
         if status == 0:
             return Admission(key_digest, estimate_nusd if key_digest else 0, admission_id, _text(verdict[1]))
+        error: BridgeError
         if status == 401:
-            raise InvalidKey()
-        if status == 402:
-            raise BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
-        if status == 403:
-            raise ModelNotAllowed(f"This API key may not use the model {model!r} (its models list).")
-        raise RateLimited("This API key's per-minute limit is reached.", retry_after=int(verdict[1]))
+            error = InvalidKey()
+        elif status == 402:
+            error = BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
+        elif status == 403:
+            error = ModelNotAllowed(f"This API key may not use the model {model!r} (its models list).")
+        else:
+            error = RateLimited("This API key's per-minute limit is reached.", retry_after=int(verdict[1]))
+        metrics.refused(error.code)
+        raise error
 
     async def record(self, outcome: Outcome, cost_nusd: int | None, admission: Admission | None = None) -> None:
         """Accounting round trip: counters for totals, the day, the model and the key; the key's
@@ -204,9 +209,12 @@ class Ledger:
             admission.period,
         ]
         try:
-            await s.hot.evalsha(_RECORD, keys, args)
+            counted = await s.hot.evalsha(_RECORD, keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable() from exc
+        if counted == 1:  # (0: a repeat of a settlement already counted)
+            tokens = max(0, int(outcome.prompt_tokens)), max(0, int(outcome.completion_tokens))
+            metrics.settled(outcome.model, outcome.ok, max(0, cost_nusd or 0), *tokens)
 
     # -- credits -----------------------------------------------------------------------------------
     async def set_balance(self, balance_usd: float, source: str) -> None:

@@ -8,6 +8,7 @@ from kilo_bridge.web.routes import (
     jobs,
     me,
     meta,
+    metrics,
     openai_compat,
     profiles,
     schedules,
@@ -28,5 +29,6 @@ api = Api.include(
     me.router,
     admin.router,
     meta.router,
+    metrics.router,
     console.router,
 )
