@@ -117,6 +117,7 @@ def _keys(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
+    from kilo_bridge.audit.store import AuditEntry, AuditLog
     from kilo_bridge.errors import BridgeError
     from kilo_bridge.keys.store import KeyStore
     from kilo_bridge.platform.redis import Store
@@ -129,6 +130,10 @@ def _keys(args: argparse.Namespace) -> int:
         store = Store(settings)
         try:
             keys = KeyStore(store)
+            audit = AuditLog(store, settings.audit_retention_days)
+            fields = tuple(
+                sorted(k for k, v in vars(args).items() if v is not None and k not in ("func", "action", "command"))
+            )
             if args.action == "create":
                 secret, info = await keys.create(
                     args.name,
@@ -139,9 +144,12 @@ def _keys(args: argparse.Namespace) -> int:
                     tpm=args.tpm,
                     max_jobs=args.max_jobs,
                 )
+                await audit.append(AuditEntry("cli", "key.create", info.id, fields, "local"))
                 return {"key": secret, **info.model_dump()}
             if args.action == "revoke":
-                return (await keys.revoke(args.id)).model_dump()
+                revoked = await keys.revoke(args.id)
+                await audit.append(AuditEntry("cli", "key.revoke", revoked.id, (), "local"))
+                return revoked.model_dump()
             return [k.model_dump() for k in await keys.list()]
         finally:
             await store.close()

@@ -72,3 +72,27 @@ def test_my_key_page_shows_the_budget_period_spend_and_usage_by_model(
     tab.screenshot(path=str(SHOTS / "me.png"), full_page=True)
     assert key["key"] not in tab.content()
     assert all("401" in e for e in errors), errors  # only the first, keyless request was refused
+
+
+def test_the_audit_page_lists_changes_filters_them_and_records_the_login(
+    page: tuple[Any, list[str]], server: str
+) -> None:
+    tab, errors = page
+    tab.goto(f"{server}/#/audit")
+    tab.get_by_label("Admin key").fill(ADMIN)
+    tab.get_by_role("button", name="Continue").click()
+    tab.get_by_role("heading", name="Audit log").wait_for()
+    tab.get_by_role("row").filter(has_text="admin.login").wait_for()  # this login, recorded
+    made = httpx.post(
+        f"{server}/api/kilo/admin/keys", json={"name": "audited"}, headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    tab.get_by_label("Action").fill("key.")
+    tab.get_by_role("button", name="Filter").click()
+    row = tab.get_by_role("row").filter(has_text="key.create")
+    row.wait_for()
+    assert made.json()["id"] in row.inner_text() and "admin" in row.inner_text()
+    assert tab.get_by_role("row").filter(has_text="admin.login").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SHOTS / "audit.png"), full_page=True)
+    assert made.json()["key"] not in tab.content() and ADMIN not in tab.content()
+    assert errors == []

@@ -1,14 +1,26 @@
-"""Admin routes (behind ADMIN_API_KEY): create, list and revoke API keys."""
+"""Admin routes (behind ADMIN_API_KEY): create, list, change and revoke API keys; the audit log; the console's
+login check."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import datetime as dt
+import re
 
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kilo_bridge.audit.models import AuditPage, AuditRecord
+from kilo_bridge.audit.store import MAX_PAGE, AuditFilter, iso_ms
+from kilo_bridge.errors import invalid
 from kilo_bridge.keys.models import KeyChange, KeyCreate, KeyCreated, KeyList, KeyView
 from kilo_bridge.keys.store import KeyStore
+from kilo_bridge.web.audit import audit_log, record_change
+from kilo_bridge.web.auth import require_admin
+from kilo_bridge.web.errors import ApiError
 from kilo_bridge.web.routing import Api, services
 
 router = Api()
+_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 def _keys(request: Request) -> KeyStore:
@@ -26,6 +38,7 @@ def _keys(request: Request) -> KeyStore:
     status=201,
     auth="admin",
     errors=(503,),
+    audit="key.create",
 )
 async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
     secret, info = await _keys(request).create(
@@ -62,6 +75,7 @@ async def list_keys(request: Request) -> KeyList:
     response=KeyView,
     auth="admin",
     errors=(404, 503),
+    audit="key.update",
 )
 async def change_key(request: Request, body: KeyChange) -> KeyView:
     return await _keys(request).update(request.path_params["key_id"], body.model_dump(exclude_unset=True))
@@ -75,6 +89,88 @@ async def change_key(request: Request, body: KeyChange) -> KeyView:
     response=KeyView,
     auth="admin",
     errors=(404, 503),
+    audit="key.revoke",
 )
 async def revoke_key(request: Request) -> KeyView:
     return await _keys(request).revoke(request.path_params["key_id"])
+
+
+@router.route(
+    "POST",
+    "/api/kilo/admin/login",
+    summary="Check the admin key (the console's login); recorded in the audit log, a refused one too",
+    tags=("admin",),
+    status=204,
+    auth="public",
+    errors=(401, 404, 503),
+)
+async def admin_login(request: Request) -> Response:
+    try:
+        require_admin(request)
+    except ApiError as exc:
+        if exc.status == 401:
+            await record_change(request, "admin.login", admin=False, outcome="refused")
+        raise
+    await record_change(request, "admin.login", admin=True)
+    return Response(status_code=204)
+
+
+def _ms(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise invalid(name, "an ISO 8601 time, e.g. 2026-03-01T00:00:00Z") from None
+
+
+@router.route(
+    "GET",
+    "/api/kilo/admin/audit",
+    summary="The audit log: administrative changes, newest first (filterable, paginated)",
+    tags=("admin",),
+    response=AuditPage,
+    auth="admin",
+    errors=(401, 422, 503),
+    query={
+        "action": "exact (`key.create`) or a prefix ending in `.` (`key.`)",
+        "actor": "`admin`, `key:<id>`, `open` or `cli`",
+        "target": "a key id, profile name, trigger or schedule id",
+        "since": "ISO 8601, inclusive",
+        "until": "ISO 8601, inclusive",
+        "limit": "1-200 (default 50)",
+        "cursor": "`nextCursor` of the previous page",
+    },
+)
+async def audit(request: Request) -> AuditPage:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        raise invalid("limit", "a number from 1 to 200") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise invalid("limit", "a number from 1 to 200")
+    cursor = q.get("cursor")
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        raise invalid("cursor", "the nextCursor of a previous page")
+    where = AuditFilter(q.get("action"), q.get("actor"), q.get("target"), _ms(request, "since"), _ms(request, "until"))
+    rows, next_cursor = await audit_log(request).read(where, limit, cursor)
+    return AuditPage(
+        records=[
+            AuditRecord(
+                id=entry_id,
+                at=iso_ms(int(entry_id.split("-", 1)[0])),
+                actor=raw.get("actor", ""),
+                action=raw.get("action", ""),
+                target=raw.get("target", ""),
+                fields=[f for f in raw.get("fields", "").split(",") if f],
+                ip=raw.get("ip", ""),
+                user_agent=raw.get("user_agent", ""),
+                request_id=raw.get("request_id", ""),
+                outcome=raw.get("outcome", "ok"),
+            )
+            for entry_id, raw in rows
+        ],
+        next_cursor=next_cursor,
+    )

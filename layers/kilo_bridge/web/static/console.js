@@ -318,6 +318,44 @@ function playground() {
   return [h("h1", {}, "Playground"), form, h("div", { class: "card" }, h("h2", {}, "Answer"), answer, meta)];
 }
 
+// -- admin login (recorded in the audit log) ----------------------------------------------------------------
+async function adminLogin(candidate) {
+  adminKey = candidate;
+  try { await api("POST", "api/kilo/admin/login", null, true); }
+  catch (e) { if (e.status === 401) adminKey = null; }
+  route();
+}
+
+// -- audit log (admin) -------------------------------------------------------------------------------------
+async function auditPage(params) {
+  if (!adminKey) {
+    const form = h("form", { class: "card" }, h("h2", {}, "Admin key"),
+      h("p", {}, "The audit log takes the server's ADMIN_API_KEY. It is kept in memory only."),
+      h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
+      h("button", { type: "submit" }, "Continue"));
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminLogin(new FormData(form).get("admin")); });
+    return [h("h1", {}, "Audit log"), form];
+  }
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+  let page;
+  try { page = await api("GET", `api/kilo/admin/audit?${query}`, null, true); }
+  catch (e) { if (e.status === 401) adminKey = null; throw e; }
+  const filter = h("form", { class: "card row", "data-testid": "audit-filter" },
+    h("label", {}, "Action", h("input", { name: "action", value: params.action || "", placeholder: "key. or key.create" })),
+    h("label", {}, "Actor", h("input", { name: "actor", value: params.actor || "", placeholder: "admin or key:<id>" })),
+    h("label", {}, "Target", h("input", { name: "target", value: params.target || "" })),
+    h("button", { type: "submit" }, "Filter"));
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new URLSearchParams([...new FormData(filter)].filter(([, v]) => v));
+    location.hash = `#/audit${f.toString() ? `?${f}` : ""}`;
+  });
+  const rows = page.records.map((r) => [r.at, r.actor, r.action, r.target, r.fields.join(", "), r.ip, r.outcome]);
+  const more = page.nextCursor ? h("a", { href: `#/audit?${new URLSearchParams({ ...params, cursor: page.nextCursor })}` }, "Older") : "";
+  return [h("h1", {}, "Audit log"), filter,
+    table("Administrative changes, newest first", ["when (UTC)", "who", "what", "target", "fields sent", "from", "outcome"], rows), more];
+}
+
 // -- keys (admin) ------------------------------------------------------------------------------------------
 async function keysPage() {
   if (!adminKey) {
@@ -325,7 +363,7 @@ async function keysPage() {
       h("p", {}, "Managing keys takes the server's ADMIN_API_KEY. It is kept in memory only."),
       h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
       h("button", { type: "submit" }, "Continue"));
-    form.addEventListener("submit", (e) => { e.preventDefault(); adminKey = new FormData(form).get("admin"); route(); });
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminLogin(new FormData(form).get("admin")); });
     return [h("h1", {}, "Keys"), form];
   }
   let list;
@@ -588,7 +626,7 @@ async function route() {
   document.querySelectorAll("header nav a").forEach((a) => a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${parts[0] === "job" ? "jobs" : parts[0]}`));
   document.querySelectorAll("header nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
   document.getElementById("auth-state").textContent = sessionStorage.getItem(KEY) ? "using an API key" : "";
-  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage, me: mePage,
+  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage, me: mePage, audit: () => auditPage(params),
     profiles: profilesPage, triggers: triggersPage, schedules: schedulesPage };
   const page = pages[parts[0]] || overview;
   try { main.replaceChildren(...[await page()].flat()); }
