@@ -20,8 +20,8 @@ EXPECTED = {
     "generate-invalid.json": 422,
     "credits.json": 200,
     "stats.json": 200,
-    "me.json": 401,
-    "metrics.json": 404,  # Prometheus is the local server's: off on Lambda (CloudWatch has the figures)  # an open server called without a key: no key to show
+    "me.json": 401,  # an open server called without a key: no key to show
+    "metrics.json": 404,  # Prometheus is the local server's: off on Lambda (CloudWatch has the figures)
     "stats-badge.json": 200,
     "models.json": 200,
     "chat-completions.json": 200,
