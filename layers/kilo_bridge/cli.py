@@ -143,6 +143,7 @@ def _keys(args: argparse.Namespace) -> int:
                     rpm=args.rpm,
                     tpm=args.tpm,
                     max_jobs=args.max_jobs,
+                    team=args.team,
                 )
                 await audit.append(AuditEntry("cli", "key.create", info.id, fields, "local"))
                 return {"key": secret, **info.model_dump()}
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--budget-usd", type=float, default=None, help="hard spend budget in USD")
     create.add_argument("--budget-period", choices=("day", "week", "month"), help="the budget resets (00:00 UTC)")
     create.add_argument("--model", action="append", dest="models", help="a model it may use (id or provider/*)")
+    create.add_argument("--team", help="the team whose budget it also spends (PUT /api/kilo/admin/teams/NAME)")
     create.add_argument("--rpm", type=int, default=None, help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, help="tokens per minute")
     create.add_argument("--max-jobs", type=int, default=None, help="concurrent agent jobs")

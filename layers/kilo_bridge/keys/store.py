@@ -76,6 +76,15 @@ def check_models(models: list[str] | None) -> str:
     return ",".join(dict.fromkeys(models))
 
 
+TEAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_team(team: str | None) -> str:
+    if team and not TEAM_NAME.match(team):
+        raise invalid("team", "1-64 letters, digits, '-' or '_'.")
+    return team or ""
+
+
 def model_allowed(stored: str, model: str) -> bool:
     """What admission's script decides (usage/lua/admit.lua `allowed`), for lists shown to the key."""
     if not stored:
@@ -89,6 +98,11 @@ def model_allowed(stored: str, model: str) -> bool:
 def key_record(store: Store, key_digest: str | None) -> str:
     """The key's hash; `-` stands for "no key" (an open server), which no key ever has."""
     return store.key("apikey", key_digest or "-")
+
+
+def team_record(store: Store, team: str | None) -> str:
+    """A team's hash (its budget and spend, keys/teams.py); `-` stands for "no team", which no team is called."""
+    return store.key("team", team or "-")
 
 
 JOB_KEY_KEEP_S = 3600  # a revoked job key's record: long enough for calls still settling to find it
@@ -132,6 +146,7 @@ def key_view(key_digest: str, raw: dict[str, str], now: float | None = None) -> 
         spent_this_period_usd=usd(period_spend_nusd(raw, now)) if period else None,
         period_resets_at=iso_ms(next_start_ms(period, now)) if period else None,
         models=[m for m in (raw.get("models") or "").split(",") if m] or None,
+        team=raw.get("team") or None,
         rpm=_num(raw, "rpm") or None,
         tpm=_num(raw, "tpm") or None,
         max_jobs=_num(raw, "max_jobs") or None,
@@ -201,6 +216,7 @@ class KeyStore:
         rpm: int | None = None,
         tpm: int | None = None,
         max_jobs: int | None = None,
+        team: str | None = None,
     ) -> tuple[str, KeyView]:
         """A new key; the secret is returned here and never again."""
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
@@ -215,6 +231,7 @@ class KeyStore:
             "budget_nusd": 0,
             "budget_period": _period(budget_period),
             "models": check_models(models),
+            "team": check_team(team),
             "spend_nusd": 0,
             "reserved_nusd": 0,
             "rpm": 0,
@@ -242,6 +259,8 @@ class KeyStore:
             fields["period_start"] = ""  # the next admission opens the period afresh
         if "models" in changes:
             fields["models"] = check_models(changes["models"])
+        if "team" in changes:
+            fields["team"] = check_team(changes["team"])
         if fields:
             record = key_record(self.store, key_digest)
             async with self.store.guard():
@@ -273,10 +292,11 @@ class KeyStore:
         the models its owner (a key digest) may use."""
         secret = new_secret(JOB_KEY_PREFIX)
         record = key_record(self.store, digest(secret))
-        models = ""
-        if owner:
+        models = team = ""
+        if owner:  # the job's agent may use what its owner may, and spends from its owner's team
             async with self.store.guard():
-                models = await self.store.field(key_record(self.store, owner), "models") or ""
+                found = await self.store.fields(key_record(self.store, owner), "models", "team")
+            models, team = found[0] or "", found[1] or ""
         fields = {
             "name": f"job-{job_id}",
             "job": job_id,
@@ -289,6 +309,7 @@ class KeyStore:
             "tpm": 0,
             "max_jobs": 0,
             "models": models,
+            "team": team,
         }
         async with self.store.guard():
             await self.store.pipeline(

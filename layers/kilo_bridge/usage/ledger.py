@@ -35,7 +35,7 @@ from typing import Any
 from kilo_bridge import metrics
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.keys.periods import starts_ms
-from kilo_bridge.keys.store import InvalidKey, KeyStore, key_id, key_record
+from kilo_bridge.keys.store import InvalidKey, KeyStore, key_id, key_record, team_record
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store, StoreUnavailable, lua
 from kilo_bridge.platform.resp import RedisError, Script
@@ -69,6 +69,8 @@ class Admission:
     reserved_nusd: int = 0
     id: str = ""
     period: str = ""  # the start (epoch ms) of the budget period it counts in; '' for a lifetime budget
+    team: str = ""  # the key's team when admitted ('' none): its budget was checked and holds the reservation too
+    team_period: str = ""
 
 
 class BudgetExceeded(BridgeError, code="budget_exceeded"):
@@ -115,11 +117,17 @@ def agent_stats_key(store: Store) -> str:
     return store.key("stats", "agents")
 
 
+TEAM_CACHE_MAX = 10_000
+
+
 class Ledger:
     def __init__(self, store: Store, hold_s: float = 1_000.0, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.hold_ms = int(hold_s * 1000)
         self.clock = clock
+        # Key digest -> its team, as last seen: admission names the team's record up front (a script's keys are
+        # its arguments) and the script checks it; a stale guess costs one more round trip, never a wrong verdict.
+        self._teams: dict[str, str] = {}
 
     def _held(self, key_digest: str | None) -> tuple[str, str, str]:
         key, k = self.store.key, key_digest or "-"
@@ -145,16 +153,26 @@ class Ledger:
         keys += self._held(key_digest)
         args: list[Any] = [DAY_TTL_S, int(key_digest is not None), estimate_nusd, model]
         args += [admission_id, int(now * 1000), self.hold_ms, *starts_ms(now)]
-        try:  # (what `guard` does, inline: this is every request's path)
-            verdict = await s.hot.evalsha(_ADMIT, keys, args)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable() from exc
+        team = self._teams.get(key_digest, "") if key_digest else ""
+        for _ in range(3):  # a key moved to another team since we last saw it: ask again with that team
+            try:  # (what `guard` does, inline: this is every request's path)
+                verdict = await s.hot.evalsha(_ADMIT, [*keys, team_record(s, team)], [*args, team])
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable() from exc
+            if int(verdict[0]) != 409 or not key_digest:
+                break
+            if len(self._teams) >= TEAM_CACHE_MAX:
+                self._teams.clear()
+            team = self._teams[key_digest] = _text(verdict[1])
         status = int(verdict[0])
         if status == 0:
-            return Admission(key_digest, estimate_nusd if key_digest else 0, admission_id, _text(verdict[1]))
+            reserved = estimate_nusd if key_digest else 0
+            return Admission(key_digest, reserved, admission_id, _text(verdict[1]), team, _text(verdict[2]))
         error: BridgeError
         if status == 401:
             error = InvalidKey()
+        elif status == 402 and len(verdict) > 1:
+            error = BudgetExceeded("This API key's team budget cannot cover the request; ask an operator.")
         elif status == 402:
             error = BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
         elif status == 403:
@@ -183,6 +201,7 @@ class Ledger:
             s.key("settled", admission.id or uuid.uuid4().hex),  # no id (a bare record): nothing to repeat
             self._held(admission.key_digest)[2],
             self.key_day(admission.key_digest, day),
+            team_record(s, admission.team),
         ]
         if cost_nusd is not None:
             key_charge = max(0, cost_nusd)
@@ -207,6 +226,8 @@ class Ledger:
             outcome.error_code if not outcome.ok else "",
             int(now * 1000),
             admission.period,
+            admission.team,
+            admission.team_period,
         ]
         try:
             counted = await s.hot.evalsha(_RECORD, keys, args)
@@ -243,6 +264,21 @@ class Ledger:
         """Counters per key (`name:id`), for every key or only the one with digest `only`."""
         records = await KeyStore(self.store).records(only)
         return {f"{raw.get('name', '')}:{key_id(d)}": counters(raw) for d, raw in records.items()}
+
+    async def by_team(self, only: str | None = None) -> dict[str, dict[str, Any]]:
+        """Counters per team: the sums of its keys' (jobs' own keys included while they last), for every team or
+        only the team of the key with digest `only`."""
+        records = await KeyStore(self.store).records()
+        team = records.get(only, {}).get("team") if only is not None else None
+        out: dict[str, dict[str, Any]] = {}
+        for raw in records.values():
+            name = raw.get("team")
+            if not name or (only is not None and name != team):
+                continue
+            sums = out.setdefault(name, {f: 0 for f in COUNTER_FIELDS} | {"spend_nusd": 0})
+            for f in (*COUNTER_FIELDS, "spend_nusd"):
+                sums[f] += int(raw.get(f, 0))
+        return {name: counters({k: str(v) for k, v in sums.items()}) for name, sums in out.items()}
 
     async def key_usage(self, key_digest: str, days: int = 7) -> tuple[dict[str, dict[str, dict[str, int]]], int]:
         """One key's figures by day and model for the last `days` UTC days (newest first; `requests`, `tokens`,

@@ -46,6 +46,10 @@ class Stats(ApiModel):
     by_key: dict[str, Counters] = Field(
         default_factory=dict, description="Per API key (`name:id`): all keys on an open server, else the caller's own."
     )
+    by_team: dict[str, Counters] = Field(
+        default_factory=dict,
+        description="Per team (the sums of its keys): all teams on an open server, else the caller's.",
+    )
     by_day: dict[str, Counters] = Field(description="The last 7 days, UTC.")
     agent_runs: AgentRunCounts
     credits: Credits

@@ -346,3 +346,55 @@ def test_the_terminal_client_shows_me(
     )
     assert json.loads(as_json.stdout)["key"]["spentThisPeriodUsd"] == 0.5
     assert key["key"] not in plain.stdout + as_json.stdout
+
+
+# ---------------------------------------------------------------------------------------- teams
+
+
+def test_a_team_budget_refuses_when_its_keys_together_reach_it(
+    server: str, sdk: Callable[[str], openai.OpenAI], fake: FakeGatewayThread, clock: Clock
+) -> None:
+    team = httpx.put(
+        f"{server}/api/kilo/admin/teams/blue", json={"budgetUsd": 1.0, "budgetPeriod": "day"}, headers=AS_ADMIN
+    )
+    assert team.status_code == 200, team.text
+    a, b = create_key(server, team="blue"), create_key(server, team="blue", budgetUsd=5)
+    assert a["team"] == "blue"
+    fake.script([{"kind": "ok", "cost": 0.5}, {"kind": "ok", "cost": 0.5}])
+    chat(sdk(a["key"]))
+    chat(sdk(b["key"]))  # each key alone is far from any limit of its own
+    for key in (a, b):
+        with pytest.raises(openai.APIStatusError) as refused:
+            chat(sdk(key["key"]))
+        assert refused.value.status_code == 402 and "team" in refused.value.message
+    assert len(fake.chats) == 2
+    teams = httpx.get(f"{server}/api/kilo/admin/teams", headers=AS_ADMIN).json()["teams"]
+    assert teams == [
+        {
+            "name": "blue",
+            "budgetUsd": 1.0,
+            "budgetPeriod": "day",
+            "spentUsd": 1.0,
+            "reservedUsd": 0.0,
+            "spentThisPeriodUsd": 1.0,
+            "periodResetsAt": "2026-03-11T00:00:00Z",
+            "keys": sorted([a["id"], b["id"]]),
+        }
+    ]
+    stats = httpx.get(f"{server}/api/kilo/stats", headers={"x-api-key": a["key"]}).json()
+    assert list(stats["byTeam"]) == ["blue"] and stats["byTeam"]["blue"]["requests"] == 2
+    assert stats["byTeam"]["blue"]["spendUsd"] == 1.0
+
+    clock.set("2026-03-11T00:00:01+00:00")  # the team's day starts again
+    fake.script([{"kind": "ok", "cost": 0.25}])
+    chat(sdk(a["key"]))
+
+    # A key moved to another team spends that team's budget from its next call (this process knew it as blue).
+    httpx.put(f"{server}/api/kilo/admin/teams/red", json={"budgetUsd": 0.000001}, headers=AS_ADMIN)
+    moved = httpx.patch(f"{server}/api/kilo/admin/keys/{a['id']}", json={"team": "red"}, headers=AS_ADMIN)
+    assert moved.json()["team"] == "red"
+    with pytest.raises(openai.APIStatusError) as refused:
+        chat(sdk(a["key"]))
+    assert refused.value.status_code == 402
+    blue = httpx.get(f"{server}/api/kilo/admin/teams", headers=AS_ADMIN).json()["teams"][0]
+    assert blue["name"] == "blue" and blue["spentThisPeriodUsd"] == 0.25 and blue["reservedUsd"] == 0

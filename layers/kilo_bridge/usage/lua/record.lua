@@ -12,6 +12,7 @@ local id, settled_ttl_ms = ARGV[14], tonumber(ARGV[15])
 local error_code = ARGV[16]                                -- why a failed call failed ('' when it did not)
 local now_ms, period = tonumber(ARGV[17]), ARGV[18]        -- the admission's budget period ('' for none)
 local periods, key_day = KEYS[11], KEYS[12]                -- admission id -> period; the key's day by model
+local team_record, team, team_period = KEYS[13], ARGV[19], ARGV[20]  -- the team it was admitted under ('' none)
 
 -- Idempotent per admission id: a second settlement (a retried call whose reply was lost) counts nothing.
 if not redis.call('SET', settled, '1', 'NX', 'PX', settled_ttl_ms) then return 0 end
@@ -45,7 +46,16 @@ if has_key then
     end
     if key_charge > 0 then redis.call('HINCRBY', apikey, 'period_spend_nusd', key_charge) end
   end
-  redis.call('HDEL', periods, id)
+  if team ~= '' then  -- the team's share: its spend, its reservation released, its period's figures
+    if key_charge > 0 then redis.call('HINCRBY', team_record, 'spend_nusd', key_charge) end
+    local current = team_period ~= '' and redis.call('HGET', team_record, 'period_start') == team_period
+    if still and redis.call('HEXISTS', periods, id .. ':t') == 1 then
+      redis.call('HINCRBY', team_record, 'reserved_nusd', 0 - tonumber(still))
+      if current then redis.call('HINCRBY', team_record, 'period_reserved_nusd', 0 - tonumber(still)) end
+    end
+    if current and key_charge > 0 then redis.call('HINCRBY', team_record, 'period_spend_nusd', key_charge) end
+  end
+  redis.call('HDEL', periods, id, id .. ':t')
   redis.call('HINCRBY', key_day, model_id .. '|requests', 1)
   if pt + ct > 0 then redis.call('HINCRBY', key_day, model_id .. '|tokens', pt + ct) end
   if key_charge > 0 then redis.call('HINCRBY', key_day, model_id .. '|spend_nusd', key_charge) end

@@ -12,8 +12,9 @@ from starlette.responses import Response
 from kilo_bridge.audit.models import AuditPage, AuditRecord
 from kilo_bridge.audit.store import MAX_PAGE, AuditFilter, iso_ms
 from kilo_bridge.errors import invalid
-from kilo_bridge.keys.models import KeyChange, KeyCreate, KeyCreated, KeyList, KeyView
-from kilo_bridge.keys.store import KeyStore
+from kilo_bridge.keys.models import KeyChange, KeyCreate, KeyCreated, KeyList, KeyView, TeamList, TeamSet, TeamView
+from kilo_bridge.keys.store import TEAM_NAME, KeyStore
+from kilo_bridge.keys.teams import TeamStore
 from kilo_bridge.web.audit import audit_log, record_change
 from kilo_bridge.web.auth import require_admin
 from kilo_bridge.web.errors import ApiError
@@ -49,6 +50,7 @@ async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
         rpm=body.rpm,
         tpm=body.tpm,
         max_jobs=body.max_jobs,
+        team=body.team,
     )
     return KeyCreated(key=secret, **info.model_dump())
 
@@ -93,6 +95,42 @@ async def change_key(request: Request, body: KeyChange) -> KeyView:
 )
 async def revoke_key(request: Request) -> KeyView:
     return await _keys(request).revoke(request.path_params["key_id"])
+
+
+def _teams(request: Request) -> TeamStore:
+    svc = services(request)
+    return TeamStore(svc.store, svc.ledger.clock)
+
+
+@router.route(
+    "PUT",
+    "/api/kilo/admin/teams/{name}",
+    summary="Set a team's budget and period (its keys name it in `team`; the budget caps their spend together)",
+    tags=("admin",),
+    body=TeamSet,
+    response=TeamView,
+    auth="admin",
+    errors=(422, 503),
+    audit="team.update",
+)
+async def set_team(request: Request, body: TeamSet) -> TeamView:
+    name = request.path_params["name"]
+    if not TEAM_NAME.match(name):
+        raise invalid("name", "1-64 letters, digits, '-' or '_'.")
+    return await _teams(request).set(name, body.budget_usd, body.budget_period)
+
+
+@router.route(
+    "GET",
+    "/api/kilo/admin/teams",
+    summary="Teams: budget, period, spend, their keys",
+    tags=("admin",),
+    response=TeamList,
+    auth="admin",
+    errors=(503,),
+)
+async def list_teams(request: Request) -> TeamList:
+    return TeamList(teams=await _teams(request).list())
 
 
 @router.route(

@@ -159,7 +159,8 @@ async function overview() {
         h("ul", {}, Object.entries(runs).map(([k, v]) => h("li", {}, `${k}: ${v}`))))),
     chart(s.byDay),
     table("Per model", ["model", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byModel).map(([m, c2]) => counterRow(m, c2))),
-    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2)))];
+    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2))),
+    table("Per team", ["team", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byTeam || {}).map(([k, c2]) => counterRow(k, c2)))];
 }
 
 // -- jobs --------------------------------------------------------------------------------------------------
@@ -376,6 +377,7 @@ async function keysPage() {
       h("label", {}, "Budget USD", h("input", { name: "budgetUsd", type: "number", step: "0.01", min: "0.01" })),
       h("label", {}, "Budget resets", h("select", { name: "budgetPeriod" }, ["", "day", "week", "month"].map((p) => h("option", { value: p }, p || "never")))),
       h("label", {}, "Models (comma-separated; provider/*)", h("input", { name: "models", placeholder: "any" })),
+      h("label", {}, "Team", h("input", { name: "team", pattern: "[A-Za-z0-9_\\-]{1,64}" })),
       h("label", {}, "Requests/min", h("input", { name: "rpm", type: "number", min: "1" })),
       h("label", {}, "Tokens/min", h("input", { name: "tpm", type: "number", min: "1" })),
       h("label", {}, "Concurrent jobs", h("input", { name: "maxJobs", type: "number", min: "1" }))),
@@ -385,6 +387,7 @@ async function keysPage() {
     const f = new FormData(form), body = { name: f.get("name") };
     for (const k of ["budgetUsd", "rpm", "tpm", "maxJobs"]) if (f.get(k)) body[k] = Number(f.get(k));
     if (f.get("budgetPeriod")) body.budgetPeriod = f.get("budgetPeriod");
+    if (f.get("team")) body.team = f.get("team");
     if (f.get("models")) body.models = f.get("models").split(",").map((m) => m.trim()).filter(Boolean);
     try {
       const k = await api("POST", "api/kilo/admin/keys", body, true);
