@@ -200,7 +200,14 @@ def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]
         if auth == "key":
             await require_key(request)
         elif auth == "admin":
-            require_admin(request)
+            try:
+                require_admin(request)
+            except ApiError as exc:
+                if audit is not None and exc.status == 401:  # an attempt with a wrong admin key is recorded too
+                    from kilo_bridge.web.audit import record_change
+
+                    await record_change(request, audit, admin=False, outcome="refused")
+                raise
         elif auth == "admission":
             caller_digest(request)  # a missing key is a 401 before the body is even read
         body: BaseModel | None = None

@@ -35,6 +35,9 @@ EXPECTED = {
     "openapi.json": 200,
     "docs.json": 200,
     "admin-keys-list.json": 404,  # no ADMIN_API_KEY here: the admin API is off
+    "admin-audit.json": 404,
+    "admin-teams.json": 404,
+    "admin-login.json": 404,
     "run-agent.json": 202,
     "run-agent-invalid.json": 422,
     "agents.json": 200,
