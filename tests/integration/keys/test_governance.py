@@ -222,6 +222,8 @@ def test_a_job_for_a_model_outside_the_list_is_refused(server: str) -> None:
 
 
 def test_a_model_list_must_hold_ids_or_provider_patterns(server: str) -> None:
+    ok = create_key(server, models=["fake/*", "anthropic/claude-sonnet-4.5", "fake/*"])
+    assert ok["models"] == ["fake/*", "anthropic/claude-sonnet-4.5"]  # kept once each, in order
     for models in (["*"], ["anthropic/claude*"], ["a,b"], ["x" * 300]):
         resp = httpx.post(f"{server}/api/kilo/admin/keys", json={"name": "ci", "models": models}, headers=AS_ADMIN)
         assert resp.status_code == 422, (models, resp.text)
@@ -398,3 +400,22 @@ def test_a_team_budget_refuses_when_its_keys_together_reach_it(
     assert refused.value.status_code == 402
     blue = httpx.get(f"{server}/api/kilo/admin/teams", headers=AS_ADMIN).json()["teams"][0]
     assert blue["name"] == "blue" and blue["spentThisPeriodUsd"] == 0.25 and blue["reservedUsd"] == 0
+
+
+def test_a_keyed_call_that_reserved_nothing_settles_whole(
+    serve: Callable[..., str],
+    make_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    redis_client: redis.Redis,
+    prefix: str,
+) -> None:
+    """A free model reserves 0: releasing it must not send Redis `-0` (Lua's negative zero, which HINCRBY refuses
+    as no integer), or the settlement stops half-way and its record is lost."""
+    base = serve(make_settings(auth_required=True, admin_api_key=ADMIN))
+    key = create_key(base, budgetUsd=1)
+    fake.script([{"kind": "ok", "cost": 0.0}])
+    with openai.OpenAI(base_url=f"{base}/v1", api_key=key["key"], max_retries=0) as client:
+        chat(client, "kilo-auto/free")
+    stats = httpx.get(f"{base}/api/kilo/stats", headers={"x-api-key": key["key"]}).json()
+    assert stats["byModel"]["kilo-auto/free"]["ok"] == 1  # written after the per-key figures: the whole script ran
+    assert not redis_client.hlen(f"{prefix}held:{digest(key['key'])}:nusd")
