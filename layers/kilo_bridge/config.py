@@ -28,6 +28,17 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
+def check_sandbox_concurrency(sandbox: str, concurrency: int) -> None:
+    """`AGENT_SANDBOX=user` runs every job's agent as the same user: meant for one job per container (the
+    Fargate image), it would let concurrent jobs on one host read each other's checkouts."""
+    if sandbox == "user" and concurrency > 1:
+        raise ConfigError(
+            f"AGENT_SANDBOX=user is for one job per container (the Fargate image); this host would run "
+            f"{concurrency} jobs at once (JOBS_CONCURRENCY / --concurrency), and their agents, one user, could read "
+            "each other's checkouts. Use AGENT_SANDBOX=auto (bubblewrap) or a concurrency of 1."
+        )
+
+
 class SecretStr:
     """A secret setting: shown as stars (str, repr, logs); `get_secret_value()` is the one way to read it."""
 
@@ -222,6 +233,9 @@ class Settings:
     # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
     github_app_secret_arn: str | None = None
     github_review_repos: str = ""
+    # Repositories ("owner/name,…") whose jobs started from GitHub text (a `/kilo` comment, a review) keep their
+    # agent's network policy; every other repository's run with network `none` (the text may be an injection).
+    github_agent_network: str = ""
     # The API key (its 12-hex id, as `kilo-bridge keys list` shows it) that owns the jobs the App starts: its
     # budget, maxJobs and job list apply to them. Required when auth is (else the App starts nothing and
     # says so on the issue); unset on an open server, they are open jobs.
@@ -239,7 +253,8 @@ class Settings:
     kilo_cli: str | None = None
     agents_dir: str | None = None
     # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else
-    # the job fails naming this setting; user = the agent as AGENT_USER (Fargate); none = no sandbox.
+    # the job fails naming this setting; user = the agent as AGENT_USER, for one job per container (Fargate:
+    # refused with JOBS_CONCURRENCY > 1 on a local queue); none = no sandbox.
     agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
     agent_user: str = "kilo-agent"
     job_workdir: str | None = None
@@ -287,6 +302,11 @@ class Settings:
                 problems.append(f"{name.upper()}: {exc}")
                 continue
             object.__setattr__(self, name, value)
+        if not problems and self.job_queue == "local":
+            try:
+                check_sandbox_concurrency(self.agent_sandbox, self.jobs_concurrency)
+            except ConfigError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
 

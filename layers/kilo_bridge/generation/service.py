@@ -197,6 +197,7 @@ class Generation:
         retries: bool = True,
         api: InferenceApi = CHAT,
         headers: dict[str, str] | None = None,
+        query: str = "",
     ) -> tuple[Answer, int | None, UsageRecord]:
         """One call of `api` after admission: (the upstream's answer, cost in nano-USD, the usage record).
 
@@ -207,7 +208,7 @@ class Generation:
         requested = str(body.get("model") or "")
         started = time.perf_counter()
         try:
-            answer = await self.gateway.complete(body, retries, api, headers)
+            answer = await self.gateway.complete(body, retries, api, headers, query)
             metrics.upstream_s(time.perf_counter() - started)
         except GatewayError as exc:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
@@ -244,13 +245,14 @@ class Generation:
         retries: bool = True,
         api: InferenceApi = CHAT,
         headers: dict[str, str] | None = None,
+        query: str = "",
     ) -> OpenStream:
         """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
         exits = AsyncExitStack()
         try:
-            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers))
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers, query))
         except GatewayError as exc:
             await exits.aclose()
             await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)

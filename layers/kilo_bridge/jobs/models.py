@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kilo_bridge.jobs.record import JobPhase, JobStatus
+from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
 
@@ -40,6 +40,11 @@ class RunAgentRequest(ApiModel):
         max_length=PATCH_MAX_CHARS,
         description="A unified diff (`git diff` output) applied to the checkout before the agent runs; conflicts "
         "are left as markers for the agent to resolve. Only for agents that accept one (GET /api/kilo/agents).",
+    )
+    network: JobNetwork | None = Field(
+        None,
+        description="The agent's network: `none` or `allowlist`; absent = the agent's default. Jobs started "
+        "from GitHub text get `none` unless their repository is opted in (GITHUB_AGENT_NETWORK).",
     )
 
 
@@ -87,6 +92,7 @@ class JobView(ApiModel):
     dry_run: bool = False
     timeout_ms: int
     max_cost_usd: float | None = None
+    network: JobNetwork | None = Field(None, description="The job's own network policy; absent = its agent's.")
     key_id: str | None = Field(None, description="The API key that started the job (its id, never the key).")
     attempt: int = 0
     cancel_requested: bool = False

@@ -15,6 +15,8 @@ import orjson
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 JobPhase = Literal["", "cloning", "agent", "pushing", "uploading"]
+# A job's own network policy for its agent: `none` (nothing but the model server) or `allowlist`.
+JobNetwork = Literal["none", "allowlist"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 JOB_ID_PREFIX = "job_"
@@ -84,6 +86,8 @@ class JobRecord:
     artifacts: dict[str, int] | None = None  # artifact name → bytes
     # Where a job started from GitHub reports its outcome: `comment:<issue>` or `review:<pull request>`.
     notify: str | None = None
+    # The job's own network policy (`none` | `allowlist`) over its agent's default; None = the agent's.
+    network: JobNetwork | None = None
 
     @property
     def finished(self) -> bool:
@@ -120,6 +124,7 @@ class JobRecord:
             result=orjson.loads(raw["result"]) if raw.get("result") else None,
             artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
             notify=raw.get("notify") or None,
+            network=cast(JobNetwork, raw["network"]) if raw.get("network") in get_args(JobNetwork) else None,
         )
 
     def fields(self) -> dict[str, str]:
@@ -143,4 +148,5 @@ class JobRecord:
             "createdMs": str(self.created_ms),
             "requestId": self.request_id,
             "notify": self.notify or "",
+            "network": self.network or "",
         }

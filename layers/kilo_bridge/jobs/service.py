@@ -45,6 +45,10 @@ class TooManyJobs(BridgeError, code="too_many_jobs"):
     """The key has as many unfinished jobs as its maxJobs allows."""
 
 
+class KeyRevoked(BridgeError, code="key_revoked"):
+    """The API key that would own the job (directly, or through its trigger or schedule) is revoked."""
+
+
 class QueueUnavailable(Unavailable, code="queue_unavailable"):
     """The job could not be enqueued; it was discarded, so a retry starts clean."""
 
@@ -193,6 +197,7 @@ class JobService:
             key_id=key_id(caller) if caller else None,
             request_id=request_id,
             notify=notify,
+            network=body.network,
         )
         async with self.store.guard():
             code, existing = await self.jobs.create(
@@ -204,6 +209,8 @@ class JobService:
             raise Conflict("This Idempotency-Key was used with a different request body.", extra={"jobId": existing})
         if code == 3:
             raise TooManyJobs(f"This key already has {existing} unfinished jobs (its maxJobs).", retry_after=30)
+        if code == 5:
+            raise KeyRevoked("The API key that owns this run is revoked: nothing was started.")
         if code == 4:
             raise BudgetExceeded(
                 f"This API key's budget cannot cover the job's cost cap (maxCostUsd {max_cost}); "

@@ -186,11 +186,14 @@ class JobStore:
         args = [job_id, now_ms(), status, encoded, attempt, self._retention_s]
         return bool(await self._run(_END, self._end_keys(job_id, owner), args))
 
-    async def release(self, job_id: str, worker: str, error: str) -> str:
+    async def release(self, job_id: str, worker: str, error: str, said: dict[str, bytes]) -> str:
         """The runner `worker` exited without ending its job: 'retry' (the next attempt may claim it now),
-        'failed' / 'cancelled' (ended here with `error`), or '' (it had ended, or is not that runner's)."""
+        'failed' / 'cancelled' (ended here with `error`), or '' (it had ended, or is not that runner's).
+        `said[verdict]` is the log line added in the same step."""
         keys = self._end_keys(job_id, await self._owner(job_id))
-        args = [job_id, now_ms(), worker, self.settings.job_max_attempts, error, self._retention_s]
+        lines = [said[v] for v in ("retry", "failed", "cancelled")]
+        cap = self.settings.job_log_max_lines
+        args = [job_id, now_ms(), worker, self.settings.job_max_attempts, error, self._retention_s, *lines, cap]
         return str(await self._run(_RELEASE, keys, args))
 
     async def _owner(self, job_id: str) -> str | None:

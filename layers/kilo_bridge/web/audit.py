@@ -39,8 +39,8 @@ def _actor(request: Request, admin: bool) -> str:
 
 
 def _target(request: Request, result: Any) -> str:
-    for value in request.path_params.values():
-        return str(value)
+    if request.path_params:  # the last names the thing itself (`/admin/keys/{key_id}/triggers/{id}`: the trigger)
+        return str(list(request.path_params.values())[-1])
     for name in ("id", "name"):
         value = getattr(result, name, None)
         if isinstance(value, str):

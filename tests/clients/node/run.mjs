@@ -31,6 +31,20 @@ const cases = {
     }
     return { text, last };
   },
+  async "openai-responses-stream-fails"() {
+    // The stream fails midway: the Responses API's `response.failed` ends it, a typed event, not a throw.
+    const stream = await client.responses.create({ model, input: "hello node", stream: true });
+    let last = null;
+    for await (const event of stream) last = event;
+    return { last: last.type, status: last.response.status, code: last.response.error.code, message: last.response.error.message };
+  },
+  async "ai-default-stream-fails"() {
+    // The AI SDK reports the response's failure as an error part with the gateway's message.
+    const result = streamText({ model: provider(model), prompt: "hello node", onError() {} });
+    const errors = [];
+    for await (const part of result.fullStream) if (part.type === "error") errors.push(String(part.error?.message ?? part.error));
+    return { errors };
+  },
   async "openai-retrieve"() {
     const found = await client.models.retrieve("anthropic/claude-sonnet-4.5");
     return { id: found.id, owned_by: found.owned_by };

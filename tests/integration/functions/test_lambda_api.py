@@ -28,6 +28,7 @@ EXPECTED = {
     "healthz.json": 200,
     "responses.json": 200,
     "messages.json": 200,
+    "messages-count-tokens.json": 200,
     "embeddings.json": 200,
     "model-get.json": 200,
     "console.json": 200,
