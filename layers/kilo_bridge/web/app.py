@@ -101,6 +101,11 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
         from kilo_bridge.web.prometheus import RequestMetrics
 
         middleware.insert(0, Middleware(RequestMetrics))
+    elif os.getenv("AWS_LAMBDA_FUNCTION_NAME"):  # deployed: the same figures as CloudWatch metrics (EMF)
+        from kilo_bridge import metrics
+        from kilo_bridge.observability import EmfSink
+
+        metrics.install(EmfSink(os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "KiloBridge"))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if not settings.auth_is_required:  # an open server: loopback Host names only, no cross-site callers
         from kilo_bridge.web.local import OpenServerGuard

@@ -76,7 +76,7 @@ def install() -> PrometheusSink:
     """This process's sink, made once and handed to `kilo_bridge.metrics`."""
     if not _SINK:
         _SINK.append(PrometheusSink())
-        metrics.install(_SINK[0])
+    metrics.install(_SINK[0])
     return _SINK[0]
 
 
