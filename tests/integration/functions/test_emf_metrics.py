@@ -74,6 +74,7 @@ def test_refusals_calls_spend_and_latency_are_cloudwatch_metrics(
     assert invoke(api_module, narrow, "anthropic/claude-sonnet-4.5")["statusCode"] == 403
     lines = emf(capsys.readouterr().out)
     by_name = {line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: line for line in lines}
+
     def value(name: str) -> float:
         raw = by_name[name][name]  # Powertools writes a metric's values as a list
         return float(raw[0] if isinstance(raw, list) else raw)
