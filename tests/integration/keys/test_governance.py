@@ -20,6 +20,7 @@ import redis
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import run_sync
 
 ADMIN = "admin-key-not-real-0123456789"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
@@ -419,3 +420,58 @@ def test_a_keyed_call_that_reserved_nothing_settles_whole(
     stats = httpx.get(f"{base}/api/kilo/stats", headers={"x-api-key": key["key"]}).json()
     assert stats["byModel"]["kilo-auto/free"]["ok"] == 1  # written after the per-key figures: the whole script ran
     assert not redis_client.hlen(f"{prefix}held:{digest(key['key'])}:nusd")
+
+
+def test_a_jobs_reservation_counts_in_the_period_it_was_created_in(
+    store_settings: Settings, redis_client: redis.Redis, prefix: str
+) -> None:
+    """A job holds its cost cap in the period it was created in, and its cost is charged there: one from
+    yesterday limits nothing today; one from today does, and its cost counts in today's spend."""
+    from kilo_bridge.jobs.record import JobRecord, new_job_id
+    from kilo_bridge.jobs.store import JobStore
+    from kilo_bridge.keys.store import KeyStore
+    from kilo_bridge.platform.redis import Store
+    from kilo_bridge.usage.ledger import BudgetExceeded, Ledger, Outcome
+
+    today = Clock("2026-03-11T09:00:00+00:00")
+    created = {"yesterday": Clock("2026-03-10T23:50:00+00:00"), "today": Clock("2026-03-11T08:00:00+00:00")}
+
+    async def scenario() -> tuple[dict[bytes, bytes], bool]:
+        store = Store(store_settings)
+        try:
+            secret, _ = await KeyStore(store).create("jobs", budget_usd=1.0, budget_period="day")
+            owner = digest(secret)
+            jobs, ledger = JobStore(store), Ledger(store, clock=today)
+            made = {}
+            for when, reserve in (("yesterday", 900_000_000), ("today", 600_000_000)):
+                record = JobRecord(
+                    id=new_job_id(),
+                    status="queued",
+                    agent="review",
+                    repo_url="/x",
+                    timeout_ms=60_000,
+                    created_ms=int(created[when].now * 1000),
+                    owner=owner,
+                )
+                assert (await jobs.create(record, "", None, 0, reserve_nusd=reserve))[0] == 0
+                made[when] = record.id
+            call = await ledger.admit(owner, 300_000_000, "fake/model-a")  # 0.6 (today's job) + 0.3 fits
+            try:
+                await ledger.admit(owner, 200_000_000, "fake/model-a")  # 0.6 + 0.3 + 0.2 does not
+                refused = False
+            except BudgetExceeded:
+                refused = True
+            await ledger.record(Outcome(model="fake/model-a", ok=True), 300_000_000, call)
+            for when, cost in (("yesterday", "300000000"), ("today", "200000000")):
+                claim = await jobs.claim(made[when], owner, "worker-1")
+                assert claim.verdict == "ok"
+                assert await jobs.finish(made[when], owner, claim.attempt, "succeeded", {"costNusd": cost})
+            return redis_client.hgetall(f"{prefix}apikey:{owner}"), refused
+        finally:
+            await store.close()
+
+    record, refused = run_sync(scenario())
+    assert refused
+    assert int(record[b"spend_nusd"]) == 800_000_000  # both jobs and the call
+    assert int(record[b"period_spend_nusd"]) == 500_000_000  # today's job and the call
+    assert int(record[b"reserved_nusd"]) == 0 and int(record[b"period_reserved_nusd"]) == 0
