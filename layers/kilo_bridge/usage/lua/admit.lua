@@ -94,8 +94,11 @@ if has_key then
   -- Requests per minute: a sliding window of the last 60 s (the admissions' times), never a calendar minute.
   local rpm, tpm = tonumber(k[5]), tonumber(k[6])
   if rpm > 0 then
-    redis.call('ZREMRANGEBYSCORE', rpm_log, '-inf', now_ms - 60000)
     local n = redis.call('ZCARD', rpm_log)
+    if n >= rpm then  -- (only then are the older ones worth removing: the log never holds more than rpm + 1)
+      redis.call('ZREMRANGEBYSCORE', rpm_log, '-inf', now_ms - 60000)
+      n = redis.call('ZCARD', rpm_log)
+    end
     if n >= rpm then
       local oldest = redis.call('ZRANGE', rpm_log, n - rpm, n - rpm, 'WITHSCORES')
       return {429, math.ceil((tonumber(oldest[2]) + 60000 - now_ms) / 1000)}
