@@ -162,7 +162,13 @@ class JobContext:
 
     # -- children ----------------------------------------------------------------------------------
     async def stream(
-        self, argv: list[str], env: dict[str, str], cwd: str, source: str, on_stdout: LineSink | None = None
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        source: str,
+        on_stdout: LineSink | None = None,
+        confine: Callable[[], None] | None = None,
     ) -> Streamed:
         """Run a child to its end with its output in the live log; a stop or the deadline kills its group
         and ends the job here."""
@@ -184,6 +190,7 @@ class JobContext:
             stop_reason=lambda: self.stop_why,
             deadline=self.deadline,
             grace_s=self.settings.job_kill_grace_s,
+            confine=confine,
         )
         if finished.stopped:
             await self.log.line("runner", f"stopped {source} ({finished.stopped}): process group killed", level="warn")

@@ -23,7 +23,7 @@ from kilo_bridge.config import Settings
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import JobResult
 from kilo_bridge.jobs.record import JobRecord, now_ms
-from kilo_bridge.jobs.secrets import secret_box
+from kilo_bridge.jobs.secrets import JOB_SCOPE, SealBroken, job_binding, secret_box
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.jobs.workspace import fresh_workspace, remove_workspace, runner_name
 from kilo_bridge.observability import get_logger
@@ -40,6 +40,15 @@ class SoFar:
     checkout: clone.Checkout | None = None
     minted: str | None = None  # a GitHub App installation token minted for this job alone
     change: publish.Change | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What the runner read and checked before the stages: the secrets and the patch the job was sealed with."""
+
+    env: dict[str, str]
+    patch: str | None
+    tampered: bool
 
 
 class Runner:
@@ -67,10 +76,8 @@ class Runner:
             logger.info("job not claimed", extra={"job_id": self.job_id, "verdict": claim.verdict})
             return claim.verdict
         deadline = asyncio.get_running_loop().time() + max(0.0, (claim.deadline_ms - now_ms()) / 1000)
-        sealed = await self.jobs.sealed_env(self.job_id)
-        profile_env: dict[str, str] = {}
-        if sealed:
-            profile_env = await asyncio.to_thread(secret_box(self.settings).open, self.job_id, sealed)
+        patch = await self.jobs.patch(self.job_id)
+        profile_env, tampered = await self._secrets(record, patch)
         redact = Redactor([*profile_env.values(), self.settings.api_key])
         ws = Workspace(await asyncio.to_thread(fresh_workspace, self.settings, self.job_id))
         ws.private.mkdir(mode=0o700)
@@ -78,19 +85,32 @@ class Runner:
         ctx = JobContext(self.settings, self.jobs, record, claim.attempt, deadline, log, redact)
         watchdog = asyncio.create_task(ctx.watch())
         try:
-            return await self._job(ctx, record, ws, profile_env)
+            return await self._job(ctx, record, ws, Opened(profile_env, patch, tampered))
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
             await asyncio.to_thread(remove_workspace, self.settings, self.job_id)
 
+    async def _secrets(self, record: JobRecord, patch: str | None) -> tuple[dict[str, str], bool]:
+        """The job's profileEnv, opened only for the record it was sealed with (True: the record, its patch
+        or its seal was changed after submission; nothing is opened, the job fails `record_tampered`)."""
+        sealed = await self.jobs.sealed_env(self.job_id)
+        if not sealed:  # every job is sealed at submission, with or without secrets
+            return {}, True
+        box = secret_box(self.settings)
+        try:
+            return await asyncio.to_thread(box.open, self.job_id, sealed, JOB_SCOPE, job_binding(record, patch)), False
+        except SealBroken:
+            logger.warning("job record tampered with", extra={"job_id": self.job_id})
+            return {}, True
+
     def _log(self, ws: Workspace, redact: Redactor, attempt: int) -> JobLog:
         st = self.settings
         path = ws.private / "log.jsonl"
         return JobLog(self.jobs, self.job_id, redact, path, st.job_log_max_bytes, st.job_log_max_lines, attempt)
 
-    async def _job(self, ctx: JobContext, record: JobRecord, ws: Workspace, profile_env: dict[str, str]) -> str:
+    async def _job(self, ctx: JobContext, record: JobRecord, ws: Workspace, opened: Opened) -> str:
         status, reason, error = "succeeded", None, None
         result, so_far = JobResult(), SoFar()
         try:
@@ -98,7 +118,13 @@ class Runner:
                 "runner",
                 f"job {self.job_id} attempt {ctx.attempt} on {self.worker}: agent {record.agent} on {record.repo_url}",
             )
-            result = await self._stages(ctx, ws, profile_env, so_far)
+            if opened.tampered:
+                raise JobEnded(
+                    "failed",
+                    "record_tampered",
+                    "the job's record, patch or sealed secrets changed after it was submitted; nothing was run",
+                )
+            result = await self._stages(ctx, ws, opened, so_far)
         except JobEnded as ended:
             status, reason, error = ended.status, ended.reason, ctx.redact(ended.message)[:2000]
         except Lost:
@@ -124,24 +150,26 @@ class Runner:
         if status == "succeeded" and so_far.change is not None:
             return so_far.change.diff
         try:
-            change = await publish.collect(so_far.checkout, ws)
+            change = await publish.collect(so_far.checkout, ws, ctx.settings.agent_max_file_mb)
         except Exception as exc:  # the job ends all the same, without its partial diff
             logger.warning("partial diff not collected", extra={"job_id": self.job_id, "error": type(exc).__name__})
             return b""
         result.diff_stat, result.files_changed = change.stat, change.files
         return change.diff
 
-    async def _stages(self, ctx: JobContext, ws: Workspace, profile_env: dict[str, str], so_far: SoFar) -> JobResult:
+    async def _stages(self, ctx: JobContext, ws: Workspace, opened: Opened, so_far: SoFar) -> JobResult:
+        profile_env = opened.env
         spec = get_agent(self.settings.agents_path, ctx.record.agent)
         repo = clone.checked_repo(ctx)
         sandbox = await agent.sandbox_for(ctx)
+        await ctx.log.line("runner", await asyncio.to_thread(agent.limits_line, ctx, sandbox))
         token, so_far.minted = await clone.repository_token(ctx, repo, spec, profile_env)
 
         # 1. clone
         checkout = so_far.checkout = await clone.clone(ctx, repo, token, ws)
 
         # 2. the patch, if the run carries one; then the agent
-        task = await agent.prepare_task(ctx, spec, checkout, ws)
+        task = await agent.prepare_task(ctx, spec, checkout, ws, opened.patch)
         await ctx.enter("agent", 10)
         await agent.AgentRun(ctx, spec, checkout, sandbox, ws).run(self.store, profile_env, task)
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from agent_task import procs
+from agent_task import limits, procs
 from agent_task.context import JobContext, JobEnded, Workspace
 from agent_task.kilo import cli_env, listed_agents, not_denied, provider_config
 from agent_task.meter import Meter
@@ -50,15 +51,27 @@ class Task:
 async def sandbox_for(ctx: JobContext) -> Sandbox:
     st = ctx.settings
     try:
-        return await asyncio.to_thread(resolve, st.agent_sandbox, st.agent_user, st.kilo_cli_path)
+        sandbox = await asyncio.to_thread(resolve, st.agent_sandbox, st.agent_user, st.kilo_cli_path)
     except SandboxUnavailable as exc:
         raise JobEnded("failed", "sandbox_unavailable", str(exc)) from None
+    return replace(sandbox, tmp_mb=st.agent_tmp_mb)
 
 
-async def prepare_task(ctx: JobContext, spec: AgentSpec, checkout: Checkout, ws: Workspace) -> Task:
+def sandbox_uid(sandbox: Sandbox) -> int | None:
+    """The kernel uid the agent runs as (None: the runner's own, which bubblewrap keeps under its 65534)."""
+    return sandbox.user[0] if sandbox.mode == "user" and sandbox.user else None
+
+
+def limits_line(ctx: JobContext, sandbox: Sandbox) -> str:
+    """How each resource limit will hold for this job's agent (said among the job log's first lines)."""
+    with limits.confined(ctx.settings, ctx.job_id, sandbox_uid(sandbox)) as box:
+        return box.describe(sandbox.mode)
+
+
+async def prepare_task(ctx: JobContext, spec: AgentSpec, checkout: Checkout, ws: Workspace, patch: str | None) -> Task:
+    """The task; `patch` is the one the job's seal was checked against (never read again from Redis)."""
     record = ctx.record
     task = Task(record.prompt or spec.default_prompt or "")
-    patch = await ctx.until_redis_answers("patch", lambda: ctx.jobs.patch(ctx.job_id))
     if patch is not None:
         task = await apply_patch(ctx, checkout, ws, patch, record.prompt)
     return task
@@ -116,7 +129,8 @@ class AgentRun:
                 "Gateway's model list, so its cost cannot be tracked; the agent was not started",
             )
         cli = self.sandbox.cli or st.kilo_cli_path
-        argv = self.wrap([cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task.text])
+        run = [cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task.text]
+        argv = self.wrap(limits.reporting_tmp(run) if self.sandbox.mode == "bwrap" else run)
         if not os.access(st.kilo_cli_path, os.X_OK):
             raise JobEnded(
                 "failed",
@@ -130,20 +144,40 @@ class AgentRun:
         agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
         env = cli_env(st, self.ws.agent, st.agents_path, provider_config(st, model), agent_env, job_key)
         self.confine()
-        await self.check_agent(env, cli)
-        await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}")
-        await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, via {st.agent_api_base})")
-        ctx.agent_started = True
-        watching = asyncio.create_task(meter.watch())
-        try:
-            streamed = await ctx.stream(argv, env, str(self.checkout.dir), "kilo-stderr", on_stdout=self.on_event)
-        finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
-            await meter.read()  # what happened since the last look, said before the job ends
-            await meter.settle()
+        with limits.confined(st, ctx.job_id, sandbox_uid(self.sandbox)) as box:
+            await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}")
+            await self.check_agent(env, cli, box.join)
+            await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, via {st.agent_api_base})")
+            ctx.agent_started = True
+            watching = asyncio.create_task(meter.watch())
+            try:
+                streamed = await ctx.stream(
+                    argv, env, str(self.checkout.dir), "kilo-stderr", on_stdout=self.on_event, confine=box.join
+                )
+            finally:
+                box.kill_all()  # what the agent left running, wherever it went
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+                await meter.read()  # what happened since the last look, said before the job ends
+                await meter.settle()
+            hits = box.hits(streamed.tail)
+        await self.held_at(hits)
         self.judge(streamed.finished.returncode, streamed.tail)
+
+    async def held_at(self, hits: list[str]) -> None:
+        """A limit the kernel held the agent at ends the job, named (its work may be cut short anywhere)."""
+        limit = self.ctx.settings.agent_max_file_mb * limits.MB
+        for top in (self.checkout.dir, self.ws.agent):
+            big = await asyncio.to_thread(limits.oversized, top, limit)
+            if big:
+                name, size = big[0]
+                hits.append(f"AGENT_MAX_FILE_MB ({limit // limits.MB} MB): {name} reached {size // limits.MB} MB")
+                break
+        if hits:
+            for hit in hits:
+                await self.ctx.log.line("runner", f"limit hit: {hit}", level="error")
+            raise JobEnded("failed", "resource_limit", "the agent was held at a limit: " + "; ".join(hits))
 
     def judge(self, returncode: int | None, tail: list[str]) -> None:
         """The agent's end as the job's: a cost cap reached, a gateway error it kept meeting, or its failure."""
@@ -200,13 +234,18 @@ class AgentRun:
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                     os.lchown(name, uid, gid)
 
-    async def check_agent(self, env: dict[str, str], cli: str) -> None:
+    async def check_agent(self, env: dict[str, str], cli: str, confine: Callable[[], None]) -> None:
         """The CLI must know the agent by its name (an unknown `--agent` only warns and runs the CLI's default
         agent, which may do anything), and a report-only agent must come out of the CLI's own rule merge
         denying every tool that could change or leave its checkout."""
         spec = self.spec
         argv = self.wrap([cli, "agent", "list"])
-        rc, out, err = await procs.capture(argv, env=env, cwd=str(self.checkout.dir), timeout_s=120)
+        rc, out, err = await procs.capture(
+            argv, env=env, cwd=str(self.checkout.dir), timeout_s=120, confine=confine, stop=self.ctx.stop
+        )
+        if self.ctx.stop.is_set():
+            await self.ctx.log.line("runner", f"stopped `kilo agent list` ({self.ctx.stop_why})", level="warn")
+            self.ctx.check_stop()
         agents = listed_agents(out.decode(errors="replace"))
         if spec.name not in agents:
             detail = self.ctx.redact(err.decode(errors="replace").strip())[-300:]

@@ -4,10 +4,16 @@ pushed to the URL that was cloned, and proposed as a pull request."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent_task.context import JobContext, JobEnded, Workspace
 from agent_task.github import PullRequestError, open_pull_request
+from agent_task.limits import MB, oversized
 from agent_task.stages.clone import Checkout, pr_target
 from kilo_bridge.jobs.catalogue import AgentSpec
 from kilo_bridge.jobs.models import DiffStat, JobResult
@@ -22,8 +28,17 @@ class Change:
     files: list[str] = field(default_factory=list)
 
 
-async def collect(checkout: Checkout, ws: Workspace) -> Change:
-    """Stage everything the agent changed; the binary diff, its stat and the file names."""
+async def collect(checkout: Checkout, ws: Workspace, max_file_mb: int) -> Change:
+    """Stage everything the agent changed; the binary diff, its stat and the file names. A file at the
+    one-file limit (AGENT_MAX_FILE_MB) is refused before git hashes anything (found by lstat, no link followed)."""
+    big = await asyncio.to_thread(oversized, checkout.dir, max_file_mb * MB)
+    if big:
+        name, size = big[0]
+        raise JobEnded(
+            "failed",
+            "resource_limit",
+            f"AGENT_MAX_FILE_MB ({max_file_mb} MB): {name} is {size // MB} MB; the change was not staged",
+        )
     checkout.git.reseal(checkout.git_config)
     await checkout.git_cmd("add", "-A")
     patch = ws.private / "diff.patch"
@@ -41,10 +56,31 @@ async def collect(checkout: Checkout, ws: Workspace) -> Change:
     return change
 
 
+def remove_beneath(root: Path, name: str) -> None:
+    """Remove root/name when it is a file reached through real directories only: a directory the agent
+    replaced with a link (to anywhere on the host) is never followed, and the entry itself, a link or a file,
+    is unlinked, never its target."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts:
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    with contextlib.suppress(OSError):  # gone, or reached through a link: left alone
+        fd = os.open(root, flags)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, flags, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            if not stat.S_ISDIR(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode):
+                os.unlink(parts[-1], dir_fd=fd)
+        finally:
+            os.close(fd)
+
+
 async def the_change(ctx: JobContext, checkout: Checkout, ws: Workspace, rejects: list[str]) -> Change:
     for name in rejects:
-        (checkout.dir / name).unlink(missing_ok=True)
-    change = await collect(checkout, ws)
+        remove_beneath(checkout.dir, name)
+    change = await collect(checkout, ws, ctx.settings.agent_max_file_mb)
     if ctx.redact.found_in(change.diff.decode(errors="replace")):
         raise JobEnded("failed", "secret_in_diff", "the change contains a value from profileEnv; not pushed")
     return change

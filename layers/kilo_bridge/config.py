@@ -158,6 +158,9 @@ class Settings:
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
     redis_password: SecretStr | None = None
+    # The embedded Redis's password (made by scripts/ensure_redis.py, mode 0600). Unset: `.run/redis-<port>.password`
+    # when the Redis is on loopback and that file exists (`make run`), else no password.
+    redis_password_file: str | None = None
 
     # -- access control ----------------------------------------------------------------------------
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
@@ -257,6 +260,12 @@ class Settings:
     # refused with JOBS_CONCURRENCY > 1 on a local queue); none = no sandbox.
     agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
     agent_user: str = "kilo-agent"
+    # Kernel limits on every agent process tree (agent_task/limits.py): its processes, memory (no swap), the
+    # size of one file it writes, and its private /tmp (a RAM-backed tmpfs).
+    agent_max_procs: int = setting(512, ge=16, le=1_000_000)
+    agent_max_memory_mb: int = setting(4096, ge=32, le=1_048_576)
+    agent_max_file_mb: int = setting(1024, ge=1, le=1_048_576)
+    agent_tmp_mb: int = setting(1024, ge=1, le=1_048_576)
     job_workdir: str | None = None
     job_timeout_default_ms: int = setting(600_000, ge=1_000, le=3_600_000)
     job_timeout_max_ms: int = setting(3_600_000, ge=1_000, le=3_600_000)
@@ -433,12 +442,41 @@ def _with_secrets(settings: Settings) -> Settings:
                 update[field] = SecretStr(read_secret(arn, json_field))
             except Exception as exc:
                 raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
+    if settings.redis_password is None and not settings.redis_password_secret_arn:
+        password = _embedded_redis_password(settings)
+        if password:
+            update["redis_password"] = SecretStr(password)
     if settings.redis_password_secret_arn and settings.redis_password is None:
         try:
             update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
         except Exception as exc:
             raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
     return settings.replace(**update) if update else settings
+
+
+def redis_password_path(port: int) -> str:
+    """Where scripts/ensure_redis.py keeps the password of the Redis it started on this port."""
+    return f".run/redis-{port}.password"
+
+
+def _embedded_redis_password(settings: Settings) -> str | None:
+    """The password of the Redis `make run` started (a file only its user can read), else None."""
+    url = urlsplit(settings.redis_url) if settings.redis_url else None
+    if url is not None and (url.password or url.scheme == "unix"):
+        return None
+    path = settings.redis_password_file
+    if path is None:
+        host = url.hostname if url else settings.redis_host
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        path = redis_password_path((url.port or 6379) if url else settings.redis_port)
+        if not os.path.exists(path):
+            return None
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"REDIS_PASSWORD_FILE: cannot read {path} ({type(exc).__name__})") from None
 
 
 def read_secret(arn: str, json_field: str) -> str:

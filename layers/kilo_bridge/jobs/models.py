@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus
+from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus, ShownStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
 
@@ -82,7 +82,7 @@ class ArtifactLink(ApiModel):
 
 class JobView(ApiModel):
     id: str
-    status: JobStatus
+    status: ShownStatus
     phase: JobPhase = ""
     progress: int = Field(0, ge=0, le=100)
     agent: str
@@ -123,7 +123,7 @@ class JobLogLine(ApiModel):
 class JobLogStatus(ApiModel):
     """A job's state on its log stream (event `status`): the first event, then each change."""
 
-    status: JobStatus
+    status: ShownStatus
     phase: JobPhase = ""
     progress: int = Field(0, ge=0, le=100)
     heartbeat_at: str | None = None

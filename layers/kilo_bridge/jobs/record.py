@@ -14,6 +14,9 @@ from typing import Any, Literal, cast, get_args
 import orjson
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+# What the API and console show: `cancelling` is a running job whose cancel was asked for (its runner is
+# killing the agent's process tree; the stored status stays `running` until it ends `cancelled`).
+ShownStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled", "timed_out"]
 JobPhase = Literal["", "cloning", "agent", "pushing", "uploading"]
 # A job's own network policy for its agent: `none` (nothing but the model server) or `allowlist`.
 JobNetwork = Literal["none", "allowlist"]
@@ -92,6 +95,10 @@ class JobRecord:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def shown_status(self) -> ShownStatus:
+        return "cancelling" if self.status == "running" and self.cancel_requested else self.status
 
     @classmethod
     def decode(cls, raw: dict[str, str]) -> JobRecord:

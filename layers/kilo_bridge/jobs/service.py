@@ -17,7 +17,7 @@ from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStat
 from kilo_bridge.jobs.policy import check_branch, check_profile_env, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, iso, new_job_id, now_ms, valid_job_id
-from kilo_bridge.jobs.secrets import SecretBox, secret_box
+from kilo_bridge.jobs.secrets import JOB_SCOPE, SecretBox, job_binding, secret_box
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.keys.store import KeyStore, key_id, model_allowed
 from kilo_bridge.money import nusd
@@ -166,9 +166,6 @@ class JobService:
             body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
             idempotency = (hashlib.sha256(idempotency_key.encode()).hexdigest()[:32], body_hash)
         job_id = new_job_id()
-        sealed = ""
-        if env:
-            sealed = await asyncio.to_thread(self.box.seal, job_id, env)
         max_cost = body.max_cost_usd
         max_jobs = reserve = 0
         if caller:
@@ -199,6 +196,9 @@ class JobService:
             notify=notify,
             network=body.network,
         )
+        # Sealed even when empty: the blob binds the job's identity, so a record rewritten in Redis after this
+        # point fails `record_tampered` in its runner instead of running with the original owner's secrets.
+        sealed = await asyncio.to_thread(self.box.seal, job_id, env, JOB_SCOPE, job_binding(record, body.patch))
         async with self.store.guard():
             code, existing = await self.jobs.create(
                 record, sealed, idempotency, max_jobs, reserve, patch=body.patch or ""
@@ -348,7 +348,7 @@ class JobService:
 
 def _status(record: JobRecord) -> JobLogStatus:
     return JobLogStatus(
-        status=record.status,
+        status=record.shown_status,
         phase=record.phase,
         progress=record.progress,
         heartbeat_at=iso(record.heartbeat_ms),

@@ -56,7 +56,7 @@ def job_view(details: JobDetails, base: str) -> JobView:
     }
     return JobView(
         id=r.id,
-        status=r.status,
+        status=r.shown_status,
         phase=r.phase,
         progress=r.progress,
         agent=r.agent,
