@@ -8,9 +8,8 @@ fields: name, created_at, revoked (0/1), budget_nusd (0 = none), budget_period (
 spend_nusd (lifetime), reserved_nusd (held by calls and jobs in flight), period_start / period_spend_nusd /
 period_reserved_nusd (the current budget period: its start in epoch ms, what was spent and is held in it), models
 (comma-separated exact ids or `provider/*`; '' = any), team ('' = none; keys/teams.py), rpm, tpm, max_jobs
-(0 = none), requests, plus the usage
-counters (usage/ledger.py). The
-usage and jobs scripts read and settle budget fields on the key this module names for them (`key_record`).
+(0 = none), requests, plus the usage counters (usage/ledger.py). The usage and jobs scripts read and settle
+budget fields on the key this module names for them (`key_record`).
 """
 
 from __future__ import annotations
