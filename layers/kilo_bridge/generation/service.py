@@ -210,15 +210,20 @@ class Generation:
         """
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
+        answered = False
         try:
             answer = await self.gateway.complete(body, retries, api, headers)
+            answered = True
             payload = answer.payload
             usage = chat_usage(api, payload.get("usage"))
             model = payload["model"] if isinstance(payload.get("model"), str) else requested
             cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
         except BaseException as exc:  # every admitted call is settled, whatever failed (a cancel included)
             failure = _as_error(exc)
-            await self._account(admission, requested, requested, None, ok=False, stream=False, error=failure)
+            # An answer that came (and was billed) but could not be read is charged its reservation.
+            await self._account(
+                admission, requested, requested, None, ok=False, stream=False, error=failure, produced=answered
+            )
             raise
         return answer, cost, record
 
