@@ -29,7 +29,7 @@ Where each behaviour comes from (Kilo's source, Kilo-Org/cloud, is what runs; it
 Misbehaviour is chosen per request, from a queue (`POST /_fake/script {"scenarios": [...]}`) or by the model
 name `fake/<kind>`. Kinds: `ok` (text, chunks, chunk_delay_ms, latency_ms, cost, usage, headers, processing),
 `status` (status, reason, body, retry_after, headers, message), `slow` (latency_ms), and for streams
-`cut`/`stall`/`malformed`/`error_event` (after, silence_ms). `GET /_fake/requests` lists what was received
+`cut`/`stall`/`malformed`/`error_event`/`huge_line` (after, silence_ms, size). `GET /_fake/requests` lists what was received
 (path, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
 
 As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
@@ -105,7 +105,7 @@ MODELS = {
         },
     ]
 }
-KINDS = {"ok", "status", "slow", "cut", "stall", "malformed", "error_event"}
+KINDS = {"ok", "status", "slow", "cut", "stall", "malformed", "error_event", "huge_line"}
 DEFAULT_BALANCE = 12.5
 BUY_CREDITS_URL = "https://app.kilo.ai/profile"  # APP_URL + '/profile' (usageLimitExceededResponse)
 
@@ -323,6 +323,8 @@ class FakeGateway(AiohttpApp):
             return True
         if kind == "malformed":
             await resp.write(b"data: {not json\n\n")
+        if kind == "huge_line":  # one enormous event (`size` bytes of data), then the stream goes on to its usage
+            await resp.write(b"data: " + b"x" * int(sc.get("size", 10_000_000)) + b"\n\n")
         if kind == "stall":
             await asyncio.sleep(sc.get("silence_ms", 3000) / 1000)
         return False
