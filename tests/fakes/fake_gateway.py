@@ -222,6 +222,7 @@ class FakeGateway(AiohttpApp):
         self.queue: deque[dict[str, Any]] = deque()
         self.balance: float = DEFAULT_BALANCE
         self.balance_status: int | None = None
+        self.models_status: int | None = None  # `GET /models` fails with this status while set
         self.disconnects = 0
         self.agent_plan: list[dict[str, Any]] = []
         self.agent_text = "Done."
@@ -236,6 +237,7 @@ class FakeGateway(AiohttpApp):
         self.requests.clear()
         self.queue.clear()
         self.balance, self.balance_status, self.disconnects = DEFAULT_BALANCE, None, 0
+        self.models_status = None
         self.agent_plan, self.agent_text, self.agent_plans = [], "Done.", {}
 
     def script(self, scenarios: list[Any]) -> None:
@@ -610,6 +612,8 @@ class FakeGateway(AiohttpApp):
 
     async def models(self, request: web.Request) -> web.Response:
         self._record(request, None)
+        if self.models_status:
+            return web.json_response(error_body(self.models_status, None, 0), status=self.models_status)
         return web.json_response(MODELS)
 
     async def balance_handler(self, request: web.Request) -> web.Response:
