@@ -230,7 +230,7 @@ class Ledger:
             except OSError:
                 log.exception("settlement spool refused a record")
         for attempt in range(1, RECORD_ATTEMPTS):
-            await asyncio.sleep(0.2 * 2**attempt)
+            await asyncio.sleep(0.2 * 2 ** (attempt - 1))
             try:
                 await self._hot(_RECORD, keys, args, extra)
                 self._live.discard(admission.id)
