@@ -81,8 +81,8 @@ bench-gap: install
 
 ## every call the (counting fake) upstream billed is in the ledger under faults (Redis paused, killed and restarted;
 ## a web process killed; clients hanging up), and no reservation stays open → docs/benchmarks/reconcile.md
-## (RECONCILE_REQUESTS, RECONCILE_CLIENTS: a short load by default, ~1 minute)
-RECONCILE_REQUESTS ?= 600
+## (RECONCILE_REQUESTS, RECONCILE_CLIENTS: at most that many calls, for as long as the faults last, ~15 s)
+RECONCILE_REQUESTS ?= 2000
 RECONCILE_CLIENTS  ?= 16
 bench-reconcile: install
 	@$(PY) tests/benchmarks/reconcile.py --requests $(RECONCILE_REQUESTS) --clients $(RECONCILE_CLIENTS)
