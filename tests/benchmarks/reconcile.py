@@ -240,8 +240,12 @@ def make_keys(url: str, n: int = 3) -> list[str]:
 
 
 def faults_during(
-    run_load: Callable[[threading.Event], None], pause: Callable[[], None], resume: Callable[[], None],
-    kill: Callable[[], None], restart: Callable[[], None], more: list[tuple[str, Callable[[], None]]],
+    run_load: Callable[[threading.Event], None],
+    pause: Callable[[], None],
+    resume: Callable[[], None],
+    kill: Callable[[], None],
+    restart: Callable[[], None],
+    more: list[tuple[str, Callable[[], None]]],
     outage_s: float = 6.0,
 ) -> list[str]:
     """Run the load in a thread while the faults are applied, one after the other, and a second more; returns what
@@ -287,7 +291,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="web processes of `kilo-bridge serve` (2+: one is killed)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="web processes of `kilo-bridge serve` (2+: one is killed)"
+    )
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
 
@@ -318,7 +324,10 @@ def main() -> int:
         )
         env = {**os.environ, **settings_env(settings), "PYTHONPATH": os.pathsep.join([str(ROOT / "layers"), str(ROOT)])}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kilo_bridge", "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+            [sys.executable, "-m", "kilo_bridge", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
@@ -338,18 +347,29 @@ def main() -> int:
             assert server.proc is not None
             faults = faults_during(
                 lambda stop: asyncio.run(load([url], keys, args.requests, args.clients, tally, stop)),
-                server.pause, server.resume, server.stop, server.start, more,
+                server.pause,
+                server.resume,
+                server.stop,
+                server.start,
+                more,
             )
             seconds = time.monotonic() - started
             r = redis.Redis.from_url(server.url)
             # A killed web process takes the usage of its calls in flight with it (the upstream billed them): the
             # ledger then agrees with itself, short of what those calls cost.
-            (spend, stats, credits, reserved), released_after = settle_and_count(
-                r, fake, keys, exact=args.workers == 1
-            )
+            (spend, stats, credits, reserved), released_after = settle_and_count(r, fake, keys, exact=args.workers == 1)
             figures = Figures(
-                fake.billed_nusd, fake.billed_calls, spend, stats, credits, reserved, released_after,
-                dict(sorted(tally.answers.items())), tally.hung_up, faults, seconds,
+                fake.billed_nusd,
+                fake.billed_calls,
+                spend,
+                stats,
+                credits,
+                reserved,
+                released_after,
+                dict(sorted(tally.answers.items())),
+                tally.hung_up,
+                faults,
+                seconds,
             )
             r.close()
         finally:
@@ -371,8 +391,9 @@ def write_report(args: argparse.Namespace, f: Figures) -> None:
     if f.exact:
         verdict = "exact"
     elif f.accounted:
+        gap = usd(f.billed_nusd - f.key_spend_nusd)
         verdict = (
-            f"exact but for the {f.cut} calls that died with the killed web process ({usd(f.billed_nusd - f.key_spend_nusd)}): "
+            f"exact but for the {f.cut} calls that died with the killed web process ({gap}): "
             "the upstream billed them, and their usage was in that process's memory"
         )
     else:

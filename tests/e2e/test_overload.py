@@ -51,7 +51,7 @@ def start_server(
             [sys.executable, "-m", "kilo_bridge", "serve"],
             env=env,
             cwd=ROOT,
-            preexec_fn=limit,  # noqa: PLW1509 - the limit must be the child's own from its start
+            preexec_fn=limit,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -90,7 +90,9 @@ def test_past_what_it_can_hold_it_answers_503_with_retry_after_never_500_or_502(
     proc, url = start_server(160, 160)  # the hard limit too: nothing to raise to; a third of it is ~32 requests
     assert open_files_limit(proc.pid) == (160, 160)
     created = httpx.post(
-        url + "/api/kilo/admin/keys", json={"name": "ci", "budgetUsd": 100}, headers={"Authorization": f"Bearer {ADMIN}"}
+        url + "/api/kilo/admin/keys",
+        json={"name": "ci", "budgetUsd": 100},
+        headers={"Authorization": f"Bearer {ADMIN}"},
     )
     key = created.json()["key"]
     fake.script([{"kind": "ok", "chunks": 4, "chunk_delay_ms": 500, "cost": 0.001}] * 120)

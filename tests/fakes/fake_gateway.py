@@ -29,8 +29,8 @@ Where each behaviour comes from (Kilo's source, Kilo-Org/cloud, is what runs; it
 Misbehaviour is chosen per request, from a queue (`POST /_fake/script {"scenarios": [...]}`) or by the model
 name `fake/<kind>`. Kinds: `ok` (text, chunks, chunk_delay_ms, latency_ms, cost, usage, headers, processing),
 `status` (status, reason, body, retry_after, headers, message), `slow` (latency_ms), and for streams
-`cut`/`stall`/`malformed`/`error_event`/`huge_line` (after, silence_ms, size). `GET /_fake/requests` lists what was received
-(path, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
+`cut`/`stall`/`malformed`/`error_event`/`huge_line` (after, silence_ms, size). `GET /_fake/requests` lists what was
+received (path, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
 
 As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
 "args": {"filePath": "HELLO.md", "content": "hi"}}], "text": "Done."}` makes the request that carries tools

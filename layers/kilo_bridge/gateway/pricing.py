@@ -145,7 +145,7 @@ class PriceBook:
         while True:
             cost = await self.cost_nusd(models, usage)
             left = deadline - time.monotonic()
-            if cost is not None or not usage or self._failures == 0 and self._fetched_at is not None or left <= 0:
+            if cost is not None or not usage or (self._failures == 0 and self._fetched_at is not None) or left <= 0:
                 return cost
             self._kick()
             assert self._task is not None

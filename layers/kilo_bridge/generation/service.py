@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio

@@ -178,7 +178,9 @@ class Ledger:
         extra: list[Command] = []
         if key_digest is not None:
             self._live.add(admission_id)
-            extra.append(("ZADD", self._inflight(self.owner), int(now * 1000) + self.hold_ms, f"{key_digest}:{admission_id}"))
+            extra.append(
+                ("ZADD", self._inflight(self.owner), int(now * 1000) + self.hold_ms, f"{key_digest}:{admission_id}")
+            )
         try:  # (what `guard` does, inline: this is every request's path)
             verdict = await self._hot(_ADMIT, keys, args, extra)
         except (RedisError, OSError) as exc:

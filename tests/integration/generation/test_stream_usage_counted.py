@@ -14,7 +14,6 @@ import redis
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.support import REDIS_URL
 
 ADMIN = "admin-key-not-real-0123456789"
 MSG = [{"role": "user", "content": "x"}]

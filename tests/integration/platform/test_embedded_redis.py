@@ -4,6 +4,7 @@ it still has what was written."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -33,10 +34,8 @@ def ensure_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mo
     yield module
     pidfile = tmp_path / ".run" / f"redis-{port}.pid"
     if pidfile.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def wait_for(check: object, seconds: float = 20.0) -> bool:

@@ -12,7 +12,16 @@ from pathlib import Path
 import redis
 
 from kilo_bridge.config import Settings
-from tests.benchmarks.reconcile import ADMIN, PREFIX, CountingGateway, Tally, faults_during, load, make_keys, settle_and_count
+from tests.benchmarks.reconcile import (
+    ADMIN,
+    PREFIX,
+    CountingGateway,
+    Tally,
+    faults_during,
+    load,
+    make_keys,
+    settle_and_count,
+)
 from tests.support import RedisServer
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import pytest
 from aiohttp.base_protocol import BaseProtocol
 
 from kilo_bridge.gateway.sse import MAX_SSE_LINE, OVERLONG, Event, sse_batches, sse_events
@@ -26,10 +25,15 @@ class _Socket(asyncio.ReadTransport):
 
 
 async def batches(*reads: bytes) -> list[list[bytes]]:
-    return [[data for _name, data in batch if _name is not OVERLONG] for batch in await events(*reads)]
+    return [batch async for batch in sse_batches(fed(*reads))]
 
 
 async def events(*reads: bytes) -> list[list[Event]]:
+    return [batch async for batch in sse_events(fed(*reads))]
+
+
+def fed(*reads: bytes) -> aiohttp.StreamReader:
+    """aiohttp's reader, fed `reads` one network read at a time (then the end of the stream)."""
     loop = asyncio.get_running_loop()
     protocol = BaseProtocol(loop)
     protocol.connection_made(_Socket())
@@ -42,10 +46,11 @@ async def events(*reads: bytes) -> list[list[Event]]:
             await asyncio.sleep(0)
         reader.feed_eof()
 
-    feeder = asyncio.ensure_future(feed())
-    out = [batch async for batch in sse_events(reader)]
-    await feeder
-    return out
+    _FEEDERS.add(asyncio.ensure_future(feed()))
+    return reader
+
+
+_FEEDERS: set[asyncio.Future[None]] = set()
 
 
 async def test_events_of_one_read_come_together_and_split_events_are_joined() -> None:
