@@ -23,7 +23,8 @@ $(KILO_STAMP): agent_task/package.json agent_task/package-lock.json
 	@npm install --prefix agent_task --no-audit --no-fund --loglevel=error
 	@rm -f agent_task/node_modules/.installed-* && touch $@
 
-# The Node clients the test suite drives against /v1 (openai-node, the Vercel AI SDK), pinned with a lock file.
+# The Node clients the test suite drives against /v1 (openai-node, the Vercel AI SDK, and the coding agents Claude
+# Code and the Codex CLI, whose native binaries come as npm packages), pinned with a lock file.
 CLIENTS_STAMP := tests/clients/node/node_modules/.installed-$(shell cat tests/clients/node/package.json tests/clients/node/package-lock.json | cksum | cut -d' ' -f1)
 
 $(CLIENTS_STAMP): tests/clients/node/package.json tests/clients/node/package-lock.json

@@ -12,6 +12,7 @@ from kilo_bridge.config import Settings
 from kilo_bridge.github.app import COMMENT, READ, WRITE, GitHubApp, GitHubAppError, configured
 from kilo_bridge.jobs.policy import RepoRef
 from kilo_bridge.jobs.record import JobRecord
+from kilo_bridge.platform.security import REDACTED
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,46 @@ async def revoke(settings: Settings, token: str) -> None:
         await GitHubApp(settings).revoke(token)
 
 
+SUMMARY_MAX = 500  # a short summary only: the job's page and artifacts hold the rest
+
+
+def job_link(settings: Settings, job_id: str) -> str:
+    """The job's page on this API when the runner knows the API's address, else its id alone."""
+    base = settings.public_base_url or settings.bridge_url
+    return f"[`{job_id}`]({base.rstrip('/')}/api/kilo/job/{job_id})" if base else f"`{job_id}`"
+
+
+def short_summary(summary: str) -> str:
+    """The agent's summary as GitHub may see it: the agent's text is not ours to publish. `summary` is what the
+    runner kept after its redactor (the one that refuses a push with a secret in it) ran over it: anything it
+    replaced means the text touched a secret, and none of it is posted; else one short paragraph, no markup
+    that could hide text (HTML comments) or ping people."""
+    if not summary or REDACTED in summary:
+        return ""
+    text = " ".join(summary.split())[:SUMMARY_MAX]
+    return text.replace("<!--", "").replace("@", "@\u200b")
+
+
 def outcome_text(
-    record: JobRecord, status: str, reason: str | None, error: str | None, pr_url: str | None, summary: str
+    record: JobRecord,
+    status: str,
+    reason: str | None,
+    error: str | None,
+    pr_url: str | None,
+    summary: str,
 ) -> str:
+    """A job's status and its link, for the issue or pull request that started it. The agent's free text (its
+    error, a long summary) never goes there whole: the repository's readers may be the ones who wrote the
+    text the agent read. A review job's findings are its purpose: they are posted, secret-scanned the same way."""
+    link = f"`{record.id}`"  # `report` makes it a link when the API's address is known
+    if (record.notify or "").startswith("review:") and status == "succeeded" and summary and REDACTED not in summary:
+        return summary
     if status == "succeeded":
-        return f"Pull request: {pr_url}" if pr_url else (summary or "Done: no change was needed.")
-    return f"Job `{record.id}` {status}" + (f" ({reason})" if reason else "") + (f": {error}" if error else ".")
+        head = f"Kilo Bridge job {link} succeeded: " + (f"pull request {pr_url}" if pr_url else "no change was made.")
+    else:
+        head = f"Kilo Bridge job {link} {status}" + (f" (`{reason}`)." if reason else ".")
+    brief = short_summary(summary)
+    return head + (f"\n\n> {brief}" if brief else "")
 
 
 async def report(settings: Settings, record: JobRecord, repo: RepoRef, text: str) -> None:
@@ -46,6 +81,7 @@ async def report(settings: Settings, record: JobRecord, repo: RepoRef, text: str
     kind, _, number = (record.notify or "").partition(":")
     if not (configured(settings) and repo.owner and repo.name and number.isdigit()):
         return
+    text = text.replace(f"`{record.id}`", job_link(settings, record.id), 1)
     app = GitHubApp(settings)
     try:
         token = (await app.installation_token(repo.owner, repo.name, COMMENT)).token

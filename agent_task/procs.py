@@ -28,8 +28,16 @@ exit $rc
 """
 
 
-def _hup_with_parent() -> None:  # pragma: no cover - runs between fork and exec
-    die_with_parent(signal.SIGHUP)
+def _before_exec(signum: int, confine: Callable[[], None] | None) -> Callable[[], None]:
+    """The child's steps between fork and exec: die with the runner, then join the run's limits (so nothing
+    the child starts is ever outside them)."""
+
+    def steps() -> None:  # pragma: no cover - runs between fork and exec
+        die_with_parent(signum)
+        if confine is not None:
+            confine()
+
+    return steps
 
 
 @dataclass(slots=True)
@@ -77,8 +85,11 @@ async def run(
     stop_reason: Callable[[], str],
     deadline: float,
     grace_s: float,
+    confine: Callable[[], None] | None = None,
 ) -> Finished:
-    """Run argv to the end, or until `stop` is set or the monotonic `deadline` passes."""
+    """Run argv to the end, or until `stop` is set or the monotonic `deadline` passes. A cancel kills at once
+    (no grace: nothing the child does after it was cancelled may become the job's work); any other stop
+    (deadline, budget) gives it grace_s to end after SIGTERM."""
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh",
         "-c",
@@ -91,7 +102,7 @@ async def run(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_hup_with_parent,
+        preexec_fn=_before_exec(signal.SIGHUP, confine),
     )
     assert proc.stdout is not None and proc.stderr is not None
     pumps = asyncio.gather(_pump(proc.stdout, on_stdout), _pump(proc.stderr, on_stderr))
@@ -103,9 +114,13 @@ async def run(
         done, _ = await asyncio.wait({waiter, stopper}, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             reason = stop_reason() if stopper in done else "timeout"
-            kill_group(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(waiter), grace_s)
+            if reason == "cancel":
+                kill_group(proc.pid, signal.SIGKILL)
+            else:
+                kill_group(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter), grace_s)
+                kill_group(proc.pid, signal.SIGKILL)
             await waiter
         # Stragglers: what the agent left running in its group (background servers, sleeps).
         kill_group(proc.pid, signal.SIGKILL)
@@ -122,8 +137,17 @@ async def run(
     return Finished(proc.returncode, reason)
 
 
-async def capture(argv: list[str], *, env: dict[str, str], cwd: str, timeout_s: float) -> tuple[int, bytes, bytes]:
-    """A short command's (returncode, stdout, stderr); its group is killed when it overruns timeout_s."""
+async def capture(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    timeout_s: float,
+    confine: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> tuple[int, bytes, bytes]:
+    """A short command's (returncode, stdout, stderr); its group is killed when it overruns timeout_s, or at
+    once when `stop` is set (then the caller sees the stop and ends the job)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
@@ -132,12 +156,22 @@ async def capture(argv: list[str], *, env: dict[str, str], cwd: str, timeout_s: 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=die_with_parent,
+        preexec_fn=_before_exec(signal.SIGKILL, confine),
     )
+    talk = asyncio.ensure_future(proc.communicate())
+    stopper = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Event().wait())
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        kill_group(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        return -9, b"", b"timed out"
+        done, _ = await asyncio.wait({talk, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if talk not in done:
+            kill_group(proc.pid, signal.SIGKILL)
+            talk.cancel()
+            await proc.wait()
+            return -9, b"", b"stopped" if stopper in done else b"timed out"
+        out, err = talk.result()
+    finally:
+        stopper.cancel()
+        if proc.returncode is None:
+            kill_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await proc.wait()
     return proc.returncode or 0, out, err

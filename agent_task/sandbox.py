@@ -61,6 +61,7 @@ class Sandbox:
     user: tuple[int, int] | None = None  # (uid, gid) for "user"
     read_only: tuple[str, ...] = field(default_factory=tuple)
     cli: str = ""  # the CLI by its real path (what the sandbox binds, not the symlinks to it)
+    tmp_mb: int = 0  # the size of the private /tmp and /var/tmp (RAM-backed tmpfs); 0: the kernel's default
 
     def wrap(
         self, argv: list[str], *, cwd: Path, writable: list[Path], readable: list[Path], repo_writable: bool
@@ -105,7 +106,8 @@ class Sandbox:
                 args += ["--ro-bind", path, path]
         for name in ETC_FILES:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        private_tmp = ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]  # noqa: S108 - fresh, empty, the sandbox's own
+        size = ["--size", str(self.tmp_mb << 20)] if self.tmp_mb else []  # bwrap: --size applies to the next --tmpfs
+        private_tmp = [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/var/tmp"]  # noqa: S108 - fresh, the sandbox's own
         args += ["--proc", "/proc", "--dev", "/dev", *private_tmp]
         for path in (*self.read_only, *map(str, readable)):
             args += ["--ro-bind", path, path]

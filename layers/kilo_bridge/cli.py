@@ -108,6 +108,13 @@ def _worker(args: argparse.Namespace) -> int:
         print("kilo-bridge: JOB_QUEUE=sqs: jobs run as ECS tasks, not in a local worker", file=sys.stderr)
         return 2
     concurrency = args.concurrency or max(1, settings.jobs_concurrency)
+    from kilo_bridge.config import ConfigError, check_sandbox_concurrency
+
+    try:
+        check_sandbox_concurrency(settings.agent_sandbox, concurrency)
+    except ConfigError as exc:
+        print(f"kilo-bridge: {exc}", file=sys.stderr)
+        return 2
     print(
         f"kilo-bridge: worker on redis={_safe_url(settings.resolved_redis_url)} concurrency={concurrency}", flush=True
     )
@@ -138,7 +145,14 @@ def _keys(args: argparse.Namespace) -> int:
                 )
                 return {"key": secret, **info.model_dump()}
             if args.action == "revoke":
-                return (await keys.revoke(args.id)).model_dump()
+                # Its schedules are disabled with it: the same path as the admin route's.
+                from kilo_bridge.services import Services
+
+                services = Services.build(settings)
+                try:
+                    return (await services.revoke_key(args.id)).model_dump()
+                finally:
+                    await services.close()
             return [k.model_dump() for k in await keys.list()]
         finally:
             await store.close()

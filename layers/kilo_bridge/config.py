@@ -28,6 +28,17 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
+def check_sandbox_concurrency(sandbox: str, concurrency: int) -> None:
+    """`AGENT_SANDBOX=user` runs every job's agent as the same user: meant for one job per container (the
+    Fargate image), it would let concurrent jobs on one host read each other's checkouts."""
+    if sandbox == "user" and concurrency > 1:
+        raise ConfigError(
+            f"AGENT_SANDBOX=user is for one job per container (the Fargate image); this host would run "
+            f"{concurrency} jobs at once (JOBS_CONCURRENCY / --concurrency), and their agents, one user, could read "
+            "each other's checkouts. Use AGENT_SANDBOX=auto (bubblewrap) or a concurrency of 1."
+        )
+
+
 class SecretStr:
     """A secret setting: shown as stars (str, repr, logs); `get_secret_value()` is the one way to read it."""
 
@@ -116,7 +127,7 @@ class Settings:
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
-    # Deployed: the key lives in Secrets Manager and is read at start (Powertools Parameters, cached).
+    # Deployed: the key lives in Secrets Manager and is read at start, with the other secrets (read_secrets).
     kilo_api_key_secret_arn: str | None = None
     # How often that secret is re-read, so a rotated key is used without a restart.
     kilo_api_key_max_age_s: float = setting(300.0, ge=0, le=86_400)
@@ -156,6 +167,9 @@ class Settings:
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
     redis_password: SecretStr | None = None
+    # The embedded Redis's password (made by scripts/ensure_redis.py, mode 0600). Unset: `.run/redis-<port>.password`
+    # when the Redis is on loopback and that file exists (`make run`), else no password.
+    redis_password_file: str | None = None
 
     # -- access control ----------------------------------------------------------------------------
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
@@ -204,6 +218,9 @@ class Settings:
     ecs_run_task_attempts: int = setting(4, ge=1, le=10)
     ecs_run_task_backoff_s: float = setting(1.0, ge=0, le=60)
     agent_queue_max_receives: int = setting(3, ge=1, le=1000)
+    # The agent queue's dead-letter queue, also read by the dispatcher: a job whose message lands there while
+    # it is still queued with no task is failed (dispatch_failed) at once.
+    agent_dead_letter_queue_arn: str | None = None
     # Audit artifacts: S3-compatible storage when a bucket is set, else a local directory.
     artifacts_bucket: str | None = None
     artifacts_dir: str = ".run/artifacts"
@@ -229,6 +246,9 @@ class Settings:
     # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
     github_app_secret_arn: str | None = None
     github_review_repos: str = ""
+    # Repositories ("owner/name,…") whose jobs started from GitHub text (a `/kilo` comment, a review) keep their
+    # agent's network policy; every other repository's run with network `none` (the text may be an injection).
+    github_agent_network: str = ""
     # The API key (its 12-hex id, as `kilo-bridge keys list` shows it) that owns the jobs the App starts: its
     # budget, maxJobs and job list apply to them. Required when auth is (else the App starts nothing and
     # says so on the issue); unset on an open server, they are open jobs.
@@ -246,9 +266,16 @@ class Settings:
     kilo_cli: str | None = None
     agents_dir: str | None = None
     # The OS sandbox around the agent process (agent_task/sandbox.py): auto = bubblewrap where it works, else
-    # the job fails naming this setting; user = the agent as AGENT_USER (Fargate); none = no sandbox.
+    # the job fails naming this setting; user = the agent as AGENT_USER, for one job per container (Fargate:
+    # refused with JOBS_CONCURRENCY > 1 on a local queue); none = no sandbox.
     agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
     agent_user: str = "kilo-agent"
+    # Kernel limits on every agent process tree (agent_task/limits.py): its processes, memory (no swap), the
+    # size of one file it writes, and its private /tmp (a RAM-backed tmpfs).
+    agent_max_procs: int = setting(512, ge=16, le=1_000_000)
+    agent_max_memory_mb: int = setting(4096, ge=32, le=1_048_576)
+    agent_max_file_mb: int = setting(1024, ge=1, le=1_048_576)
+    agent_tmp_mb: int = setting(1024, ge=1, le=1_048_576)
     job_workdir: str | None = None
     job_timeout_default_ms: int = setting(600_000, ge=1_000, le=3_600_000)
     job_timeout_max_ms: int = setting(3_600_000, ge=1_000, le=3_600_000)
@@ -294,6 +321,11 @@ class Settings:
                 problems.append(f"{name.upper()}: {exc}")
                 continue
             object.__setattr__(self, name, value)
+        if not problems and self.job_queue == "local":
+            try:
+                check_sandbox_concurrency(self.agent_sandbox, self.jobs_concurrency)
+            except ConfigError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
 
@@ -403,45 +435,133 @@ def load_settings(**overrides: object) -> Settings:
 _FROM_SECRET = {
     "github_app_private_key": ("GITHUB_APP_SECRET_ARN", "privateKey"),
     "github_webhook_secret": ("GITHUB_APP_SECRET_ARN", "webhookSecret"),
+    "redis_password": ("REDIS_PASSWORD_SECRET_ARN", "password"),
 }
 
 
 def _with_secrets(settings: Settings) -> Settings:
-    """Fill KILO_API_KEY / ADMIN_API_KEY (and the GitHub App's key and webhook secret) from Secrets Manager
-    when only their *_SECRET_ARN is set."""
-    update: dict[str, Any] = {}
+    """Fill KILO_API_KEY / ADMIN_API_KEY, the cache password (and the GitHub App's key and webhook secret) from
+    Secrets Manager when only their *_SECRET_ARN is set: each secret read once (the App's one secret feeds two
+    fields), all of them at the same time, each read bounded by SECRET_READ_TIMEOUTS."""
+    wanted: list[tuple[str, str, str, str]] = []  # (field, arn, json field, the setting named in an error)
     for field, arn in (
         ("kilo_api_key", settings.kilo_api_key_secret_arn),
         ("admin_api_key", settings.admin_api_key_secret_arn),
         ("github_app_private_key", settings.github_app_secret_arn),
         ("github_webhook_secret", settings.github_app_secret_arn),
+        ("redis_password", settings.redis_password_secret_arn),
     ):
         if arn and getattr(settings, field) is None:
             setting, json_field = _FROM_SECRET.get(field, (f"{field.upper()}_SECRET_ARN", field.upper()))
-            try:
-                update[field] = SecretStr(read_secret(arn, json_field))
-            except Exception as exc:
-                raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
-    if settings.redis_password_secret_arn and settings.redis_password is None:
+            wanted.append((field, arn, json_field, setting))
+    update: dict[str, Any] = {}
+    if settings.redis_password is None and not settings.redis_password_secret_arn:
+        password = _embedded_redis_password(settings)
+        if password:
+            update["redis_password"] = SecretStr(password)
+    raw = read_secrets({arn for _, arn, _, _ in wanted}) if wanted else {}
+    for field, arn, json_field, setting in wanted:
+        value = raw[arn]
         try:
-            update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
+            if isinstance(value, BaseException):
+                raise value
+            update[field] = SecretStr(_secret_field(value, json_field))
         except Exception as exc:
-            raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
+            raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
     return settings.replace(**update) if update else settings
 
 
-def read_secret(arn: str, json_field: str) -> str:
-    """A secret's string (or its `json_field` when it holds JSON), read now (Powertools Parameters)."""
-    import json
+def redis_password_path(port: int) -> str:
+    """Where scripts/ensure_redis.py keeps the password of the Redis it started on this port."""
+    return f".run/redis-{port}.password"
 
-    from aws_lambda_powertools.utilities import parameters
 
-    value = str(parameters.get_secret(arn, max_age=0))  # callers keep their own copy and decide when to re-read
+def _embedded_redis_password(settings: Settings) -> str | None:
+    """The password of the Redis `make run` started (a file only its user can read), else None."""
+    url = urlsplit(settings.redis_url) if settings.redis_url else None
+    if url is not None and (url.password or url.scheme == "unix"):
+        return None
+    path = settings.redis_password_file
+    if path is None:
+        host = url.hostname if url else settings.redis_host
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        path = redis_password_path((url.port or 6379) if url else settings.redis_port)
+        if not os.path.exists(path):
+            return None
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"REDIS_PASSWORD_FILE: cannot read {path} ({type(exc).__name__})") from None
+
+
+# Secrets Manager is read at a cold start, inside Lambda's 10 s init and through the NAT gateway: botocore's
+# defaults (60 s connect and read, retried) could overrun it. A read answers in tens of milliseconds; these
+# bound the worst case at about 2 x (1 + 2) s plus one backoff, whatever the number of secrets (read at once).
+SECRET_READ_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 2.0, "total_max_attempts": 2}
+_secrets_client: Any = None
+
+
+def _secrets() -> Any:
+    global _secrets_client
+    if _secrets_client is None:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=SECRET_READ_TIMEOUTS["connect_timeout"],
+            read_timeout=SECRET_READ_TIMEOUTS["read_timeout"],
+            retries={"total_max_attempts": int(SECRET_READ_TIMEOUTS["total_max_attempts"]), "mode": "standard"},
+            max_pool_connections=8,
+        )
+        _secrets_client = boto3.session.Session().client("secretsmanager", config=config)
+    return _secrets_client
+
+
+def read_secrets(arns: Iterable[str]) -> dict[str, str | BaseException]:
+    """Each secret's string, read now and all at once (a thread each); a secret that could not be read maps to
+    its exception."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arns = sorted(set(arns))
+    client = _secrets()
+
+    def one(arn: str) -> str | BaseException:
+        try:
+            return str(client.get_secret_value(SecretId=arn)["SecretString"])
+        except Exception as exc:
+            return exc
+
+    if len(arns) == 1:
+        return {arns[0]: one(arns[0])}
+    with ThreadPoolExecutor(max_workers=len(arns)) as pool:
+        return dict(zip(arns, pool.map(one, arns), strict=True))
+
+
+def _secret_field(value: str, json_field: str) -> str:
     if value.startswith("{"):
+        import json
+
         value = str(json.loads(value)[json_field])
     if not value:
         raise ValueError("empty secret")
     return value
+
+
+def read_secret(arn: str, json_field: str) -> str:
+    """A secret's string (or its `json_field` when it holds JSON), read now (callers keep their own copy and
+    decide when to re-read)."""
+    value = read_secrets([arn])[arn]
+    if isinstance(value, BaseException):
+        raise value
+    return _secret_field(value, json_field)
+
+
+def reset_secrets_client() -> None:
+    """Forget the Secrets Manager client (tests point boto3 at a new endpoint)."""
+    global _secrets_client
+    _secrets_client = None
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

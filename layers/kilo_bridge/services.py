@@ -10,6 +10,7 @@ from kilo_bridge.gateway.credits import CreditService, KiloProfileBalance
 from kilo_bridge.gateway.pricing import PriceBook
 from kilo_bridge.generation.service import Generation
 from kilo_bridge.jobs.service import JobService
+from kilo_bridge.keys.models import KeyView
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.profiles.service import ProfileService
 from kilo_bridge.schedules.service import ScheduleService
@@ -52,6 +53,14 @@ class Services:
         jobs = JobService(store, profiles)
         triggers, schedules = TriggerService(store, jobs), ScheduleService(store, jobs)
         return cls(settings, gateway, store, ledger, prices, credits, generation, jobs, profiles, triggers, schedules)
+
+    async def revoke_key(self, key_id: str) -> KeyView:
+        """A key revoked at once, with the work it left to start later: its schedules stop firing (their
+        backends disabled); its triggers, and anything else that would start a job as it, are refused by the
+        job store's create script from now on."""
+        view = await self.jobs.keys.revoke(key_id)
+        await self.schedules.disable_owner(await self.jobs.keys.digest_for(key_id))
+        return view
 
     async def close(self) -> None:
         await self.schedules.close()

@@ -25,16 +25,21 @@ Where each behaviour comes from (Kilo's source, Kilo-Org/cloud, is what runs; it
   `reason: "top_up_in_progress"` that error type and `Retry-After: 5` (DESIGN.md); 429 carries **no**
   `Retry-After` (free models: 200/hour per IP); a provider's own error passes through as the provider sent it
   (a scenario's `body`, e.g. OpenAI's `{"error": {"message", "type", "param", "code"}}`).
+- Where Kilo says no (each cited where the fake does it): `previous_response_id` or `store: true` on
+  `/responses` and `providerOptions` anywhere are 400s before any routing; the 429 is `rate_limit_exceeded`;
+  a refused key on a paid model is a 401 with a nested `{"error": {"code", "message"}}`.
 
 Misbehaviour is chosen per request, from a queue (`POST /_fake/script {"scenarios": [...]}`) or by the model
 name `fake/<kind>`. Kinds: `ok` (text, chunks, chunk_delay_ms, latency_ms, cost, usage, headers, processing),
 `status` (status, reason, body, retry_after, headers, message), `slow` (latency_ms), and for streams
 `cut`/`stall`/`malformed`/`error_event`/`huge_line` (after, silence_ms, size). `GET /_fake/requests` lists what was
-received (path, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
+received (path, query string, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
 
 As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
 "args": {"filePath": "HELLO.md", "content": "hi"}}], "text": "Done."}` makes the request that carries tools
-answer with the plan's next tool call (one per tool result already in the conversation), then with text.
+answer with the plan's next tool call (one per tool result already in the conversation), then with text: on
+`/chat/completions` a `tool_calls` delta, on `/messages` a `tool_use` block (Claude Code), on `/responses` a
+`function_call` item (Codex).
 """
 
 from __future__ import annotations
@@ -142,10 +147,22 @@ def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any
         return _kilo_error(
             "upgrade_required", "upgrade_required", "Please upgrade your Kilo extension to the latest version."
         )
-    if status == 401:
+    if status == 401 and reason == "invalid_token":  # older builds' flat shape
         return _kilo_error("Invalid token", "invalid_token", "Invalid or expired token.")
+    if status == 401 and reason == "promotion_limit":
+        # Kilo-Org/cloud llm-gateway/src/responses.ts promotionLimitReachedResponse (anonymous free-model cap)
+        return {"error": {"code": "PROMOTION_MODEL_LIMIT_REACHED", "message": "Sign up for free to continue."}}
+    if status == 401:
+        # A key the gateway does not accept, on a paid model: Kilo-Org/cloud llm-gateway/src/responses.ts
+        # paidModelAuthRequiredResponse (route handler: llm-gateway/src/routes/chat-completions.ts, "Auth").
+        return {"error": {"code": "PAID_MODEL_AUTH_REQUIRED", "message": "You need to sign in to use this model."}}
     if status == 429:
-        return _kilo_error("Rate limit exceeded", "rate_limited", "Free model rate limit exceeded; try again later.")
+        # Kilo-Org/cloud llm-gateway/src/responses.ts rateLimitExceededResponse: no Retry-After, no reset headers.
+        return _kilo_error(
+            "Rate limit exceeded",
+            "rate_limit_exceeded",
+            "Free model usage limit reached. Please try again later or upgrade to a paid model.",
+        )
     if status == 503 and reason == "top_up_in_progress":
         return _kilo_error("Top-up in progress", "top_up_in_progress", "A credit top-up is in progress; retry shortly.")
     if status == 503:
@@ -160,6 +177,28 @@ def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any
         )
     # What a provider answered, passed through in OpenRouter's shape (status in `code`).
     return {"error": {"message": f"fake error {status}", "code": status}}
+
+
+def refusal(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The 400 the real gateway answers, before routing, to a field it does not support; None if it takes it."""
+    if "providerOptions" in body:
+        # Kilo-Org/cloud pull request 5267 "reject providerOptions requests" (apps/web/src/app/api/openrouter/
+        # [...path]/route.ts): an early error that names the supported `provider` field instead.
+        return _kilo_error(
+            "providerOptions is not supported",
+            "unsupported_field",
+            "providerOptions is not supported by the Kilo Gateway; use the `provider` field instead.",
+        )
+    if path.endswith("/responses") and (body.get("store") is True or body.get("previous_response_id")):
+        # Kilo-Org/cloud pull request 1526 (src/app/api/openrouter/[...path]/route.ts): the gateway keeps no
+        # responses, so `store` and `previous_response_id` are refused (previousResponseIdIsNotSupported).
+        field = "previous_response_id" if body.get("previous_response_id") else "store"
+        return _kilo_error(
+            f"{field} is not supported",
+            "unsupported_field",
+            f"{field} is not supported: the Kilo Gateway stores no responses; send the whole conversation.",
+        )
+    return None
 
 
 def _text_of(content: Any) -> str:
@@ -224,6 +263,8 @@ class FakeGateway(AiohttpApp):
         self.balance_status: int | None = None
         self.models_status: int | None = None  # `GET /models` fails with this status while set
         self.disconnects = 0
+        # Chat streams written to their end ([DONE] sent): a test tells a relayed chunk from a buffered one by it.
+        self.streams_finished = 0
         self.agent_plan: list[dict[str, Any]] = []
         self.agent_text = "Done."
         # {marker: plan}: a conversation whose first user message holds the marker gets a plan of its own (a
@@ -238,6 +279,7 @@ class FakeGateway(AiohttpApp):
         self.queue.clear()
         self.balance, self.balance_status, self.disconnects = DEFAULT_BALANCE, None, 0
         self.models_status = None
+        self.streams_finished = 0
         self.agent_plan, self.agent_text, self.agent_plans = [], "Done.", {}
 
     def script(self, scenarios: list[Any]) -> None:
@@ -254,6 +296,7 @@ class FakeGateway(AiohttpApp):
         self.requests.append(
             {
                 "path": request.path,
+                "query": request.query_string,
                 "method": request.method,
                 "headers": {k.lower(): v for k, v in request.headers.items()},
                 "json": body,
@@ -278,6 +321,9 @@ class FakeGateway(AiohttpApp):
             return None, {}, web.json_response(error_body(401, None, 0), status=401)
         if not isinstance(body, dict):
             return None, {}, web.json_response(error_body(400, None, 0), status=400)
+        refused = refusal(request.path, body)
+        if refused is not None:
+            return None, {}, web.json_response(refused, status=400, headers=self._headers({}))
         sc = self._scenario(str(body.get("model") or ""))
         kind = sc.get("kind", "ok")
         latency = sc.get("latency_ms", 2000 if kind == "slow" else self.latency_ms)
@@ -396,6 +442,7 @@ class FakeGateway(AiohttpApp):
             await resp.write(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
+            self.streams_finished += 1
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1  # the client went away mid-stream
             raise
@@ -444,13 +491,28 @@ class FakeGateway(AiohttpApp):
         await resp.write_eof()
         return resp
 
+    def _next_step(self, body: dict[str, Any], sc: dict[str, Any], done: int) -> dict[str, Any] | None:
+        """As the model behind an agent: the plan's next tool call (`done` tool results are in the conversation
+        already), or None for the closing text. Only a streamed request with tools plays the agent."""
+        if not (body.get("tools") and body.get("stream") and sc.get("kind", "ok") == "ok"):
+            return None
+        return self.agent_plan[done] if done < len(self.agent_plan) else None
+
+    def _agent_text(self, body: dict[str, Any], sc: dict[str, Any], echo: str) -> str:
+        if body.get("tools") and body.get("stream") and not sc.get("text"):
+            return self.agent_text
+        return str(sc.get("text") or ("Echo: " + echo)[:200])
+
     # -- /responses (OpenAI Responses API) ---------------------------------------------------------
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body, sc, refused = await self._front(request)
         if refused is not None or body is None:
             return refused  # type: ignore[return-value]
         model = str(body.get("model") or "")
-        text = sc.get("text") or ("Echo: " + _last_user_text(body.get("input")))[:200]
+        inputs = body.get("input") if isinstance(body.get("input"), list) else []
+        outputs = sum(1 for i in inputs if isinstance(i, dict) and str(i.get("type", "")).endswith("call_output"))
+        step = self._next_step(body, sc, outputs)
+        text = self._agent_text(body, sc, _last_user_text(body.get("input")))
         pieces = _split(text, int(sc.get("chunks", self.chunks)))
         n = self._seq + 1
         usage = {
@@ -500,6 +562,29 @@ class FakeGateway(AiohttpApp):
             seq += 1
 
         started = {**done, "status": "in_progress", "output": [], "usage": None}
+        if step is not None:  # a function call (the Responses API's tool call), then the response ends
+            call = {
+                "type": "function_call",
+                "id": f"fc_fake_{n}",
+                "call_id": f"call_fake_{n}",
+                "name": step["tool"],
+                "arguments": json.dumps(step.get("args", {})),
+                "status": "completed",
+            }
+            await event("response.created", response=started)
+            await event(
+                "response.output_item.added", output_index=0, item={**call, "arguments": "", "status": "in_progress"}
+            )
+            await event(
+                "response.function_call_arguments.delta", item_id=call["id"], output_index=0, delta=call["arguments"]
+            )
+            await event(
+                "response.function_call_arguments.done", item_id=call["id"], output_index=0, arguments=call["arguments"]
+            )
+            await event("response.output_item.done", output_index=0, item=call)
+            await event("response.completed", response={**done, "output": [call]})
+            await resp.write_eof()
+            return resp
         item = {**message, "status": "in_progress", "content": []}
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         await event("response.created", response=started)
@@ -538,7 +623,15 @@ class FakeGateway(AiohttpApp):
         if refused is not None or body is None:
             return refused  # type: ignore[return-value]
         model = str(body.get("model") or "")
-        text = sc.get("text") or ("Echo: " + _last_user_text(body.get("messages")))[:200]
+        results = sum(
+            1
+            for m in body.get("messages") or ()
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+            for part in m["content"]
+            if isinstance(part, dict) and part.get("type") == "tool_result"
+        )
+        step = self._next_step(body, sc, results)
+        text = self._agent_text(body, sc, _last_user_text(body.get("messages")))
         pieces = _split(text, int(sc.get("chunks", self.chunks)))
         n = self._seq + 1
         usage = {
@@ -566,6 +659,20 @@ class FakeGateway(AiohttpApp):
 
         start = {**done, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
         await event("message_start", message=start)
+        if step is not None:  # a `tool_use` block, its input streamed as JSON, then `stop_reason: tool_use`
+            use = {"type": "tool_use", "id": f"toolu_fake_{n}", "name": step["tool"], "input": {}}
+            await event("content_block_start", index=0, content_block=use)
+            partial = json.dumps(step.get("args", {}))
+            await event("content_block_delta", index=0, delta={"type": "input_json_delta", "partial_json": partial})
+            await event("content_block_stop", index=0)
+            await event(
+                "message_delta",
+                delta={"stop_reason": "tool_use", "stop_sequence": None},
+                usage={"output_tokens": len(pieces)},
+            )
+            await event("message_stop")
+            await resp.write_eof()
+            return resp
         await event("content_block_start", index=0, content_block={"type": "text", "text": ""})
         await event("ping")
         for i, piece in enumerate(pieces):

@@ -18,7 +18,7 @@ from agent_task.sandbox import Sandbox, SandboxUnavailable, resolve
 from kilo_bridge.config import Settings, load_settings
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, log_events, run_body, wait_job
 
 CANARY = "canary-server-side-3a9d71"
 CLI = load_settings().kilo_cli_path
@@ -164,3 +164,41 @@ def test_real_cli_in_bwrap_cannot_reach_server_files_artifacts_or_other_jobs(
     assert "No such file" in diff and "+no-token" in diff and "+65534" in diff
     assert "sandbox: bwrap" in log
     assert not outside.exists()
+
+
+def test_the_patch_leftovers_clean_up_never_follows_an_agent_made_link(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    """A patch that does not apply leaves `docs/guide.md.rej` for the agent; the agent swaps `docs` for a link
+    to a host directory holding a file of that name. The runner's clean-up of the leftovers must not delete it."""
+    from tests.fakes.fake_github import make_repo
+    from tests.jobkit import shell_cli
+
+    make_repo(fake_github.root, "acme", "gadgets", {"README.md": "# gadgets\n", "docs/guide.md": "the guide\n"})
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    victim = host / "guide.md.rej"
+    victim.write_text("a host file the runner must never touch\n")
+    patch = (
+        "diff --git a/docs/guide.md b/docs/guide.md\n--- a/docs/guide.md\n+++ b/docs/guide.md\n"
+        "@@ -1 +1 @@\n-a line this checkout does not have\n+the patched line\n"
+    )
+    agent = f'test -f docs/guide.md.rej && mv docs docs-real && ln -s {host} docs && echo "swapped"'
+    client = httpx.Client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path))), timeout=10)
+    job_id = client.post(
+        "/api/kilo/run-agent",
+        json={
+            "repoUrl": fake_github.repo_url("acme", "gadgets"),
+            "agent": "apply-patch-and-pr",
+            "dryRun": True,
+            "patch": patch,
+            "profileEnv": {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_SHELL": agent},
+        },
+    ).json()["jobId"]
+    job = wait_job(client, job_id)
+    assert job["status"] == "succeeded", job
+    assert "docs/guide.md" in " ".join(
+        d for k, d in log_events(client, job_id) if k == "log"
+    )  # the patch did leave its leftovers
+    assert "docs" in job["result"]["filesChanged"]  # the agent's link is its change, and that is all
+    assert victim.read_text() == "a host file the runner must never touch\n"

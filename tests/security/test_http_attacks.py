@@ -100,10 +100,13 @@ def _nested(depth: int) -> object:
 
 
 def test_relayed_json_is_bounded_in_depth(app_client: TestClient, fake: FakeGatewayThread) -> None:
-    # Below the parser's own limit, yet deeper than any chat body: refused before the gateway sees it.
-    body = {"model": "fake/model-a", "messages": [{"role": "user", "content": "hi"}], "tools": [_nested(60)]}
+    # Below the parser's own limit (1024), beyond what orjson writes back (255), deeper than any API's schema
+    # limit: refused before the gateway sees it.
+    body = {"model": "fake/model-a", "messages": [{"role": "user", "content": "hi"}], "tools": [_nested(300)]}
     resp = app_client.post("/v1/chat/completions", json=body)
-    assert resp.status_code == 422 and "deeper than 32" in resp.json()["error"]["message"]
+    assert resp.status_code == 422 and "deeper than 64" in resp.json()["error"]["message"]
+    body["tools"] = [_nested(70)]
+    assert app_client.post("/v1/chat/completions", json=body).status_code == 422
     assert not fake.chats
     body["tools"] = [_nested(12)]
     assert app_client.post("/v1/chat/completions", json=body).status_code == 200

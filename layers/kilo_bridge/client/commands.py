@@ -154,7 +154,7 @@ def _follow(api: Api, job_id: str, as_json: bool) -> int:
 def _progress(event: Event) -> None:
     d = event.data
     parts = [d["status"], d.get("phase") or "", f"{d.get('progress', 0)}%"]
-    if d.get("cancelRequested"):
+    if d.get("cancelRequested") and d["status"] != "cancelling":  # a server from before `cancelling` was shown
         parts.append("cancelling")
     print("-- " + " ".join(p for p in parts if p), file=sys.stderr, flush=True)
 
@@ -205,7 +205,8 @@ def _cancel(api: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(f"{job['id']} {job['status']}" + (" (cancelling)" if job.get("cancelRequested") else ""))
+        asked = job.get("cancelRequested") and job["status"] == "running"  # a server from before `cancelling`
+        print(f"{job['id']} {job['status']}" + (" (cancelling)" if asked else ""))
     return 0
 
 

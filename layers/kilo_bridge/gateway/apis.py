@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class InferenceApi:
@@ -71,3 +73,13 @@ def chat_usage(api: InferenceApi, usage: Any) -> dict[str, Any] | None:
     if "cost" in usage:
         out["cost"] = usage["cost"]
     return out
+
+
+CHARS_PER_TOKEN = 4  # a common rule of thumb for English text and JSON; no model's own tokenizer
+
+
+def estimate_input_tokens(api: InferenceApi, body: dict[str, Any]) -> int:
+    """The prompt's size in tokens, estimated from the JSON of its fields and tools (Anthropic's
+    `count_tokens`, which the Kilo Gateway does not serve: its routes are the inference APIs only)."""
+    chars = sum(len(orjson.dumps(body[name])) for name in (*api.prompt_fields, "tools") if body.get(name) is not None)
+    return max(1, -(-chars // CHARS_PER_TOKEN))

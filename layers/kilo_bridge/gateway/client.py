@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +46,9 @@ Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Request headers a caller may pass on to the gateway (besides ours): Kilo keys its prompt cache by task.
 FORWARDED_REQUEST_HEADERS = ("x-kilocode-taskid",)
+# On the Messages API also Anthropic's version and beta flags, which body fields depend on (Claude Code's
+# `context_management`, interleaved thinking, ...), and its `?beta=true`.
+ANTHROPIC_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta")
 Headers = dict[str, str] | None
 _NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 log = logging.getLogger(__name__)
@@ -188,6 +193,42 @@ _MESSAGES = {
 }
 
 
+# A relayed 429 without Retry-After gets one: the Codex CLI gives up at once on a 429 that lacks it (and the
+# Kilo Gateway's own 429s carry none: llm-gateway/src/responses.ts rateLimitExceededResponse). From the
+# rate-limit reset headers when the answer has them, else this short default.
+DEFAULT_RETRY_AFTER_S = 1
+MAX_RETRY_AFTER_S = 60
+_RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset")
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?")
+
+
+def _reset_seconds(value: str, now: float) -> float | None:
+    """A reset header as seconds from now: OpenAI's duration (`1s`, `6m0s`, `20ms`), a Unix time in seconds or
+    milliseconds (OpenRouter's `X-RateLimit-Reset`), or plain seconds."""
+    value = value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        match = _DURATION.fullmatch(value)
+        if not value or match is None:
+            return None
+        h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
+        return h * 3600 + m * 60 + s + ms / 1000
+    if number > 1e12:
+        return number / 1000 - now
+    if number > 1e9:
+        return number - now
+    return number
+
+
+def retry_after_for_429(headers: dict[str, str]) -> str:
+    """Whole seconds (what `Retry-After` allows) until the upstream's limits reset, 1 to 60."""
+    now = time.time()
+    resets = [s for name in _RESET_HEADERS if (v := headers.get(name)) and (s := _reset_seconds(v, now)) is not None]
+    seconds = max(resets) if resets else DEFAULT_RETRY_AFTER_S
+    return str(min(MAX_RETRY_AFTER_S, max(1, math.ceil(seconds))))
+
+
 def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, ...]) -> GatewayError:
     """An upstream error response as our error: its status and fields kept as data, secrets not."""
     fields = error_fields(payload, secrets)
@@ -197,10 +238,13 @@ def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, 
     message = f"{lead}: {detail}" if detail else lead + "."
     extra: dict[str, Any] = {k: fields[k] for k in ("buyCreditsUrl", "balance") if k in fields} if status == 402 else {}
     forwarded = forwarded_headers(headers)
+    retry_after: str | None = forwarded.pop("retry-after", None)  # the upstream's own, as it came
+    if status == 429 and retry_after is None:
+        retry_after = retry_after_for_429(forwarded)
     return GatewayError(
         message,
         code=code,
-        retry_after=forwarded.pop("retry-after", None),  # Kilo's own 429s carry none; its top-ups say 5
+        retry_after=retry_after,
         extra=extra,
         status=status,
         upstream=fields,
@@ -228,12 +272,24 @@ class GatewayClient:
         self._headers = headers
         # A key from Secrets Manager is re-read every KILO_API_KEY_MAX_AGE_S: rotation needs no restart.
         self._key_checked = time.monotonic()
+        self._key_refresh: asyncio.Task[None] | None = None
+
+    def _refresh_key_soon(self) -> None:
+        """Past KILO_API_KEY_MAX_AGE_S, re-read the key in the background: the call that noticed goes out at once
+        on the key it has (a Secrets Manager read through the NAT never delays a request); later calls get the
+        new one. One read at a time."""
+        st = self.settings
+        if time.monotonic() - self._key_checked < st.kilo_api_key_max_age_s:
+            return
+        if self._key_refresh is not None and not self._key_refresh.done():
+            return
+        self._key_checked = time.monotonic()
+        self._key_refresh = asyncio.get_running_loop().create_task(self._refresh_key())
 
     async def _refresh_key(self) -> None:
         st = self.settings
-        if not st.kilo_api_key_secret_arn or time.monotonic() - self._key_checked < st.kilo_api_key_max_age_s:
+        if not st.kilo_api_key_secret_arn:
             return
-        self._key_checked = time.monotonic()
         from kilo_bridge.config import read_secret
 
         try:
@@ -340,7 +396,7 @@ class GatewayClient:
         if not self.configured:
             raise GatewayNotConfigured()
         if self.settings.kilo_api_key_secret_arn:
-            await self._refresh_key()
+            self._refresh_key_soon()
         deadline = time.monotonic() + self._timeout_s
         # The first attempt runs outside tenacity: most calls need no retry, and setting up a retry loop
         # cost ~0.1 ms per call on the hot path (docs/benchmarks.md, "Where the budget is missed").
@@ -363,12 +419,18 @@ class GatewayClient:
 
     # -- public API --------------------------------------------------------------------------------
     async def complete(
-        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT, headers: Headers = None
+        self,
+        body: dict[str, Any],
+        retries: bool = True,
+        api: InferenceApi = CHAT,
+        headers: Headers = None,
+        query: str = "",
     ) -> Answer:
-        """A non-streamed call of `api` within KILO_TIMEOUT_MS, retries included."""
+        """A non-streamed call of `api` (`query`: a query string for its path) within KILO_TIMEOUT_MS, retries
+        included."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, _attempts = await self._open_with_retries(api.path, body, retries, headers)
+                resp, _attempts = await self._open_with_retries(api.path + query, body, retries, headers)
                 try:
                     data = await resp.read()
                     headers = forwarded_headers(resp.headers)
@@ -388,7 +450,12 @@ class GatewayClient:
 
     @asynccontextmanager
     async def stream(
-        self, body: dict[str, Any], retries: bool = True, api: InferenceApi = CHAT, headers: Headers = None
+        self,
+        body: dict[str, Any],
+        retries: bool = True,
+        api: InferenceApi = CHAT,
+        headers: Headers = None,
+        query: str = "",
     ) -> AsyncIterator[tuple[StreamState, AsyncIterator[list[Chunk]]]]:
         """Open a streamed completion. Yields (state, batches): each batch the chunks one read brought, each
         chunk as (raw data, parsed JSON).
@@ -401,7 +468,7 @@ class GatewayClient:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         try:
             async with asyncio.timeout(self._timeout_s):
-                resp, attempts = await self._open_with_retries(api.path, body, retries, headers)
+                resp, attempts = await self._open_with_retries(api.path + query, body, retries, headers)
         except TimeoutError:
             raise timeout_error() from None
         state = StreamState(model=str(body.get("model") or ""), attempts=attempts, api=api)
@@ -516,9 +583,13 @@ def _note_response_event(event: dict[str, Any], state: StreamState, secrets: tup
     """The Responses API's stream ends with `response.completed` (or `.incomplete`), which has the usage;
     `response.failed` is a failure."""
     kind = event.get("type")
+    if isinstance(event.get("sequence_number"), int):
+        state.extra["sequence_number"] = event["sequence_number"]  # a failure we report comes next in line
     response = event.get("response")
     if not isinstance(response, dict):
         return
+    if kind in ("response.created", "response.in_progress"):
+        state.extra["response"] = response  # the id and fields a `response.failed` of ours repeats
     state.model = response.get("model") or state.model
     if kind in ("response.completed", "response.incomplete"):
         state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage

@@ -67,7 +67,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = _MODEL
     messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
-    stream: StrictBool = False
+    stream: StrictBool | None = None  # null: not streamed
     stream_options: dict[str, Any] | None = None
     max_tokens: TokenCap | None = None
     max_completion_tokens: TokenCap | None = None
@@ -82,7 +82,7 @@ class ResponsesRequest(BaseModel):
     model: str | None = _MODEL
     input: str | list[Any] = Field(description="Text, or a list of input items.")
     instructions: str | None = None
-    stream: StrictBool = False
+    stream: StrictBool | None = None  # null: not streamed
     max_output_tokens: TokenCap | None = None
 
 
@@ -95,7 +95,23 @@ class MessagesRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
     max_tokens: TokenCap
     system: str | list[Any] | None = None
-    stream: StrictBool = False
+    stream: StrictBool | None = None  # null: not streamed
+
+
+class CountTokensRequest(BaseModel):
+    """Anthropic's `POST /v1/messages/count_tokens` body: a Messages request without `max_tokens`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = _MODEL
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    system: str | list[Any] | None = None
+
+
+class CountTokens(BaseModel):
+    """Anthropic's count_tokens answer."""
+
+    input_tokens: int
 
 
 class EmbeddingsRequest(BaseModel):

@@ -202,6 +202,7 @@ class Generation:
         retries: bool = True,
         api: InferenceApi = CHAT,
         headers: dict[str, str] | None = None,
+        query: str = "",
     ) -> tuple[Answer, int | None, UsageRecord]:
         """One call of `api` after admission: (the upstream's answer, cost in nano-USD, the usage record).
 
@@ -212,7 +213,7 @@ class Generation:
         requested = str(body.get("model") or "")
         answered = False
         try:
-            answer = await self.gateway.complete(body, retries, api, headers)
+            answer = await self.gateway.complete(body, retries, api, headers, query)
             answered = True
             payload = answer.payload
             usage = chat_usage(api, payload.get("usage"))
@@ -257,13 +258,14 @@ class Generation:
         retries: bool = True,
         api: InferenceApi = CHAT,
         headers: dict[str, str] | None = None,
+        query: str = "",
     ) -> OpenStream:
         """Admit and open the upstream stream. Errors here still get a proper HTTP status."""
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
         exits = AsyncExitStack()
         try:
-            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers))
+            state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers, query))
         except BaseException as exc:  # every admitted call is settled, whatever failed (a cancel included)
             with anyio.CancelScope(shield=True):
                 await exits.aclose()

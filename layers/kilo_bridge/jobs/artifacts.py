@@ -5,6 +5,8 @@ local directory served back by the API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -26,17 +28,33 @@ class ArtifactStore(Protocol):
 
 
 class LocalArtifacts:
+    """Files only the server's user may read (directories 0700, files 0600, whatever the umask): an agent run
+    as another local user (AGENT_SANDBOX=user) must not read any job's log."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def path(self, job_id: str, name: str) -> Path:
         return self.root / artifact_key(job_id, name)
 
+    def _private_dirs(self, leaf: Path) -> None:
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        chain = [self.root]
+        for part in leaf.relative_to(self.root).parts:
+            chain.append(chain[-1] / part)
+        for directory in chain:
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir(mode=0o700)
+            directory.chmod(0o700)  # one made earlier, or under another umask
+
     async def put(self, job_id: str, name: str, data: bytes) -> str:
         path = self.path(job_id, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._private_dirs(path.parent)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)  # a stale .tmp of another mode keeps its mode through O_CREAT
+            out.write(data)
         tmp.replace(path)
         return artifact_key(job_id, name)
 

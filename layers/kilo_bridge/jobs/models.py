@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kilo_bridge.jobs.record import JobPhase, JobStatus
+from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus, ShownStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
 
@@ -40,6 +40,11 @@ class RunAgentRequest(ApiModel):
         max_length=PATCH_MAX_CHARS,
         description="A unified diff (`git diff` output) applied to the checkout before the agent runs; conflicts "
         "are left as markers for the agent to resolve. Only for agents that accept one (GET /api/kilo/agents).",
+    )
+    network: JobNetwork | None = Field(
+        None,
+        description="The agent's network: `none` or `allowlist`; absent = the agent's default. Jobs started "
+        "from GitHub text get `none` unless their repository is opted in (GITHUB_AGENT_NETWORK).",
     )
 
 
@@ -77,7 +82,7 @@ class ArtifactLink(ApiModel):
 
 class JobView(ApiModel):
     id: str
-    status: JobStatus
+    status: ShownStatus
     phase: JobPhase = ""
     progress: int = Field(0, ge=0, le=100)
     agent: str
@@ -87,6 +92,7 @@ class JobView(ApiModel):
     dry_run: bool = False
     timeout_ms: int
     max_cost_usd: float | None = None
+    network: JobNetwork | None = Field(None, description="The job's own network policy; absent = its agent's.")
     key_id: str | None = Field(None, description="The API key that started the job (its id, never the key).")
     attempt: int = 0
     cancel_requested: bool = False
@@ -117,7 +123,7 @@ class JobLogLine(ApiModel):
 class JobLogStatus(ApiModel):
     """A job's state on its log stream (event `status`): the first event, then each change."""
 
-    status: JobStatus
+    status: ShownStatus
     phase: JobPhase = ""
     progress: int = Field(0, ge=0, le=100)
     heartbeat_at: str | None = None

@@ -14,7 +14,12 @@ from typing import Any, Literal, cast, get_args
 import orjson
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+# What the API and console show: `cancelling` is a running job whose cancel was asked for (its runner is
+# killing the agent's process tree; the stored status stays `running` until it ends `cancelled`).
+ShownStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled", "timed_out"]
 JobPhase = Literal["", "cloning", "agent", "pushing", "uploading"]
+# A job's own network policy for its agent: `none` (nothing but the model server) or `allowlist`.
+JobNetwork = Literal["none", "allowlist"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 JOB_ID_PREFIX = "job_"
@@ -84,10 +89,16 @@ class JobRecord:
     artifacts: dict[str, int] | None = None  # artifact name → bytes
     # Where a job started from GitHub reports its outcome: `comment:<issue>` or `review:<pull request>`.
     notify: str | None = None
+    # The job's own network policy (`none` | `allowlist`) over its agent's default; None = the agent's.
+    network: JobNetwork | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def shown_status(self) -> ShownStatus:
+        return "cancelling" if self.status == "running" and self.cancel_requested else self.status
 
     @classmethod
     def decode(cls, raw: dict[str, str]) -> JobRecord:
@@ -120,6 +131,7 @@ class JobRecord:
             result=orjson.loads(raw["result"]) if raw.get("result") else None,
             artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
             notify=raw.get("notify") or None,
+            network=cast(JobNetwork, raw["network"]) if raw.get("network") in get_args(JobNetwork) else None,
         )
 
     def fields(self) -> dict[str, str]:
@@ -143,4 +155,5 @@ class JobRecord:
             "createdMs": str(self.created_ms),
             "requestId": self.request_id,
             "notify": self.notify or "",
+            "network": self.network or "",
         }

@@ -2,7 +2,9 @@
 
 AWS: KMS envelope encryption (a data key per job, the job id as encryption context, so a blob copied onto
 another job does not open). Locally: AES-GCM with a key from JOB_SECRETS_KEY or a key file made once
-(mode 0600). Both bind the blob to its job id as associated data.
+(mode 0600). Both bind the blob to its job id as associated data, and a job's blob to the job's identity too
+(`job_binding`: owner, repository, agent, base branch, network, the prompt's and patch's digests, …): a record rewritten
+in Redis after submission no longer opens its secrets (`SealBroken`), so nothing runs with them.
 
 Saved profiles (kilo_bridge/profiles/) use the same boxes under another scope: the encryption context is
 `{"profile": "<owner>/<name>"}` instead of `{"jobId": ...}`, so a key policy can let the API open profiles
@@ -12,6 +14,7 @@ Saved profiles (kilo_bridge/profiles/) use the same boxes under another scope: t
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,19 +22,45 @@ from typing import Any, Protocol
 import orjson
 
 from kilo_bridge.config import Settings
+from kilo_bridge.jobs.record import JobRecord
 
 NONCE = 12
 JOB_SCOPE = "jobId"
+# What a job is, as submitted: every field it is created with (the prompt and the patch by their digests), but
+# the ones its runner moves as it runs. A field added to the record later is bound without a change here.
+UNBOUND_FIELDS = frozenset({"status", "phase", "progress", "attempt"})
+
+
+class SealBroken(Exception):
+    """A sealed blob did not open: it, or the record it is bound to, was changed after it was sealed."""
 
 
 class SecretBox(Protocol):
-    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE) -> str: ...
-    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE) -> dict[str, str]: ...
+    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE, bound: bytes = b"") -> str: ...
+    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE, bound: bytes = b"") -> dict[str, str]: ...
 
 
-def _aad(scope: str, name: str) -> bytes:
+def job_binding(record: JobRecord, patch: str | None) -> bytes:
+    """The job's identity as associated data: a digest over its bound fields, its prompt and its patch."""
+    identity = {name: value for name, value in record.fields().items() if name not in UNBOUND_FIELDS}
+    identity["prompt"] = hashlib.sha256((record.prompt or "").encode()).hexdigest()
+    identity["patch"] = hashlib.sha256((patch or "").encode()).hexdigest()
+    return b"job-v1:" + hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest().encode()
+
+
+def _aad(scope: str, name: str, bound: bytes = b"") -> bytes:
     # A job's blobs keep their original associated data (the bare id); other scopes name themselves.
-    return name.encode() if scope == JOB_SCOPE else f"{scope}={name}".encode()
+    base = name.encode() if scope == JOB_SCOPE else f"{scope}={name}".encode()
+    return base + b"\x00" + bound if bound else base
+
+
+def _decrypt(key: bytes, raw: bytes, aad: bytes) -> dict[str, str]:
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        return _env(_aesgcm(key).decrypt(raw[:NONCE], raw[NONCE:], aad))
+    except InvalidTag:
+        raise SealBroken("the sealed secrets do not open for this record") from None
 
 
 def _aesgcm(key: bytes) -> Any:
@@ -74,14 +103,14 @@ class LocalBox:
                 pass
         return cls(base64.b64decode(path.read_bytes().strip()))
 
-    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE) -> str:
+    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE, bound: bytes = b"") -> str:
         nonce = os.urandom(NONCE)
-        sealed = _aesgcm(self._key).encrypt(nonce, orjson.dumps(values), _aad(scope, job_id))
+        sealed = _aesgcm(self._key).encrypt(nonce, orjson.dumps(values), _aad(scope, job_id, bound))
         return self.prefix + _b64(nonce + sealed)
 
-    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE) -> dict[str, str]:
+    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE, bound: bytes = b"") -> dict[str, str]:
         raw = base64.b64decode(blob.removeprefix(self.prefix))
-        return _env(_aesgcm(self._key).decrypt(raw[:NONCE], raw[NONCE:], _aad(scope, job_id)))
+        return _decrypt(self._key, raw, _aad(scope, job_id, bound))
 
 
 class KmsBox:
@@ -92,20 +121,19 @@ class KmsBox:
     def __init__(self, kms: Any, key_id: str) -> None:
         self._kms, self._key_id = kms, key_id
 
-    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE) -> str:
+    def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE, bound: bytes = b"") -> str:
         data_key = self._kms.generate_data_key(KeyId=self._key_id, KeySpec="AES_256", EncryptionContext={scope: job_id})
         nonce = os.urandom(NONCE)
-        sealed = _aesgcm(data_key["Plaintext"]).encrypt(nonce, orjson.dumps(values), _aad(scope, job_id))
+        sealed = _aesgcm(data_key["Plaintext"]).encrypt(nonce, orjson.dumps(values), _aad(scope, job_id, bound))
         envelope = {"k": _b64(data_key["CiphertextBlob"]), "d": _b64(nonce + sealed)}
         return self.prefix + _b64(orjson.dumps(envelope))
 
-    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE) -> dict[str, str]:
+    def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE, bound: bytes = b"") -> dict[str, str]:
         envelope = orjson.loads(base64.b64decode(blob.removeprefix(self.prefix)))
         key = self._kms.decrypt(CiphertextBlob=base64.b64decode(envelope["k"]), EncryptionContext={scope: job_id})[
             "Plaintext"
         ]
-        raw = base64.b64decode(envelope["d"])
-        return _env(_aesgcm(key).decrypt(raw[:NONCE], raw[NONCE:], _aad(scope, job_id)))
+        return _decrypt(key, base64.b64decode(envelope["d"]), _aad(scope, job_id, bound))
 
 
 def secret_box(settings: Settings) -> SecretBox:

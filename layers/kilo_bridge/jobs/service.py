@@ -16,7 +16,7 @@ from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStat
 from kilo_bridge.jobs.policy import check_branch, check_profile_env, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, iso, new_job_id, now_ms, valid_job_id
-from kilo_bridge.jobs.secrets import SecretBox, secret_box
+from kilo_bridge.jobs.secrets import JOB_SCOPE, SecretBox, job_binding, secret_box
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.keys.store import KeyStore, key_id
 from kilo_bridge.money import nusd
@@ -42,6 +42,10 @@ class InvalidIdempotencyKey(BridgeError, code="bad_request"):
 
 class TooManyJobs(BridgeError, code="too_many_jobs"):
     """The key has as many unfinished jobs as its maxJobs allows."""
+
+
+class KeyRevoked(BridgeError, code="key_revoked"):
+    """The API key that would own the job (directly, or through its trigger or schedule) is revoked."""
 
 
 class QueueUnavailable(Unavailable, code="queue_unavailable"):
@@ -161,9 +165,6 @@ class JobService:
             body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
             idempotency = (hashlib.sha256(idempotency_key.encode()).hexdigest()[:32], body_hash)
         job_id = new_job_id()
-        sealed = ""
-        if env:
-            sealed = await asyncio.to_thread(self.box.seal, job_id, env)
         max_cost = body.max_cost_usd
         max_jobs = reserve = 0
         if caller:
@@ -189,7 +190,11 @@ class JobService:
             key_id=key_id(caller) if caller else None,
             request_id=request_id,
             notify=notify,
+            network=body.network,
         )
+        # Sealed even when empty: the blob binds the job's identity, so a record rewritten in Redis after this
+        # point fails `record_tampered` in its runner instead of running with the original owner's secrets.
+        sealed = await asyncio.to_thread(self.box.seal, job_id, env, JOB_SCOPE, job_binding(record, body.patch))
         async with self.store.guard():
             code, existing = await self.jobs.create(
                 record, sealed, idempotency, max_jobs, reserve, patch=body.patch or ""
@@ -200,6 +205,8 @@ class JobService:
             raise Conflict("This Idempotency-Key was used with a different request body.", extra={"jobId": existing})
         if code == 3:
             raise TooManyJobs(f"This key already has {existing} unfinished jobs (its maxJobs).", retry_after=30)
+        if code == 5:
+            raise KeyRevoked("The API key that owns this run is revoked: nothing was started.")
         if code == 4:
             raise BudgetExceeded(
                 f"This API key's budget cannot cover the job's cost cap (maxCostUsd {max_cost}); "
@@ -332,7 +339,7 @@ class JobService:
 
 def _status(record: JobRecord) -> JobLogStatus:
     return JobLogStatus(
-        status=record.status,
+        status=record.shown_status,
         phase=record.phase,
         progress=record.progress,
         heartbeat_at=iso(record.heartbeat_ms),

@@ -33,8 +33,9 @@ def _script(name: str, *, ends_jobs: bool = False) -> str:
 _CREATE, _DISCARD, _HEARTBEAT, _DISPATCH, _UNDISPATCH, _APPEND_LOG = (
     _script(n) for n in ("create", "discard", "heartbeat", "dispatch", "undispatch", "append_log")
 )
-_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _RELEASE = (
-    _script(n, ends_jobs=True) for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "release")
+_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _FAIL_UNDISPATCHED, _RELEASE = (
+    _script(n, ends_jobs=True)
+    for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "fail_undispatched", "release")
 )
 IDEMPOTENCY_TTL_S = 86_400
 
@@ -179,11 +180,14 @@ class JobStore:
         args = [job_id, now_ms(), status, encoded, attempt, self._retention_s]
         return bool(await self._run(_END, self._end_keys(job_id, owner), args))
 
-    async def release(self, job_id: str, worker: str, error: str) -> str:
+    async def release(self, job_id: str, worker: str, error: str, said: dict[str, bytes]) -> str:
         """The runner `worker` exited without ending its job: 'retry' (the next attempt may claim it now),
-        'failed' / 'cancelled' (ended here with `error`), or '' (it had ended, or is not that runner's)."""
+        'failed' / 'cancelled' (ended here with `error`), or '' (it had ended, or is not that runner's).
+        `said[verdict]` is the log line added in the same step."""
         keys = self._end_keys(job_id, await self._owner(job_id))
-        args = [job_id, now_ms(), worker, self.settings.job_max_attempts, error, self._retention_s]
+        lines = [said[v] for v in ("retry", "failed", "cancelled")]
+        cap = self.settings.job_log_max_lines
+        args = [job_id, now_ms(), worker, self.settings.job_max_attempts, error, self._retention_s, *lines, cap]
         return str(await self._run(_RELEASE, keys, args))
 
     async def _owner(self, job_id: str) -> str | None:
@@ -194,6 +198,11 @@ class JobStore:
         keys = self._end_keys(job_id, await self._owner(job_id))
         return str(await self._run(_FAIL_UNFINISHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))
 
+    async def fail_undispatched(self, job_id: str, reason: str, error: str) -> str:
+        """End a job that is still queued with no task started: 'failed', '' (started or ended), 'missing'."""
+        keys = self._end_keys(job_id, await self._owner(job_id))
+        return str(await self._run(_FAIL_UNDISPATCHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))
+
     async def count_failure_once(self, job_id: str) -> bool:
         """True the first time it is asked of a job (a redelivered task event must not count it twice)."""
         return bool(await self.store.call("HSETNX", self.job_key(job_id), "failureCounted", "1"))
@@ -202,6 +211,14 @@ class JobStore:
         """Take the job's dispatch lease: its mark (> 0), 0 when there is nothing to start (not queued, or the
         task is already started), -1 while another dispatcher's lease is live (less than `lease_ms` old)."""
         return int(await self._run(_DISPATCH, [self.job_key(job_id)], [now_ms(), lease_ms]))
+
+    async def dispatch_token(self, job_id: str) -> int:
+        """How many RunTask calls for the job failed for certain: its client token's generation."""
+        return int(await self.store.field(self.job_key(job_id), "dispatchToken") or 0)
+
+    async def next_dispatch_token(self, job_id: str) -> int:
+        """A RunTask call failed for certain: the next call's token is a new one."""
+        return int(await self.store.call("HINCRBY", self.job_key(job_id), "dispatchToken", 1))
 
     async def set_task_arn(self, job_id: str, arn: str) -> None:
         """The task is started: the lease becomes permanent (a redelivered message starts nothing)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from kilo_bridge.config import PROJECT_ROOT, Settings, settings_env
+from kilo_bridge.config import PROJECT_ROOT, Settings, check_sandbox_concurrency, settings_env
 from kilo_bridge.jobs.queue import QUEUE_NAME, bull_prefix
 from kilo_bridge.jobs.record import log_entry, valid_job_id
 from kilo_bridge.jobs.store import JobStore
@@ -35,6 +35,7 @@ class LocalWorker:
     def __init__(self, settings: Settings, concurrency: int | None = None) -> None:
         self.settings = settings
         self.concurrency = concurrency or settings.jobs_concurrency
+        check_sandbox_concurrency(settings.agent_sandbox, self.concurrency)
         self._worker: Any = None
         self._reaper: asyncio.Task[None] | None = None
         self._store = Store(settings)
@@ -108,8 +109,10 @@ class LocalWorker:
         crashed) goes to its next attempt now, or ends with the reason, instead of waiting out
         JOB_TAKEOVER_S / JOB_STALE_S; its workspace (the agent's HOME included) is removed either way."""
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        then = {"retry": "the next attempt starts now", "failed": "no attempts left", "cancelled": "cancelled"}
+        said = {v: orjson.dumps(log_entry("worker", "warn", f"the runner died ({how}); {t}")) for v, t in then.items()}
         try:
-            verdict = await JobStore(self._store).release(job_id, runner, f"the job's runner died ({how})")
+            verdict = await JobStore(self._store).release(job_id, runner, f"the job's runner died ({how})", said)
         except Exception as exc:  # Redis away: the takeover after JOB_TAKEOVER_S still applies
             log.warning("runner exit not recorded", extra={"job_id": job_id, "error": type(exc).__name__})
             verdict = "unknown"
@@ -117,12 +120,8 @@ class LocalWorker:
             return verdict  # it ended its job (and removed its workspace), or another attempt owns the job
         with contextlib.suppress(OSError):
             await asyncio.to_thread(remove_workspace, self.settings, job_id)
-        if verdict in ("retry", "failed", "cancelled"):
-            then = {"retry": "the next attempt starts now", "failed": "no attempts left", "cancelled": "cancelled"}
+        if verdict in then:
             log.warning("runner died", extra={"job_id": job_id, "how": how, "verdict": verdict})
-            line = orjson.dumps(log_entry("worker", "warn", f"the runner died ({how}); {then[verdict]}"))
-            with contextlib.suppress(Exception):
-                await JobStore(self._store).append_log(job_id, [line])
         return verdict
 
     async def _reap_forever(self) -> None:

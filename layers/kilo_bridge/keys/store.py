@@ -237,6 +237,10 @@ class KeyStore:
             raws = await self._records(digests)
         return {d: raw for d, raw in zip(digests, raws, strict=True) if raw}
 
+    async def digest_for(self, short_id: str) -> str:
+        """The digest of the key with this id, revoked or not (KeyNotFound: none)."""
+        return await self._digest_for(short_id)
+
     async def _digest_for(self, short_id: str) -> str:
         if len(short_id) != ID_LEN or any(c not in "0123456789abcdef" for c in short_id):
             raise KeyNotFound()

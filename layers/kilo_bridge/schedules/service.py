@@ -112,6 +112,19 @@ class ScheduleService:
             await self.schedules.delete(found.owner, found.id)
         log.info("schedule delete", extra={"schedule": schedule_id})
 
+    async def disable_owner(self, owner: str) -> int:
+        """Every schedule of a revoked key paused, its backend schedule (bullmq job scheduler, EventBridge
+        schedule) disabled at once; the schedules stay, for an admin to see and delete. → how many."""
+        async with self.store.guard():
+            found = await self.schedules.all(owner)
+        for s in found:
+            await self.backend.put(s, enabled=False)
+            async with self.store.guard():
+                await self.schedules.set_state(s.id, "paused")
+        if found:
+            log.info("schedules disabled: their key is revoked", extra={"schedules": len(found)})
+        return len(found)
+
     async def fire(self, schedule_id: str, firing: str) -> Submitted | None:
         """One firing (`firing` names it: a retried delivery of the same one starts no second run). A schedule
         deleted or paused since is skipped."""
@@ -120,8 +133,12 @@ class ScheduleService:
         if found is None or found.state != "enabled":
             log.info("schedule fire skipped", extra={"schedule": schedule_id})
             return None
-        run = RunAgentRequest.model_validate(found.run)
         owner = None if found.owner == OPEN_OWNER else found.owner
+        if owner is not None and not await self.jobs.keys.is_active(owner):
+            # Revoked since (its backend schedule is being disabled too): a firing still in flight does nothing.
+            log.info("schedule fire skipped: its key is revoked", extra={"schedule": schedule_id})
+            return None
+        run = RunAgentRequest.model_validate(found.run)
         submitted = await self.jobs.submit(run, owner, f"schedule-{schedule_id}-{firing}", "scheduled")
         log.info("schedule fired", extra={"schedule": schedule_id, "job_id": submitted.job_id})
         return submitted

@@ -188,7 +188,7 @@ class TriggerService:
         return found
 
     async def verify(self, t: StoredTrigger, body: bytes, timestamp: str | None, sig: str | None) -> None:
-        if not timestamp or not timestamp.isdigit() or len(timestamp) > 12 or not sig:
+        if not timestamp or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or not sig:
             raise BadTriggerSignature("Sign the call: X-Kilo-Timestamp (unix seconds) and X-Kilo-Signature.")
         if abs(time.time() - int(timestamp)) > MAX_SKEW_S:
             raise BadTriggerSignature(f"X-Kilo-Timestamp is more than {MAX_SKEW_S} s from now; sign afresh.")

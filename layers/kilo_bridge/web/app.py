@@ -35,7 +35,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if is_passthrough(request.url.path):
         body = exc.passthrough_body(request.url.path)
-        return Response(orjson.dumps(body), exc.status, exc.headers, "application/json")
+        return Response(orjson.dumps(body), exc.status, exc.passthrough_headers(), "application/json")
     return Response(exc.json_bytes(_rid(request)), exc.status, exc.headers, "application/json")
 
 

@@ -21,6 +21,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "budget_exceeded": 402,
     "credits_exhausted": 402,
     "forbidden": 403,
+    "key_revoked": 403,
     "model_not_allowed": 403,
     "not_found": 404,
     "model_not_found": 404,
@@ -39,7 +40,7 @@ STATUS_BY_CODE: dict[str, int] = {
     # the service and its dependencies
     "internal_error": 500,
     "bad_gateway": 502,
-    "gateway_auth_failed": 502,  # our KILO_API_KEY, not the caller's: nothing the caller can fix
+    "gateway_auth_failed": 503,  # Kilo refused our KILO_API_KEY: the operator's to fix, never the caller's
     "gateway_upgrade_required": 502,  # Kilo's 426 asks this server for an upgrade, not the caller
     "upstream_error": 502,
     "upstream_unreachable": 502,
@@ -76,8 +77,11 @@ CODE_BY_STATUS: dict[int, str] = {
 
 
 # Our errors that no retry can fix although their status invites one (a client SDK retries 408, 409, 429
-# and 5xx): answered with `x-should-retry: false`, which the openai SDKs obey.
+# and 5xx): answered with `x-should-retry: false`, which the openai and anthropic SDKs (and Claude Code) obey.
 NOT_RETRYABLE = frozenset({"gateway_auth_failed", "gateway_upgrade_required", "not_configured"})
+# Statuses no retry can change (the request or the key is wrong). Anthropic's API marks them `x-should-retry:
+# false`; without it Claude Code retries a 401 for minutes. 408, 409, 429 and 5xx keep the client's own policy.
+FINAL_STATUSES = frozenset({400, 401, 402, 403, 404, 405, 413, 415, 422})
 # OpenAI's error `type` by status, for errors that bring none.
 OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -161,6 +165,14 @@ class ApiError(Exception):
         err.update(self.extra)
         return {"error": err}
 
+    def passthrough_headers(self) -> dict[str, str]:
+        """The `/v1` answer's headers: a final status or an error of ours that no retry fixes says
+        `x-should-retry: false` (an upstream's own verdict kept)."""
+        headers = dict(self.headers)
+        if self.status in FINAL_STATUSES or self.code in NOT_RETRYABLE:
+            headers.setdefault("x-should-retry", "false")
+        return headers
+
     def passthrough_body(self, path: str) -> dict[str, Any]:
         """The error as the `/v1` route's own API shapes it: Anthropic's on `/v1/messages` (its `error.type`
         values are OpenAI's names for the same statuses), OpenAI's everywhere else."""
@@ -192,6 +204,39 @@ def anthropic_error_json(exc: BridgeError) -> bytes:
     """A domain error as Anthropic's stream `error` event data: `{"type": "error", "error": {"type", "message"}}`
     (OpenAI's fields kept beside them)."""
     return orjson.dumps(ApiError.of(exc, passthrough=True).passthrough_body(ANTHROPIC_PATH))
+
+
+def response_failed_json(exc: BridgeError, started: Any, sequence: Any, model: str) -> bytes:
+    """A Responses API stream's failure as that API's own last event, `response.failed` (openai-python's
+    `ResponseFailedEvent`): the response begun (or a stand-in) with `status: "failed"` and `error: {code,
+    message}`, `code` one of `ResponseError`'s (`rate_limit_exceeded`, else `server_error`). The openai SDKs, the
+    AI SDK and Codex read it as the response's failure; an untyped `{"error": …}` line they do not."""
+    api = ApiError.of(exc, passthrough=True)
+    response: dict[str, Any] = dict(started) if isinstance(started, dict) else {}
+    response.setdefault("id", "resp_failed")
+    response.setdefault("object", "response")
+    response.setdefault("created_at", 0)
+    response.setdefault("model", model)
+    response.setdefault("output", [])
+    response.setdefault("parallel_tool_calls", True)
+    response.setdefault("tool_choice", "auto")
+    response.setdefault("tools", [])
+    upstream_code = (api.upstream or {}).get("code")  # an upstream `response.failed`'s own code is kept
+    code = (
+        upstream_code
+        if isinstance(upstream_code, str)
+        else "rate_limit_exceeded"
+        if api.status == 429
+        else "server_error"
+    )
+    response.update(
+        status="failed",
+        error={"code": code, "message": api.openai_body()["error"]["message"]},
+        incomplete_details=None,
+        usage=None,
+    )
+    number = sequence + 1 if isinstance(sequence, int) else 0
+    return orjson.dumps({"type": "response.failed", "sequence_number": number, "response": response})
 
 
 def is_passthrough(path: str) -> bool:

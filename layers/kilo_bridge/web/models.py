@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from kilo_bridge.models import ApiModel
+from kilo_bridge.profiles.models import ProfileView
+from kilo_bridge.schedules.models import ScheduleView
+from kilo_bridge.triggers.models import TriggerView
 
 
 class ErrorDetail(ApiModel):
@@ -48,3 +51,11 @@ class Health(ApiModel):
     redis: Literal["ok", "unreachable"]
     gateway_configured: bool
     gateway_base: str
+
+
+class KeyHoldings(ApiModel):
+    """What a key set up to run later or to carry secrets: for an admin (revoked keys included)."""
+
+    triggers: list[TriggerView]
+    schedules: list[ScheduleView]
+    profiles: list[ProfileView]

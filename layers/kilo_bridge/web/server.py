@@ -26,6 +26,10 @@ _TOO_LARGE = (
 )
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop httptools mid-head (it surfaces as its callback error)."""
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = MAX_HEAD_BYTES
     head_timeout_s = HEAD_TIMEOUT_S
@@ -33,7 +37,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = 0  # the head's bytes received so far, while it is incomplete
+        self._parsed_head = 0  # its URL and headers as the parser handed them over
+        self._too_large = False
         self._read_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         self._arm(self.head_timeout_s)
@@ -64,9 +70,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
 
+    # A head that arrives whole in one read is parsed (and its request dispatched) before `data_received` can
+    # count it: the parser's own callbacks count it as it goes, and stop it past the cap.
+    def _count_parsed(self, n: int) -> None:
+        self._parsed_head += n
+        if self._parsed_head > self.max_head_bytes:
+            self._too_large = True
+            raise _HeadTooLarge()  # uvicorn answers a parser error through send_400_response, below
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
+            return
+        super().send_400_response(msg)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._parsed_head = True, 0, 0
         self._arm(self.head_timeout_s)
 
     def on_headers_complete(self) -> None:

@@ -1,12 +1,13 @@
-// Real Node clients against our /v1: `node run.mjs <baseUrl> <case>` prints one JSON result line.
-// Driven by tests/integration/web/test_node_clients.py; the versions are pinned in package.json.
+// Real Node clients against our /v1: `node run.mjs <baseUrl> <case> [apiKey]` prints one JSON result line.
+// Driven by tests/integration/web/test_node_clients.py (and, with a key, tests/integration/functions/
+// test_aws_clients.py); the versions are pinned in package.json.
 import OpenAI from "openai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateText, streamText } from "ai";
 
-const [base, which] = process.argv.slice(2);
-const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused-locally", maxRetries: 0 });
-const provider = createOpenAI({ baseURL: `${base}/v1`, apiKey: "unused-locally" });
+const [base, which, apiKey = "unused-locally"] = process.argv.slice(2);
+const client = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0 });
+const provider = createOpenAI({ baseURL: `${base}/v1`, apiKey });
 const model = "fake/model-a";
 const messages = [{ role: "user", content: "hello node" }];
 
@@ -30,6 +31,20 @@ const cases = {
       last = event.type;
     }
     return { text, last };
+  },
+  async "openai-responses-stream-fails"() {
+    // The stream fails midway: the Responses API's `response.failed` ends it, a typed event, not a throw.
+    const stream = await client.responses.create({ model, input: "hello node", stream: true });
+    let last = null;
+    for await (const event of stream) last = event;
+    return { last: last.type, status: last.response.status, code: last.response.error.code, message: last.response.error.message };
+  },
+  async "ai-default-stream-fails"() {
+    // The AI SDK reports the response's failure as an error part with the gateway's message.
+    const result = streamText({ model: provider(model), prompt: "hello node", onError() {} });
+    const errors = [];
+    for await (const part of result.fullStream) if (part.type === "error") errors.push(String(part.error?.message ?? part.error));
+    return { errors };
   },
   async "openai-retrieve"() {
     const found = await client.models.retrieve("anthropic/claude-sonnet-4.5");

@@ -156,11 +156,11 @@ def test_upstream_errors_are_mapped(
     assert stat(redis_client, prefix, "failed") == 1
 
 
-def test_bad_key_upstream_401_is_a_clear_502(
+def test_bad_key_upstream_401_is_a_clear_503(
     serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
 ) -> None:
     url = serve(make_settings(kilo_api_key="bad-key"))
-    err = assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 502, "gateway_auth_failed")
+    err = assert_error(httpx.post(url + "/api/kilo/generate", json={"prompt": "x"}), 503, "gateway_auth_failed")
     assert "KILO_API_KEY" in err["message"] and "bad-key" not in err["message"]
 
 

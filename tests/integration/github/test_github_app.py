@@ -183,7 +183,9 @@ def test_a_kilo_comment_becomes_a_pull_request_on_a_token_minted_for_the_job(
     # on the issue: the job's link, then its pull request
     bodies = [c["body"] for c in fake_github.comments if c["number"] == 5]
     assert len(bodies) == 2 and "started job" in bodies[0]
-    assert bodies[1] == f"Pull request: {fake_github.url}/acme/widgets/pull/1"
+    status, link = bodies[1].split("\n")[0], f"/api/kilo/job/{job['id']})"
+    assert status.startswith(f"Kilo Bridge job [`{job['id']}`](") and link in status
+    assert status.endswith(f" succeeded: pull request {fake_github.url}/acme/widgets/pull/1")
     # the token never reached the job's record, log or artifacts
     log = client.get(f"/api/kilo/job/{job['id']}/artifacts/log.jsonl").text
     assert "ghs_fake" not in log + json.dumps(job)

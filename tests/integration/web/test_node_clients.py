@@ -1,5 +1,6 @@
 """openai-node and the Vercel AI SDK (`@ai-sdk/openai`: the default `openai(model)` is the Responses API,
-`.chat()` chat completions) against `/v1`, plain, streamed and erring (tests/clients/node, pinned)."""
+`.chat()` chat completions) against `/v1`, plain, streamed and erring (tests/clients/node, pinned). The coding
+agents of the same package (Claude Code, Codex) are driven by test_coding_agents.py."""
 
 from __future__ import annotations
 
@@ -76,3 +77,15 @@ def test_errors_keep_status_code_type_and_param(base_url: str, fake: FakeGateway
         "type": "invalid_request_error",
         "param": "messages",
     }
+
+
+def test_a_responses_stream_that_fails_midway_is_the_responses_failure(base_url: str, fake: FakeGatewayThread) -> None:
+    # Kilo's mid-stream `data: {"error": …}` arrives as `response.failed`: openai-node ends the stream on a typed
+    # event (it threw on the plain line), the AI SDK reports the gateway's message (it failed to validate the line).
+    fake.script([{"kind": "error_event", "after": 2}])
+    failed = run(base_url, "openai-responses-stream-fails")
+    assert failed["last"] == "response.failed" and failed["status"] == "failed", failed
+    assert failed["code"] == "server_error" and "upstream exploded" in failed["message"]
+    fake.script([{"kind": "error_event", "after": 2}])
+    reported = run(base_url, "ai-default-stream-fails")
+    assert reported["errors"] == ["upstream exploded"], reported  # not "Type validation failed: …"

@@ -84,3 +84,24 @@ def test_normal_and_large_requests_pass(server: tuple[str, int], fake: object) -
             time.sleep(0.3)
         big = {"model": "fake/model-a", "messages": [{"role": "user", "content": "x" * 2_000_000}]}
         assert client.post("/v1/chat/completions", json=big).status_code == 200
+
+
+def test_an_oversized_head_sent_in_one_write_is_431(server: tuple[str, int]) -> None:
+    """The whole head in one read is parsed before a per-read count could see it: still refused."""
+    _, port = server
+    for head in (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 90) for i in range(1100))
+        + b"\r\n",
+        b"GET /healthz?" + b"q" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(head)
+            assert _closed_by_server(conn).startswith(b"HTTP/1.1 431 "), head[:60]
+    # a large head under the cap, whole in one write, is still served
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Fine: " + b"a" * 60_000 + b"\r\n\r\n"
+        )
+        assert _closed_by_server(conn).startswith(b"HTTP/1.1 200 ")

@@ -65,9 +65,11 @@ def test_429_is_retried_by_the_client_only(base_url: str, fake: FakeGatewayThrea
         sdk(base_url).chat.completions.create(model="fake/model-a", messages=MSG)
     # 1 + the SDK's 2 retries; before, each of them was retried 2 more times by us (9 upstream calls).
     assert len(fake.chats) == 3
-    assert "retry-after" not in info.value.response.headers  # Kilo sends none, we invent none
+    # Kilo sends no Retry-After (nor reset headers here): a short one of ours, which the Codex CLI needs to retry.
+    assert info.value.response.headers["retry-after"] == "1"
     assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
-    assert strict_error(info.value).code == "rate_limited"
+    assert "x-should-retry" not in info.value.response.headers  # retrying a 429 is the client's call
+    assert strict_error(info.value).code == "rate_limit_exceeded"  # Kilo's name for it
 
 
 def test_402_carries_kilos_buy_credits_link(base_url: str, fake: FakeGatewayThread) -> None:
@@ -108,17 +110,80 @@ def test_top_up_in_progress_says_retry_after_5(
     assert native.json()["error"]["code"] == "top_up_in_progress"
 
 
-@pytest.mark.parametrize("status", [401, 426])
-def test_our_own_key_or_version_refused_is_a_502_no_retry_can_fix(
-    base_url: str, fake: FakeGatewayThread, status: int
+@pytest.mark.parametrize(
+    ("status", "reason", "ours", "code"),
+    [
+        (401, None, 503, "gateway_auth_failed"),  # Kilo's nested-error 401 (PAID_MODEL_AUTH_REQUIRED)
+        (401, "promotion_limit", 503, "gateway_auth_failed"),
+        (401, "invalid_token", 503, "gateway_auth_failed"),  # older builds' flat shape
+        (426, None, 502, "gateway_upgrade_required"),
+    ],
+)
+def test_our_own_key_or_version_refused_is_an_error_no_retry_can_fix(
+    base_url: str, fake: FakeGatewayThread, status: int, reason: str | None, ours: int, code: str
 ) -> None:
-    fake.script([{"kind": "status", "status": status}] * 3)
+    fake.script([{"kind": "status", "status": status, "reason": reason}] * 3)
     with pytest.raises(openai.InternalServerError) as info:
         sdk(base_url).chat.completions.create(model="fake/model-a", messages=MSG)
-    assert info.value.status_code == 502
+    # Kilo refusing the bridge's own key is the operator's problem: 503 gateway_auth_failed, never the caller's 401.
+    assert info.value.status_code == ours
     assert info.value.response.headers["x-should-retry"] == "false"
     assert len(fake.chats) == 1  # the SDK obeyed x-should-retry: false
-    strict_error(info.value)
+    assert strict_error(info.value).code == code
+
+
+@pytest.mark.parametrize("status", [400, 402, 403, 404, 413, 422])
+def test_a_refusal_no_retry_can_change_says_so(base_url: str, fake: FakeGatewayThread, status: int) -> None:
+    fake.script([{"kind": "status", "status": status}])
+    resp = httpx.post(base_url + "/v1/chat/completions", json={"model": "fake/model-a", "messages": MSG})
+    assert resp.status_code == status and resp.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_a_failure_a_retry_may_fix_leaves_it_to_the_client(base_url: str, fake: FakeGatewayThread, status: int) -> None:
+    fake.script([{"kind": "status", "status": status}])
+    resp = httpx.post(base_url + "/v1/chat/completions", json={"model": "fake/model-a", "messages": MSG})
+    assert resp.status_code == status and "x-should-retry" not in resp.headers
+
+
+def test_our_own_401_on_v1_says_no_retry_can_fix_it(
+    serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
+) -> None:
+    url = serve(make_settings(auth_required=True))
+    bodies = {
+        "/v1/chat/completions": {"messages": MSG},
+        "/v1/messages": {"messages": MSG, "max_tokens": 5},
+        "/v1/responses": {"input": "x"},
+    }
+    for path, body in bodies.items():
+        resp = httpx.post(url + path, json={"model": "fake/model-a", **body}, headers={"x-api-key": "kb_not-a-key"})
+        assert resp.status_code == 401 and resp.headers["x-should-retry"] == "false", path
+    assert not fake.chats
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/responses", {"previous_response_id": "resp_123"}),
+        ("/responses", {"store": True}),
+        ("/responses", {"providerOptions": {"openai": {"store": False}}}),
+        ("/chat/completions", {"providerOptions": {"anthropic": {}}}),
+    ],
+)
+def test_what_kilo_refuses_reaches_the_sdk_as_its_400(
+    base_url: str, fake: FakeGatewayThread, path: str, extra: dict[str, object]
+) -> None:
+    client = sdk(base_url)
+    with pytest.raises(openai.BadRequestError) as info:
+        if path == "/responses":
+            client.responses.create(model="fake/model-a", input="x", extra_body=extra)
+        else:
+            client.chat.completions.create(model="fake/model-a", messages=MSG, extra_body=extra)
+    assert strict_error(info.value).code == "unsupported_field"
+    assert info.value.response.headers["x-should-retry"] == "false"
+    name = next(iter(extra))
+    assert name in info.value.message
+    assert len(fake.calls(path)) == 1
 
 
 def test_our_own_errors_use_openais_shape(base_url: str, fake: FakeGatewayThread) -> None:

@@ -13,7 +13,7 @@ import redis
 from anthropic.types import Message, RawMessageStreamEvent
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseCreatedEvent, ResponseFailedEvent, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from tests.fakes.fake_gateway import FakeGatewayThread
@@ -199,3 +199,104 @@ def test_messages_errors_take_anthropics_shape_and_the_sdk_types_them(
         base_url + "/v1/chat/completions", json={"model": "fake/model-a", "max_tokens": -1, "messages": MSG}
     )
     assert "type" not in wrong.json() and wrong.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_responses_stream_that_fails_midway_ends_in_response_failed(
+    sdk: openai.OpenAI, fake: FakeGatewayThread, base_url: str
+) -> None:
+    # Kilo's mid-stream failure is a `data: {"error": …}` line; on the Responses API the client gets that API's own
+    # failure event, typed by openai-python (it raised an APIError on the plain line).
+    fake.script([{"kind": "error_event", "after": 2}])
+    events = list(sdk.responses.create(model="fake/model-a", input="one two three", stream=True))
+    last = events[-1]
+    assert isinstance(last, ResponseFailedEvent), last
+    created = events[0]
+    assert isinstance(created, ResponseCreatedEvent)
+    assert last.response.id == created.response.id and last.response.status == "failed"
+    assert last.response.error is not None and last.response.error.code == "server_error"
+    assert "upstream exploded" in last.response.error.message
+    assert last.sequence_number == events[-2].sequence_number + 1
+    # The event as sent validates strictly as openai-python's ResponseFailedEvent.
+    fake.script([{"kind": "error_event", "after": 0}])
+    with httpx.stream(
+        "POST", base_url + "/v1/responses", json={"model": "fake/model-a", "input": "x", "stream": True}
+    ) as resp:
+        name, data = sse_data(resp)[-1]
+    assert name == "response.failed"
+    ResponseFailedEvent.model_validate(data, strict=True)
+
+
+def _strict_schema(levels: int) -> dict[str, Any]:
+    """A strict JSON schema with `levels` levels of arrays of objects (OpenAI allows 10 levels of nesting)."""
+    node: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        node = {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": node}},
+            "required": ["items"],
+            "additionalProperties": False,
+        }
+    return node
+
+
+def test_a_strict_json_schema_ten_levels_deep_is_relayed(sdk: openai.OpenAI, fake: FakeGatewayThread) -> None:
+    schema = _strict_schema(10)
+    tool = {"type": "function", "function": {"name": "deep", "strict": True, "parameters": schema}}
+    sdk.chat.completions.create(
+        model="fake/model-a",
+        messages=[{"role": "user", "content": "x"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "deep", "strict": True, "schema": schema}},
+        tools=[tool],  # type: ignore[list-item]
+    )
+    sdk.responses.create(
+        model="fake/model-a",
+        input="x",
+        text={"format": {"type": "json_schema", "name": "deep", "strict": True, "schema": schema}},
+    )
+    assert fake.chats[-1]["json"]["tools"][0]["function"]["parameters"] == schema
+    assert fake.calls("/responses")[-1]["json"]["text"]["format"]["schema"] == schema
+
+
+def test_stream_null_means_not_streamed(
+    sdk: openai.OpenAI, claude: anthropic.Anthropic, fake: FakeGatewayThread
+) -> None:
+    # The SDKs send an explicit None as `"stream": null` (the specs allow it): a plain answer, typed as one.
+    chat = sdk.chat.completions.create(model="fake/model-a", messages=MSG, stream=None)  # type: ignore[call-overload]
+    assert isinstance(chat, ChatCompletion) and chat.choices[0].message.content == "Echo: hello there"
+    response = sdk.responses.create(model="fake/model-a", input="hello there", stream=None)  # type: ignore[call-overload]
+    assert isinstance(response, Response) and response.output_text == "Echo: hello there"
+    message = claude.messages.create(model="fake/model-a", max_tokens=10, messages=MSG, stream=None)  # type: ignore[call-overload]
+    assert isinstance(message, Message) and message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
+    for path in ("/chat/completions", "/responses", "/messages"):
+        assert fake.calls(path)[-1]["json"]["stream"] is None  # relayed as sent
+
+
+def test_count_tokens_answers_an_estimate_in_anthropics_shape(
+    claude: anthropic.Anthropic, fake: FakeGatewayThread
+) -> None:
+    short = claude.messages.count_tokens(model="fake/model-a", messages=[{"role": "user", "content": "hi"}])
+    long = claude.messages.count_tokens(
+        model="fake/model-a",
+        system="You are terse.",
+        messages=[{"role": "user", "content": "hello " * 400}],
+        tools=[{"name": "add", "description": "Add.", "input_schema": {"type": "object", "properties": {}}}],
+    )
+    assert 0 < short.input_tokens < 20 and 600 <= long.input_tokens <= 800  # ~4 characters a token
+    assert not fake.calls("/messages")  # an estimate: the gateway serves no token count, nothing is charged
+
+
+def test_anthropic_version_beta_headers_and_beta_query_reach_the_gateway(
+    claude: anthropic.Anthropic, fake: FakeGatewayThread
+) -> None:
+    # Anthropic's TypeScript SDK (Claude Code's) calls `/v1/messages?beta=true` with its beta flags in the headers.
+    claude.beta.messages.create(
+        model="fake/model-a",
+        max_tokens=10,
+        messages=MSG,
+        betas=["context-management-2025-06-27"],
+        extra_query={"beta": "true"},
+    )
+    call = fake.calls("/messages")[-1]
+    assert call["query"] == "beta=true"
+    assert call["headers"]["anthropic-version"] == claude.default_headers["anthropic-version"]
+    assert call["headers"]["anthropic-beta"] == "context-management-2025-06-27"

@@ -17,7 +17,7 @@ KEY = "test-key-not-real-0123456789"
     ("status", "reason", "native_status", "code"),
     [
         (400, None, 400, "upstream_bad_request"),
-        (401, None, 502, "gateway_auth_failed"),
+        (401, None, 503, "gateway_auth_failed"),
         (402, None, 402, "credits_exhausted"),
         (403, None, 403, "model_not_allowed"),
         (404, None, 403, "model_not_allowed"),  # "Model not allowed for your team." is a 404 at Kilo
@@ -75,17 +75,42 @@ def test_a_providers_openai_error_keeps_its_code_type_and_param() -> None:
     assert KEY not in v1["message"]
 
 
-def test_rate_limit_headers_and_request_id_travel_retry_after_only_when_sent() -> None:
+def test_rate_limit_headers_and_request_id_travel_and_a_429_gets_a_retry_after() -> None:
     headers = {"x-ratelimit-remaining-requests": "0", "request-id": "req_1", "Content-Type": "application/json"}
     err = upstream_error(429, error_body(429, None, 0), headers, ())
-    assert err.retry_after is None  # Kilo's 429s carry no Retry-After, and we invent none
     api = ApiError.of(err, passthrough=True)
-    assert api.headers == {"x-ratelimit-remaining-requests": "0", "request-id": "req_1"}
+    # Kilo's 429s carry no Retry-After: a short default, so that a client that needs one (Codex) retries.
+    assert api.headers == {"x-ratelimit-remaining-requests": "0", "request-id": "req_1", "Retry-After": "1"}
     top_up = ApiError.of(upstream_error(503, error_body(503, "top_up_in_progress", 0), {"Retry-After": "5"}, ()))
     assert top_up.headers["Retry-After"] == "5"
 
 
 def test_errors_no_retry_can_fix_say_so() -> None:
-    for status in (401, 426):
+    for status, ours in ((401, 503), (426, 502)):
         api = ApiError.of(upstream_error(status, error_body(status, None, 0), {}, ()), passthrough=True)
-        assert api.status == 502 and api.headers["x-should-retry"] == "false"
+        assert api.status == ours and api.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("reset", "expected"),
+    [
+        ({"x-ratelimit-reset-requests": "6m0s"}, "60"),  # OpenAI's duration, capped at a minute
+        ({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "20ms"}, "1"),
+        ({"x-ratelimit-reset-tokens": "7.2s"}, "8"),
+        ({"x-ratelimit-reset": "12"}, "12"),  # plain seconds
+        ({"x-ratelimit-reset": "not a time"}, "1"),
+    ],
+)
+def test_a_429_without_retry_after_gets_one_from_the_reset_headers(reset: dict[str, str], expected: str) -> None:
+    err = upstream_error(429, error_body(429, None, 0), reset, ())
+    assert ApiError.of(err, passthrough=True).headers["Retry-After"] == expected
+
+
+def test_a_429_reset_given_as_a_unix_time_counts_from_now() -> None:
+    import time
+
+    in_ms = str(int((time.time() + 30) * 1000))  # OpenRouter's X-RateLimit-Reset is in milliseconds
+    err = upstream_error(429, error_body(429, None, 0), {"x-ratelimit-reset": in_ms}, ())
+    assert 29 <= int(ApiError.of(err).headers["Retry-After"]) <= 31
+    own = upstream_error(429, error_body(429, None, 0), {"Retry-After": "3"}, ())
+    assert ApiError.of(own).headers["Retry-After"] == "3"  # an upstream's own is kept

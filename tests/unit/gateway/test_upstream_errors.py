@@ -10,7 +10,7 @@ KEY = "test-key-not-real-0123456789"
     ("upstream", "status", "code"),
     [
         (400, 400, "upstream_bad_request"),
-        (401, 502, "gateway_auth_failed"),
+        (401, 503, "gateway_auth_failed"),
         (402, 402, "credits_exhausted"),
         (403, 403, "model_not_allowed"),
         (429, 429, "upstream_rate_limited"),

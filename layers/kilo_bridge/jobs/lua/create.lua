@@ -1,6 +1,6 @@
 -- A new job, with its idempotency entry, its owner's job limit and budget reservation checked.
 -- → {0, id} created | {1, id} same request seen before | {2, id} same key, other body | {3, n} too many jobs
---   | {4, id} the key's budget cannot cover the reservation
+--   | {4, id} the key's budget cannot cover the reservation | {5, id} the owner's key is revoked
 local job, env, index, active, owner_jobs, agent_stats, idem, apikey, patch =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local id, now, fields, sealed_env, idem_hash, idem_ttl, max_jobs, reserve, diff, retention =
@@ -13,6 +13,8 @@ if idem_hash ~= '' then
     return {2, prev[2]}
   end
 end
+-- Work started for a key (its trigger, its schedule) after the key was revoked is refused here, atomically.
+if redis.call('HGET', apikey, 'revoked') == '1' then return {5, id} end
 if max_jobs > 0 then
   local n = redis.call('SCARD', owner_jobs)
   if n >= max_jobs then return {3, tostring(n)} end

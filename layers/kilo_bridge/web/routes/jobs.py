@@ -56,7 +56,7 @@ def job_view(details: JobDetails, base: str) -> JobView:
     }
     return JobView(
         id=r.id,
-        status=r.status,
+        status=r.shown_status,
         phase=r.phase,
         progress=r.progress,
         agent=r.agent,
@@ -66,6 +66,7 @@ def job_view(details: JobDetails, base: str) -> JobView:
         dry_run=r.dry_run,
         timeout_ms=r.timeout_ms,
         max_cost_usd=r.max_cost_usd,
+        network=r.network,
         key_id=r.key_id,
         attempt=r.attempt,
         cancel_requested=r.cancel_requested,

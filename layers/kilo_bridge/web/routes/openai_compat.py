@@ -20,10 +20,12 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilo_bridge.gateway.apis import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, InferenceApi
-from kilo_bridge.gateway.client import FORWARDED_REQUEST_HEADERS
+from kilo_bridge.gateway.apis import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, InferenceApi, estimate_input_tokens
+from kilo_bridge.gateway.client import ANTHROPIC_REQUEST_HEADERS, FORWARDED_REQUEST_HEADERS
 from kilo_bridge.generation.models import (
     ChatCompletionRequest,
+    CountTokens,
+    CountTokensRequest,
     EmbeddingsRequest,
     MessagesRequest,
     OpenAIModelList,
@@ -32,7 +34,7 @@ from kilo_bridge.generation.models import (
 from kilo_bridge.generation.service import Chunks, Done, Failed
 from kilo_bridge.platform.security import MAX_JSON_DEPTH, json_depth_exceeds
 from kilo_bridge.web.auth import caller_digest
-from kilo_bridge.web.errors import ApiError, anthropic_error_json, openai_error_json
+from kilo_bridge.web.errors import ApiError, anthropic_error_json, openai_error_json, response_failed_json
 from kilo_bridge.web.routes.generation import GATEWAY_ERRORS
 from kilo_bridge.web.routing import Api, services
 from kilo_bridge.web.sse import EventStream, Item, frame
@@ -50,13 +52,18 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
     if not body.get("model"):
         body["model"] = svc.settings.kilo_default_model
     key = caller_digest(request)
-    forwarded = {n: v[:200] for n in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(n))} or None
+    names = (*FORWARDED_REQUEST_HEADERS, *ANTHROPIC_REQUEST_HEADERS) if api is MESSAGES else FORWARDED_REQUEST_HEADERS
+    forwarded = {n: v[:1000] for n in names if (v := request.headers.get(n))} or None
+    # Claude Code calls `/v1/messages?beta=true`; the gateway passes a query string on to its provider.
+    query = "?beta=true" if api is MESSAGES and request.query_params.get("beta") == "true" else ""
     # No retries here: every /v1 client retries on its own (README "Errors"), so ours would multiply theirs.
     if not (api.streams and body.get("stream") is True):
-        answer, _cost, record = await svc.generation.complete(body, key, retries=False, api=api, headers=forwarded)
+        answer, _cost, record = await svc.generation.complete(
+            body, key, retries=False, api=api, headers=forwarded, query=query
+        )
         return Response(answer.raw, media_type=JSON, headers=answer.headers, background=BackgroundTask(record))
 
-    stream = await svc.generation.open_stream(body, key, retries=False, api=api, headers=forwarded)
+    stream = await svc.generation.open_stream(body, key, retries=False, api=api, headers=forwarded, query=query)
     events = svc.generation.relay(stream)
 
     async def frames() -> AsyncIterator[Item]:
@@ -75,9 +82,16 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
                     if api is CHAT:
                         yield {"data": "[DONE]"}
                 elif isinstance(event, Failed):
-                    # Anthropic's clients read an `error` event; OpenAI's a `data: {"error": …}` chunk.
+                    # Each API's own failure: Anthropic's `error` event, the Responses API's `response.failed`,
+                    # chat completions' `data: {"error": …}` chunk (which the openai SDKs raise).
                     if api is MESSAGES:
                         yield {"event": "error", "data": anthropic_error_json(event.error).decode()}
+                    elif api is RESPONSES:
+                        state = stream.state
+                        failed = response_failed_json(
+                            event.error, state.extra.get("response"), state.extra.get("sequence_number"), state.model
+                        )
+                        yield {"event": "response.failed", "data": failed.decode()}
                     else:
                         yield {"data": openai_error_json(event.error).decode()}
         finally:
@@ -138,6 +152,24 @@ async def responses(request: Request, body: BaseModel, data: dict[str, Any]) -> 
 )
 async def messages(request: Request, body: BaseModel, data: dict[str, Any]) -> Response:
     return await _relay(request, MESSAGES, data)
+
+
+@router.route(
+    "POST",
+    "/v1/messages/count_tokens",
+    summary="Anthropic's token count of a Messages request (estimated here)",
+    tags=("anthropic",),
+    body=CountTokensRequest,
+    response=CountTokens,
+    errors=(400, 401, 413, 415, 422),
+    raw_body=True,
+    description='`{"input_tokens": N}` as Anthropic answers it. The Kilo Gateway serves no token count, so N is '
+    "estimated from the request's JSON (messages, system, tools) at ~4 characters a token: no gateway call, no charge.",
+)
+async def count_tokens(request: Request, body: BaseModel, data: dict[str, Any]) -> Response:
+    if json_depth_exceeds(data):
+        raise ApiError(422, "invalid_request", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
+    return Response(orjson.dumps({"input_tokens": estimate_input_tokens(MESSAGES, data)}), media_type=JSON)
 
 
 @router.route(
