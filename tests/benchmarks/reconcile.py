@@ -358,6 +358,13 @@ def main() -> int:
             # A killed web process takes the usage of its calls in flight with it (the upstream billed them): the
             # ledger then agrees with itself, short of what those calls cost.
             (spend, stats, credits, reserved), released_after = settle_and_count(r, fake, keys, exact=args.workers == 1)
+            if reserved:  # what is still held, and by which process, for the report's reader
+                for k in r.scan_iter(match=f"{PREFIX}held:*"):
+                    print("reconcile: still held", k, r.type(k), flush=True)
+                    print("   ", r.zrange(k, 0, -1, withscores=True) if r.type(k) == b"zset" else r.hgetall(k))
+                print("reconcile: owners", r.zrange(f"{PREFIX}owners", 0, -1, withscores=True), time.time())
+                for k in r.scan_iter(match=f"{PREFIX}inflight:*"):
+                    print("reconcile:", k, r.zrange(k, 0, -1, withscores=True), flush=True)
             figures = Figures(
                 fake.billed_nusd,
                 fake.billed_calls,

@@ -30,6 +30,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,18 +138,30 @@ class Ledger:
     def _inflight(self, owner: str) -> str:
         return self.store.key("inflight", owner)
 
-    async def _hot(self, script: Script, keys: list[str], args: list[Any], extra: list[Command]) -> Any:
-        """A ledger script and `extra` commands in one write on the hot connection (one round trip); the script's
-        reply. Sent once more on a connection found lost, and as EVAL after a Redis restart (NOSCRIPT)."""
-        if not extra:
+    async def _hot(
+        self,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        after: list[Command],
+        before: Sequence[Command] = (),
+    ) -> Any:
+        """A ledger script with the commands `before` and `after` it in one write on the hot connection (one round
+        trip); the script's reply. Sent once more on a connection found lost, and as EVAL after a Redis restart
+        (NOSCRIPT). (Not a transaction: a Redis killed mid-write may run the first commands only, so what must not
+        be missing if the script ran goes `before` it.)"""
+        if not after and not before:
             return await self.store.hot.evalsha(script, keys, args)
+        at = len(before)
         for attempt in (0, 1):
             try:
-                return (await self.store.hot.pipeline([("EVALSHA", script.sha, len(keys), *keys, *args), *extra]))[0]
+                call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+                return (await self.store.hot.pipeline([*before, call, *after]))[at]
             except ResponseError as exc:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
-                return (await self.store.hot.pipeline([("EVAL", script.source, len(keys), *keys, *args), *extra]))[0]
+                call = ("EVAL", script.source, len(keys), *keys, *args)
+                return (await self.store.hot.pipeline([*before, call, *after]))[at]
             except RedisConnectionError:
                 if attempt:
                     raise
@@ -182,7 +195,8 @@ class Ledger:
                 ("ZADD", self._inflight(self.owner), int(now * 1000) + self.hold_ms, f"{key_digest}:{admission_id}")
             )
         try:  # (what `guard` does, inline: this is every request's path)
-            verdict = await self._hot(_ADMIT, keys, args, extra)
+            # The in-flight note goes first: a reservation made is always one this process is known to hold.
+            verdict = await self._hot(_ADMIT, keys, args, [], before=extra)
         except (RedisError, OSError) as exc:
             # Redis may still run it (a timeout, not a refusal): the next sweep releases what it reserved.
             self._live.discard(admission_id)
