@@ -154,6 +154,9 @@ class Ledger:
         self._live: set[str] = set()  # admission ids admitted (or being admitted) and not yet settled
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        # Since when this process's signs of life have all reached Redis (None: the last one failed). It judges
+        # others dead only after a whole owner timeout of its own: after a Redis outage every process looks silent.
+        self._alive_since: float | None = None
         # Key digest -> its team, as last seen: admission names the team's record up front (a script's keys are
         # its arguments) and the script checks it; a stale guess costs one more round trip, never a wrong verdict.
         self._teams: dict[str, str] = {}
@@ -222,6 +225,7 @@ class Ledger:
             self._live.add(admission_id)
             member = f"{key_digest}:{admission_id}"
             extra.append(("ZADD", self._inflight(self.owner), int(now * 1000) + self.hold_ms, member))
+            extra.append(("ZADD", s.key("owners"), int(now * 1000), self.owner))  # a sign of life with it
         for _ in range(3):  # a key moved to another team since we last saw it: ask again with that team
             try:  # (what `guard` does, inline: this is every request's path)
                 verdict = await self._hot(_ADMIT, [*keys, team_record(s, team)], [*args, team], [], before=extra)
@@ -418,14 +422,16 @@ class Ledger:
         s = self.store
         now_ms = int(time.time() * 1000)
         mine, owners = self._inflight(self.owner), s.key("owners")
-        replies = await s.pipeline(
-            ("ZADD", owners, now_ms, self.owner),
-            ("PEXPIRE", owners, max(self.hold_ms * 2, self.owner_timeout_ms * 4)),
-            ("ZRANGE", mine, 0, -1),
-            ("PEXPIRE", mine, self.hold_ms * 2),
-            ("ZRANGEBYSCORE", owners, "-inf", now_ms - self.owner_timeout_ms, "LIMIT", 0, 20),
-        )
+        try:
+            replies = await self._beat(now_ms, mine, owners)
+        except BaseException:
+            self._alive_since = None
+            raise
+        if self._alive_since is None:
+            self._alive_since = time.monotonic()
         await self._release(mine, [m for m in replies[2] if m.rsplit(":", 1)[-1] not in self._live])
+        if time.monotonic() - self._alive_since < self.owner_timeout_ms / 1000:
+            return  # every other process has had a whole timeout to show life since Redis answers again
         for dead in replies[4]:
             if dead == self.owner:
                 continue
@@ -433,6 +439,15 @@ class Ledger:
             await self._release(theirs, await s.call("ZRANGE", theirs, 0, -1))
             await s.pipeline(("DEL", theirs), ("ZREM", owners, dead))
             log.warning("released the reservations of a process that stopped", extra={"owner": dead})
+
+    async def _beat(self, now_ms: int, mine: str, owners: str) -> list[Any]:
+        return await self.store.pipeline(
+            ("ZADD", owners, now_ms, self.owner),
+            ("PEXPIRE", owners, max(self.hold_ms * 2, self.owner_timeout_ms * 4)),
+            ("ZRANGE", mine, 0, -1),
+            ("PEXPIRE", mine, self.hold_ms * 2),
+            ("ZRANGEBYSCORE", owners, "-inf", now_ms - self.owner_timeout_ms, "LIMIT", 0, 20),
+        )
 
     async def _release(self, inflight: str, members: list[str]) -> None:
         s = self.store
