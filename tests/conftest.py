@@ -80,6 +80,7 @@ def make_settings(fake: FakeGatewayThread, prefix: str, tmp_path: Path) -> Calla
             "jobs_concurrency": 0,  # job tests start their own worker
             "artifacts_dir": str(tmp_path / "artifacts"),
             "job_secrets_key_file": str(tmp_path / "job-secrets.key"),
+            "settlement_spool_dir": str(tmp_path / "spool"),
         }
         values.update(overrides)
         return load_settings(**values)

@@ -17,10 +17,27 @@ if TYPE_CHECKING:  # the settings (pydantic) load only for the server-side comma
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """The soft open-file limit raised to the hard one (inherited by the web and job-worker processes): a
+    default of 1,024 is spent by ~500 streams. Returns (soft, hard) as they are now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # keep what we have; MAX_CONCURRENT_REQUESTS's default follows the limit in force
+    return soft, hard
+
+
 def _serve(args: argparse.Namespace) -> int:
     import signal
 
     import uvicorn
+
+    raise_fd_limit()
 
     overrides: dict[str, object] = {"port": args.port} if args.port else {}
     if args.host not in LOOPBACK and os.getenv("AUTH_REQUIRED") is None:

@@ -142,6 +142,9 @@ class Settings:
     kilo_credits_max_age_s: int = setting(300, ge=0, le=86_400)
     # Longest a single stream may run (API Gateway ends streams at 15 minutes).
     kilo_stream_max_s: int = setting(900, ge=1, le=3600)
+    # A stream whose client hung up (or that we refused mid-way) is read on for this long, for the usage the
+    # gateway bills it by: the key, the stats and the credits are charged what it cost.
+    stream_drain_s: float = setting(30.0, ge=0, le=900)
 
     # -- Redis -------------------------------------------------------------------------------------
     redis_url: str | None = None
@@ -154,6 +157,12 @@ class Settings:
     # How long a budget reservation is held if its settlement never comes (default: the longest a call can
     # run, KILO_STREAM_MAX_S + KILO_TIMEOUT_MS, plus a minute).
     reservation_hold_s: float | None = setting(None, gt=0, le=86_400)
+    # A web process shows it is alive every third of this; once silent this long (killed), another releases the
+    # reservations it held.
+    reservation_owner_timeout_s: float = setting(30.0, gt=0, le=3600)
+    # Settlements Redis refused wait here (fsynced, one file each) until Redis takes them; any web process of
+    # this machine replays them (at start too). On Lambda a relative path is under /tmp.
+    settlement_spool_dir: str = ".run/spool"
     # Deployed (ElastiCache with RBAC): the user name, and a secret holding {"username", "password"}.
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
@@ -191,6 +200,9 @@ class Settings:
     # 6 MB is a synchronous Lambda invocation's own limit.
     v1_max_body_bytes: int = setting(6_000_000, ge=1_024, le=100_000_000)
     sse_keepalive_s: float = setting(15.0, gt=0, le=60)
+    # Requests (streams included) one web process serves at once; the next gets a fast 503 with Retry-After.
+    # Unset: a third of the process's open-file limit (`serve` raises it to the hard limit at start).
+    max_concurrent_requests: int | None = setting(None, ge=1, le=1_000_000)
 
     # -- agent jobs --------------------------------------------------------------------------------
     # "local": a bullmq queue in this Redis, worked by `serve` (JOBS_CONCURRENCY) or `kilo-bridge worker`;
@@ -381,6 +393,14 @@ class Settings:
     @cached_property
     def server_workers(self) -> int:
         return self.web_concurrency or len(os.sched_getaffinity(0))
+
+    @cached_property
+    def resolved_spool_dir(self) -> str:
+        """SETTLEMENT_SPOOL_DIR; on Lambda a relative one is under /tmp (the only writable place there)."""
+        path = self.settlement_spool_dir
+        if os.getenv("AWS_LAMBDA_FUNCTION_NAME") and not os.path.isabs(path):
+            return os.path.join("/tmp", "kilo-bridge", path)  # noqa: S108 - Lambda's own writable directory
+        return path
 
     @cached_property
     def auth_is_required(self) -> bool:

@@ -39,7 +39,12 @@ class Services:
         # A reservation is held at most as long as a call can run (a stream's cap and the time to open it), plus
         # a minute: past that its settlement is not coming.
         hold_s = settings.reservation_hold_s or settings.kilo_stream_max_s + settings.kilo_timeout_ms / 1000 + 60
-        ledger = Ledger(store, hold_s=hold_s)
+        ledger = Ledger(
+            store,
+            hold_s=hold_s,
+            spool_dir=settings.resolved_spool_dir,
+            owner_timeout_s=settings.reservation_owner_timeout_s,
+        )
         prices = PriceBook(gateway)
         balance = KiloProfileBalance(gateway, settings.balance_url)
         credits = CreditService(ledger, balance, settings.kilo_credits_max_age_s)
@@ -60,5 +65,6 @@ class Services:
     async def close(self) -> None:
         await self.schedules.close()
         await self.jobs.close()
+        await self.ledger.close()
         await self.gateway.close()
         await self.store.close()

@@ -14,6 +14,7 @@ an error for the caller to report, never a silent replay.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import random
@@ -28,9 +29,10 @@ import orjson
 
 from kilo_bridge import __version__
 from kilo_bridge.config import Settings
+from kilo_bridge.errors import Overloaded
 from kilo_bridge.gateway.apis import CHAT, MESSAGES, RESPONSES, InferenceApi
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
-from kilo_bridge.gateway.sse import sse_events
+from kilo_bridge.gateway.sse import OVERLONG, sse_events
 from kilo_bridge.platform.lazy import lazy_module
 from kilo_bridge.platform.security import redact
 
@@ -48,6 +50,7 @@ FORWARDED_REQUEST_HEADERS = ("x-kilocode-taskid",)
 # `context_management`, interleaved thinking, ...), and its `?beta=true`.
 ANTHROPIC_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta")
 Headers = dict[str, str] | None
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +77,9 @@ class StreamState:
     api: InferenceApi = CHAT
     # The upstream response headers clients use (rate limits, request id), to be relayed.
     headers: dict[str, str] = field(default_factory=dict)
+    # A failure the stream can be read past (an over-long line): the call has failed for its client, but what
+    # follows (the usage it is billed by) is still read.
+    failure: GatewayError | None = None
 
 
 @dataclass(slots=True)
@@ -298,6 +304,13 @@ class GatewayClient:
                 self._session.headers["Authorization"] = f"Bearer {key}"
             log.info("Kilo key rotated")
 
+    @staticmethod
+    def preload() -> None:
+        """Import now what a failed attempt needs (a long-running server's start): an import on the retry path
+        opens files, and failed with EMFILE exactly when the process was out of descriptors. (A Lambda function
+        serves one request at a time and keeps its cold start: it imports on first use.)"""
+        import tenacity  # noqa: F401
+
     @property
     def configured(self) -> bool:
         return bool(self.settings.api_key)
@@ -352,6 +365,8 @@ class GatewayClient:
         try:
             resp = await self.session().post(self.base + path, data=orjson.dumps(body), headers=headers)
         except aiohttp.ClientConnectorError as exc:
+            if getattr(exc.os_error, "errno", None) in _NO_DESCRIPTORS:  # ours ran out, not the gateway
+                raise Overloaded("The server has no file descriptors left for the call; retry shortly.") from exc
             raise RetryableUpstream(
                 GatewayError("The Kilo Gateway could not be reached.", code="upstream_unreachable")
             ) from exc
@@ -500,6 +515,11 @@ class GatewayClient:
                 ready: list[Chunk] = []
                 try:
                     for name, data in batch:
+                        if name is OVERLONG:
+                            state.failure = state.failure or GatewayError(
+                                "The Kilo Gateway sent an over-long stream line.", code="upstream_malformed"
+                            )
+                            continue
                         if data == b"[DONE]":
                             state.done = True
                             break
@@ -508,7 +528,7 @@ class GatewayClient:
                     if ready:
                         yield ready  # what came before the error is relayed first, in order
                     raise
-                if ready:
+                if ready or state.failure is not None:
                     yield ready
                 if state.done:
                     return

@@ -81,6 +81,10 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         worker = None
+        # Replays the settlements a predecessor left in the spool; releases the reservations of dead processes.
+        services.ledger.start()
+        if not os.getenv("AWS_LAMBDA_FUNCTION_NAME"):
+            services.gateway.preload()
         if job_worker and settings.job_queue == "local" and settings.jobs_concurrency > 0:
             # The embedded default: jobs run in this process's worker (imported only when used).
             from kilo_bridge.jobs.worker import LocalWorker
@@ -95,7 +99,12 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
             await services.close()
 
     middleware = [
-        Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes)
+        Middleware(
+            RequestContext,
+            max_body_bytes=settings.max_body_bytes,
+            v1_max_body_bytes=settings.v1_max_body_bytes,
+            max_in_flight=settings.max_concurrent_requests,
+        )
     ]
     if settings.prometheus_enabled:  # imported only then: Lambda's cold start never pays for it
         from kilo_bridge.web.prometheus import RequestMetrics

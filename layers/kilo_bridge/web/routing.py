@@ -189,7 +189,26 @@ class Api:
         return register
 
     def routes(self) -> list[Route]:
-        return [Route(e.path, _endpoint_app(e), methods=[e.method]) for e in self.endpoints]
+        """One Starlette route per path, for all of its methods: a 405 then lists every method the path allows in
+        `Allow` (with a route per method, Starlette named only the first route's)."""
+        by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        for e in self.endpoints:
+            by_path.setdefault(e.path, {})[e.method] = _endpoint_app(e)
+        return [Route(path, _by_method(apps), methods=list(apps)) for path, apps in by_path.items()]
+
+
+def _by_method(
+    apps: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    if len(apps) == 1:
+        return next(iter(apps.values()))
+
+    async def run(request: Request) -> Response:
+        method = request.method
+        return await apps["GET" if method == "HEAD" and "GET" in apps else method](request)
+
+    run.__name__ = "_".join(app.__name__ for app in apps.values())
+    return run
 
 
 def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
