@@ -22,12 +22,13 @@ from agent_task.stages import agent, clone, finish, publish
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import JobResult
-from kilo_bridge.jobs.record import JobRecord, now_ms
-from kilo_bridge.jobs.secrets import JOB_SCOPE, SealBroken, job_binding, secret_box
+from kilo_bridge.jobs.record import JobRecord, job_binding
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.jobs.workspace import fresh_workspace, remove_workspace, runner_name
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.sealing import JOB_SCOPE, SealBroken, secret_box
 from kilo_bridge.platform.security import Redactor
 
 logger = get_logger()

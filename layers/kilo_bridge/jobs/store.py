@@ -18,8 +18,9 @@ from typing import Any, cast
 
 import orjson
 
-from kilo_bridge.jobs.record import TERMINAL, JobRecord, now_ms
+from kilo_bridge.jobs.record import TERMINAL, JobRecord
 from kilo_bridge.keys.store import key_record
+from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store, lua
 from kilo_bridge.usage.ledger import agent_stats_key
 
