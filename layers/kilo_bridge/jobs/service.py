@@ -13,7 +13,7 @@ from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotFound, Un
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
 from kilo_bridge.jobs.catalogue import get_agent, load_catalog
 from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
-from kilo_bridge.jobs.policy import check_branch, check_profile_env, check_repo_url, check_timeout
+from kilo_bridge.jobs.policy import check_branch, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, job_binding, new_job_id, valid_job_id
 from kilo_bridge.jobs.store import JobStore
@@ -25,6 +25,7 @@ from kilo_bridge.platform.clock import iso, now_ms
 from kilo_bridge.platform.redis import Store, StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.platform.sealing import JOB_SCOPE, SecretBox, secret_box
+from kilo_bridge.profiles.env import check_profile_env
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.usage.ledger import BudgetExceeded
 

@@ -11,11 +11,11 @@ import asyncio
 
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, Conflict, NotFound
-from kilo_bridge.jobs.policy import check_profile_env
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.clock import iso, now_ms
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.platform.sealing import SecretBox, secret_box
+from kilo_bridge.profiles.env import check_profile_env
 from kilo_bridge.profiles.models import ProfileView
 from kilo_bridge.profiles.store import OPEN_OWNER, ProfileStore, StoredProfile
 
