@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
 from kilo_bridge.platform import aws
-from kilo_bridge.schedule import run_task
+from kilo_bridge.scheduled_tasks import run_task
 from kilo_bridge.schedules.backends import LocalScheduler
 from kilo_bridge.schedules.local import ScheduleWorker
 from kilo_bridge.services import Services
