@@ -22,6 +22,7 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ class Admission:
     key_digest: str | None = None
     reserved_nusd: int = 0
     id: str = ""
+
+
+class Verdict(IntEnum):
+    """What `admit.lua` answered (its first reply), decoded here: callers see `Admission` or an exception."""
+
+    ADMITTED = 0
+    UNKNOWN_KEY = 401  # unknown or revoked
+    OVER_BUDGET = 402
+    RATE_LIMITED = 429  # its second reply: the seconds until the window ends
 
 
 class BudgetExceeded(BridgeError, code="budget_exceeded"):
@@ -126,13 +136,13 @@ class Ledger:
             verdict = await s.hot.evalsha(_ADMIT, keys, args)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable() from exc
-        status = int(verdict[0])
-        if status == 401:
-            raise InvalidKey()
-        if status == 402:
-            raise BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
-        if status == 429:
-            raise RateLimited("This API key's per-minute limit is reached.", retry_after=int(verdict[1]))
+        match Verdict(int(verdict[0])):
+            case Verdict.UNKNOWN_KEY:
+                raise InvalidKey()
+            case Verdict.OVER_BUDGET:
+                raise BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
+            case Verdict.RATE_LIMITED:
+                raise RateLimited("This API key's per-minute limit is reached.", retry_after=int(verdict[1]))
         return Admission(key_digest, estimate_nusd if key_digest else 0, admission_id)
 
     async def record(self, outcome: Outcome, cost_nusd: int | None, admission: Admission | None = None) -> None:
