@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the settings (pydantic) load only for the server-side commands: the client starts faster
@@ -32,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     if "auth_required" in overrides:
         os.environ["AUTH_REQUIRED"] = "true"
     workers = settings.server_workers
+    if settings.prometheus_enabled:
+        _metrics_dir(settings.port)
     key = "configured" if settings.api_key else "NOT SET (generation answers 503 until KILO_API_KEY is set)"
     print(
         f"kilo-bridge: listening on http://{args.host}:{settings.port}  workers={workers}  "
@@ -79,6 +82,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_dir(port: int) -> None:
+    """Where the web processes keep their Prometheus figures for `GET /metrics` to sum (web/prometheus.py): set
+    before the workers start (they inherit it), emptied at each start as prometheus_client's multiprocess mode
+    requires (a previous run's files would be counted again)."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(".run") / f"metrics-{port}").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -124,6 +138,7 @@ def _keys(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
+    from kilo_bridge.audit.store import AuditEntry, AuditLog
     from kilo_bridge.errors import BridgeError
     from kilo_bridge.keys.store import KeyStore
     from kilo_bridge.platform.redis import Store
@@ -136,10 +151,22 @@ def _keys(args: argparse.Namespace) -> int:
         store = Store(settings)
         try:
             keys = KeyStore(store)
+            audit = AuditLog(store, settings.audit_retention_days)
+            fields = tuple(
+                sorted(k for k, v in vars(args).items() if v is not None and k not in ("func", "action", "command"))
+            )
             if args.action == "create":
                 secret, info = await keys.create(
-                    args.name, budget_usd=args.budget_usd, rpm=args.rpm, tpm=args.tpm, max_jobs=args.max_jobs
+                    args.name,
+                    budget_usd=args.budget_usd,
+                    budget_period=args.budget_period,
+                    models=args.models,
+                    rpm=args.rpm,
+                    tpm=args.tpm,
+                    max_jobs=args.max_jobs,
+                    team=args.team,
                 )
+                await audit.append(AuditEntry("cli", "key.create", info.id, fields, "local"))
                 return {"key": secret, **info.model_dump()}
             if args.action == "revoke":
                 # Its schedules are disabled with it: the same path as the admin route's.
@@ -147,9 +174,11 @@ def _keys(args: argparse.Namespace) -> int:
 
                 services = Services.build(settings)
                 try:
-                    return (await services.revoke_key(args.id)).model_dump()
+                    revoked = await services.revoke_key(args.id)
                 finally:
                     await services.close()
+                await audit.append(AuditEntry("cli", "key.revoke", revoked.id, (), "local"))
+                return revoked.model_dump()
             return [k.model_dump() for k in await keys.list()]
         finally:
             await store.close()
@@ -187,7 +216,7 @@ def _safe_url(url: str) -> str:
 def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: list[str] | None) -> None:
     """The HTTP client's subcommands; its module is imported only when one of them (or help) is asked for."""
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "-h", "--help"):
+    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "me", "-h", "--help"):
         from kilo_bridge.client.commands import add_parsers
 
         add_parsers(sub)
@@ -197,6 +226,7 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], ar
         sub.add_parser("triggers", help="webhook triggers on a server (over HTTP)")
         sub.add_parser("schedules", help="scheduled agent runs on a server (over HTTP)")
         sub.add_parser("generate", help="generate text on a server, streamed")
+        sub.add_parser("me", help="your key's limits, budget and usage on a server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     create = actions.add_parser("create", help="create a key; prints the secret once")
     create.add_argument("--name", required=True)
     create.add_argument("--budget-usd", type=float, default=None, help="hard spend budget in USD")
+    create.add_argument("--budget-period", choices=("day", "week", "month"), help="the budget resets (00:00 UTC)")
+    create.add_argument("--model", action="append", dest="models", help="a model it may use (id or provider/*)")
+    create.add_argument("--team", help="the team whose budget it also spends (PUT /api/kilo/admin/teams/NAME)")
     create.add_argument("--rpm", type=int, default=None, help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, help="tokens per minute")
     create.add_argument("--max-jobs", type=int, default=None, help="concurrent agent jobs")

@@ -72,6 +72,9 @@ def add_parsers(sub: Any) -> None:
     gen.add_argument("--max-tokens", type=int)
     gen.set_defaults(func=run, action="generate")
 
+    me = sub.add_parser("me", parents=[common], help="your key: limits, budget, spend this period, usage by model")
+    me.set_defaults(func=run, action="me")
+
 
 def run(args: argparse.Namespace) -> int:
     api = Api(args.url, os.getenv(KEY_ENV) or None, gateway_key=os.getenv(GATEWAY_KEY_ENV) or None)
@@ -243,7 +246,41 @@ def _generate(api: Api, args: argparse.Namespace) -> int:
     return EXIT_REFUSED
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}"
+
+
+def _me(api: Api, args: argparse.Namespace) -> int:
+    me = api.call("GET", "/api/kilo/me")
+    if args.json:
+        _print_json(me)
+        return 0
+    key = me["key"]
+    budget = _usd(key["budgetUsd"]) + (f" per {key['budgetPeriod']}" if key.get("budgetPeriod") else "")
+    rows = [
+        ("key", f"{key['name']} ({key['id']})" + (" REVOKED" if key["revoked"] else "")),
+        ("budget", budget if key["budgetUsd"] is not None else "none"),
+        ("this period", f"{_usd(key['spentThisPeriodUsd'])}, resets {key['periodResetsAt']}")
+        if key.get("budgetPeriod")
+        else None,
+        ("spent", f"{_usd(key['spentUsd'])} in all, {_usd(key['reservedUsd'])} held by calls and jobs in flight"),
+        ("models", ", ".join(key["models"]) if key.get("models") else "any"),
+        ("limits", f"rpm {key['rpm'] or '-'}, tpm {key['tpm'] or '-'}, jobs {key['maxJobs'] or '-'}"),
+        ("in flight", f"{me['openCalls']} calls, {len(me['unfinishedJobs'])} jobs"),
+    ]
+    for row in rows:
+        if row is not None:
+            print(f"{row[0] + ':':<13}{row[1]}")
+    for job in me["unfinishedJobs"]:
+        print(f"  job {job['id']}  {job['status']:<8} {job['agent']}")
+    for day, models in me["usage"].items():
+        for model, f in models.items():
+            print(f"{day}  {model:<36} {f['requests']:>6} calls {f['tokens']:>9} tokens  {_usd(f['spendUsd'])}")
+    return 0
+
+
 HANDLERS = {
+    "me": _me,
     "submit": _submit,
     "logs": _logs,
     "list": _list,

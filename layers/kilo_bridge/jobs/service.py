@@ -4,6 +4,7 @@ list, cancel and follow a job's log. Public URLs are the web layer's business: t
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from kilo_bridge.jobs.policy import check_branch, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, job_binding, new_job_id, valid_job_id
 from kilo_bridge.jobs.store import Created, JobStore
-from kilo_bridge.keys.store import KeyStore, key_id
+from kilo_bridge.keys.store import KeyStore, key_id, model_allowed
 from kilo_bridge.money import nusd
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.aio import reraise_cancellation
@@ -27,7 +28,7 @@ from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.platform.sealing import JOB_SCOPE, SecretBox, secret_box
 from kilo_bridge.profiles.env import check_profile_env
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
-from kilo_bridge.usage.ledger import BudgetExceeded
+from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
 
 log = get_logger()
 IDEMPOTENCY_MAX = 200
@@ -172,6 +173,9 @@ class JobService:
         if caller:
             limits = await self.keys.job_limits(caller)
             max_jobs = limits.max_jobs
+            model = body.model or st.kilo_default_model
+            if not model_allowed(limits.models, model):  # before anything is reserved or queued
+                raise ModelNotAllowed(f"This API key may not use the model {model!r} (its models list).")
             if limits.budgeted:
                 # A budgeted key reserves the job's cost cap up front; the runner keeps the agent under it.
                 max_cost = body.max_cost_usd or st.job_default_max_cost_usd
@@ -264,6 +268,11 @@ class JobService:
                 if offset >= 5_000:  # a bounded scan: older jobs are reached through their ids
                     break
         return out[:limit]
+
+    async def unfinished(self, caller: str) -> builtins.list[JobRecord]:
+        """The key's queued and running jobs."""
+        async with self.store.guard():
+            return await self.jobs.unfinished(caller)
 
     async def cancel(self, job_id: str, caller: str | None) -> JobDetails:
         record = await self._record(job_id, caller)

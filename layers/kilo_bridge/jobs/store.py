@@ -20,6 +20,7 @@ from typing import Any, cast
 import orjson
 
 from kilo_bridge.jobs.record import TERMINAL, JobRecord
+from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import key_record
 from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store, lua
@@ -143,6 +144,7 @@ class JobStore:
             reserve_nusd,
             patch,
             self._retention_s,
+            *starts_ms(record.created_ms / 1000),
         ]
         code, value = await self._run(_CREATE, keys, args)
         return Created(int(code)), str(value)
@@ -154,6 +156,11 @@ class JobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         raw = await self.store.hash(self.job_key(job_id))
         return JobRecord.decode(raw) if raw else None
+
+    async def unfinished(self, owner: str) -> list[JobRecord]:
+        """The key's jobs not yet in a final state (queued or running)."""
+        ids = sorted(cast(list[str], await self.store.call("SMEMBERS", self._owner_set(owner))))
+        return [JobRecord.decode(raw) for raw in await self.store.hashes(self.job_key(i) for i in ids) if raw]
 
     async def recent(self, limit: int, offset: int = 0) -> list[JobRecord]:
         ids = cast(list[str], await self.store.call("ZREVRANGE", self.store.key("jobs"), offset, offset + limit - 1))

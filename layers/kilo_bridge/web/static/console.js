@@ -159,7 +159,8 @@ async function overview() {
         h("ul", {}, Object.entries(runs).map(([k, v]) => h("li", {}, `${k}: ${v}`))))),
     chart(s.byDay),
     table("Per model", ["model", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byModel).map(([m, c2]) => counterRow(m, c2))),
-    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2)))];
+    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2))),
+    table("Per team", ["team", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byTeam || {}).map(([k, c2]) => counterRow(k, c2)))];
 }
 
 // -- jobs --------------------------------------------------------------------------------------------------
@@ -318,6 +319,44 @@ function playground() {
   return [h("h1", {}, "Playground"), form, h("div", { class: "card" }, h("h2", {}, "Answer"), answer, meta)];
 }
 
+// -- admin login (recorded in the audit log) ----------------------------------------------------------------
+async function adminLogin(candidate) {
+  adminKey = candidate;
+  try { await api("POST", "api/kilo/admin/login", null, true); }
+  catch (e) { if (e.status === 401) adminKey = null; }
+  route();
+}
+
+// -- audit log (admin) -------------------------------------------------------------------------------------
+async function auditPage(params) {
+  if (!adminKey) {
+    const form = h("form", { class: "card" }, h("h2", {}, "Admin key"),
+      h("p", {}, "The audit log takes the server's ADMIN_API_KEY. It is kept in memory only."),
+      h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
+      h("button", { type: "submit" }, "Continue"));
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminLogin(new FormData(form).get("admin")); });
+    return [h("h1", {}, "Audit log"), form];
+  }
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+  let page;
+  try { page = await api("GET", `api/kilo/admin/audit?${query}`, null, true); }
+  catch (e) { if (e.status === 401) adminKey = null; throw e; }
+  const filter = h("form", { class: "card row", "data-testid": "audit-filter" },
+    h("label", {}, "Action", h("input", { name: "action", value: params.action || "", placeholder: "key. or key.create" })),
+    h("label", {}, "Actor", h("input", { name: "actor", value: params.actor || "", placeholder: "admin or key:<id>" })),
+    h("label", {}, "Target", h("input", { name: "target", value: params.target || "" })),
+    h("button", { type: "submit" }, "Filter"));
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new URLSearchParams([...new FormData(filter)].filter(([, v]) => v));
+    location.hash = `#/audit${f.toString() ? `?${f}` : ""}`;
+  });
+  const rows = page.records.map((r) => [r.at, r.actor, r.action, r.target, r.fields.join(", "), r.ip, r.outcome]);
+  const more = page.nextCursor ? h("a", { href: `#/audit?${new URLSearchParams({ ...params, cursor: page.nextCursor })}` }, "Older") : "";
+  return [h("h1", {}, "Audit log"), filter,
+    table("Administrative changes, newest first", ["when (UTC)", "who", "what", "target", "fields sent", "from", "outcome"], rows), more];
+}
+
 // -- keys (admin) ------------------------------------------------------------------------------------------
 async function keysPage() {
   if (!adminKey) {
@@ -325,7 +364,7 @@ async function keysPage() {
       h("p", {}, "Managing keys takes the server's ADMIN_API_KEY. It is kept in memory only."),
       h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
       h("button", { type: "submit" }, "Continue"));
-    form.addEventListener("submit", (e) => { e.preventDefault(); adminKey = new FormData(form).get("admin"); route(); });
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminLogin(new FormData(form).get("admin")); });
     return [h("h1", {}, "Keys"), form];
   }
   let list;
@@ -336,6 +375,9 @@ async function keysPage() {
     h("div", { class: "row" },
       h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_\\-]{1,64}" })),
       h("label", {}, "Budget USD", h("input", { name: "budgetUsd", type: "number", step: "0.01", min: "0.01" })),
+      h("label", {}, "Budget resets", h("select", { name: "budgetPeriod" }, ["", "day", "week", "month"].map((p) => h("option", { value: p }, p || "never")))),
+      h("label", {}, "Models (comma-separated; provider/*)", h("input", { name: "models", placeholder: "any" })),
+      h("label", {}, "Team", h("input", { name: "team", pattern: "[A-Za-z0-9_\\-]{1,64}" })),
       h("label", {}, "Requests/min", h("input", { name: "rpm", type: "number", min: "1" })),
       h("label", {}, "Tokens/min", h("input", { name: "tpm", type: "number", min: "1" })),
       h("label", {}, "Concurrent jobs", h("input", { name: "maxJobs", type: "number", min: "1" }))),
@@ -344,6 +386,9 @@ async function keysPage() {
     e.preventDefault();
     const f = new FormData(form), body = { name: f.get("name") };
     for (const k of ["budgetUsd", "rpm", "tpm", "maxJobs"]) if (f.get(k)) body[k] = Number(f.get(k));
+    if (f.get("budgetPeriod")) body.budgetPeriod = f.get("budgetPeriod");
+    if (f.get("team")) body.team = f.get("team");
+    if (f.get("models")) body.models = f.get("models").split(",").map((m) => m.trim()).filter(Boolean);
     try {
       const k = await api("POST", "api/kilo/admin/keys", body, true);
       await route();
@@ -352,10 +397,33 @@ async function keysPage() {
         h("p", {}, "Copy it now: it is not shown again."), h("div", { class: "secret" }, k.key)));
     } catch (err) { shown.replaceChildren(fail(err)); }
   });
-  const rows = list.map((k) => [k.id, k.name, k.revoked ? "revoked" : "active", usd(k.spentUsd), k.budgetUsd ? usd(k.budgetUsd) : "—",
+  const rows = list.map((k) => [k.id, k.name, k.revoked ? "revoked" : "active", usd(k.spentUsd),
+    k.budgetUsd ? `${usd(k.budgetUsd)}${k.budgetPeriod ? ` / ${k.budgetPeriod} (${usd(k.spentThisPeriodUsd)} used)` : ""}` : "—",
     k.revoked ? "" : h("button", { type: "button", class: "secondary", "aria-label": `Revoke ${k.name}`, onclick: async () => {
       await api("DELETE", `api/kilo/admin/keys/${encodeURIComponent(k.id)}`, null, true); route(); } }, "Revoke")]);
   return [h("h1", {}, "Keys"), form, table("API keys", ["id", "name", "state", "spend", "budget", ""], rows)];
+}
+
+// -- my key: its limits, budget period and usage (GET /api/kilo/me) --------------------------------------
+async function mePage() {
+  const me = await api("GET", "api/kilo/me"), k = me.key;
+  const budget = k.budgetUsd === null ? "none" : `${usd(k.budgetUsd)}${k.budgetPeriod ? ` per ${k.budgetPeriod}` : " in all"}`;
+  const rows = Object.entries(me.usage).flatMap(([day, models]) =>
+    Object.entries(models).map(([m, f]) => [day, m, f.requests, f.tokens, usd(f.spendUsd)]));
+  return [h("h1", {}, `My key: ${k.name}`),
+    h("div", { class: "grid" },
+      h("div", { class: "card" }, h("h2", {}, "Budget"), h("div", { class: "big", "data-testid": "me-budget" }, budget),
+        k.budgetPeriod ? h("div", { class: "muted", "data-testid": "me-period" }, "spent this period ", usd(k.spentThisPeriodUsd),
+          ", resets ", k.periodResetsAt) : h("div", { class: "muted" }, "a lifetime budget")),
+      h("div", { class: "card" }, h("h2", {}, "Spent"), h("div", { class: "big", "data-testid": "me-spent" }, usd(k.spentUsd)),
+        h("div", { class: "muted" }, usd(k.reservedUsd), " held by ", `${me.openCalls} calls and ${me.unfinishedJobs.length} jobs in flight`)),
+      h("div", { class: "card" }, h("h2", {}, "Limits"), h("ul", {},
+        h("li", { "data-testid": "me-models" }, "models: ", k.models ? k.models.join(", ") : "any"),
+        h("li", {}, `requests/min: ${k.rpm ?? "—"}`), h("li", {}, `tokens/min: ${k.tpm ?? "—"}`),
+        h("li", {}, `concurrent jobs: ${k.maxJobs ?? "—"}`)))),
+    table("Usage by day and model (UTC)", ["day", "model", "requests", "tokens", "spend"], rows),
+    table("Unfinished jobs", ["job", "status", "agent", "created"],
+      me.unfinishedJobs.map((j) => [h("a", { href: `#/job/${j.id}` }, j.id), statusText(j.status), j.agent, j.createdAt]))];
 }
 
 // -- profiles, triggers, schedules (the caller's own saved things) ----------------------------------------
@@ -561,7 +629,7 @@ async function route() {
   document.querySelectorAll("header nav a").forEach((a) => a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${parts[0] === "job" ? "jobs" : parts[0]}`));
   document.querySelectorAll("header nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
   document.getElementById("auth-state").textContent = sessionStorage.getItem(KEY) ? "using an API key" : "";
-  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage,
+  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage, me: mePage, audit: () => auditPage(params),
     profiles: profilesPage, triggers: triggersPage, schedules: schedulesPage };
   const page = pages[parts[0]] || overview;
   try { main.replaceChildren(...[await page()].flat()); }
