@@ -163,5 +163,9 @@ class LocalWorker:
         jobs = JobStore(self._store)
         for job_id in job_ids:
             line = orjson.dumps(log_entry("worker", "warn", msg))
-            with contextlib.suppress(Exception):  # Redis may be the reason we stop
+            try:
                 await jobs.append_log(job_id, [line])
+            except Exception as exc:  # Redis may be the reason we stop: said here instead of in the job's log
+                log.warning(
+                    "interrupted job's log line not written", extra={"job_id": job_id, "error": type(exc).__name__}
+                )
