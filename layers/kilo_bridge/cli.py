@@ -33,22 +33,28 @@ def _serve(args: argparse.Namespace) -> int:
     if "auth_required" in overrides:
         os.environ["AUTH_REQUIRED"] = "true"
     workers = settings.server_workers
+    busy = _port_in_use(args.host, settings.port)
+    if busy:  # said before anything claims to listen
+        print(f"kilo-bridge: {busy}", file=sys.stderr, flush=True)
+        return 2
     if settings.prometheus_enabled:
         _metrics_dir(settings.port)
-    key = "configured" if settings.api_key else "NOT SET (generation answers 503 until KILO_API_KEY is set)"
+    key = (
+        "configured"
+        if settings.api_key or settings.kilo_api_key_secret_arn
+        else "NOT SET (generation and agent runs answer 503 until KILO_API_KEY is set)"
+    )
     print(
         f"kilo-bridge: listening on http://{args.host}:{settings.port}  workers={workers}  "
-        f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}  redis={_safe_url(settings.resolved_redis_url)}",
+        f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}",
         flush=True,
     )
+    for line in _start_checks(settings, args.host):
+        print(f"kilo-bridge: {line}", flush=True)
     job_worker = None
     if settings.job_queue == "local" and settings.jobs_concurrency:
         from kilo_bridge.jobs.process import WorkerProcess
 
-        print(
-            f"kilo-bridge: agent jobs run here ({settings.jobs_concurrency} at a time; CLI {settings.kilo_cli_path})",
-            flush=True,
-        )
         job_worker = WorkerProcess(settings)
         job_worker.start()
     if not settings.auth_is_required:
@@ -167,7 +173,7 @@ def _keys(args: argparse.Namespace) -> int:
                     team=args.team,
                 )
                 await audit.append(AuditEntry("cli", "key.create", info.id, fields, "local"))
-                return {"key": secret, **info.model_dump()}
+                return {"key": secret, **info.model_dump(by_alias=True)}
             if args.action == "revoke":
                 # Its schedules are disabled with it: the same path as the admin route's.
                 from kilo_bridge.services import Services
@@ -178,8 +184,8 @@ def _keys(args: argparse.Namespace) -> int:
                 finally:
                     await services.close()
                 await audit.append(AuditEntry("cli", "key.revoke", revoked.id, (), "local"))
-                return revoked.model_dump()
-            return [k.model_dump() for k in await keys.list()]
+                return revoked.model_dump(by_alias=True)
+            return [k.model_dump(by_alias=True) for k in await keys.list()]
         finally:
             await store.close()
 
@@ -203,6 +209,89 @@ def _settings(**overrides: object) -> Settings | None:
     except ConfigError as exc:
         print(f"kilo-bridge: {exc}", file=sys.stderr)
         return None
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why the server cannot listen on host:port (in use, not allowed), naming how to pick another; None: free."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is in use (another kilo-bridge or program listens there): stop it, "
+                    f"or choose another port, e.g. PORT={port + 1} make run"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror}; choose another with PORT=… or HOST=…"
+    return None
+
+
+def _start_checks(settings: Settings, host: str) -> list[str]:
+    """The start banner's checks: where the console is, whether Redis answers, and the agents' sandbox."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    lines = [f"console  http://{shown}:{settings.port}/"]
+    redis_url = _safe_url(settings.resolved_redis_url)
+    problem = _redis_problem(settings)
+    if problem is None:
+        lines.append(f"redis    {redis_url} answers (REDIS_URL chooses another)")
+    else:
+        lines.append(
+            f"redis    {redis_url} DOES NOT ANSWER ({problem}): every request will answer 503 until it does; "
+            "start one (`make redis`) or point REDIS_URL at yours"
+        )
+    if settings.job_queue == "local" and settings.jobs_concurrency:
+        lines.append(f"jobs     run here, {settings.jobs_concurrency} at a time (JOBS_CONCURRENCY)")
+        lines.append("sandbox  " + _sandbox_line(settings))
+    elif settings.job_queue == "local":
+        lines.append("jobs     JOBS_CONCURRENCY=0: none run here; start `make worker` beside it")
+    return lines
+
+
+def _redis_problem(settings: Settings) -> str | None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.resolved_redis_url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.AuthenticationError:
+        return None  # it answers; the password is the next thing a request will say
+    except redis.RedisError as exc:
+        return str(exc).splitlines()[0][:200] or type(exc).__name__
+    return None
+
+
+def _sandbox_line(settings: Settings) -> str:
+    """The agents' OS sandbox as the runner will find it (agent_task/sandbox.py), checked now, before any job."""
+    import shutil
+
+    mode = settings.agent_sandbox
+    if mode == "none":
+        return "NONE (AGENT_SANDBOX=none): agents run unsandboxed; trusted repositories only"
+    if mode == "user":
+        return f"the agent runs as its own user {settings.agent_user} (AGENT_SANDBOX=user; the runner needs root)"
+    bwrap = shutil.which("bwrap")
+    why: str | None = "bubblewrap is not installed"
+    if bwrap:
+        try:
+            from agent_task.sandbox import bwrap_problem
+        except ImportError:  # started outside the checkout: the runner's own check will speak at the first job
+            why = None
+        else:
+            why = bwrap_problem(bwrap)
+    if why is None:
+        return f"bubblewrap (AGENT_SANDBOX={mode}): agent jobs run sandboxed"
+    return (
+        f"NOT WORKING: {why}. Agent jobs will fail (sandbox_unavailable) until it works: install it "
+        "(`sudo apt-get install -y bubblewrap`), or set AGENT_SANDBOX=none for trusted repositories only"
+    )
 
 
 def _safe_url(url: str) -> str:

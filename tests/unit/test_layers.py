@@ -76,6 +76,8 @@ def _covers(pattern: str, path: Path) -> bool:
 
 def _own(path: Path) -> str | None:
     """The kilo_bridge package (or top-level module) a file belongs to: its imports of itself are free."""
+    if path.is_relative_to(ROOT / "agent_task"):
+        return "agent_task"
     if not path.is_relative_to(PKG):
         return None
     rel = path.relative_to(PKG)
@@ -89,7 +91,7 @@ def _is_module(dotted: str) -> bool:
 
 def _imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every import of ours in a file, as dotted names under kilo_bridge ('' is the package),
-    and `functions…` for any import of the entry points."""
+    and `functions…` or `agent_task…` for an import of those."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -107,7 +109,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 found.append((node.lineno, ""))
             elif name.startswith("kilo_bridge."):
                 found.append((node.lineno, name.removeprefix("kilo_bridge.")))
-            elif name == "functions" or name.startswith("functions."):
+            elif name.split(".")[0] in ("functions", "agent_task"):
                 found.append((node.lineno, name))
     return found
 

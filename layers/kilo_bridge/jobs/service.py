@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotFound, Unavailable
+from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotConfigured, NotFound, Unavailable
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
 from kilo_bridge.jobs.catalogue import get_agent, load_catalog
 from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
@@ -47,6 +47,17 @@ class TooManyJobs(BridgeError, code="too_many_jobs"):
     """The key has as many unfinished jobs as its maxJobs allows."""
 
 
+class AgentsNotConfigured(NotConfigured):
+    """No Kilo Gateway key: every model call the agent would make through this bridge would be refused, so the
+    run is refused at submit rather than failing a minute later."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "KILO_API_KEY is not configured on this server, so an agent could make no model call; nothing was "
+            "started. Set it (a Kilo Gateway key) and restart, or try everything offline with `make demo`."
+        )
+
+
 class KeyRevoked(BridgeError, code="key_revoked"):
     """The API key that would own the job (directly, or through its trigger or schedule) is revoked."""
 
@@ -79,6 +90,7 @@ class JobDetails:
 
     record: JobRecord
     artifacts: list[Artifact]
+    after: str | None = None  # the agent's catalogue entry's `after` (pull_request | report), for the outcome
 
 
 LogEvent = tuple[str, JobLogLine | JobLogStatus | JobLogEnd, str | None]
@@ -134,6 +146,8 @@ class JobService:
         notify: str | None = None,
     ) -> Submitted:
         st = self.settings
+        if not (st.api_key or st.kilo_api_key_secret_arn):
+            raise AgentsNotConfigured()
         spec = get_agent(st.agents_path, body.agent)
         repo = check_repo_url(body.repo_url, st)
         check_profile_env(body.profile_env)
@@ -248,7 +262,8 @@ class JobService:
             if record.artifacts and name in record.artifacts:
                 url = await self.artifacts.url(record.id, name)
                 links.append(Artifact(name, artifact_key(record.id, name), record.artifacts[name], url))
-        return JobDetails(record, links)
+        spec = load_catalog(self.settings.agents_path).get(record.agent)
+        return JobDetails(record, links, spec.after if spec else None)
 
     async def get(self, job_id: str, caller: str | None) -> JobDetails:
         return await self.details(await self._record(job_id, caller))

@@ -18,6 +18,8 @@ local function finish(status, prev, now, fields, retention, id)
     end
     redis.call('HDEL', job, 'reservedNusd', 'reservedPeriod')
   end
+  -- A full progress bar means done: a job that failed, timed out or was cancelled keeps how far it got.
+  if status ~= 'succeeded' then fields.progress = nil end
   for k, v in pairs(fields) do redis.call('HSET', job, k, v) end
   redis.call('HSET', job, 'status', status, 'finishedMs', now, 'phase', '')
   redis.call('HDEL', job, 'dispatchMs')

@@ -50,6 +50,7 @@ def _view(t: StoredTrigger, base: str) -> TriggerView:
         profile=t.profile,
         max_cost_usd=t.max_cost_usd,
         base_branch=t.base_branch,
+        dry_run=t.dry_run,
         created_at=iso(t.created_ms) or "",
     )
 
