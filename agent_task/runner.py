@@ -22,6 +22,7 @@ from agent_task.stages import agent, clone, finish, publish
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import JobResult
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import JobRecord, job_binding
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.jobs.workspace import fresh_workspace, remove_workspace, runner_name
@@ -122,7 +123,7 @@ class Runner:
             if opened.tampered:
                 raise JobEnded(
                     "failed",
-                    "record_tampered",
+                    EndReason.RECORD_TAMPERED,
                     "the job's record, patch or sealed secrets changed after it was submitted; nothing was run",
                 )
             result = await self._stages(ctx, ws, opened, so_far)
@@ -133,7 +134,11 @@ class Runner:
             return "lost"
         except Exception as exc:  # the job must still end, with a reason
             logger.exception("runner error", extra={"job_id": self.job_id})
-            status, reason, error = "failed", "internal_error", ctx.redact(f"{type(exc).__name__}: {exc}")[:2000]
+            status, reason, error = (
+                "failed",
+                EndReason.INTERNAL_ERROR,
+                ctx.redact(f"{type(exc).__name__}: {exc}")[:2000],
+            )
         diff = await self._partial(ctx, ws, status, so_far, result)
         finish.fill(ctx, result)
         if error:

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import orjson
 
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import TERMINAL, JobRecord
 from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import key_record
@@ -213,7 +214,7 @@ class JobStore:
     async def _owner(self, job_id: str) -> str | None:
         return await self.store.field(self.job_key(job_id), "owner") or None
 
-    async def fail_unfinished(self, job_id: str, reason: str, error: str) -> str:
+    async def fail_unfinished(self, job_id: str, reason: EndReason, error: str) -> str:
         """End a job whose runner can no longer end it (its task stopped); '' if it had already ended."""
         keys = self._end_keys(job_id, await self._owner(job_id))
         return str(await self._run(_FAIL_UNFINISHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))
