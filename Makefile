@@ -92,11 +92,12 @@ test: install redis lint
 unit: install
 	@$(PY) -m pytest tests/unit -q
 
-## the quality gate `make test` runs first: lint, formatting, strict types
+## the quality gate `make test` runs first: lint, formatting, strict types, the layers of docs/architecture.md
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy layers/kilo_bridge functions agent_task
+	@$(VENV)/bin/pytest tests/unit/test_layers.py -q
 
 format: install
 	@$(VENV)/bin/ruff format .

@@ -66,9 +66,13 @@ class EventStream(Response):
         keepalive_s: float,
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
+        drain_s: float = 0.0,
     ) -> None:
         self.events = events
         self.keepalive_s = keepalive_s
+        # After the client hangs up, the events still run to their end for this long (what is sent goes nowhere):
+        # a generation's stream reaches the upstream's final usage, which it is billed by.
+        self.drain_s = drain_s
         self.status_code = 200
         self.background = background  # run once the stream is over, whether it ended or the client hung up
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})})
@@ -113,6 +117,9 @@ class EventStream(Response):
         watchers = [asyncio.ensure_future(keepalive()), asyncio.ensure_future(hang_up())]
         try:
             done, _ = await asyncio.wait([relaying, watchers[1]], return_when=asyncio.FIRST_COMPLETED)
+            if relaying not in done and self.drain_s > 0:
+                watchers[0].cancel()
+                done, _ = await asyncio.wait([relaying], timeout=self.drain_s)
         finally:
             for task in (*watchers, relaying):
                 task.cancel()

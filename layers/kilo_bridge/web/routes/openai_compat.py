@@ -103,6 +103,7 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
         svc.settings.sse_keepalive_s,
         headers=stream.state.headers,
         background=BackgroundTask(stream.write_usage),  # once the response is over
+        drain_s=svc.settings.stream_drain_s,  # a client that hangs up: read on to the usage the call is billed by
     )
 
 
