@@ -33,7 +33,7 @@ class RepoRef:
     local: bool
 
 
-def check_repo_url(url: str, settings: Settings) -> RepoRef:
+def check_repo_url(url: str, settings: Settings) -> RepoRef:  # noqa: C901 - one refusal per rule of a hostile URL, read top to bottom
     """A repository URL a job may clone, or InvalidInput saying what is wrong with it."""
     field = "repoUrl"
     if url.startswith("-"):
