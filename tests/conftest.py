@@ -237,8 +237,9 @@ def job_factory(store_settings: Settings) -> Callable[..., JobRecord]:
     """`job_factory(**fields)` → a JobRecord created through JobStore.create in the test's prefix: a queued
     `review` job with a fresh id unless fields say otherwise. `reserve_nusd`, `max_jobs`, `sealed_env`,
     `idempotency` go to JobStore.create; `settings=` for another Redis. Usable from async tests."""
-    from kilo_bridge.jobs.record import JobRecord, new_job_id, now_ms
+    from kilo_bridge.jobs.record import JobRecord, new_job_id
     from kilo_bridge.jobs.store import JobStore
+    from kilo_bridge.platform.clock import now_ms
     from kilo_bridge.platform.redis import Store
 
     def create(

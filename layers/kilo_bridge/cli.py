@@ -119,8 +119,6 @@ def _metrics_dir(port: int) -> None:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kilo_bridge.jobs.worker import run_worker
-
     settings = _settings()
     if settings is None:
         return 2
@@ -139,8 +137,24 @@ def _worker(args: argparse.Namespace) -> int:
         f"kilo-bridge: worker on redis={_safe_url(settings.resolved_redis_url)} concurrency={concurrency}", flush=True
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(settings, concurrency))
+        asyncio.run(_work(settings, concurrency))
     return 0
+
+
+async def _work(settings: Settings, concurrency: int) -> None:
+    """`kilo-bridge worker`: work until SIGINT or SIGTERM (what `docker stop` and systemd send), then stop as
+    `LocalWorker.close` says."""
+    import asyncio
+    import signal
+
+    from kilo_bridge.services import local_workers
+
+    async with local_workers(settings, concurrency):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from kilo_bridge.config import Settings
@@ -68,3 +70,22 @@ class Services:
         await self.ledger.close()
         await self.gateway.close()
         await self.store.close()
+
+
+@asynccontextmanager
+async def local_workers(settings: Settings, concurrency: int | None = None) -> AsyncIterator[None]:
+    """The in-process workers of `JOB_QUEUE=local` (the app's lifespan, `kilo-bridge worker`): the job worker with
+    its reaper, and the schedule worker that fires the schedules made through the API into runs. Started here, at
+    the composition root, because schedules build on jobs and never the reverse; imported only when used."""
+    from kilo_bridge.jobs.worker import LocalWorker
+    from kilo_bridge.schedules.local import ScheduleWorker
+
+    jobs = LocalWorker(settings, concurrency)
+    await jobs.start()
+    schedules = ScheduleWorker(settings)
+    try:
+        await schedules.start()
+        yield
+    finally:
+        await schedules.close()
+        await jobs.close()

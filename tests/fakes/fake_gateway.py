@@ -119,7 +119,7 @@ def _kilo_error(error: str, error_type: str, message: str) -> dict[str, Any]:
     return {"error": error, "error_type": error_type, "message": message}
 
 
-def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any]:
+def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any]:  # noqa: C901 - one branch per error shape the real gateway sends
     """Kilo's own error body for a status (cloud src/lib/llm-proxy-helpers.ts)."""
     if status == 402:
         return {

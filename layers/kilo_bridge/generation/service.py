@@ -20,9 +20,10 @@ from kilo_bridge import metrics
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, InvalidInput
 from kilo_bridge.gateway.apis import CHAT, InferenceApi, chat_usage, token_cap
-from kilo_bridge.gateway.client import Answer, Chunk, GatewayClient, StreamState
+from kilo_bridge.gateway.client import Answer, GatewayClient
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
 from kilo_bridge.gateway.pricing import PriceBook
+from kilo_bridge.gateway.stream import Chunk, StreamState
 from kilo_bridge.generation.models import GenerateRequest, GenerateResponse, StreamDone, Usage
 from kilo_bridge.money import usd
 from kilo_bridge.usage.ledger import Admission, Ledger, Outcome

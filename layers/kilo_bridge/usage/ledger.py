@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,17 @@ class Admission:
     team: str = ""  # the key's team when admitted ('' none): its budget was checked and holds the reservation too
     team_period: str = ""
     owner: str = ""  # the process that holds the reservation (its `inflight:` set)
+
+
+class Verdict(IntEnum):
+    """What `admit.lua` answered (its first reply), decoded here: callers see `Admission` or an exception."""
+
+    ADMITTED = 0  # then the periods' starts the reservation was counted in
+    UNKNOWN_KEY = 401  # unknown or revoked
+    OVER_BUDGET = 402  # the key's own budget, or (a second reply, 'team') its team's
+    MODEL_NOT_ALLOWED = 403  # the model is not in the key's models list
+    TEAM_MOVED = 409  # the key is in another team than the one asked for: its second reply names it
+    RATE_LIMITED = 429  # its second reply: the seconds until the window ends
 
 
 class BudgetExceeded(BridgeError, code="budget_exceeded"):
@@ -234,25 +246,25 @@ class Ledger:
                 self._live.discard(admission_id)
                 self._poke()
                 raise StoreUnavailable() from exc
-            if int(verdict[0]) != 409 or not key_digest:
+            if Verdict(int(verdict[0])) is not Verdict.TEAM_MOVED or not key_digest:
                 break
             if len(self._teams) >= TEAM_CACHE_MAX:
                 self._teams.clear()
             team = self._teams[key_digest] = _text(verdict[1])
-        status = int(verdict[0])
-        if status == 0:
+        status = Verdict(int(verdict[0]))
+        if status is Verdict.ADMITTED:
             reserved = estimate_nusd if key_digest else 0
             owner = self.owner if key_digest else ""
             return Admission(key_digest, reserved, admission_id, _text(verdict[1]), team, _text(verdict[2]), owner)
         self._live.discard(admission_id)
         error: BridgeError
-        if status == 401:
+        if status is Verdict.UNKNOWN_KEY:
             error = InvalidKey()
-        elif status == 402 and len(verdict) > 1:
+        elif status is Verdict.OVER_BUDGET and len(verdict) > 1:
             error = BudgetExceeded("This API key's team budget cannot cover the request; ask an operator.")
-        elif status == 402:
+        elif status is Verdict.OVER_BUDGET:
             error = BudgetExceeded("This API key's budget cannot cover the request; ask an operator to raise it.")
-        elif status == 403:
+        elif status is Verdict.MODEL_NOT_ALLOWED:
             error = ModelNotAllowed(f"This API key may not use the model {model!r} (its models list).")
         else:
             error = RateLimited("This API key's per-minute limit is reached.", retry_after=int(verdict[1]))

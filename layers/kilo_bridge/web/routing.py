@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 Handler = Callable[..., Awaitable[Any]]
 JSON = "application/json"
+
+
+# "key": an API key when the server requires one (checked here); "admission": checked by the handler's own
+# admission call; "admin": the admin key; "public": nobody is turned away.
+Auth = Literal["key", "admission", "admin", "public"]
 
 
 @dataclass(slots=True)
@@ -46,11 +51,14 @@ class Endpoint:
     public: bool = True
     # The body is relayed: the handler gets the validated model and the parsed JSON object as sent.
     raw_body: bool = False
-    # "key": an API key when the server requires one (checked here); "admission": checked by the
-    # handler's own admission call; "admin": the admin key; "public": nobody is turned away.
-    auth: str = "key"
+    auth: Auth = "key"
     # An administrative change: each success appends this action to the audit log (web/audit.py).
     audit: str | None = None
+
+    def __post_init__(self) -> None:
+        # `Api.route` passes its keywords through untyped: a misspelt auth would otherwise serve the route open.
+        if self.auth not in get_args(Auth):
+            raise ValueError(f"{self.method} {self.path}: auth must be one of {get_args(Auth)}, not {self.auth!r}")
 
 
 def json_response(

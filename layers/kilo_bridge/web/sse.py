@@ -84,7 +84,7 @@ class EventStream(Response):
             if self.background is not None:
                 await self.background()
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
+    async def _stream(self, receive: Receive, send: Send) -> None:  # noqa: C901 - one stream's loop: events, keep-alives, disconnect, end
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
