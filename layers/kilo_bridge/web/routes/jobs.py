@@ -13,7 +13,9 @@ from kilo_bridge.errors import BridgeError
 from kilo_bridge.jobs.artifacts import CONTENT_TYPES
 from kilo_bridge.jobs.models import (
     AgentList,
+    Approval,
     ArtifactLink,
+    DeployStep,
     JobList,
     JobLogEnd,
     JobLogLine,
@@ -23,7 +25,7 @@ from kilo_bridge.jobs.models import (
     RunAgentAccepted,
     RunAgentRequest,
 )
-from kilo_bridge.jobs.record import STATUSES, iso
+from kilo_bridge.jobs.record import STATUSES, JobRecord, iso
 from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
 from kilo_bridge.platform.redis import StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
@@ -67,6 +69,9 @@ def job_view(details: JobDetails, base: str) -> JobView:
         timeout_ms=r.timeout_ms,
         max_cost_usd=r.max_cost_usd,
         network=r.network,
+        deploy=DeployStep.model_validate(r.deploy) if r.deploy is not None else None,
+        require_approval=r.require_approval,
+        approval=approval_view(r),
         key_id=r.key_id,
         attempt=r.attempt,
         cancel_requested=r.cancel_requested,
@@ -80,6 +85,12 @@ def job_view(details: JobDetails, base: str) -> JobView:
         artifacts=links,
         log_url=job_url(base, r.id, "/logs"),
     )
+
+
+def approval_view(r: JobRecord) -> Approval | None:
+    if r.approval is None:
+        return None
+    return Approval.model_validate(r.approval | {"decision": r.decision})
 
 
 @router.route(
@@ -241,3 +252,32 @@ async def artifact(request: Request) -> Response:
     name = request.path_params["name"]
     path = await jobs(request).artifact_path(request.path_params["id"], name, caller(request))
     return FileResponse(path, media_type=CONTENT_TYPES[name], headers={"Cache-Control": "no-store"})
+
+
+@router.route(
+    "POST",
+    JOB_PATH + "/approve",
+    summary="Approve a deploy awaiting approval",
+    tags=("agents",),
+    response=JobView,
+    errors=(401, 404, 409),
+    description="The runner of a `deploy` job in `awaiting_approval` runs its deploy command. Taken once, by the "
+    "key that started the job (another key: 404), while the window (DEPLOY_APPROVAL_TTL_S) is open.",
+)
+async def approve_job(request: Request) -> JobView:
+    details = await jobs(request).decide(request.path_params["id"], caller(request), "approved")
+    return job_view(details, api_base(request))
+
+
+@router.route(
+    "POST",
+    JOB_PATH + "/reject",
+    summary="Reject a deploy awaiting approval",
+    tags=("agents",),
+    response=JobView,
+    errors=(401, 404, 409),
+    description="The job ends `cancelled` (`deploy_rejected`) without deploying. By the key that started it.",
+)
+async def reject_job(request: Request) -> JobView:
+    details = await jobs(request).decide(request.path_params["id"], caller(request), "rejected")
+    return job_view(details, api_base(request))
