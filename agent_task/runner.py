@@ -179,7 +179,9 @@ class Runner:
         if spec.after == "deploy":  # the agent prepares (without the profile's values); the runner deploys
             so_far.deploy = deploy.DeployRun(ctx, spec, checkout, sandbox, ws)
             change = so_far.change = await so_far.deploy.run(self.store, task, profile_env)
-            summary = ctx.agent.summary()
+            summary, outcome = ctx.agent.summary(), so_far.deploy.outcome
+            if outcome is not None and outcome.url:  # said where the job came from, too (its GitHub thread)
+                summary = f"{summary}\n\nDeployed: {outcome.url}".strip()
             return JobResult(files_changed=change.files, diff_stat=change.stat, exit_code=0, summary=summary)
         await agent.AgentRun(ctx, spec, checkout, sandbox, ws).run(self.store, profile_env, task)
 

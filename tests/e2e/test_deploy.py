@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,6 +160,8 @@ def test_the_agent_prepares_without_the_token_and_the_runner_deploys_with_it(
     deployed = job["result"]["deploy"]
     assert deployed["exitCode"] == 0 and deployed["url"] == "https://widgets.example.test/v42", deployed
     assert deployed["durationMs"] > 0 and "deployed" in deployed["outputTail"]
+    assert job["outcome"] == "deployed: https://widgets.example.test/v42"
+    assert job["result"]["summary"].endswith("Deployed: https://widgets.example.test/v42")
     assert '"source":"deploy"' in log.replace(" ", "") and "[REDACTED]" in log
     # No model request, log line or artifact holds the token in any form.
     assert not holds_token(json.dumps(fake.requests, default=str)), "a model request holds the token"
@@ -215,7 +220,8 @@ def test_an_approval_gated_deploy_waits_and_deploys_only_after_its_own_key_appro
     assert approval["decision"] is None and approval["expiresAt"]
     assert target.seen == []  # nothing deploys while it waits
     assert client.post(f"/api/kilo/job/{approved_id}/approve", headers=other).status_code == 404
-    assert client.post(f"/api/kilo/job/{approved_id}/approve", headers=owner).status_code == 200
+    approved = kb(str(client.base_url), "jobs", "approve", approved_id, KILO_BRIDGE_KEY=owner["x-api-key"])
+    assert approved.returncode == 0 and approved.stdout == f"{approved_id} running (approved)\n", approved
     again = client.post(f"/api/kilo/job/{approved_id}/reject", headers=owner)
     assert again.status_code == 409, again.text  # a decision is taken once
     done = wait_job(as_owner, approved_id, timeout=120)
@@ -223,7 +229,8 @@ def test_an_approval_gated_deploy_waits_and_deploys_only_after_its_own_key_appro
     assert [s["path"] for s in target.seen] == ["/deploy"]
 
     wait_job(as_owner, rejected_id, ("awaiting_approval",), timeout=300)
-    assert client.post(f"/api/kilo/job/{rejected_id}/reject", headers=owner).status_code == 200
+    rejected = kb(str(client.base_url), "jobs", "reject", rejected_id, KILO_BRIDGE_KEY=owner["x-api-key"])
+    assert rejected.returncode == 0 and "(rejected)" in rejected.stdout, rejected
     assert client.post(f"/api/kilo/job/{rejected_id}/approve", headers=owner).status_code == 409
     ended = wait_job(as_owner, rejected_id, timeout=120)
     assert (ended["status"], ended["reason"]) == ("cancelled", "deploy_rejected"), ended
@@ -249,6 +256,12 @@ def test_a_deploy_whose_approval_window_ends_is_cancelled_without_deploying(
     assert job["approval"]["decision"] == "expired"
     assert client.post(f"/api/kilo/job/{job_id}/approve").status_code == 409
     assert target.seen == []
+
+
+def kb(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The terminal client, as a user runs it."""
+    argv = [sys.executable, "-m", "kilo_bridge", *args, "--url", url.rstrip("/")]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, **env}, check=False)
 
 
 def _as(client: httpx.Client, headers: dict[str, str]) -> httpx.Client:

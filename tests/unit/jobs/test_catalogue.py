@@ -41,6 +41,10 @@ def test_a_deploy_step_is_part_of_its_record_and_of_nothing_else() -> None:
     record = JobRecord("job_x", "queued", "deploy", "u", 1000, 1, deploy=step, require_approval=True)
     back = JobRecord.decode(record.fields() | {"phase": "awaiting_approval", "status": "running"})
     assert (back.deploy, back.require_approval, back.shown_status) == (step, True, "awaiting_approval")
+    decided = JobRecord.decode(
+        record.fields() | {"phase": "awaiting_approval", "status": "running", "decision": "approved"}
+    )
+    assert decided.shown_status == "running"  # approved: its runner moves on to the deploy
     assert "deploy" not in JobRecord("job_x", "queued", "review", "u", 1000, 1).fields()
 
 
