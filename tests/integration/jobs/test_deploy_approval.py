@@ -10,6 +10,7 @@ import pytest
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.record import JobRecord, now_ms
 from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.keys.store import digest
 from kilo_bridge.platform.redis import Store
 from tests.jobkit import GITHUB_TOKEN
 
@@ -105,3 +106,39 @@ def test_a_deploy_run_names_its_step_or_takes_its_profiles_and_no_other_agent_ta
     other = {"repoUrl": repo, "agent": "build"}
     assert app.post("/api/kilo/run-agent", json={**other, "deploy": {"command": "x"}}).status_code == 422
     assert app.post("/api/kilo/run-agent", json={**other, "requireApproval": True}).status_code == 422
+
+
+async def test_only_its_own_key_or_the_admin_decides_and_the_decision_is_audited(
+    jobs: JobStore,
+    job_factory: Callable[..., JobRecord],
+    key_factory: Callable[..., str],
+    make_app_client: Callable[..., object],
+    job_settings: Callable[..., Settings],
+) -> None:
+    from starlette.testclient import TestClient
+
+    owner, other = key_factory("team-a"), key_factory("team-b")
+    settings = job_settings(jobs_concurrency=0, auth_required=True, admin_api_key="kb-admin-test-key")
+    app = make_app_client(settings)
+    assert isinstance(app, TestClient)
+    ids = []
+    for _ in range(2):
+        record = job_factory(agent="deploy", deploy=DEPLOY, require_approval=True, owner=digest(owner))
+        claim = await jobs.claim(record.id, record.owner, "w1")
+        assert await jobs.await_approval(record.id, claim.attempt, {"command": "./ship.sh"}, now_ms() + 60_000) == "ok"
+        ids.append(record.id)
+    mine, theirs = ids
+    assert app.post(f"/api/kilo/job/{mine}/approve", headers={"x-api-key": other}).status_code == 404
+    assert app.post(f"/api/kilo/job/{mine}/reject", headers={"x-api-key": other}).status_code == 404
+    assert app.get(f"/api/kilo/job/{mine}", headers={"x-api-key": owner}).json()["status"] == "awaiting_approval"
+    assert await jobs.decision(mine) is None
+    answer = app.post(f"/api/kilo/job/{mine}/approve", headers={"x-api-key": owner})
+    assert answer.status_code == 200 and answer.json()["approval"]["decision"] == "approved", answer.text
+    admin = {"Authorization": "Bearer kb-admin-test-key"}
+    assert app.post(f"/api/kilo/admin/jobs/{theirs}/reject", headers={"x-api-key": owner}).status_code == 401
+    assert app.post(f"/api/kilo/admin/jobs/{theirs}/reject", headers=admin).status_code == 200
+    assert await jobs.decision(theirs) == "rejected"
+    assert app.post(f"/api/kilo/admin/jobs/{theirs}/approve", headers=admin).status_code == 409
+    audit = app.get("/api/kilo/admin/audit?action=job.", headers=admin).json()
+    said = [(r["action"], r["target"], r["outcome"]) for r in audit["records"]]
+    assert said == [("job.reject", theirs, "ok"), ("job.reject", theirs, "refused"), ("job.approve", mine, "ok")], said

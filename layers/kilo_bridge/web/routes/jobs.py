@@ -260,6 +260,12 @@ async def artifact(request: Request) -> Response:
     return FileResponse(path, media_type=CONTENT_TYPES[name], headers={"Cache-Control": "no-store"})
 
 
+async def _decide(request: Request, decision: str, admin: bool) -> JobView:
+    who = None if admin else caller(request)  # the admin decides for any job; a key for its own only
+    details = await jobs(request).decide(request.path_params["id"], who, decision)
+    return job_view(details, api_base(request))
+
+
 @router.route(
     "POST",
     JOB_PATH + "/approve",
@@ -267,12 +273,12 @@ async def artifact(request: Request) -> Response:
     tags=("agents",),
     response=JobView,
     errors=(401, 404, 409),
+    audit="job.approve",
     description="The runner of a `deploy` job in `awaiting_approval` runs its deploy command. Taken once, by the "
     "key that started the job (another key: 404), while the window (DEPLOY_APPROVAL_TTL_S) is open.",
 )
 async def approve_job(request: Request) -> JobView:
-    details = await jobs(request).decide(request.path_params["id"], caller(request), "approved")
-    return job_view(details, api_base(request))
+    return await _decide(request, "approved", admin=False)
 
 
 @router.route(
@@ -282,8 +288,36 @@ async def approve_job(request: Request) -> JobView:
     tags=("agents",),
     response=JobView,
     errors=(401, 404, 409),
+    audit="job.reject",
     description="The job ends `cancelled` (`deploy_rejected`) without deploying. By the key that started it.",
 )
 async def reject_job(request: Request) -> JobView:
-    details = await jobs(request).decide(request.path_params["id"], caller(request), "rejected")
-    return job_view(details, api_base(request))
+    return await _decide(request, "rejected", admin=False)
+
+
+@router.route(
+    "POST",
+    "/api/kilo/admin/jobs/{id}/approve",
+    summary="Approve any key's deploy awaiting approval",
+    tags=("admin",),
+    response=JobView,
+    auth="admin",
+    errors=(404, 409),
+    audit="job.approve",
+)
+async def admin_approve_job(request: Request) -> JobView:
+    return await _decide(request, "approved", admin=True)
+
+
+@router.route(
+    "POST",
+    "/api/kilo/admin/jobs/{id}/reject",
+    summary="Reject any key's deploy awaiting approval",
+    tags=("admin",),
+    response=JobView,
+    auth="admin",
+    errors=(404, 409),
+    audit="job.reject",
+)
+async def admin_reject_job(request: Request) -> JobView:
+    return await _decide(request, "rejected", admin=True)
