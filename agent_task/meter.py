@@ -57,6 +57,15 @@ class Meter:
                 f"a model call failed: {usage.last_error} ({usage.failed} of {usage.requests} calls so far)",
                 level="warn",
             )
+        if usage.last_error == "gateway_auth_failed" and ctx.stop_why == "":
+            # No retry can help (the server's own Kilo key was refused): the agent is stopped at the first such
+            # call instead of retrying until its job's timeout.
+            await ctx.log.line(
+                "bridge",
+                "the Kilo Gateway refused the server's KILO_API_KEY (gateway_auth_failed): the agent is stopped",
+                level="error",
+            )
+            ctx.request_stop("gateway_auth_failed")
         if usage.budget_refusals and ctx.stop_why == "":
             await ctx.log.line("bridge", "the cost cap is reached: the agent's next model call was refused")
             ctx.request_stop("budget")

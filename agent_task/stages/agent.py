@@ -160,6 +160,8 @@ class AgentRun:
                 await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}; network: {network}")
                 await self.check_agent(env, cli, box.join)
                 await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, through the runner)")
+                # The CLI's own start-up takes seconds before its first model call: said, not a silent gap.
+                await ctx.log.line("runner", "starting the Kilo CLI…")
                 run = opened.launch([cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task.text])
                 argv = self.wrap(limits.reporting_tmp(run) if self.sandbox.mode == "bwrap" else run, opened.binds)
                 ctx.agent_started = True

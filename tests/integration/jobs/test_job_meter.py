@@ -134,6 +134,28 @@ def test_gateway_errors_the_agent_meets_are_in_the_live_log_and_name_the_reason(
     assert any('"source":"bridge"' in line and "upstream_rate_limited" in line for line in lines), lines
 
 
+def test_a_refused_server_key_stops_the_agent_at_once_and_names_gateway_auth_failed(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, fake: FakeGatewayThread
+) -> None:
+    # Kilo refuses the server's own key: no retry can help, so the job says so and ends with that reason.
+    fake.script([{"kind": "status", "status": 401}] * 20)
+    client = httpx.Client(base_url=serve(job_settings(kilo_max_retries=0)), timeout=10)
+    job_id = _start(
+        client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "3"},
+        ),
+    )
+    job = wait_job(client, job_id)
+    assert (job["status"], job["reason"]) == ("failed", "gateway_auth_failed"), job
+    lines = [json.loads(data) for kind, data in log_events(client, job_id) if kind == "log"]
+    said = [line["msg"] for line in lines]
+    assert "starting the Kilo CLI…" in said
+    assert any(line["source"] == "bridge" and "refused the server's KILO_API_KEY" in line["msg"] for line in lines)
+
+
 def test_a_worker_without_a_server_beside_it_meters_its_agent_through_its_own_door(
     serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
 ) -> None:
