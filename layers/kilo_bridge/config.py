@@ -127,7 +127,7 @@ class Settings:
 
     # -- Kilo Gateway ------------------------------------------------------------------------------
     kilo_api_key: SecretStr | None = None
-    # Deployed: the key lives in Secrets Manager and is read at start (Powertools Parameters, cached).
+    # Deployed: the key lives in Secrets Manager and is read at start, with the other secrets (read_secrets).
     kilo_api_key_secret_arn: str | None = None
     # How often that secret is re-read, so a rotated key is used without a restart.
     kilo_api_key_max_age_s: float = setting(300.0, ge=0, le=86_400)
@@ -166,6 +166,11 @@ class Settings:
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
     auth_required: bool | None = None
     admin_api_key: SecretStr | None = None
+    # `GET /metrics` (Prometheus text, across the local server's web processes). Unset: on for the local
+    # server, off on Lambda (where the figures go to CloudWatch instead). Behind the admin key when auth is on.
+    prometheus_metrics: bool | None = None
+    # Administrative changes (keys, profiles, triggers, schedules, console logins) are kept this many days.
+    audit_retention_days: int = setting(365, ge=1, le=3650)
     admin_api_key_secret_arn: str | None = None
     # Budget reservations: a request's estimate before its real cost is known.
     budget_default_max_tokens: int = setting(4096, ge=1, le=1_000_000)
@@ -206,6 +211,9 @@ class Settings:
     ecs_run_task_attempts: int = setting(4, ge=1, le=10)
     ecs_run_task_backoff_s: float = setting(1.0, ge=0, le=60)
     agent_queue_max_receives: int = setting(3, ge=1, le=1000)
+    # The agent queue's dead-letter queue, also read by the dispatcher: a job whose message lands there while
+    # it is still queued with no task is failed (dispatch_failed) at once.
+    agent_dead_letter_queue_arn: str | None = None
     # Audit artifacts: S3-compatible storage when a bucket is set, else a local directory.
     artifacts_bucket: str | None = None
     artifacts_dir: str = ".run/artifacts"
@@ -381,6 +389,12 @@ class Settings:
         return bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME"))
 
     @cached_property
+    def prometheus_enabled(self) -> bool:
+        if self.prometheus_metrics is not None:
+            return self.prometheus_metrics
+        return not os.getenv("AWS_LAMBDA_FUNCTION_NAME")
+
+    @cached_property
     def behind_lambda_adapter(self) -> bool:
         """Served by the Lambda Web Adapter (the streaming function): its `x-amzn-request-context` header is
         the adapter's own (it overwrites one a client sends), so the app may trust it."""
@@ -418,34 +432,39 @@ def load_settings(**overrides: object) -> Settings:
 _FROM_SECRET = {
     "github_app_private_key": ("GITHUB_APP_SECRET_ARN", "privateKey"),
     "github_webhook_secret": ("GITHUB_APP_SECRET_ARN", "webhookSecret"),
+    "redis_password": ("REDIS_PASSWORD_SECRET_ARN", "password"),
 }
 
 
 def _with_secrets(settings: Settings) -> Settings:
-    """Fill KILO_API_KEY / ADMIN_API_KEY (and the GitHub App's key and webhook secret) from Secrets Manager
-    when only their *_SECRET_ARN is set."""
-    update: dict[str, Any] = {}
+    """Fill KILO_API_KEY / ADMIN_API_KEY, the cache password (and the GitHub App's key and webhook secret) from
+    Secrets Manager when only their *_SECRET_ARN is set: each secret read once (the App's one secret feeds two
+    fields), all of them at the same time, each read bounded by SECRET_READ_TIMEOUTS."""
+    wanted: list[tuple[str, str, str, str]] = []  # (field, arn, json field, the setting named in an error)
     for field, arn in (
         ("kilo_api_key", settings.kilo_api_key_secret_arn),
         ("admin_api_key", settings.admin_api_key_secret_arn),
         ("github_app_private_key", settings.github_app_secret_arn),
         ("github_webhook_secret", settings.github_app_secret_arn),
+        ("redis_password", settings.redis_password_secret_arn),
     ):
         if arn and getattr(settings, field) is None:
             setting, json_field = _FROM_SECRET.get(field, (f"{field.upper()}_SECRET_ARN", field.upper()))
-            try:
-                update[field] = SecretStr(read_secret(arn, json_field))
-            except Exception as exc:
-                raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
+            wanted.append((field, arn, json_field, setting))
+    update: dict[str, Any] = {}
     if settings.redis_password is None and not settings.redis_password_secret_arn:
         password = _embedded_redis_password(settings)
         if password:
             update["redis_password"] = SecretStr(password)
-    if settings.redis_password_secret_arn and settings.redis_password is None:
+    raw = read_secrets({arn for _, arn, _, _ in wanted}) if wanted else {}
+    for field, arn, json_field, setting in wanted:
+        value = raw[arn]
         try:
-            update["redis_password"] = SecretStr(read_secret(settings.redis_password_secret_arn, "password"))
+            if isinstance(value, BaseException):
+                raise value
+            update[field] = SecretStr(_secret_field(value, json_field))
         except Exception as exc:
-            raise ConfigError(f"REDIS_PASSWORD_SECRET_ARN: cannot read the secret ({type(exc).__name__})") from None
+            raise ConfigError(f"{setting}: cannot read the secret ({type(exc).__name__})") from None
     return settings.replace(**update) if update else settings
 
 
@@ -474,18 +493,72 @@ def _embedded_redis_password(settings: Settings) -> str | None:
         raise ConfigError(f"REDIS_PASSWORD_FILE: cannot read {path} ({type(exc).__name__})") from None
 
 
-def read_secret(arn: str, json_field: str) -> str:
-    """A secret's string (or its `json_field` when it holds JSON), read now (Powertools Parameters)."""
-    import json
+# Secrets Manager is read at a cold start, inside Lambda's 10 s init and through the NAT gateway: botocore's
+# defaults (60 s connect and read, retried) could overrun it. A read answers in tens of milliseconds; these
+# bound the worst case at about 2 x (1 + 2) s plus one backoff, whatever the number of secrets (read at once).
+SECRET_READ_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 2.0, "total_max_attempts": 2}
+_secrets_client: Any = None
 
-    from aws_lambda_powertools.utilities import parameters
 
-    value = str(parameters.get_secret(arn, max_age=0))  # callers keep their own copy and decide when to re-read
+def _secrets() -> Any:
+    global _secrets_client
+    if _secrets_client is None:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=SECRET_READ_TIMEOUTS["connect_timeout"],
+            read_timeout=SECRET_READ_TIMEOUTS["read_timeout"],
+            retries={"total_max_attempts": int(SECRET_READ_TIMEOUTS["total_max_attempts"]), "mode": "standard"},
+            max_pool_connections=8,
+        )
+        _secrets_client = boto3.session.Session().client("secretsmanager", config=config)
+    return _secrets_client
+
+
+def read_secrets(arns: Iterable[str]) -> dict[str, str | BaseException]:
+    """Each secret's string, read now and all at once (a thread each); a secret that could not be read maps to
+    its exception."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arns = sorted(set(arns))
+    client = _secrets()
+
+    def one(arn: str) -> str | BaseException:
+        try:
+            return str(client.get_secret_value(SecretId=arn)["SecretString"])
+        except Exception as exc:
+            return exc
+
+    if len(arns) == 1:
+        return {arns[0]: one(arns[0])}
+    with ThreadPoolExecutor(max_workers=len(arns)) as pool:
+        return dict(zip(arns, pool.map(one, arns), strict=True))
+
+
+def _secret_field(value: str, json_field: str) -> str:
     if value.startswith("{"):
+        import json
+
         value = str(json.loads(value)[json_field])
     if not value:
         raise ValueError("empty secret")
     return value
+
+
+def read_secret(arn: str, json_field: str) -> str:
+    """A secret's string (or its `json_field` when it holds JSON), read now (callers keep their own copy and
+    decide when to re-read)."""
+    value = read_secrets([arn])[arn]
+    if isinstance(value, BaseException):
+        raise value
+    return _secret_field(value, json_field)
+
+
+def reset_secrets_client() -> None:
+    """Forget the Secrets Manager client (tests point boto3 at a new endpoint)."""
+    global _secrets_client
+    _secrets_client = None
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -27,13 +27,17 @@ def test_ensure_redis_starts_one_when_nothing_answers(tmp_path: Path) -> None:
     try:
         assert out.returncode == 0, out.stderr
         assert "started a local Redis" in out.stdout
-        assert redis.Redis(port=port).ping()
+        password = (ROOT / ".run" / f"redis-{port}.password").read_text().strip()
+        assert redis.Redis(port=port, password=password).ping()
         again = subprocess.run(
             [sys.executable, "scripts/ensure_redis.py"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert again.returncode == 0 and again.stdout == ""  # already answering: nothing to do
     finally:
-        redis.Redis(port=port).shutdown(nosave=True)
+        password_file = ROOT / ".run" / f"redis-{port}.password"
+        secret = password_file.read_text().strip() if password_file.exists() else None
+        redis.Redis(port=port, password=secret).shutdown(nosave=True)
+        password_file.unlink(missing_ok=True)
 
 
 def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str) -> None:
@@ -72,7 +76,12 @@ def test_stream_function_run_sh_serves_sse(fake: FakeGatewayThread, prefix: str)
                 headers=headers,
                 content=body,
             )
-        assert set(answers) == {"generate-stream.json", "job-logs.json"}
+        v1 = {"chat-completions.json", "chat-completions-stream.json", "responses.json", "messages.json",
+              "embeddings.json"}  # fmt: skip
+        assert set(answers) == {"generate-stream.json", "job-logs.json", *v1}
+        for name in v1:  # /v1 inference, plain and streamed, is this function's on AWS
+            assert answers[name].status_code == 200, (name, answers[name].text)
+        assert answers["chat-completions-stream.json"].headers["content-type"].startswith("text/event-stream")
         assert "event: done" in answers["generate-stream.json"].text
         assert answers["generate-stream.json"].headers["x-request-id"]
         # The sample names a job this Redis has never seen: the route answers, with our error shape.

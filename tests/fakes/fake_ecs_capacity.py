@@ -1,9 +1,14 @@
 """An ECS endpoint in front of moto that answers the first `short` RunTask calls as Fargate does when it has no
-capacity (HTTP 200, no task, a `failures` entry), and passes everything else to moto unchanged. moto itself
-never runs out of capacity."""
+capacity (HTTP 200, no task, a `failures` entry), or the first `server_errors` ones as ECS's own fault does
+(HTTP 500, `ServerException`: the call may or may not have acted), and passes everything else to moto
+unchanged; it records each RunTask's `clientToken`. moto itself never runs out of capacity.
+
+Shapes: the ECS API reference, RunTask ("Errors": ServerException, "These errors are usually caused by a server
+issue", HTTP 500) and the AWS JSON 1.1 protocol's error body `{"__type", "message"}`."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -15,10 +20,12 @@ CAPACITY = "Capacity is unavailable at this time. Please try again later or in a
 
 
 class FakeEcsCapacity(AiohttpApp, ServerThread):
-    def __init__(self, moto_url: str, short: int) -> None:
+    def __init__(self, moto_url: str, short: int, server_errors: int = 0) -> None:
         self.moto_url = moto_url
         self.short = short
+        self.server_errors = server_errors
         self.run_task_calls = 0
+        self.tokens: list[str | None] = []
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -29,6 +36,10 @@ class FakeEcsCapacity(AiohttpApp, ServerThread):
         body = await request.read()
         if request.headers.get("X-Amz-Target", "").endswith(".RunTask"):
             self.run_task_calls += 1
+            self.tokens.append(json.loads(body).get("clientToken"))
+            if self.run_task_calls <= self.server_errors:
+                fault = {"__type": "ServerException", "message": "Service unavailable. Try again later."}
+                return web.json_response(fault, status=500, content_type="application/x-amz-json-1.1")
             if self.run_task_calls <= self.short:
                 failure: dict[str, Any] = {"arn": "arn:aws:ecs:us-east-1:123456789012:cluster/any", "reason": CAPACITY}
                 return web.json_response(

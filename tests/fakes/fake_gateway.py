@@ -262,6 +262,8 @@ class FakeGateway(AiohttpApp):
         self.balance: float = DEFAULT_BALANCE
         self.balance_status: int | None = None
         self.disconnects = 0
+        # Chat streams written to their end ([DONE] sent): a test tells a relayed chunk from a buffered one by it.
+        self.streams_finished = 0
         self.agent_plan: list[dict[str, Any]] = []
         self.agent_text = "Done."
         # {marker: plan}: a conversation whose first user message holds the marker gets a plan of its own (a
@@ -275,6 +277,7 @@ class FakeGateway(AiohttpApp):
         self.requests.clear()
         self.queue.clear()
         self.balance, self.balance_status, self.disconnects = DEFAULT_BALANCE, None, 0
+        self.streams_finished = 0
         self.agent_plan, self.agent_text, self.agent_plans = [], "Done.", {}
 
     def script(self, scenarios: list[Any]) -> None:
@@ -436,6 +439,7 @@ class FakeGateway(AiohttpApp):
             await resp.write(sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
+            self.streams_finished += 1
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1  # the client went away mid-stream
             raise

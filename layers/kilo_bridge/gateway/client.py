@@ -266,12 +266,24 @@ class GatewayClient:
         self._headers = headers
         # A key from Secrets Manager is re-read every KILO_API_KEY_MAX_AGE_S: rotation needs no restart.
         self._key_checked = time.monotonic()
+        self._key_refresh: asyncio.Task[None] | None = None
+
+    def _refresh_key_soon(self) -> None:
+        """Past KILO_API_KEY_MAX_AGE_S, re-read the key in the background: the call that noticed goes out at once
+        on the key it has (a Secrets Manager read through the NAT never delays a request); later calls get the
+        new one. One read at a time."""
+        st = self.settings
+        if time.monotonic() - self._key_checked < st.kilo_api_key_max_age_s:
+            return
+        if self._key_refresh is not None and not self._key_refresh.done():
+            return
+        self._key_checked = time.monotonic()
+        self._key_refresh = asyncio.get_running_loop().create_task(self._refresh_key())
 
     async def _refresh_key(self) -> None:
         st = self.settings
-        if not st.kilo_api_key_secret_arn or time.monotonic() - self._key_checked < st.kilo_api_key_max_age_s:
+        if not st.kilo_api_key_secret_arn:
             return
-        self._key_checked = time.monotonic()
         from kilo_bridge.config import read_secret
 
         try:
@@ -369,7 +381,7 @@ class GatewayClient:
         if not self.configured:
             raise GatewayNotConfigured()
         if self.settings.kilo_api_key_secret_arn:
-            await self._refresh_key()
+            self._refresh_key_soon()
         deadline = time.monotonic() + self._timeout_s
         # The first attempt runs outside tenacity: most calls need no retry, and setting up a retry loop
         # cost ~0.1 ms per call on the hot path (docs/benchmarks.md, "Where the budget is missed").

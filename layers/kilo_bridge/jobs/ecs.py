@@ -24,10 +24,14 @@ class DispatchError(RuntimeError):
     `reason` is ECS's own (a RunTask failure reason or an API error code and message); `retryable` says
     whether another attempt could succeed (throttling, capacity, a network error) or not (a missing cluster)."""
 
-    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+    def __init__(self, reason: str, *, retryable: bool = False, definite: bool = True) -> None:
         super().__init__(f"RunTask failed: {reason}")
         self.reason = reason
         self.retryable = retryable
+        # ECS answered and started nothing (a failures list, a refused request): the next attempt needs a client
+        # token of its own, as ECS answers a repeated token with the first call's outcome. Not definite (no
+        # answer, a server error): the same token, so a call that did start a task returns that task.
+        self.definite = definite
 
 
 class DispatchBusy(RuntimeError):
@@ -38,6 +42,8 @@ class DispatchBusy(RuntimeError):
 _RETRYABLE_CODES = frozenset(
     {"ThrottlingException", "ServerException", "ServiceUnavailableException", "RequestLimitExceeded"}
 )
+# Server-side errors: ECS may have acted before failing, so the retry keeps the client token.
+_UNCERTAIN_CODES = frozenset({"ServerException", "ServiceUnavailableException", "InternalFailure"})
 _CAPACITY_HINTS = ("capacity", "resource:", "agent", "throttl")
 # A RunTask call with botocore's connect and read timeouts (platform/aws.py) fits in this; no attempt starts
 # unless it does before the deadline.
@@ -70,7 +76,7 @@ async def dispatch(
     if mark < 0:
         raise DispatchBusy(f"job {job_id}: another dispatcher holds the lease")
     try:
-        arn = await _start_task(settings, job_id, deadline)
+        arn = await _start_task(settings, jobs, job_id, deadline)
     except DispatchError as exc:
         if receive_count >= settings.agent_queue_max_receives:
             error = f"dispatch_failed: {exc.reason}"[:500]
@@ -89,16 +95,25 @@ async def dispatch(
     return "dispatched"
 
 
-async def _start_task(settings: Settings, job_id: str, deadline: float | None) -> str:
+def client_token(job_id: str, generation: int) -> str:
+    """RunTask's idempotency token (up to 64 characters) for the job's `generation`-th definite failure."""
+    return job_id if generation == 0 else f"{job_id}.{generation}"
+
+
+async def _start_task(settings: Settings, jobs: JobStore, job_id: str, deadline: float | None) -> str:
     """RunTask, retried with jittered exponential backoff while the failure is retryable, the attempts last and
-    the next attempt can finish before `deadline`. The same clientToken makes a retry of a call that did
-    start a task return that task."""
+    the next attempt can finish before `deadline`. The client token (the job's, kept in its record) makes a
+    retry of a call that may have started a task return that task; after a definite failure the job's token
+    moves on, for this retry and a redelivered message's alike."""
     attempt = 0
+    token = client_token(job_id, await jobs.dispatch_token(job_id))
     while True:
         attempt += 1
         try:
-            return await asyncio.to_thread(_run_task, settings, job_id)
+            return await asyncio.to_thread(_run_task, settings, job_id, token)
         except DispatchError as exc:
+            if exc.definite:
+                token = client_token(job_id, await jobs.next_dispatch_token(job_id))
             pause = random.uniform(0.5, 1.0) * settings.ecs_run_task_backoff_s * 2 ** (attempt - 1)  # noqa: S311
             out_of_time = deadline is not None and time.monotonic() + pause + _CALL_BUDGET_S > deadline
             if not exc.retryable or attempt >= settings.ecs_run_task_attempts or out_of_time:
@@ -107,7 +122,7 @@ async def _start_task(settings: Settings, job_id: str, deadline: float | None) -
             await asyncio.sleep(pause)
 
 
-def _run_task(settings: Settings, job_id: str) -> str:
+def _run_task(settings: Settings, job_id: str, token: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from kilo_bridge.platform.aws import client
@@ -123,7 +138,7 @@ def _run_task(settings: Settings, job_id: str) -> str:
             launchType="FARGATE",
             count=1,
             startedBy=job_id[:36],
-            clientToken=job_id,  # ECS dedupes a retried call with the same token
+            clientToken=token,  # ECS dedupes a retried call with the same token
             networkConfiguration={
                 "awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}
             },
@@ -137,15 +152,32 @@ def _run_task(settings: Settings, job_id: str) -> str:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "ClientError")
-        raise DispatchError(f"{code}: {error.get('Message', '')}".strip(), retryable=code in _RETRYABLE_CODES) from None
+        reason = f"{code}: {error.get('Message', '')}".strip()
+        raise DispatchError(reason, retryable=code in _RETRYABLE_CODES, definite=code not in _UNCERTAIN_CODES) from None
     except BotoCoreError as exc:  # no answer (connect or read timeout): the clientToken makes a retry safe
-        raise DispatchError(type(exc).__name__, retryable=True) from None
+        raise DispatchError(type(exc).__name__, retryable=True, definite=False) from None
     if response.get("failures") or not response.get("tasks"):
         failures = response.get("failures") or []
         reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip() for f in failures)
         capacity = any(h in str(f.get("reason", "")).lower() for f in failures for h in _CAPACITY_HINTS)
         raise DispatchError(reasons or "no task started", retryable=capacity)
     return str(response["tasks"][0]["taskArn"])
+
+
+async def fail_dead_lettered(jobs: JobStore, job_id: str) -> str:
+    """A job whose message reached the dead-letter queue (a path the dispatcher never saw: throttled or timed-out
+    invocations, Redis down on the last receive): no dispatcher will start it, so a job still queued with no
+    task is failed now (`dispatch_failed`), not after JOB_QUEUE_MAX_WAIT_S. → "failed" | "skipped" (its task
+    started, or it had ended) | "unknown-job"."""
+    error = "dispatch_failed: the job's message reached the dead-letter queue before a task was started"
+    outcome = await jobs.fail_undispatched(job_id, "dispatch_failed", error)
+    if outcome == "missing":
+        return "unknown-job"
+    if outcome == "failed":
+        log.warning("job failed: its message was dead-lettered", extra={"job_id": job_id})
+        await jobs.count_failure_once(job_id)
+        return "failed"
+    return "skipped"
 
 
 def job_id_of_task(detail: dict[str, Any]) -> str | None:

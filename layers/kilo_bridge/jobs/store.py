@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, now_ms
+from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import key_record
 from kilo_bridge.platform.redis import Store, lua
 from kilo_bridge.usage.ledger import agent_stats_key
@@ -33,8 +34,9 @@ def _script(name: str, *, ends_jobs: bool = False) -> str:
 _CREATE, _DISCARD, _HEARTBEAT, _DISPATCH, _UNDISPATCH, _APPEND_LOG = (
     _script(n) for n in ("create", "discard", "heartbeat", "dispatch", "undispatch", "append_log")
 )
-_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _RELEASE = (
-    _script(n, ends_jobs=True) for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "release")
+_CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _FAIL_UNDISPATCHED, _RELEASE = (
+    _script(n, ends_jobs=True)
+    for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "fail_undispatched", "release")
 )
 IDEMPOTENCY_TTL_S = 86_400
 
@@ -129,6 +131,7 @@ class JobStore:
             reserve_nusd,
             patch,
             self._retention_s,
+            *starts_ms(record.created_ms / 1000),
         ]
         code, value = await self._run(_CREATE, keys, args)
         return int(code), str(value)
@@ -140,6 +143,11 @@ class JobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         raw = await self.store.hash(self.job_key(job_id))
         return JobRecord.decode(raw) if raw else None
+
+    async def unfinished(self, owner: str) -> list[JobRecord]:
+        """The key's jobs not yet in a final state (queued or running)."""
+        ids = sorted(cast(list[str], await self.store.call("SMEMBERS", self._owner_set(owner))))
+        return [JobRecord.decode(raw) for raw in await self.store.hashes(self.job_key(i) for i in ids) if raw]
 
     async def recent(self, limit: int, offset: int = 0) -> list[JobRecord]:
         ids = cast(list[str], await self.store.call("ZREVRANGE", self.store.key("jobs"), offset, offset + limit - 1))
@@ -197,6 +205,11 @@ class JobStore:
         keys = self._end_keys(job_id, await self._owner(job_id))
         return str(await self._run(_FAIL_UNFINISHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))
 
+    async def fail_undispatched(self, job_id: str, reason: str, error: str) -> str:
+        """End a job that is still queued with no task started: 'failed', '' (started or ended), 'missing'."""
+        keys = self._end_keys(job_id, await self._owner(job_id))
+        return str(await self._run(_FAIL_UNDISPATCHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))
+
     async def count_failure_once(self, job_id: str) -> bool:
         """True the first time it is asked of a job (a redelivered task event must not count it twice)."""
         return bool(await self.store.call("HSETNX", self.job_key(job_id), "failureCounted", "1"))
@@ -205,6 +218,14 @@ class JobStore:
         """Take the job's dispatch lease: its mark (> 0), 0 when there is nothing to start (not queued, or the
         task is already started), -1 while another dispatcher's lease is live (less than `lease_ms` old)."""
         return int(await self._run(_DISPATCH, [self.job_key(job_id)], [now_ms(), lease_ms]))
+
+    async def dispatch_token(self, job_id: str) -> int:
+        """How many RunTask calls for the job failed for certain: its client token's generation."""
+        return int(await self.store.field(self.job_key(job_id), "dispatchToken") or 0)
+
+    async def next_dispatch_token(self, job_id: str) -> int:
+        """A RunTask call failed for certain: the next call's token is a new one."""
+        return int(await self.store.call("HINCRBY", self.job_key(job_id), "dispatchToken", 1))
 
     async def set_task_arn(self, job_id: str, arn: str) -> None:
         """The task is started: the lease becomes permanent (a redelivered message starts nothing)."""

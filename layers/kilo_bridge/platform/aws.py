@@ -40,5 +40,8 @@ def client(service: str, settings: Settings | None = None) -> Any:
 
 def reset_clients() -> None:
     """Forget cached clients (tests point them at a new endpoint)."""
+    from kilo_bridge.config import reset_secrets_client
+
     with _lock:
         _clients.clear()
+    reset_secrets_client()

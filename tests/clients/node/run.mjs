@@ -1,12 +1,13 @@
-// Real Node clients against our /v1: `node run.mjs <baseUrl> <case>` prints one JSON result line.
-// Driven by tests/integration/web/test_node_clients.py; the versions are pinned in package.json.
+// Real Node clients against our /v1: `node run.mjs <baseUrl> <case> [apiKey]` prints one JSON result line.
+// Driven by tests/integration/web/test_node_clients.py (and, with a key, tests/integration/functions/
+// test_aws_clients.py); the versions are pinned in package.json.
 import OpenAI from "openai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateText, streamText } from "ai";
 
-const [base, which] = process.argv.slice(2);
-const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused-locally", maxRetries: 0 });
-const provider = createOpenAI({ baseURL: `${base}/v1`, apiKey: "unused-locally" });
+const [base, which, apiKey = "unused-locally"] = process.argv.slice(2);
+const client = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0 });
+const provider = createOpenAI({ baseURL: `${base}/v1`, apiKey });
 const model = "fake/model-a";
 const messages = [{ role: "user", content: "hello node" }];
 

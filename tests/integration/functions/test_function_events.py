@@ -21,6 +21,8 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "sqs-redelivered-and-poison.json": lambda r: (
         r == {"batchItemFailures": [{"itemIdentifier": "5f1c3a5e-0000-4000-8000-000000000002"}]}
     ),
+    # From the dead-letter queue (AGENT_DEAD_LETTER_QUEUE_ARN): the sample job is unknown here, nothing to fail.
+    "sqs-dead-letter.json": lambda r: r == {"batchItemFailures": []},
     "task-stopped.json": lambda r: r == {"outcome": "unknown-job"},
     "refresh-credits.json": lambda r: r["balanceUsd"] == 12.5 and r["stale"] is False,
     "reap-jobs.json": lambda r: r == {"task": "reap-jobs", "ended": {}},
@@ -39,7 +41,9 @@ def test_every_function_has_events() -> None:
 def test_function_on_event(
     event_file: Path, job_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in settings_env(job_settings(jobs_concurrency=0, repo_allow_local=False)).items():
+    dead_letters = "arn:aws:sqs:us-east-1:123456789012:kilo-bridge-agent-jobs-dlq"  # the sample event's queue
+    settings = job_settings(jobs_concurrency=0, repo_allow_local=False, agent_dead_letter_queue_arn=dead_letters)
+    for name, value in settings_env(settings).items():
         monkeypatch.setenv(name, value)
     result = invoke(event_file.parent.name, json.loads(event_file.read_text()))
     assert EXPECTED[event_file.name](result), result

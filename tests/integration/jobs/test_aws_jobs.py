@@ -17,11 +17,13 @@ import pytest
 
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.platform import aws
 from kilo_bridge.platform.redis import Store
 from scripts.invoke import Context
 from scripts.invoke import load_function as load_handler
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
+from tests.fakes.secrets_proxy import SecretsProxy
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
 from tests.support import ROOT, Aws
 
@@ -245,6 +247,82 @@ def test_rotated_kilo_key_is_used_without_a_restart(
     url = serve(make_settings(kilo_api_key=None, kilo_api_key_secret_arn=arn, kilo_api_key_max_age_s=0))
     assert httpx.post(f"{url}/api/kilo/generate", json={"prompt": "one"}).status_code == 200
     sm.put_secret_value(SecretId=arn, SecretString="kilo-key-v2-not-real")
-    assert httpx.post(f"{url}/api/kilo/generate", json={"prompt": "two"}).status_code == 200
+    # The re-read happens beside the calls, not before them: within a few calls the new key is the one used.
+    for n in range(200):
+        assert httpx.post(f"{url}/api/kilo/generate", json={"prompt": f"call {n}"}).status_code == 200
+        if fake.chats[-1]["headers"]["authorization"] == "Bearer kilo-key-v2-not-real":
+            break
     keys = [c["headers"]["authorization"] for c in fake.chats]
-    assert keys == ["Bearer kilo-key-v1-not-real", "Bearer kilo-key-v2-not-real"]
+    assert keys[0] == "Bearer kilo-key-v1-not-real" and keys[-1] == "Bearer kilo-key-v2-not-real"
+    assert set(keys) == {"Bearer kilo-key-v1-not-real", "Bearer kilo-key-v2-not-real"}
+
+
+def test_a_slow_secret_read_never_delays_a_call(
+    aws_env: Aws,
+    serve: Callable[..., str],
+    make_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past KILO_API_KEY_MAX_AGE_S the Kilo key is re-read off the request path: with Secrets Manager stuck (a slow
+    NAT path), calls still go out at once on the key the function has, and the held read is the only one."""
+    sm = aws_env.client("secretsmanager")
+    arn = sm.create_secret(Name=f"kilo-{uuid.uuid4().hex[:6]}", SecretString="kilo-key-v1-not-real")["ARN"]
+    settings = make_settings(kilo_api_key=None, kilo_api_key_secret_arn=arn, kilo_api_key_max_age_s=0)
+    with SecretsProxy(aws_env.url) as proxy:
+        proxy.hold = True
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url)
+        aws.reset_clients()
+        url = serve(settings)
+        first = httpx.post(f"{url}/api/kilo/generate", json={"prompt": "one"}, timeout=10)
+        assert first.status_code == 200
+        assert proxy.held.wait(10)  # the re-read started, and is stuck
+        second = httpx.post(f"{url}/api/kilo/generate", json={"prompt": "two"}, timeout=10)
+        assert second.status_code == 200 and proxy.in_flight == 1  # answered while the read is still held
+        assert sum(proxy.reads.values()) == 1  # one re-read at a time
+        proxy.release()
+    keys = [c["headers"]["authorization"] for c in fake.chats]
+    assert keys == ["Bearer kilo-key-v1-not-real", "Bearer kilo-key-v1-not-real"]
+
+
+def test_each_secret_is_read_once_at_start_and_all_at_once(aws_env: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold start reads every secret it is given once (the GitHub App's one secret feeds two settings), the reads
+    in flight together, with short explicit timeouts, not botocore's 60 s."""
+    from kilo_bridge.config import SECRET_READ_TIMEOUTS, load_settings, reset_secrets_client
+
+    sm = aws_env.client("secretsmanager")
+    tag = uuid.uuid4().hex[:6]
+    kilo = sm.create_secret(Name=f"kilo-{tag}", SecretString="kilo-key-not-real")["ARN"]
+    admin = sm.create_secret(Name=f"admin-{tag}", SecretString="admin-key-not-real")["ARN"]
+    app = sm.create_secret(
+        Name=f"app-{tag}", SecretString=json.dumps({"privateKey": "pem-not-real", "webhookSecret": "whs-not-real"})
+    )["ARN"]
+    cache = sm.create_secret(Name=f"cache-{tag}", SecretString=json.dumps({"username": "u", "password": "pw"}))["ARN"]
+    with SecretsProxy(aws_env.url, gather=4) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", proxy.url)
+        reset_secrets_client()
+        settings = load_settings(
+            kilo_api_key_secret_arn=kilo,
+            admin_api_key_secret_arn=admin,
+            github_app_id="12345",
+            github_app_secret_arn=app,
+            redis_url="rediss://cache.example:6379",
+            redis_username="u",
+            redis_password_secret_arn=cache,
+        )
+    assert proxy.reads == {kilo: 1, admin: 1, app: 1, cache: 1}
+    assert proxy.most_in_flight == 4  # together, not one after another
+    assert settings.api_key == "kilo-key-not-real" and settings.admin_key == "admin-key-not-real"
+    assert settings.github_app_private_key is not None and settings.github_webhook_secret is not None
+    assert settings.github_app_private_key.get_secret_value() == "pem-not-real"
+    assert settings.github_webhook_secret.get_secret_value() == "whs-not-real"
+    assert settings.resolved_redis_url == "rediss://u:pw@cache.example:6379"
+    from kilo_bridge.config import _secrets
+
+    config = _secrets().meta.config
+    assert (config.connect_timeout, config.read_timeout) == (
+        SECRET_READ_TIMEOUTS["connect_timeout"],
+        SECRET_READ_TIMEOUTS["read_timeout"],
+    )
+    assert config.retries["total_max_attempts"] == SECRET_READ_TIMEOUTS["total_max_attempts"]
+    reset_secrets_client()

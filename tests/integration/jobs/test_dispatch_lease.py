@@ -191,6 +191,9 @@ def test_capacity_refusals_are_retried_a_bounded_number_of_times(
         result = dispatcher(settings, monkeypatch).handler(delivery(message, receive), Context())
         assert ecs.run_task_calls == calls
     monkeypatch.delenv("AWS_ENDPOINT_URL_ECS")
+    # Each refusal was definite (ECS answered, no task): every retry came with a client token of its own, as ECS
+    # answers a repeated token with the first call's outcome.
+    assert ecs.tokens[0] == job_id and len(set(ecs.tokens)) == calls
     record = job(settings, job_id)
     assert record["status"] == status
     if short < calls:
@@ -223,3 +226,101 @@ def test_no_attempt_starts_past_the_invocation_deadline(
         result = dispatcher(settings, monkeypatch).handler(delivery(message, 1), EndingContext())
         assert ecs.run_task_calls == 1
     assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+
+
+def test_a_retry_after_an_uncertain_failure_keeps_the_token_and_a_redelivery_after_definite_ones_moves_on(
+    moto_url: str,
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    aws_settings: dict[str, Any],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = job_settings(**{**aws_settings, "ecs_run_task_attempts": 2})
+    job_id, message = queued_job()
+    handler = dispatcher(settings, monkeypatch).handler
+    with FakeEcsCapacity(moto_url, short=2) as ecs:  # two definite refusals: this receive's two attempts
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", ecs.url)
+        aws.reset_clients()
+        assert handler(delivery(message, 1), Context())["batchItemFailures"]
+        first = list(ecs.tokens)
+    with FakeEcsCapacity(moto_url, short=0, server_errors=1) as ecs:  # ECS's own fault: it may have acted
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", ecs.url)
+        aws.reset_clients()
+        assert handler(delivery(message, 2), Context()) == {"batchItemFailures": []}
+        second = list(ecs.tokens)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_ECS")
+    assert len(set(first)) == 2
+    # The redelivered message starts past the refused tokens, then retries its uncertain call with the same one.
+    assert second[0] == second[1] and second[0] not in first
+    assert len(tasks(aws_settings)) == 1 and job(settings, job_id)["taskArn"] == tasks(aws_settings)[0]
+
+
+def dead_letter(aws_settings: dict[str, Any], message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Send `message` to a dead-letter queue the moto way (its receives exhausted), and return that queue's ARN and
+    the SQS event the dispatcher gets from it."""
+    sqs = boto3.client("sqs")
+    url = aws_settings["agent_queue_url"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+    dlq_arn = json.loads(arn)["deadLetterTargetArn"]
+    dlq_url = sqs.get_queue_url(QueueName=dlq_arn.rsplit(":", 1)[1])["QueueUrl"]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    assert not sqs.receive_message(QueueUrl=url).get("Messages")  # over maxReceiveCount: moved, not delivered
+    (dead,) = sqs.receive_message(QueueUrl=dlq_url, AttributeNames=["All"])["Messages"]
+    assert dead["Body"] == message["Body"]
+    event = delivery(dead, int(dead["Attributes"]["ApproximateReceiveCount"]))
+    event["Records"][0]["eventSourceARN"] = dlq_arn
+    return dlq_arn, event
+
+
+@pytest.fixture
+def redriven(aws_settings: dict[str, Any]) -> dict[str, Any]:
+    """The test's queue with a dead-letter queue after one receive (the template's has 3; moto moves a message
+    the same way whatever the count)."""
+    sqs = boto3.client("sqs")
+    name = aws_settings["agent_queue_url"].rsplit("/", 1)[1] + "-dlq"
+    dlq_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})
+    sqs.set_queue_attributes(QueueUrl=aws_settings["agent_queue_url"], Attributes={"RedrivePolicy": policy})
+    return {**aws_settings, "agent_dead_letter_queue_arn": dlq_arn}
+
+
+def test_a_job_whose_message_was_dead_lettered_is_failed_at_once(
+    redriven: dict[str, Any],
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The message ran out of receives without the dispatcher ever failing its job (a throttled invocation, a
+    timeout, Redis down on the last receive): reading the DLQ fails the job `dispatch_failed`, not 24 h later."""
+    settings = job_settings(**redriven)
+    job_id, message = queued_job()
+    _, event = dead_letter(redriven, message)
+    assert job(settings, job_id)["status"] == "queued"
+    capsys.readouterr()
+    assert dispatcher(settings, monkeypatch).handler(event, Context()) == {"batchItemFailures": []}
+    record = job(settings, job_id)
+    assert (record["status"], record["reason"]) == ("failed", "dispatch_failed")
+    assert "dead-letter queue" in record["error"]
+    assert tasks(redriven) == []  # the dead letter starts nothing
+    assert '"JobsFailed"' in capsys.readouterr().out  # counted by the alarm's metric
+
+
+def test_a_dead_letter_leaves_a_started_job_and_keeps_a_message_naming_none(
+    redriven: dict[str, Any],
+    queued_job: Callable[..., tuple[str, dict[str, Any]]],
+    job_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = job_settings(**redriven)
+    job_id, message = queued_job()
+    handler = dispatcher(settings, monkeypatch).handler
+    assert handler(delivery(message, 1), Context()) == {"batchItemFailures": []}  # its task started
+    assert job(settings, job_id)["taskArn"]
+    _, event = dead_letter(redriven, message)  # ... and its message still ended in the DLQ
+    assert handler(event, Context()) == {"batchItemFailures": []}
+    assert job(settings, job_id)["status"] == "queued"  # the task's runner (or the finalizer) ends it
+    event["Records"][0]["body"] = '{"not": "a job"}'
+    failures = handler(event, Context())["batchItemFailures"]
+    assert failures == [{"itemIdentifier": event["Records"][0]["messageId"]}]  # stays for inspection

@@ -40,7 +40,8 @@ WILDCARD_OK = {
 }
 # Served only by the local server: with S3 storage (the AWS deployment) a job's artifact links are presigned
 # S3 URLs (web/routes/jobs.py, jobs/artifacts.py), so API Gateway routes nothing here.
-LOCAL_ONLY_ROUTES = {("/api/kilo/job/{}/artifacts/{}", "GET")}
+# Prometheus's /metrics is the local server's (on AWS the same figures are CloudWatch metrics).
+LOCAL_ONLY_ROUTES = {("/api/kilo/job/{}/artifacts/{}", "GET"), ("/metrics", "GET")}
 
 
 def route_shape(path: str, method: str) -> tuple[str, str]:
@@ -49,16 +50,26 @@ def route_shape(path: str, method: str) -> tuple[str, str]:
     return re.sub(r"\{[^/{}]+\}", "{}", path), method.upper()
 
 
+# The /v1 inference calls: plain or streamed as the client asks, up to 15 minutes (count_tokens is a short call).
+V1_INFERENCE = {
+    ("/v1/chat/completions", "POST"),
+    ("/v1/responses", "POST"),
+    ("/v1/messages", "POST"),
+    ("/v1/embeddings", "POST"),
+}
+
+
 def app_routes() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-    """(short, streaming) routes of the app's route table: the event-stream endpoints (those with `events`)
-    are the StreamFunction's (Lambda Web Adapter, response streaming), the rest the ApiFunction's (Mangum)."""
+    """(short, streaming) routes of the app's route table: the event-stream endpoints (those with `events`) and
+    the /v1 inference calls (POST; plain or `"stream": true`, as the client asks) are the StreamFunction's
+    (Lambda Web Adapter, response streaming, 15 minutes), the rest the ApiFunction's (Mangum)."""
     from kilo_bridge.web.routes import api
 
     short, streaming = set(), set()
     for endpoint in api.endpoints:
         route = route_shape(endpoint.path, endpoint.method)
         if route not in LOCAL_ONLY_ROUTES:
-            (streaming if endpoint.events else short).add(route)
+            (streaming if endpoint.events or route in V1_INFERENCE else short).add(route)
     return short, streaming
 
 
@@ -234,12 +245,33 @@ def test_queue_has_dead_letter_queue(tpl: dict[str, Any]) -> None:
 
 def test_dispatcher_reports_batch_item_failures(tpl: dict[str, Any]) -> None:
     events = [e["Properties"] for e in function(tpl, "DispatcherFunction")["Events"].values() if e["Type"] == "SQS"]
-    assert len(events) == 1
+    assert len(events) == 2
     sqs = events[0]
     assert sqs["Queue"] == {"Fn::GetAtt": ["AgentQueue", "Arn"]}
     assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert sqs["BatchSize"] == 10
     assert "MaximumConcurrency" in sqs["ScalingConfig"]
+
+
+def test_the_dispatcher_fails_the_jobs_of_dead_lettered_messages(tpl: dict[str, Any]) -> None:
+    """A message that reached the DLQ (by any path) is read by the dispatcher, which knows it by the queue's ARN
+    and fails its job if it is still queued with no task."""
+    events = {
+        n: e["Properties"] for n, e in function(tpl, "DispatcherFunction")["Events"].items() if e["Type"] == "SQS"
+    }
+    dlq = events["DeadLetters"]
+    assert dlq["Queue"] == {"Fn::GetAtt": ["AgentDeadLetterQueue", "Arn"]}
+    assert dlq["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # a message naming no job stays
+    assert env_of(tpl, "DispatcherFunction").get("AGENT_DEAD_LETTER_QUEUE_ARN") == dlq["Queue"]
+    consume = [
+        s
+        for p in tpl["Resources"]["DispatcherFunctionRole"]["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if "sqs:ReceiveMessage" in as_list(s["Action"])
+    ]
+    assert dlq["Queue"] in as_list(consume[0]["Resource"])
+    dead = tpl["Resources"]["AgentDeadLetterQueue"]["Properties"]
+    assert dead["VisibilityTimeout"] >= function(tpl, "DispatcherFunction")["Timeout"]
 
 
 def test_dispatcher_may_run_only_the_agent_task(tpl: dict[str, Any]) -> None:
@@ -678,36 +710,105 @@ def test_only_the_runner_opens_job_secrets_and_the_api_opens_profiles_and_trigge
                     openers.setdefault(name, []).append(statement)
     assert set(openers) == {"AgentTaskRole", "ApiFunctionRole", "ScheduledFunctionRole"}
     # The API also opens a trigger's signing secret ({"trigger": ...}) to verify a call to it.
-    contexts = {"ApiFunctionRole": ["profile", "trigger"], "ScheduledFunctionRole": ["profile"]}
+    contexts = {
+        "ApiFunctionRole": ["profile", "trigger"],
+        "ScheduledFunctionRole": ["profile"],
+        "AgentTaskRole": ["jobId"],  # its own job's secrets: never a profile's or a trigger's
+    }
     for name, keys in contexts.items():
         (statement,) = openers[name]
         condition = statement["Condition"]
         assert condition["ForAllValues:StringEquals"] == {"kms:EncryptionContextKeys": keys}
-        assert condition["Null"] == {"kms:EncryptionContextKeys": "false"}  # no context at all is no profile
+        assert condition["Null"]["kms:EncryptionContextKeys"] == "false"  # no context at all is no profile
 
 
 def _resource_path(path: str) -> str:
     return "/" + path.replace("/", "~1")  # API Gateway: "/" then the path with each "/" as "~1"
 
 
-def test_public_routes_skip_the_usage_plan_key_and_public_posts_have_their_own_throttle(
-    tpl: dict[str, Any],
-) -> None:
-    """A route the app serves without a key (auth="public") is the only kind API Gateway lets in without one;
-    a public POST (a GitHub delivery, a trigger call: each may start a job) gets its own throttle."""
+def test_a_client_sends_one_key_and_public_posts_have_their_own_throttle(tpl: dict[str, Any]) -> None:
+    """No API Gateway key or usage plan, on the API or any route: the service's own key (Bearer or x-api-key) is
+    the only credential a client sends, checked by the app. The stage throttles bound the account; a public POST
+    (a GitHub delivery, a trigger call: each may start a job) gets its own throttle."""
     from kilo_bridge.web.routes import api
 
-    public = {route_shape(e.path, e.method) for e in api.endpoints if e.auth == "public"}
-    events = api_events(tpl, "ApiFunction")
-    keyless = {route for route, props in events.items() if props.get("Auth", {}).get("ApiKeyRequired") is False}
-    assert keyless <= public, f"routes open at API Gateway but keyed in the app: {sorted(keyless - public)}"
-    settings = tpl["Resources"]["KiloApi"]["Properties"]["MethodSettings"]
+    props = tpl["Resources"]["KiloApi"]["Properties"]
+    assert "Auth" not in props, "API-wide Auth asks clients for a second credential"
+    for name in ("ApiFunction", "StreamFunction"):
+        for route, event in api_events(tpl, name).items():
+            assert "Auth" not in event, f"{route} sets its own Auth"
+    assert not resources(tpl, "AWS::ApiGateway::UsagePlan") and not resources(tpl, "AWS::ApiGateway::ApiKey")
+    settings = props["MethodSettings"]
+    stage_wide = [s for s in settings if (s["ResourcePath"], s["HttpMethod"]) == ("/*", "*")]
+    assert stage_wide and {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(stage_wide[0])
     throttled = {(s["ResourcePath"], s["HttpMethod"]) for s in settings}
     posts = [e for e in api.endpoints if e.auth == "public" and e.method == "POST"]
     assert {e.path for e in posts} >= {"/api/kilo/github/webhook", "/api/kilo/triggers/{id}"}
     for e in posts:
-        assert route_shape(e.path, e.method) in keyless, f"{e.path} needs Auth: {{ApiKeyRequired: false}}"
         assert (_resource_path(e.path), "POST") in throttled, f"{e.path} has no throttle of its own"
+
+
+def test_throttling_reaches_clients_as_429_with_retry_after(tpl: dict[str, Any]) -> None:
+    """API Gateway's own throttle, and a throttled Lambda (which API Gateway sees as an integration failure and
+    would answer 500): 429 with a Retry-After, in the service's error shape."""
+    responses = tpl["Resources"]["KiloApi"]["Properties"]["GatewayResponses"]
+    for kind in ("THROTTLED", "INTEGRATION_FAILURE"):
+        response = responses[kind]
+        assert int(response["StatusCode"]) == 429, kind
+        retry_after = response.get("ResponseParameters", {}).get("Headers", {}).get("Retry-After", "")
+        assert re.fullmatch(r"'[1-9][0-9]*'", retry_after), kind  # a static value: quoted
+        body = response["ResponseTemplates"]["application/json"]
+        assert '"requestId": "$context.requestId"' in body and '"code": ' in body, kind
+
+
+def test_the_task_holds_only_its_jobs_secrets(tpl: dict[str, Any]) -> None:
+    """The agent task's role: kms:Decrypt only under a job's encryption context ({"jobId": ...}, never a profile's
+    or a trigger's), artifacts written under jobs/ only, its own cache user's secret (not the functions')."""
+    sts = {
+        st.get("Sid"): st
+        for policy in tpl["Resources"]["AgentTaskRole"]["Properties"]["Policies"]
+        for _, st in _conditional_statements(policy["PolicyDocument"])
+    }
+    decrypt = sts["DecryptJobSecrets"]
+    condition = decrypt.get("Condition", {})
+    assert condition.get("ForAllValues:StringEquals") == {"kms:EncryptionContextKeys": ["jobId"]}
+    assert condition.get("Null") == {"kms:EncryptionContextKeys": "false", "kms:EncryptionContext:jobId": "false"}
+    write = sts["WriteArtifacts"]
+    assert as_list(write["Action"]) == ["s3:PutObject"]
+    assert write["Resource"] == {"Fn::Sub": "${AuditBucket.Arn}/jobs/job_*"}
+    from kilo_bridge.jobs.artifacts import artifact_key
+    from kilo_bridge.jobs.record import new_job_id
+
+    assert artifact_key(new_job_id(), "result.json").startswith("jobs/job_")
+    (container,) = tpl["Resources"]["AgentTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["REDIS_PASSWORD_SECRET_ARN"] == {"Ref": "RunnerCacheUserSecret"}
+    assert env["REDIS_USERNAME"] == "kilo-bridge-runner"
+    assert "CacheUserSecret" not in json.dumps(sts["ReadSecrets"]["Resource"]).replace("RunnerCacheUserSecret", "")
+    runner = tpl["Resources"]["CacheRunnerUser"]["Properties"]
+    assert runner["UserName"] == "kilo-bridge-runner"
+    acl = runner["AccessString"].split()
+    assert "~*" not in acl and "~{kb}:*" not in acl and "-@dangerous" in acl
+    for family in ("~{kb}:apikeys", "~{kb}:profile:*", "~{kb}:trigger:*", "~{kb}:schedule:*"):
+        assert family not in acl
+    assert {"Ref": "CacheRunnerUser"} in tpl["Resources"]["CacheUserGroup"]["Properties"]["UserIds"]
+
+
+def test_the_tasks_agent_calls_no_api_gateway_route(tpl: dict[str, Any]) -> None:
+    """The runner serves its agent's model endpoint itself, in the task: the task is not pointed at the API's URL
+    (no BRIDGE_URL, nothing naming the REST API), it reads the Kilo key for that, and the runner's own stop is
+    handled under an init."""
+    (container,) = tpl["Resources"]["AgentTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert "BRIDGE_URL" not in env
+    # Only the links' base (PUBLIC_BASE_URL) may name the API; nothing the model calls use does.
+    others = {**container, "Environment": [e for e in container["Environment"] if e["Name"] != "PUBLIC_BASE_URL"]}
+    dumped = json.dumps(others)
+    assert '"KiloApi"' not in dumped and "${KiloApi}" not in dumped and "execute-api" not in dumped
+    assert env["KILO_API_KEY_SECRET_ARN"] == {
+        "Fn::If": ["CreateKiloSecret", {"Ref": "KiloApiKeySecret"}, {"Ref": "KiloApiKeySecretArn"}]
+    }
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
 
 
 def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]) -> None:
@@ -742,3 +843,57 @@ def test_the_api_manages_run_schedules_in_its_own_group_only(tpl: dict[str, Any]
     assert env["SCHEDULE_GROUP"] == {"Ref": "AgentRunScheduleGroup"}
     assert env["SCHEDULE_TARGET_ARN"] == {"Fn::GetAtt": ["ScheduledFunction", "Arn"]}
     assert env["SCHEDULE_ROLE_ARN"] == {"Fn::GetAtt": ["AgentRunSchedulerRole", "Arn"]}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "test"),
+    [
+        (
+            "      GatewayResponses:\n",
+            "      Auth: {ApiKeyRequired: true}\n      GatewayResponses:\n",
+            test_a_client_sends_one_key_and_public_posts_have_their_own_throttle,
+        ),
+        (
+            "Path: /v1/chat/completions\n            Method: POST\n            ResponseTransferMode: RESPONSE_STREAM",
+            "Path: /v1/chat/completions\n            Method: POST\n            Auth: {ApiKeyRequired: true}",
+            test_a_client_sends_one_key_and_public_posts_have_their_own_throttle,
+        ),
+        ("Retry-After: \"'2'\"", "X-Retry: \"'2'\"", test_throttling_reaches_clients_as_429_with_retry_after),
+        (
+            "                  ForAllValues:StringEquals: {kms:EncryptionContextKeys: [jobId]}\n",
+            "",
+            test_the_task_holds_only_its_jobs_secrets,
+        ),
+        (
+            'Resource: !Sub "${AuditBucket.Arn}/jobs/job_*"',
+            'Resource: !Sub "${AuditBucket.Arn}/*"',
+            test_the_task_holds_only_its_jobs_secrets,
+        ),
+        (
+            "{Name: REDIS_PASSWORD_SECRET_ARN, Value: !Ref RunnerCacheUserSecret}",
+            "{Name: REDIS_PASSWORD_SECRET_ARN, Value: !Ref CacheUserSecret}",
+            test_the_task_holds_only_its_jobs_secrets,
+        ),
+        (
+            "            - {Name: JOB_SECRETS_KMS_KEY_ID, Value: !GetAtt JobSecretsKey.Arn}\n            # Empty",
+            '            - Name: BRIDGE_URL\n              Value: !Sub "https://${KiloApi}.execute-api.${AWS::Region}.'
+            '${AWS::URLSuffix}/${StageName}"\n'
+            "            - {Name: JOB_SECRETS_KMS_KEY_ID, Value: !GetAtt JobSecretsKey.Arn}\n            # Empty",
+            test_the_tasks_agent_calls_no_api_gateway_route,
+        ),
+        (
+            "            InitProcessEnabled: true\n",
+            "            InitProcessEnabled: false\n",
+            test_the_tasks_agent_calls_no_api_gateway_route,
+        ),
+        (
+            "          AGENT_DEAD_LETTER_QUEUE_ARN: !GetAtt AgentDeadLetterQueue.Arn\n",
+            "",
+            test_the_dispatcher_fails_the_jobs_of_dead_lettered_messages,
+        ),
+    ],
+)
+def test_the_one_key_and_least_privilege_checks_fail_when_the_template_breaks_them(
+    old: str, new: str, test: Any
+) -> None:
+    test_checks_fail_when_the_template_breaks_a_promise(old, new, test)

@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-STREAM_ROUTES = {("/api/kilo/generate-stream", "post"), ("/api/kilo/job/{id}/logs", "get")}
+# The /v1 inference calls too: plain and streamed ("stream": true) answers both go through the streaming function.
+V1_INFERENCE = {("/v1/chat/completions", "post"), ("/v1/responses", "post"), ("/v1/messages", "post"),
+                ("/v1/embeddings", "post")}  # fmt: skip
+STREAM_ROUTES = {("/api/kilo/generate-stream", "post"), ("/api/kilo/job/{id}/logs", "get"), *V1_INFERENCE}
 # API Gateway: a streamed integration may run 15 minutes; a buffered one 29 s (the REST default quota).
 STREAM_INTEGRATION_MS = 900_000
 BUFFERED_INTEGRATION_MS = 29_000
@@ -249,3 +252,127 @@ def test_every_reader_of_the_kilo_secret_may_decrypt_a_customer_key(cfn: dict[st
         assert decrypt, f"{name} reads the Kilo secret but may not decrypt a customer key"
         assert decrypt[0][1]["Resource"] == {"Ref": "KiloApiKeySecretKmsKeyArn"}
         assert "kms:ViaService" in decrypt[0][1]["Condition"]["StringEquals"]  # through Secrets Manager only
+
+
+def rest_api(cfn: dict[str, Any]) -> dict[str, Any]:
+    (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    body: dict[str, Any] = api["Properties"]["Body"]
+    return body
+
+
+def test_v1_inference_streams_for_fifteen_minutes_through_the_stream_function(cfn: dict[str, Any]) -> None:
+    found = integrations(cfn)
+    for route in V1_INFERENCE:
+        integration = found[route]
+        assert integration["responseTransferMode"] == "STREAM", route
+        assert integration["uri"]["Fn::Sub"].endswith("/response-streaming-invocations"), route
+        assert "${StreamFunction.Arn}" in integration["uri"]["Fn::Sub"], route
+        assert integration["timeoutInMillis"] == STREAM_INTEGRATION_MS, route
+    # A plain answer through the stream function may take as long as a stream, under both timeouts.
+    upstream_ms = setting(env_of(cfn, "StreamFunction"), "KILO_TIMEOUT_MS")
+    assert 60_000 < upstream_ms < min(STREAM_INTEGRATION_MS, function(cfn, "StreamFunction")["Timeout"] * 1000)
+    assert ("/v1/models", "get") in found and "responseTransferMode" not in found[("/v1/models", "get")]
+
+
+def test_no_route_asks_for_a_second_client_credential(cfn: dict[str, Any]) -> None:
+    """What API Gateway enforces: no method requires an API Gateway key (or any authorizer); the service's own key
+    is checked by the app, so a client's `base_url` + one key is all it sends."""
+    body = rest_api(cfn)
+    for path, ops in body["paths"].items():
+        for method, op in ops.items():
+            assert not op.get("security"), (path, method)
+    assert not body.get("components", {}).get("securitySchemes")
+    assert "x-amazon-apigateway-api-key-source" not in body
+    kinds = {r["Type"] for r in cfn["Resources"].values()}
+    assert not kinds & {"AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey",
+                        "AWS::ApiGateway::Authorizer"}  # fmt: skip
+    (stage,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    (method_settings, *_) = stage["Properties"]["MethodSettings"]
+    assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(method_settings)  # what bounds the account
+
+
+def test_throttled_requests_are_429_with_retry_after(cfn: dict[str, Any]) -> None:
+    responses = rest_api(cfn)["x-amazon-apigateway-gateway-responses"]
+    for kind in ("THROTTLED", "INTEGRATION_FAILURE"):  # a throttled Lambda is an integration failure
+        assert str(responses[kind]["statusCode"]) == "429", kind
+        assert responses[kind]["responseParameters"]["gatewayresponse.header.Retry-After"].strip("'").isdigit()
+
+
+def references(cfn: dict[str, Any], node: Any) -> set[str]:
+    """Logical ids `node` refers to (Ref, GetAtt, ${...} in Sub)."""
+    import re
+
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("Ref"), str):
+            found.add(node["Ref"])
+        if "Fn::GetAtt" in node:
+            target = node["Fn::GetAtt"]
+            found.add(target[0] if isinstance(target, list) else str(target).split(".")[0])
+        if "Fn::Sub" in node:
+            text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+            found.update(m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text))
+        for value in node.values():
+            found |= references(cfn, value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= references(cfn, value)
+    return {name for name in found if name in cfn["Resources"]}
+
+
+def test_the_tasks_agent_model_calls_depend_on_no_api_gateway_route(cfn: dict[str, Any]) -> None:
+    """The task definition, and everything it names in turn (roles, secrets, cache, ...), holds nothing of the REST
+    API: the agent's model endpoint is the runner's own, in the task, reached on loopback."""
+    # PUBLIC_BASE_URL names the API for links only (a job's page, in a GitHub comment); the model calls' base is
+    # agent_api_base, which never reads it (asserted below).
+    (definition,) = [cfn["Resources"]["AgentTaskDefinition"]]
+    task = json.loads(json.dumps(definition["Properties"]))
+    (task_container,) = task["ContainerDefinitions"]
+    task_container["Environment"] = [e for e in task_container["Environment"] if e["Name"] != "PUBLIC_BASE_URL"]
+    seen: set[str] = {"AgentTaskDefinition"}
+    todo = sorted(references(cfn, task))
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        resource = cfn["Resources"][name]
+        todo.extend(references(cfn, resource.get("Properties", {})))
+        depends = resource.get("DependsOn", [])
+        todo.extend([depends] if isinstance(depends, str) else depends)
+    api_side = sorted(n for n in seen if cfn["Resources"][n]["Type"].startswith("AWS::ApiGateway::"))
+    assert not api_side, f"the agent task depends on {api_side}"
+    (container,) = cfn["Resources"]["AgentTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    task_env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert "BRIDGE_URL" not in task_env
+    from kilo_bridge.config import Settings
+
+    # With no BRIDGE_URL the runner gives its agent a loopback base: its own endpoint in the task, whatever the
+    # public address is.
+    assert Settings().agent_api_base.startswith("http://127.0.0.1:")
+    public = Settings(public_base_url="https://api.example.com/prod")
+    assert public.agent_api_base.startswith("http://127.0.0.1:")
+    # The runner reads the Kilo key (and its own cache user's password) with the task role.
+    role = cfn["Resources"]["AgentTaskRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    reads = [s for s in statements if isinstance(s, dict) and s.get("Action") == "secretsmanager:GetSecretValue"]
+    readable = json.dumps(reads)
+    assert json.dumps(task_env["KILO_API_KEY_SECRET_ARN"]) in readable
+    assert json.dumps(task_env["REDIS_PASSWORD_SECRET_ARN"]) in readable
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+
+
+def test_the_task_role_opens_only_job_secrets_and_writes_only_job_artifacts(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["AgentTaskRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if isinstance(s, dict)]
+    by_sid = {s.get("Sid"): s for s in statements}
+    decrypt = [
+        s for s in statements if "kms:Decrypt" in json.dumps(s.get("Action")) and "JobSecretsKey" in json.dumps(s)
+    ]
+    assert decrypt == [by_sid["DecryptJobSecrets"]]
+    condition = decrypt[0]["Condition"]
+    assert condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"] == ["jobId"]
+    assert condition["Null"]["kms:EncryptionContext:jobId"] == "false"
+    puts = [s for s in statements if "s3:" in json.dumps(s.get("Action"))]
+    assert puts == [by_sid["WriteArtifacts"]] and by_sid["WriteArtifacts"]["Action"] == "s3:PutObject"
+    assert by_sid["WriteArtifacts"]["Resource"] == {"Fn::Sub": "${AuditBucket.Arn}/jobs/job_*"}
