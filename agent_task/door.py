@@ -35,6 +35,7 @@ from kilo_bridge.observability import get_logger
 
 if TYPE_CHECKING:
     from kilo_bridge.services import Services
+    from kilo_bridge.web.middleware import JsonRewrite
 
 logger = get_logger()
 # Inside the sandbox (its own network namespace: fixed ports cannot clash with anything).
@@ -86,8 +87,9 @@ class Opened:
 
 
 class Door:
-    def __init__(self, ctx: JobContext, job_key: str, network: str, tcp: bool) -> None:
+    def __init__(self, ctx: JobContext, job_key: str, network: str, tcp: bool, rewrite: JsonRewrite | None = None):
         self.ctx, self.job_key, self.network, self.tcp = ctx, job_key, network, tcp
+        self.rewrite = rewrite  # what the runner adds to the agent's chat requests (agent_task/steer.py)
         self.proxy: EgressProxy | None = None
         self._dir: Path | None = None
         self._server: _Server | None = None
@@ -127,7 +129,7 @@ class Door:
             self._dir = Path(tempfile.mkdtemp(prefix="kb-door-"))
         opened = Opened("", None)
         model_sock = self._listener("model.sock")
-        app = create_door_app(self._settings(), self.job_key)
+        app = create_door_app(self._settings(), self.job_key, self.rewrite)
         self._services = app.state.services
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S

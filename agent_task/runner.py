@@ -16,6 +16,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+from agent_task import session
 from agent_task.context import JobContext, JobEnded, Lost, Workspace
 from agent_task.joblog import JobLog
 from agent_task.stages import agent, clone, finish, publish
@@ -133,6 +134,8 @@ class Runner:
         except Exception as exc:  # the job must still end, with a reason
             logger.exception("runner error", extra={"job_id": self.job_id})
             status, reason, error = "failed", "internal_error", ctx.redact(f"{type(exc).__name__}: {exc}")[:2000]
+        if not opened.tampered:
+            await session.keep(ctx, opened.env)
         diff = await self._partial(ctx, ws, status, so_far, result)
         finish.fill(ctx, result)
         if error:

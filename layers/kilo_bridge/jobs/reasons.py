@@ -11,6 +11,7 @@ FAILURE_REASONS: dict[str, str] = {
     "sandbox_unavailable": "the agent's OS sandbox (AGENT_SANDBOX) cannot be had here",
     "clone_failed": "git clone failed",
     "patch_failed": "the run's patch could not be applied at all",
+    "setup_failed": "one of its profile's setup commands failed before the agent started",
     "agent_unknown": "the Kilo CLI does not know the agent by name",
     "agent_unsafe": "a report-only agent is not denied what it must be by the Kilo CLI",
     "agent_failed": "the Kilo CLI failed",

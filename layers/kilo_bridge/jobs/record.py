@@ -64,6 +64,14 @@ def _phases(raw: str | None) -> tuple[tuple[str, int], ...]:
         return ()
 
 
+def _setup(raw: str | None) -> tuple[str, ...]:
+    try:
+        commands = orjson.loads(raw) if raw else []
+    except orjson.JSONDecodeError:
+        return ()
+    return tuple(str(c) for c in commands) if isinstance(commands, list) else ()
+
+
 def _int(raw: dict[str, str], name: str) -> int:
     return int(raw.get(name) or 0)
 
@@ -103,6 +111,12 @@ class JobRecord:
     phases: tuple[tuple[str, int], ...] = ()
     # The job's own network policy (`none` | `allowlist`) over its agent's default; None = the agent's.
     network: JobNetwork | None = None
+    # A follow-up: the job it continues (its session), and the branch it continues (the one the thread pushed;
+    # None: a fresh checkout of the base, and a branch of its own).
+    parent_job_id: str | None = None
+    branch: str | None = None
+    # Its profile's setup commands, run in the sandbox before the agent (bound by the seal like every field).
+    setup: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -145,10 +159,19 @@ class JobRecord:
             notify=raw.get("notify") or None,
             phases=_phases(raw.get("phases")),
             network=cast(JobNetwork, raw["network"]) if raw.get("network") in get_args(JobNetwork) else None,
+            parent_job_id=raw.get("parentJobId") or None,
+            branch=raw.get("branch") or None,
+            setup=_setup(raw.get("setup")),
         )
 
     def fields(self) -> dict[str, str]:
         """The hash a new job is created with."""
+        # A follow-up's fields only when it is one: every other job's hash (and seal binding) stays as it was.
+        follow = {
+            "parentJobId": self.parent_job_id,
+            "branch": self.branch,
+            "setup": orjson.dumps(list(self.setup)).decode() if self.setup else None,
+        }
         return {
             "id": self.id,
             "status": self.status,
@@ -169,4 +192,4 @@ class JobRecord:
             "requestId": self.request_id,
             "notify": self.notify or "",
             "network": self.network or "",
-        }
+        } | {name: value for name, value in follow.items() if value}

@@ -26,6 +26,8 @@ from kilo_bridge.jobs.record import JobRecord
 
 NONCE = 12
 JOB_SCOPE = "jobId"
+# A finished job's conversation (its CLI session and secrets) kept for its follow-ups: never opens as a job's secrets.
+SESSION_SCOPE = "session"
 # What a job is, as submitted: every field it is created with (the prompt and the patch by their digests), but
 # the ones its runner moves as it runs. A field added to the record later is bound without a change here.
 UNBOUND_FIELDS = frozenset({"status", "phase", "progress", "attempt"})
