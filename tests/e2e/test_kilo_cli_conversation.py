@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.artifacts import SESSION_ARTIFACT
@@ -22,7 +21,7 @@ from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, log_events, run_body, wait_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _first_request_of(fake: FakeGatewayThread, marker: str) -> dict[str, Any]:
@@ -44,7 +43,7 @@ def _branch_log(fake_github: FakeGitHub, branch: str) -> list[str]:
 
 
 def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
-    make_app_client: Callable[..., TestClient],
+    serve: Callable[..., str],
     job_settings: Callable[..., Settings],
     key_factory: Callable[..., str],
     fake: FakeGatewayThread,
@@ -57,24 +56,25 @@ def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
     }
     fake.agent_text = "Done as asked."
     settings = job_settings(real_cli=True, auth_required=True)
-    mine, theirs = {"x-api-key": key_factory("mine")}, {"x-api-key": key_factory("theirs")}
-    api = make_app_client(settings)
+    base = serve(settings)
+    mine = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
+    theirs = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("theirs")})
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         prompt="MARK-ONE: add ONE.md",
         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
     )
-    first = api.post("/api/kilo/run-agent", json=body, headers=mine).json()["jobId"]
-    job = wait_job(_client(api, mine), first, timeout=150)
+    first = mine.post("/api/kilo/run-agent", json=body).json()["jobId"]
+    job = wait_job(mine, first, timeout=150)
     assert job["status"] == "succeeded", job
     branch, pr_url = job["result"]["branch"], job["result"]["prUrl"]
     assert branch == f"kilo/{first}" and pr_url and len(fake_github.pulls) == 1
 
     # Another key: the job does not exist for it.
-    assert api.post(f"/api/kilo/job/{first}/follow-up", json={"prompt": "x"}, headers=theirs).status_code == 404
+    assert theirs.post(f"/api/kilo/job/{first}/follow-up", json={"prompt": "x"}).status_code == 404
 
-    second = _follow(api, mine, first, "MARK-TWO: add TWO.md")
-    job2 = wait_job(_client(api, mine), second, timeout=150)
+    second = _follow(mine, first, "MARK-TWO: add TWO.md")
+    job2 = wait_job(mine, second, timeout=150)
     assert job2["status"] == "succeeded", job2
     asked = _first_request_of(fake, "MARK-TWO")
     said = json.dumps(asked["messages"])
@@ -84,8 +84,8 @@ def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
     assert _branch_log(fake_github, branch) == [second, first]  # on the parent's branch, after its commit
     assert len(fake_github.pulls) == 1  # the pull request updated, no second one
 
-    third = _follow(api, mine, second, "MARK-THREE: add THREE.md")
-    job3 = wait_job(_client(api, mine), third, timeout=150)
+    third = _follow(mine, second, "MARK-THREE: add THREE.md")
+    job3 = wait_job(mine, third, timeout=150)
     assert job3["status"] == "succeeded", job3
     said = json.dumps(_first_request_of(fake, "MARK-THREE")["messages"])
     assert "MARK-ONE" in said and "MARK-TWO" in said
@@ -94,7 +94,7 @@ def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
     files = subprocess.run(["git", "-C", bare, "ls-tree", "--name-only", branch], capture_output=True, text=True)
     assert {"ONE.md", "TWO.md", "THREE.md"} <= set(files.stdout.split())
 
-    view = api.get(f"/api/kilo/job/{third}", headers=mine).json()
+    view = mine.get(f"/api/kilo/job/{third}").json()
     assert view["parentJobId"] == second
     assert [(t["jobId"], t["prompt"]) for t in view["thread"]] == [
         (first, "MARK-ONE: add ONE.md"),
@@ -105,16 +105,16 @@ def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
     assert all(c > 0 for c in costs) and view["threadCostUsd"] == pytest.approx(sum(costs))
     # The sealed session is kept beside the artifacts, never listed nor served, to the owner or anyone else.
     for job_id in (first, second, third):
-        shown = api.get(f"/api/kilo/job/{job_id}", headers=mine).json()
+        shown = mine.get(f"/api/kilo/job/{job_id}").json()
         assert SESSION_ARTIFACT not in shown["artifacts"]
-        assert api.get(f"/api/kilo/job/{job_id}/artifacts/{SESSION_ARTIFACT}", headers=mine).status_code == 404
-    assert api.get("/api/kilo/jobs", headers=theirs).json()["jobs"] == []
+        assert mine.get(f"/api/kilo/job/{job_id}/artifacts/{SESSION_ARTIFACT}").status_code == 404
+    assert theirs.get("/api/kilo/jobs").json()["jobs"] == []
     stored = (Path(settings.artifacts_dir) / "jobs" / first / SESSION_ARTIFACT).read_bytes()
     assert b"MARK-ONE" not in stored  # sealed
 
 
 def test_follow_up_of_a_dry_run_continues_its_session_on_a_fresh_checkout(
-    make_app_client: Callable[..., TestClient],
+    serve: Callable[..., str],
     job_settings: Callable[..., Settings],
     key_factory: Callable[..., str],
     fake: FakeGatewayThread,
@@ -124,20 +124,20 @@ def test_follow_up_of_a_dry_run_continues_its_session_on_a_fresh_checkout(
         "MARK-DRY": [{"tool": "write", "args": {"filePath": "DRY.md", "content": "dry\n"}}],
         "MARK-REAL": [{"tool": "write", "args": {"filePath": "REAL.md", "content": "real\n"}}],
     }
-    api = make_app_client(job_settings(real_cli=True, auth_required=True))
-    mine = {"x-api-key": key_factory("mine")}
+    base = serve(job_settings(real_cli=True, auth_required=True))
+    mine = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         prompt="MARK-DRY: add DRY.md",
         dryRun=True,
         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
     )
-    first = api.post("/api/kilo/run-agent", json=body, headers=mine).json()["jobId"]
-    assert wait_job(_client(api, mine), first, timeout=150)["status"] == "succeeded"
+    first = mine.post("/api/kilo/run-agent", json=body).json()["jobId"]
+    assert wait_job(mine, first, timeout=150)["status"] == "succeeded"
     assert fake_github.pulls == []
-    running = api.post(f"/api/kilo/job/{first}/follow-up", json={"prompt": "MARK-REAL: add REAL.md"}, headers=mine)
+    running = mine.post(f"/api/kilo/job/{first}/follow-up", json={"prompt": "MARK-REAL: add REAL.md"})
     assert running.status_code == 202 and running.json()["parentJobId"] == first
-    job = wait_job(_client(api, mine), running.json()["jobId"], timeout=150)
+    job = wait_job(mine, running.json()["jobId"], timeout=150)
     assert job["status"] == "succeeded", job
     assert "MARK-DRY" in json.dumps(_first_request_of(fake, "MARK-REAL")["messages"])
     # Nothing to continue: a branch and pull request of its own; the dry run's file was never pushed.
@@ -145,22 +145,12 @@ def test_follow_up_of_a_dry_run_continues_its_session_on_a_fresh_checkout(
     assert job["result"]["filesChanged"] == ["REAL.md"]
 
 
-def _follow(api: TestClient, headers: dict[str, str], parent: str, prompt: str) -> str:
-    answer = api.post(f"/api/kilo/job/{parent}/follow-up", json={"prompt": prompt}, headers=headers)
+def _follow(client: httpx.Client, parent: str, prompt: str) -> str:
+    answer = client.post(f"/api/kilo/job/{parent}/follow-up", json={"prompt": prompt})
     assert answer.status_code == 202, answer.text
     accepted = answer.json()
     assert accepted["parentJobId"] == parent and accepted["statusUrl"].endswith(accepted["jobId"])
     return str(accepted["jobId"])
-
-
-class _client:
-    """wait_job's client over the test app, with the caller's key."""
-
-    def __init__(self, api: TestClient, headers: dict[str, str]) -> None:
-        self.api, self.headers = api, headers
-
-    def get(self, url: str) -> httpx.Response:
-        return self.api.get(url, headers=self.headers)
 
 
 def test_a_message_to_a_running_job_reaches_the_agents_next_request_and_the_live_log(
