@@ -174,9 +174,18 @@ def test_a_message_to_a_running_job_reaches_the_agents_next_request_and_the_live
     base = serve(job_settings(real_cli=True, auth_required=True))
     mine = httpx.Client(base_url=base, timeout=90, headers={"x-api-key": key_factory("mine")})
     theirs = httpx.Client(base_url=base, timeout=10, headers={"x-api-key": key_factory("theirs")})
-    body = run_body(fake_github.repo_url("acme", "widgets"), prompt="MARK-STEER: wait, then write", dryRun=True)
+    body = run_body(
+        fake_github.repo_url("acme", "widgets"),
+        prompt="MARK-STEER: wait, then write",
+        dryRun=True,
+        profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN},
+    )
     job_id = mine.post("/api/kilo/run-agent", json=body).json()["jobId"]
     wait_job(mine, job_id, ("running",), timeout=120, phase="agent")
+    deadline = time.monotonic() + 240
+    while not any("MARK-STEER" in json.dumps(c["json"].get("messages")) for c in fake.chats):
+        assert time.monotonic() < deadline, "the agent never asked the model"  # its first step: the gated command
+        time.sleep(0.05)
     assert theirs.post(f"/api/kilo/job/{job_id}/messages", json={"text": "x"}).status_code == 404
 
     answers: list[httpx.Response] = []
