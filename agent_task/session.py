@@ -15,9 +15,9 @@ import orjson
 from agent_task import procs
 from agent_task.context import JobContext
 from kilo_bridge.jobs.artifacts import SESSION_ARTIFACT, artifact_store
-from kilo_bridge.jobs.secrets import SESSION_SCOPE as SCOPE
-from kilo_bridge.jobs.secrets import SealBroken, secret_box
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.sealing import SESSION_SCOPE as SCOPE
+from kilo_bridge.platform.sealing import SealBroken, secret_box
 
 logger = get_logger()
 CLI_TIMEOUT_S = 120

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent_task.context import JobContext, JobEnded
+from kilo_bridge.jobs.reasons import EndReason
 
 
 async def run_setup(
@@ -25,7 +26,7 @@ async def run_setup(
         if not streamed.ok:
             raise JobEnded(
                 "failed",
-                "setup_failed",
+                EndReason.SETUP_FAILED,
                 f"setup command {n} of {len(commands)} exited {streamed.finished.returncode}: {streamed.last(5)}",
             )
     if commands:

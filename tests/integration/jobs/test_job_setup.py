@@ -41,7 +41,9 @@ def test_setup_commands_run_before_the_agent_and_are_logged(
     serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
 ) -> None:
     client = httpx.Client(base_url=serve(job_settings()), timeout=10)
-    job = _run(client, fake_github, "ready", ["echo preparing the checkout", "test -f README.md && echo in the checkout"])
+    job = _run(
+        client, fake_github, "ready", ["echo preparing the checkout", "test -f README.md && echo in the checkout"]
+    )
     assert job["status"] == "succeeded", (job["reason"], job["error"])
     lines = _lines(client, job["id"])
     setup = [msg for source, msg in lines if source == "setup"]
