@@ -183,7 +183,7 @@ def sandbox_cost(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefi
 def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefix: str, tmp: Path) -> dict:
     """ms from run-agent to the agent's first model request (the real CLI in bubblewrap, through the door),
     beside a plain `kilo run` on a clone of the same repository calling the fake itself."""
-    from agent_task.kilo import QUIET
+    from agent_task.kilo import LEASH, QUIET
 
     fake = FakeGatewayThread()
     fake.__enter__()
@@ -221,7 +221,7 @@ def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], pre
                     subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(checkout)], check=True)
                     home = tmp / f"plain-home-{i}"
                     home.mkdir()
-                    plain_env = {"PATH": os.environ["PATH"], "HOME": str(home), **QUIET}
+                    plain_env = {"PATH": os.environ["PATH"], "HOME": str(home), **QUIET, **LEASH}
                     plain_env["KILO_CONFIG_CONTENT"] = json.dumps(config)
                     t0 = time.time()
                     subprocess.run(
@@ -499,7 +499,9 @@ without the sandbox alike; what the sandbox adds is the table's difference, per 
 The runner started directly after the POST, the real pinned CLI in bubblewrap (its own network namespace,
 its model calls through the runner's door), after one warm-up job (which lists the CLI's agents once for this
 CLI build and catalogue); beside it a plain `kilo run` on a fresh clone of the same repository, the fake
-gateway its provider (the same quiet switches), timed from its spawn. Both to the first chat request the fake
+gateway its provider (the same quiet and leash switches: no default plugins, no project config), timed from its
+spawn. Load average at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine:
+single runs are noisy). Both to the first chat request the fake
 received.
 
 | path | median | runs |
