@@ -110,6 +110,7 @@ class JobContext:
         self.metered: JobKeyUsage | None = None
         self.egress_denied = 0  # the agent's connections its egress proxy refused
         self.agent_started = False
+        self.session: tuple[str, str] | None = None  # the CLI session exported at the agent's end: (id, JSON)
 
     def add_secret(self, value: str) -> None:
         """A value the job's log, artifacts and errors must never show from now on."""

@@ -37,6 +37,7 @@ from kilo_bridge.observability import get_logger
 
 if TYPE_CHECKING:
     from kilo_bridge.services import Services
+    from kilo_bridge.web.middleware import JsonRewrite
 
 logger = get_logger()
 # Inside the sandbox (its own network namespace: fixed ports cannot clash with anything).
@@ -89,11 +90,19 @@ class Opened:
 
 class Door:
     def __init__(
-        self, ctx: JobContext, job_key: str, network: str, tcp: bool, rules: EgressRules | None = None
+        self,
+        ctx: JobContext,
+        job_key: str,
+        network: str,
+        tcp: bool,
+        rules: EgressRules | None = None,
+        rewrite: JsonRewrite | None = None,
     ) -> None:
-        """`job_key` "": no model endpoint; `rules`: the proxy's allow-list (else AGENT_EGRESS_ALLOW's)."""
+        """`job_key` "": no model endpoint; `rules`: the proxy's allow-list (else AGENT_EGRESS_ALLOW's);
+        `rewrite`: what the runner adds to the agent's chat requests (agent_task/steer.py)."""
         self.ctx, self.job_key, self.network, self.tcp = ctx, job_key, network, tcp
         self.rules = rules
+        self.rewrite = rewrite
         self.proxy: EgressProxy | None = None
         self._dir: Path | None = None
         self._server: _Server | None = None
@@ -134,7 +143,7 @@ class Door:
         opened = Opened("", None)
         if self.job_key:
             model_sock = self._listener("model.sock")
-            app = create_door_app(self._settings(), self.job_key)
+            app = create_door_app(self._settings(), self.job_key, self.rewrite)
             self._services = app.state.services
             config = uvicorn.Config(
                 app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S

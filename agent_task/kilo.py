@@ -181,11 +181,15 @@ class AgentProgress:
     steps: int = 0  # (its token counts are the meter's: the CLI's own are the agent's to forge)
     texts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    session_id: str | None = None  # the CLI's session (exported at the end, for follow-ups)
 
     def apply(self, event: dict[str, Any]) -> str | None:
         """Update from one event; return a short human line for the live log (None: nothing to say)."""
         kind = event.get("type")
         part: dict[str, Any] = event["part"] if isinstance(event.get("part"), dict) else {}
+        sid = event.get("sessionID") or part.get("sessionID")
+        if self.session_id is None and isinstance(sid, str) and sid.startswith("ses_") and len(sid) <= 100:
+            self.session_id = sid
         if kind == "step_start":
             self.steps += 1
             return f"step {self.steps}"

@@ -16,6 +16,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+from agent_task import session
 from agent_task.context import JobContext, JobEnded, Lost, Workspace
 from agent_task.joblog import JobLog
 from agent_task.stages import agent, clone, deploy, finish, publish
@@ -142,6 +143,8 @@ class Runner:
             )
         if so_far.deploy is not None:
             result.deploy = so_far.deploy.outcome
+        if not opened.tampered:
+            await session.keep(ctx, opened.env)
         diff = await self._partial(ctx, ws, status, so_far, result)
         finish.fill(ctx, result)
         if error:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from agent_task import limits, procs
+from agent_task import limits, procs, session
 from agent_task.context import JobContext, JobEnded, Workspace
 from agent_task.door import Door
 from agent_task.kilo import (
@@ -28,7 +28,10 @@ from agent_task.kilo import (
 from agent_task.meter import Meter
 from agent_task.sandbox import Sandbox, SandboxUnavailable, resolve
 from agent_task.stages.clone import Checkout
+from agent_task.stages.setup import run_setup
+from agent_task.steer import Steering
 from kilo_bridge.jobs.catalogue import AgentSpec
+from kilo_bridge.jobs.inbox import JobInbox
 from kilo_bridge.jobs.policy import REPO_TOKEN_NAMES
 from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.workspace import workdir
@@ -149,26 +152,34 @@ class AgentRun:
         meter = Meter(ctx, KeyStore(store))
         job_key = await meter.open_key()
         network = ctx.record.network or spec.network
-        door = Door(ctx, job_key, network, tcp=self.sandbox.mode != "bwrap")
+        steering = Steering(ctx, JobInbox(store))
+        door = Door(ctx, job_key, network, tcp=self.sandbox.mode != "bwrap", rewrite=steering)
         try:
             opened = await door.open()
             agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
             config = provider_config(opened.model_url, model)
             env = cli_env(st, self.ws.agent, st.agents_path, config, agent_env, job_key) | opened.env()
             self.confine()
+            cwd = str(self.checkout.dir)
             with limits.confined(st, ctx.job_id, sandbox_uid(self.sandbox)) as box:
                 await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}; network: {network}")
                 await self.check_agent(env, cli, box.join)
+                await run_setup(ctx, lambda argv: self.wrap(opened.launch(argv), opened.binds), env, cwd, box.join)
+                kilo = session.Cli(ctx, self.wrap, cli, env, self.checkout.dir, self.ws.agent)
+                resumed = await session.import_parent(kilo, box.join)
                 await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, through the runner)")
                 # The CLI's own start-up takes seconds before its first model call: said, not a silent gap.
                 await ctx.log.line("runner", "starting the Kilo CLI…")
-                run = opened.launch([cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task.text])
+                go_on = ["--session", resumed] if resumed else []
+                run = opened.launch(
+                    [cli, "run", "--auto", "--format", "json", "--agent", spec.name, *go_on, "--", task.text]
+                )
                 argv = self.wrap(limits.reporting_tmp(run) if self.sandbox.mode == "bwrap" else run, opened.binds)
                 ctx.agent_started = True
                 watching = asyncio.create_task(meter.watch())
                 try:
                     streamed = await ctx.stream(
-                        argv, env, str(self.checkout.dir), "kilo-stderr", on_stdout=self.on_event, confine=box.join
+                        argv, env, cwd, "kilo-stderr", on_stdout=self.on_event, confine=box.join
                     )
                 finally:
                     box.kill_all()  # what the agent left running, wherever it went
@@ -176,6 +187,7 @@ class AgentRun:
                     with contextlib.suppress(asyncio.CancelledError):
                         await watching
                 hits = box.hits(streamed.tail)
+                await session.export(kilo, box.join, ctx.agent.session_id or resumed)
         finally:
             await door.close()  # the calls the agent's end cut are settled (charged) here
             ctx.egress_denied = door.denied

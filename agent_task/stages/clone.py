@@ -64,14 +64,16 @@ async def clone(ctx: JobContext, repo: RepoRef, token: str | None, ws: Workspace
         why = await asyncio.to_thread(blocked_address, repo.host, st)
         if why:
             raise JobEnded("failed", EndReason.REPO_REFUSED, why)
-    streamed = await ctx.stream(clone_argv(git, repo.url, ws.repo, record.base_branch), git.env(), str(ws.root), "git")
+    # A follow-up continues the branch its thread pushed (its parent's work on top of the base).
+    branch = record.branch or record.base_branch
+    streamed = await ctx.stream(clone_argv(git, repo.url, ws.repo, branch), git.env(), str(ws.root), "git")
     if not streamed.ok:
         raise JobEnded("failed", EndReason.CLONE_FAILED, "git clone failed: " + streamed.last())
     git.work_tree = ws.repo
     checkout = Checkout(repo, ws.repo, "", git, token, (git.git_dir / "config").read_bytes())
     base = record.base_branch
-    if base is None:
+    if base is None and record.branch is None:
         rc, out, _ = await checkout.git_cmd("rev-parse", "--abbrev-ref", "HEAD")
         base = out.decode().strip() if rc == 0 else "main"
-    checkout.base = base
+    checkout.base = base or "main"
     return checkout

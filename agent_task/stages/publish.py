@@ -101,10 +101,12 @@ async def publish(ctx: JobContext, spec: AgentSpec, checkout: Checkout, change: 
     """Commit, push and open the pull request; the result gets the commit, branch and pull request URL."""
     st, record = ctx.settings, ctx.record
     await ctx.enter("pushing", 85)
-    branch = f"kilo/{ctx.job_id}"
+    # A follow-up commits on the branch its thread pushed (checked out by the clone): its pull request is updated.
+    branch = record.branch or f"kilo/{ctx.job_id}"
     title = f"{spec.name}: {(record.prompt or 'automated change').splitlines()[0][:60]}"
     message = f"{title}\n\nKilo Bridge job {ctx.job_id}"
-    for args in (("checkout", "-q", "-b", branch), ("commit", "-q", "-m", message)):
+    steps = ([] if record.branch else [("checkout", "-q", "-b", branch)]) + [("commit", "-q", "-m", message)]
+    for args in steps:
         rc, _, err = await checkout.git_cmd(*args)
         if rc != 0:
             raise JobEnded("failed", EndReason.COMMIT_FAILED, ctx.redact(err.decode(errors="replace"))[-500:])
@@ -121,6 +123,11 @@ async def publish(ctx: JobContext, spec: AgentSpec, checkout: Checkout, change: 
     if not streamed.ok:
         raise JobEnded("failed", EndReason.PUSH_FAILED, "git push failed: " + streamed.last())
     await ctx.log.line("runner", f"pushed {branch}")
+    if record.branch:
+        result.pr_url = await thread_pull_request(ctx)
+        if result.pr_url:
+            await ctx.log.line("runner", f"pull request {result.pr_url} updated")
+        return
     repo = checkout.repo
     if not (pr_target(ctx, repo.host) and repo.owner and repo.name):
         return
@@ -151,3 +158,11 @@ async def publish(ctx: JobContext, spec: AgentSpec, checkout: Checkout, change: 
             "failed", EndReason.PR_FAILED, f"branch {branch} pushed, pull request not opened: {exc}"
         ) from None
     await ctx.log.line("runner", f"pull request {result.pr_url}")
+
+
+async def thread_pull_request(ctx: JobContext) -> str | None:
+    """The pull request a follow-up's push updated: the one its thread opened (its parent's result says it)."""
+    parent_id = ctx.record.parent_job_id
+    parent = await ctx.jobs.get(parent_id) if parent_id else None
+    url = (parent.result or {}).get("prUrl") if parent is not None and parent.owner == ctx.owner else None
+    return str(url) if url else None

@@ -455,6 +455,16 @@ class FakeGateway(AiohttpApp):
         done = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
         first = json.dumps(next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), ""))
         plan = next((p for marker, p in self.agent_plans.items() if marker in first), self.agent_plan)
+        # A continued session (`kilo run --session`) sends the earlier turns too: the latest user message that
+        # names a plan starts that plan, counted from the tool results after it.
+        for at in range(len(messages) - 1, -1, -1):
+            m = messages[at]
+            said = json.dumps(m) if isinstance(m, dict) and m.get("role") == "user" else ""
+            latest = next((p for marker, p in self.agent_plans.items() if said and marker in said), None)
+            if latest is not None:
+                plan = latest
+                done = sum(1 for m in messages[at:] if isinstance(m, dict) and m.get("role") == "tool")
+                break
         base = {"id": f"chatcmpl-fake-{self._seq + 1}", "created": int(time.time()), "model": body.get("model")}
         resp = await self._open_sse(request, sc)
 

@@ -65,6 +65,18 @@ def add_parsers(sub: Any) -> None:
         actions.add_parser(name, parents=[common], help=text).add_argument("id")
     logs = actions.add_parser("logs", parents=[common], help="a job's log, live until it ends; exit with its outcome")
     logs.add_argument("id")
+    follow_up = actions.add_parser(
+        "follow-up", parents=[common], help="the next task in a finished job's conversation (its session and branch)"
+    )
+    follow_up.add_argument("id")
+    follow_up.add_argument("prompt")
+    follow_up.add_argument("--dry-run", action="store_true", help="keep the diff only: nothing pushed")
+    follow_up.add_argument("--timeout-s", type=int, help="stop the job after this many seconds")
+    follow_up.add_argument("--max-cost-usd", type=float, help="stop the agent before it passes this cost")
+    follow_up.add_argument("--follow", action="store_true", help="follow the live log; exit with the job's outcome")
+    say = actions.add_parser("say", parents=[common], help="tell a running job's agent something (its next step)")
+    say.add_argument("id")
+    say.add_argument("text")
     jobs.set_defaults(func=run)
 
     profiles.add_parser(sub, common, run)
@@ -131,6 +143,29 @@ def _submit(api: Api, args: argparse.Namespace) -> int:
     else:
         print(f"{accepted['jobId']} {accepted['status']} {accepted['statusUrl']}", flush=True)
     return _follow(api, accepted["jobId"], args.json) if args.follow else 0
+
+
+def _follow_up(api: Api, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"prompt": args.prompt, "dryRun": args.dry_run}
+    if args.max_cost_usd is not None:
+        body["maxCostUsd"] = args.max_cost_usd
+    if args.timeout_s:
+        body["timeoutMs"] = args.timeout_s * 1000
+    accepted = api.call("POST", f"/api/kilo/job/{args.id}/follow-up", body)
+    if args.json:
+        _print_json(accepted)
+    else:
+        print(f"{accepted['jobId']} follows {accepted['parentJobId']} {accepted['statusUrl']}", flush=True)
+    return _follow(api, accepted["jobId"], args.json) if args.follow else 0
+
+
+def _say(api: Api, args: argparse.Namespace) -> int:
+    said = api.call("POST", f"/api/kilo/job/{args.id}/messages", {"text": args.text})
+    if args.json:
+        _print_json(said)
+    else:
+        print(f"{said['messageId']} {said['delivery']}")
+    return 0 if said["delivery"] != "ended" else EXIT_REFUSED
 
 
 def _logs(api: Api, args: argparse.Namespace) -> int:
@@ -234,6 +269,7 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         ("agent", job["agent"]),
         ("repo", job["repoUrl"]),
         ("task", job.get("prompt") or "the agent's default task"),
+        ("follows", job.get("parentJobId")),
         ("dry run", "yes: the diff is kept, nothing is pushed" if job.get("dryRun") else "no"),
         ("created", job["createdAt"]),
         ("started", job.get("startedAt")),
@@ -241,11 +277,20 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         ("finished", job.get("finishedAt")),
         ("cost", f"${result['costUsd']:.4f}" if result else None),
         *_story(job),
+        *_thread(job),
     ]
     for name, value in rows:
         if value not in (None, ""):
             print(f"{name + ':':<14}{value}")
     return 0
+
+
+def _thread(job: dict[str, Any]) -> list[tuple[str, str]]:
+    thread = job.get("thread") or []
+    if not thread:
+        return []
+    rows = [(f"  {t['jobId']}", f"{t['status']} ${t['costUsd']:.4f} {(t.get('prompt') or '')[:60]}") for t in thread]
+    return [("thread", f"{len(thread)} jobs, ${job.get('threadCostUsd', 0):.4f} together"), *rows]
 
 
 def _cancel(api: Api, args: argparse.Namespace) -> int:
@@ -340,6 +385,8 @@ HANDLERS = {
     "me": _me,
     "submit": _submit,
     "logs": _logs,
+    "follow-up": _follow_up,
+    "say": _say,
     "list": _list,
     "show": _show,
     "cancel": _cancel,

@@ -13,6 +13,9 @@ from typing import Protocol
 from kilo_bridge.config import Settings
 
 ARTIFACT_NAMES = ("log.jsonl", "diff.patch", "result.json")
+# A job's CLI session, sealed with the secrets box for that job alone (a follow-up imports it): kept with the
+# artifacts for their retention, never listed, linked or served (not in ARTIFACT_NAMES).
+SESSION_ARTIFACT = "session.sealed"
 CONTENT_TYPES = {"log.jsonl": "application/x-ndjson", "diff.patch": "text/x-diff", "result.json": "application/json"}
 
 
@@ -22,6 +25,10 @@ def artifact_key(job_id: str, name: str) -> str:
 
 class ArtifactStore(Protocol):
     async def put(self, job_id: str, name: str, data: bytes) -> str: ...
+    async def get(self, job_id: str, name: str) -> bytes | None:
+        """The artifact's bytes, or None when it was never stored."""
+        ...
+
     async def url(self, job_id: str, name: str) -> str | None:
         """A URL a client can fetch the artifact from, or None when the API serves it itself."""
         ...
@@ -58,6 +65,13 @@ class LocalArtifacts:
         tmp.replace(path)
         return artifact_key(job_id, name)
 
+    async def get(self, job_id: str, name: str) -> bytes | None:
+        path = self.path(job_id, name)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+
     async def url(self, job_id: str, name: str) -> str | None:
         return None  # served by the API's artifact route
 
@@ -80,6 +94,13 @@ class S3Artifacts:
             ContentType=CONTENT_TYPES.get(name, "application/octet-stream"),
         )
         return key
+
+    async def get(self, job_id: str, name: str) -> bytes | None:
+        try:
+            got = await asyncio.to_thread(self.s3.get_object, Bucket=self.bucket, Key=artifact_key(job_id, name))
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return bytes(await asyncio.to_thread(got["Body"].read))
 
     async def url(self, job_id: str, name: str) -> str | None:
         # Presigning is local computation (no request).

@@ -83,6 +83,48 @@ class RunAgentRequest(ApiModel):
     )
 
 
+class FollowUpRequest(ApiModel):
+    """The next task in a finished job's conversation: same agent, repository, branch, secrets and session."""
+
+    prompt: str = Field(min_length=1, max_length=20_000, description="What the agent is asked next.")
+    max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="This job's own cost cap.")
+    dry_run: bool = Field(False, description="Keep the diff only: nothing pushed.")
+    timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000, description="Default: the parent job's.")
+
+
+class FollowUpAccepted(ApiModel):
+    job_id: str
+    parent_job_id: str
+    status_url: str
+
+
+class JobMessage(ApiModel):
+    """Something to tell a running job's agent: it gets it as a user message at its next step."""
+
+    text: str = Field(min_length=1, max_length=20_000)
+    wait_ms: int = Field(
+        20_000, ge=0, le=60_000, description="How long the answer waits for the delivery before saying `pending`."
+    )
+
+
+class JobMessageAccepted(ApiModel):
+    message_id: str
+    job_id: str
+    delivery: Literal["delivered", "ended", "pending"] = Field(
+        description="`delivered`: in the agent's next model request; `ended`: the job ended before it; "
+        "`pending`: not yet, after `waitMs`."
+    )
+
+
+class ThreadJob(ApiModel):
+    """One job of a conversation, oldest first."""
+
+    job_id: str
+    status: ShownStatus
+    prompt: str | None = None
+    cost_usd: float = Field(0.0, description="This job's own cost (its agent's model calls).")
+
+
 class RunAgentAccepted(ApiModel):
     job_id: str
     status: JobStatus
@@ -189,6 +231,11 @@ class JobView(ApiModel):
     result: JobResult | None = None
     artifacts: dict[str, ArtifactLink] = Field(default_factory=dict)
     log_url: str
+    parent_job_id: str | None = Field(None, description="The job this one follows up (its session and branch).")
+    thread: list[ThreadJob] = Field(
+        default_factory=list, description="The conversation this job belongs to, oldest first, up to this job."
+    )
+    thread_cost_usd: float = Field(0.0, description="What the thread's jobs cost together.")
 
 
 class JobList(ApiModel):

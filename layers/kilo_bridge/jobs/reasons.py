@@ -17,6 +17,7 @@ class EndReason(StrEnum):
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"
     CLONE_FAILED = "clone_failed"
     PATCH_FAILED = "patch_failed"
+    SETUP_FAILED = "setup_failed"
     AGENT_UNKNOWN = "agent_unknown"
     AGENT_UNSAFE = "agent_unsafe"
     AGENT_FAILED = "agent_failed"
@@ -58,6 +59,7 @@ DESCRIPTIONS: dict[EndReason, str] = {
     EndReason.SANDBOX_UNAVAILABLE: "the agent's OS sandbox (AGENT_SANDBOX) cannot be had here",
     EndReason.CLONE_FAILED: "git clone failed",
     EndReason.PATCH_FAILED: "the run's patch could not be applied at all",
+    EndReason.SETUP_FAILED: "one of its profile's setup commands failed before the agent started",
     EndReason.AGENT_UNKNOWN: "the Kilo CLI does not know the agent by name",
     EndReason.AGENT_UNSAFE: "a report-only agent is not denied what it must be by the Kilo CLI",
     EndReason.AGENT_FAILED: "the Kilo CLI failed",

@@ -59,6 +59,14 @@ def _phases(raw: str | None) -> tuple[tuple[str, int], ...]:
         return ()
 
 
+def _setup(raw: str | None) -> tuple[str, ...]:
+    try:
+        commands = orjson.loads(raw) if raw else []
+    except orjson.JSONDecodeError:
+        return ()
+    return tuple(str(c) for c in commands) if isinstance(commands, list) else ()
+
+
 def _int(raw: dict[str, str], name: str) -> int:
     return int(raw.get(name) or 0)
 
@@ -104,6 +112,12 @@ class JobRecord:
     # While awaiting approval: what a person approves (the command, the build's result, the diff) and until when.
     approval: dict[str, Any] | None = None
     decision: str | None = None  # approved | rejected | expired: taken once (lua/decide.lua)
+    # A follow-up: the job it continues (its session), and the branch it continues (the one the thread pushed;
+    # None: a fresh checkout of the base, and a branch of its own).
+    parent_job_id: str | None = None
+    branch: str | None = None
+    # Its profile's setup commands, run in the sandbox before the agent (bound by the seal like every field).
+    setup: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -154,34 +168,47 @@ class JobRecord:
             require_approval=raw.get("requireApproval") == "1",
             approval=orjson.loads(raw["approval"]) if raw.get("approval") else None,
             decision=raw.get("decision") or None,
+            parent_job_id=raw.get("parentJobId") or None,
+            branch=raw.get("branch") or None,
+            setup=_setup(raw.get("setup")),
         )
 
     def fields(self) -> dict[str, str]:
         """The hash a new job is created with."""
-        return {
-            "id": self.id,
-            "status": self.status,
-            "phase": self.phase,
-            "progress": str(self.progress),
-            "agent": self.agent,
-            "repoUrl": self.repo_url,
-            "baseBranch": self.base_branch or "",
-            "model": self.model or "",
-            "dryRun": str(int(self.dry_run)),
-            "timeoutMs": str(self.timeout_ms),
-            "maxCostUsd": "" if self.max_cost_usd is None else str(self.max_cost_usd),
-            "prompt": self.prompt or "",
-            "owner": self.owner or "",
-            "keyId": self.key_id or "",
-            "attempt": str(self.attempt),
-            "createdMs": str(self.created_ms),
-            "requestId": self.request_id,
-            "notify": self.notify or "",
-            "network": self.network or "",
-        } | (  # only deploy jobs carry these (older records' identities stay as they were)
-            {"deploy": orjson.dumps(self.deploy).decode(), "requireApproval": str(int(self.require_approval))}
-            if self.deploy is not None
-            else {}
+        # A follow-up's fields only when it is one: every other job's hash (and seal binding) stays as it was.
+        follow = {
+            "parentJobId": self.parent_job_id,
+            "branch": self.branch,
+            "setup": orjson.dumps(list(self.setup)).decode() if self.setup else None,
+        }
+        return (
+            {
+                "id": self.id,
+                "status": self.status,
+                "phase": self.phase,
+                "progress": str(self.progress),
+                "agent": self.agent,
+                "repoUrl": self.repo_url,
+                "baseBranch": self.base_branch or "",
+                "model": self.model or "",
+                "dryRun": str(int(self.dry_run)),
+                "timeoutMs": str(self.timeout_ms),
+                "maxCostUsd": "" if self.max_cost_usd is None else str(self.max_cost_usd),
+                "prompt": self.prompt or "",
+                "owner": self.owner or "",
+                "keyId": self.key_id or "",
+                "attempt": str(self.attempt),
+                "createdMs": str(self.created_ms),
+                "requestId": self.request_id,
+                "notify": self.notify or "",
+                "network": self.network or "",
+            }
+            | (  # only deploy jobs carry these (older records' identities stay as they were)
+                {"deploy": orjson.dumps(self.deploy).decode(), "requireApproval": str(int(self.require_approval))}
+                if self.deploy is not None
+                else {}
+            )
+            | {name: value for name, value in follow.items() if value}
         )
 
 

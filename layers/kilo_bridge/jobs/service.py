@@ -5,18 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import hashlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotConfigured, NotFound, Unavailable
-from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
+from kilo_bridge.jobs.artifacts import (
+    ARTIFACT_NAMES,
+    SESSION_ARTIFACT,
+    ArtifactStore,
+    LocalArtifacts,
+    artifact_key,
+    artifact_store,
+)
 from kilo_bridge.jobs.catalogue import AgentSpec, get_agent, load_catalog
-from kilo_bridge.jobs.models import AgentList, DeployStep, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
+from kilo_bridge.jobs.inbox import Delivery, JobInbox
+from kilo_bridge.jobs.models import (
+    AgentList,
+    DeployStep,
+    FollowUpRequest,
+    JobLogEnd,
+    JobLogLine,
+    JobLogStatus,
+    RunAgentRequest,
+)
 from kilo_bridge.jobs.policy import check_branch, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, job_binding, new_job_id, valid_job_id
@@ -28,7 +46,7 @@ from kilo_bridge.platform.aio import reraise_cancellation
 from kilo_bridge.platform.clock import iso, now_ms
 from kilo_bridge.platform.redis import Store, StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
-from kilo_bridge.platform.sealing import JOB_SCOPE, SecretBox, secret_box
+from kilo_bridge.platform.sealing import JOB_SCOPE, SESSION_SCOPE, SealBroken, SecretBox, secret_box
 from kilo_bridge.profiles.env import check_profile_env
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
@@ -96,6 +114,11 @@ class JobDetails:
     record: JobRecord
     artifacts: list[Artifact]
     after: str | None = None  # the agent's catalogue entry's `after` (pull_request | report), for the outcome
+    thread: tuple[JobRecord, ...] = ()  # a follow-up's conversation, oldest first, itself last (one job's view)
+
+
+# How far back a job's view follows its thread (a longer conversation shows its latest jobs).
+THREAD_MAX = 50
 
 
 LogEvent = tuple[str, JobLogLine | JobLogStatus | JobLogEnd, str | None]
@@ -114,6 +137,7 @@ class JobService:
         self._queue: JobQueue | None = None
         self._box: SecretBox | None = None
         self._artifacts: ArtifactStore | None = None
+        self.inbox = JobInbox(store)
 
     @property
     def queue(self) -> JobQueue:
@@ -149,6 +173,7 @@ class JobService:
         idempotency_key: str | None,
         request_id: str,
         notify: str | None = None,
+        parent: JobRecord | None = None,
     ) -> Submitted:
         st = self.settings
         if not (st.api_key or st.kilo_api_key_secret_arn):
@@ -157,9 +182,10 @@ class JobService:
         repo = check_repo_url(body.repo_url, st)
         check_profile_env(body.profile_env)
         env = body.profile_env
+        setup: list[str] = []
         if body.profile is not None:
             try:
-                saved = await self.profiles.values(caller, body.profile)
+                saved, setup = await self.profiles.for_job(caller, body.profile)
             except ProfileNotFound:
                 raise InvalidInput(
                     f"profile: no profile named {body.profile!r}.",
@@ -219,6 +245,9 @@ class JobService:
             network=body.network,
             deploy=deploy,
             require_approval=body.require_approval and deploy is not None,
+            parent_job_id=parent.id if parent else None,
+            branch=continued_branch(parent) if parent else None,
+            setup=tuple(setup) if parent is None else parent.setup,
         )
         # Sealed even when empty: the blob binds the job's identity, so a record rewritten in Redis after this
         # point fails `record_tampered` in its runner instead of running with the original owner's secrets.
@@ -253,6 +282,75 @@ class JobService:
         log.info("job queued", extra={"job_id": job_id, "agent": spec.name, "repo_host": repo.host or "local"})
         return Submitted(job_id, "queued")
 
+    async def follow_up(self, parent_id: str, body: FollowUpRequest, caller: str | None, request_id: str) -> Submitted:
+        """The next job of a finished job's conversation: its agent, repository, model, network and secrets,
+        its CLI session (the runner imports what the parent exported) and the branch the thread pushed."""
+        parent = await self._record(parent_id, caller)
+        if not parent.finished:
+            raise Conflict(
+                "The job is still running: send it a message (POST /api/kilo/job/{id}/messages); follow it up "
+                "once it has ended."
+            )
+        # Its secrets were deleted from its record at its end: its runner kept them sealed with its session.
+        kept = await self.artifacts.get(parent.id, SESSION_ARTIFACT)
+        try:
+            opened = await asyncio.to_thread(self.box.open, parent.id, (kept or b"").decode(), SESSION_SCOPE)
+            env = {str(k): str(v) for k, v in orjson.loads(opened["env"]).items()}
+        except (SealBroken, ValueError, KeyError):
+            raise Conflict(
+                "This job kept no conversation to continue (it ended before its runner could keep it): start a new run."
+            ) from None
+        run = RunAgentRequest(
+            repo_url=parent.repo_url,
+            agent=parent.agent,
+            prompt=body.prompt,
+            profile_env=env,
+            timeout_ms=body.timeout_ms or parent.timeout_ms,
+            dry_run=body.dry_run,
+            base_branch=parent.base_branch,
+            model=parent.model,
+            max_cost_usd=body.max_cost_usd,
+            network=parent.network,
+            profile=None,
+            patch=None,
+            # A deploy's follow-up deploys the same way, behind the same approval.
+            deploy=DeployStep.model_validate(parent.deploy) if parent.deploy else None,
+            require_approval=parent.require_approval,
+        )
+        return await self.submit(run, caller, None, request_id, notify=parent.notify, parent=parent)
+
+    async def say(self, job_id: str, text: str, caller: str | None, wait_s: float) -> tuple[str, Delivery]:
+        """A message for the job's agent at its next step: (its id, `delivered` | `ended` — the job ended before
+        the agent's next model request — | `pending` after `wait_s`). A job that has ended: Conflict."""
+        await self._record(job_id, caller)
+        async with self.store.guard():
+            message_id, status = await self.inbox.post(job_id, text)
+        if message_id is None:
+            raise Conflict(
+                f"The job has already ended ({status}): follow it up instead (POST /api/kilo/job/{job_id}/follow-up)."
+            )
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait_s
+        while True:
+            async with self.store.guard():
+                # The status first: a message delivered just before the job ended is still delivered.
+                record = await self.jobs.get(job_id)
+                delivery = await self.inbox.delivery(job_id, message_id, record.status if record else "failed")
+            if delivery != "pending" or loop.time() >= until:
+                return message_id, delivery
+            await asyncio.sleep(0.1)
+
+    async def thread(self, record: JobRecord) -> builtins.list[JobRecord]:
+        """The job's conversation up to it, oldest first (its own key's jobs: a thread never crosses keys)."""
+        chain = [record]
+        async with self.store.guard():
+            while chain[0].parent_job_id and len(chain) < THREAD_MAX:
+                parent = await self.jobs.get(chain[0].parent_job_id)
+                if parent is None or parent.owner != record.owner:
+                    break
+                chain.insert(0, parent)
+        return chain
+
     # -- reading -----------------------------------------------------------------------------------
     async def _record(self, job_id: str, caller: str | None) -> JobRecord:
         if not valid_job_id(job_id):
@@ -274,7 +372,11 @@ class JobService:
         return JobDetails(record, links, spec.after if spec else None)
 
     async def get(self, job_id: str, caller: str | None) -> JobDetails:
-        return await self.details(await self._record(job_id, caller))
+        record = await self._record(job_id, caller)
+        details = await self.details(record)
+        if not record.parent_job_id:
+            return details
+        return dataclasses.replace(details, thread=tuple(await self.thread(record)))
 
     async def list(self, caller: str | None, status: str | None, limit: int) -> list[JobDetails]:
         out: list[JobDetails] = []
@@ -419,6 +521,12 @@ def deploy_step(
             details=[{"field": "profile", "message": str(e["msg"])[:200]} for e in exc.errors()],
         ) from None
     return {"command": step.command, "allow": step.allow}, rest
+
+
+def continued_branch(parent: JobRecord) -> str | None:
+    """The branch a follow-up of `parent` continues: the one it pushed, else the one it continued itself."""
+    pushed = (parent.result or {}).get("branch") if parent.status == "succeeded" else None
+    return str(pushed) if pushed else parent.branch
 
 
 def _status(record: JobRecord) -> JobLogStatus:

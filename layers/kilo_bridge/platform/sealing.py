@@ -25,6 +25,8 @@ from kilo_bridge.config import Settings
 
 NONCE = 12
 JOB_SCOPE = "jobId"
+# A finished job's conversation (its CLI session and secrets) kept for its follow-ups: never opens as a job's secrets.
+SESSION_SCOPE = "session"
 
 
 class SealBroken(Exception):

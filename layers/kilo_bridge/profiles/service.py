@@ -8,6 +8,7 @@ the API shows of a profile is its name and its variable names.
 from __future__ import annotations
 
 import asyncio
+import builtins
 
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, Conflict, NotFound
@@ -39,7 +40,11 @@ def owner_of(caller: str | None) -> str:
 
 def _view(p: StoredProfile) -> ProfileView:
     return ProfileView(
-        name=p.name, variables=p.variables, created_at=iso(p.created_ms) or "", updated_at=iso(p.updated_ms) or ""
+        name=p.name,
+        variables=p.variables,
+        setup=p.setup,
+        created_at=iso(p.created_ms) or "",
+        updated_at=iso(p.updated_ms) or "",
     )
 
 
@@ -56,12 +61,14 @@ class ProfileService:
             self._box = secret_box(self.settings)
         return self._box
 
-    async def _save(self, mode: str, caller: str | None, name: str, env: dict[str, str]) -> ProfileView:
+    async def _save(
+        self, mode: str, caller: str | None, name: str, env: dict[str, str], setup: list[str] | None
+    ) -> ProfileView:
         check_profile_env(env)
         owner = owner_of(caller)
         sealed = await asyncio.to_thread(self.box.seal, f"{owner}/{name}", env, SCOPE)
         async with self.store.guard():
-            outcome = await self.profiles.save(mode, owner, name, sealed, sorted(env), now_ms(), MAX_PROFILES)
+            outcome = await self.profiles.save(mode, owner, name, sealed, sorted(env), now_ms(), MAX_PROFILES, setup)
             stored = await self.profiles.get(owner, name) if outcome == "ok" else None
         if outcome == "exists":
             raise Conflict(f"A profile named {name!r} exists; rotate it (PUT) or delete it first.")
@@ -72,12 +79,16 @@ class ProfileService:
         log.info(f"profile {mode}", extra={"profile": name, "variables": len(env)})
         return _view(stored)
 
-    async def create(self, caller: str | None, name: str, env: dict[str, str]) -> ProfileView:
-        return await self._save("create", caller, name, env)
+    async def create(
+        self, caller: str | None, name: str, env: dict[str, str], setup: list[str] | None = None
+    ) -> ProfileView:
+        return await self._save("create", caller, name, env, setup or [])
 
-    async def rotate(self, caller: str | None, name: str, env: dict[str, str]) -> ProfileView:
-        """Replace the profile's values (all of them: a variable left out is gone)."""
-        return await self._save("rotate", caller, name, env)
+    async def rotate(
+        self, caller: str | None, name: str, env: dict[str, str], setup: list[str] | None = None
+    ) -> ProfileView:
+        """Replace the profile's values (all of them: a variable left out is gone); its setup if given."""
+        return await self._save("rotate", caller, name, env, setup)
 
     async def get(self, caller: str | None, name: str) -> ProfileView:
         async with self.store.guard():
@@ -99,9 +110,14 @@ class ProfileService:
 
     async def values(self, caller: str | None, name: str) -> dict[str, str]:
         """The profile's variables, opened: for a job about to be sealed, nothing else."""
+        return (await self.for_job(caller, name))[0]
+
+    async def for_job(self, caller: str | None, name: str) -> tuple[dict[str, str], builtins.list[str]]:
+        """What a job takes from the profile: its variables, opened, and its setup commands."""
         owner = owner_of(caller)
         async with self.store.guard():
             stored = await self.profiles.get(owner, name)
         if stored is None:
             raise ProfileNotFound()
-        return await asyncio.to_thread(self.box.open, f"{owner}/{name}", stored.sealed, SCOPE)
+        env = await asyncio.to_thread(self.box.open, f"{owner}/{name}", stored.sealed, SCOPE)
+        return env, stored.setup

@@ -1,6 +1,6 @@
 """Saved profiles in Redis: each a hash of its sealed values, its variable names and its times.
 
-Key families spelled here: `profile:<owner>:<name>` (a hash: sealed, variables, created_ms, updated_ms) and
+Key families spelled here: `profile:<owner>:<name>` (a hash: sealed, variables, setup, created_ms, updated_ms) and
 `profiles:<owner>` (the owner's names). The owner is an API key's digest, or `open` on an open server.
 """
 
@@ -26,6 +26,7 @@ class StoredProfile:
     created_ms: int
     updated_ms: int
     sealed: str
+    setup: list[str]
 
 
 class ProfileStore:
@@ -39,11 +40,20 @@ class ProfileStore:
         return self.store.key("profiles", owner)
 
     async def save(
-        self, mode: str, owner: str, name: str, sealed: str, variables: list[str], now_ms: int, max_profiles: int
+        self,
+        mode: str,
+        owner: str,
+        name: str,
+        sealed: str,
+        variables: list[str],
+        now_ms: int,
+        max_profiles: int,
+        setup: list[str] | None = None,
     ) -> str:
-        """`create` or `rotate` → ok | exists | full | missing."""
+        """`create` or `rotate` → ok | exists | full | missing. `setup` None: the stored commands are kept."""
         keys = [self._key(owner, name), self._names(owner)]
-        args = [mode, name, sealed, orjson.dumps(variables), now_ms, max_profiles]
+        kept = "" if setup is None else orjson.dumps(setup)
+        args = [mode, name, sealed, orjson.dumps(variables), now_ms, max_profiles, kept]
         return str(await self.store.run(_SAVE, keys, args))
 
     async def get(self, owner: str, name: str) -> StoredProfile | None:
@@ -69,4 +79,5 @@ def _decode(name: str, raw: dict[str, str]) -> StoredProfile:
         created_ms=int(raw.get("created_ms") or 0),
         updated_ms=int(raw.get("updated_ms") or 0),
         sealed=raw.get("sealed", ""),
+        setup=cast(list[str], orjson.loads(raw.get("setup") or "[]")),
     )

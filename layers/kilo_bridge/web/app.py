@@ -21,7 +21,7 @@ from kilo_bridge.errors import BridgeError
 from kilo_bridge.observability import get_logger
 from kilo_bridge.services import Services, local_workers
 from kilo_bridge.web.errors import CODE_BY_STATUS, ApiError, is_passthrough
-from kilo_bridge.web.middleware import RequestContext
+from kilo_bridge.web.middleware import JsonRewrite, RequestContext
 from kilo_bridge.web.routes import api
 
 log = logging.getLogger("kilo_bridge.web.app")
@@ -143,11 +143,11 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
 HANDLERS = {ApiError: _api_error, BridgeError: _domain_error, HTTPException: _http_error, Exception: _unexpected}
 
 
-def create_door_app(settings: Settings, job_key: str) -> Starlette:
+def create_door_app(settings: Settings, job_key: str, rewrite: JsonRewrite | None = None) -> Starlette:
     """A job's model endpoint, served by its runner to its agent alone: the `/v1` inference routes (the same
     admission, budget and metering as the bridge's own `/v1`), open to the job's key only (whatever else the
     agent holds is refused before admission). The caller closes `app.state.services`."""
-    from kilo_bridge.web.middleware import OnlyKey
+    from kilo_bridge.web.middleware import OnlyKey, RewriteChat
     from kilo_bridge.web.routes import openai_compat
 
     services = Services.build(settings)
@@ -157,6 +157,8 @@ def create_door_app(settings: Settings, job_key: str) -> Starlette:
         ),
         Middleware(OnlyKey, key=job_key),
     ]
+    if rewrite is not None:  # the runner's own additions to the agent's chat requests (messages sent to the job)
+        middleware.append(Middleware(RewriteChat, rewrite=rewrite))
     app = Starlette(routes=openai_compat.router.routes(), middleware=middleware, exception_handlers=HANDLERS)
     app.state.services = services
     return app

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hmac
 import resource
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -129,6 +131,53 @@ class OnlyKey:
                 await _send_error(error, scope.get("state", {}).get("request_id", ""), send, path)
                 return
         await self.app(scope, receive, send)
+
+
+JsonRewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class RewriteChat:
+    """A chat request's JSON body passed through `rewrite` before its route reads it (a job's model endpoint:
+    its runner adds the messages sent to the running agent). Bodies that are not a JSON object pass as they are;
+    the size limit is RequestContext's, outside this."""
+
+    def __init__(self, app: ASGIApp, rewrite: JsonRewrite, path: str = "/v1/chat/completions") -> None:
+        self.app, self.rewrite, self.path = app, rewrite, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            body = orjson.dumps(await self.rewrite(data))
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 async def _send_error(error: ApiError, rid: str, send: Send, passthrough_path: str | None = None) -> None:

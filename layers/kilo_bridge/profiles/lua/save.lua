@@ -1,5 +1,5 @@
 -- Create a profile (ARGV[1] = 'create': refused if it exists or the owner has `max` already) or rotate one
--- (ARGV[1] = 'rotate': refused if it does not exist). KEYS: the profile's hash, the owner's set of names.
+-- (ARGV[1] = 'rotate': refused if it does not exist). ARGV[7]: the setup commands (JSON), '' to keep them. KEYS: the profile's hash, the owner's set of names.
 local profile, names = KEYS[1], KEYS[2]
 local mode, name, sealed, variables, now, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local exists = redis.call('EXISTS', profile) == 1
@@ -12,4 +12,5 @@ elseif not exists then
   return 'missing'
 end
 redis.call('HSET', profile, 'sealed', sealed, 'variables', variables, 'updated_ms', now)
+if ARGV[7] ~= '' then redis.call('HSET', profile, 'setup', ARGV[7]) end  -- '': a rotation keeps the setup
 return 'ok'

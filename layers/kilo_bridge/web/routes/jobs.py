@@ -16,15 +16,20 @@ from kilo_bridge.jobs.models import (
     Approval,
     ArtifactLink,
     DeployStep,
+    FollowUpAccepted,
+    FollowUpRequest,
     JobList,
     JobLogEnd,
     JobLogLine,
     JobLogStatus,
+    JobMessage,
+    JobMessageAccepted,
     JobResult,
     JobView,
     PhaseTiming,
     RunAgentAccepted,
     RunAgentRequest,
+    ThreadJob,
 )
 from kilo_bridge.jobs.record import STATUSES, JobRecord
 from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
@@ -55,6 +60,7 @@ def job_url(base: str, job_id: str, suffix: str = "") -> str:
 
 def job_view(details: JobDetails, base: str) -> JobView:
     r = details.record
+    thread = [ThreadJob(job_id=t.id, status=t.shown_status, prompt=t.prompt, cost_usd=_cost(t)) for t in details.thread]
     links = {
         a.name: ArtifactLink(key=a.key, url=a.url or job_url(base, r.id, f"/artifacts/{a.name}"), bytes=a.bytes)
         for a in details.artifacts
@@ -91,6 +97,9 @@ def job_view(details: JobDetails, base: str) -> JobView:
         result=JobResult.model_validate(r.result) if r.result is not None else None,
         artifacts=links,
         log_url=job_url(base, r.id, "/logs"),
+        parent_job_id=r.parent_job_id,
+        thread=thread,
+        thread_cost_usd=round(sum(t.cost_usd for t in thread), 6),
     )
 
 
@@ -98,6 +107,10 @@ def approval_view(r: JobRecord) -> Approval | None:
     if r.approval is None:
         return None
     return Approval.model_validate(r.approval | {"decision": r.decision})
+
+
+def _cost(record: JobRecord) -> float:
+    return float((record.result or {}).get("costUsd") or 0.0)
 
 
 @router.route(
@@ -127,6 +140,47 @@ async def run_agent(request: Request, body: RunAgentRequest) -> Response:
     url = job_url(api_base(request), submitted.job_id)
     accepted = RunAgentAccepted(job_id=submitted.job_id, status=submitted.status, status_url=url)
     return json_response(accepted, 202, headers={"Location": url})
+
+
+@router.route(
+    "POST",
+    JOB_PATH + "/follow-up",
+    summary="Follow up a finished job",
+    tags=("agents",),
+    body=FollowUpRequest,
+    response=FollowUpAccepted,
+    status=202,
+    errors=(401, 404, 409, 422, 429, 503),
+    description="Queues the next job of a finished job's conversation: the same agent, repository, model, "
+    "network and secrets; it continues the parent's Kilo CLI session (exported at the parent's end, sealed) on "
+    "the branch the thread pushed (a fresh checkout when nothing was pushed), and pushes to that branch: an open "
+    "pull request is updated, never duplicated. Another key's job: 404; a job still running: 409.",
+)
+async def follow_up(request: Request, body: FollowUpRequest) -> Response:
+    parent_id = request.path_params["id"]
+    submitted = await jobs(request).follow_up(parent_id, body, caller(request), request_id(request))
+    url = job_url(api_base(request), submitted.job_id)
+    accepted = FollowUpAccepted(job_id=submitted.job_id, parent_job_id=parent_id, status_url=url)
+    return json_response(accepted, 202, headers={"Location": url})
+
+
+@router.route(
+    "POST",
+    JOB_PATH + "/messages",
+    summary="Tell a running job's agent something",
+    tags=("agents",),
+    body=JobMessage,
+    response=JobMessageAccepted,
+    status=202,
+    errors=(401, 404, 409, 422),
+    description="The agent gets `text` as a user message at its next step (its next model request carries it; "
+    "the live log shows it, `source: user`). The answer waits up to `waitMs` and says whether it was delivered or "
+    "the job ended first. A job that has ended: 409 (follow it up instead); another key's job: 404.",
+)
+async def say(request: Request, body: JobMessage) -> Response:
+    job_id = request.path_params["id"]
+    message_id, delivery = await jobs(request).say(job_id, body.text, caller(request), body.wait_ms / 1000)
+    return json_response(JobMessageAccepted(message_id=message_id, job_id=job_id, delivery=delivery), 202)
 
 
 @router.route("GET", "/api/kilo/agents", summary="The agents a job may run", tags=("agents",), response=AgentList)

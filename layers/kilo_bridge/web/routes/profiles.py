@@ -42,7 +42,7 @@ def _name(request: Request) -> str:
     audit="profile.create",
 )
 async def create_profile(request: Request, body: ProfileCreate) -> ProfileView:
-    return await profiles(request).create(caller(request), body.name, body.env)
+    return await profiles(request).create(caller(request), body.name, body.env, body.setup)
 
 
 @router.route(
@@ -76,7 +76,7 @@ async def get_profile(request: Request) -> ProfileView:
     audit="profile.rotate",
 )
 async def rotate_profile(request: Request, body: ProfileRotate) -> ProfileView:
-    return await profiles(request).rotate(caller(request), _name(request), body.env)
+    return await profiles(request).rotate(caller(request), _name(request), body.env, body.setup)
 
 
 @router.route(

@@ -276,7 +276,7 @@ async function jobPage(id) {
   } }, "Cancel");
   const again = h("button", { type: "button", class: "secondary", onclick: () => {
     sessionStorage.setItem("kb-run-again", JSON.stringify({ repoUrl: job.repoUrl, agent: job.agent, model: job.model,
-      baseBranch: job.baseBranch, dryRun: job.dryRun, maxCostUsd: job.maxCostUsd }));
+      baseBranch: job.baseBranch, dryRun: job.dryRun, maxCostUsd: job.maxCostUsd, prompt: job.prompt }));
     location.hash = "#/run";
   } }, "Run again");
   const showDetails = async () => {
@@ -306,6 +306,39 @@ async function jobPage(id) {
       if (r2.ok) parts.push(h("h2", {}, "Diff"), h("div", { "data-testid": "diff" }, diffView(await r2.text())));
     }
     details.replaceChildren(...parts);
+    conversation.replaceChildren(...talk(j));
+  };
+  // The thread this job belongs to; a finished job takes a follow-up, a running one a message to its agent.
+  const conversation = h("div", { class: "card", "data-testid": "conversation" });
+  const talk = (j) => {
+    const parts = [];
+    if ((j.thread || []).length) {
+      parts.push(h("h2", {}, "Thread"), h("table", { "data-testid": "thread" }, h("tbody", {}, j.thread.map((t) => h("tr", {},
+        h("td", {}, t.jobId === j.id ? t.jobId : h("a", { href: `#/job/${t.jobId}` }, t.jobId)), h("td", {}, statusText(t.status)),
+        h("td", {}, t.prompt || "the agent's default task"), h("td", {}, usd(t.costUsd)))))),
+      h("p", { class: "muted", "data-testid": "thread-cost" }, `the thread cost ${usd(j.threadCostUsd)} together`));
+    }
+    const text = h("textarea", { rows: 3, required: true, "aria-label": FINAL.includes(j.status) ? "follow-up task" : "message to the agent" });
+    const said = h("div", { role: "status", "data-testid": "talk-status" });
+    const ended = FINAL.includes(j.status);
+    const form = h("form", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        if (ended) {
+          const next = await api("POST", `api/kilo/job/${encodeURIComponent(j.id)}/follow-up`, { prompt: text.value });
+          location.hash = `#/job/${next.jobId}`;
+        } else {
+          said.textContent = "sending…";
+          const m = await api("POST", `api/kilo/job/${encodeURIComponent(j.id)}/messages`, { text: text.value });
+          said.textContent = m.delivery === "delivered" ? "delivered: the agent has it at this step" : m.delivery === "ended" ? "the job ended first: follow it up instead" : "waiting for the agent's next step";
+          text.value = "";
+        }
+      } catch (e) { said.replaceChildren(fail(e)); }
+    } }, h("h2", {}, ended ? "Follow up" : "Tell the agent"),
+      h("p", { class: "muted" }, ended ? "The next task continues this job's session on its branch (its pull request is updated)." : "The agent gets it as a message from you at its next step."),
+      text, h("button", { type: "submit" }, ended ? "Follow up" : "Send"), said);
+    parts.push(form);
+    return parts;
   };
   cleanup = events(`api/kilo/job/${encodeURIComponent(id)}/logs`, (name, d) => {
     if (name === "status") {
@@ -330,7 +363,7 @@ async function jobPage(id) {
         ["task", h("span", { "data-testid": "task" }, job.prompt || "the agent's default task")], ["dry run", job.dryRun ? "yes: the diff is kept, nothing is pushed" : "no"],
         ["model", job.model || "default"], ["created", ago(job.createdAt)]]
         .map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))), bar, h("div", { class: "row" }, cancel, again)),
-    h("div", { class: "card" }, h("h2", {}, "Log"), log), h("div", { class: "card" }, details)];
+    conversation, h("div", { class: "card" }, h("h2", {}, "Log"), log), h("div", { class: "card" }, details)];
 }
 
 // -- run an agent ------------------------------------------------------------------------------------------
@@ -341,6 +374,7 @@ async function runPage() {
   sessionStorage.removeItem("kb-run-again");
   const about = h("p", { class: "muted", id: "agent-about" });
   const prompt = h("textarea", { name: "prompt", rows: 4 });
+  prompt.value = prefill.prompt || "";
   const select = h("select", { name: "agent", "aria-describedby": "agent-about" }, agents.map((a) => h("option", { value: a.name, selected: a.name === prefill.agent }, a.name)));
   const describe = () => { const a = agents.find((x) => x.name === select.value); about.textContent = a.description; prompt.placeholder = a.requiresPrompt ? "required for this agent" : "optional: the agent's default task"; prompt.required = a.requiresPrompt; };
   select.addEventListener("change", describe);
