@@ -16,6 +16,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+from agent_task import review
 from agent_task.context import JobContext, JobEnded, Lost, Workspace
 from agent_task.joblog import JobLog
 from agent_task.stages import agent, clone, finish, publish
@@ -170,6 +171,7 @@ class Runner:
 
         # 2. the patch, if the run carries one; then the agent
         task = await agent.prepare_task(ctx, spec, checkout, ws, opened.patch)
+        task.text = await review.begin(ctx, repo, task.text)  # a pull request review: its range, rules and check
         await ctx.enter("agent", 10)
         await agent.AgentRun(ctx, spec, checkout, sandbox, ws).run(self.store, profile_env, task)
 
