@@ -1,18 +1,43 @@
-# Everyday commands. Each installs what it needs into .venv first.
+# Everyday commands. Each installs what it needs first: `make run` what serving needs (the runtime, the server,
+# the pinned Kilo CLI, bubblewrap and socat), `make test` the whole tool-chain besides (test libraries, the Node
+# test clients, Chromium). System packages are installed with apt when we are root, else named with the command.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PINS   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SERVE_STAMP := $(VENV)/.installed-serve-$(PINS)
+STAMP  := $(VENV)/.installed-dev-$(PINS)
 PORT   ?= 5000
+# The agent's OS sandbox (bubblewrap) and what its network sandbox relays through (socat); Chromium drives the
+# console's browser tests (Playwright's own browser download cannot work here).
+SERVE_PACKAGES := bubblewrap socat
+TEST_PACKAGES  := $(SERVE_PACKAGES) chromium
 
-.PHONY: install redis run demo worker invoke test lint format bench bench-overhead bench-split bench-jobs bench-logs bench-console clean
+.PHONY: install install-serve system-packages-serve system-packages-test redis run demo worker invoke test lint format bench bench-overhead bench-split bench-jobs bench-logs bench-console clean
 
-$(STAMP): pyproject.toml
+define venv
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing into $(VENV) ..."
+endef
+
+# serving: the runtime pins and the server extra only
+$(SERVE_STAMP): pyproject.toml
+	$(venv)
+	@echo "installing the server into $(VENV) ..."
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[server]'
+	@rm -f $(VENV)/.installed-serve-* && touch $@
+
+# the test tool-chain on top (pytest, moto, playwright, mypy, ruff, the Python clients the tests drive)
+$(STAMP): $(SERVE_STAMP)
+	@echo "installing the test tool-chain into $(VENV) ..."
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,clients]'
-	@rm -f $(VENV)/.installed-* && touch $@
+	@rm -f $(VENV)/.installed-dev-* && touch $@
+
+system-packages-serve:
+	@scripts/system_packages.sh --warn $(SERVE_PACKAGES)
+
+system-packages-test:
+	@scripts/system_packages.sh $(TEST_PACKAGES)
 
 # The pinned Kilo CLI the agent runner drives (agent_task/package.json, package-lock.json).
 KILO_STAMP := agent_task/node_modules/.installed-$(shell cat agent_task/package.json agent_task/package-lock.json | cksum | cut -d' ' -f1)
@@ -33,21 +58,25 @@ $(CLIENTS_STAMP): tests/clients/node/package.json tests/clients/node/package-loc
 	@npm ci --prefix tests/clients/node --no-audit --no-fund --loglevel=error
 	@rm -f tests/clients/node/node_modules/.installed-* && touch $@
 
-install: $(STAMP) $(KILO_STAMP) $(CLIENTS_STAMP)
+## what serving needs: `make run`, `make demo`, `make worker` install only this
+install-serve: $(SERVE_STAMP) $(KILO_STAMP) system-packages-serve
 
-redis: $(STAMP)
+## everything: serving and the test tool-chain (what `make test` installs)
+install: install-serve $(STAMP) $(CLIENTS_STAMP) system-packages-test
+
+redis: $(SERVE_STAMP)
 	@$(PY) scripts/ensure_redis.py
 
 ## the local server on 127.0.0.1:$(PORT), on its embedded defaults
-run: install redis
+run: install-serve redis
 	@PORT=$(PORT) $(PY) -m kilo_bridge serve
 
 ## a dedicated agent-job worker on the local queue (`make run` already runs one beside its web processes)
-worker: install redis
+worker: install-serve redis
 	@$(PY) -m kilo_bridge worker
 
 ## the same server against the built-in fake Kilo Gateway: try every endpoint without a Kilo key
-demo: install redis
+demo: install-serve redis
 	@PORT=$(PORT) scripts/demo.sh
 
 ## run a Lambda handler on an event without Docker: make invoke FN=dispatcher EVENT=events/dispatcher/sqs-run-agent.json

@@ -9,6 +9,7 @@ timer tries again, backing off to RETRY_MAX_S; logging never holds up or fails t
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,14 @@ FLUSH_AFTER_S = 0.1
 BATCH_MAX = 200
 MAX_MSG = 4_000
 RETRY_MAX_S = 1.0
+# Terminal control sequences (colours, cursor moves, titles): the CLI writes them to stderr whatever NO_COLOR
+# says, and a log is read in a browser or a file, where they are noise. ECMA-48: CSI `ESC [ params final`, OSC
+# `ESC ] … BEL|ST`, and the two-byte `ESC X` escapes.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
 
 
 class JobLog:
@@ -51,7 +60,7 @@ class JobLog:
 
     async def line(self, source: str, msg: str, level: str = "info", event: dict[str, Any] | None = None) -> None:
         """One line: `msg` (short, for people) goes live; `event` (the full CLI event) only to the artifact."""
-        msg = self.redact(msg)
+        msg = self.redact(strip_ansi(msg))  # stripped first: a secret split by a colour code is still found
         if len(msg) > MAX_MSG:
             msg = msg[:MAX_MSG] + f"… [{len(msg) - MAX_MSG} more characters]"
         entry = log_entry(source, level, msg)

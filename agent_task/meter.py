@@ -22,13 +22,14 @@ class Meter:
         self._failed_seen = 0
 
     async def open_key(self) -> str:
-        """The job's key: its budget is the job's maxCostUsd, it lives as long as the job can."""
+        """The job's key: its budget is the job's maxCostUsd, it lives as long as the job can; it may use the models
+        its owner may, and spends from its owner's team."""
         ctx, st = self.ctx, self.ctx.settings
         record = ctx.record
         budget = nusd(record.max_cost_usd) if record.max_cost_usd is not None else 0
         ttl = int(max(1.0, ctx.deadline - asyncio.get_running_loop().time())) + 60
         key = await ctx.until_redis_answers(
-            "job key", lambda: self.keys.create_job_key(ctx.job_id, budget, st.job_key_rpm, ttl)
+            "job key", lambda: self.keys.create_job_key(ctx.job_id, budget, st.job_key_rpm, ttl, record.owner)
         )
         self.job_key = key
         ctx.add_secret(key)

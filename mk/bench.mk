@@ -15,7 +15,7 @@ BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
 PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
 REF_STAMP      := $(BENCH_DIR)/.installed-ref-$(shell echo '$(REF_PINS)' | cksum | cut -d' ' -f1)
 
-.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack bench-gap
+.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack bench-gap bench-admission
 
 $(PLOT_STAMP):
 	@mkdir -p $(BENCH_DIR)
@@ -53,6 +53,11 @@ bench-compare: install redis bench-tools
 bench-coldstart: install redis $(PLOT_STAMP) $(REF_STAMP)
 	@BENCH_PLOT_PYTHON=$(BENCH_DIR)/plot-venv/bin/python BENCH_REF_PYTHON=$(BENCH_DIR)/ref-venv/bin/python \
 		$(PY) tests/benchmarks/coldstart.py
+
+## admission and settlement cost (budget periods, model lists, teams, rate limits) against BENCH_BASELINE (main)
+## in one run, on a redis-server of its own → docs/benchmarks/admission.md
+bench-admission: install
+	@$(PY) tests/benchmarks/admission.py
 
 ## Redis commands per request of each route, from INFO commandstats → docs/benchmarks/redis.md
 bench-redis: install redis

@@ -122,16 +122,20 @@ def serve_app(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
 def serve(prefix: str) -> Iterator[Callable[..., str]]:
     """`serve(settings)` → base URL of the real app on a real uvicorn (stopped after the test). It depends on
     `prefix` so servers (their workers and background writes) stop before the test's keys are removed.
-    For what needs real sockets: event streams, disconnects, keep-alives, bodies streamed over a socket."""
+    For what needs real sockets: event streams, disconnects, keep-alives, bodies streamed over a socket.
+    `clock=` (epoch seconds, a callable) is the time admission decides budget periods and rate limits on."""
     from kilo_bridge.web.app import create_app
 
     stack: list[Any] = []
 
-    def start(settings: Settings) -> str:
+    def start(settings: Settings, clock: Callable[[], float] | None = None) -> str:
         sock = bound_socket()
         if settings.bridge_url is None:  # its jobs' agents call this server's /v1, as `make run`'s do
             settings = settings.replace(bridge_url=f"http://127.0.0.1:{sock.getsockname()[1]}")
-        cm = serve_app(create_app(settings), sock)
+        app = create_app(settings)
+        if clock is not None:
+            app.state.services.ledger.clock = clock
+        cm = serve_app(app, sock)
         url = cm.__enter__()
         stack.append(cm)
         return url

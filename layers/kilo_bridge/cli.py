@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the settings (pydantic) load only for the server-side commands: the client starts faster
@@ -32,20 +33,28 @@ def _serve(args: argparse.Namespace) -> int:
     if "auth_required" in overrides:
         os.environ["AUTH_REQUIRED"] = "true"
     workers = settings.server_workers
-    key = "configured" if settings.api_key else "NOT SET (generation answers 503 until KILO_API_KEY is set)"
+    busy = _port_in_use(args.host, settings.port)
+    if busy:  # said before anything claims to listen
+        print(f"kilo-bridge: {busy}", file=sys.stderr, flush=True)
+        return 2
+    if settings.prometheus_enabled:
+        _metrics_dir(settings.port)
+    key = (
+        "configured"
+        if settings.api_key or settings.kilo_api_key_secret_arn
+        else "NOT SET (generation and agent runs answer 503 until KILO_API_KEY is set)"
+    )
     print(
         f"kilo-bridge: listening on http://{args.host}:{settings.port}  workers={workers}  "
-        f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}  redis={_safe_url(settings.resolved_redis_url)}",
+        f"gateway={settings.kilo_gateway_base}  KILO_API_KEY {key}",
         flush=True,
     )
+    for line in _start_checks(settings, args.host):
+        print(f"kilo-bridge: {line}", flush=True)
     job_worker = None
     if settings.job_queue == "local" and settings.jobs_concurrency:
         from kilo_bridge.jobs.process import WorkerProcess
 
-        print(
-            f"kilo-bridge: agent jobs run here ({settings.jobs_concurrency} at a time; CLI {settings.kilo_cli_path})",
-            flush=True,
-        )
         job_worker = WorkerProcess(settings)
         job_worker.start()
     if not settings.auth_is_required:
@@ -79,6 +88,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_dir(port: int) -> None:
+    """Where the web processes keep their Prometheus figures for `GET /metrics` to sum (web/prometheus.py): set
+    before the workers start (they inherit it), emptied at each start as prometheus_client's multiprocess mode
+    requires (a previous run's files would be counted again)."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(".run") / f"metrics-{port}").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -110,6 +130,7 @@ def _keys(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
+    from kilo_bridge.audit.store import AuditEntry, AuditLog
     from kilo_bridge.errors import BridgeError
     from kilo_bridge.keys.store import KeyStore
     from kilo_bridge.platform.redis import Store
@@ -122,21 +143,35 @@ def _keys(args: argparse.Namespace) -> int:
         store = Store(settings)
         try:
             keys = KeyStore(store)
+            audit = AuditLog(store, settings.audit_retention_days)
+            fields = tuple(
+                sorted(k for k, v in vars(args).items() if v is not None and k not in ("func", "action", "command"))
+            )
             if args.action == "create":
                 secret, info = await keys.create(
-                    args.name, budget_usd=args.budget_usd, rpm=args.rpm, tpm=args.tpm, max_jobs=args.max_jobs
+                    args.name,
+                    budget_usd=args.budget_usd,
+                    budget_period=args.budget_period,
+                    models=args.models,
+                    rpm=args.rpm,
+                    tpm=args.tpm,
+                    max_jobs=args.max_jobs,
+                    team=args.team,
                 )
-                return {"key": secret, **info.model_dump()}
+                await audit.append(AuditEntry("cli", "key.create", info.id, fields, "local"))
+                return {"key": secret, **info.model_dump(by_alias=True)}
             if args.action == "revoke":
                 # Its schedules are disabled with it: the same path as the admin route's.
                 from kilo_bridge.services import Services
 
                 services = Services.build(settings)
                 try:
-                    return (await services.revoke_key(args.id)).model_dump()
+                    revoked = await services.revoke_key(args.id)
                 finally:
                     await services.close()
-            return [k.model_dump() for k in await keys.list()]
+                await audit.append(AuditEntry("cli", "key.revoke", revoked.id, (), "local"))
+                return revoked.model_dump(by_alias=True)
+            return [k.model_dump(by_alias=True) for k in await keys.list()]
         finally:
             await store.close()
 
@@ -162,6 +197,89 @@ def _settings(**overrides: object) -> Settings | None:
         return None
 
 
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why the server cannot listen on host:port (in use, not allowed), naming how to pick another; None: free."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is in use (another kilo-bridge or program listens there): stop it, "
+                    f"or choose another port, e.g. PORT={port + 1} make run"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror}; choose another with PORT=… or HOST=…"
+    return None
+
+
+def _start_checks(settings: Settings, host: str) -> list[str]:
+    """The start banner's checks: where the console is, whether Redis answers, and the agents' sandbox."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    lines = [f"console  http://{shown}:{settings.port}/"]
+    redis_url = _safe_url(settings.resolved_redis_url)
+    problem = _redis_problem(settings)
+    if problem is None:
+        lines.append(f"redis    {redis_url} answers (REDIS_URL chooses another)")
+    else:
+        lines.append(
+            f"redis    {redis_url} DOES NOT ANSWER ({problem}): every request will answer 503 until it does; "
+            "start one (`make redis`) or point REDIS_URL at yours"
+        )
+    if settings.job_queue == "local" and settings.jobs_concurrency:
+        lines.append(f"jobs     run here, {settings.jobs_concurrency} at a time (JOBS_CONCURRENCY)")
+        lines.append("sandbox  " + _sandbox_line(settings))
+    elif settings.job_queue == "local":
+        lines.append("jobs     JOBS_CONCURRENCY=0: none run here; start `make worker` beside it")
+    return lines
+
+
+def _redis_problem(settings: Settings) -> str | None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.resolved_redis_url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.AuthenticationError:
+        return None  # it answers; the password is the next thing a request will say
+    except redis.RedisError as exc:
+        return str(exc).splitlines()[0][:200] or type(exc).__name__
+    return None
+
+
+def _sandbox_line(settings: Settings) -> str:
+    """The agents' OS sandbox as the runner will find it (agent_task/sandbox.py), checked now, before any job."""
+    import shutil
+
+    mode = settings.agent_sandbox
+    if mode == "none":
+        return "NONE (AGENT_SANDBOX=none): agents run unsandboxed; trusted repositories only"
+    if mode == "user":
+        return f"the agent runs as its own user {settings.agent_user} (AGENT_SANDBOX=user; the runner needs root)"
+    bwrap = shutil.which("bwrap")
+    why: str | None = "bubblewrap is not installed"
+    if bwrap:
+        try:
+            from agent_task.sandbox import bwrap_problem
+        except ImportError:  # started outside the checkout: the runner's own check will speak at the first job
+            why = None
+        else:
+            why = bwrap_problem(bwrap)
+    if why is None:
+        return f"bubblewrap (AGENT_SANDBOX={mode}): agent jobs run sandboxed"
+    return (
+        f"NOT WORKING: {why}. Agent jobs will fail (sandbox_unavailable) until it works: install it "
+        "(`sudo apt-get install -y bubblewrap`), or set AGENT_SANDBOX=none for trusted repositories only"
+    )
+
+
 def _safe_url(url: str) -> str:
     """A Redis URL without its password, for display."""
     if "@" in url:
@@ -173,7 +291,7 @@ def _safe_url(url: str) -> str:
 def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: list[str] | None) -> None:
     """The HTTP client's subcommands; its module is imported only when one of them (or help) is asked for."""
     words = sys.argv[1:] if argv is None else argv
-    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "-h", "--help"):
+    if not words or words[0] in ("jobs", "profiles", "triggers", "schedules", "generate", "me", "-h", "--help"):
         from kilo_bridge.client.commands import add_parsers
 
         add_parsers(sub)
@@ -183,6 +301,7 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], ar
         sub.add_parser("triggers", help="webhook triggers on a server (over HTTP)")
         sub.add_parser("schedules", help="scheduled agent runs on a server (over HTTP)")
         sub.add_parser("generate", help="generate text on a server, streamed")
+        sub.add_parser("me", help="your key's limits, budget and usage on a server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     create = actions.add_parser("create", help="create a key; prints the secret once")
     create.add_argument("--name", required=True)
     create.add_argument("--budget-usd", type=float, default=None, help="hard spend budget in USD")
+    create.add_argument("--budget-period", choices=("day", "week", "month"), help="the budget resets (00:00 UTC)")
+    create.add_argument("--model", action="append", dest="models", help="a model it may use (id or provider/*)")
+    create.add_argument("--team", help="the team whose budget it also spends (PUT /api/kilo/admin/teams/NAME)")
     create.add_argument("--rpm", type=int, default=None, help="requests per minute")
     create.add_argument("--tpm", type=int, default=None, help="tokens per minute")
     create.add_argument("--max-jobs", type=int, default=None, help="concurrent agent jobs")

@@ -166,6 +166,11 @@ class Settings:
     # Unset: required when deployed (on Lambda), open for the local server on 127.0.0.1.
     auth_required: bool | None = None
     admin_api_key: SecretStr | None = None
+    # `GET /metrics` (Prometheus text, across the local server's web processes). Unset: on for the local
+    # server, off on Lambda (where the figures go to CloudWatch instead). Behind the admin key when auth is on.
+    prometheus_metrics: bool | None = None
+    # Administrative changes (keys, profiles, triggers, schedules, console logins) are kept this many days.
+    audit_retention_days: int = setting(365, ge=1, le=3650)
     admin_api_key_secret_arn: str | None = None
     # Budget reservations: a request's estimate before its real cost is known.
     budget_default_max_tokens: int = setting(4096, ge=1, le=1_000_000)
@@ -381,6 +386,12 @@ class Settings:
         if self.auth_required is not None:
             return self.auth_required
         return bool(os.getenv("AWS_LAMBDA_FUNCTION_NAME"))
+
+    @cached_property
+    def prometheus_enabled(self) -> bool:
+        if self.prometheus_metrics is not None:
+            return self.prometheus_metrics
+        return not os.getenv("AWS_LAMBDA_FUNCTION_NAME")
 
     @cached_property
     def behind_lambda_adapter(self) -> bool:

@@ -38,3 +38,38 @@ def get_tracer() -> Any:
     from aws_lambda_powertools import Tracer
 
     return Tracer()
+
+
+# Admission refusals have these reasons only (usage/ledger.py): a dimension value from a closed set.
+REFUSAL_REASONS = frozenset({"unauthorized", "budget_exceeded", "model_not_allowed", "rate_limited"})
+
+
+class EmfSink:
+    """`kilo_bridge.metrics` on Lambda: CloudWatch metrics in the embedded metric format (Powertools), one EMF
+    line per figure, so it works in the buffered function (Mangum) and the streaming one (uvicorn) alike.
+    Dimensions are bounded: `reason` (four codes) and `outcome` (ok, failed); never a model id or a path a
+    client chose (the gateway's model ids are in the logs, and in Prometheus locally)."""
+
+    def __init__(self, namespace: str = "KiloBridge") -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        self.namespace, self.unit, self.single = namespace, MetricUnit, single_metric
+
+    def _emit(self, name: str, unit: Any, value: float, **dimensions: str) -> None:
+        with self.single(name=name, unit=unit, value=value, namespace=self.namespace) as metric:
+            for key, dim in dimensions.items():
+                metric.add_dimension(name=key, value=dim)
+
+    def refused(self, reason: str) -> None:
+        self._emit("AdmissionRefused", self.unit.Count, 1, reason=reason if reason in REFUSAL_REASONS else "other")
+
+    def settled(self, model: str, ok: bool, spend_nusd: int, prompt_tokens: int, completion_tokens: int) -> None:
+        outcome = "ok" if ok else "failed"
+        self._emit("GatewayCalls", self.unit.Count, 1, outcome=outcome)
+        if spend_nusd:
+            self._emit("SpendUsd", self.unit.NoUnit, spend_nusd / 1e9)
+        if prompt_tokens + completion_tokens:
+            self._emit("Tokens", self.unit.Count, prompt_tokens + completion_tokens)
+
+    def upstream_s(self, seconds: float) -> None:
+        self._emit("UpstreamLatency", self.unit.Milliseconds, seconds * 1000)

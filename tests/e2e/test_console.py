@@ -48,8 +48,8 @@ def browser() -> Iterator[Any]:
 class Page:
     """A tab that records every console error and uncaught exception."""
 
-    def __init__(self, browser: Any, base: str, width: int = 1100) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": 900})
+    def __init__(self, browser: Any, base: str, width: int = 1280, height: int = 800) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
         self.page = self.context.new_page()
         self.base = base
         self.errors: list[str] = []
@@ -66,7 +66,8 @@ class Page:
 
 @pytest.fixture
 def server(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> str:
-    return serve(job_settings(admin_api_key=ADMIN))
+    # job_workdir: the default place, so the screenshots' logs show what a user's would, not a test's temp path
+    return serve(job_settings(admin_api_key=ADMIN, job_workdir=None))
 
 
 @pytest.fixture
@@ -101,7 +102,8 @@ def test_every_page_loads_without_a_console_error_and_the_chart_shows_todays_spe
     ):
         page = tab.go(where)
         page.locator(ready).wait_for()
-        shot(page, where.strip("/"))
+        if where != "/jobs":  # the jobs list's screenshot, with jobs in it, is test_console_jobs.py's
+            shot(page, where.strip("/"))
     # The saved-things pages, empty here (their screenshots, filled in, come from their own tests).
     for where, ready in (
         ("/profiles", "input[name=name]"),
@@ -144,6 +146,11 @@ def test_a_job_started_from_the_console_streams_live_and_ends_once(
     assert page.get_by_test_id("log-end").count() == 1
     assert "succeeded" in page.get_by_test_id("job-status").inner_text()
     page.get_by_test_id("diff").locator(".add").first.wait_for()  # the diff, added lines marked
+    # The story: what came of it, the task, and no heartbeat ticking on an ended job.
+    assert page.get_by_test_id("outcome").inner_text() == "dry run: diff kept, nothing pushed"
+    assert page.get_by_test_id("task").inner_text() == "make a change"
+    assert page.get_by_test_id("heartbeat").inner_text().startswith("ended")
+    assert page.get_by_role("row").filter(has_text="phases").inner_text().count(" s") >= 3
     assert GITHUB_TOKEN not in page.content()  # a secret typed once is not on the page again
     shot(page, "job")
     # Chromium's own EventSource, left to reconnect after `end`: the 204 stops it, with exactly one end.

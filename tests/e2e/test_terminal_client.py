@@ -70,6 +70,16 @@ def test_submit_follow_streams_the_log_and_exits_0_on_success(server: str, fake_
     shown = kb(server, "jobs", "show", job_id, "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "succeeded"
     assert "status:       succeeded" in kb(server, "jobs", "show", job_id).stdout
+    # The end of --follow tells what came of it: the outcome, summary, files and diff stat.
+    story = done.stderr[done.stderr.index(f"job {job_id} succeeded") :]
+    assert "outcome:      dry run: diff kept, nothing pushed" in story
+    assert "summary:" in story and "files:" in story and "diff stat:    1 files, +" in story
+    # `jobs show` tells the whole story: the task, dry run, times and each phase's duration.
+    shown_text = kb(server, "jobs", "show", job_id).stdout
+    for row in ("task:         make a change", "dry run:      yes", "started:", "finished:", "duration:", "phases:"):
+        assert row in shown_text, shown_text
+    assert "queued " in shown_text and "cloning " in shown_text and "agent " in shown_text
+    assert "heartbeat:" not in shown_text and "progress:" not in shown_text  # an ended job has neither
     listed = kb(server, "jobs", "list", "--json", "--status", "succeeded")
     assert [j["id"] for j in json.loads(listed.stdout)] == [job_id]
     assert job_id in kb(server, "jobs", "list").stdout
@@ -95,7 +105,24 @@ def test_a_followed_job_that_does_not_succeed_sets_its_own_exit_code(
 ) -> None:
     done = kb(server, *submit_args(fake_github, "--follow", *extra), GITHUB_TOKEN=GITHUB_TOKEN, FAKE_KILO_MODE=mode)
     assert done.returncode == code, (done.stdout, done.stderr)
-    assert done.stderr.rstrip().endswith(status)
+    assert f"kilo-bridge: job {done.stdout.split()[0]} {status}\n" in done.stderr
+
+
+def test_follow_prints_a_line_per_change_never_one_per_heartbeat(server: str, fake_github: FakeGitHub) -> None:
+    """A job that runs a while sends its status again with each heartbeat (every few seconds on the stream);
+    only a change of status, phase or progress is a line. It ends timed out: its progress is not full."""
+    done = kb(
+        server,
+        *submit_args(fake_github, "--follow", "--timeout-s", "12"),
+        GITHUB_TOKEN=GITHUB_TOKEN,
+        FAKE_KILO_MODE="sleep",
+    )
+    assert done.returncode == TIMED_OUT, done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("-- ")]
+    assert progress and len(progress) == len(set(progress)), progress
+    job_id = done.stdout.split()[0]
+    job = json.loads(kb(server, "jobs", "show", job_id, "--json").stdout)
+    assert job["status"] == "timed_out" and job["progress"] < 100 and "outcome:      timed out" in done.stderr
 
 
 def test_a_cancelled_job_exits_4_and_jobs_cancel_stops_it(server: str, fake_github: FakeGitHub) -> None:

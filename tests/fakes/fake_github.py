@@ -375,9 +375,17 @@ class FakeGitHub(AiohttpApp, ServerThread):
             run["status"] = "completed"
         return web.json_response(run, status=200 if "id" in request.match_info else 201)
 
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        """GET /repos/{owner}/{repo}/pulls: the repository's pull requests, newest first (GitHub's default sort is
+        `created`, direction `desc`: https://docs.github.com/en/rest/pulls/pulls#list-pull-requests)."""
+        owner, repo = request.match_info["owner"], request.match_info["repo"]
+        mine = [p for p in self.pulls if (p["owner"], p["repo"]) == (owner, repo)]
+        return web.json_response(list(reversed(mine)))
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=100 * 1024 * 1024)
         app.router.add_post("/api/v3/repos/{owner}/{repo}/pulls", self.create_pull)
+        app.router.add_get("/api/v3/repos/{owner}/{repo}/pulls", self.list_pulls)
         app.router.add_get("/api/v3/repos/{owner}/{repo}/installation", self.installation)
         app.router.add_post("/api/v3/app/installations/{id}/access_tokens", self.access_token)
         app.router.add_delete("/api/v3/installation/token", self.revoke_token)
@@ -392,3 +400,31 @@ class FakeGitHub(AiohttpApp, ServerThread):
         app.router.add_patch("/api/v3/repos/{owner}/{repo}/check-runs/{id}", self.check_run)
         app.router.add_route("*", "/{owner}/{repo}.git/{tail:.*}", self.git)
         return app
+
+
+def main() -> None:
+    """`make demo`'s GitHub: one repository (made once under --root), its git over HTTP and the pull request API."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", required=True, type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--repo", default="demo/widgets", help="owner/name")
+    args = parser.parse_args()
+    owner, name = args.repo.split("/")
+    if not (args.root / owner / f"{name}.git").exists():
+        make_repo(args.root, owner, name, {"README.md": "# widgets\n\nA demo repository for Kilo Bridge.\n"})
+    fake = FakeGitHub(args.root, args.token)
+    fake.port = args.port
+
+    async def serve() -> None:
+        await fake.start()
+        print(f"fake GitHub listening on {fake.url} (repository {fake.repo_url(owner, name)})", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

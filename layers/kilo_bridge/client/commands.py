@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kilo_bridge.client import profiles, schedules, triggers
-from kilo_bridge.client.api import DEFAULT_URL, Api, ClientError, Event
+from kilo_bridge.client.api import DEFAULT_URL, Api, ClientError
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "timed_out": 3, "cancelled": 4}
 EXIT_REFUSED = 5  # the server refused the request or could not be reached (2 is a usage error, as argparse's)
@@ -72,6 +72,9 @@ def add_parsers(sub: Any) -> None:
     gen.add_argument("--max-tokens", type=int)
     gen.set_defaults(func=run, action="generate")
 
+    me = sub.add_parser("me", parents=[common], help="your key: limits, budget, spend this period, usage by model")
+    me.set_defaults(func=run, action="me")
+
 
 def run(args: argparse.Namespace) -> int:
     api = Api(args.url, os.getenv(KEY_ENV) or None, gateway_key=os.getenv(GATEWAY_KEY_ENV) or None)
@@ -129,8 +132,9 @@ def _logs(api: Api, args: argparse.Namespace) -> int:
 
 
 def _follow(api: Api, job_id: str, as_json: bool) -> int:
-    """Log lines on stdout, status changes on stderr (one line each); the exit code from the end."""
-    status = ""
+    """Log lines on stdout; on stderr a line per change of status, phase or progress (a heartbeat alone is not
+    news) and, at the end, the outcome, summary, files and diff stat. The exit code from the end."""
+    status, shown = "", ""
     for event in api.follow_job(job_id):
         if as_json:
             _print_json({"event": event.kind, **event.data})
@@ -138,25 +142,63 @@ def _follow(api: Api, job_id: str, as_json: bool) -> int:
             d = event.data
             print(f"{d['ts'][11:19]} {d['source']:<8} {d['msg']}", flush=True)
         elif event.kind == "status":
-            _progress(event)
+            line = _progress_line(event.data)
+            if line != shown:
+                print(line, file=sys.stderr, flush=True)
+                shown = line
         elif event.kind == "error":
             print(f"kilo-bridge: {event.data['error']['message']}", file=sys.stderr)
             return EXIT_REFUSED
         if event.kind == "end":
             status = str(event.data["status"])
-    if not status:  # the end was seen on an earlier connection (a 204 now): ask the job
-        status = str(api.call("GET", f"/api/kilo/job/{job_id}")["status"])
+    job = api.call("GET", f"/api/kilo/job/{job_id}")
+    status = status or str(job["status"])  # the end was seen on an earlier connection (a 204 now)
     if not as_json:
         print(f"kilo-bridge: job {job_id} {status}", file=sys.stderr)
+        for name, value in _story(job):
+            print(f"  {name + ':':<14}{value}", file=sys.stderr)
+        sys.stderr.flush()
     return EXIT_CODES.get(status, 1)
 
 
-def _progress(event: Event) -> None:
-    d = event.data
-    parts = [d["status"], d.get("phase") or "", f"{d.get('progress', 0)}%"]
+def _progress_line(d: dict[str, Any]) -> str:
+    moving = d["status"] in ("running", "cancelling")
+    parts = [d["status"], d.get("phase") or "", f"{d.get('progress', 0)}%" if moving else ""]
     if d.get("cancelRequested") and d["status"] != "cancelling":  # a server from before `cancelling` was shown
         parts.append("cancelling")
-    print("-- " + " ".join(p for p in parts if p), file=sys.stderr, flush=True)
+    return "-- " + " ".join(p for p in parts if p)
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "…"
+    s = ms / 1000
+    return f"{s:.1f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60)} s"
+
+
+def _story(job: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a finished job came to: its outcome, reason, summary, files, diff stat and where its time went."""
+    result = job.get("result") or {}
+    stat = result.get("diffStat") or {}
+    rows = [
+        ("outcome", job.get("outcome")),
+        ("reason", job.get("reason")),
+        ("error", job.get("error")),
+        ("summary", result.get("summary")),
+        ("files", ", ".join(result.get("filesChanged") or []) or None),
+        (
+            "diff stat",
+            f"{stat['files']} files, +{stat['insertions']} -{stat['deletions']}" if stat.get("files") else None,
+        ),
+        ("pull request", result.get("prUrl")),
+        ("duration", _duration(job["durationMs"]) if job.get("durationMs") is not None else None),
+        ("phases", _phases(job.get("phases") or [])),
+    ]
+    return [(name, str(value)) for name, value in rows if value not in (None, "")]
+
+
+def _phases(phases: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{p['phase']} {_duration(p.get('durationMs'))}" for p in phases)
 
 
 def _list(api: Api, args: argparse.Namespace) -> int:
@@ -182,17 +224,17 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         ("job", job["id"]),
         ("status", job["status"]),
         ("phase", job["phase"]),
-        ("progress", f"{job['progress']}%"),
+        ("progress", f"{job['progress']}%" if job["status"] in ("queued", "running") else None),
         ("agent", job["agent"]),
         ("repo", job["repoUrl"]),
+        ("task", job.get("prompt") or "the agent's default task"),
+        ("dry run", "yes: the diff is kept, nothing is pushed" if job.get("dryRun") else "no"),
         ("created", job["createdAt"]),
-        ("heartbeat", job.get("heartbeatAt")),
+        ("started", job.get("startedAt")),
+        ("heartbeat", job.get("heartbeatAt") if job["status"] == "running" else None),
         ("finished", job.get("finishedAt")),
-        ("reason", job.get("reason")),
-        ("error", job.get("error")),
-        ("summary", result.get("summary")),
-        ("pull request", result.get("prUrl")),
         ("cost", f"${result['costUsd']:.4f}" if result else None),
+        *_story(job),
     ]
     for name, value in rows:
         if value not in (None, ""):
@@ -243,7 +285,41 @@ def _generate(api: Api, args: argparse.Namespace) -> int:
     return EXIT_REFUSED
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}"
+
+
+def _me(api: Api, args: argparse.Namespace) -> int:
+    me = api.call("GET", "/api/kilo/me")
+    if args.json:
+        _print_json(me)
+        return 0
+    key = me["key"]
+    budget = _usd(key["budgetUsd"]) + (f" per {key['budgetPeriod']}" if key.get("budgetPeriod") else "")
+    rows = [
+        ("key", f"{key['name']} ({key['id']})" + (" REVOKED" if key["revoked"] else "")),
+        ("budget", budget if key["budgetUsd"] is not None else "none"),
+        ("this period", f"{_usd(key['spentThisPeriodUsd'])}, resets {key['periodResetsAt']}")
+        if key.get("budgetPeriod")
+        else None,
+        ("spent", f"{_usd(key['spentUsd'])} in all, {_usd(key['reservedUsd'])} held by calls and jobs in flight"),
+        ("models", ", ".join(key["models"]) if key.get("models") else "any"),
+        ("limits", f"rpm {key['rpm'] or '-'}, tpm {key['tpm'] or '-'}, jobs {key['maxJobs'] or '-'}"),
+        ("in flight", f"{me['openCalls']} calls, {len(me['unfinishedJobs'])} jobs"),
+    ]
+    for row in rows:
+        if row is not None:
+            print(f"{row[0] + ':':<13}{row[1]}")
+    for job in me["unfinishedJobs"]:
+        print(f"  job {job['id']}  {job['status']:<8} {job['agent']}")
+    for day, models in me["usage"].items():
+        for model, f in models.items():
+            print(f"{day}  {model:<36} {f['requests']:>6} calls {f['tokens']:>9} tokens  {_usd(f['spendUsd'])}")
+    return 0
+
+
 HANDLERS = {
+    "me": _me,
     "submit": _submit,
     "logs": _logs,
     "list": _list,

@@ -26,6 +26,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, run: Any) -> None:
     create.add_argument("--profile", help="a saved profile whose variables each run gets")
     create.add_argument("--max-cost-usd", type=float, help="each run's cost cap")
     create.add_argument("--base-branch")
+    create.add_argument("--dry-run", action="store_true", help="each run keeps its diff only: no push, no pull request")
     create.set_defaults(action="triggers-create")
     actions.add_parser("list", parents=[common], help="this key's triggers").set_defaults(action="triggers-list")
     for name, text in (
@@ -49,7 +50,7 @@ def _line(t: dict[str, Any]) -> str:
 
 
 def create(api: Api, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"name": args.name, "agent": args.agent, "repoUrl": args.repo}
+    body: dict[str, Any] = {"name": args.name, "agent": args.agent, "repoUrl": args.repo, "dryRun": args.dry_run}
     if args.prompt_template_file:
         try:
             body["promptTemplate"] = Path(args.prompt_template_file).read_text()
@@ -104,6 +105,7 @@ def show(api: Api, args: argparse.Namespace) -> int:
         ("profile", t.get("profile")),
         ("max cost", f"${t['maxCostUsd']}" if t.get("maxCostUsd") is not None else None),
         ("base branch", t.get("baseBranch")),
+        ("dry run", "yes" if t.get("dryRun") else None),
         ("created", t["createdAt"]),
         ("template", t["promptTemplate"]),
     ]

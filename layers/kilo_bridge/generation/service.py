@@ -7,6 +7,7 @@ Streams come out as typed events (`Chunks`, then `Done` or `Failed`); how they a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from kilo_bridge import metrics
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, InvalidInput
 from kilo_bridge.gateway.apis import CHAT, InferenceApi, chat_usage, token_cap
@@ -151,7 +153,7 @@ class Generation:
             # The reservation covers this many output tokens: the upstream must not write more.
             body[api.token_cap] = self.settings.budget_default_max_tokens
         estimate = await self.prices.estimate_nusd(body, self.settings, api) if key_digest else 0
-        return await self.ledger.admit(key_digest, estimate)
+        return await self.ledger.admit(key_digest, estimate, str(body.get("model") or ""))
 
     async def _settle(
         self,
@@ -204,8 +206,10 @@ class Generation:
         """
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
+        started = time.perf_counter()
         try:
             answer = await self.gateway.complete(body, retries, api, headers, query)
+            metrics.upstream_s(time.perf_counter() - started)
         except GatewayError as exc:
             await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
             raise

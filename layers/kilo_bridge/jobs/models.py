@@ -80,6 +80,16 @@ class ArtifactLink(ApiModel):
     bytes: int
 
 
+class PhaseTiming(ApiModel):
+    """One phase of a job: `queued`, then the runner's (cloning, agent, pushing, uploading)."""
+
+    phase: str
+    started_at: str | None = None
+    duration_ms: int | None = Field(
+        None, description="Until the next phase began or the job ended; null while current."
+    )
+
+
 class JobView(ApiModel):
     id: str
     status: ShownStatus
@@ -89,6 +99,7 @@ class JobView(ApiModel):
     repo_url: str
     base_branch: str | None = None
     model: str | None = None
+    prompt: str | None = Field(None, description="The task as given; null: the agent's default task ran.")
     dry_run: bool = False
     timeout_ms: int
     max_cost_usd: float | None = None
@@ -100,6 +111,12 @@ class JobView(ApiModel):
     started_at: str | None = None
     heartbeat_at: str | None = None
     finished_at: str | None = None
+    duration_ms: int | None = Field(None, description="Created to finished, once the job has ended.")
+    phases: list[PhaseTiming] = Field(default_factory=list, description="Each phase with its start and duration.")
+    outcome: str | None = Field(
+        None,
+        description='What came of it, in one line (e.g. "dry run: diff kept, nothing pushed"); null while it runs.',
+    )
     reason: str | None = Field(None, description="Why a job failed, timed out or was cancelled (a stable code).")
     error: str | None = None
     result: JobResult | None = None

@@ -54,6 +54,16 @@ def log_entry(source: str, level: str, msg: str) -> dict[str, Any]:
     return {"ts": iso(now_ms()), "source": source, "level": level, "msg": msg}
 
 
+def _phases(raw: str | None) -> tuple[tuple[str, int], ...]:
+    if not raw:
+        return ()
+    try:
+        # cjson writes whole numbers as they are (14 significant digits: epoch ms fit), or with an exponent
+        return tuple((str(name), int(float(ms))) for name, ms in orjson.loads(raw))
+    except (ValueError, TypeError):
+        return ()
+
+
 def _int(raw: dict[str, str], name: str) -> int:
     return int(raw.get(name) or 0)
 
@@ -89,6 +99,8 @@ class JobRecord:
     artifacts: dict[str, int] | None = None  # artifact name → bytes
     # Where a job started from GitHub reports its outcome: `comment:<issue>` or `review:<pull request>`.
     notify: str | None = None
+    # The running attempt's phases as the store stamped them when each began: (phase, epoch ms), in order.
+    phases: tuple[tuple[str, int], ...] = ()
     # The job's own network policy (`none` | `allowlist`) over its agent's default; None = the agent's.
     network: JobNetwork | None = None
 
@@ -131,6 +143,7 @@ class JobRecord:
             result=orjson.loads(raw["result"]) if raw.get("result") else None,
             artifacts={k: int(v) for k, v in orjson.loads(raw["artifacts"]).items()} if raw.get("artifacts") else None,
             notify=raw.get("notify") or None,
+            phases=_phases(raw.get("phases")),
             network=cast(JobNetwork, raw["network"]) if raw.get("network") in get_args(JobNetwork) else None,
         )
 

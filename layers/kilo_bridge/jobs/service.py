@@ -4,12 +4,13 @@ list, cancel and follow a job's log. Public URLs are the web layer's business: t
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotFound, Unavailable
+from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotConfigured, NotFound, Unavailable
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
 from kilo_bridge.jobs.catalogue import get_agent, load_catalog
 from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
@@ -18,14 +19,14 @@ from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, iso, new_job_id, now_ms, valid_job_id
 from kilo_bridge.jobs.secrets import JOB_SCOPE, SecretBox, job_binding, secret_box
 from kilo_bridge.jobs.store import JobStore
-from kilo_bridge.keys.store import KeyStore, key_id
+from kilo_bridge.keys.store import KeyStore, key_id, model_allowed
 from kilo_bridge.money import nusd
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.aio import reraise_cancellation
 from kilo_bridge.platform.redis import Store, StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
-from kilo_bridge.usage.ledger import BudgetExceeded
+from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
 
 log = get_logger()
 IDEMPOTENCY_MAX = 200
@@ -42,6 +43,17 @@ class InvalidIdempotencyKey(BridgeError, code="bad_request"):
 
 class TooManyJobs(BridgeError, code="too_many_jobs"):
     """The key has as many unfinished jobs as its maxJobs allows."""
+
+
+class AgentsNotConfigured(NotConfigured):
+    """No Kilo Gateway key: every model call the agent would make through this bridge would be refused, so the
+    run is refused at submit rather than failing a minute later."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "KILO_API_KEY is not configured on this server, so an agent could make no model call; nothing was "
+            "started. Set it (a Kilo Gateway key) and restart, or try everything offline with `make demo`."
+        )
 
 
 class KeyRevoked(BridgeError, code="key_revoked"):
@@ -76,6 +88,7 @@ class JobDetails:
 
     record: JobRecord
     artifacts: list[Artifact]
+    after: str | None = None  # the agent's catalogue entry's `after` (pull_request | report), for the outcome
 
 
 LogEvent = tuple[str, JobLogLine | JobLogStatus | JobLogEnd, str | None]
@@ -131,6 +144,8 @@ class JobService:
         notify: str | None = None,
     ) -> Submitted:
         st = self.settings
+        if not (st.api_key or st.kilo_api_key_secret_arn):
+            raise AgentsNotConfigured()
         spec = get_agent(st.agents_path, body.agent)
         repo = check_repo_url(body.repo_url, st)
         check_profile_env(body.profile_env)
@@ -170,6 +185,9 @@ class JobService:
         if caller:
             limits = await self.keys.job_limits(caller)
             max_jobs = limits.max_jobs
+            model = body.model or st.kilo_default_model
+            if not model_allowed(limits.models, model):  # before anything is reserved or queued
+                raise ModelNotAllowed(f"This API key may not use the model {model!r} (its models list).")
             if limits.budgeted:
                 # A budgeted key reserves the job's cost cap up front; the runner keeps the agent under it.
                 max_cost = body.max_cost_usd or st.job_default_max_cost_usd
@@ -242,7 +260,8 @@ class JobService:
             if record.artifacts and name in record.artifacts:
                 url = await self.artifacts.url(record.id, name)
                 links.append(Artifact(name, artifact_key(record.id, name), record.artifacts[name], url))
-        return JobDetails(record, links)
+        spec = load_catalog(self.settings.agents_path).get(record.agent)
+        return JobDetails(record, links, spec.after if spec else None)
 
     async def get(self, job_id: str, caller: str | None) -> JobDetails:
         return await self.details(await self._record(job_id, caller))
@@ -262,6 +281,11 @@ class JobService:
                 if offset >= 5_000:  # a bounded scan: older jobs are reached through their ids
                     break
         return out[:limit]
+
+    async def unfinished(self, caller: str) -> builtins.list[JobRecord]:
+        """The key's queued and running jobs."""
+        async with self.store.guard():
+            return await self.jobs.unfinished(caller)
 
     async def cancel(self, job_id: str, caller: str | None) -> JobDetails:
         record = await self._record(job_id, caller)

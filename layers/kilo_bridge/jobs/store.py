@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, now_ms
+from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import key_record
 from kilo_bridge.platform.redis import Store, lua
 from kilo_bridge.usage.ledger import agent_stats_key
@@ -130,6 +131,7 @@ class JobStore:
             reserve_nusd,
             patch,
             self._retention_s,
+            *starts_ms(record.created_ms / 1000),
         ]
         code, value = await self._run(_CREATE, keys, args)
         return int(code), str(value)
@@ -141,6 +143,11 @@ class JobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         raw = await self.store.hash(self.job_key(job_id))
         return JobRecord.decode(raw) if raw else None
+
+    async def unfinished(self, owner: str) -> list[JobRecord]:
+        """The key's jobs not yet in a final state (queued or running)."""
+        ids = sorted(cast(list[str], await self.store.call("SMEMBERS", self._owner_set(owner))))
+        return [JobRecord.decode(raw) for raw in await self.store.hashes(self.job_key(i) for i in ids) if raw]
 
     async def recent(self, limit: int, offset: int = 0) -> list[JobRecord]:
         ids = cast(list[str], await self.store.call("ZREVRANGE", self.store.key("jobs"), offset, offset + limit - 1))

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from kilo_bridge.models import ApiModel
 
 KEY_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+Period = Literal["day", "week", "month"]
+MODELS_DESCRIPTION = (
+    "Models the key may use: exact ids (`anthropic/claude-sonnet-4.5`) or `provider/*`; none = every model."
+)
 
 
-class KeyCreate(ApiModel):
-    name: str = Field(pattern=KEY_NAME)
+class KeyLimits(ApiModel):
     budget_usd: float | None = Field(None, gt=0, le=1_000_000, description="Hard spend budget; none = unlimited.")
-    rpm: int | None = Field(None, ge=1, le=1_000_000, description="Requests per minute.")
-    tpm: int | None = Field(None, ge=1, le=1_000_000_000, description="Tokens per minute.")
+    budget_period: Period | None = Field(
+        None, description="The budget resets at 00:00 UTC each day, week (Monday) or month; none = lifetime."
+    )
+    models: list[str] | None = Field(None, max_length=100, description=MODELS_DESCRIPTION)
+    rpm: int | None = Field(None, ge=1, le=1_000_000, description="Requests in any 60 s.")
+    tpm: int | None = Field(None, ge=1, le=1_000_000_000, description="Tokens per minute (a token bucket).")
     max_jobs: int | None = Field(None, ge=1, le=1_000, description="Concurrent agent jobs.")
+    team: str | None = Field(
+        None, pattern=KEY_NAME, description="The team it belongs to: the team's budget caps its keys' spend together."
+    )
+
+
+class KeyChange(KeyLimits):
+    """Only the fields sent change; `null` clears a limit."""
+
+
+class KeyCreate(KeyLimits):
+    name: str = Field(pattern=KEY_NAME)
 
 
 class KeyView(ApiModel):
@@ -23,8 +43,13 @@ class KeyView(ApiModel):
     created_at: str
     revoked: bool
     budget_usd: float | None
-    spent_usd: float
+    budget_period: Period | None = None
+    spent_usd: float = Field(description="Lifetime spend.")
     reserved_usd: float
+    spent_this_period_usd: float | None = Field(None, description="Spend in the current budget period.")
+    period_resets_at: str | None = Field(None, description="When the budget period resets (ISO 8601, UTC).")
+    models: list[str] | None = Field(None, description=MODELS_DESCRIPTION)
+    team: str | None = None
     rpm: int | None
     tpm: int | None
     max_jobs: int | None
@@ -37,3 +62,23 @@ class KeyCreated(KeyView):
 
 class KeyList(ApiModel):
     keys: list[KeyView]
+
+
+class TeamSet(ApiModel):
+    budget_usd: float | None = Field(None, gt=0, le=10_000_000, description="Caps its keys' spend together.")
+    budget_period: Period | None = Field(None, description="Resets at 00:00 UTC each day, week or month.")
+
+
+class TeamView(ApiModel):
+    name: str
+    budget_usd: float | None
+    budget_period: Period | None = None
+    spent_usd: float = Field(description="Lifetime spend of its keys (since the team was first used).")
+    reserved_usd: float
+    spent_this_period_usd: float | None = None
+    period_resets_at: str | None = None
+    keys: list[str] = Field(default_factory=list, description="Its keys' ids.")
+
+
+class TeamList(ApiModel):
+    teams: list[TeamView]

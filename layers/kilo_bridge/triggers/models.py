@@ -25,6 +25,7 @@ class TriggerCreate(ApiModel):
     profile: str | None = Field(None, pattern=PROFILE_NAME, description="A saved profile of this key.")
     max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Each run's cost cap.")
     base_branch: str | None = Field(None, min_length=1, max_length=200)
+    dry_run: bool = Field(False, description="Each run keeps its diff only: no push, no pull request.")
 
 
 class TriggerView(ApiModel):
@@ -37,6 +38,7 @@ class TriggerView(ApiModel):
     profile: str | None = None
     max_cost_usd: float | None = None
     base_branch: str | None = None
+    dry_run: bool = False
     created_at: str
 
 

@@ -127,6 +127,7 @@ class TriggerService:
             base_branch=body.base_branch,
             created_ms=now_ms(),
             sealed=sealed,
+            dry_run=body.dry_run,
         )
         async with self.store.guard():
             if not await self.triggers.create(stored, MAX_TRIGGERS):
@@ -233,7 +234,7 @@ class TriggerService:
         except orjson.JSONDecodeError:
             raise BridgeError("The body is not valid JSON.", code="invalid_json") from None
         prompt = template.render(t.template, data).strip() or None
-        fields = {"profile": t.profile, "maxCostUsd": t.max_cost_usd, "baseBranch": t.base_branch}
+        fields = {"profile": t.profile, "maxCostUsd": t.max_cost_usd, "baseBranch": t.base_branch, "dryRun": t.dry_run}
         run = {"repoUrl": t.repo_url, "agent": t.agent, "prompt": prompt} | {k: v for k, v in fields.items() if v}
         try:
             return RunAgentRequest.model_validate(run)

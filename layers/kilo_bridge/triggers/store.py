@@ -1,6 +1,6 @@
 """Triggers in Redis. Key families spelled here:
 
-- `trigger:<id>` (a hash: owner, agent, repo_url, template, profile, max_cost_usd, base_branch, name,
+- `trigger:<id>` (a hash: owner, agent, repo_url, template, profile, max_cost_usd, base_branch, dry_run, name,
   sealed secret, created_ms) and `triggers:<owner>` (the owner's ids; `open` on an open server);
 - `trigger:deliveries:<id>` (a list of the last deliveries, JSON, newest first);
 - `trigger:seen:<id>:<signature digest>` (a call seen, kept as long as its timestamp is fresh: no replay);
@@ -36,6 +36,7 @@ class StoredTrigger:
     base_branch: str | None
     created_ms: int
     sealed: str
+    dry_run: bool = False
 
 
 class TriggerStore:
@@ -61,6 +62,7 @@ class TriggerStore:
             "profile": t.profile or "",
             "max_cost_usd": "" if t.max_cost_usd is None else repr(t.max_cost_usd),
             "base_branch": t.base_branch or "",
+            "dry_run": int(t.dry_run),
             "created_ms": t.created_ms,
             "sealed": t.sealed,
         }
@@ -120,4 +122,5 @@ def _decode(trigger_id: str, raw: dict[str, str]) -> StoredTrigger:
         base_branch=raw.get("base_branch") or None,
         created_ms=int(raw.get("created_ms") or 0),
         sealed=raw.get("sealed", ""),
+        dry_run=raw.get("dry_run") == "1",
     )

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from kilo_bridge.keys.models import KeyView
 from kilo_bridge.models import ApiModel
 
 
@@ -45,6 +46,10 @@ class Stats(ApiModel):
     by_key: dict[str, Counters] = Field(
         default_factory=dict, description="Per API key (`name:id`): all keys on an open server, else the caller's own."
     )
+    by_team: dict[str, Counters] = Field(
+        default_factory=dict,
+        description="Per team (the sums of its keys): all teams on an open server, else the caller's.",
+    )
     by_day: dict[str, Counters] = Field(description="The last 7 days, UTC.")
     agent_runs: AgentRunCounts
     credits: Credits
@@ -60,3 +65,26 @@ class Badge(BaseModel):
     namedLogo: str | None = None
     cacheSeconds: int = 300
     isError: bool | None = None  # shields.io shows the badge in its error style
+
+
+class ModelUsage(ApiModel):
+    requests: int = 0
+    tokens: int = 0
+    spend_usd: float = 0.0
+
+
+class OpenJob(ApiModel):
+    id: str
+    status: str
+    agent: str
+    created_at: str
+
+
+class Me(ApiModel):
+    """The calling key's own figures: its limits and budget, spend this period and lifetime, usage by day and
+    model, what it holds in flight."""
+
+    key: KeyView
+    usage: dict[str, dict[str, ModelUsage]] = Field(description="The last 7 UTC days, newest first: model → figures.")
+    open_calls: int = Field(description="Calls admitted and not yet settled (each holds a reservation).")
+    unfinished_jobs: list[OpenJob] = Field(description="Its agent jobs queued or running.")

@@ -97,6 +97,15 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
     middleware = [
         Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes)
     ]
+    if settings.prometheus_enabled:  # imported only then: Lambda's cold start never pays for it
+        from kilo_bridge.web.prometheus import RequestMetrics
+
+        middleware.insert(0, Middleware(RequestMetrics))
+    elif os.getenv("AWS_LAMBDA_FUNCTION_NAME"):  # deployed: the same figures as CloudWatch metrics (EMF)
+        from kilo_bridge import metrics
+        from kilo_bridge.observability import EmfSink
+
+        metrics.install(EmfSink(os.getenv("POWERTOOLS_METRICS_NAMESPACE") or "KiloBridge"))
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if not settings.auth_is_required:  # an open server: loopback Host names only, no cross-site callers
         from kilo_bridge.web.local import OpenServerGuard
@@ -110,7 +119,7 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
             Middleware(
                 CORSMiddleware,
                 allow_origins=origins,
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 # last-event-id: a fetch-based SSE client resumes a job log with it.
                 allow_headers=[
                     "authorization",

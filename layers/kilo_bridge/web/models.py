@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kilo_bridge.models import ApiModel
@@ -51,6 +51,7 @@ class Health(ApiModel):
     redis: Literal["ok", "unreachable"]
     gateway_configured: bool
     gateway_base: str
+    admin_api: bool = Field(False, description="Whether the admin routes are on (ADMIN_API_KEY is set).")
 
 
 class KeyHoldings(ApiModel):

@@ -49,6 +49,8 @@ class Endpoint:
     # "key": an API key when the server requires one (checked here); "admission": checked by the
     # handler's own admission call; "admin": the admin key; "public": nobody is turned away.
     auth: str = "key"
+    # An administrative change: each success appends this action to the audit log (web/audit.py).
+    audit: str | None = None
 
 
 def json_response(
@@ -192,21 +194,35 @@ class Api:
 
 def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     handler, body_model, status, auth = endpoint.handler, endpoint.body, endpoint.status, endpoint.auth
-    raw_body = endpoint.raw_body
+    raw_body, audit = endpoint.raw_body, endpoint.audit
 
     async def run(request: Request) -> Response:
         if auth == "key":
             await require_key(request)
         elif auth == "admin":
-            require_admin(request)
+            try:
+                require_admin(request)
+            except ApiError as exc:
+                if audit is not None and exc.status == 401:  # an attempt with a wrong admin key is recorded too
+                    from kilo_bridge.web.audit import record_change
+
+                    await record_change(request, audit, admin=False, outcome="refused")
+                raise
         elif auth == "admission":
             caller_digest(request)  # a missing key is a 401 before the body is even read
+        body: BaseModel | None = None
         if body_model is not None and raw_body:
-            result = await handler(request, *await parse_raw_body(request, body_model))
+            body, data = await parse_raw_body(request, body_model)
+            result = await handler(request, body, data)
         elif body_model is not None:
-            result = await handler(request, await parse_body(request, body_model))
+            body = await parse_body(request, body_model)
+            result = await handler(request, body)
         else:
             result = await handler(request)
+        if audit is not None:
+            from kilo_bridge.web.audit import record_change
+
+            await record_change(request, audit, admin=auth == "admin", body=body, result=result)
         return json_response(result, status) if isinstance(result, BaseModel) else result
 
     run.__name__ = handler.__name__

@@ -20,6 +20,8 @@ EXPECTED = {
     "generate-invalid.json": 422,
     "credits.json": 200,
     "stats.json": 200,
+    "me.json": 401,  # an open server called without a key: no key to show
+    "metrics.json": 404,  # Prometheus is the local server's: off on Lambda (CloudWatch has the figures)
     "stats-badge.json": 200,
     "models.json": 200,
     "healthz.json": 200,
@@ -30,6 +32,9 @@ EXPECTED = {
     "openapi.json": 200,
     "docs.json": 200,
     "admin-keys-list.json": 404,  # no ADMIN_API_KEY here: the admin API is off
+    "admin-audit.json": 404,
+    "admin-teams.json": 404,
+    "admin-login.json": 404,
     "run-agent.json": 202,
     "run-agent-invalid.json": 422,
     "agents.json": 200,
@@ -54,6 +59,7 @@ def api_module(monkeypatch: pytest.MonkeyPatch, fake: FakeGatewayThread, prefix:
         "REDIS_PREFIX": prefix,
         "AUTH_REQUIRED": "false",
         "POWERTOOLS_METRICS_NAMESPACE": "KiloBridgeTests",
+        "PROMETHEUS_METRICS": "false",  # as template.yaml's Globals
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -193,3 +193,19 @@ def test_jobs_belong_to_their_key_and_max_jobs_is_enforced(
     )
     assert app.delete(f"/api/kilo/job/{job_id}", headers=a).json()["status"] == "cancelled"
     assert app.post("/api/kilo/run-agent", json=body, headers=a).status_code == 202  # the slot is free again
+
+
+def test_without_a_kilo_key_run_agent_is_refused_at_submit(
+    make_app_client: Callable[..., TestClient],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    redis_client: redis.Redis,
+    prefix: str,
+) -> None:
+    """An agent with no key behind the bridge could make no model call: 503 now, not `agent_failed` later."""
+    client = make_app_client(job_settings(jobs_concurrency=0, kilo_api_key=None))
+    answer = client.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets")))
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "not_configured" and "KILO_API_KEY" in error["message"]
+    assert nothing_started(client, redis_client, prefix)

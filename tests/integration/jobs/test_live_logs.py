@@ -164,6 +164,32 @@ def test_a_job_log_line_goes_live_without_waiting_for_the_next(
     assert everything == [first, "two"]
 
 
+def test_terminal_colour_codes_never_reach_the_log(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    """The CLI colours its stderr whatever NO_COLOR says: the live log and log.jsonl keep the text only, and a
+    secret split by a colour code is still redacted."""
+    from agent_task.joblog import JobLog
+    from kilo_bridge.jobs.store import JobStore
+    from kilo_bridge.platform.redis import Store
+    from kilo_bridge.platform.security import Redactor
+
+    async def scenario() -> list[str]:
+        store = Store(make_settings())
+        jobs = JobStore(store)
+        log = JobLog(jobs, "job_ansitest", Redactor(["sk-fake-secret-value-000"]), tmp_path / "log.jsonl", 10_000)
+        try:
+            await log.line(
+                "kilo", "\x1b[91m\x1b[1mError: \x1b[0mUnauthorized \x1b]0;kilo\x07(sk-fake-\x1b[2msecret-value-000)"
+            )
+            await log.close()
+            return [json.loads(text)["msg"] for _, text in await jobs.read_log("job_ansitest")]
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ["Error: Unauthorized ([REDACTED])"]
+    artifact = (tmp_path / "log.jsonl").read_text()
+    assert "\\u001b" not in artifact and "Unauthorized ([REDACTED])" in artifact
+
+
 def test_a_follower_stops_at_once_when_its_cancellation_was_lost(job_settings: Callable[..., Settings]) -> None:
     from kilo_bridge.jobs.models import RunAgentRequest
     from kilo_bridge.jobs.service import JobService

@@ -198,10 +198,11 @@ def test_usage_per_key_in_the_cli(redis_client: redis.Redis, prefix: str) -> Non
         check=True,
     )
     info = json.loads(created.stdout)
-    assert info["budget_usd"] == 10 and info["rpm"] == 60 and info["key"].startswith("kb_")
+    assert info["budgetUsd"] == 10 and info["rpm"] == 60 and info["key"].startswith("kb_")  # camelCase, as HTTP
     assert "not shown again" in created.stderr
     listed = json.loads(subprocess.run([*run, "list"], env=env, capture_output=True, text=True, check=True).stdout)
     assert [k["id"] for k in listed] == [info["id"]] and "key" not in listed[0]
+    assert "budget_usd" not in listed[0] and listed[0]["budgetUsd"] == 10
     revoked = subprocess.run([*run, "revoke", info["id"]], env=env, capture_output=True, text=True, check=True)
     assert json.loads(revoked.stdout)["revoked"] is True
     missing = subprocess.run([*run, "revoke", "000000000000"], env=env, capture_output=True, text=True)

@@ -80,6 +80,20 @@ def test_a_signed_call_starts_the_owners_job_with_the_rendered_prompt(
     assert deliveries[0]["jobUrl"].endswith(f"/api/kilo/job/{job_id}")
 
 
+def test_a_dry_run_trigger_starts_dry_runs(keyed: Callable[..., tuple[TestClient, dict[str, str], str]]) -> None:
+    client, mine, _ = keyed()
+    trigger = new_trigger(client, mine, dryRun=True)
+    assert trigger["dryRun"] is True
+    listed = client.get("/api/kilo/triggers", headers=mine).json()["triggers"]
+    assert [t["dryRun"] for t in listed] == [True]
+    body = orjson.dumps(ALERT)
+    started = call(client, trigger, body, signed(trigger["secret"], body))
+    assert started.status_code == 202, started.text
+    assert client.get(f"/api/kilo/job/{started.json()['jobId']}", headers=mine).json()["dryRun"] is True
+    plain = new_trigger(client, mine, name="plain")
+    assert plain["dryRun"] is False
+
+
 def test_refused_calls_start_nothing(keyed: Callable[..., tuple[TestClient, dict[str, str], str]]) -> None:
     client, mine, _ = keyed(trigger_max_body_bytes=2048)
     trigger = new_trigger(client, mine)

@@ -40,7 +40,8 @@ WILDCARD_OK = {
 }
 # Served only by the local server: with S3 storage (the AWS deployment) a job's artifact links are presigned
 # S3 URLs (web/routes/jobs.py, jobs/artifacts.py), so API Gateway routes nothing here.
-LOCAL_ONLY_ROUTES = {("/api/kilo/job/{}/artifacts/{}", "GET")}
+# Prometheus's /metrics is the local server's (on AWS the same figures are CloudWatch metrics).
+LOCAL_ONLY_ROUTES = {("/api/kilo/job/{}/artifacts/{}", "GET"), ("/metrics", "GET")}
 
 
 def route_shape(path: str, method: str) -> tuple[str, str]:

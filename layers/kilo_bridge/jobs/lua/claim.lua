@@ -29,4 +29,6 @@ local deadline = now + tonumber(j[4])
 redis.call('HDEL', job, 'released')
 redis.call('HSET', job, 'status', 'running', 'phase', 'cloning', 'progress', 0, 'attempt', attempt,
   'worker', worker, 'heartbeatMs', now, 'deadlineMs', deadline)
+-- this attempt's phases start here (heartbeat.lua adds each next one)
+redis.call('HSET', job, 'phases', cjson.encode({{'cloning', now}}))
 return {'ok', attempt, deadline}

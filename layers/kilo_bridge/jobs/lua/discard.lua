@@ -5,7 +5,13 @@ local id = ARGV[1]
 
 if redis.call('HGET', job, 'status') ~= 'queued' then return 0 end
 local reserved = tonumber(redis.call('HGET', job, 'reservedNusd') or '0')
-if reserved > 0 then redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved) end
+if reserved > 0 then
+  redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved)
+  local period = redis.call('HGET', job, 'reservedPeriod')
+  if period and redis.call('HGET', apikey, 'period_start') == period then
+    redis.call('HINCRBY', apikey, 'period_reserved_nusd', -reserved)
+  end
+end
 redis.call('DEL', job, env, patch)
 redis.call('ZREM', index, id)
 redis.call('SREM', active, id)

@@ -10,8 +10,16 @@ local function finish(status, prev, now, fields, retention, id)
     if fields.costNusd then charge = tonumber(fields.costNusd) elseif prev == 'running' then charge = reserved end
     redis.call('HINCRBY', apikey, 'reserved_nusd', -reserved)
     if charge > 0 then redis.call('HINCRBY', apikey, 'spend_nusd', charge) end
-    redis.call('HDEL', job, 'reservedNusd')
+    -- It counts in the budget period it was created in (create.lua), if that one is still the key's current one.
+    local period = redis.call('HGET', job, 'reservedPeriod')
+    if period and redis.call('HGET', apikey, 'period_start') == period then
+      redis.call('HINCRBY', apikey, 'period_reserved_nusd', -reserved)
+      if charge > 0 then redis.call('HINCRBY', apikey, 'period_spend_nusd', charge) end
+    end
+    redis.call('HDEL', job, 'reservedNusd', 'reservedPeriod')
   end
+  -- A full progress bar means done: a job that failed, timed out or was cancelled keeps how far it got.
+  if status ~= 'succeeded' then fields.progress = nil end
   for k, v in pairs(fields) do redis.call('HSET', job, k, v) end
   redis.call('HSET', job, 'status', status, 'finishedMs', now, 'phase', '')
   redis.call('HDEL', job, 'dispatchMs')

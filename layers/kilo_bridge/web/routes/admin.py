@@ -1,13 +1,22 @@
-"""Admin routes (behind ADMIN_API_KEY): create, list and revoke API keys; see and delete any key's triggers,
-schedules and profiles (a revoked key's owner can no longer reach them)."""
+"""Admin routes (behind ADMIN_API_KEY): create, list, change and revoke API keys; see and delete any key's
+triggers, schedules and profiles (a revoked key's owner can no longer reach them); teams; the audit log; the
+console's login check."""
 
 from __future__ import annotations
+
+import datetime as dt
+import re
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilo_bridge.keys.models import KeyCreate, KeyCreated, KeyList, KeyView
-from kilo_bridge.keys.store import KeyStore
+from kilo_bridge.audit.models import AuditPage, AuditRecord
+from kilo_bridge.audit.store import MAX_PAGE, AuditFilter, iso_ms
+from kilo_bridge.errors import invalid
+from kilo_bridge.keys.models import KeyChange, KeyCreate, KeyCreated, KeyList, KeyView, TeamList, TeamSet, TeamView
+from kilo_bridge.keys.store import TEAM_NAME, KeyStore
+from kilo_bridge.keys.teams import TeamStore
+from kilo_bridge.web.audit import audit_log
 from kilo_bridge.web.models import KeyHoldings
 from kilo_bridge.web.routes.profiles import _name as profile_name
 from kilo_bridge.web.routes.schedules import _id as schedule_id
@@ -17,10 +26,12 @@ from kilo_bridge.web.routes.triggers import _view as trigger_view
 from kilo_bridge.web.routing import Api, api_base, services
 
 router = Api()
+_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 def _keys(request: Request) -> KeyStore:
-    return KeyStore(services(request).store)
+    svc = services(request)
+    return KeyStore(svc.store, svc.ledger.clock)
 
 
 @router.route(
@@ -33,10 +44,18 @@ def _keys(request: Request) -> KeyStore:
     status=201,
     auth="admin",
     errors=(503,),
+    audit="key.create",
 )
 async def create_key(request: Request, body: KeyCreate) -> KeyCreated:
     secret, info = await _keys(request).create(
-        body.name, budget_usd=body.budget_usd, rpm=body.rpm, tpm=body.tpm, max_jobs=body.max_jobs
+        body.name,
+        budget_usd=body.budget_usd,
+        budget_period=body.budget_period,
+        models=body.models,
+        rpm=body.rpm,
+        tpm=body.tpm,
+        max_jobs=body.max_jobs,
+        team=body.team,
     )
     return KeyCreated(key=secret, **info.model_dump())
 
@@ -55,6 +74,21 @@ async def list_keys(request: Request) -> KeyList:
 
 
 @router.route(
+    "PATCH",
+    "/api/kilo/admin/keys/{key_id}",
+    summary="Change an API key's budget, period, models or limits (only the fields sent; null clears one)",
+    tags=("admin",),
+    body=KeyChange,
+    response=KeyView,
+    auth="admin",
+    errors=(404, 503),
+    audit="key.update",
+)
+async def change_key(request: Request, body: KeyChange) -> KeyView:
+    return await _keys(request).update(request.path_params["key_id"], body.model_dump(exclude_unset=True))
+
+
+@router.route(
     "DELETE",
     "/api/kilo/admin/keys/{key_id}",
     summary="Revoke an API key (effective at once)",
@@ -62,6 +96,7 @@ async def list_keys(request: Request) -> KeyList:
     response=KeyView,
     auth="admin",
     errors=(404, 503),
+    audit="key.revoke",
 )
 async def revoke_key(request: Request) -> KeyView:
     return await services(request).revoke_key(request.path_params["key_id"])
@@ -70,6 +105,117 @@ async def revoke_key(request: Request) -> KeyView:
 async def _owner(request: Request) -> str:
     """The digest of the key the path names, revoked or not (404: no such key)."""
     return await _keys(request).digest_for(request.path_params["key_id"])
+
+
+def _teams(request: Request) -> TeamStore:
+    svc = services(request)
+    return TeamStore(svc.store, svc.ledger.clock)
+
+
+@router.route(
+    "PUT",
+    "/api/kilo/admin/teams/{name}",
+    summary="Set a team's budget and period (its keys name it in `team`; the budget caps their spend together)",
+    tags=("admin",),
+    body=TeamSet,
+    response=TeamView,
+    auth="admin",
+    errors=(422, 503),
+    audit="team.update",
+)
+async def set_team(request: Request, body: TeamSet) -> TeamView:
+    name = request.path_params["name"]
+    if not TEAM_NAME.match(name):
+        raise invalid("name", "1-64 letters, digits, '-' or '_'.")
+    return await _teams(request).set(name, body.budget_usd, body.budget_period)
+
+
+@router.route(
+    "GET",
+    "/api/kilo/admin/teams",
+    summary="Teams: budget, period, spend, their keys",
+    tags=("admin",),
+    response=TeamList,
+    auth="admin",
+    errors=(503,),
+)
+async def list_teams(request: Request) -> TeamList:
+    return TeamList(teams=await _teams(request).list())
+
+
+@router.route(
+    "POST",
+    "/api/kilo/admin/login",
+    summary="Check the admin key (the console's login); recorded in the audit log, a refused one too",
+    tags=("admin",),
+    status=204,
+    auth="admin",
+    errors=(401, 404, 503),
+    audit="admin.login",
+)
+async def admin_login(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+def _ms(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        raise invalid(name, "an ISO 8601 time, e.g. 2026-03-01T00:00:00Z") from None
+
+
+@router.route(
+    "GET",
+    "/api/kilo/admin/audit",
+    summary="The audit log: administrative changes, newest first (filterable, paginated)",
+    tags=("admin",),
+    response=AuditPage,
+    auth="admin",
+    errors=(401, 422, 503),
+    query={
+        "action": "exact (`key.create`) or a prefix ending in `.` (`key.`)",
+        "actor": "`admin`, `key:<id>`, `open` or `cli`",
+        "target": "a key id, profile name, trigger or schedule id",
+        "since": "ISO 8601, inclusive",
+        "until": "ISO 8601, inclusive",
+        "limit": "1-200 (default 50)",
+        "cursor": "`nextCursor` of the previous page",
+    },
+)
+async def audit(request: Request) -> AuditPage:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        raise invalid("limit", "a number from 1 to 200") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise invalid("limit", "a number from 1 to 200")
+    cursor = q.get("cursor")
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        raise invalid("cursor", "the nextCursor of a previous page")
+    where = AuditFilter(q.get("action"), q.get("actor"), q.get("target"), _ms(request, "since"), _ms(request, "until"))
+    rows, next_cursor = await audit_log(request).read(where, limit, cursor)
+    return AuditPage(
+        records=[
+            AuditRecord(
+                id=entry_id,
+                at=iso_ms(int(entry_id.split("-", 1)[0])),
+                actor=raw.get("actor", ""),
+                action=raw.get("action", ""),
+                target=raw.get("target", ""),
+                fields=[f for f in raw.get("fields", "").split(",") if f],
+                ip=raw.get("ip", ""),
+                user_agent=raw.get("user_agent", ""),
+                request_id=raw.get("request_id", ""),
+                outcome=raw.get("outcome", "ok"),
+            )
+            for entry_id, raw in rows
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 @router.route(
@@ -99,6 +245,7 @@ async def key_holdings(request: Request) -> KeyHoldings:
     status=204,
     auth="admin",
     errors=(404, 503),
+    audit="trigger.delete",
 )
 async def admin_delete_trigger(request: Request) -> Response:
     await services(request).triggers.delete(await _owner(request), trigger_id(request))
@@ -113,6 +260,7 @@ async def admin_delete_trigger(request: Request) -> Response:
     status=204,
     auth="admin",
     errors=(404, 503),
+    audit="schedule.delete",
 )
 async def admin_delete_schedule(request: Request) -> Response:
     await services(request).schedules.delete(await _owner(request), schedule_id(request))
@@ -127,6 +275,7 @@ async def admin_delete_schedule(request: Request) -> Response:
     status=204,
     auth="admin",
     errors=(404, 503),
+    audit="profile.delete",
 )
 async def admin_delete_profile(request: Request) -> Response:
     await services(request).profiles.delete(await _owner(request), profile_name(request))

@@ -20,11 +20,13 @@ from kilo_bridge.jobs.models import (
     JobLogStatus,
     JobResult,
     JobView,
+    PhaseTiming,
     RunAgentAccepted,
     RunAgentRequest,
 )
 from kilo_bridge.jobs.record import STATUSES, iso
 from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
+from kilo_bridge.jobs.story import duration_ms, outcome, phases
 from kilo_bridge.platform.redis import StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.web.errors import ApiError, error_json
@@ -63,6 +65,7 @@ def job_view(details: JobDetails, base: str) -> JobView:
         repo_url=r.repo_url,
         base_branch=r.base_branch,
         model=r.model,
+        prompt=r.prompt,
         dry_run=r.dry_run,
         timeout_ms=r.timeout_ms,
         max_cost_usd=r.max_cost_usd,
@@ -74,6 +77,9 @@ def job_view(details: JobDetails, base: str) -> JobView:
         started_at=iso(r.started_ms),
         heartbeat_at=iso(r.heartbeat_ms),
         finished_at=iso(r.finished_ms),
+        duration_ms=duration_ms(r),
+        phases=[PhaseTiming(phase=p.name, started_at=iso(p.started_ms), duration_ms=p.duration_ms) for p in phases(r)],
+        outcome=outcome(r, details.after),
         reason=r.reason,
         error=r.error,
         result=JobResult.model_validate(r.result) if r.result is not None else None,

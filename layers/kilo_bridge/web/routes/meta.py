@@ -42,6 +42,7 @@ async def healthz(request: Request) -> Response:
         redis="ok" if redis_ok else "unreachable",
         gateway_configured=svc.gateway.configured,
         gateway_base=svc.settings.kilo_gateway_base,
+        admin_api=bool(svc.settings.admin_key),
     )
     return Response(health.model_dump_json(by_alias=True), 200 if redis_ok else 503, media_type="application/json")
 

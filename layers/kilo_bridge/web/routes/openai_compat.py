@@ -32,6 +32,7 @@ from kilo_bridge.generation.models import (
     ResponsesRequest,
 )
 from kilo_bridge.generation.service import Chunks, Done, Failed
+from kilo_bridge.keys.store import KeyStore, model_allowed
 from kilo_bridge.platform.security import MAX_JSON_DEPTH, json_depth_exceeds
 from kilo_bridge.web.auth import caller_digest
 from kilo_bridge.web.errors import ApiError, anthropic_error_json, openai_error_json, response_failed_json
@@ -186,13 +187,17 @@ async def embeddings(request: Request, body: BaseModel, data: dict[str, Any]) ->
 
 
 async def _models(request: Request) -> list[dict[str, Any]]:
-    """The gateway's list; `object`, `created` and `owned_by` (OpenAI's Model fields, which Kilo's OpenRouter-style
-    entries may lack) are filled in when missing, the rest is as the gateway sent it."""
-    payload = await services(request).gateway.list_models()
+    """The gateway's list, only the models the caller's key may use; `object`, `created` and `owned_by` (OpenAI's
+    Model fields, which Kilo's OpenRouter-style entries may lack) are filled in when missing, the rest is as the
+    gateway sent it."""
+    svc = services(request)
+    caller = request.scope["state"].get("caller")
+    allowed = await KeyStore(svc.store).models(caller) if caller else ""
+    payload = await svc.gateway.list_models()
     return [
         {"object": "model", "created": 0, "owned_by": str(m.get("id", "")).split("/", 1)[0], **m}
         for m in payload["data"]
-        if isinstance(m, dict)
+        if isinstance(m, dict) and model_allowed(allowed, str(m.get("id", "")))
     ]
 
 

@@ -39,6 +39,7 @@ def _name(request: Request) -> str:
     errors=(401, 409, 422, 503),
     description="A run names it as `profile`; its own `profileEnv` wins over the profile's values. The values "
     "are never returned: the API shows the variable names only.",
+    audit="profile.create",
 )
 async def create_profile(request: Request, body: ProfileCreate) -> ProfileView:
     return await profiles(request).create(caller(request), body.name, body.env)
@@ -72,12 +73,21 @@ async def get_profile(request: Request) -> ProfileView:
     response=ProfileView,
     errors=(404, 422, 503),
     description="A variable left out is removed. Jobs already queued keep the values they were given.",
+    audit="profile.rotate",
 )
 async def rotate_profile(request: Request, body: ProfileRotate) -> ProfileView:
     return await profiles(request).rotate(caller(request), _name(request), body.env)
 
 
-@router.route("DELETE", PROFILE_PATH, summary="Delete a profile", tags=("profiles",), status=204, errors=(404, 503))
+@router.route(
+    "DELETE",
+    PROFILE_PATH,
+    summary="Delete a profile",
+    tags=("profiles",),
+    status=204,
+    errors=(404, 503),
+    audit="profile.delete",
+)
 async def delete_profile(request: Request) -> Response:
     await profiles(request).delete(caller(request), _name(request))
     return Response(status_code=204)

@@ -56,6 +56,7 @@ def _view(s: StoredSchedule) -> ScheduleView:
     errors=(401, 409, 422, 503),
     description="Each firing starts the run as this key (its budget and maxJobs apply). The run takes no "
     "`profileEnv`: name a saved `profile` for its secrets.",
+    audit="schedule.create",
 )
 async def create_schedule(request: Request, body: ScheduleCreate) -> ScheduleView:
     return _view(await schedules(request).create(caller(request), body))
@@ -85,6 +86,7 @@ async def get_schedule(request: Request) -> ScheduleView:
     tags=("schedules",),
     response=ScheduleView,
     errors=(404, 503),
+    audit="schedule.pause",
 )
 async def pause_schedule(request: Request) -> ScheduleView:
     return _view(await schedules(request).set_state(caller(request), _id(request), "paused"))
@@ -97,12 +99,21 @@ async def pause_schedule(request: Request) -> ScheduleView:
     tags=("schedules",),
     response=ScheduleView,
     errors=(404, 503),
+    audit="schedule.resume",
 )
 async def resume_schedule(request: Request) -> ScheduleView:
     return _view(await schedules(request).set_state(caller(request), _id(request), "enabled"))
 
 
-@router.route("DELETE", SCHEDULE_PATH, summary="Delete a schedule", tags=("schedules",), status=204, errors=(404, 503))
+@router.route(
+    "DELETE",
+    SCHEDULE_PATH,
+    summary="Delete a schedule",
+    tags=("schedules",),
+    status=204,
+    errors=(404, 503),
+    audit="schedule.delete",
+)
 async def delete_schedule(request: Request) -> Response:
     await schedules(request).delete(caller(request), _id(request))
     return Response(status_code=204)

@@ -42,6 +42,7 @@ async def stats(request: Request) -> Stats:
         totals=Counters(**raw["totals"]),
         by_model={m: Counters(**c) for m, c in raw["by_model"].items()},
         by_key={name: Counters(**c) for name, c in keys.items()},
+        by_team={name: Counters(**c) for name, c in (await svc.ledger.by_team(only=caller)).items()},
         by_day={d: Counters(**c) for d, c in raw["by_day"].items()},
         agent_runs=AgentRunCounts(**{k: v for k, v in raw["agent_runs"].items() if k in AgentRunCounts.model_fields}),
         credits=await svc.credits.view(refresh_if_stale=False),

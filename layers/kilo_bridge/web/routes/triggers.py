@@ -50,6 +50,7 @@ def _view(t: StoredTrigger, base: str) -> TriggerView:
         profile=t.profile,
         max_cost_usd=t.max_cost_usd,
         base_branch=t.base_branch,
+        dry_run=t.dry_run,
         created_at=iso(t.created_ms) or "",
     )
 
@@ -65,6 +66,7 @@ def _view(t: StoredTrigger, base: str) -> TriggerView:
     errors=(401, 409, 422, 503),
     description="Answers with the trigger's URL and its signing secret, shown this once (it is sealed at rest "
     "and never returned again). Each run is this key's: its budget and maxJobs apply.",
+    audit="trigger.create",
 )
 async def create_trigger(request: Request, body: TriggerCreate) -> TriggerCreated:
     created = await triggers(request).create(caller(request), body)
@@ -122,6 +124,7 @@ async def trigger_deliveries(request: Request) -> DeliveryList:
     errors=(404, 503),
     description="Answers with a new signing secret, shown this once; from now on only it verifies a call (a "
     "sender still signing with the old one is refused, 401). The URL stays the same.",
+    audit="trigger.rotate",
 )
 async def rotate_trigger(request: Request) -> TriggerCreated:
     rotated = await triggers(request).rotate(caller(request), _id(request))
@@ -129,7 +132,15 @@ async def rotate_trigger(request: Request) -> TriggerCreated:
     return TriggerCreated(**view.model_dump(), secret=rotated.secret)
 
 
-@router.route("DELETE", TRIGGER_PATH, summary="Delete a trigger", tags=("triggers",), status=204, errors=(404, 503))
+@router.route(
+    "DELETE",
+    TRIGGER_PATH,
+    summary="Delete a trigger",
+    tags=("triggers",),
+    status=204,
+    errors=(404, 503),
+    audit="trigger.delete",
+)
 async def delete_trigger(request: Request) -> Response:
     await triggers(request).delete(caller(request), _id(request))
     return Response(status_code=204)

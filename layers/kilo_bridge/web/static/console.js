@@ -37,13 +37,16 @@ class ApiError extends Error {
   constructor(status, body) {
     super(errorText(status, body));
     this.status = status;
+    this.code = body && body.error && body.error.code;
   }
 }
 
 async function api(method, path, body, admin) {
   const init = { method, headers: headers(body ? { "Content-Type": "application/json" } : {}, admin) };
   if (body) init.body = JSON.stringify(body);
-  const r = await fetch(path, init);
+  let r;
+  try { r = await fetch(path, init); }
+  catch (e) { throw new ApiError(0, { error: { code: "unreachable", message: "The server does not answer (is it running?)." } }); }
   const data = r.status === 204 ? null : await r.json().catch(() => null);
   if (!r.ok) throw new ApiError(r.status, data);
   return data;
@@ -94,10 +97,20 @@ function keyForm(retry) {
   return form;
 }
 
+// What went wrong, and for what may pass (the server or its Redis away) what to do and a way to try again.
+const HINTS = {
+  store_unavailable: "The server's Redis does not answer (its address is REDIS_URL, shown in the server's start banner). Start it (make redis) or fix REDIS_URL; nothing is lost meanwhile.",
+  unreachable: "Start the server (make run) or check its address.",
+};
 function fail(err, retry) {
   if (err instanceof ApiError && err.status === 401 && retry) return keyForm(retry);
-  return h("p", { class: "error", role: "alert" }, err.message || String(err));
+  const text = h("p", { class: "error", role: "alert" }, err.message || String(err));
+  if (!(err instanceof ApiError) || !(err.status === 0 || err.status >= 500) || !retry) return text;
+  return h("div", { class: "card", "data-testid": "unavailable" }, text,
+    HINTS[err.code] ? h("p", {}, HINTS[err.code]) : null,
+    h("button", { type: "button", onclick: () => retry() }, "Retry"));
 }
+const empty = (colspan, ...what) => h("tr", {}, h("td", { colspan, class: "empty" }, ...what));
 
 const usd = (v) => (v === null || v === undefined ? "—" : `$${Number(v).toFixed(v < 1 ? 4 : 2)}`);
 const ago = (iso) => {
@@ -159,28 +172,61 @@ async function overview() {
         h("ul", {}, Object.entries(runs).map(([k, v]) => h("li", {}, `${k}: ${v}`))))),
     chart(s.byDay),
     table("Per model", ["model", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byModel).map(([m, c2]) => counterRow(m, c2))),
-    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2)))];
+    table("Per key", ["key", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byKey).map(([k, c2]) => counterRow(k, c2))),
+    table("Per team", ["team", "requests", "ok", "failed", "tokens", "spend"], Object.entries(s.byTeam || {}).map(([k, c2]) => counterRow(k, c2)))];
 }
 
 // -- jobs --------------------------------------------------------------------------------------------------
 const STATUSES = ["", "queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
 
+const FINAL = ["succeeded", "failed", "cancelled", "timed_out"];
+const seconds = (ms) => (ms === null || ms === undefined ? "—" : ms < 90000 ? `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`);
+// A running job's time so far, an ended one's duration.
+const took = (j) => (j.durationMs !== null && j.durationMs !== undefined ? seconds(j.durationMs) : j.startedAt ? `${seconds(Date.now() - Date.parse(j.startedAt))} so far` : "—");
+
+// The list refreshes only while the tab is shown: every 2 s while something changes, slower (up to 30 s) while
+// nothing does, at once when the tab is shown again, never while it is hidden.
+const POLL_MIN_MS = 2000, POLL_MAX_MS = 30000;
+function poller(fetchOnce) {
+  let delay = POLL_MIN_MS, timer = null, last = null, stopped = false;
+  const tick = async () => {
+    timer = null;
+    if (stopped || document.hidden) return;
+    let seen = last;
+    try { seen = await fetchOnce(); } catch (e) { /* shown by the next successful render */ }
+    delay = seen !== last ? POLL_MIN_MS : Math.min(POLL_MAX_MS, Math.round(delay * 1.5));
+    last = seen;
+    if (!stopped && !document.hidden) timer = setTimeout(tick, delay);
+  };
+  const onVisible = () => { if (!document.hidden && !timer && !stopped) { delay = POLL_MIN_MS; tick(); } };
+  document.addEventListener("visibilitychange", onVisible);
+  return { start: (signature) => { last = signature; timer = setTimeout(tick, delay); },
+    stop: () => { stopped = true; if (timer) clearTimeout(timer); document.removeEventListener("visibilitychange", onVisible); } };
+}
+
 async function jobs(params) {
   const filter = h("select", { id: "status-filter" }, STATUSES.map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")));
   const body = h("tbody", {});
+  const cols = ["job", "status", "outcome", "summary", "duration", "cost", "agent", "repository", "created"];
   const render = async () => {
     const q = filter.value ? `&status=${filter.value}` : "";
     const list = (await api("GET", `api/kilo/jobs?limit=50${q}`)).jobs;
-    body.replaceChildren(...(list.length ? list.map((j) => h("tr", {},
-      h("td", {}, h("a", { href: `#/job/${j.id}` }, j.id)), h("td", {}, statusText(j.status)), h("td", {}, j.phase || "—"),
-      h("td", {}, j.agent), h("td", {}, j.repoUrl), h("td", {}, ago(j.createdAt)))) : [h("tr", {}, h("td", { colspan: 6 }, "no jobs"))]));
+    body.replaceChildren(...(list.length ? list.map((j) => {
+      const r = j.result || {};
+      const cells = [h("a", { href: `#/job/${j.id}` }, j.id), statusText(j.status),
+        j.outcome || (j.phase ? `${j.phase} ${j.progress}%` : "—"), r.summary || "—", took(j),
+        j.result ? usd(r.costUsd) : "—", j.agent, j.repoUrl, ago(j.createdAt)];
+      return h("tr", { "data-job": j.id }, cells.map((c, i) => h("td", { "data-label": cols[i] }, c)));
+    }) : [empty(cols.length, filter.value ? `No ${filter.value} jobs. ` : "No jobs yet. ",
+      h("a", { href: "#/run" }, "Run an agent"), " to start one, or see the README's curl and kilo-bridge jobs submit.")]));
+    return JSON.stringify(list.map((j) => [j.id, j.status, j.phase, j.progress]));
   };
   filter.addEventListener("change", () => { location.hash = `#/jobs${filter.value ? `?status=${filter.value}` : ""}`; });
-  await render();
-  const timer = setInterval(() => render().catch(() => {}), 2000); // live: the list refreshes while shown
-  cleanup = () => clearInterval(timer);
+  const polling = poller(render);
+  polling.start(await render());
+  cleanup = polling.stop;
   return [h("h1", {}, "Jobs"), h("label", { for: "status-filter" }, "Status"), filter,
-    h("div", { class: "card" }, h("table", {}, h("thead", {}, h("tr", {}, ["job", "status", "phase", "agent", "repository", "created"].map((x) => h("th", { scope: "col" }, x)))), body))];
+    h("div", { class: "card" }, h("table", { class: "stack", "data-testid": "jobs" }, h("thead", {}, h("tr", {}, cols.map((x) => h("th", { scope: "col" }, x)))), body))];
 }
 
 function diffView(text) {
@@ -199,7 +245,10 @@ function diffView(text) {
 async function jobPage(id) {
   const job = await api("GET", `api/kilo/job/${encodeURIComponent(id)}`);
   const status = h("span", { "data-testid": "job-status" }, statusText(job.status));
-  const phase = h("span", {}, job.phase || "—"), beat = h("span", {}, ago(job.heartbeatAt));
+  const phase = h("span", {}, job.phase || "—"), beat = h("span", { "data-testid": "heartbeat" });
+  // A heartbeat is news only while the job runs; an ended job shows when it ended instead.
+  const showBeat = (d) => { beat.textContent = FINAL.includes(d.status) ? `ended ${ago(job.finishedAt || d.heartbeatAt)}` : d.status === "queued" ? "not started" : ago(d.heartbeatAt); };
+  showBeat(job);
   const bar = h("progress", { max: 100, value: job.progress, "aria-label": "progress" });
   const log = h("div", { class: "log", role: "log", "aria-label": "live log", tabindex: "0", "data-testid": "log" });
   const details = h("div", {});
@@ -214,10 +263,14 @@ async function jobPage(id) {
   } }, "Run again");
   const showDetails = async () => {
     const j = await api("GET", `api/kilo/job/${encodeURIComponent(id)}`);
-    cancel.disabled = ["succeeded", "failed", "cancelled", "timed_out"].includes(j.status);
+    cancel.disabled = FINAL.includes(j.status);
+    Object.assign(job, { finishedAt: j.finishedAt });
+    bar.value = j.progress; showBeat(j);
     const r = j.result || {};
+    const timings = (j.phases || []).map((p) => `${p.phase} ${p.durationMs === null ? "(now)" : seconds(p.durationMs)}`).join(" · ");
     const parts = [h("h2", {}, "Result"), h("table", {}, h("tbody", {},
-      [["reason", j.reason], ["error", j.error], ["summary", r.summary], ["pull request", r.prUrl ? h("a", { href: r.prUrl }, r.prUrl) : null],
+      [["outcome", j.outcome ? h("strong", { "data-testid": "outcome" }, j.outcome) : null], ["reason", j.reason], ["error", j.error], ["summary", r.summary],
+        ["duration", j.durationMs !== null && j.durationMs !== undefined ? seconds(j.durationMs) : null], ["phases", timings], ["pull request", r.prUrl ? h("a", { href: r.prUrl }, r.prUrl) : null],
         ["files changed", (r.filesChanged || []).join(", ")], ["tokens", r.inputTokens !== undefined ? `${r.inputTokens} in, ${r.outputTokens} out` : null],
         ["cost", `${usd(r.costUsd || 0)} of cap ${j.maxCostUsd ? usd(j.maxCostUsd) : "none"}`]]
         .filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))];
@@ -233,7 +286,7 @@ async function jobPage(id) {
   cleanup = events(`api/kilo/job/${encodeURIComponent(id)}/logs`, (name, d) => {
     if (name === "status") {
       status.replaceChildren(statusText(d.status)); phase.textContent = d.phase || "—";
-      bar.value = d.progress; beat.textContent = ago(d.heartbeatAt);
+      bar.value = d.progress; showBeat(d);
       cancel.disabled = ["succeeded", "failed", "cancelled", "timed_out"].includes(d.status) || d.cancelRequested;
     } else if (name === "log") {
       const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
@@ -248,14 +301,17 @@ async function jobPage(id) {
   await showDetails();
   return [h("h1", {}, `Job ${job.id}`),
     h("div", { class: "card" }, h("table", {}, h("tbody", {},
-      [["status", status], ["phase", phase], ["heartbeat", beat], ["agent", job.agent], ["repository", job.repoUrl], ["model", job.model || "default"]]
+      [["status", status], ["phase", phase], ["heartbeat", beat], ["agent", job.agent], ["repository", job.repoUrl],
+        ["task", h("span", { "data-testid": "task" }, job.prompt || "the agent's default task")], ["dry run", job.dryRun ? "yes: the diff is kept, nothing is pushed" : "no"],
+        ["model", job.model || "default"], ["created", ago(job.createdAt)]]
         .map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))), bar, h("div", { class: "row" }, cancel, again)),
     h("div", { class: "card" }, h("h2", {}, "Log"), log), h("div", { class: "card" }, details)];
 }
 
 // -- run an agent ------------------------------------------------------------------------------------------
 async function runPage() {
-  const agents = (await api("GET", "api/kilo/agents")).agents;
+  const [agents, profiles] = await Promise.all([api("GET", "api/kilo/agents").then((a) => a.agents),
+    api("GET", "api/kilo/profiles").then((p) => p.profiles)]);
   const prefill = JSON.parse(sessionStorage.getItem("kb-run-again") || "{}");
   sessionStorage.removeItem("kb-run-again");
   const about = h("p", { class: "muted", id: "agent-about" });
@@ -277,13 +333,15 @@ async function runPage() {
     h("label", {}, "Base branch (optional)", h("input", { name: "baseBranch", value: prefill.baseBranch || "" })),
     h("label", {}, "Cost cap in USD (optional)", h("input", { name: "maxCostUsd", type: "number", step: "0.01", min: "0.01", value: prefill.maxCostUsd || "" })),
     h("label", {}, h("input", { name: "dryRun", type: "checkbox", checked: prefill.dryRun !== false }), " Dry run (keep the diff; no push, no pull request)"),
+    h("label", {}, "Saved profile (optional: its variables; the secrets below win)", h("select", { name: "profile" }, h("option", { value: "" }, profiles.length ? "none" : "none saved yet (Profiles)"),
+      profiles.map((p) => h("option", { value: p.name, selected: p.name === prefill.profile }, `${p.name} (${p.variables.join(", ")})`)))),
     h("fieldset", {}, h("legend", {}, "Secrets for the job (sealed on the server, never shown again)"), secrets,
       h("button", { type: "button", class: "secondary", onclick: addSecret }, "Add a secret")),
     h("p", {}, h("button", { type: "submit" }, "Start the job")), out);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(form), body = { agent: f.get("agent"), repoUrl: f.get("repoUrl"), dryRun: f.get("dryRun") === "on" };
-    for (const k of ["prompt", "model", "baseBranch"]) if (f.get(k)) body[k] = f.get(k);
+    for (const k of ["prompt", "model", "baseBranch", "profile"]) if (f.get(k)) body[k] = f.get(k);
     if (f.get("maxCostUsd")) body.maxCostUsd = Number(f.get("maxCostUsd"));
     const env = {};
     for (let i = 0; i < secrets.children.length; i++) if (f.get(`env-name-${i}`)) env[f.get(`env-name-${i}`)] = f.get(`env-value-${i}`);
@@ -297,35 +355,92 @@ async function runPage() {
 }
 
 // -- playground --------------------------------------------------------------------------------------------
-function playground() {
+async function playground() {
   const answer = h("pre", { "data-testid": "answer", "aria-live": "polite" }), meta = h("p", { class: "muted" });
+  // The gateway's models (GET /v1/models) to pick from; typing another id works too.
+  let models = [];
+  try { models = ((await api("GET", "v1/models")).data || []).map((m) => m.id).sort(); } catch (e) { /* typed by hand then */ }
+  const stop = h("button", { type: "button", class: "secondary", disabled: true }, "Stop");
+  const generate = h("button", { type: "submit" }, "Generate");
   const form = h("form", { class: "card" },
+    h("label", {}, "System prompt (optional)", h("textarea", { name: "system", rows: 2 })),
     h("label", {}, "Prompt", h("textarea", { name: "prompt", rows: 4, required: true })),
-    h("label", {}, "Model (optional)", h("input", { name: "model" })),
-    h("button", { type: "submit" }, "Generate"));
+    h("label", {}, `Model (optional; ${models.length} from the gateway)`, h("input", { name: "model", list: "models", autocomplete: "off" })),
+    h("datalist", { id: "models" }, models.map((m) => h("option", { value: m }))),
+    h("div", { class: "row" }, generate, stop));
+  const ended = () => { stop.disabled = true; generate.disabled = false; };
+  stop.addEventListener("click", () => { if (cleanup) { cleanup(); cleanup = null; } ended(); meta.textContent = "stopped"; });
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const f = new FormData(form), body = { prompt: f.get("prompt") };
     if (f.get("model")) body.model = f.get("model");
+    if (f.get("system")) body.system = f.get("system");
     answer.textContent = ""; meta.textContent = "";
     if (cleanup) cleanup();
+    stop.disabled = false; generate.disabled = true;
     cleanup = events("api/kilo/generate-stream", (name, d) => {
       if (name === "delta") answer.textContent += d.text;
-      else if (name === "done") meta.textContent = `${d.model}: ${d.usage.totalTokens} tokens, ${usd(d.usage.costUsd)}`;
-      else if (name === "error") meta.replaceChildren(h("span", { class: "error" }, d.error.message));
+      else if (name === "done") { ended(); meta.textContent = `${d.model}: ${d.usage.totalTokens} tokens, ${usd(d.usage.costUsd)}`; }
+      else if (name === "error") { ended(); meta.replaceChildren(h("span", { class: "error" }, d.error.message)); }
     }, body);
   });
   return [h("h1", {}, "Playground"), form, h("div", { class: "card" }, h("h2", {}, "Answer"), answer, meta)];
 }
 
+// -- admin login (recorded in the audit log) ----------------------------------------------------------------
+async function adminLogin(candidate) {
+  adminKey = candidate;
+  try { await api("POST", "api/kilo/admin/login", null, true); }
+  catch (e) { if (e.status === 401) adminKey = null; }
+  route();
+}
+
+// -- audit log (admin) -------------------------------------------------------------------------------------
+async function auditPage(params) {
+  if (!adminKey) {
+    const form = h("form", { class: "card" }, h("h2", {}, "Admin key"),
+      h("p", {}, "The audit log takes the server's ADMIN_API_KEY. It is kept in memory only."),
+      h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
+      h("button", { type: "submit" }, "Continue"));
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminLogin(new FormData(form).get("admin")); });
+    return [h("h1", {}, "Audit log"), form];
+  }
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+  let page;
+  try { page = await api("GET", `api/kilo/admin/audit?${query}`, null, true); }
+  catch (e) { if (e.status === 401) adminKey = null; throw e; }
+  const filter = h("form", { class: "card row", "data-testid": "audit-filter" },
+    h("label", {}, "Action", h("input", { name: "action", value: params.action || "", placeholder: "key. or key.create" })),
+    h("label", {}, "Actor", h("input", { name: "actor", value: params.actor || "", placeholder: "admin or key:<id>" })),
+    h("label", {}, "Target", h("input", { name: "target", value: params.target || "" })),
+    h("button", { type: "submit" }, "Filter"));
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new URLSearchParams([...new FormData(filter)].filter(([, v]) => v));
+    location.hash = `#/audit${f.toString() ? `?${f}` : ""}`;
+  });
+  const rows = page.records.map((r) => [r.at, r.actor, r.action, r.target, r.fields.join(", "), r.ip, r.outcome]);
+  const more = page.nextCursor ? h("a", { href: `#/audit?${new URLSearchParams({ ...params, cursor: page.nextCursor })}` }, "Older") : "";
+  return [h("h1", {}, "Audit log"), filter,
+    table("Administrative changes, newest first", ["when (UTC)", "who", "what", "target", "fields sent", "from", "outcome"], rows), more];
+}
+
 // -- keys (admin) ------------------------------------------------------------------------------------------
 async function keysPage() {
+  const health = await fetch("healthz").then((r) => r.json()).catch(() => null);
+  if (health && health.adminApi === false) {
+    return [h("h1", {}, "Keys"), h("div", { class: "card", "data-testid": "admin-off" },
+      h("h2", {}, "The admin API is off on this server"),
+      h("p", {}, "Keys are made where the server runs, straight in its Redis:"),
+      h("pre", {}, "kilo-bridge keys create --name ci --budget-usd 10 --rpm 60   # prints the key once\nkilo-bridge keys list\nkilo-bridge keys revoke <id>"),
+      h("p", { class: "muted" }, "(.venv/bin/kilo-bridge in the checkout.) To manage keys here instead, set ADMIN_API_KEY and restart the server."))];
+  }
   if (!adminKey) {
     const form = h("form", { class: "card" }, h("h2", {}, "Admin key"),
       h("p", {}, "Managing keys takes the server's ADMIN_API_KEY. It is kept in memory only."),
       h("label", {}, "Admin key", h("input", { name: "admin", type: "password", autocomplete: "off", required: true })),
       h("button", { type: "submit" }, "Continue"));
-    form.addEventListener("submit", (e) => { e.preventDefault(); adminKey = new FormData(form).get("admin"); route(); });
+    form.addEventListener("submit", (e) => { e.preventDefault(); adminLogin(new FormData(form).get("admin")); });
     return [h("h1", {}, "Keys"), form];
   }
   let list;
@@ -336,6 +451,9 @@ async function keysPage() {
     h("div", { class: "row" },
       h("label", {}, "Name", h("input", { name: "name", required: true, pattern: "[A-Za-z0-9_\\-]{1,64}" })),
       h("label", {}, "Budget USD", h("input", { name: "budgetUsd", type: "number", step: "0.01", min: "0.01" })),
+      h("label", {}, "Budget resets", h("select", { name: "budgetPeriod" }, ["", "day", "week", "month"].map((p) => h("option", { value: p }, p || "never")))),
+      h("label", {}, "Models (comma-separated; provider/*)", h("input", { name: "models", placeholder: "any" })),
+      h("label", {}, "Team", h("input", { name: "team", pattern: "[A-Za-z0-9_\\-]{1,64}" })),
       h("label", {}, "Requests/min", h("input", { name: "rpm", type: "number", min: "1" })),
       h("label", {}, "Tokens/min", h("input", { name: "tpm", type: "number", min: "1" })),
       h("label", {}, "Concurrent jobs", h("input", { name: "maxJobs", type: "number", min: "1" }))),
@@ -344,6 +462,9 @@ async function keysPage() {
     e.preventDefault();
     const f = new FormData(form), body = { name: f.get("name") };
     for (const k of ["budgetUsd", "rpm", "tpm", "maxJobs"]) if (f.get(k)) body[k] = Number(f.get(k));
+    if (f.get("budgetPeriod")) body.budgetPeriod = f.get("budgetPeriod");
+    if (f.get("team")) body.team = f.get("team");
+    if (f.get("models")) body.models = f.get("models").split(",").map((m) => m.trim()).filter(Boolean);
     try {
       const k = await api("POST", "api/kilo/admin/keys", body, true);
       await route();
@@ -352,10 +473,33 @@ async function keysPage() {
         h("p", {}, "Copy it now: it is not shown again."), h("div", { class: "secret" }, k.key)));
     } catch (err) { shown.replaceChildren(fail(err)); }
   });
-  const rows = list.map((k) => [k.id, k.name, k.revoked ? "revoked" : "active", usd(k.spentUsd), k.budgetUsd ? usd(k.budgetUsd) : "—",
+  const rows = list.map((k) => [k.id, k.name, k.revoked ? "revoked" : "active", usd(k.spentUsd),
+    k.budgetUsd ? `${usd(k.budgetUsd)}${k.budgetPeriod ? ` / ${k.budgetPeriod} (${usd(k.spentThisPeriodUsd)} used)` : ""}` : "—",
     k.revoked ? "" : h("button", { type: "button", class: "secondary", "aria-label": `Revoke ${k.name}`, onclick: async () => {
       await api("DELETE", `api/kilo/admin/keys/${encodeURIComponent(k.id)}`, null, true); route(); } }, "Revoke")]);
   return [h("h1", {}, "Keys"), form, table("API keys", ["id", "name", "state", "spend", "budget", ""], rows)];
+}
+
+// -- my key: its limits, budget period and usage (GET /api/kilo/me) --------------------------------------
+async function mePage() {
+  const me = await api("GET", "api/kilo/me"), k = me.key;
+  const budget = k.budgetUsd === null ? "none" : `${usd(k.budgetUsd)}${k.budgetPeriod ? ` per ${k.budgetPeriod}` : " in all"}`;
+  const rows = Object.entries(me.usage).flatMap(([day, models]) =>
+    Object.entries(models).map(([m, f]) => [day, m, f.requests, f.tokens, usd(f.spendUsd)]));
+  return [h("h1", {}, `My key: ${k.name}`),
+    h("div", { class: "grid" },
+      h("div", { class: "card" }, h("h2", {}, "Budget"), h("div", { class: "big", "data-testid": "me-budget" }, budget),
+        k.budgetPeriod ? h("div", { class: "muted", "data-testid": "me-period" }, "spent this period ", usd(k.spentThisPeriodUsd),
+          ", resets ", k.periodResetsAt) : h("div", { class: "muted" }, "a lifetime budget")),
+      h("div", { class: "card" }, h("h2", {}, "Spent"), h("div", { class: "big", "data-testid": "me-spent" }, usd(k.spentUsd)),
+        h("div", { class: "muted" }, usd(k.reservedUsd), " held by ", `${me.openCalls} calls and ${me.unfinishedJobs.length} jobs in flight`)),
+      h("div", { class: "card" }, h("h2", {}, "Limits"), h("ul", {},
+        h("li", { "data-testid": "me-models" }, "models: ", k.models ? k.models.join(", ") : "any"),
+        h("li", {}, `requests/min: ${k.rpm ?? "—"}`), h("li", {}, `tokens/min: ${k.tpm ?? "—"}`),
+        h("li", {}, `concurrent jobs: ${k.maxJobs ?? "—"}`)))),
+    table("Usage by day and model (UTC)", ["day", "model", "requests", "tokens", "spend"], rows),
+    table("Unfinished jobs", ["job", "status", "agent", "created"],
+      me.unfinishedJobs.map((j) => [h("a", { href: `#/job/${j.id}` }, j.id), statusText(j.status), j.agent, j.createdAt]))];
 }
 
 // -- profiles, triggers, schedules (the caller's own saved things) ----------------------------------------
@@ -397,7 +541,7 @@ async function profilesPage() {
           if (!confirmed(`profile ${p.name}`)) return;
           try { await api("DELETE", `api/kilo/profiles/${encodeURIComponent(p.name)}`); await render(); say(out, `Profile ${p.name} deleted.`); }
           catch (err) { out.replaceChildren(fail(err)); }
-        } }, "Delete"))))) : [h("tr", {}, h("td", { colspan: 4 }, "no profiles"))]));
+        } }, "Delete"))))) : [empty(4, "No profiles yet. Save one below: a run, trigger or schedule then names it instead of carrying secrets.")]));
   };
   const rotateForm = (p) => {
     const vars = variableRows("New variables (they replace all the old ones; one left out is removed)", p.variables);
@@ -448,7 +592,7 @@ async function triggersPage() {
     const cards = await Promise.all(ts.map(async (t) => h("section", { class: "card", "aria-label": `trigger ${t.name}` },
       h("h2", {}, t.name),
       h("table", {}, h("tbody", {}, [["agent", t.agent], ["repository", t.repoUrl], ["URL", h("code", {}, t.url)], ["profile", opt(t.profile)],
-        ["cost cap", t.maxCostUsd ? usd(t.maxCostUsd) : "—"], ["prompt template", h("pre", {}, t.promptTemplate || "(the agent's default task)")],
+        ["cost cap", t.maxCostUsd ? usd(t.maxCostUsd) : "—"], ["dry run", t.dryRun ? "yes" : "no"], ["prompt template", h("pre", {}, t.promptTemplate || "(the agent's default task)")],
         ["created", ago(t.createdAt)]].map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))),
       await deliveries(t),
       h("div", { class: "row" },
@@ -462,7 +606,7 @@ async function triggersPage() {
         try { await api("DELETE", `api/kilo/triggers/${encodeURIComponent(t.id)}`); created.replaceChildren(); await render(); say(out, `Trigger ${t.name} deleted.`); }
         catch (err) { out.replaceChildren(fail(err)); }
       } }, "Delete")))));
-    list.replaceChildren(...(cards.length ? cards : [h("p", { class: "card muted" }, "no triggers")]));
+    list.replaceChildren(...(cards.length ? cards : [h("p", { class: "card muted empty" }, "No triggers yet. Create one above: its signed URL lets a CI system, an alert or a chat bot start a run.")]));
   };
   // The URL and secret of a trigger just created or rotated: on the page until it is left or reloaded.
   const showSecret = (t, title) => created.replaceChildren(h("section", { class: "card", "data-testid": "new-trigger", "aria-label": "new trigger secret" },
@@ -480,10 +624,11 @@ async function triggersPage() {
     h("label", {}, "Profile (optional)", h("select", { name: "profile" }, h("option", { value: "" }, "none"),
       profiles.profiles.map((p) => h("option", { value: p.name }, p.name)))),
     h("label", {}, "Cost cap per run in USD (optional)", h("input", { name: "maxCostUsd", type: "number", step: "0.01", min: "0.01" })),
+    h("label", {}, h("input", { name: "dryRun", type: "checkbox" }), " Dry run (each run keeps its diff; no push, no pull request)"),
     h("p", {}, h("button", { type: "submit" }, "Create the trigger")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const f = new FormData(form), body = { name: f.get("name"), agent: f.get("agent"), repoUrl: f.get("repoUrl"), promptTemplate: f.get("promptTemplate") };
+    const f = new FormData(form), body = { name: f.get("name"), agent: f.get("agent"), repoUrl: f.get("repoUrl"), promptTemplate: f.get("promptTemplate"), dryRun: f.get("dryRun") === "on" };
     if (f.get("profile")) body.profile = f.get("profile");
     if (f.get("maxCostUsd")) body.maxCostUsd = Number(f.get("maxCostUsd"));
     try {
@@ -509,7 +654,7 @@ async function schedulesPage() {
       const path = `api/kilo/schedules/${encodeURIComponent(s.id)}`;
       const paused = s.state === "paused";
       return h("tr", { "data-schedule": s.id }, h("td", {}, s.name), h("td", {}, h("code", {}, s.cron)), h("td", {}, s.timezone),
-        h("td", {}, s.run.agent), h("td", {}, s.run.repoUrl),
+        h("td", {}, s.run.agent + (s.run.dryRun ? " (dry run)" : "")), h("td", {}, s.run.repoUrl),
         h("td", {}, localTime(s.nextRunAt)),
         h("td", { "data-testid": "schedule-state" }, h("span", { class: `status status-${s.state}` }, s.state)),
         h("td", {}, h("div", { class: "row" },
@@ -518,7 +663,7 @@ async function schedulesPage() {
           paused ? "Resume" : "Pause"),
           h("button", { type: "button", class: "secondary", "aria-label": `Delete ${s.name}`,
             onclick: () => { if (confirmed(`schedule ${s.name}`)) act(`Schedule ${s.name} deleted.`, () => api("DELETE", path)); } }, "Delete"))));
-    }) : [h("tr", {}, h("td", { colspan: 8 }, "no schedules"))]));
+    }) : [empty(8, "No schedules yet. Create one above, e.g. a nightly dependency update (0 3 * * *).")]));
   };
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   const form = h("form", { class: "card" }, h("h2", {}, "Schedule a run"),
@@ -532,10 +677,11 @@ async function schedulesPage() {
     h("label", {}, "Profile (optional)", h("select", { name: "profile" }, h("option", { value: "" }, "none"),
       profiles.profiles.map((p) => h("option", { value: p.name }, p.name)))),
     h("label", {}, "Cost cap per run in USD (optional)", h("input", { name: "maxCostUsd", type: "number", step: "0.01", min: "0.01" })),
+    h("label", {}, h("input", { name: "dryRun", type: "checkbox" }), " Dry run (each run keeps its diff; no push, no pull request)"),
     h("p", {}, h("button", { type: "submit" }, "Create the schedule")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const f = new FormData(form), run = { agent: f.get("agent"), repoUrl: f.get("repoUrl") };
+    const f = new FormData(form), run = { agent: f.get("agent"), repoUrl: f.get("repoUrl"), dryRun: f.get("dryRun") === "on" };
     if (f.get("prompt")) run.prompt = f.get("prompt");
     if (f.get("profile")) run.profile = f.get("profile");
     if (f.get("maxCostUsd")) run.maxCostUsd = Number(f.get("maxCostUsd"));
@@ -561,7 +707,7 @@ async function route() {
   document.querySelectorAll("header nav a").forEach((a) => a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${parts[0] === "job" ? "jobs" : parts[0]}`));
   document.querySelectorAll("header nav a[aria-current]").forEach((a) => a.setAttribute("aria-current", "page"));
   document.getElementById("auth-state").textContent = sessionStorage.getItem(KEY) ? "using an API key" : "";
-  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage,
+  const pages = { overview, jobs: () => jobs(params), job: () => jobPage(parts[1]), run: runPage, playground, keys: keysPage, me: mePage, audit: () => auditPage(params),
     profiles: profilesPage, triggers: triggersPage, schedules: schedulesPage };
   const page = pages[parts[0]] || overview;
   try { main.replaceChildren(...[await page()].flat()); }
