@@ -13,7 +13,7 @@ PORT   ?= 5000
 SERVE_PACKAGES := bubblewrap socat
 TEST_PACKAGES  := $(SERVE_PACKAGES) chromium
 
-.PHONY: install install-serve system-packages-serve system-packages-test redis run demo worker invoke test lint format bench bench-overhead bench-split bench-jobs bench-logs bench-console clean
+.PHONY: install install-serve system-packages-serve system-packages-test redis run demo worker invoke test unit lint format bench bench-overhead bench-split bench-jobs bench-logs bench-console clean
 
 define venv
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PYTHON=...)")'
@@ -86,6 +86,10 @@ invoke: install redis
 
 test: install redis lint
 	@$(PY) -m pytest
+
+## the inner loop: the unit tier alone (pure logic, no Redis, no servers; seconds)
+unit: install
+	@$(PY) -m pytest tests/unit -q
 
 ## the quality gate `make test` runs first: lint, formatting, strict types
 lint: install

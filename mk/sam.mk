@@ -22,7 +22,7 @@ CHECKOV         := $(CHECKOV_VENV)/bin/checkov
 HADOLINT        := $(CHECKOV_VENV)/bin/hadolint
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)-hadolint-$(HADOLINT_VERSION)
 # Offline: --skip-download keeps it from fetching Prisma Cloud guidelines. A failed check fails the target; each
-# exception is a `Metadata: checkov: skip` in the template, with its reason (tests/unit/deploy/test_checkov.py).
+# exception is a `Metadata: checkov: skip` in the template, with its reason (tests/deploy/test_checkov.py).
 CHECKOV_ARGS    := --file template.yaml --framework cloudformation --skip-download --compact --quiet
 # Offline and quiet: no usage telemetry, no update check.
 SAM_ENV    := SAM_CLI_TELEMETRY=0 SAM_CLI_DISABLE_UPDATE_CHECK=1 PYENV_VERSION=$(SAM_PYENV) AWS_REGION=$${AWS_REGION:-us-east-1}
@@ -48,7 +48,7 @@ $(CHECKOV_STAMP):
 
 checkov-install: $(CHECKOV_STAMP)
 
-# tests/unit/deploy translate the template with this venv's aws-sam-translator, and run checkov from its own.
+# tests/deploy translate the template with this venv's aws-sam-translator, and run checkov from its own.
 test: $(SAM_STAMP) $(CHECKOV_STAMP)
 
 ## lint the deployment: cfn-lint (every rule, informational ones included), SAM's own validation + lint, checkov,

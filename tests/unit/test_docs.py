@@ -144,6 +144,8 @@ def _is_path(token: str) -> bool:
     folder, a package, a file). Routes (`/v1`), MIME types, model ids and a user's files are not."""
     if not re.fullmatch(r"[\w.-]+(/[\w.-]*)*", token) or token.startswith((".git", ".run", ".venv")):
         return False
+    if "node_modules" in token.split("/"):  # what `make install` puts there: absent from a fresh clone
+        return False
     if "/" not in token:
         return token.endswith(OUR_CODE) and not token.startswith(".")
     first = token.split("/")[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 # The /v1 inference calls too: plain and streamed ("stream": true) answers both go through the streaming function.
 V1_INFERENCE = {("/v1/chat/completions", "post"), ("/v1/responses", "post"), ("/v1/messages", "post"),
                 ("/v1/embeddings", "post")}  # fmt: skip

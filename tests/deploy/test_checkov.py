@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import ROOT
-from tests.unit.deploy.test_template import TEMPLATE, load_template
+from tests.deploy.test_template import TEMPLATE, load_template
 
 CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 
