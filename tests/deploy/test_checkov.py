@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT
 from tests.deploy.test_template import TEMPLATE, load_template
+from tests.support import ROOT
 
 CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 
