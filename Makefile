@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PINS   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PINS   := $(shell cat pyproject.toml layers/requirements.txt requirements/test.lock | cksum | cut -d' ' -f1)
 SERVE_STAMP := $(VENV)/.installed-serve-$(PINS)
 STAMP  := $(VENV)/.installed-dev-$(PINS)
 PORT   ?= 5000
@@ -21,16 +21,17 @@ define venv
 endef
 
 # serving: the runtime pins and the server extra only
-$(SERVE_STAMP): pyproject.toml
+$(SERVE_STAMP): pyproject.toml layers/requirements.txt
 	$(venv)
 	@echo "installing the server into $(VENV) ..."
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[server]'
+	@$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r layers/requirements.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-serve-* && touch $@
 
 # the test tool-chain on top (pytest, moto, playwright, mypy, ruff, the Python clients the tests drive)
-$(STAMP): $(SERVE_STAMP)
+$(STAMP): $(SERVE_STAMP) requirements/test.lock
 	@echo "installing the test tool-chain into $(VENV) ..."
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,clients]'
+	@$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements/test.lock
 	@rm -f $(VENV)/.installed-dev-* && touch $@
 
 system-packages-serve:
@@ -91,11 +92,12 @@ test: install redis lint
 unit: install
 	@$(PY) -m pytest tests/unit -q
 
-## the quality gate `make test` runs first: lint, formatting, strict types
+## the quality gate `make test` runs first: lint, formatting, strict types, the layers of docs/architecture.md
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy layers/kilo_bridge functions agent_task
+	@$(VENV)/bin/pytest tests/unit/test_layers.py -q
 
 format: install
 	@$(VENV)/bin/ruff format .

@@ -14,6 +14,7 @@ from agent_task import procs
 from agent_task.joblog import JobLog
 from agent_task.kilo import AgentProgress
 from kilo_bridge.config import Settings
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import JobRecord
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.keys.store import JobKeyUsage
@@ -55,7 +56,7 @@ class Workspace:
 class JobEnded(Exception):
     """The job ends here with this status and reason (the work so far is still collected)."""
 
-    def __init__(self, status: str, reason: str, message: str) -> None:
+    def __init__(self, status: str, reason: EndReason, message: str) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
 
@@ -150,13 +151,13 @@ class JobContext:
             await asyncio.sleep(tick)
 
     def timed_out(self) -> JobEnded:
-        return JobEnded("timed_out", "timeout", f"the job ran past its timeout ({self.record.timeout_ms} ms)")
+        return JobEnded("timed_out", EndReason.TIMEOUT, f"the job ran past its timeout ({self.record.timeout_ms} ms)")
 
     def check_stop(self) -> None:
         if self.stop_why == "lost":
             raise Lost()
         if self.stop_why == "cancel":
-            raise JobEnded("cancelled", "cancelled_by_user", "cancelled while " + self.phase)
+            raise JobEnded("cancelled", EndReason.CANCELLED_BY_USER, "cancelled while " + self.phase)
         if asyncio.get_running_loop().time() >= self.deadline:
             raise self.timed_out()
 

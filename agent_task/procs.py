@@ -12,7 +12,10 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.aio import die_with_parent
+
+logger = get_logger()
 
 MAX_LINE = 16_384
 READ_CHUNK = 65_536
@@ -132,8 +135,7 @@ async def run(
         stopper.cancel()
         if proc.returncode is None:
             kill_group(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                await proc.wait()
+            await _reap(proc)
     return Finished(proc.returncode, reason)
 
 
@@ -172,6 +174,14 @@ async def capture(
         stopper.cancel()
         if proc.returncode is None:
             kill_group(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                await proc.wait()
+            await _reap(proc)
     return proc.returncode or 0, out, err
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Waits for a killed child on the way out of a failure, which is what the caller reports: a failure to
+    wait is logged, never raised over it."""
+    try:
+        await proc.wait()
+    except Exception as exc:
+        logger.warning("a killed process was not reaped", extra={"pid": proc.pid, "error": type(exc).__name__})

@@ -31,6 +31,7 @@ from kilo_bridge.github.review import (
 )
 from kilo_bridge.jobs.models import JobResult
 from kilo_bridge.jobs.policy import RepoRef
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.observability import get_logger
 
 logger = get_logger()
@@ -116,7 +117,7 @@ async def begin(ctx: JobContext, ref: RepoRef, task: str) -> str:
     try:
         token = await _token(ctx, app, repo)
     except GitHubAppError as exc:
-        raise JobEnded("failed", "github_failed", f"no token to review with: {exc.message}") from None
+        raise JobEnded("failed", EndReason.GITHUB_FAILED, f"no token to review with: {exc.message}") from None
     try:
         pr = await app.pull(token, repo.owner, repo.name, number)
         head, base = str(pr["head"]["sha"]), str(pr["base"]["sha"])
@@ -145,7 +146,7 @@ async def begin(ctx: JobContext, ref: RepoRef, task: str) -> str:
         )
     except (GitHubAppError, KeyError, TypeError) as exc:
         said = exc.message if isinstance(exc, GitHubAppError) else f"an unexpected answer ({type(exc).__name__})"
-        raise JobEnded("failed", "github_failed", f"the pull request could not be read: {said}") from None
+        raise JobEnded("failed", EndReason.GITHUB_FAILED, f"the pull request could not be read: {said}") from None
     finally:
         with contextlib.suppress(GitHubAppError):
             await app.revoke(token)

@@ -23,12 +23,14 @@ from agent_task.stages import agent, clone, finish, publish
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import JobResult
-from kilo_bridge.jobs.record import JobRecord, now_ms
-from kilo_bridge.jobs.secrets import JOB_SCOPE, SealBroken, job_binding, secret_box
+from kilo_bridge.jobs.reasons import EndReason
+from kilo_bridge.jobs.record import JobRecord, job_binding
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.jobs.workspace import fresh_workspace, remove_workspace, runner_name
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.sealing import JOB_SCOPE, SealBroken, secret_box
 from kilo_bridge.platform.security import Redactor
 
 logger = get_logger()
@@ -122,7 +124,7 @@ class Runner:
             if opened.tampered:
                 raise JobEnded(
                     "failed",
-                    "record_tampered",
+                    EndReason.RECORD_TAMPERED,
                     "the job's record, patch or sealed secrets changed after it was submitted; nothing was run",
                 )
             result = await self._stages(ctx, ws, opened, so_far)
@@ -133,7 +135,11 @@ class Runner:
             return "lost"
         except Exception as exc:  # the job must still end, with a reason
             logger.exception("runner error", extra={"job_id": self.job_id})
-            status, reason, error = "failed", "internal_error", ctx.redact(f"{type(exc).__name__}: {exc}")[:2000]
+            status, reason, error = (
+                "failed",
+                EndReason.INTERNAL_ERROR,
+                ctx.redact(f"{type(exc).__name__}: {exc}")[:2000],
+            )
         diff = await self._partial(ctx, ws, status, so_far, result)
         finish.fill(ctx, result)
         if error:

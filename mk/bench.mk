@@ -15,7 +15,7 @@ BENCH_STAMP    := $(BENCH_DIR)/.installed-compare-$(BENCH_PINS)
 PLOT_STAMP     := $(BENCH_DIR)/.installed-plot-$(shell echo '$(MATPLOTLIB_PIN)' | cksum | cut -d' ' -f1)
 REF_STAMP      := $(BENCH_DIR)/.installed-ref-$(shell echo '$(REF_PINS)' | cksum | cut -d' ' -f1)
 
-.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack bench-gap bench-admission
+.PHONY: bench-tools bench-compare bench-coldstart bench-redis bench-sse bench-stack bench-gap bench-admission bench-reconcile
 
 $(PLOT_STAMP):
 	@mkdir -p $(BENCH_DIR)
@@ -83,3 +83,11 @@ bench-stack: install redis $(STACK_STAMP)
 ## a do-nothing relay in front of a 0 ms and a 50 ms upstream: the idle wake-up cost → docs/benchmarks/upstream-gap.md
 bench-gap: install
 	@$(PY) tests/benchmarks/upstream_gap.py
+
+## every call the (counting fake) upstream billed is in the ledger under faults (Redis paused, killed and restarted;
+## a web process killed; clients hanging up), and no reservation stays open → docs/benchmarks/reconcile.md
+## (RECONCILE_REQUESTS, RECONCILE_CLIENTS: at most that many calls, for as long as the faults last, ~15 s)
+RECONCILE_REQUESTS ?= 2000
+RECONCILE_CLIENTS  ?= 16
+bench-reconcile: install
+	@$(PY) tests/benchmarks/reconcile.py --requests $(RECONCILE_REQUESTS) --clients $(RECONCILE_CLIENTS)

@@ -77,8 +77,16 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def data_dir(port: int) -> Path:
+    """The embedded Redis's data (its append-only file), one directory per port: kept across `make run`s;
+    delete it to start empty."""
+    return RUN_DIR / f"redis-{port}"
+
+
 def server_args(binary: str, port: int, config: Path) -> list[str]:
-    """The one place the embedded redis-server's arguments are built (the password is in `config`)."""
+    """The one place the embedded redis-server's arguments are built (the password is in `config`). Its data
+    lives in `data_dir(port)`, kept across runs: an append-only file (AOF, fsynced every second: at most a second of
+    writes lost in a crash)."""
     return [
         binary,
         str(config),
@@ -86,14 +94,14 @@ def server_args(binary: str, port: int, config: Path) -> list[str]:
         str(port),
         "--bind",
         "127.0.0.1",
-        "--save",
-        "",
+        "--dir",
+        str(data_dir(port)),
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        "everysec",
         "--daemonize",
         "yes",
-        "--dir",
-        str(RUN_DIR),
         "--pidfile",
         str(RUN_DIR / f"redis-{port}.pid"),
         "--logfile",
@@ -104,6 +112,7 @@ def server_args(binary: str, port: int, config: Path) -> list[str]:
 def start(port: int) -> str:
     binary, origin = server_binary()
     RUN_DIR.mkdir(exist_ok=True)
+    data_dir(port).mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(32)
     config = RUN_DIR / f"redis-{port}.conf"
     write_private(config, f"requirepass {password}\n")
@@ -137,8 +146,8 @@ def main() -> int:
         if answers(host, port):
             print(
                 f"ensure-redis: nothing answered at {host}:{port}, so started a local Redis ({origin}); "
-                f"it keeps nothing on disk and requires the password in {password_file(port)}. "
-                f"Stop it with: kill $(cat .run/redis-{port}.pid)",
+                f"its data is kept in {data_dir(port)} (append-only file) and it requires the password in "
+                f"{password_file(port)}. Stop it with: kill $(cat .run/redis-{port}.pid)",
                 flush=True,
             )
             return 0

@@ -80,6 +80,7 @@ def make_settings(fake: FakeGatewayThread, prefix: str, tmp_path: Path) -> Calla
             "jobs_concurrency": 0,  # job tests start their own worker
             "artifacts_dir": str(tmp_path / "artifacts"),
             "job_secrets_key_file": str(tmp_path / "job-secrets.key"),
+            "settlement_spool_dir": str(tmp_path / "spool"),
         }
         values.update(overrides)
         return load_settings(**values)
@@ -236,8 +237,9 @@ def job_factory(store_settings: Settings) -> Callable[..., JobRecord]:
     """`job_factory(**fields)` → a JobRecord created through JobStore.create in the test's prefix: a queued
     `review` job with a fresh id unless fields say otherwise. `reserve_nusd`, `max_jobs`, `sealed_env`,
     `idempotency` go to JobStore.create; `settings=` for another Redis. Usable from async tests."""
-    from kilo_bridge.jobs.record import JobRecord, new_job_id, now_ms
+    from kilo_bridge.jobs.record import JobRecord, new_job_id
     from kilo_bridge.jobs.store import JobStore
+    from kilo_bridge.platform.clock import now_ms
     from kilo_bridge.platform.redis import Store
 
     def create(

@@ -22,6 +22,7 @@ from agent_task.sandbox import Sandbox, SandboxUnavailable, resolve
 from agent_task.stages.clone import Checkout
 from kilo_bridge.jobs.catalogue import AgentSpec
 from kilo_bridge.jobs.policy import REPO_TOKEN_NAMES
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.keys.store import KeyStore
 from kilo_bridge.money import usd
 from kilo_bridge.observability import get_logger
@@ -30,13 +31,13 @@ from kilo_bridge.platform.redis import Store
 logger = get_logger()
 # A persistent gateway error the agent met, as the reason its job failed (else `agent_failed`).
 GATEWAY_REASONS = {
-    "credits_exhausted": "credits_exhausted",
-    "upstream_rate_limited": "gateway_rate_limited",
-    "rate_limited": "gateway_rate_limited",
-    "upstream_unavailable": "gateway_unavailable",
-    "upstream_timeout": "gateway_unavailable",
-    "upstream_unreachable": "gateway_unavailable",
-    "gateway_auth_failed": "gateway_auth_failed",
+    "credits_exhausted": EndReason.CREDITS_EXHAUSTED,
+    "upstream_rate_limited": EndReason.GATEWAY_RATE_LIMITED,
+    "rate_limited": EndReason.GATEWAY_RATE_LIMITED,
+    "upstream_unavailable": EndReason.GATEWAY_UNAVAILABLE,
+    "upstream_timeout": EndReason.GATEWAY_UNAVAILABLE,
+    "upstream_unreachable": EndReason.GATEWAY_UNAVAILABLE,
+    "gateway_auth_failed": EndReason.GATEWAY_AUTH_FAILED,
 }
 
 
@@ -53,7 +54,7 @@ async def sandbox_for(ctx: JobContext) -> Sandbox:
     try:
         sandbox = await asyncio.to_thread(resolve, st.agent_sandbox, st.agent_user, st.kilo_cli_path)
     except SandboxUnavailable as exc:
-        raise JobEnded("failed", "sandbox_unavailable", str(exc)) from None
+        raise JobEnded("failed", EndReason.SANDBOX_UNAVAILABLE, str(exc)) from None
     return replace(sandbox, tmp_mb=st.agent_tmp_mb)
 
 
@@ -91,7 +92,7 @@ async def apply_patch(ctx: JobContext, checkout: Checkout, ws: Workspace, patch:
         rejects = sorted(str(p.relative_to(checkout.dir)) for p in checkout.dir.rglob("*.rej"))
         if rc != 0 and not rejects:
             said = ctx.redact((out + err).decode(errors="replace")).strip()
-            raise JobEnded("failed", "patch_failed", f"the patch does not apply: {said[-500:]}")
+            raise JobEnded("failed", EndReason.PATCH_FAILED, f"the patch does not apply: {said[-500:]}")
         conflicted = [r.removesuffix(".rej") for r in rejects]
     if conflicted:
         await ctx.log.line("runner", f"patch applied with conflicts in {', '.join(conflicted[:20])}", level="warn")
@@ -124,7 +125,7 @@ class AgentRun:
             # A cap that cannot be enforced is refused rather than silently ignored.
             raise JobEnded(
                 "failed",
-                "budget_unpriced",
+                EndReason.BUDGET_UNPRICED,
                 f"maxCostUsd is set but {model} has no price in the Kilo "
                 "Gateway's model list, so its cost cannot be tracked; the agent was not started",
             )
@@ -134,7 +135,7 @@ class AgentRun:
         if not os.access(st.kilo_cli_path, os.X_OK):
             raise JobEnded(
                 "failed",
-                "agent_failed",
+                EndReason.AGENT_FAILED,
                 f"the Kilo CLI is not installed at {st.kilo_cli_path} "
                 "(`make install` puts the pinned one in agent_task/node_modules; or set KILO_CLI)",
             )
@@ -177,7 +178,7 @@ class AgentRun:
         if hits:
             for hit in hits:
                 await self.ctx.log.line("runner", f"limit hit: {hit}", level="error")
-            raise JobEnded("failed", "resource_limit", "the agent was held at a limit: " + "; ".join(hits))
+            raise JobEnded("failed", EndReason.RESOURCE_LIMIT, "the agent was held at a limit: " + "; ".join(hits))
 
     def judge(self, returncode: int | None, tail: list[str]) -> None:
         """The agent's end as the job's: a cost cap reached, a gateway error it kept meeting, or its failure."""
@@ -187,13 +188,14 @@ class AgentRun:
         if usage is not None and usage.budget_refusals:
             raise JobEnded(
                 "failed",
-                "budget_exceeded",
+                EndReason.BUDGET_EXCEEDED,
                 f"the agent's next model call would pass maxCostUsd ({ctx.record.max_cost_usd}); spent {spent}",
             )
         if returncode != 0 or ctx.agent.errors:
             detail = "; ".join(ctx.agent.errors[-2:]) or " | ".join(tail[-3:])
-            reason = GATEWAY_REASONS.get(usage.last_error or "", "agent_failed") if usage else "agent_failed"
-            if reason != "agent_failed" and usage is not None:
+            failed = EndReason.AGENT_FAILED
+            reason = GATEWAY_REASONS.get(usage.last_error or "", failed) if usage else failed
+            if reason is not failed and usage is not None:
                 detail = f"the Kilo Gateway answered {usage.last_error} ({usage.failed} failed calls); {detail}"
             raise JobEnded("failed", reason, f"the agent exited with {returncode}: {detail}")
 
@@ -251,7 +253,7 @@ class AgentRun:
             detail = self.ctx.redact(err.decode(errors="replace").strip())[-300:]
             raise JobEnded(
                 "failed",
-                "agent_unknown",
+                EndReason.AGENT_UNKNOWN,
                 f"the Kilo CLI does not know the agent {spec.name!r} (`kilo agent list` exited {rc}"
                 + (f": {detail}" if detail else "")
                 + "); the job is not run with the CLI's default agent instead",
@@ -261,7 +263,7 @@ class AgentRun:
             if left:
                 raise JobEnded(
                     "failed",
-                    "agent_unsafe",
+                    EndReason.AGENT_UNSAFE,
                     f"the report-only agent {spec.name!r} is not denied {', '.join(left)} by the Kilo CLI; not run",
                 )
 
@@ -275,7 +277,7 @@ async def check_bridge(ctx: JobContext) -> None:
     except httpx.HTTPError as exc:
         raise JobEnded(
             "failed",
-            "bridge_unreachable",
+            EndReason.BRIDGE_UNREACHABLE,
             f"the agent's model calls go through {base}/v1 and it does not answer ({type(exc).__name__}); "
             "run the server (`make run`) or set BRIDGE_URL",
         ) from None

@@ -14,6 +14,7 @@ from agent_task.git import GitEnv, clone_argv
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.jobs.catalogue import AgentSpec
 from kilo_bridge.jobs.policy import LOOPBACK_HOSTS, RepoRef, blocked_address, check_repo_url, repo_token
+from kilo_bridge.jobs.reasons import EndReason
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ def checked_repo(ctx: JobContext) -> RepoRef:
     try:
         return check_repo_url(ctx.record.repo_url, ctx.settings)
     except BridgeError as exc:
-        raise JobEnded("failed", "repo_refused", exc.message) from None
+        raise JobEnded("failed", EndReason.REPO_REFUSED, exc.message) from None
 
 
 def pr_target(ctx: JobContext, host: str) -> bool:
@@ -62,10 +63,10 @@ async def clone(ctx: JobContext, repo: RepoRef, token: str | None, ws: Workspace
     if not repo.local:
         why = await asyncio.to_thread(blocked_address, repo.host, st)
         if why:
-            raise JobEnded("failed", "repo_refused", why)
+            raise JobEnded("failed", EndReason.REPO_REFUSED, why)
     streamed = await ctx.stream(clone_argv(git, repo.url, ws.repo, record.base_branch), git.env(), str(ws.root), "git")
     if not streamed.ok:
-        raise JobEnded("failed", "clone_failed", "git clone failed: " + streamed.last())
+        raise JobEnded("failed", EndReason.CLONE_FAILED, "git clone failed: " + streamed.last())
     git.work_tree = ws.repo
     checkout = Checkout(repo, ws.repo, "", git, token, (git.git_dir / "config").read_bytes())
     base = record.base_branch

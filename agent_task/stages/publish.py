@@ -17,6 +17,7 @@ from agent_task.limits import MB, oversized
 from agent_task.stages.clone import Checkout, pr_target
 from kilo_bridge.jobs.catalogue import AgentSpec
 from kilo_bridge.jobs.models import DiffStat, JobResult
+from kilo_bridge.jobs.reasons import EndReason
 
 MAX_DIFF_BYTES = 20_000_000
 
@@ -36,7 +37,7 @@ async def collect(checkout: Checkout, ws: Workspace, max_file_mb: int) -> Change
         name, size = big[0]
         raise JobEnded(
             "failed",
-            "resource_limit",
+            EndReason.RESOURCE_LIMIT,
             f"AGENT_MAX_FILE_MB ({max_file_mb} MB): {name} is {size // MB} MB; the change was not staged",
         )
     checkout.git.reseal(checkout.git_config)
@@ -82,7 +83,7 @@ async def the_change(ctx: JobContext, checkout: Checkout, ws: Workspace, rejects
         remove_beneath(checkout.dir, name)
     change = await collect(checkout, ws, ctx.settings.agent_max_file_mb)
     if ctx.redact.found_in(change.diff.decode(errors="replace")):
-        raise JobEnded("failed", "secret_in_diff", "the change contains a value from profileEnv; not pushed")
+        raise JobEnded("failed", EndReason.SECRET_IN_DIFF, "the change contains a value from profileEnv; not pushed")
     return change
 
 
@@ -106,7 +107,7 @@ async def publish(ctx: JobContext, spec: AgentSpec, checkout: Checkout, change: 
     for args in (("checkout", "-q", "-b", branch), ("commit", "-q", "-m", message)):
         rc, _, err = await checkout.git_cmd(*args)
         if rc != 0:
-            raise JobEnded("failed", "commit_failed", ctx.redact(err.decode(errors="replace"))[-500:])
+            raise JobEnded("failed", EndReason.COMMIT_FAILED, ctx.redact(err.decode(errors="replace"))[-500:])
     _, sha, _ = await checkout.git_cmd("rev-parse", "HEAD")
     result.commit, result.branch = sha.decode().strip(), branch
     git = checkout.git
@@ -118,14 +119,16 @@ async def publish(ctx: JobContext, spec: AgentSpec, checkout: Checkout, change: 
         "git",
     )
     if not streamed.ok:
-        raise JobEnded("failed", "push_failed", "git push failed: " + streamed.last())
+        raise JobEnded("failed", EndReason.PUSH_FAILED, "git push failed: " + streamed.last())
     await ctx.log.line("runner", f"pushed {branch}")
     repo = checkout.repo
     if not (pr_target(ctx, repo.host) and repo.owner and repo.name):
         return
     if not checkout.token:
         raise JobEnded(
-            "failed", "pr_failed", "no GITHUB_TOKEN in profileEnv (nor a GitHub App installed) for the pull request"
+            "failed",
+            EndReason.PR_FAILED,
+            "no GITHUB_TOKEN in profileEnv (nor a GitHub App installed) for the pull request",
         )
     stat = change.stat
     body = (
@@ -144,5 +147,7 @@ async def publish(ctx: JobContext, spec: AgentSpec, checkout: Checkout, change: 
             body=ctx.redact(body),
         )
     except PullRequestError as exc:
-        raise JobEnded("failed", "pr_failed", f"branch {branch} pushed, pull request not opened: {exc}") from None
+        raise JobEnded(
+            "failed", EndReason.PR_FAILED, f"branch {branch} pushed, pull request not opened: {exc}"
+        ) from None
     await ctx.log.line("runner", f"pull request {result.pr_url}")

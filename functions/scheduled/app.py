@@ -1,5 +1,5 @@
 """EventBridge Scheduler → `{"task": "refresh-credits" | "reap-jobs" | "run-agent", "body": {...}}`.
-Thin: the logic is `kilo_bridge.schedule`."""
+Thin: the logic is `kilo_bridge.scheduled_tasks`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from kilo_bridge.config import load_settings
 from kilo_bridge.observability import get_logger, get_tracer
 from kilo_bridge.platform.lambda_runtime import run_sync
-from kilo_bridge.schedule import run_task
+from kilo_bridge.scheduled_tasks import run_task
 from kilo_bridge.services import Services
 
 logger = get_logger()

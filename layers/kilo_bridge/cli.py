@@ -17,10 +17,27 @@ if TYPE_CHECKING:  # the settings (pydantic) load only for the server-side comma
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """The soft open-file limit raised to the hard one (inherited by the web and job-worker processes): a
+    default of 1,024 is spent by ~500 streams. Returns (soft, hard) as they are now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # keep what we have; MAX_CONCURRENT_REQUESTS's default follows the limit in force
+    return soft, hard
+
+
 def _serve(args: argparse.Namespace) -> int:
     import signal
 
     import uvicorn
+
+    raise_fd_limit()
 
     overrides: dict[str, object] = {"port": args.port} if args.port else {}
     if args.host not in LOOPBACK and os.getenv("AUTH_REQUIRED") is None:
@@ -102,8 +119,6 @@ def _metrics_dir(port: int) -> None:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kilo_bridge.jobs.worker import run_worker
-
     settings = _settings()
     if settings is None:
         return 2
@@ -122,8 +137,24 @@ def _worker(args: argparse.Namespace) -> int:
         f"kilo-bridge: worker on redis={_safe_url(settings.resolved_redis_url)} concurrency={concurrency}", flush=True
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(settings, concurrency))
+        asyncio.run(_work(settings, concurrency))
     return 0
+
+
+async def _work(settings: Settings, concurrency: int) -> None:
+    """`kilo-bridge worker`: work until SIGINT or SIGTERM (what `docker stop` and systemd send), then stop as
+    `LocalWorker.close` says."""
+    import asyncio
+    import signal
+
+    from kilo_bridge.services import local_workers
+
+    async with local_workers(settings, concurrency):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -12,12 +12,13 @@ its 100-parameter methods cost several ms more of every cold start. The messages
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from kilo_bridge.config_values import CHECKS, Invalid, SecretStr, Setting, convert, fields_of, setting
 
 DEFAULT_GATEWAY_BASE = "https://api.kilo.ai/api/gateway"
 # The repository root in a checkout (layers/kilo_bridge/config.py), /opt in a Lambda layer.
@@ -37,78 +38,6 @@ def check_sandbox_concurrency(sandbox: str, concurrency: int) -> None:
             f"{concurrency} jobs at once (JOBS_CONCURRENCY / --concurrency), and their agents, one user, could read "
             "each other's checkouts. Use AGENT_SANDBOX=auto (bubblewrap) or a concurrency of 1."
         )
-
-
-class SecretStr:
-    """A secret setting: shown as stars (str, repr, logs); `get_secret_value()` is the one way to read it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __str__(self) -> str:
-        return "**********" if self._value else ""
-
-    def __repr__(self) -> str:
-        return f"SecretStr('{self}')"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def setting(
-    default: Any,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    min_length: int | None = None,
-    max_length: int | None = None,
-) -> Any:
-    """A field with bounds: numbers `ge`/`gt`/`le`, strings `min_length`/`max_length`."""
-    bounds = {"ge": ge, "gt": gt, "le": le, "min_length": min_length, "max_length": max_length}
-    return _Bounded(default, {k: v for k, v in bounds.items() if v is not None})
-
-
-class _Bounded:
-    __slots__ = ("bounds", "default")
-
-    def __init__(self, default: Any, bounds: dict[str, float]) -> None:
-        self.default, self.bounds = default, bounds
-
-
-class Setting:
-    """One field of Settings: its name, its type as annotated (`int`, `str | None`, `Literal['a', 'b']`...),
-    default and bounds."""
-
-    __slots__ = ("bounds", "choices", "default", "kind", "name", "optional")
-
-    def __init__(self, name: str, annotation: str, default: Any, bounds: dict[str, float]) -> None:
-        self.name, self.default, self.bounds = name, default, bounds
-        self.optional = annotation.endswith(" | None")
-        self.kind = annotation.removesuffix(" | None")
-        self.choices: tuple[str, ...] = ()
-        if self.kind.startswith("Literal["):
-            self.choices = tuple(c.strip().strip("'\"") for c in self.kind[len("Literal[") : -1].split(","))
-            self.kind = "Literal"
-        if self.kind not in ("int", "float", "str", "bool", "SecretStr", "Literal"):
-            raise TypeError(f"Settings.{name}: unsupported type {annotation!r}")
-
-
-def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http(s) URL, got {value!r}")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials in the URL")
-    return value.rstrip("/")
 
 
 def environment(fields: Iterable[str]) -> dict[str, str]:
@@ -142,6 +71,9 @@ class Settings:
     kilo_credits_max_age_s: int = setting(300, ge=0, le=86_400)
     # Longest a single stream may run (API Gateway ends streams at 15 minutes).
     kilo_stream_max_s: int = setting(900, ge=1, le=3600)
+    # A stream whose client hung up (or that we refused mid-way) is read on for this long, for the usage the
+    # gateway bills it by: the key, the stats and the credits are charged what it cost.
+    stream_drain_s: float = setting(30.0, ge=0, le=900)
 
     # -- Redis -------------------------------------------------------------------------------------
     redis_url: str | None = None
@@ -154,6 +86,12 @@ class Settings:
     # How long a budget reservation is held if its settlement never comes (default: the longest a call can
     # run, KILO_STREAM_MAX_S + KILO_TIMEOUT_MS, plus a minute).
     reservation_hold_s: float | None = setting(None, gt=0, le=86_400)
+    # A web process shows it is alive every third of this; once silent this long (killed), another releases the
+    # reservations it held.
+    reservation_owner_timeout_s: float = setting(30.0, gt=0, le=3600)
+    # Settlements Redis refused wait here (fsynced, one file each) until Redis takes them; any web process of
+    # this machine replays them (at start too). On Lambda a relative path is under /tmp.
+    settlement_spool_dir: str = ".run/spool"
     # Deployed (ElastiCache with RBAC): the user name, and a secret holding {"username", "password"}.
     redis_username: str | None = None
     redis_password_secret_arn: str | None = None
@@ -191,6 +129,9 @@ class Settings:
     # 6 MB is a synchronous Lambda invocation's own limit.
     v1_max_body_bytes: int = setting(6_000_000, ge=1_024, le=100_000_000)
     sse_keepalive_s: float = setting(15.0, gt=0, le=60)
+    # Requests (streams included) one web process serves at once; the next gets a fast 503 with Retry-After.
+    # Unset: a third of the process's open-file limit (`serve` raises it to the hard limit at start).
+    max_concurrent_requests: int | None = setting(None, ge=1, le=1_000_000)
 
     # -- agent jobs --------------------------------------------------------------------------------
     # "local": a bullmq queue in this Redis, worked by `serve` (JOBS_CONCURRENCY) or `kilo-bridge worker`;
@@ -309,13 +250,13 @@ class Settings:
         problems = []
         for name, f in self._fields.items():
             try:
-                value = _convert(f, values.get(name, f.default))
-                if name in _CHECKS:
+                value = convert(f, values.get(name, f.default))
+                if name in CHECKS:
                     try:
-                        value = _CHECKS[name](value)
+                        value = CHECKS[name](value)
                     except ValueError as exc:
-                        raise _Invalid(f"Value error, {exc}") from None
-            except _Invalid as exc:
+                        raise Invalid(f"Value error, {exc}") from None
+            except Invalid as exc:
                 problems.append(f"{name.upper()}: {exc}")
                 continue
             object.__setattr__(self, name, value)
@@ -380,6 +321,14 @@ class Settings:
     @cached_property
     def server_workers(self) -> int:
         return self.web_concurrency or len(os.sched_getaffinity(0))
+
+    @cached_property
+    def resolved_spool_dir(self) -> str:
+        """SETTLEMENT_SPOOL_DIR; on Lambda a relative one is under /tmp (the only writable place there)."""
+        path = self.settlement_spool_dir
+        if os.getenv("AWS_LAMBDA_FUNCTION_NAME") and not os.path.isabs(path):
+            return os.path.join("/tmp", "kilo-bridge", path)  # noqa: S108 - Lambda's own writable directory
+        return path
 
     @cached_property
     def auth_is_required(self) -> bool:
@@ -574,147 +523,4 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-# -- checking and converting a value -------------------------------------------------------------------------
-
-
-class _Invalid(ValueError):
-    """One setting's problem, worded as pydantic words it."""
-
-
-def _public_url(value: str | None) -> str | None:
-    if not value:  # the template passes "" when no custom domain is set
-        return None
-    if urlsplit(value).query or urlsplit(value).fragment:
-        raise ValueError("must be a base URL without a query or fragment")
-    return _check_http_url(value)
-
-
-def _http_url(value: str | None) -> str | None:
-    return None if value is None else _check_http_url(value)
-
-
-def _key_id(value: str | None) -> str | None:
-    if not value:  # the template passes "" when the parameter is left empty
-        return None
-    if not re.fullmatch(r"[0-9a-f]{12}", value):
-        raise ValueError("an API key's id: the 12 hex digits `kilo-bridge keys list` shows")
-    return value
-
-
-def _redis_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
-    return value
-
-
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "public_base_url": _public_url,
-    "kilo_gateway_base": _http_url,
-    "kilo_balance_url": _http_url,
-    "bridge_url": _http_url,
-    "redis_url": _redis_url,
-    "github_app_key_id": _key_id,
-}
-_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))
-_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
-
-
-def _fields_of(cls: type) -> dict[str, Setting]:
-    """The Setting of each annotated attribute of `cls` (annotations are text: `from __future__ import
-    annotations`), in order; the class keeps none of their defaults (instances have every attribute)."""
-    fields = {}
-    for name, annotation in cls.__annotations__.items():
-        if name.startswith("_"):
-            continue
-        declared = cls.__dict__.get(name)
-        default, bounds = (declared.default, declared.bounds) if isinstance(declared, _Bounded) else (declared, {})
-        fields[name] = Setting(name, annotation, default, bounds)
-        if name in cls.__dict__:
-            delattr(cls, name)
-    return fields
-
-
-Settings._fields = _fields_of(Settings)
-
-
-def _convert(f: Setting, value: Any) -> Any:
-    """`value` (an environment string or a Python value) as the field's type, within its bounds."""
-    kind, bounds = f.kind, f.bounds
-    if value is None and f.optional:
-        return None
-    if kind == "Literal":
-        if value not in f.choices:
-            raise _Invalid("Input should be " + " or ".join(repr(c) for c in f.choices))
-        return value
-    if kind == "SecretStr":
-        if isinstance(value, SecretStr):
-            return value
-        return SecretStr(_text(value, bounds))
-    if kind == "str":
-        return _text(value, bounds)
-    if kind == "bool":
-        return _flag(value)
-    number: float = _integer(value) if kind == "int" else _number(value)
-    for bound, ok, word in (("ge", number.__ge__, "greater than or equal to"), ("gt", number.__gt__, "greater than"),
-                            ("le", number.__le__, "less than or equal to")):  # fmt: skip
-        if bound in bounds and not ok(bounds[bound]):
-            raise _Invalid(f"Input should be {word} {bounds[bound]}")
-    return number
-
-
-def _text(value: Any, bounds: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid("Input should be a valid string")
-    if len(value) < bounds.get("min_length", 0):
-        n = bounds["min_length"]
-        raise _Invalid(f"String should have at least {n} character{'s' if n != 1 else ''}")
-    if "max_length" in bounds and len(value) > bounds["max_length"]:
-        n = bounds["max_length"]
-        raise _Invalid(f"String should have at most {n} character{'s' if n != 1 else ''}")
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise _Invalid("Input should be a valid boolean, unable to interpret input")
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if value.is_integer():
-            return int(value)
-        raise _Invalid("Input should be a valid integer, got a number with a fractional part")
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise _Invalid("Input should be a valid integer, unable to parse string as an integer") from None
-            if number.is_integer():
-                return int(number)
-            raise _Invalid("Input should be a valid integer, got a number with a fractional part") from None
-    raise _Invalid("Input should be a valid integer")
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise _Invalid("Input should be a valid number, unable to parse string as a number") from None
-    raise _Invalid("Input should be a valid number")
+Settings._fields = fields_of(Settings)

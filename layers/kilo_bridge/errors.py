@@ -65,3 +65,10 @@ class NotConfigured(BridgeError, code="not_configured"):
 
 class Unavailable(BridgeError, code="unavailable"):
     """A dependency (Redis, the queue) is down: nothing was done, and trying later may work."""
+
+
+class Overloaded(Unavailable, code="overloaded"):
+    """This process has as much work as it can hold (requests in flight, file descriptors): try again shortly."""
+
+    def __init__(self, message: str = "The server is at capacity; retry shortly.") -> None:
+        super().__init__(message, retry_after=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from kilo_bridge.config import Settings
@@ -39,7 +41,12 @@ class Services:
         # A reservation is held at most as long as a call can run (a stream's cap and the time to open it), plus
         # a minute: past that its settlement is not coming.
         hold_s = settings.reservation_hold_s or settings.kilo_stream_max_s + settings.kilo_timeout_ms / 1000 + 60
-        ledger = Ledger(store, hold_s=hold_s)
+        ledger = Ledger(
+            store,
+            hold_s=hold_s,
+            spool_dir=settings.resolved_spool_dir,
+            owner_timeout_s=settings.reservation_owner_timeout_s,
+        )
         prices = PriceBook(gateway)
         balance = KiloProfileBalance(gateway, settings.balance_url)
         credits = CreditService(ledger, balance, settings.kilo_credits_max_age_s)
@@ -60,5 +67,25 @@ class Services:
     async def close(self) -> None:
         await self.schedules.close()
         await self.jobs.close()
+        await self.ledger.close()
         await self.gateway.close()
         await self.store.close()
+
+
+@asynccontextmanager
+async def local_workers(settings: Settings, concurrency: int | None = None) -> AsyncIterator[None]:
+    """The in-process workers of `JOB_QUEUE=local` (the app's lifespan, `kilo-bridge worker`): the job worker with
+    its reaper, and the schedule worker that fires the schedules made through the API into runs. Started here, at
+    the composition root, because schedules build on jobs and never the reverse; imported only when used."""
+    from kilo_bridge.jobs.worker import LocalWorker
+    from kilo_bridge.schedules.local import ScheduleWorker
+
+    jobs = LocalWorker(settings, concurrency)
+    await jobs.start()
+    schedules = ScheduleWorker(settings)
+    try:
+        await schedules.start()
+        yield
+    finally:
+        await schedules.close()
+        await jobs.close()

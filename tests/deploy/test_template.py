@@ -576,10 +576,35 @@ def test_audit_bucket_access_is_logged_to_its_own_log_bucket(tpl: dict[str, Any]
 # ------------------------------------------------------------------------------------------- layer
 
 
-def test_layer_requirements_equal_pyproject_dependencies() -> None:
-    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    lines = [ln.strip() for ln in (ROOT / "layers/requirements.txt").read_text().splitlines()]
-    assert [ln for ln in lines if ln and not ln.startswith("#")] == pins
+def _locked(path: Path) -> dict[str, tuple[str, int]]:
+    """A hashed lock file: each package's pinned version and how many hashes it carries."""
+    locked: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        pin = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
+        if pin:
+            name = pin.group(1).lower().replace("_", "-")
+            locked[name] = (pin.group(2), 0)
+        elif "--hash=sha256:" in line and name:
+            version, hashes = locked[name]
+            locked[name] = (version, hashes + 1)
+    return locked
+
+
+@pytest.mark.parametrize(
+    ("lock", "groups"),
+    [("layers/requirements.txt", ("server",)), ("requirements/test.lock", ("server", "dev", "clients"))],
+)
+def test_lock_files_hold_every_pin_of_pyproject_with_hashes(lock: str, groups: tuple[str, ...]) -> None:
+    """The lock files are pyproject.toml's pins resolved (`make lock`): every direct pin at its version, every
+    package with its hashes (pip installs them with --require-hashes)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [*project["dependencies"], *(p for g in groups for p in project["optional-dependencies"][g])]
+    locked = _locked(ROOT / lock)
+    for pin in pins:
+        name, version = re.sub(r"\[.*?\]", "", pin.split(";")[0]).strip().split("==")
+        assert locked.get(name.lower().replace("_", "-"), ("", 0))[0] == version, f"{lock}: {pin} not locked"
+    assert all(hashes for _, hashes in locked.values()), f"{lock}: a package without its hashes"
 
 
 def test_layer_carries_library_and_agent_catalogue(tpl: dict[str, Any]) -> None:

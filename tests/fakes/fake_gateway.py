@@ -32,8 +32,8 @@ Where each behaviour comes from (Kilo's source, Kilo-Org/cloud, is what runs; it
 Misbehaviour is chosen per request, from a queue (`POST /_fake/script {"scenarios": [...]}`) or by the model
 name `fake/<kind>`. Kinds: `ok` (text, chunks, chunk_delay_ms, latency_ms, cost, usage, headers, processing),
 `status` (status, reason, body, retry_after, headers, message), `slow` (latency_ms), and for streams
-`cut`/`stall`/`malformed`/`error_event` (after, silence_ms). `GET /_fake/requests` lists what was received
-(path, query string, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
+`cut`/`stall`/`malformed`/`error_event`/`huge_line` (after, silence_ms, size). `GET /_fake/requests` lists what was
+received (path, query string, headers, JSON exactly as sent); `POST /_fake/reset` clears everything.
 
 As the model behind an agent (the Kilo CLI sends `tools`): `POST /_fake/agent {"plan": [{"tool": "write",
 "args": {"filePath": "HELLO.md", "content": "hi"}}], "text": "Done."}` makes the request that carries tools
@@ -110,7 +110,7 @@ MODELS = {
         },
     ]
 }
-KINDS = {"ok", "status", "slow", "cut", "stall", "malformed", "error_event"}
+KINDS = {"ok", "status", "slow", "cut", "stall", "malformed", "error_event", "huge_line"}
 DEFAULT_BALANCE = 12.5
 BUY_CREDITS_URL = "https://app.kilo.ai/profile"  # APP_URL + '/profile' (usageLimitExceededResponse)
 
@@ -119,7 +119,7 @@ def _kilo_error(error: str, error_type: str, message: str) -> dict[str, Any]:
     return {"error": error, "error_type": error_type, "message": message}
 
 
-def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any]:
+def error_body(status: int, reason: str | None, balance: float) -> dict[str, Any]:  # noqa: C901 - one branch per error shape the real gateway sends
     """Kilo's own error body for a status (cloud src/lib/llm-proxy-helpers.ts)."""
     if status == 402:
         return {
@@ -261,6 +261,7 @@ class FakeGateway(AiohttpApp):
         self.queue: deque[dict[str, Any]] = deque()
         self.balance: float = DEFAULT_BALANCE
         self.balance_status: int | None = None
+        self.models_status: int | None = None  # `GET /models` fails with this status while set
         self.disconnects = 0
         # Chat streams written to their end ([DONE] sent): a test tells a relayed chunk from a buffered one by it.
         self.streams_finished = 0
@@ -277,6 +278,7 @@ class FakeGateway(AiohttpApp):
         self.requests.clear()
         self.queue.clear()
         self.balance, self.balance_status, self.disconnects = DEFAULT_BALANCE, None, 0
+        self.models_status = None
         self.streams_finished = 0
         self.agent_plan, self.agent_text, self.agent_plans = [], "Done.", {}
 
@@ -369,6 +371,8 @@ class FakeGateway(AiohttpApp):
             return True
         if kind == "malformed":
             await resp.write(b"data: {not json\n\n")
+        if kind == "huge_line":  # one enormous event (`size` bytes of data), then the stream goes on to its usage
+            await resp.write(b"data: " + b"x" * int(sc.get("size", 10_000_000)) + b"\n\n")
         if kind == "stall":
             await asyncio.sleep(sc.get("silence_ms", 3000) / 1000)
         return False
@@ -715,6 +719,8 @@ class FakeGateway(AiohttpApp):
 
     async def models(self, request: web.Request) -> web.Response:
         self._record(request, None)
+        if self.models_status:
+            return web.json_response(error_body(self.models_status, None, 0), status=self.models_status)
         return web.json_response(MODELS)
 
     async def balance_handler(self, request: web.Request) -> web.Response:

@@ -88,7 +88,7 @@ def agent_list() -> None:
         print(f"{md.stem} (primary)\n" + json.dumps(rules, indent=2))
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901 - the stand-in CLI's modes, one branch each
     if sys.argv[1:3] == ["agent", "list"]:
         agent_list()
         return 0

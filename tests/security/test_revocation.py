@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest, key_id
-from kilo_bridge.schedule import run_task
+from kilo_bridge.scheduled_tasks import run_task
 from kilo_bridge.services import Services
 from tests.integration.schedules.test_schedules import aws_env, is_scheduled, job_records, schedule_body  # noqa: F401
 from tests.integration.triggers.test_triggers import ALERT, call, new_trigger, signed

@@ -22,14 +22,15 @@ def _dry_run(target: str, tmp_path: Path) -> str:
 
 def test_make_run_installs_the_server_and_not_the_test_tool_chain(tmp_path: Path) -> None:
     plan = _dry_run("run", tmp_path)
-    assert "-e '.[server]'" in plan
-    assert ".[dev" not in plan and "clients" not in plan and "chromium" not in plan
+    assert "--require-hashes -r layers/requirements.txt" in plan and "--no-deps -e ." in plan
+    assert "requirements/test.lock" not in plan and "clients" not in plan and "chromium" not in plan
     assert "system_packages.sh --warn bubblewrap socat" in plan
 
 
 def test_make_test_installs_the_tool_chain_and_the_system_packages(tmp_path: Path) -> None:
     plan = _dry_run("test", tmp_path)
-    assert "-e '.[server]'" in plan and "-e '.[dev,clients]'" in plan
+    assert "--require-hashes -r layers/requirements.txt" in plan
+    assert "--require-hashes -r requirements/test.lock" in plan
     assert "system_packages.sh bubblewrap socat chromium" in plan
 
 

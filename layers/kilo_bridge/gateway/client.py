@@ -14,25 +14,25 @@ an error for the caller to report, never a silent replay.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
-import math
 import random
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from kilo_bridge import __version__
 from kilo_bridge.config import Settings
-from kilo_bridge.gateway.apis import CHAT, MESSAGES, RESPONSES, InferenceApi
+from kilo_bridge.errors import Overloaded
+from kilo_bridge.gateway.apis import CHAT, InferenceApi
+from kilo_bridge.gateway.error_map import forwarded_headers, parse_retry_after, timeout_error, upstream_error
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
-from kilo_bridge.gateway.sse import sse_events
+from kilo_bridge.gateway.stream import Chunk, StreamState, chunks
 from kilo_bridge.platform.lazy import lazy_module
-from kilo_bridge.platform.security import redact
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 else:  # ~90 ms of a cold start, paid by the first gateway call: a job or key route never makes one
     aiohttp = lazy_module("aiohttp")
 
-Chunk = tuple[bytes, dict[str, Any], bytes | None]  # (raw SSE data, parsed JSON, the event's name if any)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Request headers a caller may pass on to the gateway (besides ours): Kilo keys its prompt cache by task.
 FORWARDED_REQUEST_HEADERS = ("x-kilocode-taskid",)
@@ -48,6 +47,7 @@ FORWARDED_REQUEST_HEADERS = ("x-kilocode-taskid",)
 # `context_management`, interleaved thinking, ...), and its `?beta=true`.
 ANTHROPIC_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta")
 Headers = dict[str, str] | None
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 log = logging.getLogger(__name__)
 
 
@@ -61,193 +61,12 @@ class RetryableUpstream(Exception):
 
 
 @dataclass(slots=True)
-class StreamState:
-    """What a stream has told us so far; read by the caller for accounting, also after a failure."""
-
-    model: str
-    usage: dict[str, Any] | None = None
-    finish_reason: str | None = None
-    chunks: int = 0
-    done: bool = False
-    attempts: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
-    api: InferenceApi = CHAT
-    # The upstream response headers clients use (rate limits, request id), to be relayed.
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class Answer:
     """A non-streamed answer: parsed (for accounting), as sent (relayed byte for byte), and the headers to relay."""
 
     payload: dict[str, Any]
     raw: bytes
     headers: dict[str, str]
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # HTTP-date form: fall back to our own backoff
-
-
-# The error fields of Kilo's bodies we keep, besides OpenAI's message/type/param/code: its 402 carries
-# `title`, `balance` and `buyCreditsUrl`, every other error an `error_type` (Kilo-Org/cloud
-# src/lib/llm-proxy-helpers.ts: usageLimitExceededResponse, modelNotAllowedResponse, ...).
-KILO_EXTRA_FIELDS = ("title", "balance", "buyCreditsUrl")
-# The response headers clients act on; the upstream's request id is Kilo's `request-id` (getOutputHeaders).
-_FORWARDED_NAMES = frozenset({"request-id", "retry-after", "x-should-retry"})
-
-
-def forwarded_headers(headers: Any) -> dict[str, str]:
-    """The upstream response headers a client uses: `x-ratelimit-*`, `request-id`, `retry-after`."""
-    if headers is None:
-        return {}
-    out = {}
-    for name, value in headers.items():
-        low = name.lower()
-        if low in _FORWARDED_NAMES or low.startswith("x-ratelimit-"):
-            out[low] = value
-    return out
-
-
-def error_fields(payload: Any, secrets: tuple[str, ...]) -> dict[str, Any]:
-    """An upstream error body, whatever its shape, as OpenAI's fields plus Kilo's extras (secrets redacted).
-
-    Kilo answers `{"error": "<text>", "error_type", "message"}`, its 402
-    `{"error": {"title", "message", "balance", "buyCreditsUrl"}, "error_type"}`, and passes the provider's
-    `{"error": {"message", "type", "param", "code"}}` through (OpenRouter puts the status in `code`)."""
-    if not isinstance(payload, dict):
-        return {}
-    err = payload.get("error")
-    fields: dict[str, Any] = {}
-    if isinstance(err, dict):
-        for name in ("message", "type", "param", "code"):
-            value = err.get(name)
-            if isinstance(value, str) and value:  # an integer `code` is a status, not OpenAI's string code
-                fields[name] = value
-        for name in KILO_EXTRA_FIELDS:
-            if isinstance(err.get(name), (str, int, float)) and not isinstance(err.get(name), bool):
-                fields[name] = err[name]
-    elif isinstance(err, str) and err:
-        fields["message"] = err
-    if isinstance(payload.get("message"), str) and payload["message"]:
-        fields["message"] = payload["message"]  # Kilo's sentence; its `error` is a short title
-    if isinstance(payload.get("error_type"), str) and payload["error_type"]:
-        fields["error_type"] = payload["error_type"]
-    for name in ("message", "title"):
-        if name in fields:
-            fields[name] = redact(str(fields[name]), secrets)[:1000]
-    return fields
-
-
-def _native_code(status: int, fields: dict[str, Any]) -> str:
-    """Our stable code for an upstream status (web/errors.py maps codes to the native routes' statuses)."""
-    error_type = fields.get("error_type")
-    if status == 404 and (error_type == "model_not_allowed" or "not allowed" in str(fields.get("message", ""))):
-        # Kilo's 404 "Model not allowed for your team." (modelNotAllowedResponse; older builds send no
-        # error_type): the organization disallows the model. Its other 404s mean no such model (any more).
-        return "model_not_allowed"
-    if status == 503 and error_type == "top_up_in_progress":
-        return "top_up_in_progress"
-    code = _CODE_BY_STATUS.get(status)
-    if code:
-        return code
-    return "upstream_rejected" if 400 <= status < 500 else "upstream_error"
-
-
-_CODE_BY_STATUS = {
-    400: "upstream_bad_request",
-    401: "gateway_auth_failed",
-    402: "credits_exhausted",
-    403: "model_not_allowed",  # a feature-exclusive model or a disallowed provider
-    404: "model_not_found",
-    408: "upstream_timeout",
-    413: "upstream_payload_too_large",
-    426: "gateway_upgrade_required",
-    429: "upstream_rate_limited",
-    503: "upstream_unavailable",
-    504: "upstream_timeout",
-}
-_MESSAGES = {
-    "upstream_bad_request": "The Kilo Gateway refused the request",
-    "gateway_auth_failed": "The Kilo Gateway rejected the configured KILO_API_KEY",
-    "credits_exhausted": "The Kilo credit balance is exhausted",
-    "model_not_allowed": "The Kilo Gateway does not allow this model",
-    "model_not_found": "The Kilo Gateway does not know this model",
-    "upstream_payload_too_large": "The Kilo Gateway refused the request as too large",
-    "gateway_upgrade_required": "The Kilo Gateway asks for a newer client; upgrade kilo-bridge",
-    "upstream_rate_limited": "The Kilo Gateway is rate limiting this service; retry later",
-    "top_up_in_progress": "A Kilo credit top-up is in progress; retry shortly",
-    "upstream_unavailable": "The Kilo Gateway is unavailable",
-    "upstream_timeout": "The Kilo Gateway timed out",
-}
-
-
-# A relayed 429 without Retry-After gets one: the Codex CLI gives up at once on a 429 that lacks it (and the
-# Kilo Gateway's own 429s carry none: llm-gateway/src/responses.ts rateLimitExceededResponse). From the
-# rate-limit reset headers when the answer has them, else this short default.
-DEFAULT_RETRY_AFTER_S = 1
-MAX_RETRY_AFTER_S = 60
-_RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset")
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?")
-
-
-def _reset_seconds(value: str, now: float) -> float | None:
-    """A reset header as seconds from now: OpenAI's duration (`1s`, `6m0s`, `20ms`), a Unix time in seconds or
-    milliseconds (OpenRouter's `X-RateLimit-Reset`), or plain seconds."""
-    value = value.strip()
-    try:
-        number = float(value)
-    except ValueError:
-        match = _DURATION.fullmatch(value)
-        if not value or match is None:
-            return None
-        h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
-        return h * 3600 + m * 60 + s + ms / 1000
-    if number > 1e12:
-        return number / 1000 - now
-    if number > 1e9:
-        return number - now
-    return number
-
-
-def retry_after_for_429(headers: dict[str, str]) -> str:
-    """Whole seconds (what `Retry-After` allows) until the upstream's limits reset, 1 to 60."""
-    now = time.time()
-    resets = [s for name in _RESET_HEADERS if (v := headers.get(name)) and (s := _reset_seconds(v, now)) is not None]
-    seconds = max(resets) if resets else DEFAULT_RETRY_AFTER_S
-    return str(min(MAX_RETRY_AFTER_S, max(1, math.ceil(seconds))))
-
-
-def upstream_error(status: int, payload: Any, headers: Any, secrets: tuple[str, ...]) -> GatewayError:
-    """An upstream error response as our error: its status and fields kept as data, secrets not."""
-    fields = error_fields(payload, secrets)
-    code = _native_code(status, fields)
-    detail = fields.get("message")
-    lead = _MESSAGES.get(code, f"The Kilo Gateway answered HTTP {status}")
-    message = f"{lead}: {detail}" if detail else lead + "."
-    extra: dict[str, Any] = {k: fields[k] for k in ("buyCreditsUrl", "balance") if k in fields} if status == 402 else {}
-    forwarded = forwarded_headers(headers)
-    retry_after: str | None = forwarded.pop("retry-after", None)  # the upstream's own, as it came
-    if status == 429 and retry_after is None:
-        retry_after = retry_after_for_429(forwarded)
-    return GatewayError(
-        message,
-        code=code,
-        retry_after=retry_after,
-        extra=extra,
-        status=status,
-        upstream=fields,
-        headers=forwarded,
-    )
-
-
-def timeout_error() -> GatewayError:
-    return GatewayError("The Kilo Gateway did not answer within KILO_TIMEOUT_MS.", code="upstream_timeout")
 
 
 class GatewayClient:
@@ -297,6 +116,13 @@ class GatewayClient:
             if self._session is not None:
                 self._session.headers["Authorization"] = f"Bearer {key}"
             log.info("Kilo key rotated")
+
+    @staticmethod
+    def preload() -> None:
+        """Import now what a failed attempt needs (a long-running server's start): an import on the retry path
+        opens files, and failed with EMFILE exactly when the process was out of descriptors. (A Lambda function
+        serves one request at a time and keeps its cold start: it imports on first use.)"""
+        import tenacity  # noqa: F401
 
     @property
     def configured(self) -> bool:
@@ -352,6 +178,8 @@ class GatewayClient:
         try:
             resp = await self.session().post(self.base + path, data=orjson.dumps(body), headers=headers)
         except aiohttp.ClientConnectorError as exc:
+            if getattr(exc.os_error, "errno", None) in _NO_DESCRIPTORS:  # ours ran out, not the gateway
+                raise Overloaded("The server has no file descriptors left for the call; retry shortly.") from exc
             raise RetryableUpstream(
                 GatewayError("The Kilo Gateway could not be reached.", code="upstream_unreachable")
             ) from exc
@@ -370,7 +198,7 @@ class GatewayClient:
             resp.release()
         error = upstream_error(resp.status, payload, resp.headers, self._secrets)
         if resp.status in RETRYABLE_STATUSES:
-            raise RetryableUpstream(error, _parse_retry_after(resp.headers.get("Retry-After")))
+            raise RetryableUpstream(error, parse_retry_after(resp.headers.get("Retry-After")))
         raise error
 
     async def _open_with_retries(
@@ -459,66 +287,13 @@ class GatewayClient:
         state = StreamState(model=str(body.get("model") or ""), attempts=attempts, api=api)
         state.headers = forwarded_headers(resp.headers)
         try:
-            yield state, self._chunks(resp, state)
+            yield state, chunks(resp, state, self._secrets)
         finally:
             # Closing (not releasing) drops the connection: an abandoned stream stops upstream work.
             if not state.done:
                 resp.close()
             else:
                 resp.release()
-
-    def _parse(self, data: bytes, state: StreamState) -> dict[str, Any]:
-        """One chunk's JSON, noted in `state`; an error chunk or malformed data raises."""
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise GatewayError("The Kilo Gateway sent a malformed stream chunk.", code="upstream_malformed") from None
-        if not isinstance(chunk, dict):
-            raise GatewayError("The Kilo Gateway sent a malformed stream chunk.", code="upstream_malformed")
-        if chunk.get("error") is not None or chunk.get("type") == "error":
-            # Kilo's mid-stream failure, or the Messages/Responses APIs' `error` event
-            raise upstream_error(_error_status(chunk), chunk, None, self._secrets)
-        state.chunks += 1
-        if state.api is CHAT:
-            if chunk.get("model"):
-                state.model = chunk["model"]
-            if chunk.get("usage"):
-                state.usage = chunk["usage"]
-            for choice in chunk.get("choices") or ():
-                if choice.get("finish_reason"):
-                    state.finish_reason = choice["finish_reason"]
-        elif state.api is MESSAGES:
-            _note_message_event(chunk, state)
-        elif state.api is RESPONSES:
-            _note_response_event(chunk, state, self._secrets)
-        return chunk
-
-    async def _chunks(self, resp: aiohttp.ClientResponse, state: StreamState) -> AsyncIterator[list[Chunk]]:
-        """The chunks of each network read, together: relayed in one write, never waiting for more."""
-        try:
-            async for batch in sse_events(resp.content):
-                ready: list[Chunk] = []
-                try:
-                    for name, data in batch:
-                        if data == b"[DONE]":
-                            state.done = True
-                            break
-                        ready.append((data, self._parse(data, state), name))
-                except GatewayError:
-                    if ready:
-                        yield ready  # what came before the error is relayed first, in order
-                    raise
-                if ready:
-                    yield ready
-                if state.done:
-                    return
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayError("The Kilo Gateway went silent mid-stream.", code="upstream_timeout") from None
-        except aiohttp.ClientError:
-            raise GatewayError("The Kilo Gateway stream was cut off.", code="upstream_stream_broken") from None
-        if state.finish_reason is None:
-            raise GatewayError("The Kilo Gateway stream ended before it finished.", code="upstream_stream_broken")
-        state.done = True
 
     async def get_json(self, url: str) -> Any:
         """A small GET on a cold path (model list, balance) through the same pooled session."""
@@ -541,44 +316,3 @@ class GatewayClient:
 
 def _path_of(url: str) -> str:
     return url.split("?", 1)[0]
-
-
-def _note_message_event(event: dict[str, Any], state: StreamState) -> None:
-    """Anthropic's stream: `message_start` has the input usage, `message_delta` the output and stop reason."""
-    kind = event.get("type")
-    if kind == "message_start" and isinstance(event.get("message"), dict):
-        message = event["message"]
-        state.model = message.get("model") or state.model
-        if isinstance(message.get("usage"), dict):
-            state.usage = dict(message["usage"])
-    elif kind == "message_delta":
-        if isinstance(event.get("usage"), dict):
-            state.usage = {**(state.usage or {}), **event["usage"]}
-        delta = event.get("delta")
-        if isinstance(delta, dict) and delta.get("stop_reason"):
-            state.finish_reason = delta["stop_reason"]
-
-
-def _note_response_event(event: dict[str, Any], state: StreamState, secrets: tuple[str, ...]) -> None:
-    """The Responses API's stream ends with `response.completed` (or `.incomplete`), which has the usage;
-    `response.failed` is a failure."""
-    kind = event.get("type")
-    if isinstance(event.get("sequence_number"), int):
-        state.extra["sequence_number"] = event["sequence_number"]  # a failure we report comes next in line
-    response = event.get("response")
-    if not isinstance(response, dict):
-        return
-    if kind in ("response.created", "response.in_progress"):
-        state.extra["response"] = response  # the id and fields a `response.failed` of ours repeats
-    state.model = response.get("model") or state.model
-    if kind in ("response.completed", "response.incomplete"):
-        state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage
-        state.finish_reason = str(response.get("status") or kind.rsplit(".", 1)[1])
-    elif kind == "response.failed":
-        state.usage = response.get("usage") if isinstance(response.get("usage"), dict) else state.usage
-        raise upstream_error(502, {"error": response.get("error")}, None, secrets)
-
-
-def _error_status(chunk: dict[str, Any]) -> int:
-    code = chunk["error"].get("code") if isinstance(chunk.get("error"), dict) else None
-    return code if isinstance(code, int) and 400 <= code < 600 else 502

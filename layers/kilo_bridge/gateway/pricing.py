@@ -39,10 +39,14 @@ def _price(value: Any) -> Decimal | None:
 
 
 class PriceBook:
-    def __init__(self, gateway: GatewayClient, ttl_s: float = 3600.0, first_wait_s: float = 3.0) -> None:
+    def __init__(
+        self, gateway: GatewayClient, ttl_s: float = 3600.0, first_wait_s: float = 3.0, settle_wait_s: float = 30.0
+    ) -> None:
         self.gateway = gateway
         self.ttl_s = ttl_s
         self.first_wait_s = first_wait_s
+        self.settle_wait_s = settle_wait_s  # how long a record may wait for a price list that failed to load
+        self._failures = 0  # fetches failed in a row: 0 once the list loads
         self._prices: dict[str, tuple[Decimal, Decimal]] = {}
         self._cache_prices: dict[str, tuple[Decimal, Decimal]] = {}  # (read, write) per model
         # None, not 0.0: the monotonic clock starts near zero at boot, so "long ago" must be explicit.
@@ -53,9 +57,15 @@ class PriceBook:
         try:
             payload = await self.gateway.list_models()
         except GatewayError as exc:
-            log.warning("model price list unavailable: %s", exc.message)
-            self._fetched_at = time.monotonic() - self.ttl_s + 60  # try again in a minute
+            # Tried again in the background, soon then less often (0.5 s, 1 s, … a minute); meanwhile the last good
+            # list (if any) stays in use.
+            self._failures += 1
+            delay = min(60.0, 0.5 * 2 ** min(self._failures - 1, 7))
+            log.warning("model price list unavailable (retry in %.1f s): %s", delay, exc.message)
+            self._fetched_at = time.monotonic() - self.ttl_s + delay
+            asyncio.get_running_loop().call_later(delay, self._kick)
             return
+        self._failures = 0
         prices: dict[str, tuple[Decimal, Decimal]] = {}
         cache: dict[str, tuple[Decimal, Decimal]] = {}
         for model in payload["data"]:
@@ -72,6 +82,10 @@ class PriceBook:
         self._prices = prices
         self._cache_prices = cache
         self._fetched_at = time.monotonic()
+
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._refresh())
 
     async def prices(self) -> dict[str, tuple[Decimal, Decimal]]:
         """Current prices; refreshed in the background when old, awaited (briefly) only when empty."""
@@ -122,3 +136,20 @@ class PriceBook:
                 plain = tokens_in - cached - written
                 return nusd_of(prompt * plain + read * cached + write * written + completion * tokens_out)
         return None
+
+    async def cost_when_priced(self, models: tuple[str, ...], usage: dict[str, Any] | None) -> int | None:
+        """`cost_nusd`, waiting (up to `settle_wait_s`, in a record written after the answer left) while the price
+        list fails to load: the call is charged from its usage once a list comes, not the fallback estimate. A
+        model the loaded list does not price stays None at once."""
+        deadline = time.monotonic() + self.settle_wait_s
+        while True:
+            cost = await self.cost_nusd(models, usage)
+            left = deadline - time.monotonic()
+            if cost is not None or not usage or (self._failures == 0 and self._fetched_at is not None) or left <= 0:
+                return cost
+            self._kick()
+            assert self._task is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), left)
+            if self._failures and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

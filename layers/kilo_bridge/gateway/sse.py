@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from kilo_bridge.gateway.errors import GatewayError
-
 if TYPE_CHECKING:
     import aiohttp
 
 MAX_SSE_LINE = 4_000_000  # an upstream line longer than this is not a chat chunk
+# The name of the event `sse_events` puts in a batch where it dropped an over-long line (the reader goes on: what
+# follows, the usage the call is billed by included, is still read).
+OVERLONG = b"\x00overlong"
 
 
 Event = tuple[bytes | None, bytes]  # (the `event:` name if any, the data)
@@ -19,10 +20,10 @@ Event = tuple[bytes | None, bytes]  # (the `event:` name if any, the data)
 async def sse_batches(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
     """The `data` of each server-sent event, batched as `sse_events` batches them."""
     async for batch in sse_events(content):
-        yield [data for _name, data in batch]
+        yield [data for name, data in batch if name is not OVERLONG]
 
 
-async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[list[Event]]:
+async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[list[Event]]:  # noqa: C901 - one pass over SSE's field grammar, kept whole for the hot path
     """Each server-sent event's name and data (multi-line data joined by newlines, per the SSE spec), batched:
     every event complete in what one read returned comes at once, so they can be relayed in one write."""
     pending = b""
@@ -44,13 +45,20 @@ async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[list[Event]
             name = line[6:].strip() or None
         # comments (":", Kilo's `: KILO PROCESSING`), "id:" and "retry:" carry nothing we relay
 
+    skipping = False  # inside an over-long line: its bytes are dropped up to its end
     while block := await content.readany():
+        if skipping:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, skipping = block[end + 1 :], False
         *complete, pending = (pending + block).split(b"\n")
-        if len(pending) > MAX_SSE_LINE:
-            raise GatewayError("The Kilo Gateway sent an over-long stream line.", code="upstream_malformed")
         batch: list[Event] = []
         for raw in complete:
             take(raw, batch)
+        if len(pending) > MAX_SSE_LINE:
+            pending, skipping, lines, name = b"", True, [], None  # the event it belonged to is dropped whole
+            batch.append((OVERLONG, b""))
         if batch:
             yield batch
     batch = []

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -19,15 +20,15 @@ from kilo_bridge import metrics
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, InvalidInput
 from kilo_bridge.gateway.apis import CHAT, InferenceApi, chat_usage, token_cap
-from kilo_bridge.gateway.client import Answer, Chunk, GatewayClient, StreamState
+from kilo_bridge.gateway.client import Answer, GatewayClient
 from kilo_bridge.gateway.errors import GatewayError, GatewayNotConfigured
 from kilo_bridge.gateway.pricing import PriceBook
+from kilo_bridge.gateway.stream import Chunk, StreamState
 from kilo_bridge.generation.models import GenerateRequest, GenerateResponse, StreamDone, Usage
 from kilo_bridge.money import usd
 from kilo_bridge.usage.ledger import Admission, Ledger, Outcome
 
 log = logging.getLogger("kilo_bridge.generation")
-RECORD_ATTEMPTS = 5
 
 
 def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
@@ -44,30 +45,27 @@ def _usage(usage: dict[str, Any] | None, cost_nusd: int | None) -> Usage:
 
 @dataclass(slots=True)
 class UsageRecord:
-    """One call's usage, to be written to Redis. A lost record is logged with its numbers, never
-    raised: the caller already holds an answer the gateway has charged for."""
+    """One call's usage, to be written to Redis. Never raised: the caller already holds an answer the gateway has
+    charged for; what Redis refuses goes to the ledger's spool and is written when Redis answers."""
 
     ledger: Ledger
     outcome: Outcome
     cost_nusd: int | None
     admission: Admission
     written: bool = False
+    # The usage came but no price list (its fetch failed): priced again when the record is written, from that usage.
+    reprice: Callable[[], Awaitable[int | None]] | None = None
 
     async def __call__(self) -> None:
         if self.written:  # once: the ledger counts an admission once anyway, this saves the round trip
             return
         self.written = True
-        # A Redis that is paused or failing over gets a few more tries: the record is idempotent (per admission
-        # id), so a try whose reply was lost and the next one count once. ~6 s in all, after the answer left.
         with anyio.CancelScope(shield=True):  # a client hanging up must not lose the record
-            for attempt in range(RECORD_ATTEMPTS):
-                try:
-                    await self.ledger.record(self.outcome, self.cost_nusd, self.admission)
-                    return
-                except BridgeError:
-                    if attempt + 1 < RECORD_ATTEMPTS:
-                        await anyio.sleep(0.2 * 2**attempt)
-        log.error("accounting lost", extra={"outcome": asdict(self.outcome), "cost_nusd": self.cost_nusd})
+            if self.cost_nusd is None and self.reprice is not None:
+                self.cost_nusd = await self.reprice()
+                if self.cost_nusd is not None:
+                    self.outcome = replace(self.outcome, charge_reservation=False)
+            await self.ledger.settle(self.outcome, self.cost_nusd, self.admission)
 
 
 @dataclass(slots=True)
@@ -83,7 +81,13 @@ class OpenStream:
     # as a plain answer's record is written after the answer: no client waits for that round trip.
     record: UsageRecord | None = None
 
+    # Set by `open_stream`: settles the stream when its relay never ran (the client left before the first event).
+    generation: Generation | None = None
+
     async def write_usage(self) -> None:
+        if self.record is None and self.generation is not None:
+            gone = ClientGone("The client disconnected before the stream began.")
+            _cost, self.record = await self.generation.settle_stream(self, gone)
         if self.record is not None:
             await self.record()
 
@@ -181,7 +185,11 @@ class Generation:
             # No price or no usage, but an answer came: the key pays its reservation, never nothing.
             charge_reservation=cost is None and (ok if produced is None else produced),
         )
-        return cost, UsageRecord(self.ledger, outcome, cost, admission)
+        reprice = None
+        if cost is None and usage:
+            models = (model, requested)
+            reprice = partial(self.prices.cost_when_priced, models, usage)
+        return cost, UsageRecord(self.ledger, outcome, cost, admission, reprice=reprice)
 
     async def _account(self, *args: Any, **kwargs: Any) -> int | None:
         """Price and record the call now (`_settle`'s arguments); returns its cost."""
@@ -206,17 +214,23 @@ class Generation:
         """
         admission = await self._admit(key_digest, body, api)
         requested = str(body.get("model") or "")
+        answered = False
         started = time.perf_counter()
         try:
             answer = await self.gateway.complete(body, retries, api, headers, query)
             metrics.upstream_s(time.perf_counter() - started)
-        except GatewayError as exc:
-            await self._account(admission, requested, requested, None, ok=False, stream=False, error=exc)
+            answered = True
+            payload = answer.payload
+            usage = chat_usage(api, payload.get("usage"))
+            model = payload["model"] if isinstance(payload.get("model"), str) else requested
+            cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
+        except BaseException as exc:  # every admitted call is settled, whatever failed (a cancel included)
+            failure = _as_error(exc)
+            # An answer that came (and was billed) but could not be read is charged its reservation.
+            await self._account(
+                admission, requested, requested, None, ok=False, stream=False, error=failure, produced=answered
+            )
             raise
-        payload = answer.payload
-        usage = chat_usage(api, payload.get("usage"))
-        model = payload["model"] if isinstance(payload.get("model"), str) else requested
-        cost, record = await self._settle(admission, requested, model, usage, ok=True, stream=False)
         return answer, cost, record
 
     async def generate(
@@ -224,17 +238,21 @@ class Generation:
     ) -> tuple[GenerateResponse, UsageRecord]:
         body = self.body_for(req)
         upstream, cost, record = await self.complete(body, key_digest)
-        payload = upstream.payload
-        choice = payload["choices"][0] if payload["choices"] else {}
-        message = choice.get("message") or {}
-        content = message.get("content")
-        answer = GenerateResponse(
-            text=content if isinstance(content, str) else "",
-            model=payload.get("model") or body["model"],
-            finish_reason=choice.get("finish_reason"),
-            usage=_usage(payload.get("usage"), cost),
-            request_id=request_id,
-        )
+        try:
+            payload = upstream.payload
+            choice = payload["choices"][0] if payload["choices"] else {}
+            message = choice.get("message") or {}
+            content = message.get("content")
+            answer = GenerateResponse(
+                text=content if isinstance(content, str) else "",
+                model=payload.get("model") or body["model"],
+                finish_reason=choice.get("finish_reason"),
+                usage=_usage(payload.get("usage"), cost),
+                request_id=request_id,
+            )
+        except BaseException:
+            await record()  # the upstream answered (and billed): counted even if we cannot pass it on
+            raise
         return answer, record
 
     # -- streamed ----------------------------------------------------------------------------------
@@ -253,11 +271,14 @@ class Generation:
         exits = AsyncExitStack()
         try:
             state, chunks = await exits.enter_async_context(self.gateway.stream(body, retries, api, headers, query))
-        except GatewayError as exc:
-            await exits.aclose()
-            await self._account(admission, requested, requested, None, ok=False, stream=True, error=exc)
+        except BaseException as exc:  # every admitted call is settled, whatever failed (a cancel included)
+            with anyio.CancelScope(shield=True):
+                await exits.aclose()
+            await self._account(admission, requested, requested, None, ok=False, stream=True, error=_as_error(exc))
             raise
-        return OpenStream(state=state, chunks=chunks, requested_model=requested, exits=exits, admission=admission)
+        return OpenStream(
+            state=state, chunks=chunks, requested_model=requested, exits=exits, admission=admission, generation=self
+        )
 
     async def settle_stream(self, stream: OpenStream, error: BridgeError | None) -> tuple[int | None, UsageRecord]:
         """Close the upstream (dropping it if unfinished) and price what was used, even on failure: (cost, the
@@ -276,6 +297,19 @@ class Generation:
                 produced=state.chunks > 0,
             )
         return settled
+
+    async def _drain(self, stream: OpenStream) -> None:
+        """Read what is left of an upstream stream nobody will see, for at most STREAM_DRAIN_S: its final chunk has
+        the usage the gateway bills, so the key, the stats and the credits are charged what it really cost rather
+        than an estimate (or nothing)."""
+        if stream.state.done:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.stream_drain_s):
+            try:
+                async for _batch in stream.chunks:
+                    pass
+            except (GatewayError, StopAsyncIteration, RuntimeError):
+                pass  # the stream broke, or its reader had already ended: what was read is what we know
 
     async def stream_events(
         self, req: GenerateRequest, key_digest: str | None = None
@@ -311,9 +345,13 @@ class Generation:
             try:
                 with anyio.fail_after(self.settings.kilo_stream_max_s):
                     async for batch in stream.chunks:
-                        yield Chunks(batch)  # what arrived together leaves together: one write
+                        if batch:
+                            yield Chunks(batch)  # what arrived together leaves together: one write
+                        if stream.state.failure is not None:
+                            raise stream.state.failure
             except GatewayError as exc:
                 error = exc
+                await self._drain(stream)  # the usage billed after a chunk we refused is still counted
             except TimeoutError:
                 error = StreamTooLong("The stream passed KILO_STREAM_MAX_S and was stopped.")
             cost, stream.record = await self.settle_stream(stream, error)
@@ -324,10 +362,11 @@ class Generation:
             else:
                 yield Done(stream.state, cost)
         finally:
-            if not handed_on:  # the client went away: drop the upstream, still count what it used
+            if not handed_on:  # the client went away: read on to the upstream's usage (bounded), then drop it
+                await self._drain(stream)
                 gone = ClientGone("The client disconnected before the stream ended.")
-                _cost, record = await self.settle_stream(stream, gone)
-                await record()
+                _cost, stream.record = await self.settle_stream(stream, gone)
+                await stream.record()
 
 
 def stream_done(stream: OpenStream, done: Done, request_id: str) -> StreamDone:
@@ -338,6 +377,15 @@ def stream_done(stream: OpenStream, done: Done, request_id: str) -> StreamDone:
         usage=_usage(done.state.usage, done.cost_nusd),
         request_id=request_id,
     )
+
+
+def _as_error(exc: BaseException) -> BridgeError:
+    """What a settlement records as the reason a call failed."""
+    if isinstance(exc, BridgeError):
+        return exc
+    if isinstance(exc, (anyio.get_cancelled_exc_class(), GeneratorExit)):
+        return ClientGone("The request was abandoned before the call ended.")
+    return BridgeError("The call failed inside the server.", code="internal_error")
 
 
 def _text(chunk: dict[str, Any]) -> str:

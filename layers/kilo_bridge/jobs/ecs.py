@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from kilo_bridge.config import Settings
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import valid_job_id
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.observability import get_logger
@@ -80,7 +81,7 @@ async def dispatch(
     except DispatchError as exc:
         if receive_count >= settings.agent_queue_max_receives:
             error = f"dispatch_failed: {exc.reason}"[:500]
-            if await jobs.fail_unfinished(job_id, "dispatch_failed", error) in ("queued", "running"):
+            if await jobs.fail_unfinished(job_id, EndReason.DISPATCH_FAILED, error) in ("queued", "running"):
                 log.warning("job failed: its task could not be started", extra={"job_id": job_id, "error": error})
                 await jobs.count_failure_once(job_id)
                 return "failed"
@@ -206,7 +207,7 @@ async def finalize(settings: Settings, jobs: JobStore, detail: dict[str, Any]) -
             exit_code = container.get("exitCode")
     stopped = str(detail.get("stoppedReason") or "unknown")[:300]
     error = f"the agent task stopped before finishing the job: {stopped} (exit code {exit_code})"
-    previous = await jobs.fail_unfinished(job_id, "task_stopped", error)
+    previous = await jobs.fail_unfinished(job_id, EndReason.TASK_STOPPED, error)
     if previous == "missing":
         log.warning("stopped task names an unknown job", extra={"job_id": job_id})
         return "unknown-job"

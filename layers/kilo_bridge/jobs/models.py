@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus, ShownStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
@@ -117,7 +118,11 @@ class JobView(ApiModel):
         None,
         description='What came of it, in one line (e.g. "dry run: diff kept, nothing pushed"); null while it runs.',
     )
-    reason: str | None = Field(None, description="Why a job failed, timed out or was cancelled (a stable code).")
+    reason: str | None = Field(
+        None,
+        description="Why a job failed, timed out or was cancelled (a stable code): " + ", ".join(EndReason) + ".",
+        json_schema_extra={"examples": [EndReason.CLONE_FAILED.value]},
+    )
     error: str | None = None
     result: JobResult | None = None
     artifacts: dict[str, ArtifactLink] = Field(default_factory=dict)

@@ -5,13 +5,14 @@ queued → running → succeeded | failed | cancelled | timed_out      (queued �
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 import orjson
+
+from kilo_bridge.platform.clock import iso, now_ms
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 # What the API and console show: `cancelling` is a running job whose cancel was asked for (its runner is
@@ -37,16 +38,6 @@ def valid_job_id(value: str) -> bool:
         and value.startswith(JOB_ID_PREFIX)
         and all(c in "0123456789abcdef" for c in value[len(JOB_ID_PREFIX) :])
     )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def iso(ms: int | str | None) -> str | None:
-    if ms in (None, "", "0", 0):
-        return None
-    return dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def log_entry(source: str, level: str, msg: str) -> dict[str, Any]:
@@ -170,3 +161,16 @@ class JobRecord:
             "notify": self.notify or "",
             "network": self.network or "",
         }
+
+
+# What a job is, as submitted: every field it is created with (the prompt and the patch by their digests), but
+# the ones its runner moves as it runs. A field added to the record later is bound without a change here.
+UNBOUND_FIELDS = frozenset({"status", "phase", "progress", "attempt"})
+
+
+def job_binding(record: JobRecord, patch: str | None) -> bytes:
+    """The job's identity as associated data: a digest over its bound fields, its prompt and its patch."""
+    identity = {name: value for name, value in record.fields().items() if name not in UNBOUND_FIELDS}
+    identity["prompt"] = hashlib.sha256((record.prompt or "").encode()).hexdigest()
+    identity["patch"] = hashlib.sha256((patch or "").encode()).hexdigest()
+    return b"job-v1:" + hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest().encode()

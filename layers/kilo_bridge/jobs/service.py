@@ -14,17 +14,19 @@ from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotConfigure
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
 from kilo_bridge.jobs.catalogue import get_agent, load_catalog
 from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
-from kilo_bridge.jobs.policy import check_branch, check_profile_env, check_repo_url, check_timeout
+from kilo_bridge.jobs.policy import check_branch, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
-from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, iso, new_job_id, now_ms, valid_job_id
-from kilo_bridge.jobs.secrets import JOB_SCOPE, SecretBox, job_binding, secret_box
-from kilo_bridge.jobs.store import JobStore
+from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, job_binding, new_job_id, valid_job_id
+from kilo_bridge.jobs.store import Created, JobStore
 from kilo_bridge.keys.store import KeyStore, key_id, model_allowed
 from kilo_bridge.money import nusd
 from kilo_bridge.observability import get_logger
 from kilo_bridge.platform.aio import reraise_cancellation
+from kilo_bridge.platform.clock import iso, now_ms
 from kilo_bridge.platform.redis import Store, StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
+from kilo_bridge.platform.sealing import JOB_SCOPE, SecretBox, secret_box
+from kilo_bridge.profiles.env import check_profile_env
 from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
 
@@ -135,7 +137,7 @@ class JobService:
         return AgentList(agents=[spec.info() for spec in catalog.values()])
 
     # -- run-agent ---------------------------------------------------------------------------------
-    async def submit(
+    async def submit(  # noqa: C901 - the submit checks in the order the API documents them
         self,
         body: RunAgentRequest,
         caller: str | None,
@@ -214,18 +216,18 @@ class JobService:
         # point fails `record_tampered` in its runner instead of running with the original owner's secrets.
         sealed = await asyncio.to_thread(self.box.seal, job_id, env, JOB_SCOPE, job_binding(record, body.patch))
         async with self.store.guard():
-            code, existing = await self.jobs.create(
+            created, existing = await self.jobs.create(
                 record, sealed, idempotency, max_jobs, reserve, patch=body.patch or ""
             )
-        if code == 1:
+        if created is Created.SEEN:
             return Submitted(existing, (await self._record(existing, caller)).status)
-        if code == 2:
+        if created is Created.OTHER_BODY:
             raise Conflict("This Idempotency-Key was used with a different request body.", extra={"jobId": existing})
-        if code == 3:
+        if created is Created.TOO_MANY:
             raise TooManyJobs(f"This key already has {existing} unfinished jobs (its maxJobs).", retry_after=30)
-        if code == 5:
+        if created is Created.KEY_REVOKED:
             raise KeyRevoked("The API key that owns this run is revoked: nothing was started.")
-        if code == 4:
+        if created is Created.OVER_BUDGET:
             raise BudgetExceeded(
                 f"This API key's budget cannot cover the job's cost cap (maxCostUsd {max_cost}); "
                 "lower it or ask an operator to raise the budget."

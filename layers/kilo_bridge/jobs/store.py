@@ -13,14 +13,17 @@ run's diff), `job:<id>:log` (a stream), `job:<id>:logseq` (the last line number 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, cast
 
 import orjson
 
-from kilo_bridge.jobs.record import TERMINAL, JobRecord, now_ms
+from kilo_bridge.jobs.reasons import EndReason
+from kilo_bridge.jobs.record import TERMINAL, JobRecord
 from kilo_bridge.keys.periods import starts_ms
 from kilo_bridge.keys.store import key_record
+from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store, lua
 from kilo_bridge.usage.ledger import agent_stats_key
 
@@ -39,6 +42,17 @@ _CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _FAIL_UNDISPATCHED, _RELEASE = (
     for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "fail_undispatched", "release")
 )
 IDEMPOTENCY_TTL_S = 86_400
+
+
+class Created(IntEnum):
+    """What `create.lua` answered (its first reply), decoded here so no caller reads its numbers."""
+
+    CREATED = 0  # the job was made: the value is its id
+    SEEN = 1  # the same request (Idempotency-Key and body) made it before: the value is that job's id
+    OTHER_BODY = 2  # the same Idempotency-Key with another body: the value is the job it made
+    TOO_MANY = 3  # the owner's unfinished jobs are at its key's maxJobs: the value is that limit
+    OVER_BUDGET = 4  # the owner's budget cannot cover the job's cost cap
+    KEY_REVOKED = 5  # the owner's key is revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +129,8 @@ class JobStore:
         max_jobs: int,
         reserve_nusd: int = 0,
         patch: str = "",
-    ) -> tuple[int, str]:
-        """→ (0, id) created | (1, id) seen before | (2, id) same key, other body | (3, n) too many | (4, id) budget"""
+    ) -> tuple[Created, str]:
+        """→ what happened (`Created`) and its value: the job's id, or the limit that refused it."""
         keys = self._create_keys(
             record.id, record.owner, self._idem_key(record.owner, idempotency[0] if idempotency else None)
         )
@@ -134,7 +148,7 @@ class JobStore:
             *starts_ms(record.created_ms / 1000),
         ]
         code, value = await self._run(_CREATE, keys, args)
-        return int(code), str(value)
+        return Created(int(code)), str(value)
 
     async def discard(self, job_id: str, owner: str | None, idempotency_key: str | None) -> None:
         keys = self._create_keys(job_id, owner, self._idem_key(owner, idempotency_key))
@@ -200,7 +214,7 @@ class JobStore:
     async def _owner(self, job_id: str) -> str | None:
         return await self.store.field(self.job_key(job_id), "owner") or None
 
-    async def fail_unfinished(self, job_id: str, reason: str, error: str) -> str:
+    async def fail_unfinished(self, job_id: str, reason: EndReason, error: str) -> str:
         """End a job whose runner can no longer end it (its task stopped); '' if it had already ended."""
         keys = self._end_keys(job_id, await self._owner(job_id))
         return str(await self._run(_FAIL_UNFINISHED, keys, [job_id, now_ms(), reason, error, self._retention_s]))

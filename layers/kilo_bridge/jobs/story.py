@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kilo_bridge.jobs.record import JobRecord, now_ms
+from kilo_bridge.jobs.record import JobRecord
+from kilo_bridge.platform.clock import now_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,5 +22,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - ru
     import contextlib
     import ctypes
 
-    with contextlib.suppress(Exception):
+    # No libc.so.6 or no prctl (not Linux): no such guarantee there. Nothing may be logged here (between fork
+    # and exec), so only those two failures are let pass.
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)

@@ -218,6 +218,10 @@ class RespConnection:
             # better met with a new connection.)
             proto.close(RedisTimeoutError("Redis did not answer in time"))
             raise RedisTimeoutError(f"Redis did not answer within {limit:g} s") from None
+        finally:
+            for waiter in waiters:  # a pipeline's later replies failed with the first: their errors are this one
+                if waiter.done() and not waiter.cancelled():
+                    waiter.exception()
         for command, reply in zip(commands, replies, strict=True):
             _raise_error(reply)
             if command[0] == "EXEC" and isinstance(reply, list):  # a command of the transaction that failed

@@ -1,6 +1,6 @@
 """Saved profiles: named sets of job variables (tokens, settings) an API key keeps for its runs.
 
-Values are sealed with the job secrets' box (jobs/secrets.py) under the `profile` scope, bound to their owner
+Values are sealed with the job secrets' box (platform/sealing.py) under the `profile` scope, bound to their owner
 and name, and opened only to copy them into a job (JobService.submit, where the run's own values win). What
 the API shows of a profile is its name and its variable names.
 """
@@ -11,11 +11,11 @@ import asyncio
 
 from kilo_bridge.config import Settings
 from kilo_bridge.errors import BridgeError, Conflict, NotFound
-from kilo_bridge.jobs.policy import check_profile_env
-from kilo_bridge.jobs.record import iso, now_ms
-from kilo_bridge.jobs.secrets import SecretBox, secret_box
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.clock import iso, now_ms
 from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.sealing import SecretBox, secret_box
+from kilo_bridge.profiles.env import check_profile_env
 from kilo_bridge.profiles.models import ProfileView
 from kilo_bridge.profiles.store import OPEN_OWNER, ProfileStore, StoredProfile
 

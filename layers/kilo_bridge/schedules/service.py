@@ -9,9 +9,9 @@ from kilo_bridge.errors import BridgeError, NotFound, invalid
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import RunAgentRequest
 from kilo_bridge.jobs.policy import check_branch, check_repo_url, check_timeout
-from kilo_bridge.jobs.record import now_ms
 from kilo_bridge.jobs.service import JobService, Submitted
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.profiles.service import ProfileNotFound
 from kilo_bridge.schedules import cron

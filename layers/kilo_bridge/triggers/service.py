@@ -7,7 +7,7 @@ compared in constant time. A verified call is then admitted once (the same signa
 and within the trigger's per-minute limit; its prompt is rendered from the body (template.py) and the run
 is submitted through JobService as the trigger's owner, so the owner's budget and maxJobs apply.
 
-The secret is sealed with the job secrets' box (jobs/secrets.py) under the `trigger` scope, bound to the
+The secret is sealed with the job secrets' box (platform/sealing.py) under the `trigger` scope, bound to the
 trigger's id, and opened only to verify a call.
 """
 
@@ -28,11 +28,11 @@ from kilo_bridge.errors import BridgeError, Conflict, NotFound, Unauthorized, in
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import RunAgentRequest
 from kilo_bridge.jobs.policy import check_branch, check_repo_url
-from kilo_bridge.jobs.record import iso, now_ms
-from kilo_bridge.jobs.secrets import SecretBox, secret_box
 from kilo_bridge.jobs.service import JobService, Submitted
 from kilo_bridge.observability import get_logger
+from kilo_bridge.platform.clock import iso, now_ms
 from kilo_bridge.platform.redis import Store
+from kilo_bridge.platform.sealing import SecretBox, secret_box
 from kilo_bridge.profiles.service import ProfileNotFound
 from kilo_bridge.triggers import template
 from kilo_bridge.triggers.models import TriggerCreate

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import orjson
 from starlette.applications import Starlette
@@ -19,7 +19,7 @@ from starlette.responses import Response
 from kilo_bridge.config import Settings, load_settings
 from kilo_bridge.errors import BridgeError
 from kilo_bridge.observability import get_logger
-from kilo_bridge.services import Services
+from kilo_bridge.services import Services, local_workers
 from kilo_bridge.web.errors import CODE_BY_STATUS, ApiError, is_passthrough
 from kilo_bridge.web.middleware import RequestContext
 from kilo_bridge.web.routes import api
@@ -80,22 +80,24 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        worker = None
-        if job_worker and settings.job_queue == "local" and settings.jobs_concurrency > 0:
-            # The embedded default: jobs run in this process's worker (imported only when used).
-            from kilo_bridge.jobs.worker import LocalWorker
-
-            worker = LocalWorker(settings)
-            await worker.start()
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(services.close)
+            # Replays the settlements a predecessor left in the spool; releases the reservations of dead processes.
+            services.ledger.start()
+            if not os.getenv("AWS_LAMBDA_FUNCTION_NAME"):
+                services.gateway.preload()
+            if job_worker and settings.job_queue == "local" and settings.jobs_concurrency > 0:
+                # The embedded default: jobs (and the schedules' firings) run in this process's workers.
+                await stack.enter_async_context(local_workers(settings))
             yield
-        finally:
-            if worker is not None:
-                await worker.close()
-            await services.close()
 
     middleware = [
-        Middleware(RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes)
+        Middleware(
+            RequestContext,
+            max_body_bytes=settings.max_body_bytes,
+            v1_max_body_bytes=settings.v1_max_body_bytes,
+            max_in_flight=settings.max_concurrent_requests,
+        )
     ]
     if settings.prometheus_enabled:  # imported only then: Lambda's cold start never pays for it
         from kilo_bridge.web.prometheus import RequestMetrics

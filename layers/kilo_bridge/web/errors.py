@@ -47,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upstream_malformed": 502,
     "upstream_stream_broken": 502,
     "unavailable": 503,
+    "overloaded": 503,  # this process is at MAX_CONCURRENT_REQUESTS or out of file descriptors
     "not_configured": 503,
     "store_unavailable": 503,
     "queue_unavailable": 503,

@@ -1,12 +1,15 @@
-"""Per-request context as plain ASGI (cheaper than BaseHTTPMiddleware): request id, body cap, headers."""
+"""Per-request context as plain ASGI (cheaper than BaseHTTPMiddleware): request id, body cap, headers; and the
+per-process cap on requests in flight."""
 
 from __future__ import annotations
 
+import resource
 import uuid
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kilo_bridge.errors import Overloaded
 from kilo_bridge.platform.security import clean_request_id
 from kilo_bridge.web.errors import ApiError, is_passthrough
 
@@ -34,10 +37,14 @@ class BodyTooLarge(ApiError):
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, v1_max_body_bytes: int | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, v1_max_body_bytes: int | None = None, max_in_flight: int | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.v1_max_body_bytes = v1_max_body_bytes or max_body_bytes
+        self.max_in_flight = max_in_flight or default_max_in_flight()
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,6 +72,12 @@ class RequestContext:
                 message["headers"] = headers
             await send(message)
 
+        if self.in_flight >= self.max_in_flight:
+            # Past what this process can hold (each stream holds two sockets): a fast 503 the client may retry,
+            # not a 500 or a misleading 502 once file descriptors run out.
+            await _send_error(ApiError.of(Overloaded()), rid, send_with_headers, scope["path"] if v1 else None)
+            return
+
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _send_error(BodyTooLarge(limit), rid, send_with_headers, scope["path"] if v1 else None)
             return
@@ -80,17 +93,26 @@ class RequestContext:
                     raise BodyTooLarge(limit)
             return message
 
-        await self.app(scope, capped_receive, send_with_headers)
+        self.in_flight += 1
+        try:
+            await self.app(scope, capped_receive, send_with_headers)
+        finally:
+            self.in_flight -= 1
+
+
+def default_max_in_flight() -> int:
+    """MAX_CONCURRENT_REQUESTS when unset: what the open-file limit allows, a third of it (a stream holds its
+    client's socket and the upstream's, plus Redis, logs and imports), at least 16."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, (soft - 64) // 3)
 
 
 async def _send_error(error: ApiError, rid: str, send: Send, passthrough_path: str | None = None) -> None:
     """`passthrough_path`: a `/v1` route's path, whose API's error shape the body takes."""
     body = orjson.dumps(error.passthrough_body(passthrough_path)) if passthrough_path else error.json_bytes(rid)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 Handler = Callable[..., Awaitable[Any]]
 JSON = "application/json"
+
+
+# "key": an API key when the server requires one (checked here); "admission": checked by the handler's own
+# admission call; "admin": the admin key; "public": nobody is turned away.
+Auth = Literal["key", "admission", "admin", "public"]
 
 
 @dataclass(slots=True)
@@ -46,11 +51,14 @@ class Endpoint:
     public: bool = True
     # The body is relayed: the handler gets the validated model and the parsed JSON object as sent.
     raw_body: bool = False
-    # "key": an API key when the server requires one (checked here); "admission": checked by the
-    # handler's own admission call; "admin": the admin key; "public": nobody is turned away.
-    auth: str = "key"
+    auth: Auth = "key"
     # An administrative change: each success appends this action to the audit log (web/audit.py).
     audit: str | None = None
+
+    def __post_init__(self) -> None:
+        # `Api.route` passes its keywords through untyped: a misspelt auth would otherwise serve the route open.
+        if self.auth not in get_args(Auth):
+            raise ValueError(f"{self.method} {self.path}: auth must be one of {get_args(Auth)}, not {self.auth!r}")
 
 
 def json_response(
@@ -189,7 +197,26 @@ class Api:
         return register
 
     def routes(self) -> list[Route]:
-        return [Route(e.path, _endpoint_app(e), methods=[e.method]) for e in self.endpoints]
+        """One Starlette route per path, for all of its methods: a 405 then lists every method the path allows in
+        `Allow` (with a route per method, Starlette named only the first route's)."""
+        by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+        for e in self.endpoints:
+            by_path.setdefault(e.path, {})[e.method] = _endpoint_app(e)
+        return [Route(path, _by_method(apps), methods=list(apps)) for path, apps in by_path.items()]
+
+
+def _by_method(
+    apps: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    if len(apps) == 1:
+        return next(iter(apps.values()))
+
+    async def run(request: Request) -> Response:
+        method = request.method
+        return await apps["GET" if method == "HEAD" and "GET" in apps else method](request)
+
+    run.__name__ = "_".join(app.__name__ for app in apps.values())
+    return run
 
 
 def _endpoint_app(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:

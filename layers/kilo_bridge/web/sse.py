@@ -66,9 +66,13 @@ class EventStream(Response):
         keepalive_s: float,
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
+        drain_s: float = 0.0,
     ) -> None:
         self.events = events
         self.keepalive_s = keepalive_s
+        # After the client hangs up, the events still run to their end for this long (what is sent goes nowhere):
+        # a generation's stream reaches the upstream's final usage, which it is billed by.
+        self.drain_s = drain_s
         self.status_code = 200
         self.background = background  # run once the stream is over, whether it ended or the client hung up
         self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})})
@@ -80,7 +84,7 @@ class EventStream(Response):
             if self.background is not None:
                 await self.background()
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
+    async def _stream(self, receive: Receive, send: Send) -> None:  # noqa: C901 - one stream's loop: events, keep-alives, disconnect, end
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -113,6 +117,9 @@ class EventStream(Response):
         watchers = [asyncio.ensure_future(keepalive()), asyncio.ensure_future(hang_up())]
         try:
             done, _ = await asyncio.wait([relaying, watchers[1]], return_when=asyncio.FIRST_COMPLETED)
+            if relaying not in done and self.drain_s > 0:
+                watchers[0].cancel()
+                done, _ = await asyncio.wait([relaying], timeout=self.drain_s)
         finally:
             for task in (*watchers, relaying):
                 task.cancel()

@@ -165,10 +165,13 @@ def test_a_redis_pause_at_each_step_leaves_spend_and_reservations_exact(
     else:
         # Paused while the upstream answers (300 ms): the settlement meets a stopped Redis for 0.8 s.
         fake.script([{"kind": "ok", "latency_ms": 300, "cost": 0.002}])
-        pause = Paused(own_redis.proc.pid, after=0.15, seconds=0.8)
-        with httpx.stream("POST", url + path, json=body, headers=headers, timeout=10) as resp:
-            assert resp.status_code == 200
-            resp.read()
+        # The client is made first (an SSL context: ~0.1-0.2 s on a loaded machine), so the pause meets the call.
+        with httpx.Client(timeout=10) as http:
+            http.get(url + "/healthz")  # connected, and the server warm
+            pause = Paused(own_redis.proc.pid, after=0.15, seconds=0.8)
+            with http.stream("POST", url + path, json=body, headers=headers) as resp:
+                assert resp.status_code == 200
+                resp.read()
         pause.join()
     fake.script([{"kind": "ok", "cost": 0.001}])
     resp = httpx.post(url + path, json={**body, "stream": False}, headers=headers, timeout=10)

@@ -96,8 +96,15 @@ def test_retry_before_first_byte_then_stream(base_url: str, fake: FakeGatewayThr
 
 
 def test_client_disconnect_cancels_the_upstream_and_still_counts(
-    base_url: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str
+    serve: Callable[..., str],
+    make_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    redis_client: redis.Redis,
+    prefix: str,
 ) -> None:
+    # The upstream is read on after the client left, for its usage, but only for STREAM_DRAIN_S: one that stays
+    # silent past it is dropped, and what it used is still counted.
+    base_url = serve(make_settings(stream_drain_s=0.5))
     fake.script([{"kind": "stall", "after": 1, "silence_ms": 4000}])
     with httpx.stream("POST", base_url + "/api/kilo/generate-stream", json={"prompt": "a b c"}, timeout=10) as resp:
         for name, _ in sse(resp.iter_lines()):

@@ -11,9 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
-from kilo_bridge.jobs.record import JobRecord, new_job_id, now_ms
+from kilo_bridge.jobs.record import JobRecord, new_job_id
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.jobs.story import outcome
+from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store
 from tests.support import run_sync
 

@@ -1,9 +1,12 @@
 """The Redis `make run` starts (scripts/ensure_redis.py) requires a password kept in a file only its user can
-read; the bridge finds it there without being told, and a client without it is refused."""
+read; the bridge finds it there without being told, and a client without it is refused. It keeps its data: an
+append-only file, fsynced every second, in a data directory kept across runs; killed (SIGKILL, as a crash or a
+reboot would) and started again by the script, it still has what was written."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from kilo_bridge.config import load_settings
 from kilo_bridge.platform.redis import Store
@@ -50,6 +54,7 @@ def embedded() -> Iterator[tuple[int, Path]]:
                 time.sleep(0.05)
         for name in (f"redis-{port}.conf", f"redis-{port}.log", f"redis-{port}.password"):
             (ROOT / ".run" / name).unlink(missing_ok=True)
+        shutil.rmtree(ROOT / ".run" / f"redis-{port}", ignore_errors=True)  # its data directory
 
 
 def test_the_embedded_redis_refuses_a_client_without_the_password(embedded: tuple[int, Path]) -> None:
@@ -83,3 +88,35 @@ def test_the_bridge_finds_the_password_where_make_run_keeps_it(
             await store.close()
 
     assert run_sync(ping()) in ("PONG", b"PONG", True)
+
+
+def test_the_embedded_redis_keeps_its_data_across_a_kill_and_a_restart(embedded: tuple[int, Path]) -> None:
+    port, password_file = embedded
+    r = redis.Redis(port=port, password=password_file.read_text().strip())
+    assert r.config_get("appendonly") == {"appendonly": "yes"}  # (CONFIG on the test's own server)
+    assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
+    data_dir = ROOT / ".run" / f"redis-{port}"
+    assert Path(r.config_get("dir")["dir"]) == data_dir.resolve()
+    r.hset("{kb}:apikey:abc", mapping={"name": "kept", "budget_nusd": 5})
+    deadline = time.monotonic() + 20
+    while not any(b"kept" in f.read_bytes() for f in data_dir.rglob("*") if f.is_file()):  # fsynced within a second
+        assert time.monotonic() < deadline, "the write never reached the append-only file"
+        time.sleep(0.05)
+    r.close()
+    pid = int((ROOT / ".run" / f"redis-{port}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)  # no chance to save anything more
+    deadline = time.monotonic() + 20
+    while pid_alive(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    env = {**os.environ, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port)}
+    for name in ("REDIS_URL", "REDIS_PASSWORD_FILE", "REDIS_PASSWORD"):
+        env.pop(name, None)
+    done = subprocess.run(  # `make run` again
+        [sys.executable, "scripts/ensure_redis.py"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    r = redis.Redis(port=port, password=password_file.read_text().strip())  # a new password each start
+    assert r.hgetall("{kb}:apikey:abc") == {b"name": b"kept", b"budget_nusd": b"5"}
+    r.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -17,6 +18,9 @@ def test_redis_down_then_back(
     url = serve(make_settings(redis_url=own_redis.url, redis_timeout_ms=500))
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.post("/api/kilo/generate", json={"prompt": "x"}).status_code == 200
+        deadline = time.monotonic() + 10  # its record is written after the answer: in this Redis, before it goes
+        while client.get("/api/kilo/stats").json()["totals"]["ok"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
         own_redis.stop()
         calls_before = len(fake.chats)

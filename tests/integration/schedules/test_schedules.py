@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,10 +20,10 @@ from starlette.testclient import TestClient
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
 from kilo_bridge.platform import aws
-from kilo_bridge.schedule import run_task
+from kilo_bridge.scheduled_tasks import run_task
 from kilo_bridge.schedules.backends import LocalScheduler
 from kilo_bridge.schedules.local import ScheduleWorker
-from kilo_bridge.services import Services
+from kilo_bridge.services import Services, local_workers
 
 REPO = "https://github.com/acme/widgets"
 RUN = {"repoUrl": REPO, "agent": "dependency-update", "prompt": "Update the lock file", "maxCostUsd": 1.5}
@@ -99,6 +100,34 @@ def test_a_schedule_made_through_the_api_fires_on_the_local_queue_as_its_owner(
     assert client.delete(path, headers=mine).status_code == 204
     assert not is_scheduled(settings, schedule["id"])
     assert client.get(path, headers=mine).status_code == 404
+
+
+def test_the_local_workers_the_server_starts_fire_the_schedules_too(
+    keyed: Callable[..., tuple[TestClient, dict[str, str], str, Settings]],
+    redis_client: redis.Redis,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    """`kilo-bridge worker` and the app's lifespan start the job worker through `local_workers`: the schedule
+    worker comes with it (the job worker itself knows nothing of schedules)."""
+    # The job worker runs what fires: a local directory (not a repository) makes that run end at its clone,
+    # on this machine.
+    client, mine, _, settings = keyed(schedule_test_every_ms=300, job_shutdown_grace_s=0, repo_allow_local=True)
+    run = {**RUN, "repoUrl": str(tmp_path)}
+    created = client.post("/api/kilo/schedules", json=schedule_body(run=run), headers=mine)
+    assert created.status_code == 201, created.text
+
+    async def fire_until_a_job() -> None:
+        async with local_workers(settings):
+            deadline = time.monotonic() + 30
+            while not job_records(redis_client, prefix) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+
+    asyncio.run(fire_until_a_job())
+    jobs = job_records(redis_client, prefix)
+    assert jobs, "the schedule never fired into a job"
+    assert jobs[0][b"requestId"] == b"scheduled"
+    assert client.delete(f"/api/kilo/schedules/{created.json()['id']}", headers=mine).status_code == 204
 
 
 def test_a_firing_starts_one_run_and_a_paused_schedule_none(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from openai.types.shared import ErrorObject
 
-from kilo_bridge.gateway.client import upstream_error
+from kilo_bridge.gateway.error_map import upstream_error
 from kilo_bridge.web.errors import ApiError
 from tests.fakes.fake_gateway import error_body
 

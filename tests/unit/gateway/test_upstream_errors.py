@@ -1,6 +1,6 @@
 import pytest
 
-from kilo_bridge.gateway.client import upstream_error
+from kilo_bridge.gateway.error_map import upstream_error
 from kilo_bridge.web.errors import ApiError
 
 KEY = "test-key-not-real-0123456789"

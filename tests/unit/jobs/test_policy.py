@@ -6,7 +6,8 @@ import pytest
 
 from kilo_bridge.config import load_settings
 from kilo_bridge.errors import BridgeError
-from kilo_bridge.jobs.policy import blocked_address, check_branch, check_profile_env
+from kilo_bridge.jobs.policy import blocked_address, check_branch
+from kilo_bridge.profiles.env import check_profile_env
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "ip6-localhost"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kilo_bridge.config import load_settings
-from kilo_bridge.jobs.record import JobRecord
-from kilo_bridge.jobs.secrets import JOB_SCOPE, LocalBox, SealBroken, job_binding
+from kilo_bridge.jobs.record import JobRecord, job_binding
+from kilo_bridge.platform.sealing import JOB_SCOPE, LocalBox, SealBroken
 
 
 def test_local_key_file_is_private_and_stable(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from kilo_bridge.schedule import firing
+from kilo_bridge.scheduled_tasks import firing
 
 
 def test_the_scheduled_time_names_the_firing_in_utc_to_the_minute() -> None:

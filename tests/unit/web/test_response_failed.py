@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from openai.types.responses import ResponseFailedEvent
 
-from kilo_bridge.gateway.client import upstream_error
+from kilo_bridge.gateway.error_map import upstream_error
 from kilo_bridge.generation.service import StreamTooLong
 from kilo_bridge.web.errors import response_failed_json
 from tests.fakes.fake_gateway import error_body

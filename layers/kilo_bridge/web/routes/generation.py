@@ -66,7 +66,12 @@ async def generate_stream(request: Request, body: GenerateRequest) -> Response:
         finally:
             await events.aclose()  # a client that hung up: the upstream is dropped and its usage recorded now
 
-    return EventStream(frames(), svc.settings.sse_keepalive_s, background=BackgroundTask(stream.write_usage))
+    return EventStream(
+        frames(),
+        svc.settings.sse_keepalive_s,
+        background=BackgroundTask(stream.write_usage),
+        drain_s=svc.settings.stream_drain_s,  # a client that hangs up: read on to the usage the call is billed by
+    )
 
 
 def _delta(text: str) -> Mapping[str, str]:

@@ -24,9 +24,10 @@ from kilo_bridge.jobs.models import (
     RunAgentAccepted,
     RunAgentRequest,
 )
-from kilo_bridge.jobs.record import STATUSES, iso
+from kilo_bridge.jobs.record import STATUSES
 from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
 from kilo_bridge.jobs.story import duration_ms, outcome, phases
+from kilo_bridge.platform.clock import iso
 from kilo_bridge.platform.redis import StoreUnavailable
 from kilo_bridge.platform.resp import RedisError
 from kilo_bridge.web.errors import ApiError, error_json

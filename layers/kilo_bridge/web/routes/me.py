@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from kilo_bridge.jobs.record import iso
 from kilo_bridge.keys.store import InvalidKey, KeyStore
 from kilo_bridge.money import usd
+from kilo_bridge.platform.clock import iso
 from kilo_bridge.usage.models import Me, ModelUsage, OpenJob
 from kilo_bridge.web.routing import Api, services
 

@@ -45,7 +45,7 @@ V1_ERRORS = (*GATEWAY_ERRORS, 400, 404, 408, 409, 413, 422)
 JSON = "application/json"
 
 
-async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], wants_usage: bool = True) -> Response:
+async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], wants_usage: bool = True) -> Response:  # noqa: C901 - one relay for the four /v1 APIs, plain and streamed
     """Admit, call the gateway with `body` and relay its answer; plain or streamed as the body asks."""
     svc = services(request)
     if json_depth_exceeds(body):  # free-form fields (tools, extras) are relayed as sent: bound them
@@ -103,6 +103,7 @@ async def _relay(request: Request, api: InferenceApi, body: dict[str, Any], want
         svc.settings.sse_keepalive_s,
         headers=stream.state.headers,
         background=BackgroundTask(stream.write_usage),  # once the response is over
+        drain_s=svc.settings.stream_drain_s,  # a client that hangs up: read on to the usage the call is billed by
     )
 
 

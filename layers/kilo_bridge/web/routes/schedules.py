@@ -7,7 +7,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilo_bridge.jobs.record import iso
+from kilo_bridge.platform.clock import iso
 from kilo_bridge.schedules.cron import next_run
 from kilo_bridge.schedules.models import SCHEDULE_ID, ScheduleCreate, ScheduledRun, ScheduleList, ScheduleView
 from kilo_bridge.schedules.service import ScheduleNotFound, ScheduleService

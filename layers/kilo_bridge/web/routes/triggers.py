@@ -7,7 +7,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kilo_bridge.jobs.record import iso
+from kilo_bridge.platform.clock import iso
 from kilo_bridge.triggers.models import (
     TRIGGER_ID,
     Delivery,

@@ -1,10 +1,11 @@
-"""Job secrets (`profileEnv`) sealed before they reach Redis or a queue, opened only by the runner.
+"""The sealing box: secrets (a job's `profileEnv`, a profile's values, a trigger's secret) sealed before they reach
+Redis or a queue, opened only by whoever needs them (the runner, a job's submission).
 
 AWS: KMS envelope encryption (a data key per job, the job id as encryption context, so a blob copied onto
 another job does not open). Locally: AES-GCM with a key from JOB_SECRETS_KEY or a key file made once
-(mode 0600). Both bind the blob to its job id as associated data, and a job's blob to the job's identity too
-(`job_binding`: owner, repository, agent, base branch, network, the prompt's and patch's digests, …): a record rewritten
-in Redis after submission no longer opens its secrets (`SealBroken`), so nothing runs with them.
+(mode 0600). Both bind the blob to its job id as associated data, and to whatever else the caller binds it to
+(`bound`: a job's identity, `jobs.record.job_binding`): a record rewritten in Redis after submission no longer
+opens its secrets (`SealBroken`), so nothing runs with them. The box knows nothing of jobs.
 
 Saved profiles (kilo_bridge/profiles/) use the same boxes under another scope: the encryption context is
 `{"profile": "<owner>/<name>"}` instead of `{"jobId": ...}`, so a key policy can let the API open profiles
@@ -14,7 +15,6 @@ Saved profiles (kilo_bridge/profiles/) use the same boxes under another scope: t
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,13 +22,9 @@ from typing import Any, Protocol
 import orjson
 
 from kilo_bridge.config import Settings
-from kilo_bridge.jobs.record import JobRecord
 
 NONCE = 12
 JOB_SCOPE = "jobId"
-# What a job is, as submitted: every field it is created with (the prompt and the patch by their digests), but
-# the ones its runner moves as it runs. A field added to the record later is bound without a change here.
-UNBOUND_FIELDS = frozenset({"status", "phase", "progress", "attempt"})
 
 
 class SealBroken(Exception):
@@ -38,14 +34,6 @@ class SealBroken(Exception):
 class SecretBox(Protocol):
     def seal(self, job_id: str, values: dict[str, str], scope: str = JOB_SCOPE, bound: bytes = b"") -> str: ...
     def open(self, job_id: str, blob: str, scope: str = JOB_SCOPE, bound: bytes = b"") -> dict[str, str]: ...
-
-
-def job_binding(record: JobRecord, patch: str | None) -> bytes:
-    """The job's identity as associated data: a digest over its bound fields, its prompt and its patch."""
-    identity = {name: value for name, value in record.fields().items() if name not in UNBOUND_FIELDS}
-    identity["prompt"] = hashlib.sha256((record.prompt or "").encode()).hexdigest()
-    identity["patch"] = hashlib.sha256((patch or "").encode()).hexdigest()
-    return b"job-v1:" + hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest().encode()
 
 
 def _aad(scope: str, name: str, bound: bytes = b"") -> bytes:
