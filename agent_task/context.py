@@ -108,6 +108,7 @@ class JobContext:
         # The agent's account so far: what its events said, what its key was metered.
         self.agent = AgentProgress()
         self.metered: JobKeyUsage | None = None
+        self.egress_denied = 0  # the agent's connections its egress proxy refused
         self.agent_started = False
 
     def add_secret(self, value: str) -> None:

@@ -5,6 +5,8 @@ into progress and log lines — never into money: the CLI's own cost figures are
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,12 @@ import orjson
 from kilo_bridge.config import Settings
 
 PROVIDER = "kilobridge"
-# Offline-safe, quiet switches: no model list download, no sharing, no session upload.
+# Offline-safe, quiet switches: no model list download, no sharing, no session upload, no telemetry (the
+# 7.7.7 binary turns PostHog on unless KILO_TELEMETRY_LEVEL is set to anything but `all`; the door refuses
+# that egress anyway).
 QUIET = {
+    "KILO_TELEMETRY_LEVEL": "off",
+    "DO_NOT_TRACK": "1",
     "KILO_DISABLE_MODELS_FETCH": "1",
     "KILO_DISABLE_SHARE": "1",
     "KILO_DISABLE_SESSION_INGEST": "1",
@@ -44,14 +50,14 @@ LEASH = {
 }
 
 
-def provider_config(settings: Settings, model: str) -> dict[str, Any]:
-    """One provider (the bridge's `/v1`; the job's key comes from the environment), one model."""
+def provider_config(base_url: str, model: str) -> dict[str, Any]:
+    """One provider (the runner's model endpoint; the job's key comes from the environment), one model."""
     return {
         "provider": {
             PROVIDER: {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "Kilo Bridge",
-                "options": {"baseURL": settings.agent_api_base, "apiKey": "{env:KILO_GATEWAY_KEY}"},
+                "options": {"baseURL": base_url, "apiKey": "{env:KILO_GATEWAY_KEY}"},
                 "models": {model: {}},
             }
         },
@@ -119,6 +125,35 @@ def listed_agents(output: str) -> dict[str, list[dict[str, Any]]]:
     return agents
 
 
+def listing_digest(cli: str, agents_dir: Path) -> str:
+    """What `kilo agent list` depends on: the CLI's build (its binary), the catalogue, the switches we set."""
+    h = hashlib.sha256()
+    real = Path(os.path.realpath(cli))
+    info = real.stat()
+    h.update(f"{real}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+    h.update(orjson.dumps({**QUIET, **LEASH}, option=orjson.OPT_SORT_KEYS))
+    for path in sorted(p for p in agents_dir.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(agents_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def read_listing(path: Path) -> tuple[dict[str, list[dict[str, Any]]], str] | None:
+    """A listing kept by `write_listing` (its agents, the HOME it was listed with), or None."""
+    try:
+        data = orjson.loads(path.read_bytes())
+        return data["agents"], data["home"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def write_listing(path: Path, agents: dict[str, list[dict[str, Any]]], home: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps({"agents": agents, "home": home}))
+    os.replace(tmp, path)
+
+
 def not_denied(rules: list[dict[str, Any]], home: str, permissions: tuple[str, ...] = READ_ONLY_DENIES) -> list[str]:
     """The permissions not denied outright: no catch-all `deny` (pattern `*`, for it or for `*`), or a rule
     after it that allows or asks for some pattern. The CLI's own reading of its tool output under the agent's
@@ -143,9 +178,7 @@ def not_denied(rules: list[dict[str, Any]], home: str, permissions: tuple[str, .
 class AgentProgress:
     """What the CLI's events told us so far."""
 
-    steps: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
+    steps: int = 0  # (its token counts are the meter's: the CLI's own are the agent's to forge)
     texts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -168,9 +201,6 @@ class AgentProgress:
             target = args.get("filePath") or args.get("path") or args.get("pattern") or args.get("command") or ""
             return f"{part.get('tool', 'tool')} {str(target)[:200]} ({state.get('status', '?')})".replace("  ", " ")
         if kind == "step_finish":
-            tokens: dict[str, Any] = part["tokens"] if isinstance(part.get("tokens"), dict) else {}
-            self.input_tokens += int(tokens.get("input") or 0)
-            self.output_tokens += int(tokens.get("output") or 0)
             return f"step {self.steps} done ({part.get('reason', '')})"
         if kind == "error":
             err = event.get("error")

@@ -4,8 +4,10 @@
 - `bwrap`: bubblewrap. The system directories read-only, a few files of /etc, the CLI's install read-only,
   the checkout read-write (read-only for report-only agents), the job's git directory read-only, a private
   HOME and /tmp that go with the job; nothing else of the host (no server files, artifacts, other jobs).
-  Its own user, pid, ipc and uts namespaces, no capabilities, a new session (no terminal injection). The
-  network namespace is shared: the agent must reach its model server (on loopback in development).
+  Its own user, pid, ipc, uts and network namespaces, no capabilities, a new session (no terminal injection).
+  Its network is its own loopback alone: nothing of the host's (Redis, the bridge, other loopback servers,
+  the outside); the runner's door (agent_task/door.py: the model endpoint, the egress proxy) comes in as
+  unix sockets bound into it.
 - `user`: the agent as its own unprivileged user (`AGENT_USER`, made in the image) with the minimal
   environment the runner builds: it cannot read the runner's files or environment (`/proc/PID/environ`),
   where the container's credentials live. For Fargate, whose seccomp profile forbids new namespaces; it
@@ -64,9 +66,17 @@ class Sandbox:
     tmp_mb: int = 0  # the size of the private /tmp and /var/tmp (RAM-backed tmpfs); 0: the kernel's default
 
     def wrap(
-        self, argv: list[str], *, cwd: Path, writable: list[Path], readable: list[Path], repo_writable: bool
+        self,
+        argv: list[str],
+        *,
+        cwd: Path,
+        writable: list[Path],
+        readable: list[Path],
+        repo_writable: bool,
+        sockets: dict[str, str] | None = None,
     ) -> list[str]:
-        """argv run inside the sandbox; cwd is the checkout (writable/readable: the agent's own paths)."""
+        """argv run inside the sandbox; cwd is the checkout (writable/readable: the agent's own paths; sockets:
+        the door's unix sockets, host path → path inside)."""
         if self.mode == "none":
             return argv
         if self.mode == "user":
@@ -95,6 +105,7 @@ class Sandbox:
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
+            "--unshare-net",
             "--unshare-cgroup-try",
             "--hostname",
             "kilo-agent",
@@ -113,6 +124,8 @@ class Sandbox:
             args += ["--ro-bind", path, path]
         for place in writable:
             args += ["--bind", str(place), str(place)]
+        for host_path, inside in (sockets or {}).items():
+            args += ["--bind", host_path, inside]
         args += ["--bind" if repo_writable else "--ro-bind", str(cwd), str(cwd), "--chdir", str(cwd), "--", *argv]
         return args
 

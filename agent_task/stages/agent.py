@@ -11,18 +11,27 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from agent_task import limits, procs
 from agent_task.context import JobContext, JobEnded, Workspace
-from agent_task.kilo import cli_env, listed_agents, not_denied, provider_config
+from agent_task.door import Door
+from agent_task.kilo import (
+    cli_env,
+    listed_agents,
+    listing_digest,
+    not_denied,
+    provider_config,
+    read_listing,
+    write_listing,
+)
 from agent_task.meter import Meter
 from agent_task.sandbox import Sandbox, SandboxUnavailable, resolve
 from agent_task.stages.clone import Checkout
 from kilo_bridge.jobs.catalogue import AgentSpec
 from kilo_bridge.jobs.policy import REPO_TOKEN_NAMES
 from kilo_bridge.jobs.reasons import EndReason
+from kilo_bridge.jobs.workspace import workdir
 from kilo_bridge.keys.store import KeyStore
 from kilo_bridge.money import usd
 from kilo_bridge.observability import get_logger
@@ -130,8 +139,6 @@ class AgentRun:
                 "Gateway's model list, so its cost cannot be tracked; the agent was not started",
             )
         cli = self.sandbox.cli or st.kilo_cli_path
-        run = [cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task.text]
-        argv = self.wrap(limits.reporting_tmp(run) if self.sandbox.mode == "bwrap" else run)
         if not os.access(st.kilo_cli_path, os.X_OK):
             raise JobEnded(
                 "failed",
@@ -139,30 +146,39 @@ class AgentRun:
                 f"the Kilo CLI is not installed at {st.kilo_cli_path} "
                 "(`make install` puts the pinned one in agent_task/node_modules; or set KILO_CLI)",
             )
-        await check_bridge(ctx)
         meter = Meter(ctx, KeyStore(store))
         job_key = await meter.open_key()
-        agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
-        env = cli_env(st, self.ws.agent, st.agents_path, provider_config(st, model), agent_env, job_key)
-        self.confine()
-        with limits.confined(st, ctx.job_id, sandbox_uid(self.sandbox)) as box:
-            await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}")
-            await self.check_agent(env, cli, box.join)
-            await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, via {st.agent_api_base})")
-            ctx.agent_started = True
-            watching = asyncio.create_task(meter.watch())
-            try:
-                streamed = await ctx.stream(
-                    argv, env, str(self.checkout.dir), "kilo-stderr", on_stdout=self.on_event, confine=box.join
-                )
-            finally:
-                box.kill_all()  # what the agent left running, wherever it went
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
-                await meter.read()  # what happened since the last look, said before the job ends
-                await meter.settle()
-            hits = box.hits(streamed.tail)
+        network = ctx.record.network or spec.network
+        door = Door(ctx, job_key, network, tcp=self.sandbox.mode != "bwrap")
+        try:
+            opened = await door.open()
+            agent_env = {k: v for k, v in profile_env.items() if k not in REPO_TOKEN_NAMES}  # git alone gets those
+            config = provider_config(opened.model_url, model)
+            env = cli_env(st, self.ws.agent, st.agents_path, config, agent_env, job_key) | opened.env()
+            self.confine()
+            with limits.confined(st, ctx.job_id, sandbox_uid(self.sandbox)) as box:
+                await ctx.log.line("runner", f"sandbox: {self.sandbox.mode}; network: {network}")
+                await self.check_agent(env, cli, box.join)
+                await ctx.log.line("runner", f"kilo run --agent {spec.name} (model {model}, through the runner)")
+                run = opened.launch([cli, "run", "--auto", "--format", "json", "--agent", spec.name, "--", task.text])
+                argv = self.wrap(limits.reporting_tmp(run) if self.sandbox.mode == "bwrap" else run, opened.binds)
+                ctx.agent_started = True
+                watching = asyncio.create_task(meter.watch())
+                try:
+                    streamed = await ctx.stream(
+                        argv, env, str(self.checkout.dir), "kilo-stderr", on_stdout=self.on_event, confine=box.join
+                    )
+                finally:
+                    box.kill_all()  # what the agent left running, wherever it went
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
+                hits = box.hits(streamed.tail)
+        finally:
+            await door.close()  # the calls the agent's end cut are settled (charged) here
+            ctx.egress_denied = door.denied
+            await meter.read()  # what happened since the last look, said before the job ends
+            await meter.settle()
         await self.held_at(hits)
         self.judge(streamed.finished.returncode, streamed.tail)
 
@@ -214,13 +230,14 @@ class AgentRun:
             level="error" if event.get("type") == "error" else "info",
         )
 
-    def wrap(self, argv: list[str]) -> list[str]:
+    def wrap(self, argv: list[str], sockets: dict[str, str] | None = None) -> list[str]:
         return self.sandbox.wrap(
             argv,
             cwd=self.checkout.dir,
             writable=[self.ws.agent],
             readable=[],
             repo_writable=not self.spec.read_only,
+            sockets=sockets,
         )
 
     def confine(self) -> None:
@@ -240,15 +257,31 @@ class AgentRun:
         """The CLI must know the agent by its name (an unknown `--agent` only warns and runs the CLI's default
         agent, which may do anything), and a report-only agent must come out of the CLI's own rule merge
         denying every tool that could change or leave its checkout."""
-        spec = self.spec
-        argv = self.wrap([cli, "agent", "list"])
-        rc, out, err = await procs.capture(
-            argv, env=env, cwd=str(self.checkout.dir), timeout_s=120, confine=confine, stop=self.ctx.stop
-        )
-        if self.ctx.stop.is_set():
-            await self.ctx.log.line("runner", f"stopped `kilo agent list` ({self.ctx.stop_why})", level="warn")
-            self.ctx.check_stop()
-        agents = listed_agents(out.decode(errors="replace"))
+        spec, st = self.spec, self.ctx.settings
+        # The listing depends on the CLI's build and the catalogue alone (the checkout's config is ignored,
+        # profileEnv may not set KILO_*): listed once per pair, kept in the runner's own work directory.
+        cache = workdir(st) / f".kilo-agents-{listing_digest(cli, st.agents_path)}.json"
+        cached = await asyncio.to_thread(read_listing, cache)
+        rc, err = 0, b""
+        if cached is not None:
+            agents, home = cached
+        else:
+            # Into a file: the CLI exits without draining a full pipe, and its listing is larger than one.
+            listing = self.ws.agent / "agent-list.txt"
+            to_file = 'exec "$0" "$@" > "$KB_LISTING"'
+            argv = self.wrap(["/bin/sh", "-c", to_file, cli, "agent", "list"])
+            listed_env = {**env, "KB_LISTING": str(listing)}
+            rc, _, err = await procs.capture(
+                argv, env=listed_env, cwd=str(self.checkout.dir), timeout_s=120, confine=confine, stop=self.ctx.stop
+            )
+            if self.ctx.stop.is_set():
+                await self.ctx.log.line("runner", f"stopped `kilo agent list` ({self.ctx.stop_why})", level="warn")
+                self.ctx.check_stop()
+            out = await asyncio.to_thread(listing.read_bytes) if listing.exists() else b""
+            listing.unlink(missing_ok=True)
+            agents, home = listed_agents(out.decode(errors="replace")), env["HOME"]
+            if rc == 0 and spec.name in agents:
+                await asyncio.to_thread(write_listing, cache, agents, home)
         if spec.name not in agents:
             detail = self.ctx.redact(err.decode(errors="replace").strip())[-300:]
             raise JobEnded(
@@ -259,28 +292,13 @@ class AgentRun:
                 + "); the job is not run with the CLI's default agent instead",
             )
         if spec.read_only:
-            left = not_denied(agents[spec.name], env["HOME"])
+            left = not_denied(agents[spec.name], home)
             if left:
                 raise JobEnded(
                     "failed",
                     EndReason.AGENT_UNSAFE,
                     f"the report-only agent {spec.name!r} is not denied {', '.join(left)} by the Kilo CLI; not run",
                 )
-
-
-async def check_bridge(ctx: JobContext) -> None:
-    """The agent's model calls go through this bridge's `/v1`: refuse to start an agent that cannot reach it."""
-    base = ctx.settings.agent_api_base.removesuffix("/v1")
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            await client.get(base + "/healthz")
-    except httpx.HTTPError as exc:
-        raise JobEnded(
-            "failed",
-            EndReason.BRIDGE_UNREACHABLE,
-            f"the agent's model calls go through {base}/v1 and it does not answer ({type(exc).__name__}); "
-            "run the server (`make run`) or set BRIDGE_URL",
-        ) from None
 
 
 async def priced(ctx: JobContext, model: str) -> bool:

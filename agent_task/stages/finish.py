@@ -22,10 +22,14 @@ logger = get_logger()
 
 
 def fill(ctx: JobContext, result: JobResult) -> None:
-    """Steps and tokens from the agent's events; the cost from the job key's meter alone."""
-    a = ctx.agent
-    result.steps, result.input_tokens, result.output_tokens = a.steps, a.input_tokens, a.output_tokens
-    result.cost_usd = round(usd(ctx.metered.spend_nusd), 6) if ctx.metered else 0.0
+    """Steps from the agent's events; tokens and cost from the job key's meter alone (what the agent prints
+    is its own to forge); the egress its proxy refused."""
+    a, metered = ctx.agent, ctx.metered
+    result.steps = a.steps
+    result.input_tokens = metered.input_tokens if metered else 0
+    result.output_tokens = metered.output_tokens if metered else 0
+    result.cost_usd = round(usd(metered.spend_nusd), 6) if metered else 0.0
+    result.egress_denied = ctx.egress_denied
     result.summary = ctx.redact(result.summary or a.summary())
 
 

@@ -61,7 +61,7 @@ class Settings:
     # How often that secret is re-read, so a rotated key is used without a restart.
     kilo_api_key_max_age_s: float = setting(300.0, ge=0, le=86_400)
     kilo_gateway_base: str = DEFAULT_GATEWAY_BASE
-    kilo_timeout_ms: int = setting(30_000, ge=100, le=900_000)
+    kilo_timeout_ms: int = setting(30_000, ge=100, le=3_700_000)
     kilo_org_id: str | None = setting(None, max_length=200)
     kilo_default_model: str = setting("kilo-auto/balanced", min_length=1, max_length=200)
     # Retries happen only before the first byte reaches our client.
@@ -209,6 +209,12 @@ class Settings:
     # refused with JOBS_CONCURRENCY > 1 on a local queue); none = no sandbox.
     agent_sandbox: Literal["auto", "bwrap", "user", "none"] = "auto"
     agent_user: str = "kilo-agent"
+    # Where agents the catalogue gives `network: allowlist` may go through the runner's egress proxy:
+    # comma-separated `host` or `*.domain`, each with an optional `:port` (else 80 and 443). Empty: nowhere.
+    agent_egress_allow: str = setting("", max_length=4000)
+    # Exact `ip:port` endpoints the proxy may reach although their address is private (an internal mirror);
+    # only when their host is also on AGENT_EGRESS_ALLOW.
+    agent_egress_allow_private: str = setting("", max_length=4000)
     # Kernel limits on every agent process tree (agent_task/limits.py): its processes, memory (no swap), the
     # size of one file it writes, and its private /tmp (a RAM-backed tmpfs).
     agent_max_procs: int = setting(512, ge=16, le=1_000_000)

@@ -12,6 +12,13 @@ agent itself takes ~no time):
   `none`, the same runner started directly, interleaved (the stand-in CLI under the system Python, in a
   `node_modules` of its own, so bubblewrap can show it to the agent as it shows the real CLI's install).
 
+- with the real pinned CLI under bubblewrap: run-agent → the agent's first model request (at the fake
+  gateway), beside a plain `kilo run` on a clone of the same repository pointed at the fake directly
+  (BENCH_CLI_RUNS each, interleaved, after one warm-up job);
+- the door's cost per model call: a streamed chat completion through the runner's model endpoint (uvicorn on a
+  unix socket, reached through socat as the sandboxed agent reaches it) beside the server's `/v1` and the fake
+  called directly, on the same job key (BENCH_DOOR_CALLS each, interleaved).
+
 Writes docs/benchmarks/jobs.md (and jobs.png when the plotting venv of `make bench-tools` exists).
 """
 
@@ -37,12 +44,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.run import free_port  # noqa: E402
+from tests.fakes.fake_gateway import FakeGatewayThread  # noqa: E402
 from tests.fakes.fake_github import make_repo  # noqa: E402
 from tests.jobkit import stand_in_cli  # noqa: E402
 
 SECONDS = float(os.getenv("BENCH_SECONDS", "3"))
 RUNS = int(os.getenv("BENCH_JOB_RUNS", "8"))
 SANDBOX_RUNS = int(os.getenv("BENCH_SANDBOX_RUNS", "5"))
+CLI_RUNS = int(os.getenv("BENCH_CLI_RUNS", "2"))
+DOOR_CALLS = int(os.getenv("BENCH_DOOR_CALLS", "150"))
 SYSTEM_PYTHON = "/usr/bin/python3"
 REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
 OUT = ROOT / "docs" / "benchmarks"
@@ -161,12 +171,147 @@ def sandbox_cost(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefi
             )
             entries, status = job_log(r, prefix, job_id)
             assert status == "succeeded", (mode, status, entries[-3:])
-            said = [e for e in entries if e["source"] == "runner" and e["msg"] == f"sandbox: {mode}"]
+            said = [e for e in entries if e["source"] == "runner" and e["msg"].startswith(f"sandbox: {mode};")]
             assert said, f"the runner did not say it ran the agent with AGENT_SANDBOX={mode}"
             run = next(ts(e) for e in entries if e["msg"].startswith("kilo run --agent"))
             first = next(ts(e) for e in entries if e["source"] == "kilo")
             out[mode].append((first - t0) * 1000)
             out[f"{mode}-run"].append((first - run) * 1000)
+    return out
+
+
+def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefix: str, tmp: Path) -> dict:
+    """ms from run-agent to the agent's first model request (the real CLI in bubblewrap, through the door),
+    beside a plain `kilo run` on a clone of the same repository calling the fake itself."""
+    from agent_task.kilo import LEASH, QUIET
+
+    fake = FakeGatewayThread()
+    fake.__enter__()
+    fake.agent_text = "Done."
+    out: dict[str, list[float]] = {"bridge": [], "plain": []}
+    try:
+        job_env = {**env, "KILO_CLI": str(ROOT / "agent_task/node_modules/.bin/kilo"), "AGENT_SANDBOX": "bwrap"}
+        job_env["KILO_GATEWAY_BASE"] = fake.url + "/api/gateway"
+        config = {
+            "provider": {
+                "fake": {
+                    "npm": "@ai-sdk/openai-compatible",
+                    "options": {"baseURL": fake.url + "/v1", "apiKey": "x"},
+                    "models": {"model-a": {}},
+                }
+            },
+            "model": "fake/model-a",
+        }
+        for i in range(CLI_RUNS + 1):  # the first job lists the CLI's agents (kept for the next): a warm-up
+            for path in ("bridge", "plain"):
+                fake.reset()
+                fake.agent_text = "Done."
+                if path == "bridge":
+                    job_id, t0 = one_job(url, repo)
+                    subprocess.run(
+                        [sys.executable, "-m", "agent_task", job_id],
+                        cwd=ROOT,
+                        env=job_env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        check=True,
+                    )
+                else:
+                    checkout = tmp / f"plain-{i}"
+                    subprocess.run(["git", "clone", "-q", "--depth", "1", repo, str(checkout)], check=True)
+                    home = tmp / f"plain-home-{i}"
+                    home.mkdir()
+                    plain_env = {"PATH": os.environ["PATH"], "HOME": str(home), **QUIET, **LEASH}
+                    plain_env["KILO_CONFIG_CONTENT"] = json.dumps(config)
+                    t0 = time.time()
+                    subprocess.run(
+                        [str(ROOT / "agent_task/node_modules/.bin/kilo"), "run", "--format", "json", "bench"],
+                        cwd=checkout,
+                        env=plain_env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        timeout=300,
+                        check=False,
+                    )
+                chats = [q["at"] for q in fake.requests if q["path"].endswith("/chat/completions")]
+                if i and chats:
+                    out[path].append((min(chats) - t0) * 1000)
+    finally:
+        fake.__exit__(None, None, None)
+    return out
+
+
+DOOR_SCRIPT = """
+import sys, uvicorn
+from kilo_bridge.config import load_settings
+from kilo_bridge.web.app import create_door_app
+uvicorn.run(create_door_app(load_settings(), sys.argv[2]), uds=sys.argv[1], log_level="warning", lifespan="off")
+"""
+
+
+def door_cost(url: str, env: dict[str, str], prefix: str, tmp: Path) -> dict[str, list[float]]:
+    """ms per streamed chat completion: the fake directly, the server's `/v1`, the runner's door (uvicorn on a
+    unix socket, behind socat as in the sandbox), on the same job key, interleaved."""
+    from kilo_bridge.config import load_settings
+    from kilo_bridge.keys.store import KeyStore
+    from kilo_bridge.platform.redis import Store
+
+    fake = FakeGatewayThread()
+    fake.__enter__()
+    procs: list[subprocess.Popen[bytes]] = []
+    out: dict[str, list[float]] = {"direct": [], "v1": [], "door": []}
+    try:
+        door_env = {**env, "REDIS_PREFIX": prefix, "KILO_GATEWAY_BASE": fake.url + "/api/gateway"}
+        settings = load_settings(redis_url=REDIS_URL, redis_prefix=prefix)
+
+        async def job_key() -> str:
+            store = Store(settings)
+            try:
+                return await KeyStore(store).create_job_key("job_bench" + uuid.uuid4().hex[:8], 0, 100_000, 3600)
+            finally:
+                await store.close()
+
+        key = asyncio.run(job_key())
+        sock = tmp / "door.sock"
+        procs.append(start([sys.executable, "-c", DOOR_SCRIPT, str(sock), key], door_env))
+        port = free_port()
+        forward = ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay", f"UNIX-CONNECT:{sock}"]
+        v1_port = free_port()
+        v1_env = {**door_env, "PORT": str(v1_port)}
+        procs.append(start([sys.executable, "-m", "kilo_bridge", "serve"], v1_env))
+        wait_ready(f"http://127.0.0.1:{v1_port}")
+        while not sock.exists():
+            time.sleep(0.05)
+        procs.append(start(forward, door_env))
+        bases = {
+            "direct": fake.url + "/api/gateway",
+            "v1": f"http://127.0.0.1:{v1_port}/v1",
+            "door": f"http://127.0.0.1:{port}/v1",
+        }
+        body = {"model": "anthropic/claude-sonnet-4.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(timeout=30) as client:
+            for name in bases:  # a connection and a first call each, not measured
+                for _ in range(50):
+                    try:
+                        with client.stream("POST", bases[name] + "/chat/completions", json=body, headers=headers) as rr:
+                            rr.read()
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+            for _ in range(DOOR_CALLS):
+                for name, base in bases.items():
+                    t = time.perf_counter()
+                    with client.stream("POST", base + "/chat/completions", json=body, headers=headers) as rr:
+                        assert rr.status_code == 200, (name, rr.status_code, rr.read())
+                        rr.read()
+                    out[name].append((time.perf_counter() - t) * 1000)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        fake.__exit__(None, None, None)
     return out
 
 
@@ -221,6 +366,9 @@ def main() -> int:
         sandbox_env = {**direct_env, "KILO_CLI": sandboxable_cli(tmp)}
         sandbox = sandbox_cost(r, urls["direct"], repo, sandbox_env, prefixes["direct"])
 
+        cli_start = real_cli_start(r, urls["direct"], repo, direct_env, prefixes["direct"], tmp)
+        door = door_cost(urls["direct"], base_env, prefixes["direct"], tmp)
+
         timings: dict[str, list[tuple[float, float, float]]] = {"direct": [], "queue": []}
         for _ in range(RUNS):
             for name in ("direct", "queue"):  # interleaved: machine noise hits both alike
@@ -245,12 +393,16 @@ def main() -> int:
             keys = list(r.scan_iter(match=prefix + "*", count=1000))
             if keys:
                 r.delete(*keys)
-    write_report(accept, timings, sandbox)
+    write_report(accept, timings, sandbox, cli_start, door)
     return 0
 
 
 def write_report(
-    accept: list[dict], timings: dict[str, list[tuple[float, float, float]]], sandbox: dict[str, list[float]]
+    accept: list[dict],
+    timings: dict[str, list[tuple[float, float, float]]],
+    sandbox: dict[str, list[float]],
+    cli_start: dict[str, list[float]],
+    door: dict[str, list[float]],
 ) -> None:
     def med(name: str, i: int) -> float:
         return statistics.median(t[i] for t in timings[name])
@@ -275,6 +427,28 @@ def write_report(
     sand = "\n".join(
         (srow("run-agent → the agent's first event", ""), srow("`kilo run` started → its first event", "-run"))
     )
+
+    def cstat(name: str) -> str:
+        v = cli_start[name]
+        return f"{statistics.median(v):.0f} | {len(v)} ({min(v):.0f}..{max(v):.0f})" if v else "n/a | 0"
+
+    cshare = (
+        f"{statistics.median(cli_start['bridge']) - statistics.median(cli_start['plain']):+.0f}"
+        if cli_start["bridge"] and cli_start["plain"]
+        else "n/a"
+    )
+    direct50 = statistics.median(door["direct"])
+    door_rows = "\n".join(
+        f"| {label} | {statistics.median(door[k]):.2f} | {pct(door[k], 0.9):.2f} | "
+        f"{statistics.median(door[k]) - direct50:+.2f} |"
+        for k, label in (
+            ("direct", "fake gateway, directly"),
+            ("v1", "server `/v1`"),
+            ("door", "runner's door (socat + unix socket)"),
+        )
+    )
+    added = {k: statistics.median(door[k]) - direct50 for k in ("v1", "door")}
+    door_ratio = added["door"] / added["v1"] if added["v1"] > 0 else float("nan")
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Agent jobs: acceptance rate and start latency
 
@@ -320,14 +494,37 @@ check that the CLI knows the agent) and `kilo run`.
 The real Kilo CLI's own start-up (seconds; `kilo agent list` alone ~6 s warm here) is paid with and
 without the sandbox alike; what the sandbox adds is the table's difference, per job.
 
-## The meter's cost per agent step
+## The real CLI: run-agent → its first model request (median of {CLI_RUNS}, ms)
 
-Every model call a job's agent makes goes through this bridge's `/v1` on the job's key (the bridge is the
-meter), so each agent step pays one relayed, admitted and accounted streamed chat completion: the row
-`stream | 1 | bridge /v1/chat/completions` of [../benchmarks.md](../benchmarks.md) (`make bench-overhead`),
-+0.89 ms added p50 over calling the fake gateway directly on 2026-12-01, for a 50-chunk stream. A job key
-is an API key like any other to admission (the same single Lua call), so nothing is added on top; an agent
-step against a real model takes seconds, so the meter costs well under 0.1 % of it.
+The runner started directly after the POST, the real pinned CLI in bubblewrap (its own network namespace,
+its model calls through the runner's door), after one warm-up job (which lists the CLI's agents once for this
+CLI build and catalogue); beside it a plain `kilo run` on a fresh clone of the same repository, the fake
+gateway its provider (the same quiet and leash switches: no default plugins, no project config), timed from its
+spawn. Load average at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine:
+single runs are noisy). Both to the first chat request the fake
+received.
+
+| path | median | runs |
+|---|---|---|
+| run-agent → first model request (the bridge's job) | {cstat("bridge")} |
+| plain `kilo run` → first model request | {cstat("plain")} |
+| **the bridge's share** | **{cshare}** | |
+
+Before this work the same comparison read 13.9 s against 11.3 s (2.6 s of the bridge's own, a `kilo agent list`
+per job among it).
+
+## The door's cost per model call (ms per streamed chat completion, {DOOR_CALLS} each, interleaved)
+
+The same job key on every path (the same single admission Lua call and accounting): the fake gateway called
+directly; the server's `/v1` (the hop agents took before); the runner's door — the `/v1` routes on uvicorn on a
+unix socket, reached through a socat forwarder as the sandboxed agent reaches them.
+
+| path | p50 | p90 | added p50 over direct |
+|---|---|---|---|
+{door_rows}
+
+The door costs {door_ratio:.2f}x the old hop's added time per call; an agent step against a real model takes
+seconds.
 """
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "jobs.md").write_text(text)

@@ -301,6 +301,7 @@ class FakeGateway(AiohttpApp):
                 "headers": {k.lower(): v for k, v in request.headers.items()},
                 "json": body,
                 "raw": raw.decode(errors="replace"),  # the body as sent, as text (records stay JSON-dumpable)
+                "at": time.time(),  # when it arrived (benchmarks time the agent's first model request)
             }
         )
 

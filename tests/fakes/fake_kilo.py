@@ -1,14 +1,16 @@
 """A stand-in for the Kilo CLI, for the runner's process-control cases (the real CLI is used where its
 integration is what is tested). Prints `--format json` events like `kilo run`; what it does is chosen by
 FAKE_KILO_MODE in its environment (the job's profileEnv reaches it). `kilo agent list` prints the agents of
-KILO_CONFIG_DIR with their front matter's permissions as rules, in the real CLI's format.
+KILO_CONFIG_DIR with their front matter's permissions as rules, in the real CLI's format (and notes each
+listing in FAKE_KILO_LIST_LOG when set).
 
 
   write   write FAKE_KILO_FILE (default CHANGE.md), exit 0        fail   an error event, exit 3
   sleep   start a child `sleep`, record both pids in FAKE_KILO_PIDS, then sleep (timeout/cancel cases)
   steps   FAKE_KILO_STEPS steps, each one model call through the provider the runner configured (the bridge's
           `/v1` on the job's key, as the real CLI makes them) and a file; each step_finish claims the cost
-          FAKE_KILO_STEP_COST (a forged bill, when it lies); a refused call ends the run as the CLI does
+          FAKE_KILO_STEP_COST (a forged bill, when it lies) and FAKE_KILO_STEP_TOKENS tokens in and out (forged
+          counts); a refused call ends the run as the CLI does
   huge    tens of MB of output, one line of 5 MB, then write        leak   print every env value, then write
   env     write this process's environment as JSON to FAKE_KILO_ENV_DUMP, make FAKE_KILO_STEPS model calls
   once    the first run (no FAKE_KILO_MARKER file yet) sleeps; later runs write (worker-killed case)
@@ -77,6 +79,10 @@ def sleep_forever() -> None:
 
 
 def agent_list() -> None:
+    listed = os.environ.get("FAKE_KILO_LIST_LOG")
+    if listed:  # each listing noted (how often the runner asks)
+        with open(listed, "a") as f:
+            f.write("listed\n")
     for md in sorted(Path(os.environ["KILO_CONFIG_DIR"], "agent").glob("*.md")):
         head = md.read_text().split("---")[1]
         perms = head.split("permission:", 1)[1] if "permission:" in head else ""
@@ -123,7 +129,10 @@ def main() -> int:  # noqa: C901 - the stand-in CLI's modes, one branch each
                 "step_finish",
                 reason="tool-calls",
                 cost=float(os.environ.get("FAKE_KILO_STEP_COST", "0.4")),
-                tokens={"input": 1000, "output": 100},
+                tokens={
+                    "input": int(os.environ.get("FAKE_KILO_STEP_TOKENS", "1000")),  # forged, when it lies
+                    "output": int(os.environ.get("FAKE_KILO_STEP_TOKENS", "100")),
+                },
             )
             time.sleep(0.2)
         emit("text", text="all steps done")

@@ -16,6 +16,8 @@ import orjson
 from kilo_bridge.errors import InvalidInput
 from kilo_bridge.jobs.models import AgentInfo
 
+NETWORKS = ("none", "allowlist")
+
 
 class UnknownAgent(InvalidInput, code="unknown_agent"):
     """The agent is not in the catalogue; `details` lists the known ones."""
@@ -34,6 +36,9 @@ class AgentSpec:
     # merge before it runs), and the sandbox mounts the checkout read-only. Report agents are, unless the
     # catalogue says otherwise (`build` runs a build, which writes).
     read_only: bool = True
+    # "none": the agent reaches its model endpoint and nothing else; "allowlist": also AGENT_EGRESS_ALLOW's
+    # hosts, through the runner's egress proxy.
+    network: str = "none"
 
     def info(self) -> AgentInfo:
         return AgentInfo(
@@ -65,7 +70,10 @@ def load_catalog(directory: Path) -> dict[str, AgentSpec]:
             definition,
             bool(spec.get("acceptsPatch")),
             bool(spec.get("readOnly", spec["after"] == "report")),
+            spec.get("network", "none"),
         )
+        if agents[name].network not in NETWORKS:
+            raise RuntimeError(f"agent {name!r}: network must be none or allowlist")
     return agents
 
 

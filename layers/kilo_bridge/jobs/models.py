@@ -73,6 +73,8 @@ class JobResult(ApiModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     exit_code: int | None = None
+    # The agent's connections its egress proxy refused (each one a line of the job's log).
+    egress_denied: int = 0
 
 
 class ArtifactLink(ApiModel):

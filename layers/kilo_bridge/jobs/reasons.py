@@ -26,7 +26,6 @@ class EndReason(StrEnum):
     GATEWAY_RATE_LIMITED = "gateway_rate_limited"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     GATEWAY_AUTH_FAILED = "gateway_auth_failed"
-    BRIDGE_UNREACHABLE = "bridge_unreachable"
     TIMEOUT = "timeout"
     SECRET_IN_DIFF = "secret_in_diff"  # noqa: S105 - a reason's name, no secret
     COMMIT_FAILED = "commit_failed"
@@ -64,7 +63,6 @@ DESCRIPTIONS: dict[EndReason, str] = {
     EndReason.GATEWAY_RATE_LIMITED: "the Kilo Gateway kept answering 429",
     EndReason.GATEWAY_UNAVAILABLE: "the Kilo Gateway kept failing or timing out",
     EndReason.GATEWAY_AUTH_FAILED: "the Kilo Gateway refused the server's KILO_API_KEY",
-    EndReason.BRIDGE_UNREACHABLE: "the agent could not reach this bridge's /v1 (BRIDGE_URL)",
     EndReason.TIMEOUT: "the job ran past its timeoutMs",
     EndReason.SECRET_IN_DIFF: "the change contains a value of profileEnv: not pushed",
     EndReason.COMMIT_FAILED: "git commit failed",

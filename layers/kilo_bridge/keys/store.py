@@ -187,6 +187,8 @@ class JobKeyUsage:
     failed: int
     budget_refusals: int
     last_error: str | None
+    input_tokens: int = 0  # as the upstream's usage reported them, summed over the key's calls
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +329,8 @@ class KeyStore:
             failed=_num(raw, "failed"),
             budget_refusals=_num(raw, "budget_refusals"),
             last_error=raw.get("last_error") or None,
+            input_tokens=_num(raw, "prompt_tokens"),
+            output_tokens=_num(raw, "completion_tokens"),
         )
 
     async def revoke_job_key(self, secret: str) -> JobKeyUsage:

@@ -135,16 +135,28 @@ def create_app(settings: Settings | None = None, *, job_worker: bool = True) -> 
                 max_age=600,
             ),
         )
-    app = Starlette(
-        routes=api.routes(),
-        middleware=middleware,
-        exception_handlers={
-            ApiError: _api_error,
-            BridgeError: _domain_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
-        },
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=api.routes(), middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)
+    app.state.services = services
+    return app
+
+
+HANDLERS = {ApiError: _api_error, BridgeError: _domain_error, HTTPException: _http_error, Exception: _unexpected}
+
+
+def create_door_app(settings: Settings, job_key: str) -> Starlette:
+    """A job's model endpoint, served by its runner to its agent alone: the `/v1` inference routes (the same
+    admission, budget and metering as the bridge's own `/v1`), open to the job's key only (whatever else the
+    agent holds is refused before admission). The caller closes `app.state.services`."""
+    from kilo_bridge.web.middleware import OnlyKey
+    from kilo_bridge.web.routes import openai_compat
+
+    services = Services.build(settings)
+    middleware = [
+        Middleware(
+            RequestContext, max_body_bytes=settings.max_body_bytes, v1_max_body_bytes=settings.v1_max_body_bytes
+        ),
+        Middleware(OnlyKey, key=job_key),
+    ]
+    app = Starlette(routes=openai_compat.router.routes(), middleware=middleware, exception_handlers=HANDLERS)
     app.state.services = services
     return app

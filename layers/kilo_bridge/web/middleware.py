@@ -3,6 +3,7 @@ per-process cap on requests in flight."""
 
 from __future__ import annotations
 
+import hmac
 import resource
 import uuid
 
@@ -107,6 +108,27 @@ def default_max_in_flight() -> int:
     if soft == resource.RLIM_INFINITY:
         return 10_000
     return max(16, (soft - 64) // 3)
+
+
+class OnlyKey:
+    """One key opens this app (a job's model endpoint: its own key, never another the agent might hold)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            presented = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization" and value[:7].lower() == b"bearer ":
+                    presented = value[7:].strip()
+            if not hmac.compare_digest(presented, self.key):
+                error = ApiError(401, "unauthorized", "Only the job's own key opens its model endpoint.")
+                path = scope["path"] if is_passthrough(scope["path"]) else None
+                await _send_error(error, scope.get("state", {}).get("request_id", ""), send, path)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _send_error(error: ApiError, rid: str, send: Send, passthrough_path: str | None = None) -> None:

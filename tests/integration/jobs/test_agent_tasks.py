@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ import httpx
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, log_events, wait_job
+from tests.jobkit import GITHUB_TOKEN, ROOT, log_events, run_body, wait_job
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -130,3 +131,26 @@ def test_a_patch_is_refused_for_an_agent_that_takes_none(
         json={"repoUrl": "https://github.com/acme/widgets.git", "agent": "review", "patch": CLEAN_PATCH},
     )
     assert response.status_code == 422 and response.json()["error"]["details"][0]["field"] == "patch"
+
+
+def test_the_cli_lists_its_agents_once_per_build_and_catalogue_not_once_per_job(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    listed = tmp_path / "listed.log"
+    agents = tmp_path / "agents"
+    shutil.copytree(ROOT / "agent_task/agents", agents)
+    client = httpx.Client(base_url=serve(job_settings(agents_dir=str(agents))), timeout=10)
+    env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_LIST_LOG": str(listed)}
+
+    def run() -> None:
+        body = run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv=env)
+        job = wait_job(client, client.post("/api/kilo/run-agent", json=body).json()["jobId"])
+        assert job["status"] == "succeeded", job
+
+    run()
+    run()
+    assert listed.read_text().count("listed") == 1  # the second job used the first one's check
+    definition = agents / "kilo/agent/apply-patch-and-pr.md"
+    definition.write_text(definition.read_text() + "\nA changed definition.\n")
+    run()
+    assert listed.read_text().count("listed") == 2  # a changed catalogue is checked again

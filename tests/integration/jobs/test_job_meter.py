@@ -134,15 +134,44 @@ def test_gateway_errors_the_agent_meets_are_in_the_live_log_and_name_the_reason(
     assert any('"source":"bridge"' in line and "upstream_rate_limited" in line for line in lines), lines
 
 
-def test_a_worker_without_a_bridge_to_call_fails_the_job_clearly(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+def test_a_worker_without_a_server_beside_it_meters_its_agent_through_its_own_door(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
 ) -> None:
-    # A dedicated worker whose BRIDGE_URL answers nothing: the agent is never started without its meter.
+    # BRIDGE_URL answers nothing: the runner serves the agent's model endpoint itself, metered the same way.
+    fake.script([{"kind": "ok", "cost": 0.02}] * 3)
     client = httpx.Client(base_url=serve(job_settings(bridge_url="http://127.0.0.1:9")), timeout=10)
     job_id = _start(
         client,
-        run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "3"},
+        ),
     )
     job = wait_job(client, job_id)
-    assert (job["status"], job["reason"]) == ("failed", "bridge_unreachable"), job
-    assert "BRIDGE_URL" in job["error"]
+    assert job["status"] == "succeeded", job
+    assert len(fake.chats) == 3 and job["result"]["costUsd"] == pytest.approx(0.06)
+
+
+def test_forged_token_counts_in_the_agents_output_never_reach_the_result(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+) -> None:
+    # The agent prints step_finish events claiming -4,998,000 tokens each; the upstream's usage says otherwise.
+    fake.script([{"kind": "ok", "usage": {"prompt_tokens": 7, "completion_tokens": 3, "cost": 0.01}}] * 3)
+    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    job_id = _start(
+        client,
+        run_body(
+            fake_github.repo_url("acme", "widgets"),
+            dryRun=True,
+            profileEnv={
+                "GITHUB_TOKEN": GITHUB_TOKEN,
+                "FAKE_KILO_MODE": "steps",
+                "FAKE_KILO_STEPS": "3",
+                "FAKE_KILO_STEP_TOKENS": "-4998000",
+            },
+        ),
+    )
+    job = wait_job(client, job_id)
+    assert job["status"] == "succeeded", job
+    assert (job["result"]["inputTokens"], job["result"]["outputTokens"]) == (21, 9), job["result"]
