@@ -5,6 +5,8 @@
   the job's key alone. The Kilo key stays here; the agent holds only its job key. No per-call limit below the
   job's own timeout: the upstream waits as long as the job may run; a call the job's end cuts is charged.
 - For agents whose network is `allowlist`: the egress proxy (agent_task/proxy.py).
+- A deploy's command (agent_task/stages/deploy.py) gets a door of its own: no model endpoint (no job key), and
+  a proxy whose allow-list is the deploy's hosts alone.
 
 Under bubblewrap (no network of its own: `--unshare-net`) both listen on unix sockets in a private directory
 of the runner's, each bound alone into the sandbox, where socat forwarders put them on the sandbox's own
@@ -86,8 +88,12 @@ class Opened:
 
 
 class Door:
-    def __init__(self, ctx: JobContext, job_key: str, network: str, tcp: bool) -> None:
+    def __init__(
+        self, ctx: JobContext, job_key: str, network: str, tcp: bool, rules: EgressRules | None = None
+    ) -> None:
+        """`job_key` "": no model endpoint; `rules`: the proxy's allow-list (else AGENT_EGRESS_ALLOW's)."""
         self.ctx, self.job_key, self.network, self.tcp = ctx, job_key, network, tcp
+        self.rules = rules
         self.proxy: EgressProxy | None = None
         self._dir: Path | None = None
         self._server: _Server | None = None
@@ -126,24 +132,26 @@ class Door:
             # Short (a unix socket's path has 108 bytes), 0700 and the runner's: nothing else on the host sees it.
             self._dir = Path(tempfile.mkdtemp(prefix="kb-door-"))
         opened = Opened("", None)
-        model_sock = self._listener("model.sock")
-        app = create_door_app(self._settings(), self.job_key)
-        self._services = app.state.services
-        config = uvicorn.Config(
-            app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S
-        )
-        self._server = _Server(config)
-        self._serving = asyncio.create_task(self._server.serve(sockets=[model_sock]))
-        opened.model_url = self._where(model_sock, "model.sock", MODEL_PORT, opened) + "/v1"
+        if self.job_key:
+            model_sock = self._listener("model.sock")
+            app = create_door_app(self._settings(), self.job_key)
+            self._services = app.state.services
+            config = uvicorn.Config(
+                app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+            )
+            self._server = _Server(config)
+            self._serving = asyncio.create_task(self._server.serve(sockets=[model_sock]))
+            opened.model_url = self._where(model_sock, "model.sock", MODEL_PORT, opened) + "/v1"
         if self.network == "allowlist":
-            self.proxy = EgressProxy(EgressRules.of(self.ctx.settings), self._refused)
+            self.proxy = EgressProxy(self.rules or EgressRules.of(self.ctx.settings), self._refused)
             proxy_sock = self._listener("proxy.sock")
             if self.tcp:
                 self._proxy_server = await asyncio.start_server(self.proxy.handle, sock=proxy_sock)
             else:
                 self._proxy_server = await asyncio.start_unix_server(self.proxy.handle, sock=proxy_sock)
             opened.proxy_url = self._where(proxy_sock, "proxy.sock", PROXY_PORT, opened)
-        while not self._server.started:  # listening already (the socket is bound); the app is loaded then
+        while self._server is not None and not self._server.started:  # listening already; the app loads
+            assert self._serving is not None
             if self._serving.done():
                 self._serving.result()
                 raise RuntimeError("the model endpoint did not start")

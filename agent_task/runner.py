@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from agent_task import review
 from agent_task.context import JobContext, JobEnded, Lost, Workspace
 from agent_task.joblog import JobLog
-from agent_task.stages import agent, clone, finish, publish
+from agent_task.stages import agent, clone, deploy, finish, publish
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.catalogue import get_agent
 from kilo_bridge.jobs.models import JobResult
@@ -43,6 +43,7 @@ class SoFar:
     checkout: clone.Checkout | None = None
     minted: str | None = None  # a GitHub App installation token minted for this job alone
     change: publish.Change | None = None
+    deploy: deploy.DeployRun | None = None  # a deploy job's preparation and deploy
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,8 @@ class Runner:
                 EndReason.INTERNAL_ERROR,
                 ctx.redact(f"{type(exc).__name__}: {exc}")[:2000],
             )
+        if so_far.deploy is not None:
+            result.deploy = so_far.deploy.outcome
         diff = await self._partial(ctx, ws, status, so_far, result)
         finish.fill(ctx, result)
         if error:
@@ -154,6 +157,8 @@ class Runner:
         """The diff the job keeps: the pushed change, or the work so far of a job that ended early."""
         if so_far.checkout is None:
             return b""
+        if so_far.deploy is not None and so_far.deploy.change is not None:
+            return so_far.deploy.change.diff  # the agent's change, as it was before the deploy ran
         if status == "succeeded" and so_far.change is not None:
             return so_far.change.diff
         try:
@@ -179,6 +184,13 @@ class Runner:
         task = await agent.prepare_task(ctx, spec, checkout, ws, opened.patch)
         task.text = await review.begin(ctx, repo, task.text)  # a pull request review: its range, rules and check
         await ctx.enter("agent", 10)
+        if spec.after == "deploy":  # the agent prepares (without the profile's values); the runner deploys
+            so_far.deploy = deploy.DeployRun(ctx, spec, checkout, sandbox, ws)
+            change = so_far.change = await so_far.deploy.run(self.store, task, profile_env)
+            summary, outcome = ctx.agent.summary(), so_far.deploy.outcome
+            if outcome is not None and outcome.url:  # said where the job came from, too (its GitHub thread)
+                summary = f"{summary}\n\nDeployed: {outcome.url}".strip()
+            return JobResult(files_changed=change.files, diff_stat=change.stat, exit_code=0, summary=summary)
         await agent.AgentRun(ctx, spec, checkout, sandbox, ws).run(self.store, profile_env, task)
 
         # 3. the change (without the patch's leftovers); commit, push, pull request

@@ -215,6 +215,9 @@ class Settings:
     # Exact `ip:port` endpoints the proxy may reach although their address is private (an internal mirror);
     # only when their host is also on AGENT_EGRESS_ALLOW.
     agent_egress_allow_private: str = setting("", max_length=4000)
+    # How long a deploy with `requireApproval` waits for its approval before it is cancelled (within the job's
+    # own timeout).
+    deploy_approval_ttl_s: int = setting(900, ge=1, le=86_400)
     # Kernel limits on every agent process tree (agent_task/limits.py): its processes, memory (no swap), the
     # size of one file it writes, and its private /tmp (a RAM-backed tmpfs).
     agent_max_procs: int = setting(512, ge=16, le=1_000_000)

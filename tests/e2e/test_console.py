@@ -377,3 +377,29 @@ def test_a_schedule_is_created_paused_resumed_and_deleted_and_a_bad_cron_is_expl
     assert page.get_by_role("row").filter(has_text="nightly deps").count() == 0
     # The refused create is the page's only console error (the browser logs a 422 response).
     assert all("422" in e for e in tab.errors), tab.errors
+
+
+def test_a_deploy_awaiting_approval_shows_what_would_run_and_deploys_on_approve(
+    tab: Page, server: str, fake_github: FakeGitHub
+) -> None:
+    command = "echo shipping; echo KILO_DEPLOY_URL=https://widgets.example.test/v7"
+    body = {
+        "repoUrl": fake_github.repo_url("acme", "widgets"),
+        "agent": "deploy",
+        "profileEnv": {"GITHUB_TOKEN": GITHUB_TOKEN},
+        "deploy": {"command": command, "allow": ["widgets.example.test"]},
+        "requireApproval": True,
+    }
+    job_id = httpx.post(server + "/api/kilo/run-agent", json=body).json()["jobId"]
+    page = tab.go(f"/job/{job_id}")
+    approval = page.get_by_test_id("approval")
+    approval.get_by_text(command).wait_for(timeout=60_000)
+    assert "widgets.example.test" in approval.inner_text() and "awaiting" in approval.inner_text()
+    shot(page, "deploy-approval")
+    page.get_by_role("button", name="Approve deploy").click()
+    page.get_by_test_id("log-end").wait_for(timeout=60_000)
+    assert "succeeded" in page.get_by_test_id("job-status").inner_text()
+    page.get_by_test_id("deploy-url").wait_for(timeout=10_000)
+    assert page.get_by_test_id("deploy-url").inner_text() == "https://widgets.example.test/v7"
+    assert "approved" in page.get_by_test_id("approval").inner_text()
+    assert tab.errors == []

@@ -1,5 +1,6 @@
-"""The real pinned Kilo CLI behind the bridge's meter: every model call it makes — the root session's, and
-the title call that `--format json` never reports — is admitted and metered on the job's key."""
+"""The real pinned Kilo CLI behind the runner's meter: every model call it makes — the root session's, and a
+title call `--format json` never reports when the CLI makes one (it is asynchronous: a run that ends first has
+none) — is admitted and metered on the job's key."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def test_the_jobs_cost_is_every_call_the_cli_made_as_the_gateway_reported_it(
     assert job["status"] == "succeeded", job
     calls = [r for r in fake.requests if r["path"].endswith("/chat/completions")]
     reported_steps = [d for k, d in log_events(client, job_id) if k == "log" and " done (" in d]
-    assert len(calls) > len(reported_steps) >= 2  # the CLI made calls its JSON events never mention
+    assert len(calls) >= len(reported_steps) >= 2
+    # Every call the gateway saw, reported or not, is in the job's cost: the meter's count, not the CLI's.
     assert job["result"]["costUsd"] == pytest.approx(0.0125 * len(calls))
 
 

@@ -1,5 +1,5 @@
-"""`kilo-bridge jobs submit|list|show|cancel|logs` and `kilo-bridge generate`: what each prints, and the exit
-code that says how a followed job ended (EXIT_CODES; documented in the README)."""
+"""`kilo-bridge jobs submit|list|show|cancel|approve|reject|logs` and `kilo-bridge generate`: what each prints,
+and the exit code that says how a followed job ended (EXIT_CODES; documented in the README)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -55,7 +56,12 @@ def add_parsers(sub: Any) -> None:
     listing = actions.add_parser("list", parents=[common], help="recent jobs, newest first")
     listing.add_argument("--status", help="only jobs in this status")
     listing.add_argument("--limit", type=int, default=20)
-    for name, text in (("show", "a job's status and result"), ("cancel", "cancel a job")):
+    for name, text in (
+        ("show", "a job's status and result"),
+        ("cancel", "cancel a job"),
+        ("approve", "approve a deploy awaiting approval (its runner deploys)"),
+        ("reject", "reject a deploy awaiting approval (cancelled, nothing deployed)"),
+    ):
         actions.add_parser(name, parents=[common], help=text).add_argument("id")
     logs = actions.add_parser("logs", parents=[common], help="a job's log, live until it ends; exit with its outcome")
     logs.add_argument("id")
@@ -252,6 +258,18 @@ def _cancel(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _decide(decision: str) -> Callable[[Api, argparse.Namespace], int]:
+    def handler(api: Api, args: argparse.Namespace) -> int:
+        job = api.call("POST", f"/api/kilo/job/{args.id}/{decision}")
+        if args.json:
+            _print_json(job)
+        else:
+            print(f"{job['id']} {job['status']} ({(job.get('approval') or {}).get('decision') or decision})")
+        return 0
+
+    return handler
+
+
 def _generate(api: Api, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"prompt": args.prompt}
     body.update(
@@ -325,6 +343,8 @@ HANDLERS = {
     "list": _list,
     "show": _show,
     "cancel": _cancel,
+    "approve": _decide("approve"),
+    "reject": _decide("reject"),
     "generate": _generate,
     **profiles.HANDLERS,
     **triggers.HANDLERS,

@@ -2,7 +2,7 @@
 
 `catalog.json` says what each agent is and what happens after its run (a pull request, or a report only);
 `kilo/agent/<name>.md` is the Kilo agent definition the CLI loads (its permissions: the `review` agent
-can neither edit nor run commands).
+can neither edit nor run commands). The `deploy` agent only prepares: the runner runs the deploy's command.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from kilo_bridge.errors import InvalidInput
 from kilo_bridge.jobs.models import AgentInfo
 
 NETWORKS = ("none", "allowlist")
+# What follows the agent's run: a pull request, a report, or the runner's deploy step (agent_task/stages/deploy.py).
+AFTER = ("pull_request", "report", "deploy")
 
 
 class UnknownAgent(InvalidInput, code="unknown_agent"):
@@ -27,7 +29,7 @@ class UnknownAgent(InvalidInput, code="unknown_agent"):
 class AgentSpec:
     name: str
     description: str
-    after: str  # "pull_request" | "report"
+    after: str  # "pull_request" | "report" | "deploy"
     requires_prompt: bool
     default_prompt: str | None
     definition: Path
@@ -59,8 +61,8 @@ def load_catalog(directory: Path) -> dict[str, AgentSpec]:
         definition = directory / "kilo" / "agent" / f"{name}.md"
         if not definition.is_file():
             raise RuntimeError(f"agent {name!r} has no definition at {definition}")
-        if spec["after"] not in ("pull_request", "report"):
-            raise RuntimeError(f"agent {name!r}: after must be pull_request or report")
+        if spec["after"] not in AFTER:
+            raise RuntimeError(f"agent {name!r}: after must be one of {', '.join(AFTER)}")
         agents[name] = AgentSpec(
             name,
             spec["description"],

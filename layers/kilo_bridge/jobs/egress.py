@@ -6,6 +6,7 @@ here, never to a name (a second lookup could answer differently: DNS rebinding).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from kilo_bridge.config import Settings
@@ -13,6 +14,7 @@ from kilo_bridge.config import Settings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_PORTS = (80, 443)
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -44,6 +46,28 @@ def _split_port(entry: str) -> tuple[str, int | None]:
         host, port = entry.split(":")
         return host, int(port)
     return entry, None
+
+
+def allow_entry_problem(entry: str) -> str | None:
+    """Why an allow-list entry (`host`, `*.domain`, an IP literal; `:port` optional) is not one (None: it is)."""
+    try:
+        host, port = _split_port(entry.strip())
+    except ValueError:
+        return "the port is not a number"
+    if port is not None and not 0 < port < 65536:
+        return "the port is out of range"
+    host = normal_host(host)
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    name = host.removeprefix("*.")
+    if "*" in name or not name or len(name) > 253 or not all(_LABEL.fullmatch(x) for x in name.split(".")):
+        return "not a host name, `*.domain` or IP address"
+    if host.startswith("*.") and "." not in name:
+        return "`*.` needs a domain with a dot (no top-level wildcards)"
+    return None
 
 
 def parse_allow(raw: str) -> tuple[Allowed, ...]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from kilo_bridge.jobs.egress import allow_entry_problem
 from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus, ShownStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
@@ -14,6 +15,31 @@ from kilo_bridge.profiles.models import PROFILE_NAME
 AGENT_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PATCH_MAX_CHARS = 500_000
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class DeployStep(ApiModel):
+    command: str = Field(
+        min_length=1,
+        max_length=4_000,
+        description="The shell command the runner runs in the job's sandbox after the agent's preparation, with "
+        "the profile's values in its environment (never the agent's). A line `KILO_DEPLOY_URL=<url>` it prints "
+        "becomes the result's `deployUrl`.",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Hosts the command may reach (like AGENT_EGRESS_ALLOW: `host` or `*.domain`, `:port` "
+        "optional, 80/443 by default), for that step alone.",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            problem = allow_entry_problem(entry)
+            if problem:
+                raise ValueError(f"{entry[:100]!r}: {problem}")
+        return value
 
 
 class RunAgentRequest(ApiModel):
@@ -47,6 +73,14 @@ class RunAgentRequest(ApiModel):
         description="The agent's network: `none` or `allowlist`; absent = the agent's default. Jobs started "
         "from GitHub text get `none` unless their repository is opted in (GITHUB_AGENT_NETWORK).",
     )
+    deploy: DeployStep | None = Field(
+        None,
+        description="The `deploy` agent's step (else the profile's DEPLOY_COMMAND and DEPLOY_ALLOW); never "
+        "taken from the repository.",
+    )
+    require_approval: bool = Field(
+        False, description="A deploy waits in `awaiting_approval` for POST /api/kilo/job/{id}/approve."
+    )
 
 
 class RunAgentAccepted(ApiModel):
@@ -59,6 +93,28 @@ class DiffStat(ApiModel):
     files: int = 0
     insertions: int = 0
     deletions: int = 0
+
+
+class DeployOutcome(ApiModel):
+    """What the runner's deploy command did (its output redacted of every profile value)."""
+
+    exit_code: int | None = None
+    duration_ms: int = 0
+    output_tail: list[str] = Field(default_factory=list)
+    url: str | None = Field(None, description="From a line `KILO_DEPLOY_URL=<url>` the command printed.")
+
+
+class Approval(ApiModel):
+    """What a person approves before a deploy runs."""
+
+    command: str
+    allow: list[str] = Field(default_factory=list)
+    build: str = Field("", description="The agent's build result (its summary).")
+    diff_stat: DiffStat = Field(default_factory=DiffStat)
+    files_changed: list[str] = Field(default_factory=list)
+    diff: str = Field("", description="The agent's change to the checkout (cut at 64 KB).")
+    expires_at: str | None = None
+    decision: str | None = None
 
 
 class JobResult(ApiModel):
@@ -75,6 +131,7 @@ class JobResult(ApiModel):
     exit_code: int | None = None
     # The agent's connections its egress proxy refused (each one a line of the job's log).
     egress_denied: int = 0
+    deploy: DeployOutcome | None = None
 
 
 class ArtifactLink(ApiModel):
@@ -107,6 +164,9 @@ class JobView(ApiModel):
     timeout_ms: int
     max_cost_usd: float | None = None
     network: JobNetwork | None = Field(None, description="The job's own network policy; absent = its agent's.")
+    deploy: DeployStep | None = None
+    require_approval: bool = False
+    approval: Approval | None = Field(None, description="A deploy awaiting (or past) its approval.")
     key_id: str | None = Field(None, description="The API key that started the job (its id, never the key).")
     attempt: int = 0
     cancel_requested: bool = False
@@ -165,7 +225,7 @@ class JobLogEnd(ApiModel):
 class AgentInfo(ApiModel):
     name: str
     description: str
-    after: Literal["pull_request", "report"]
+    after: Literal["pull_request", "report", "deploy"]
     requires_prompt: bool
     accepts_patch: bool = Field(False, description="Whether a run may carry a `patch` (a unified diff).")
     default_prompt: str | None = Field(None, description="The task it is given when the run has no `prompt`.")

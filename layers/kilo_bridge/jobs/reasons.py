@@ -35,6 +35,11 @@ class EndReason(StrEnum):
     RESOURCE_LIMIT = "resource_limit"
     RECORD_TAMPERED = "record_tampered"
     INTERNAL_ERROR = "internal_error"
+    # a deploy job's runner (agent_task/stages/deploy.py)
+    BUILD_FAILED = "build_failed"
+    DEPLOY_FAILED = "deploy_failed"
+    DEPLOY_REJECTED = "deploy_rejected"
+    APPROVAL_EXPIRED = "approval_expired"
     # the store's scripts (jobs/lua/), the worker and the reaper
     CANCELLED_BY_USER = "cancelled_by_user"
     WORKER_LOST = "worker_lost"
@@ -72,6 +77,11 @@ DESCRIPTIONS: dict[EndReason, str] = {
     EndReason.RESOURCE_LIMIT: "the agent was held at one of the AGENT_MAX_*/AGENT_TMP_MB limits",
     EndReason.RECORD_TAMPERED: "the job's record changed in Redis after submission: nothing was opened or run",
     EndReason.INTERNAL_ERROR: "an unexpected error in the runner",
+    # a deploy job's runner (agent_task/stages/deploy.py)
+    EndReason.BUILD_FAILED: "the deploy agent reported its build FAILED: nothing was deployed",
+    EndReason.DEPLOY_FAILED: "the deploy command exited non-zero",
+    EndReason.DEPLOY_REJECTED: "the deploy awaiting approval was rejected",
+    EndReason.APPROVAL_EXPIRED: "no approval within DEPLOY_APPROVAL_TTL_S",
     # the store's scripts (jobs/lua/), the worker and the reaper
     EndReason.CANCELLED_BY_USER: "cancelled (DELETE, the console, `jobs cancel`)",
     EndReason.WORKER_LOST: "the worker running it stopped, attempts used up",

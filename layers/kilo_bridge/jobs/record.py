@@ -17,8 +17,12 @@ from kilo_bridge.platform.clock import iso, now_ms
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 # What the API and console show: `cancelling` is a running job whose cancel was asked for (its runner is
 # killing the agent's process tree; the stored status stays `running` until it ends `cancelled`).
-ShownStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled", "timed_out"]
-JobPhase = Literal["", "cloning", "agent", "pushing", "uploading"]
+# `awaiting_approval` is a running deploy job whose runner waits for a person's decision (phase
+# `awaiting_approval`): nothing is deployed until then.
+ShownStatus = Literal[
+    "queued", "running", "cancelling", "awaiting_approval", "succeeded", "failed", "cancelled", "timed_out"
+]
+JobPhase = Literal["", "cloning", "agent", "awaiting_approval", "deploying", "pushing", "uploading"]
 # A job's own network policy for its agent: `none` (nothing but the model server) or `allowlist`.
 JobNetwork = Literal["none", "allowlist"]
 STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
@@ -94,6 +98,12 @@ class JobRecord:
     phases: tuple[tuple[str, int], ...] = ()
     # The job's own network policy (`none` | `allowlist`) over its agent's default; None = the agent's.
     network: JobNetwork | None = None
+    # A deploy job's step the runner runs after the agent: {"command": str, "allow": [str, ...]}.
+    deploy: dict[str, Any] | None = None
+    require_approval: bool = False
+    # While awaiting approval: what a person approves (the command, the build's result, the diff) and until when.
+    approval: dict[str, Any] | None = None
+    decision: str | None = None  # approved | rejected | expired: taken once (lua/decide.lua)
 
     @property
     def finished(self) -> bool:
@@ -101,7 +111,11 @@ class JobRecord:
 
     @property
     def shown_status(self) -> ShownStatus:
-        return "cancelling" if self.status == "running" and self.cancel_requested else self.status
+        if self.status == "running" and self.cancel_requested:
+            return "cancelling"
+        if self.status == "running" and self.phase == "awaiting_approval" and self.decision is None:
+            return "awaiting_approval"
+        return self.status
 
     @classmethod
     def decode(cls, raw: dict[str, str]) -> JobRecord:
@@ -136,6 +150,10 @@ class JobRecord:
             notify=raw.get("notify") or None,
             phases=_phases(raw.get("phases")),
             network=cast(JobNetwork, raw["network"]) if raw.get("network") in get_args(JobNetwork) else None,
+            deploy=orjson.loads(raw["deploy"]) if raw.get("deploy") else None,
+            require_approval=raw.get("requireApproval") == "1",
+            approval=orjson.loads(raw["approval"]) if raw.get("approval") else None,
+            decision=raw.get("decision") or None,
         )
 
     def fields(self) -> dict[str, str]:
@@ -160,7 +178,11 @@ class JobRecord:
             "requestId": self.request_id,
             "notify": self.notify or "",
             "network": self.network or "",
-        }
+        } | (  # only deploy jobs carry these (older records' identities stay as they were)
+            {"deploy": orjson.dumps(self.deploy).decode(), "requireApproval": str(int(self.require_approval))}
+            if self.deploy is not None
+            else {}
+        )
 
 
 # What a job is, as submitted: every field it is created with (the prompt and the patch by their digests), but

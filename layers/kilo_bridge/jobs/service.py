@@ -9,11 +9,14 @@ import hashlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from kilo_bridge.errors import BridgeError, Conflict, InvalidInput, NotConfigured, NotFound, Unavailable
 from kilo_bridge.jobs.artifacts import ARTIFACT_NAMES, ArtifactStore, LocalArtifacts, artifact_key, artifact_store
-from kilo_bridge.jobs.catalogue import get_agent, load_catalog
-from kilo_bridge.jobs.models import AgentList, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
+from kilo_bridge.jobs.catalogue import AgentSpec, get_agent, load_catalog
+from kilo_bridge.jobs.models import AgentList, DeployStep, JobLogEnd, JobLogLine, JobLogStatus, RunAgentRequest
 from kilo_bridge.jobs.policy import check_branch, check_repo_url, check_timeout
 from kilo_bridge.jobs.queue import JobQueue, job_queue
 from kilo_bridge.jobs.record import TERMINAL, JobRecord, JobStatus, job_binding, new_job_id, valid_job_id
@@ -32,6 +35,8 @@ from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
 
 log = get_logger()
 IDEMPOTENCY_MAX = 200
+# A profile's deploy step (for triggers and schedules): the command and its hosts, not values the command gets.
+DEPLOY_ENV = ("DEPLOY_COMMAND", "DEPLOY_ALLOW")
 
 
 class JobNotFound(NotFound):
@@ -162,6 +167,7 @@ class JobService:
                 ) from None
             env = {**saved, **body.profile_env}  # the run's own values win
             check_profile_env(env)
+        deploy, env = deploy_step(spec, body, env)
         check_branch(body.base_branch)
         timeout_ms = check_timeout(body.timeout_ms, st)
         if body.patch is not None and not spec.accepts_patch:
@@ -211,6 +217,8 @@ class JobService:
             request_id=request_id,
             notify=notify,
             network=body.network,
+            deploy=deploy,
+            require_approval=body.require_approval and deploy is not None,
         )
         # Sealed even when empty: the blob binds the job's identity, so a record rewritten in Redis after this
         # point fails `record_tampered` in its runner instead of running with the original owner's secrets.
@@ -303,6 +311,24 @@ class JobService:
         log.info("job cancel", extra={"job_id": job_id, "outcome": outcome})
         return await self.get(job_id, caller)
 
+    async def decide(self, job_id: str, caller: str | None, decision: str) -> JobDetails:
+        """A person approves or rejects a deploy awaiting approval: taken once, only while it waits and before
+        its window ends (another key's job: not found)."""
+        assert decision in ("approved", "rejected")
+        record = await self._record(job_id, caller)
+        if record.deploy is None or not record.require_approval:
+            raise Conflict("This job does not wait for an approval.")
+        async with self.store.guard():
+            outcome = await self.jobs.decide(job_id, decision)
+        if outcome.startswith("decided:"):
+            raise Conflict(f"The deploy was already {outcome.removeprefix('decided:')}.")
+        if outcome == "expired":
+            raise Conflict("The approval window (DEPLOY_APPROVAL_TTL_S) has ended; the job is cancelled.")
+        if outcome != "ok":
+            raise Conflict("The job is not awaiting approval.")
+        log.info("deploy decision", extra={"job_id": job_id, "decision": decision})
+        return await self.get(job_id, caller)
+
     async def artifact_path(self, job_id: str, name: str, caller: str | None) -> Path:
         await self._record(job_id, caller)
         store = self.artifacts
@@ -361,6 +387,38 @@ class JobService:
             if current.finished:
                 yield "end", JobLogEnd(status=current.status, reason=current.reason), END_ID
                 return
+
+
+def deploy_step(
+    spec: AgentSpec, body: RunAgentRequest, env: dict[str, str]
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """A deploy job's step, from the run or else the profile (DEPLOY_COMMAND, DEPLOY_ALLOW: taken out of the
+    values the command gets); never from the repository. Other agents take none."""
+    if spec.after != "deploy":
+        if body.deploy is not None or body.require_approval:
+            raise InvalidInput(
+                f"deploy: agent {spec.name!r} does not deploy.",
+                details=[{"field": "deploy", "message": "only the deploy agent takes a deploy step"}],
+            )
+        return None, env
+    rest = {k: v for k, v in env.items() if k not in DEPLOY_ENV}
+    if body.deploy is not None:
+        return {"command": body.deploy.command, "allow": list(body.deploy.allow)}, rest
+    command = env.get("DEPLOY_COMMAND", "")
+    if not command.strip():
+        raise InvalidInput(
+            "deploy: the deploy agent needs `deploy.command` (or its profile's DEPLOY_COMMAND).",
+            details=[{"field": "deploy.command", "message": "required for the deploy agent"}],
+        )
+    allow = [a.strip() for a in env.get("DEPLOY_ALLOW", "").split(",") if a.strip()]
+    try:
+        step = DeployStep(command=command, allow=allow)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "deploy: the profile's DEPLOY_COMMAND or DEPLOY_ALLOW is not valid.",
+            details=[{"field": "profile", "message": str(e["msg"])[:200]} for e in exc.errors()],
+        ) from None
+    return {"command": step.command, "allow": step.allow}, rest
 
 
 def _status(record: JobRecord) -> JobLogStatus:

@@ -37,6 +37,7 @@ def _script(name: str, *, ends_jobs: bool = False) -> str:
 _CREATE, _DISCARD, _HEARTBEAT, _DISPATCH, _UNDISPATCH, _APPEND_LOG = (
     _script(n) for n in ("create", "discard", "heartbeat", "dispatch", "undispatch", "append_log")
 )
+_AWAIT_APPROVAL, _DECIDE = _script("await_approval"), _script("decide")
 _CLAIM, _END, _CANCEL, _REAP, _FAIL_UNFINISHED, _FAIL_UNDISPATCHED, _RELEASE = (
     _script(n, ends_jobs=True)
     for n in ("claim", "end", "cancel", "reap", "fail_unfinished", "fail_undispatched", "release")
@@ -194,6 +195,19 @@ class JobStore:
     async def heartbeat(self, job_id: str, attempt: int, phase: str = "", progress: int | None = None) -> str:
         args = [now_ms(), attempt, phase, "" if progress is None else max(0, min(100, progress))]
         return str(await self._run(_HEARTBEAT, [self.job_key(job_id)], args))
+
+    async def await_approval(self, job_id: str, attempt: int, approval: dict[str, Any], expires_ms: int) -> str:
+        """The job waits in `awaiting_approval` with what a person approves (→ 'ok' | 'lost')."""
+        args = [attempt, now_ms(), orjson.dumps(approval).decode(), expires_ms]
+        return str(await self._run(_AWAIT_APPROVAL, [self.job_key(job_id)], args))
+
+    async def decide(self, job_id: str, decision: str) -> str:
+        """Approve, reject or (its runner, past the window) expire a deploy, once (lua/decide.lua)."""
+        return str(await self._run(_DECIDE, [self.job_key(job_id)], [decision, now_ms()]))
+
+    async def decision(self, job_id: str) -> str | None:
+        raw = await self.store.call("HGET", self.job_key(job_id), "decision")
+        return str(raw) if raw else None
 
     async def finish(self, job_id: str, owner: str | None, attempt: int, status: str, fields: dict[str, Any]) -> bool:
         assert status in TERMINAL

@@ -41,12 +41,15 @@ def duration_ms(record: JobRecord) -> int | None:
 
 def outcome(record: JobRecord, after: str | None) -> str | None:
     """One plain line saying what came of the run (None while it runs). `after` is the agent's catalogue entry's
-    (`pull_request` or `report`; None when the agent is no longer in the catalogue)."""
+    (`pull_request`, `report` or `deploy`; None when the agent is no longer in the catalogue)."""
     if not record.finished:
         return None
     result: dict[str, Any] = record.result or {}
     files = result.get("filesChanged") or []
     if record.status == "succeeded":
+        if after == "deploy":
+            url = (result.get("deploy") or {}).get("url")
+            return f"deployed: {url}" if url else "deployed"
         if result.get("prUrl"):
             return f"pull request opened: {result['prUrl']}"
         if after == "report":

@@ -25,7 +25,27 @@ def test_each_agents_network_is_the_catalogues_word() -> None:
         "apply-patch-and-pr": "none",
         "build": "allowlist",
         "dependency-update": "allowlist",
+        "deploy": "allowlist",
     }
+
+
+def test_the_deploy_agent_prepares_and_never_deploys_itself() -> None:
+    deploy = load_catalog(load_settings().agents_path)["deploy"]
+    assert (deploy.after, deploy.read_only, deploy.requires_prompt) == ("deploy", False, False)
+    text = deploy.definition.read_text()
+    assert "webfetch: deny" in text and "PASSED" in text and "Do not deploy" in text
+
+
+def test_a_deploy_step_is_part_of_its_record_and_of_nothing_else() -> None:
+    step = {"command": "./ship.sh", "allow": ["x.test"]}
+    record = JobRecord("job_x", "queued", "deploy", "u", 1000, 1, deploy=step, require_approval=True)
+    back = JobRecord.decode(record.fields() | {"phase": "awaiting_approval", "status": "running"})
+    assert (back.deploy, back.require_approval, back.shown_status) == (step, True, "awaiting_approval")
+    decided = JobRecord.decode(
+        record.fields() | {"phase": "awaiting_approval", "status": "running", "decision": "approved"}
+    )
+    assert decided.shown_status == "running"  # approved: its runner moves on to the deploy
+    assert "deploy" not in JobRecord("job_x", "queued", "review", "u", 1000, 1).fields()
 
 
 def test_a_jobs_own_network_is_kept_in_its_record() -> None:

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from kilo_bridge.jobs.egress import EgressRules, address_refusal, parse_allow, parse_private
+from kilo_bridge.jobs.egress import EgressRules, address_refusal, allow_entry_problem, parse_allow, parse_private
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,17 @@ def test_a_private_endpoint_is_reachable_only_at_its_exact_address_and_port() ->
 def test_a_private_entry_needs_a_port() -> None:
     with pytest.raises(ValueError, match="needs a port"):
         parse_private("10.0.0.5")
+
+
+@pytest.mark.parametrize(
+    "entry", ["deploy.example.test", "*.example.test", "api.example.test:8443", "10.0.0.5:22", "[::1]:8080", "Host."]
+)
+def test_an_allow_entry_is_a_host_a_subdomain_pattern_or_an_address(entry: str) -> None:
+    assert allow_entry_problem(entry) is None
+
+
+@pytest.mark.parametrize(
+    "entry", ["*", "*.com", "a.*.test", "exa mple.test", "host:99999", "host:port", "a..b", "-a.test", "", "x:0"]
+)
+def test_what_is_not_an_allow_entry_says_why(entry: str) -> None:
+    assert allow_entry_problem(entry)

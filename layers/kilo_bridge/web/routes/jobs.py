@@ -13,7 +13,9 @@ from kilo_bridge.errors import BridgeError
 from kilo_bridge.jobs.artifacts import CONTENT_TYPES
 from kilo_bridge.jobs.models import (
     AgentList,
+    Approval,
     ArtifactLink,
+    DeployStep,
     JobList,
     JobLogEnd,
     JobLogLine,
@@ -24,7 +26,7 @@ from kilo_bridge.jobs.models import (
     RunAgentAccepted,
     RunAgentRequest,
 )
-from kilo_bridge.jobs.record import STATUSES
+from kilo_bridge.jobs.record import STATUSES, JobRecord
 from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
 from kilo_bridge.jobs.story import duration_ms, outcome, phases
 from kilo_bridge.platform.clock import iso
@@ -71,6 +73,9 @@ def job_view(details: JobDetails, base: str) -> JobView:
         timeout_ms=r.timeout_ms,
         max_cost_usd=r.max_cost_usd,
         network=r.network,
+        deploy=DeployStep.model_validate(r.deploy) if r.deploy is not None else None,
+        require_approval=r.require_approval,
+        approval=approval_view(r),
         key_id=r.key_id,
         attempt=r.attempt,
         cancel_requested=r.cancel_requested,
@@ -87,6 +92,12 @@ def job_view(details: JobDetails, base: str) -> JobView:
         artifacts=links,
         log_url=job_url(base, r.id, "/logs"),
     )
+
+
+def approval_view(r: JobRecord) -> Approval | None:
+    if r.approval is None:
+        return None
+    return Approval.model_validate(r.approval | {"decision": r.decision})
 
 
 @router.route(
@@ -248,3 +259,66 @@ async def artifact(request: Request) -> Response:
     name = request.path_params["name"]
     path = await jobs(request).artifact_path(request.path_params["id"], name, caller(request))
     return FileResponse(path, media_type=CONTENT_TYPES[name], headers={"Cache-Control": "no-store"})
+
+
+async def _decide(request: Request, decision: str, admin: bool) -> JobView:
+    who = None if admin else caller(request)  # the admin decides for any job; a key for its own only
+    details = await jobs(request).decide(request.path_params["id"], who, decision)
+    return job_view(details, api_base(request))
+
+
+@router.route(
+    "POST",
+    JOB_PATH + "/approve",
+    summary="Approve a deploy awaiting approval",
+    tags=("agents",),
+    response=JobView,
+    errors=(401, 404, 409),
+    audit="job.approve",
+    description="The runner of a `deploy` job in `awaiting_approval` runs its deploy command. Taken once, by the "
+    "key that started the job (another key: 404), while the window (DEPLOY_APPROVAL_TTL_S) is open.",
+)
+async def approve_job(request: Request) -> JobView:
+    return await _decide(request, "approved", admin=False)
+
+
+@router.route(
+    "POST",
+    JOB_PATH + "/reject",
+    summary="Reject a deploy awaiting approval",
+    tags=("agents",),
+    response=JobView,
+    errors=(401, 404, 409),
+    audit="job.reject",
+    description="The job ends `cancelled` (`deploy_rejected`) without deploying. By the key that started it.",
+)
+async def reject_job(request: Request) -> JobView:
+    return await _decide(request, "rejected", admin=False)
+
+
+@router.route(
+    "POST",
+    "/api/kilo/admin/jobs/{id}/approve",
+    summary="Approve any key's deploy awaiting approval",
+    tags=("admin",),
+    response=JobView,
+    auth="admin",
+    errors=(404, 409),
+    audit="job.approve",
+)
+async def admin_approve_job(request: Request) -> JobView:
+    return await _decide(request, "approved", admin=True)
+
+
+@router.route(
+    "POST",
+    "/api/kilo/admin/jobs/{id}/reject",
+    summary="Reject any key's deploy awaiting approval",
+    tags=("admin",),
+    response=JobView,
+    auth="admin",
+    errors=(404, 409),
+    audit="job.reject",
+)
+async def admin_reject_job(request: Request) -> JobView:
+    return await _decide(request, "rejected", admin=True)

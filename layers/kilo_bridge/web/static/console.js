@@ -242,6 +242,24 @@ function diffView(text) {
     f.lines.map((l) => h("div", { class: l.startsWith("+") ? "add" : l.startsWith("-") ? "del" : l.startsWith("@@") ? "hunk" : "" }, l || " "))));
 }
 
+// A deploy awaiting approval: what would run (the exact command, its hosts, the build's result, the diff) and
+// the two buttons; a decision is taken once by the server.
+function approvalCard(id, j, refresh, details) {
+  const a = j.approval, waiting = j.status === "awaiting_approval" && !a.decision;
+  const decide = (what) => async () => {
+    approve.disabled = reject.disabled = true;
+    try { await api("POST", `api/kilo/job/${encodeURIComponent(id)}/${what}`); await refresh(); } catch (e) { details.prepend(fail(e)); }
+  };
+  const approve = h("button", { type: "button", onclick: decide("approve"), disabled: !waiting }, "Approve deploy");
+  const reject = h("button", { type: "button", class: "secondary", onclick: decide("reject"), disabled: !waiting }, "Reject");
+  return h("section", { "data-testid": "approval", "aria-label": "deploy approval" }, h("h2", {}, "Deploy approval"),
+    h("table", {}, h("tbody", {}, [["decision", a.decision || (waiting ? `awaiting, until ${a.expiresAt}` : "—")],
+      ["command", h("code", {}, a.command)], ["hosts", (a.allow || []).join(", ") || "none"], ["build", a.build],
+      ["changes", `${a.diffStat.files} files, +${a.diffStat.insertions} −${a.diffStat.deletions}`]]
+      .map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))),
+    a.diff ? h("div", {}, diffView(a.diff)) : null, h("div", { class: "row" }, approve, reject));
+}
+
 async function jobPage(id) {
   const job = await api("GET", `api/kilo/job/${encodeURIComponent(id)}`);
   const status = h("span", { "data-testid": "job-status" }, statusText(job.status));
@@ -274,6 +292,12 @@ async function jobPage(id) {
         ["files changed", (r.filesChanged || []).join(", ")], ["tokens", r.inputTokens !== undefined ? `${r.inputTokens} in, ${r.outputTokens} out` : null],
         ["cost", `${usd(r.costUsd || 0)} of cap ${j.maxCostUsd ? usd(j.maxCostUsd) : "none"}`]]
         .filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v)))))];
+    if (j.approval) parts.unshift(approvalCard(id, j, showDetails, details));
+    if (r.deploy) parts.push(h("h2", {}, "Deploy"), h("table", {}, h("tbody", {},
+      [["url", r.deploy.url ? h("a", { href: r.deploy.url, "data-testid": "deploy-url" }, r.deploy.url) : null],
+        ["exit code", String(r.deploy.exitCode)], ["duration", `${r.deploy.durationMs} ms`]]
+        .filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))))),
+      h("pre", { class: "log" }, (r.deploy.outputTail || []).join("\n")));
     const links = Object.entries(j.artifacts || {});
     if (links.length) parts.push(h("h2", {}, "Artifacts"), h("ul", {}, links.map(([name, a]) => h("li", {}, h("a", { href: a.url }, name), ` (${a.bytes} bytes)`))));
     const diff = j.artifacts && j.artifacts["diff.patch"];
@@ -288,6 +312,7 @@ async function jobPage(id) {
       status.replaceChildren(statusText(d.status)); phase.textContent = d.phase || "—";
       bar.value = d.progress; showBeat(d);
       cancel.disabled = ["succeeded", "failed", "cancelled", "timed_out"].includes(d.status) || d.cancelRequested;
+      if (d.status === "awaiting_approval") showDetails().catch((e) => details.replaceChildren(fail(e)));
     } else if (name === "log") {
       const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
       log.append(h("div", { class: `log-${d.level}` }, `${d.ts.slice(11, 19)} ${d.source.padEnd(8)} ${d.msg}`));
