@@ -98,8 +98,9 @@ def test_canary_appears_nowhere_after_a_full_job(
     # The canary did reach the agent (so the scan above means something), redacted in the log.
     log = client.get(job["artifacts"]["log.jsonl"]["url"].replace(str(client.base_url), "")).text
     assert "LEAK_CANARY=[REDACTED]" in log and "b64=b'[REDACTED]" in log
-    # The working tree (the clone and its .git) is gone.
-    assert list(Path(settings.job_workdir or "").iterdir()) == []
+    # The working tree (the clone and its .git) is gone; what stays is the CLI's agent listing, kept per CLI build.
+    left = [p.name for p in Path(settings.job_workdir or "").iterdir()]
+    assert [name for name in left if not name.startswith(".kilo-agents-")] == []
 
 
 @pytest.mark.parametrize(
