@@ -64,10 +64,8 @@ def outcome_text(
 ) -> str:
     """A job's status and its link, for the issue or pull request that started it. The agent's free text (its
     error, a long summary) never goes there whole: the repository's readers may be the ones who wrote the
-    text the agent read. A review job's findings are its purpose: they are posted, secret-scanned the same way."""
+    text the agent read. A review job reports through its pull request review and check run (review.py)."""
     link = f"`{record.id}`"  # `report` makes it a link when the API's address is known
-    if (record.notify or "").startswith("review:") and status == "succeeded" and summary and REDACTED not in summary:
-        return summary
     if status == "succeeded":
         head = f"Kilo Bridge job {link} succeeded: " + (f"pull request {pr_url}" if pr_url else "no change was made.")
     else:
@@ -77,8 +75,8 @@ def outcome_text(
 
 
 async def report(settings: Settings, record: JobRecord, repo: RepoRef, text: str) -> None:
-    """The job's last word on its issue or pull request (`notify` = `comment:<n>` or `review:<n>`)."""
-    kind, _, number = (record.notify or "").partition(":")
+    """The job's last word on its issue or pull request (`notify` = `comment:<n>`)."""
+    _, _, number = (record.notify or "").partition(":")
     if not (configured(settings) and repo.owner and repo.name and number.isdigit()):
         return
     text = text.replace(f"`{record.id}`", job_link(settings, record.id), 1)
@@ -89,10 +87,7 @@ async def report(settings: Settings, record: JobRecord, repo: RepoRef, text: str
         logger.warning("job outcome not reported", extra={"job_id": record.id, "error": exc.message})
         return
     try:
-        if kind == "review":
-            await app.upsert_review_comment(token, repo.owner, repo.name, int(number), text)
-        else:
-            await app.comment(token, repo.owner, repo.name, int(number), text)
+        await app.comment(token, repo.owner, repo.name, int(number), text)
     except GitHubAppError as exc:
         logger.warning("job outcome not reported", extra={"job_id": record.id, "error": exc.message})
     finally:

@@ -16,7 +16,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from agent_task import session
+from agent_task import review, session
 from agent_task.context import JobContext, JobEnded, Lost, Workspace
 from agent_task.joblog import JobLog
 from agent_task.stages import agent, clone, deploy, finish, publish
@@ -184,6 +184,7 @@ class Runner:
 
         # 2. the patch, if the run carries one; then the agent
         task = await agent.prepare_task(ctx, spec, checkout, ws, opened.patch)
+        task.text = await review.begin(ctx, repo, task.text)  # a pull request review: its range, rules and check
         await ctx.enter("agent", 10)
         if spec.after == "deploy":  # the agent prepares (without the profile's values); the runner deploys
             so_far.deploy = deploy.DeployRun(ctx, spec, checkout, sandbox, ws)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from agent_task import app_token
+from agent_task import app_token, review
 from agent_task.context import JobContext, Workspace
 from kilo_bridge.jobs.artifacts import artifact_store
 from kilo_bridge.jobs.models import JobResult
@@ -42,6 +42,10 @@ async def report_on_github(
             await app_token.revoke(ctx.settings, minted)
         if ctx.record.notify:
             repo = check_repo_url(ctx.record.repo_url, ctx.settings)
+            if review.pr_number(ctx) is not None:  # a review's outcome is its review and its check run
+                link = app_token.job_link(ctx.settings, ctx.job_id)
+                await review.report(ctx, repo, status, reason, result, link)
+                return
             text = app_token.outcome_text(ctx.record, status, reason, error, result.pr_url, result.summary)
             await app_token.report(ctx.settings, ctx.record, repo, ctx.redact(text)[:60_000])
     except Exception as exc:  # best effort: the job has ended either way

@@ -179,7 +179,12 @@ class Settings:
     github_webhook_secret: SecretStr | None = None
     # On AWS: one Secrets Manager secret, JSON {"privateKey": PEM, "webhookSecret": …}, read at start.
     github_app_secret_arn: str | None = None
+    # Review repositories: "owner/name" each, with options after colons ("acme/widgets:drafts:bots:model=<id>:
+    # max-cost=<usd>"): review drafts, review bot-authored pull requests, the review's model and cost cap.
     github_review_repos: str = ""
+    # The review check run fails when a finding at or above this severity is present ("never": it never fails
+    # on findings; a failed review job always fails it).
+    github_review_fail_on: Literal["never", "critical", "high", "medium", "low", "info"] = "never"
     # Repositories ("owner/name,…") whose jobs started from GitHub text (a `/kilo` comment, a review) keep their
     # agent's network policy; every other repository's run with network `none` (the text may be an injection).
     github_agent_network: str = ""

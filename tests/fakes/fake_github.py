@@ -10,6 +10,21 @@ checked against its public key (RS256, `iss`), installation tokens minted with t
 `permissions` asked for (recorded in `token_requests`) and honoured only within them (git push needs
 contents: write, a pull request pull_requests: write), revoked with DELETE /installation/token; collaborator
 permissions from `fake.permissions`; issue comments recorded in `comments` (POST, GET, PATCH).
+
+Pull request reviews, from GitHub's REST reference (docs.github.com/en/rest): a pull request opened with
+`fake.open_pull(...)` is answered by "Get a pull request" (pulls/pulls#get-a-pull-request: `head`/`base` with
+`ref` and `sha`, `draft`, `user`), its SHAs read live from the bare repository; "Compare two commits"
+(commits/commits#compare-two-commits: `GET /repos/{o}/{r}/compare/{base}...{head}`, three dots = from the merge
+base; `status` ahead | behind | diverged | identical; `files[]` with `filename`, `status` and the file's `patch`,
+its hunks from the first `@@`) computed by real git; "Get repository content" (repos/contents: a file as
+`type: file`, `encoding: base64`, `content`; 404 when absent at `ref`); "Create a review for a pull request"
+(pulls/reviews#create-a-review-for-a-pull-request: `commit_id`, `body`, `event`, `comments[]` of `path`, `body`,
+`line` + `side`, `start_line` + `start_side` for a range) recorded in `reviews`, answered 422 "Unprocessable
+Entity" with `errors: ["Line could not be resolved"]` (what GitHub says) when a comment's line is not a
+RIGHT-side line of the pull request's diff or a range spans hunks; check runs (checks/runs#create-a-check-run,
+#update-a-check-run: `name`, `head_sha`, `status`, `conclusion`, `output{title, summary, text}`; a
+`conclusion` makes `status` `completed`), only for an installation token with `checks: write`, recorded in
+`check_runs`.
 """
 
 from __future__ import annotations
@@ -62,6 +77,62 @@ class FakeGitHub(AiohttpApp, ServerThread):
         self.revoked: list[str] = []
         self.permissions: dict[str, str] = {}  # user → permission on every repository
         self.comments: list[dict[str, Any]] = []
+        self.pull_requests: dict[tuple[str, int], dict[str, Any]] = {}  # (repo, number) → refs, draft, user
+        self.reviews: list[dict[str, Any]] = []
+        self.refused_reviews: list[dict[str, Any]] = []
+        self.check_runs: list[dict[str, Any]] = []
+        self.contents_requests: list[dict[str, str]] = []
+
+    def open_pull(
+        self, repo: str, number: int, head: str, base: str = "main", draft: bool = False, user: str = "author"
+    ) -> None:
+        self.pull_requests[(repo, number)] = {"head": head, "base": base, "draft": draft, "user": user}
+
+    def _git(self, owner: str, repo: str, *args: str) -> subprocess.CompletedProcess[str]:
+        bare = self.root / owner / f"{repo}.git"
+        return subprocess.run(["git", "-C", str(bare), *args], capture_output=True, text=True, timeout=30)
+
+    def _sha(self, owner: str, repo: str, ref: str) -> str:
+        return self._git(owner, repo, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}").stdout.strip()
+
+    def _compare(self, owner: str, repo: str, base: str, head: str) -> dict[str, Any] | None:
+        base_sha, head_sha = self._sha(owner, repo, base), self._sha(owner, repo, head)
+        if not (base_sha and head_sha):
+            return None
+        counts = self._git(owner, repo, "rev-list", "--left-right", "--count", f"{base_sha}...{head_sha}").stdout
+        behind, ahead = (int(n) for n in counts.split())
+        status = (
+            "identical" if not (ahead or behind) else "ahead" if not behind else "behind" if not ahead else "diverged"
+        )
+        diff = self._git(owner, repo, "diff", "--no-color", "--no-renames", f"{base_sha}...{head_sha}").stdout
+        files: list[dict[str, Any]] = []
+        for section in diff.split("diff --git ")[1:]:
+            header, _, rest = section.partition("\n@@")
+            name = next(
+                (ln[6:] for ln in header.splitlines() if ln.startswith("+++ b/")),
+                next((ln[6:] for ln in header.splitlines() if ln.startswith("--- a/")), ""),
+            )
+            kind = "added" if "new file mode" in header else "removed" if "deleted file mode" in header else "modified"
+            files.append({"filename": name, "status": kind, **({"patch": "@@" + rest.rstrip("\n")} if rest else {})})
+        return {"status": status, "ahead_by": ahead, "behind_by": behind, "files": files}
+
+    def _review_lines(self, owner: str, repo: str, number: int, commit: str) -> dict[str, list[set[int]]]:
+        """The RIGHT-side lines of the pull request's diff at `commit`, hunk by hunk, per file."""
+        pull = self.pull_requests[(repo, number)]
+        compared = self._compare(owner, repo, pull["base"], commit) or {"files": []}
+        out: dict[str, list[set[int]]] = {}
+        for f in compared["files"]:
+            hunks: list[set[int]] = []
+            line = 0
+            for raw in str(f.get("patch", "")).splitlines():
+                if raw.startswith("@@"):
+                    line = int(raw.split("+")[1].split(",")[0].split(" ")[0])
+                    hunks.append(set())
+                elif hunks and raw[:1] in (" ", "+"):
+                    hunks[-1].add(line)
+                    line += 1
+            out[f["filename"]] = hunks
+        return out
 
     def install_app(self, app_id: str, public_key_pem: str, installations: dict[tuple[str, str], int]) -> None:
         self.app_id, self.app_key, self.installations = app_id, public_key_pem, installations
@@ -224,6 +295,86 @@ class FakeGitHub(AiohttpApp, ServerThread):
         self.pulls.append(pull)
         return web.json_response(pull, status=201)
 
+    async def get_pull(self, request: web.Request) -> web.Response:
+        owner, repo, number = request.match_info["owner"], request.match_info["repo"], int(request.match_info["number"])
+        if self._bearer(request) not in self.tokens and self._bearer(request) != self.token:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        pull = self.pull_requests.get((repo, number))
+        if pull is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        full = {"full_name": f"{owner}/{repo}"}
+        return web.json_response(
+            {
+                "number": number,
+                "draft": pull["draft"],
+                "user": {"login": pull["user"], "type": "User"},
+                "head": {"ref": pull["head"], "sha": self._sha(owner, repo, pull["head"]), "repo": full},
+                "base": {"ref": pull["base"], "sha": self._sha(owner, repo, pull["base"]), "repo": full},
+            }
+        )
+
+    async def compare(self, request: web.Request) -> web.Response:
+        owner, repo = request.match_info["owner"], request.match_info["repo"]
+        if self._bearer(request) not in self.tokens and self._bearer(request) != self.token:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        base, _, head = request.match_info["basehead"].partition("...")
+        compared = await asyncio.to_thread(self._compare, owner, repo, base, head)
+        if compared is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response(compared)
+
+    async def contents(self, request: web.Request) -> web.Response:
+        owner, repo, path = request.match_info["owner"], request.match_info["repo"], request.match_info["path"]
+        if self._bearer(request) not in self.tokens and self._bearer(request) != self.token:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        ref = request.query.get("ref", "HEAD")
+        self.contents_requests.append({"path": path, "ref": ref})
+        shown = await asyncio.to_thread(self._git, owner, repo, "show", f"{ref}:{path}")
+        if shown.returncode != 0:
+            return web.json_response({"message": "Not Found"}, status=404)
+        content = base64.b64encode(shown.stdout.encode()).decode()
+        return web.json_response({"type": "file", "encoding": "base64", "path": path, "content": content})
+
+    async def create_review(self, request: web.Request) -> web.Response:
+        owner, repo, number = request.match_info["owner"], request.match_info["repo"], int(request.match_info["number"])
+        if not self._allows(self._bearer(request), repo, "pull_requests"):
+            return web.json_response({"message": "Resource not accessible by integration"}, status=403)
+        body = await request.json()
+        lines = await asyncio.to_thread(self._review_lines, owner, repo, number, body.get("commit_id") or "HEAD")
+        for comment in body.get("comments", []):
+            end, start = int(comment.get("line") or 0), int(comment.get("start_line") or comment.get("line") or 0)
+            in_hunk = any(start in hunk and end in hunk for hunk in lines.get(comment.get("path"), []))
+            if not in_hunk or comment.get("side", "RIGHT") != "RIGHT" or start > end:
+                self.refused_reviews.append(body)
+                return web.json_response(
+                    {"message": "Unprocessable Entity", "errors": ["Line could not be resolved"]}, status=422
+                )
+        review = {"id": len(self.reviews) + 1, "repo": repo, "number": number, **body, "state": "COMMENTED"}
+        self.reviews.append(review)
+        return web.json_response(review)
+
+    async def check_run(self, request: web.Request) -> web.Response:
+        repo = request.match_info["repo"]
+        if not self._allows(self._bearer(request), repo, "checks") or self._bearer(request) == self.token:
+            # Only a GitHub App's installation token may write check runs.
+            return web.json_response({"message": "Resource not accessible by integration"}, status=403)
+        body = await request.json()
+        if "id" in request.match_info:
+            found = [c for c in self.check_runs if c["id"] == int(request.match_info["id"]) and c["repo"] == repo]
+            if not found:
+                return web.json_response({"message": "Not Found"}, status=404)
+            run = found[0]
+            run.update(body)
+            run["updates"] += 1
+        else:
+            if not (body.get("name") and body.get("head_sha")):
+                return web.json_response({"message": "Invalid request."}, status=422)
+            run = {"id": len(self.check_runs) + 1, "repo": repo, "updates": 0, "status": "queued", **body}
+            self.check_runs.append(run)
+        if run.get("conclusion"):
+            run["status"] = "completed"
+        return web.json_response(run, status=200 if "id" in request.match_info else 201)
+
     async def list_pulls(self, request: web.Request) -> web.Response:
         """GET /repos/{owner}/{repo}/pulls: the repository's pull requests, newest first (GitHub's default sort is
         `created`, direction `desc`: https://docs.github.com/en/rest/pulls/pulls#list-pull-requests)."""
@@ -241,6 +392,12 @@ class FakeGitHub(AiohttpApp, ServerThread):
         app.router.add_get("/api/v3/repos/{owner}/{repo}/collaborators/{user}/permission", self.permission)
         app.router.add_route("*", "/api/v3/repos/{owner}/{repo}/issues/{number}/comments", self.issue_comments)
         app.router.add_patch("/api/v3/repos/{owner}/{repo}/issues/comments/{id}", self.edit_comment)
+        app.router.add_get("/api/v3/repos/{owner}/{repo}/pulls/{number}", self.get_pull)
+        app.router.add_post("/api/v3/repos/{owner}/{repo}/pulls/{number}/reviews", self.create_review)
+        app.router.add_get("/api/v3/repos/{owner}/{repo}/compare/{basehead}", self.compare)
+        app.router.add_get("/api/v3/repos/{owner}/{repo}/contents/{path:.+}", self.contents)
+        app.router.add_post("/api/v3/repos/{owner}/{repo}/check-runs", self.check_run)
+        app.router.add_patch("/api/v3/repos/{owner}/{repo}/check-runs/{id}", self.check_run)
         app.router.add_route("*", "/{owner}/{repo}.git/{tail:.*}", self.git)
         return app
 

@@ -20,7 +20,6 @@ TIMEOUT_S, CONNECT_TIMEOUT_S = 20.0, 5.0
 WRITE = {"contents": "write", "pull_requests": "write"}
 READ = {"contents": "read", "pull_requests": "read"}
 COMMENT = {"issues": "write", "pull_requests": "write"}  # the job's comments on its issue or pull request
-MARKER = "<!-- kilo-bridge:review -->"  # the one review comment a pull request gets, updated on each push
 
 
 class GitHubAppError(BridgeError, code="bad_gateway"):
@@ -65,7 +64,7 @@ class GitHubApp:
         claims = {"iat": now - 60, "exp": now + 540, "iss": str(self.settings.github_app_id)}
         return jwt.encode(claims, _private_key(self.settings), algorithm="RS256")
 
-    async def _call(self, method: str, path: str, auth: str, body: Any = None) -> Any:
+    async def _call(self, method: str, path: str, auth: str, body: Any = None, missing_ok: bool = False) -> Any:
         import httpx  # ~40 ms of a cold start (its CLI pulls rich): only the GitHub App's calls need it
 
         timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
@@ -74,6 +73,8 @@ class GitHubApp:
                 response = await client.request(method, path, json=body)
             except httpx.TransportError as exc:
                 raise GitHubAppError(f"GitHub unreachable: {type(exc).__name__}") from None
+        if missing_ok and response.status_code == 404:
+            return None
         if response.status_code >= 400:
             raise GitHubAppError(f"GitHub answered {response.status_code} to {method} {path.split('?')[0]}")
         return response.json() if response.content else None
@@ -101,14 +102,33 @@ class GitHubApp:
     async def comment(self, token: str, owner: str, repo: str, number: int, body: str) -> None:
         await self._call("POST", f"/repos/{owner}/{repo}/issues/{number}/comments", token, {"body": body})
 
-    async def upsert_review_comment(self, token: str, owner: str, repo: str, number: int, body: str) -> None:
-        """The pull request's one review comment (found by its marker), created or updated in place."""
-        text = f"{MARKER}\n{body}"
-        comments = await self._call("GET", f"/repos/{owner}/{repo}/issues/{number}/comments?per_page=100", token)
-        for existing in comments or []:
-            if MARKER in str(existing.get("body", "")):
-                await self._call(
-                    "PATCH", f"/repos/{owner}/{repo}/issues/comments/{int(existing['id'])}", token, {"body": text}
-                )
-                return
-        await self.comment(token, owner, repo, number, text)
+    # -- pull request reviews and check runs (docs.github.com/en/rest: pulls/pulls, commits/commits#compare-two-
+    # commits, repos/contents, pulls/reviews#create-a-review-for-a-pull-request, checks/runs) ---------------------
+
+    async def pull(self, token: str, owner: str, repo: str, number: int) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/repos/{owner}/{repo}/pulls/{number}", token))
+
+    async def compare(self, token: str, owner: str, repo: str, base: str, head: str) -> dict[str, Any]:
+        """`status` (ahead | behind | diverged | identical), `commits`, `files[]` with each file's `patch`."""
+        return dict(await self._call("GET", f"/repos/{owner}/{repo}/compare/{base}...{head}", token))
+
+    async def file_at(self, token: str, owner: str, repo: str, path: str, ref: str) -> str | None:
+        """A file's text at a commit, or None when it is not there."""
+        import base64
+
+        found = await self._call("GET", f"/repos/{owner}/{repo}/contents/{path}?ref={ref}", token, missing_ok=True)
+        if not isinstance(found, dict) or found.get("type") != "file" or found.get("encoding") != "base64":
+            return None
+        return base64.b64decode(str(found.get("content", ""))).decode(errors="replace")
+
+    async def create_review(
+        self, token: str, owner: str, repo: str, number: int, commit: str, body: str, comments: list[dict[str, Any]]
+    ) -> None:
+        review = {"commit_id": commit, "body": body, "event": "COMMENT", "comments": comments}
+        await self._call("POST", f"/repos/{owner}/{repo}/pulls/{number}/reviews", token, review)
+
+    async def create_check(self, token: str, owner: str, repo: str, fields: dict[str, Any]) -> int:
+        return int((await self._call("POST", f"/repos/{owner}/{repo}/check-runs", token, fields))["id"])
+
+    async def update_check(self, token: str, owner: str, repo: str, check_id: int, fields: dict[str, Any]) -> None:
+        await self._call("PATCH", f"/repos/{owner}/{repo}/check-runs/{check_id}", token, fields)

@@ -4,8 +4,10 @@ constant time), each delivery id handled once, then:
 - an issue or pull-request comment `/kilo <task>` by someone with write access → an `apply-patch-and-pr` job
   on that repository (the task and the issue as context), a comment linking the job; the runner reports the
   pull request or the failure on the same thread when the job ends;
-- a pull request opened, reopened or pushed to, on a repository opted in (GITHUB_REVIEW_REPOS) → a `review`
-  job whose findings become the pull request's one review comment (updated on the next push);
+- a pull request opened, reopened, pushed to or marked ready, on a repository opted in (GITHUB_REVIEW_REPOS;
+  drafts and bots' pull requests only when its options say so) → a `review` job (agent_task/review.py: a pull
+  request review of the commits since the last one, a check run); `/kilo review` on a pull request by a
+  writer → a full review again;
 - anything else → ignored.
 
 GitHub signs only the body and the sender picks the delivery id, so an event is also handled once by its own
@@ -34,6 +36,7 @@ import orjson
 
 from kilo_bridge.errors import BridgeError, NotFound, Unauthorized
 from kilo_bridge.github.app import COMMENT, GitHubApp, GitHubAppError, configured
+from kilo_bridge.github.review import forget_reviewed, review_repos
 from kilo_bridge.jobs.models import RunAgentRequest
 from kilo_bridge.jobs.service import JobService
 from kilo_bridge.observability import get_logger
@@ -253,6 +256,11 @@ class WebhookService:
             if not may_start:
                 await app.comment(token, owner, name, number, NOT_CONFIGURED)
                 return Handled("refused", "not_configured")
+            if task.lower() == "review" and issue.get("pull_request"):
+                # A full review again: the pull request as GitHub has it now, from its base.
+                pr = await app.pull(token, owner, name, number)
+                await forget_reviewed(self.store, str(repo.get("full_name", "")), number)
+                return await self._review(pr, repo, job_owner, delivery, request_id)
             prompt = comment_prompt(task, user, issue, owner, name)
             run = RunAgentRequest.model_validate(
                 {
@@ -279,23 +287,38 @@ class WebhookService:
 
     async def _pull_request(self, p: dict[str, Any], delivery: str, request_id: str) -> Handled:
         pr, repo = p.get("pull_request") or {}, p.get("repository") or {}
-        if p.get("action") not in ("opened", "reopened", "synchronize"):
+        if p.get("action") not in ("opened", "reopened", "synchronize", "ready_for_review"):
             return Handled("ignored", "not a push to a pull request")
-        if str(repo.get("full_name", "")).lower() not in _review_repos(self.settings.github_review_repos):
+        options = review_repos(self.settings.github_review_repos).get(str(repo.get("full_name", "")).lower())
+        if options is None:
             return Handled("ignored", "the repository is not opted in to reviews")
-        head = pr.get("head") or {}
-        if (head.get("repo") or {}).get("full_name") != repo.get("full_name"):
-            return Handled("ignored", "a pull request from a fork")  # its branch is not in this repository
+        if pr.get("draft") and not options.drafts:
+            return Handled("ignored", "a draft pull request")  # reviewed when marked ready (ready_for_review)
+        if (pr.get("user") or {}).get("type") == "Bot" and not options.bots:
+            return Handled("ignored", "a pull request opened by a bot")
         may_start, job_owner = await self.job_owner()
         if not may_start:
             # No comment here: a refusal on every push would bury the pull request; the issue path says it.
             return Handled("refused", "not_configured")
+        return await self._review(pr, repo, job_owner, delivery, request_id)
+
+    async def _review(
+        self, pr: dict[str, Any], repo: dict[str, Any], job_owner: str | None, delivery: str, request_id: str
+    ) -> Handled:
+        """A `review` job on the pull request's head branch; its runner reviews the commits since the last
+        reviewed head (or all of them), posts the review and runs its check."""
+        head = pr.get("head") or {}
+        if (head.get("repo") or {}).get("full_name") != repo.get("full_name"):
+            return Handled("ignored", "a pull request from a fork")  # its branch is not in this repository
+        options = review_repos(self.settings.github_review_repos).get(str(repo.get("full_name", "")).lower())
         run = RunAgentRequest.model_validate(
             {
                 "repoUrl": str(repo.get("clone_url", "")),
                 "agent": "review",
                 "baseBranch": str(head.get("ref", "")) or None,
                 "network": self._network(repo),
+                "model": options.model if options else None,
+                "maxCostUsd": options.max_cost_usd if options else None,
             }
         )
         submitted = await self.jobs.submit(

@@ -32,6 +32,7 @@ class EndReason(StrEnum):
     COMMIT_FAILED = "commit_failed"
     PUSH_FAILED = "push_failed"
     PR_FAILED = "pr_failed"
+    GITHUB_FAILED = "github_failed"
     RESOURCE_LIMIT = "resource_limit"
     RECORD_TAMPERED = "record_tampered"
     INTERNAL_ERROR = "internal_error"
@@ -74,6 +75,7 @@ DESCRIPTIONS: dict[EndReason, str] = {
     EndReason.COMMIT_FAILED: "git commit failed",
     EndReason.PUSH_FAILED: "git push failed",
     EndReason.PR_FAILED: "the pull request could not be opened",
+    EndReason.GITHUB_FAILED: "a pull request review could not read its pull request or run its check on GitHub",
     EndReason.RESOURCE_LIMIT: "the agent was held at one of the AGENT_MAX_*/AGENT_TMP_MB limits",
     EndReason.RECORD_TAMPERED: "the job's record changed in Redis after submission: nothing was opened or run",
     EndReason.INTERNAL_ERROR: "an unexpected error in the runner",

@@ -192,22 +192,69 @@ def test_a_kilo_comment_becomes_a_pull_request_on_a_token_minted_for_the_job(
 
 
 @pytest.mark.slow
-def test_a_pull_request_gets_one_review_comment_updated_on_each_push(
+def test_a_review_without_a_findings_block_posts_its_summary_and_says_so(
     serve: Callable[..., str],
     job_settings: Callable[..., Settings],
     app_settings: dict[str, Any],
     fake_github: FakeGitHub,
 ) -> None:
     client = httpx.Client(base_url=serve(job_settings(**app_settings)), timeout=10)
-    for action in ("opened", "synchronize"):
-        started = deliver(client, "pull_request", pr_event(fake_github, action=action))
-        assert started.status_code == 202 and started.json()["outcome"] == "started", started.text
-        assert wait_job(client, started.json()["jobId"])["status"] == "succeeded"
-    (review,) = [c for c in fake_github.comments if c["number"] == 9]
-    assert review["edits"] == 1 and "kilo-bridge:review" in review["body"]
-    # a review job reads: its token had no write permission
+    fake_github.open_pull("widgets", 9, "main")
+    started = deliver(client, "pull_request", pr_event(fake_github))
+    assert started.status_code == 202 and started.json()["outcome"] == "started", started.text
+    job = wait_job(client, started.json()["jobId"])
+    assert job["status"] == "succeeded", job
+    (review,) = fake_github.reviews  # a pull request review, no issue comment
+    assert review["comments"] == [] and "No inline findings" in review["body"] and "```json" in review["body"]
+    assert fake_github.comments == []
+    (check,) = fake_github.check_runs
+    assert check["name"] == "Kilo Bridge review" and check["conclusion"] == "success"
+    assert "findings unreadable" in check["output"]["title"]
+    # a review job reads; its reviewer token may post the review and run the check, nothing more
     job_tokens = [r for r in fake_github.token_requests if "contents" in r["permissions"]]
-    assert job_tokens and all(r["permissions"] == {"contents": "read", "pull_requests": "read"} for r in job_tokens)
+    assert {json.dumps(r["permissions"], sort_keys=True) for r in job_tokens} == {
+        json.dumps({"contents": "read", "pull_requests": "read"}, sort_keys=True),
+        json.dumps({"contents": "read", "pull_requests": "write", "checks": "write"}, sort_keys=True),
+    }
+    assert fake_github.tokens == {}
+
+
+def test_drafts_and_bots_pull_requests_are_skipped_unless_configured(
+    make_app_client: Callable[..., TestClient],
+    make_settings: Callable[..., Settings],
+    app_settings: dict[str, Any],
+    fake_github: FakeGitHub,
+) -> None:
+    draft = pr_event(fake_github)
+    draft["pull_request"]["draft"] = True
+    bot = pr_event(fake_github, number=10)
+    bot["pull_request"]["user"] = {"login": "dependabot[bot]", "type": "Bot"}
+    client = _app_client(make_app_client, make_settings, app_settings, fake_github)
+    assert deliver(client, "pull_request", draft).json() == {"outcome": "ignored", "detail": "a draft pull request"}
+    assert deliver(client, "pull_request", bot).json()["detail"] == "a pull request opened by a bot"
+    assert client.get("/api/kilo/jobs").json() == {"jobs": []}
+    # opted in by the repository's options: reviewed, with its model and cost cap
+    options = {**app_settings, "github_review_repos": "acme/widgets:drafts:bots:model=kilo/review:max-cost=0.25"}
+    client = _app_client(make_app_client, make_settings, options, fake_github)
+    for payload in (draft, bot):
+        payload["action"] = "reopened"
+        assert deliver(client, "pull_request", payload).json()["outcome"] == "started"
+    jobs = client.get("/api/kilo/jobs").json()["jobs"]
+    assert len(jobs) == 2 and all(j["maxCostUsd"] == 0.25 and j["model"] == "kilo/review" for j in jobs), jobs
+
+
+def test_kilo_review_on_a_pull_request_starts_a_full_review(
+    hooks: TestClient, fake_github: FakeGitHub, redis_client: Any, prefix: str
+) -> None:
+    fake_github.open_pull("widgets", 5, "main")
+    redis_client.set(prefix + "github:reviewed:acme/widgets:5", "a" * 40)
+    payload = comment_event(fake_github, "/kilo review")
+    payload["issue"]["pull_request"] = {"url": "…"}
+    started = deliver(hooks, "issue_comment", payload)
+    assert started.json()["outcome"] == "started", started.text
+    (job,) = hooks.get("/api/kilo/jobs").json()["jobs"]
+    assert job["agent"] == "review" and job["id"] == started.json()["jobId"]
+    assert redis_client.get(prefix + "github:reviewed:acme/widgets:5") is None  # the next review is a full one
 
 
 # -- who owns the jobs the App starts (GITHUB_APP_KEY_ID) ----------------------------------------------------
