@@ -189,7 +189,9 @@ def test_s3_artifacts_and_kms_sealed_secrets(
     assert link["url"].startswith(aws_env.url) and "Signature" in link["url"]
     assert "+a change" in httpx.get(link["url"]).text
     keys = {o["Key"] for o in aws_env.client("s3").list_objects_v2(Bucket=aws_env.bucket)["Contents"]}
-    assert keys == {f"jobs/{job_id}/{n}" for n in ("log.jsonl", "diff.patch", "result.json")}
+    # The three artifacts, and the CLI session a follow-up continues: sealed, served by no route.
+    names = ("log.jsonl", "diff.patch", "result.json", "session.sealed")
+    assert keys == {f"jobs/{job_id}/{n}" for n in names}
 
 
 def test_scheduled_tasks(
