@@ -27,7 +27,8 @@ SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
 @pytest.fixture
 def server(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> str:
-    return serve(job_settings(admin_api_key=ADMIN, job_workdir=None))
+    # A stopped stream is read on for its usage for STREAM_DRAIN_S: short here, so the playground's stop is seen ended.
+    return serve(job_settings(admin_api_key=ADMIN, job_workdir=None, stream_drain_s=0.5))
 
 
 @pytest.fixture(params=list(SIZES))
