@@ -101,3 +101,8 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return status.split(") ", 1)[1][0] != "Z"  # a zombie is dead, just not reaped yet
+
+
+def workspaces(workdir: Path) -> list[str]:
+    """The job workspaces left in a work directory (the CLI's agent listing, kept per CLI build, is not one)."""
+    return sorted(p.name for p in workdir.iterdir() if not p.name.startswith(".kilo-agents-"))

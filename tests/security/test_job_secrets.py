@@ -15,7 +15,7 @@ import redis
 from kilo_bridge.config import Settings
 from kilo_bridge.platform.security import Redactor
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, run_body, wait_job, workspaces
 
 pytestmark = pytest.mark.slow
 CANARY = "canary-7f3a9c-Do-Not-Leak-91e2"
@@ -99,8 +99,7 @@ def test_canary_appears_nowhere_after_a_full_job(
     log = client.get(job["artifacts"]["log.jsonl"]["url"].replace(str(client.base_url), "")).text
     assert "LEAK_CANARY=[REDACTED]" in log and "b64=b'[REDACTED]" in log
     # The working tree (the clone and its .git) is gone; what stays is the CLI's agent listing, kept per CLI build.
-    left = [p.name for p in Path(settings.job_workdir or "").iterdir()]
-    assert [name for name in left if not name.startswith(".kilo-agents-")] == []
+    assert workspaces(Path(settings.job_workdir or "")) == []
 
 
 @pytest.mark.parametrize(

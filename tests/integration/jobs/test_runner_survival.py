@@ -19,7 +19,7 @@ import redis
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job, workspaces
 from tests.support import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_a_killed_runner_is_seen_by_its_worker_at_once(
         told = "the runner died (signal 9); no attempts left"
     assert told in messages(api, job_id)  # whoever watches the log is told
     assert not pid_alive(agent) and not pid_alive(child)  # the agent went with its runner
-    assert list(workdir.iterdir()) == []  # the dead runner's workspace, its agent's HOME included, is gone
+    assert workspaces(workdir) == []  # the dead runner's workspace, its agent's HOME included, is gone
 
 
 @pytest.mark.parametrize("when", ["mid-agent", "at-the-end"])
@@ -108,7 +108,7 @@ def test_a_job_rides_out_redis_paused_for_five_seconds(
     assert [m for m in said if m.startswith("line ")] == [f"line {i}" for i in range(lines)]  # once each, in order
     assert said[0].startswith(f"job {job_id} attempt 1") and said[-1] == "job ended succeeded"
     assert len(said) == len(set(said))
-    assert list(Path(settings.job_workdir or "").iterdir()) == []
+    assert workspaces(Path(settings.job_workdir or "")) == []
 
 
 async def test_live_log_lines_wait_out_a_paused_redis_and_go_once_each_in_order(
