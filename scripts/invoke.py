@@ -66,7 +66,7 @@ def load_function(function: str) -> ModuleType:
     return module
 
 
-def invoke(function: str, event: dict) -> object:
+def invoke(function: str, event: dict[str, Any]) -> object:
     if ALIASES.get(function, function) == "stream":
         return invoke_stream(event)
     module = load_function(function)

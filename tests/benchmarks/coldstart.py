@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = os.getenv("BENCH_BRIDGE_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
@@ -162,14 +163,14 @@ def timed_rounds(cases: dict[str, tuple[str, dict[str, str]]]) -> dict[str, tupl
 
 def measure_entry(
     mod: str, walls: list[float], imports: list[float], python: str = PYTHON, env: dict[str, str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     env = env or {}
     samples: dict[str, list[tuple[float, float, int]]] = {}
     for _ in range(RUNS):
         _, _, err, _ = _run(f"import {mod}", importtime=True, extra=env, python=python)
         for name, v in parse_importtime(err).items():
             samples.setdefault(name, []).append(v)
-    modules = {
+    modules: dict[str, dict[str, float]] = {
         name: {
             "self_ms": statistics.median(s for s, _, _ in v) / 1e3,
             "cum_ms": statistics.median(c for _, c, _ in v) / 1e3,
@@ -184,10 +185,10 @@ def measure_entry(
         packages.setdefault(n.split(".")[0], [0.0, 0])
         packages[n.split(".")[0]][0] += m["self_ms"]
         packages[n.split(".")[0]][1] += 1
-    all_packages = sorted(
-        ({"package": k, "self_ms": v[0], "modules": int(v[1])} for k, v in packages.items()),
-        key=lambda p: -p["self_ms"],
-    )
+    all_packages = [
+        {"package": k, "self_ms": v[0], "modules": int(v[1])}
+        for k, v in sorted(packages.items(), key=lambda kv: -kv[1][0])
+    ]
     by_package = all_packages[:10]
     no_pyc = []
     with tempfile.TemporaryDirectory() as empty:  # no cached bytecode anywhere: every module is compiled
@@ -227,7 +228,7 @@ def _version(python: str) -> str:
         return ""
 
 
-def prepare_reference(version: str) -> dict:
+def prepare_reference(version: str) -> dict[str, Any]:
     """The FastAPI + Mangum hello world, imported exactly as the entry points are, by a Python of the same version:
     its row without the numbers yet, or why it cannot be measured."""
     base = {"module": REF_MODULE, "what": REF_WHAT, "reference": True}
@@ -266,7 +267,7 @@ def _first_case(name: str) -> tuple[str, str, dict[str, str]]:
     return PYTHON, code, {}
 
 
-def measure_first_answers(ref_ok: bool) -> list[dict]:
+def measure_first_answers(ref_ok: bool) -> list[dict[str, Any]]:
     """Every case once to warm bytecode, then RUNS rounds of all cases interleaved (a busy moment hits all)."""
     names = [*FIRST_CASES, *(["reference"] if ref_ok else [])]
     cases = {n: _first_case(n) for n in names}
@@ -284,14 +285,14 @@ def measure_first_answers(ref_ok: bool) -> list[dict]:
             _, load_s, answer_s, status = line.split()
             if round_:  # round 0 only warms the bytecode caches
                 samples[n].append((wall, float(load_s), float(answer_s), int(status)))
-    out = []
+    results: list[dict[str, Any]] = []
     for n in names:
         if n in failed:
-            out.append({"case": n, "ok": False, "reason": failed[n]})
+            results.append({"case": n, "ok": False, "reason": failed[n]})
             continue
         v = samples[n]
         inside = [load + answer for _, load, answer, _ in v]
-        out.append(
+        results.append(
             {
                 "case": n,
                 "ok": True,
@@ -305,7 +306,7 @@ def measure_first_answers(ref_ok: bool) -> list[dict]:
                 "first_ms_max": max(inside) * 1e3,
             }
         )
-    return out
+    return results
 
 
 def main() -> int:
@@ -323,7 +324,7 @@ def main() -> int:
     version = _version(PYTHON)
     ref = prepare_reference(version)
     failed = {mod: reason for mod in ENTRY_POINTS if (reason := check_entry(mod))}
-    cases = {mod: (PYTHON, {}) for mod in ENTRY_POINTS if mod not in failed}
+    cases: dict[str, tuple[str, dict[str, str]]] = {mod: (PYTHON, {}) for mod in ENTRY_POINTS if mod not in failed}
     if ref["ok"]:
         cases[REF_MODULE] = (REF_PYTHON, REF_ENV)
     rounds = timed_rounds(cases)
@@ -388,7 +389,7 @@ def main() -> int:
     return 0
 
 
-def _findings(res: dict) -> list[str]:
+def _findings(res: dict[str, Any]) -> list[str]:
     """Sentences drawn from this run's numbers; the X-Ray one appears only while a run shows the SDK loaded."""
     out = []
     for e in res["entries"]:
@@ -411,7 +412,7 @@ def _findings(res: dict) -> list[str]:
     return [*out, ""] if out else []
 
 
-def _against_reference(res: dict) -> list[str]:
+def _against_reference(res: dict[str, Any]) -> list[str]:
     """Each entry point's import next to the FastAPI + Mangum hello world's, measured in the same run."""
     ref = next((e for e in res["entries"] if e.get("reference")), None)
     if not ref or not ref["ok"]:
@@ -424,7 +425,7 @@ def _against_reference(res: dict) -> list[str]:
     return [f"Against the FastAPI + Mangum hello world ({ref['import_ms']:.0f} ms): " + ", ".join(parts) + ".", ""]
 
 
-def _beyond_reference(e: dict, ref: dict) -> str:
+def _beyond_reference(e: dict[str, Any], ref: dict[str, Any]) -> str:
     """What `e` loads that the hello world does not (per package, own import time under `-X importtime`)."""
     theirs = {p["package"] for p in ref.get("packages", [])}
     extra = [p for p in e.get("packages", []) if p["package"] not in theirs and p["self_ms"] >= 0.5]
@@ -436,7 +437,7 @@ def _beyond_reference(e: dict, ref: dict) -> str:
     )
 
 
-def _targets(res: dict) -> list[str]:
+def _targets(res: dict[str, Any]) -> list[str]:
     """Each target of issue #19 against this run's ratios; where one is missed, the gap and what fills it."""
     ref = next((e for e in res["entries"] if e.get("reference") and e["ok"]), None)
     if ref is None:
@@ -511,7 +512,7 @@ NOTES = [
 ]
 
 
-def _first_answer_table(res: dict) -> list[str]:
+def _first_answer_table(res: dict[str, Any]) -> list[str]:
     """Process start → the first response, ours next to the hello world's, from the interleaved rounds."""
     rows = res.get("first_answer") or []
     ref = next((f for f in rows if f.get("reference") and f["ok"]), None)
@@ -541,7 +542,7 @@ def _first_answer_table(res: dict) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(res: dict) -> None:
+def write_report(res: dict[str, Any]) -> None:
     base = res["baseline"]
     lines = [
         "# Cold import time of the Lambda entry points",
@@ -650,7 +651,7 @@ def write_report(res: dict) -> None:
     print("wrote docs/benchmarks/coldstart.md")
 
 
-def plot(res: dict) -> None:
+def plot(res: dict[str, Any]) -> None:
     """Horizontal bars; runs under the bench's own Python (matplotlib lives in .bench/, not in .venv)."""
     import matplotlib
 

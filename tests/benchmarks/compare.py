@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make `tests.benchmarks` importable
@@ -298,7 +299,7 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
 
 
-def measure(latency: int, targets: dict[str, Target], live: list[str], budget_s: float) -> dict:
+def measure(latency: int, targets: dict[str, Target], live: list[str], budget_s: float) -> dict[str, Any]:
     """Every (mode, clients, system) point up to ROUNDS times, order rotated per point; samples pooled across
     rounds. A round starts only if the last one fits in what is left of `budget_s`."""
     pooled: dict[tuple[str, int, str], dict[str, list[float]]] = {}
@@ -330,11 +331,12 @@ def measure(latency: int, targets: dict[str, Target], live: list[str], budget_s:
                     slot = pooled.setdefault(
                         (mode, c, name), {"total": [], "ttfb": [], "gap": [], "n": [], "elapsed": []}
                     )
-                    for key in ("total", "ttfb", "gap"):
-                        slot[key] += r[key]  # type: ignore[arg-type]
-                    slot["n"].append(float(r["n"]))  # type: ignore[arg-type]
-                    slot["elapsed"].append(float(r["elapsed"]))  # type: ignore[arg-type]
-                    total = sorted(r["total"])  # type: ignore[type-var]
+                    slot["total"] += r["total"]
+                    slot["ttfb"] += r["ttfb"]
+                    slot["gap"] += r["gap"]
+                    slot["n"].append(float(r["n"]))
+                    slot["elapsed"].append(r["elapsed"])
+                    total = sorted(r["total"])
                     print(
                         f"{latency:>2} ms round {rnd + 1}/{ROUNDS} {mode:6} c={c:<2} {name:10} "
                         f"{r['n'] / r['elapsed']:7.0f} req/s  p50 {_pct(total, 0.5):8.3f} ms  "
@@ -346,13 +348,13 @@ def measure(latency: int, targets: dict[str, Target], live: list[str], budget_s:
     return {"pooled": pooled, "failed": failed, "rounds": rounds_done}
 
 
-def build_rows(latency: int, measured: dict, down: dict[str, str], rss: dict[str, float]) -> list[dict]:
+def build_rows(latency: int, measured: dict[str, Any], down: dict[str, str], rss: dict[str, float]) -> list[dict[str, Any]]:
     """One row per (mode, clients, system): numbers, or `failed` with the reason. Never a missing row."""
     rows = []
     for mode in MODES:
         for c in CONCURRENCY:
             for name in SYSTEMS:
-                row: dict = {
+                row: dict[str, Any] = {
                     "latency": latency,
                     "mode": mode,
                     "c": c,
@@ -395,7 +397,7 @@ def build_rows(latency: int, measured: dict, down: dict[str, str], rss: dict[str
     return rows
 
 
-def run_phase(latency: int, budget_s: float) -> dict:
+def run_phase(latency: int, budget_s: float) -> dict[str, Any]:
     """Start the fake (with `latency` ms) and every proxy, check their answers, measure, stop everything."""
     up_port = free_port()
     prefix = f"{{kbcompare-{os.getpid()}-{latency}}}:"
@@ -404,7 +406,7 @@ def run_phase(latency: int, budget_s: float) -> dict:
     rss: dict[str, float] = {}
     shapes: dict[str, dict[str, object]] = {}
     down: dict[str, str] = {}
-    measured: dict = {}
+    measured: dict[str, Any] = {}
     try:
         try:
             servers["direct"].start()
@@ -484,7 +486,7 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}"
 
 
-def ratios(rows: list[dict]) -> list[dict]:
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Kilo Bridge ÷ each peer for req/s (> 1 better), added p50/p99 and peak RSS (< 1 better), per point."""
     get = {(r["latency"], r["mode"], r["c"], r["system"]): r for r in rows}
     out = []
@@ -492,7 +494,7 @@ def ratios(rows: list[dict]) -> list[dict]:
         for mode in MODES:
             for c in CONCURRENCY:
                 b = get.get((lat, mode, c, "bridge"), {})
-                entry: dict = {"latency": lat, "mode": mode, "c": c}
+                entry: dict[str, Any] = {"latency": lat, "mode": mode, "c": c}
                 for peer in PEERS:
                     p = get.get((lat, mode, c, peer), {})
                     entry[peer] = {
@@ -521,7 +523,7 @@ TARGETS = (
 )
 
 
-def check_targets(rows: list[dict]) -> list[dict]:
+def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each target per (upstream latency, mode): the measured value and met / missed (n/a when a row failed)."""
     get = {(r["latency"], r["mode"], r["c"], r["system"]): r for r in rows}
     out = []
@@ -612,7 +614,7 @@ def main() -> int:
     return 1 if any("failed" in r and r["system"] in ("direct", "bridge") for r in rows) else 0
 
 
-def print_summary(res: dict) -> None:
+def print_summary(res: dict[str, Any]) -> None:
     print("\nKilo Bridge ÷ peer (req/s: > 1 is better; added p50 / p99: < 1 is better)")
     for e in res["ratios"]:
         parts = [f"{LABEL[p]}: req/s {e[p]['rps']}, p50 {e[p]['added_p50']}, p99 {e[p]['added_p99']}" for p in PEERS]
@@ -635,8 +637,8 @@ def _f(value: float | None, fmt: str) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
-def write_report(res: dict) -> None:
-    rows: list[dict] = res["rows"]
+def write_report(res: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = res["rows"]
     v = res["versions"]
     cols = [f"{lat} ms {mode}" for lat in LATENCIES for mode in MODES]
     rounds = ", ".join(f"{ph['latency']} ms: {ph['rounds']}" for ph in res["phases"])
@@ -818,7 +820,7 @@ def write_report(res: dict) -> None:
     print("wrote docs/benchmarks/compare.md")
 
 
-def plot(res: dict) -> None:
+def plot(res: dict[str, Any]) -> None:
     """Grouped bars, one panel row per upstream latency; runs under the bench's own Python (matplotlib lives in
     .bench/, not in .venv). A failed point is drawn as an empty bar labelled "failed"."""
     import matplotlib

@@ -36,6 +36,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -47,6 +48,7 @@ from tests.benchmarks.run import free_port  # noqa: E402
 from tests.fakes.fake_gateway import FakeGatewayThread  # noqa: E402
 from tests.fakes.fake_github import make_repo  # noqa: E402
 from tests.jobkit import stand_in_cli  # noqa: E402
+from tests.support import text  # noqa: E402
 
 SECONDS = float(os.getenv("BENCH_SECONDS", "3"))
 RUNS = int(os.getenv("BENCH_JOB_RUNS", "8"))
@@ -119,9 +121,9 @@ def first_lines(r: redis.Redis, prefix: str, job_id: str, timeout: float = 60) -
         if status in (b"succeeded", b"failed", b"cancelled", b"timed_out"):
             break
         time.sleep(0.02)
-    entries = [json.loads(f[b"l"]) for _, f in r.xrange(f"{prefix}job:{job_id}:log")]
+    entries = log_entries(r, prefix, job_id)
 
-    def ts(entry: dict) -> float:
+    def ts(entry: dict[str, Any]) -> float:
         return dt.datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
 
     runner = ts(entries[0])
@@ -180,7 +182,7 @@ def sandbox_cost(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefi
     return out
 
 
-def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefix: str, tmp: Path) -> dict:
+def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], prefix: str, tmp: Path) -> dict[str, Any]:
     """ms from run-agent to the agent's first model request (the real CLI in bubblewrap, through the door),
     beside a plain `kilo run` on a clone of the same repository calling the fake itself."""
     from agent_task.kilo import LEASH, QUIET
@@ -315,13 +317,18 @@ def door_cost(url: str, env: dict[str, str], prefix: str, tmp: Path) -> dict[str
     return out
 
 
-def ts(entry: dict) -> float:
+def ts(entry: dict[str, Any]) -> float:
     return dt.datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
 
 
-def job_log(r: redis.Redis, prefix: str, job_id: str) -> tuple[list[dict], str]:
+def log_entries(r: redis.Redis, prefix: str, job_id: str) -> list[dict[str, Any]]:
+    """The job's log lines as written to its log stream (each entry's `l` field, JSON)."""
+    return [json.loads(fields[b"l"]) for _, fields in r.xrange(f"{prefix}job:{job_id}:log") or [] if fields]
+
+
+def job_log(r: redis.Redis, prefix: str, job_id: str) -> tuple[list[dict[str, Any]], str]:
     status = r.hget(f"{prefix}job:{job_id}", "status")
-    return [json.loads(f[b"l"]) for _, f in r.xrange(f"{prefix}job:{job_id}:log")], (status or b"").decode()
+    return log_entries(r, prefix, job_id), text(status or b"")
 
 
 def main() -> int:
@@ -398,7 +405,7 @@ def main() -> int:
 
 
 def write_report(
-    accept: list[dict],
+    accept: list[dict[str, Any]],
     timings: dict[str, list[tuple[float, float, float]]],
     sandbox: dict[str, list[float]],
     cli_start: dict[str, list[float]],

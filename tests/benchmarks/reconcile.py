@@ -84,9 +84,9 @@ class CountingGateway(FakeGatewayThread):
         resp = await super()._open_sse(request, sc)
         write = resp.write
 
-        async def counted(data: bytes) -> None:
+        async def counted(data: bytes | bytearray | memoryview) -> None:
             await write(data)
-            self._bill(data)  # written: the connection was open
+            self._bill(bytes(data))  # written: the connection was open
 
         resp.write = counted  # type: ignore[method-assign]
         return resp

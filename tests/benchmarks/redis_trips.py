@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -100,7 +101,7 @@ def delta(a: tuple[dict[str, int], int], b: tuple[dict[str, int], int]) -> tuple
     return +calls, b[1] - a[1] - 2
 
 
-def measure_window(r: redis.Redis, client: httpx.Client, route: str, agent: str) -> dict:
+def measure_window(r: redis.Redis, client: httpx.Client, route: str, agent: str) -> dict[str, Any]:
     """N requests, then an idle window as long: per-request commands = (busy - idle) / N."""
     before = snapshot(r)
     began = time.monotonic()
@@ -194,7 +195,7 @@ def redis_client_ports(pid: int, redis_port: int) -> set[str]:
     return out
 
 
-def monitor_pass(host: str, port: int, server: Server, client: httpx.Client, route: str, agent: str, tag: str) -> dict:
+def monitor_pass(host: str, port: int, server: Server, client: httpx.Client, route: str, agent: str, tag: str) -> dict[str, Any]:
     """SAMPLE requests under MONITOR: commands per request sent by the server, and run inside its Lua scripts."""
     send(client, route, agent)  # connections to Redis exist before the addresses are read
     with Monitor(host, port) as mon:
@@ -256,8 +257,8 @@ def main() -> int:
         },
         port,
     )
-    windows: dict[str, list[dict]] = {route: [] for route in ROUTES}
-    monitored: dict[str, dict] = {}
+    windows: dict[str, list[dict[str, Any]]] = {route: [] for route in ROUTES}
+    monitored: dict[str, dict[str, Any]] = {}
     try:
         fake.start()
         bridge.start()
@@ -329,7 +330,7 @@ def _commit() -> str:
         return "?"
 
 
-def summarize(windows: dict[str, list[dict]], monitored: dict[str, dict]) -> dict:
+def summarize(windows: dict[str, list[dict[str, Any]]], monitored: dict[str, dict[str, Any]]) -> dict[str, Any]:
     routes = {}
     for route, ws in windows.items():
         names = sorted(
@@ -356,7 +357,7 @@ def summarize(windows: dict[str, list[dict]], monitored: dict[str, dict]) -> dic
     return {"routes": routes}
 
 
-def write_report(res: dict) -> None:
+def write_report(res: dict[str, Any]) -> None:
     lines = [
         "# Redis commands per request",
         "",

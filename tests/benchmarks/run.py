@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: make `tests.benchmarks` importable
@@ -38,10 +39,11 @@ KEY = "bench-key-not-real"
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def request_bytes(port: int, path: str, body: dict) -> bytes:
+def request_bytes(port: int, path: str, body: dict[str, Any]) -> bytes:
     raw = json.dumps(body).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
@@ -72,7 +74,15 @@ async def one_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
             return first or 0.0, time.perf_counter() - start
 
 
-async def load(port: int, req: bytes, concurrency: int, seconds: float) -> dict[str, float]:
+class Run(TypedDict):
+    """One load run: its timed seconds and each request's seconds (total, to the first byte)."""
+
+    elapsed: float
+    total: list[float]
+    ttfb: list[float]
+
+
+async def load(port: int, req: bytes, concurrency: int, seconds: float) -> Run:
     """All connections warm up first; then the clock runs for `seconds` (a slow warm-up never eats the window)."""
     ttfb: list[float] = []
     total: list[float] = []
@@ -97,7 +107,7 @@ async def load(port: int, req: bytes, concurrency: int, seconds: float) -> dict[
     return {"elapsed": time.perf_counter() - began, "total": total, "ttfb": ttfb}
 
 
-def summary(runs: list[dict]) -> dict[str, float]:
+def summary(runs: list[Run]) -> dict[str, float]:
     """One point's figures over its rounds: req/s over the timed seconds, percentiles over every request."""
     total = sorted(t for r in runs for t in r["total"])
     ttfb = sorted(t for r in runs for t in r["ttfb"])
@@ -171,7 +181,7 @@ def main() -> int:
                 requests = {name: request_bytes(port, path, body) for name, (port, path) in targets.items()}
                 requests[f"bridge {gen_path}"] = request_bytes(our_port, gen_path, gen_body)
                 ports = {**{name: port for name, (port, _path) in targets.items()}, f"bridge {gen_path}": our_port}
-                runs: dict[str, list[dict]] = {name: [] for name in requests}
+                runs: dict[str, list[Run]] = {name: [] for name in requests}
                 for _round in range(ROUNDS):
                     for name, req in requests.items():
                         runs[name].append(asyncio.run(load(ports[name], req, c, DURATION_S / ROUNDS)))
@@ -213,7 +223,7 @@ def main() -> int:
     return 0
 
 
-def before_after(rows: list[dict]) -> list[str]:
+def before_after(rows: list[dict[str, Any]]) -> list[str]:
     """This checkout's /v1 beside the baseline commit's, point by point (only with BENCH_BASELINE)."""
     if not BASELINE:
         return []
@@ -235,7 +245,7 @@ def before_after(rows: list[dict]) -> list[str]:
     return [*out, ""]
 
 
-def write_report(rows: list[dict], rss: dict[str, float]) -> None:
+def write_report(rows: list[dict[str, Any]], rss: dict[str, float]) -> None:
     workers = len(os.sched_getaffinity(0))
     baseline_note = (
         f"; beside it, commit `{BASELINE}` of this repository served the same way from its own `layers/` "

@@ -18,7 +18,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ async def cpu_us(fn: Callable[[], Awaitable[Any]], n: int) -> float:
 
 
 async def measure() -> tuple[dict[str, float], dict[str, float]]:  # noqa: C901 - a benchmark script's one measuring loop
-    from kilo_bridge.gateway.client import GatewayClient
+    from kilo_bridge.gateway.client import Answer, GatewayClient
     from kilo_bridge.usage.ledger import Admission, Ledger
     from kilo_bridge.web.app import create_app
 
@@ -94,7 +94,7 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:  # noqa: C901 
 
         status: list[int] = []
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
 
@@ -104,16 +104,23 @@ async def measure() -> tuple[dict[str, float], dict[str, float]]:  # noqa: C901 
 
     real = (Ledger.admit, Ledger.record, GatewayClient.complete)
 
-    async def no_admit(self: Ledger, key_digest: str | None = None, estimate_nusd: int = 0) -> Admission:
+    async def no_admit(self: Ledger, *args: Any, **kwargs: Any) -> Admission:
         return Admission()
 
     async def no_record(self: Ledger, *args: Any, **kwargs: Any) -> None:
         return None
 
-    async def canned(self: GatewayClient, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        return dict(CANNED), 1
+    async def canned(self: GatewayClient, *args: Any, **kwargs: Any) -> Answer:
+        return Answer(dict(CANNED), orjson.dumps(CANNED), {"content-type": "application/json"})
 
-    variants = {
+    variants: dict[
+        str,
+        tuple[
+            Callable[..., Coroutine[Any, Any, Admission]],
+            Callable[..., Coroutine[Any, Any, None]],
+            Callable[..., Coroutine[Any, Any, Answer]],
+        ],
+    ] = {
         "everything": real,
         "without Redis (admission, accounting)": (no_admit, no_record, real[2]),
         "without the upstream call": (real[0], real[1], canned),

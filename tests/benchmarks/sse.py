@@ -295,7 +295,7 @@ def main() -> int:
         rows = measure(port)
     finally:
         server.stop()
-    res = {
+    res: dict[str, Any] = {
         "when": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "platform": platform.platform(),
         "cpu": _cpu(),

@@ -118,8 +118,8 @@ def measure_servers(up_port: int) -> dict[str, dict[str, float]]:
                     port, path = targets[name]
                     r = asyncio.run(load(port, request_bytes(port, path, BODY), clients, DURATION_S))
                     slot = results[name]
-                    slot.setdefault(f"total{clients}", []).extend(r["total"])  # type: ignore[arg-type]
-                    slot.setdefault(f"rps{clients}", []).append(r["n"] / r["elapsed"])  # type: ignore[operator]
+                    slot.setdefault(f"total{clients}", []).extend(r["total"])
+                    slot.setdefault(f"rps{clients}", []).append(r["n"] / r["elapsed"])
                     print(f"round {rnd + 1} c={clients:<2} {name:8} {r['n'] / r['elapsed']:7.0f} req/s", flush=True)
     finally:
         for proc in procs.values():
@@ -158,8 +158,7 @@ async def _client_run(name: str, url: str) -> dict[str, float]:
 
         async def call() -> bytes:
             resp = await client.post(url, body=body, headers=headers)
-            data = await resp.bytes()
-            return data
+            return bytes(await resp.bytes())
 
         async def close() -> None:
             return None

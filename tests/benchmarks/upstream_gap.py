@@ -90,7 +90,7 @@ def _p50(port: int, delay_ms: int) -> float:
 def main() -> None:
     up, up_proc = _start(None)
     relay, relay_proc = _start(up)
-    cases = {(hop, d): [] for hop in ("direct", "relay") for d in (0, 50)}
+    cases: dict[tuple[str, int], list[float]] = {(hop, d): [] for hop in ("direct", "relay") for d in (0, 50)}
     for _ in range(ROUNDS):
         for (hop, d), out in cases.items():
             out.append(_p50(up if hop == "direct" else relay, d))

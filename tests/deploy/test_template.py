@@ -65,7 +65,8 @@ def app_routes() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     (Lambda Web Adapter, response streaming, 15 minutes), the rest the ApiFunction's (Mangum)."""
     from kilo_bridge.web.routes import api
 
-    short, streaming = set(), set()
+    short: set[tuple[str, str]] = set()
+    streaming: set[tuple[str, str]] = set()
     for endpoint in api.endpoints:
         route = route_shape(endpoint.path, endpoint.method)
         if route not in LOCAL_ONLY_ROUTES:
@@ -86,6 +87,7 @@ def _cfn_tag(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
+        assert isinstance(node, yaml.MappingNode)
         value = loader.construct_mapping(node, deep=True)
     if suffix == "Ref":
         return {"Ref": value}
@@ -100,7 +102,8 @@ CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 
 def load_template(text: str | None = None) -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text() if text is None else text, Loader=CfnLoader)  # noqa: S506 - safe subclass
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text() if text is None else text, Loader=CfnLoader)  # noqa: S506 - safe subclass
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,8 @@ def resources(tpl: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
 def function(tpl: dict[str, Any], name: str) -> dict[str, Any]:
     fn = tpl["Resources"].get(name)
     assert fn is not None and fn["Type"] == "AWS::Serverless::Function", f"{name} is not in the template"
-    return fn["Properties"]
+    properties: dict[str, Any] = fn["Properties"]
+    return properties
 
 
 def env_of(tpl: dict[str, Any], name: str) -> dict[str, Any]:

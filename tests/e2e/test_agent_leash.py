@@ -21,7 +21,8 @@ from kilo_bridge.config import Settings
 from kilo_bridge.jobs.catalogue import load_catalog
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub, make_repo
-from tests.jobkit import GITHUB_TOKEN, ROOT, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, run_body, wait_job
+from tests.support import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 CANARY = "canary-outside-the-checkout-5f1e0c"

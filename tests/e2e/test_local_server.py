@@ -39,7 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         stdout=subprocess.PIPE,
         text=True,
     )
-    fake_url = re.search(r"http://\S+", _wait_for_line(fake, "listening")).group(0)
+    found = re.search(r"http://\S+", _wait_for_line(fake, "listening"))
+    assert found is not None
+    fake_url = found.group(0)
     port = free_port()
     prefix = f"kbe2e{os.getpid()}:"
     tmp = tmp_path_factory.mktemp("server")

@@ -50,16 +50,18 @@ import base64
 import contextlib
 import json
 import struct
+import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-try:
-    from tests.fakes.threaded import AiohttpApp, ServerThread
-except ModuleNotFoundError:  # run as a script (make demo, benchmarks)
-    from threaded import AiohttpApp, ServerThread  # type: ignore[no-redef]
+if __name__ == "__main__":  # run as a script (make demo, benchmarks): the repository onto the import path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.fakes.threaded import AiohttpApp, ServerThread  # noqa: E402
 
 
 def _price(prompt: str, completion: str, cache_read: str, cache_write: str) -> dict[str, str]:
@@ -520,19 +522,20 @@ class FakeGateway(AiohttpApp):
         if refused is not None or body is None:
             return refused  # type: ignore[return-value]
         model = str(body.get("model") or "")
-        inputs = body.get("input") if isinstance(body.get("input"), list) else []
+        inputs: list[Any] = body["input"] if isinstance(body.get("input"), list) else []
         outputs = sum(1 for i in inputs if isinstance(i, dict) and str(i.get("type", "")).endswith("call_output"))
         step = self._next_step(body, sc, outputs)
         text = self._agent_text(body, sc, _last_user_text(body.get("input")))
         pieces = _split(text, int(sc.get("chunks", self.chunks)))
         n = self._seq + 1
-        usage = {
-            "input_tokens": _words(body.get("input")),
-            "output_tokens": len(pieces),
+        input_tokens, output_tokens = _words(body.get("input")), len(pieces)
+        usage: dict[str, Any] = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
         }
-        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
         if "cost" in sc:
             usage["cost"] = sc["cost"]
         message = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +41,10 @@ class AiohttpApp:
 
 class ServerThread:
     """Mixed into a class with `start()`/`stop()` coroutines (e.g. an `AiohttpApp`)."""
+
+    # What the class it is mixed into provides (declared only: no attribute here to shadow theirs).
+    start: Callable[[], Coroutine[Any, Any, object]]
+    stop: Callable[[], Coroutine[Any, Any, object]]
 
     def __enter__(self) -> Any:
         self._loop = asyncio.new_event_loop()

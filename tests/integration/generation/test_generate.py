@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ def stat(redis_client: redis.Redis, prefix: str, field: str, key: str = "stats")
     return int(redis_client.hget(prefix + key, field) or 0)
 
 
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict:
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     err = resp.json()["error"]
     assert err["code"] == code
@@ -89,7 +90,7 @@ def test_default_model_is_used_when_none_given(client: httpx.Client, fake: FakeG
     ],
 )
 def test_invalid_bodies_get_422_with_field_details(
-    app_client: TestClient, fake: FakeGatewayThread, body: dict, field: str
+    app_client: TestClient, fake: FakeGatewayThread, body: dict[str, Any], field: str
 ) -> None:
     err = assert_error(app_client.post("/api/kilo/generate", json=body), 422, "invalid_request")
     assert field in {d["field"] for d in err["details"]}
@@ -146,7 +147,7 @@ def test_upstream_errors_are_mapped(
     fake: FakeGatewayThread,
     redis_client: redis.Redis,
     prefix: str,
-    scenario: dict,
+    scenario: dict[str, Any],
     status: int,
     code: str,
 ) -> None:

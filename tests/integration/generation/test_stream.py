@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -67,7 +68,7 @@ def test_chunks_are_relayed_as_they_arrive_with_keepalives_in_silence(
     ],
 )
 def test_midstream_failure_is_an_error_event(
-    base_url: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str, scenario: dict, code: str
+    base_url: str, fake: FakeGatewayThread, redis_client: redis.Redis, prefix: str, scenario: dict[str, Any], code: str
 ) -> None:
     fake.script([scenario])
     events = stream(base_url, {"prompt": "a b c d e f"})

@@ -11,7 +11,8 @@ import httpx
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_github import FakeGitHub
-from tests.jobkit import GITHUB_TOKEN, ROOT, log_events, run_body, wait_job
+from tests.jobkit import GITHUB_TOKEN, log_events, run_body, wait_job
+from tests.support import ROOT
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ def _lines(client: httpx.Client, job_id: str) -> list[tuple[str, str]]:
     ]
 
 
-def _run(client: httpx.Client, fake_github: FakeGitHub, name: str, setup: list[str]) -> dict:
+def _run(client: httpx.Client, fake_github: FakeGitHub, name: str, setup: list[str]) -> dict[str, Any]:
     profile = {"name": name, "env": {"GITHUB_TOKEN": GITHUB_TOKEN}, "setup": setup}
     saved = client.post("/api/kilo/profiles", json=profile)
     assert saved.status_code == 201, saved.text

@@ -4,6 +4,7 @@ All of it is requests and answers, so the app runs in process (Starlette's TestC
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -100,7 +101,7 @@ def test_allowed_host_is_accepted(strict_api: TestClient) -> None:
     ],
 )
 def test_bad_fields_are_refused_and_nothing_starts(
-    api: TestClient, fake_github: FakeGitHub, patch: dict, field: str, redis_client: redis.Redis, prefix: str
+    api: TestClient, fake_github: FakeGitHub, patch: dict[str, Any], field: str, redis_client: redis.Redis, prefix: str
 ) -> None:
     body = run_body(fake_github.repo_url("acme", "widgets"))
     body.update(patch)

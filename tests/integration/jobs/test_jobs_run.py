@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ def jobs_client(serve: Callable[..., str], job_settings: Callable[..., Settings]
     return httpx.Client(base_url=serve(job_settings()), timeout=10)
 
 
-def start(client: httpx.Client, body: dict) -> str:
+def start(client: httpx.Client, body: dict[str, Any]) -> str:
     response = client.post("/api/kilo/run-agent", json=body)
     assert response.status_code == 202, response.text
     return response.json()["jobId"]

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -52,13 +53,13 @@ def server(serve: Callable[..., str], make_settings: Callable[..., Settings], cl
     return serve(make_settings(auth_required=True, admin_api_key=ADMIN), clock=clock)
 
 
-def create_key(base: str, **body: object) -> dict:
+def create_key(base: str, **body: object) -> dict[str, Any]:
     resp = httpx.post(f"{base}/api/kilo/admin/keys", json={"name": "ci", **body}, headers=AS_ADMIN)
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
-def admin_view(base: str, key_id: str) -> dict:
+def admin_view(base: str, key_id: str) -> dict[str, Any]:
     keys = httpx.get(f"{base}/api/kilo/admin/keys", headers=AS_ADMIN).json()["keys"]
     return next(k for k in keys if k["id"] == key_id)
 

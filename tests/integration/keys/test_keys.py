@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ def locked_app(make_app_client: Callable[..., TestClient], make_settings: Callab
     return make_app_client(make_settings(auth_required=True, admin_api_key=ADMIN))
 
 
-def create_key(target: str | TestClient, **body: object) -> dict:
+def create_key(target: str | TestClient, **body: object) -> dict[str, Any]:
     """A key made through the admin API: of the server at a base URL, or of the app behind a TestClient."""
     post = (lambda path, **kw: httpx.post(target + path, **kw)) if isinstance(target, str) else target.post
     resp = post("/api/kilo/admin/keys", json={"name": "ci", **body}, headers={"Authorization": f"Bearer {ADMIN}"})
