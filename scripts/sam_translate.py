@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from samtranslator.parser.parser import Parser  # type: ignore[import-not-found]
-from samtranslator.translator.translator import Translator  # type: ignore[import-not-found]
-from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-not-found]
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parent.parent
 # The only parameter without a default; any image URI translates the same.

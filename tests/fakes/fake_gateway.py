@@ -61,7 +61,7 @@ from aiohttp import web
 if __name__ == "__main__":  # run as a script (make demo, benchmarks): the repository onto the import path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fakes.threaded import AiohttpApp, ServerThread  # noqa: E402
+from tests.fakes.threaded import AiohttpApp, ServerThread
 
 
 def _price(prompt: str, completion: str, cache_read: str, cache_write: str) -> dict[str, str]:

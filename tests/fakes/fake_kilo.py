@@ -150,7 +150,8 @@ def main() -> int:  # noqa: C901 - the stand-in CLI's modes, one branch each
             shutil.copytree(git, os.environ["FAKE_KILO_GIT_SNAPSHOT"])
         for name, value in os.environ.items():
             if name.startswith("LEAK_"):
-                emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={base64.b64encode(value.encode())!r}")
+                b64 = base64.b64encode(value.encode())
+                emit("text", text=f"{name}={value} url={quote(value, safe='')} b64={b64!r}")
                 print(f"stderr {value}", file=sys.stderr, flush=True)
         write(target, "no secrets here\n")
     elif mode == "env":

@@ -11,11 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.typing import EncodableT, FieldT
 
 from kilo_bridge.config import Settings
 from kilo_bridge.platform.security import Redactor
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, run_body, wait_job, workspaces
+from tests.support import text
 
 pytestmark = pytest.mark.slow
 CANARY = "canary-7f3a9c-Do-Not-Leak-91e2"
@@ -23,18 +25,19 @@ CANARY = "canary-7f3a9c-Do-Not-Leak-91e2"
 
 def redis_dump(client: redis.Redis, prefix: str) -> str:
     parts = []
+    readers: dict[str, Callable[[bytes], object]] = {
+        "string": lambda k: client.get(k),
+        "hash": lambda k: client.hgetall(k),
+        "list": lambda k: client.lrange(k, 0, -1),
+        "set": lambda k: client.smembers(k),
+        "zset": lambda k: client.zrange(k, 0, -1),
+        "stream": lambda k: client.xrange(k),
+    }
     for key in client.scan_iter(match=prefix + "*", count=1000):
-        kind = client.type(key).decode()
+        kind = text(client.type(key))
         if kind == "none":  # gone between the scan and the read (a window or mark expiring): nothing to leak
             continue
-        value = {
-            "string": lambda k: client.get(k),
-            "hash": lambda k: client.hgetall(k),
-            "list": lambda k: client.lrange(k, 0, -1),
-            "set": lambda k: client.smembers(k),
-            "zset": lambda k: client.zrange(k, 0, -1),
-            "stream": lambda k: client.xrange(k),
-        }[kind](key)
+        value = readers[kind](key)
         parts.append(f"{key!r} {value!r}")
     return "\n".join(parts)
 
@@ -62,7 +65,7 @@ def test_canary_appears_nowhere_after_a_full_job(
     accepted = client.post("/api/kilo/run-agent", json=body)
     job_id = accepted.json()["jobId"]
     # While queued, Redis holds only the sealed form.
-    assert redis_client.get(f"{prefix}job:{job_id}:env").startswith(b"v1.local.")
+    assert text(redis_client.get(f"{prefix}job:{job_id}:env")).startswith("v1.local.")
     job = wait_job(client, job_id)
     assert job["status"] == "succeeded", job
     assert job["result"]["prUrl"]
@@ -92,9 +95,9 @@ def test_canary_appears_nowhere_after_a_full_job(
         ),
         "logs": "".join(capfd.readouterr()),
     }
-    for where, text in haystacks.items():
-        assert text, f"nothing to scan in {where}"
-        assert not found(text), f"a secret leaked into {where}"
+    for where, haystack in haystacks.items():
+        assert haystack, f"nothing to scan in {where}"
+        assert not found(haystack), f"a secret leaked into {where}"
     # The canary did reach the agent (so the scan above means something), redacted in the log.
     log = client.get(job["artifacts"]["log.jsonl"]["url"].replace(str(client.base_url), "")).text
     assert "LEAK_CANARY=[REDACTED]" in log and "b64=b'[REDACTED]" in log
@@ -113,7 +116,7 @@ def test_canary_appears_nowhere_after_a_full_job(
     ids=["repoUrl", "prompt", "agent", "owner"],
 )
 def test_a_queued_job_rewritten_in_redis_fails_record_tampered_and_never_opens_its_secrets(
-    rewrite: dict[str, str],
+    rewrite: dict[FieldT, EncodableT],  # fields as written into the job's record
     job_settings: Callable[..., Settings],
     fake_github: FakeGitHub,
     redis_client: redis.Redis,
@@ -160,7 +163,7 @@ def test_a_queued_job_rewritten_in_redis_fails_record_tampered_and_never_opens_i
     ids=["command", "approval"],
 )
 def test_a_deploy_whose_step_is_rewritten_in_redis_fails_record_tampered_and_never_deploys(
-    rewrite: dict[str, str],
+    rewrite: dict[FieldT, EncodableT],  # fields as written into the job's record
     job_settings: Callable[..., Settings],
     fake_github: FakeGitHub,
     redis_client: redis.Redis,

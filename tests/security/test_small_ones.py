@@ -28,10 +28,11 @@ def test_a_trigger_timestamp_in_non_ascii_digits_is_401(
     """Over a real socket: the header's raw bytes reach the app as latin-1 text (`²` is a digit to
     `str.isdigit`, not to `int`)."""
     client = httpx.Client(base_url=serve(make_settings(auth_required=True)), timeout=10)
-    trigger = new_trigger(client, {"Authorization": f"Bearer {key_factory('ci')}"})  # type: ignore[arg-type]
+    trigger = new_trigger(client, {"Authorization": f"Bearer {key_factory('ci')}"})
     body = orjson.dumps(ALERT)
     for stamp in (b"\xb2", b"\xb9\xb2\xb3", b"1\xb2", b"\xbd"):  # ², ¹²³, 1², ½ in latin-1
-        headers = {**signed(trigger["secret"], body), "X-Kilo-Timestamp": stamp, "Content-Type": "application/json"}
+        headers = {name.encode(): value.encode() for name, value in signed(trigger["secret"], body).items()}
+        headers |= {b"X-Kilo-Timestamp": stamp, b"Content-Type": b"application/json"}
         response = client.post(f"/api/kilo/triggers/{trigger['id']}", content=body, headers=headers)
         assert response.status_code == 401, (stamp, response.text)
         assert response.json()["error"]["code"] == "unauthorized"

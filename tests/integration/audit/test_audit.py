@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest, key_id
 from tests.integration.profiles.test_profiles import everything_in_redis
-from tests.support import REDIS_URL, ROOT
+from tests.support import REDIS_URL, ROOT, text
 
 ADMIN = "admin-key-not-real-0123456789"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
@@ -168,9 +168,11 @@ def test_keys_made_with_the_command_line_are_recorded(
         timeout=60,
     )
     assert made.returncode == 0, made.stderr
-    entries = redis_client.xrange(f"{prefix}audit")
+    entries = redis_client.xrange(f"{prefix}audit") or []
     assert len(entries) == 1
-    fields = {k.decode(): v.decode() for k, v in entries[0][1].items()}
+    _, entry = entries[0]
+    assert entry is not None
+    fields = {text(k): text(v) for k, v in entry.items()}
     secret = next(w for w in made.stdout.replace('"', " ").split() if w.startswith("kb_"))
     assert (fields["actor"], fields["action"], fields["target"]) == ("cli", "key.create", key_id(digest(secret)))
     assert secret not in str(entries)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.support import TEST_KEY, free_port
+from tests.support import TEST_KEY, Response, free_port
 
 JSON = {"Content-Type": "application/json"}
 
@@ -22,9 +22,9 @@ def stat(redis_client: redis.Redis, prefix: str, field: str, key: str = "stats")
     return int(redis_client.hget(prefix + key, field) or 0)
 
 
-def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+def assert_error(resp: Response, status: int, code: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
+    err: dict[str, Any] = resp.json()["error"]
     assert err["code"] == code
     assert err["requestId"] == resp.headers["x-request-id"]
     assert TEST_KEY not in resp.text
@@ -107,7 +107,7 @@ def test_oversized_bodies_over_a_socket(client: httpx.Client, fake: FakeGatewayT
     big = b'{"prompt": "' + b"a" * 1_100_000 + b'"}'
     assert_error(client.post("/api/kilo/generate", content=big, headers=JSON), 413, "payload_too_large")
 
-    def chunks():  # no Content-Length: the cap applies while reading
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap applies while reading
         yield b'{"prompt": "'
         for _ in range(30):
             yield b"a" * 50_000

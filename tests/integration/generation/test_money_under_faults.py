@@ -22,6 +22,7 @@ from kilo_bridge.keys.store import digest
 from kilo_bridge.platform.redis import Store
 from kilo_bridge.usage.ledger import Ledger, Outcome
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import number
 
 ADMIN = "admin-key-not-real-0123456789"
 MSG = [{"role": "user", "content": "x"}]
@@ -102,7 +103,7 @@ async def test_a_reservation_whose_settlement_never_comes_is_released(
     await ledger.record(Outcome(model="m", ok=True), 100, lost)  # ... twice: counted once
     record = redis_client.hgetall(f"{prefix}apikey:{key_digest}")
     assert (int(record[b"spend_nusd"]), int(record[b"reserved_nusd"])) == (400, 0)
-    assert int(redis_client.hget(f"{prefix}stats", "ok")) == 2
+    assert number(redis_client.hget(f"{prefix}stats", "ok")) == 2
     await ledger.store.close()
 
 

@@ -13,11 +13,11 @@ import redis
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.support import TEST_KEY, sse, stream
+from tests.support import TEST_KEY, counters, sse, stream
 
 
 def stats(redis_client: redis.Redis, prefix: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in redis_client.hgetall(prefix + "stats").items()}
+    return counters(redis_client, prefix + "stats")
 
 
 def test_deltas_then_done_with_usage(

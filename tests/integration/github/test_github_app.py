@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from kilo_bridge.config import Settings
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import wait_job
+from tests.support import Response
 
 APP_ID = "4242"
 WEBHOOK_SECRET = "whsec-test-not-real-0123456789"
@@ -77,7 +78,7 @@ def deliver(
     payload: dict[str, Any],
     delivery: str | None = None,
     secret: str = WEBHOOK_SECRET,
-) -> httpx.Response:
+) -> Response:
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     headers = {

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from kilo_bridge.config import Settings
+from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.platform import aws
 from kilo_bridge.platform.redis import Store
@@ -38,7 +39,7 @@ def load_function(name: str, monkeypatch: pytest.MonkeyPatch, settings: Settings
 
 
 def sqs_event(message: dict[str, Any]) -> dict[str, Any]:
-    event = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
+    event: dict[str, Any] = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
     record = event["Records"][0]
     record["messageId"], record["body"], record["receiptHandle"] = (
         message["MessageId"],
@@ -105,7 +106,7 @@ def test_finalizer_counts_a_failure_the_runner_recorded_once(
     async def runner_fails_it() -> None:  # what the runner records when the agent fails (exit code 0)
         store = Store(settings)
         try:
-            assert await JobStore(store).fail_unfinished(job_id, "agent_failed", "the agent exited with 1")
+            assert await JobStore(store).fail_unfinished(job_id, EndReason.AGENT_FAILED, "the agent exited with 1")
         finally:
             await store.close()
 

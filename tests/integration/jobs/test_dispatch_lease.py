@@ -70,7 +70,7 @@ def dispatcher(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> ModuleTyp
 
 
 def delivery(message: dict[str, Any], receive_count: int) -> dict[str, Any]:
-    event = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
+    event: dict[str, Any] = json.loads((ROOT / "events/dispatcher/sqs-run-agent.json").read_text())
     record = event["Records"][0]
     record["messageId"], record["body"], record["receiptHandle"] = (
         message["MessageId"],

@@ -22,7 +22,7 @@ from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.platform.redis import Store
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
-from tests.support import ROOT
+from tests.support import ROOT, text
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +150,7 @@ async def test_a_lost_job_costs_its_key_the_reservation_and_a_never_run_one_noth
         assert (await jobs.claim(lost, owner, "w1")).verdict == "ok"
         await asyncio.sleep(0.7)  # its runner died: no heartbeat, no cost report
         assert await jobs.reap() == {lost: "failed"}
-        spend, reserved = (int(v) for v in await store.fields(key, "spend_nusd", "reserved_nusd"))
+        spend, reserved = (int(text(v)) for v in await store.fields(key, "spend_nusd", "reserved_nusd"))
         assert (spend, reserved) == (2_000_000_000, 0)
     finally:
         await store.close()

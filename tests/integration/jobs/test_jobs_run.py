@@ -18,6 +18,7 @@ from kilo_bridge.config import Settings
 from tests.fakes.fake_gateway import FakeGatewayThread
 from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN, log_events, pid_alive, run_body, wait_job
+from tests.support import number
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,8 @@ def jobs_client(serve: Callable[..., str], job_settings: Callable[..., Settings]
 def start(client: httpx.Client, body: dict[str, Any]) -> str:
     response = client.post("/api/kilo/run-agent", json=body)
     assert response.status_code == 202, response.text
-    return response.json()["jobId"]
+    job_id: str = response.json()["jobId"]
+    return job_id
 
 
 def git(*args: str) -> str:
@@ -282,7 +284,9 @@ def test_logs_follow_a_running_job_live_and_end_with_it(jobs_client: httpx.Clien
         ),
     )
     wait_job(jobs_client, job_id, ("running",), phase="agent", timeout=30)
-    seen_while_running, kind, events = [], None, []
+    seen_while_running: list[str] = []
+    kind: str | None = None
+    events: list[tuple[str | None, str]] = []
     with jobs_client.stream("GET", f"/api/kilo/job/{job_id}/logs", timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -332,7 +336,7 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(
     assert job["status"] == "succeeded", job
     assert job["result"]["costUsd"] == pytest.approx(0.3)
     # …and is settled to what its agent's model calls were metered for.
-    spend, reserved = (int(v) for v in redis_client.hmget(record, "spend_nusd", "reserved_nusd"))
+    spend, reserved = (number(v) for v in redis_client.hmget(record, "spend_nusd", "reserved_nusd"))
     assert (spend, reserved) == (300_000_000, 0)
     assert (
         client.post("/api/kilo/run-agent", json=run_body(repo, dryRun=True, maxCostUsd=0.7, profileEnv=env)).status_code
@@ -340,8 +344,13 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(
     )
 
 
-def _events_with_ids(client: httpx.Client, job_id: str, headers: dict[str, str] | None = None) -> list[tuple]:
-    out, kind, event_id = [], None, None
+def _events_with_ids(
+    client: httpx.Client, job_id: str, headers: dict[str, str] | None = None
+) -> list[tuple[str | None, str | None, str]]:
+    """(id, event, data) of each event of the job's log stream."""
+    out: list[tuple[str | None, str | None, str]] = []
+    kind: str | None = None
+    event_id: str | None = None
     with client.stream("GET", f"/api/kilo/job/{job_id}/logs", headers=headers or {}) as response:
         for line in response.iter_lines():
             if line.startswith("id: "):
@@ -375,7 +384,9 @@ def test_a_reconnecting_log_reader_resumes_after_its_last_event_id(
     logs = [e for e in everything if e[1] == "log"]
     assert len(logs) > 5 and all(e[0] for e in logs)  # every log line carries its id
     assert everything[0][1] == "status" and everything[-1][:2] == ("end", "end")
-    resumed = _events_with_ids(jobs_client, job_id, {"Last-Event-ID": logs[2][0]})
+    last_seen = logs[2][0]
+    assert last_seen is not None
+    resumed = _events_with_ids(jobs_client, job_id, {"Last-Event-ID": last_seen})
     assert resumed == everything[:1] + everything[4:]  # the status, then exactly what came after, nothing twice
     # Garbage is no resume point: the whole log again.
     assert _events_with_ids(jobs_client, job_id, {"Last-Event-ID": "9-9; DROP"}) == everything

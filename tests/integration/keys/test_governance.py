@@ -21,7 +21,7 @@ import redis
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.support import run_sync
+from tests.support import run_sync, text_hash
 
 ADMIN = "admin-key-not-real-0123456789"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
@@ -56,12 +56,14 @@ def server(serve: Callable[..., str], make_settings: Callable[..., Settings], cl
 def create_key(base: str, **body: object) -> dict[str, Any]:
     resp = httpx.post(f"{base}/api/kilo/admin/keys", json={"name": "ci", **body}, headers=AS_ADMIN)
     assert resp.status_code == 201, resp.text
-    return resp.json()
+    created: dict[str, Any] = resp.json()
+    return created
 
 
 def admin_view(base: str, key_id: str) -> dict[str, Any]:
     keys = httpx.get(f"{base}/api/kilo/admin/keys", headers=AS_ADMIN).json()["keys"]
-    return next(k for k in keys if k["id"] == key_id)
+    view: dict[str, Any] = next(k for k in keys if k["id"] == key_id)
+    return view
 
 
 @pytest.fixture
@@ -310,7 +312,7 @@ def test_me_matches_the_ledger_after_mixed_traffic(
     me = httpx.get(f"{base}/api/kilo/me", headers=headers)
     assert me.status_code == 200, me.text
     body = me.json()
-    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}").items()}
+    record = text_hash(redis_client, f"{prefix}apikey:{digest(key['key'])}")
     assert body["key"]["id"] == key["id"] and body["key"]["models"] == ["fake/*", "kilo-auto/*"]
     assert body["key"]["spentUsd"] == int(record["spend_nusd"]) / 1e9 == 0.06
     assert body["key"]["spentThisPeriodUsd"] == int(record["period_spend_nusd"]) / 1e9 == 0.06
@@ -437,7 +439,7 @@ def test_a_jobs_reservation_counts_in_the_period_it_was_created_in(
     today = Clock("2026-03-11T09:00:00+00:00")
     created = {"yesterday": Clock("2026-03-10T23:50:00+00:00"), "today": Clock("2026-03-11T08:00:00+00:00")}
 
-    async def scenario() -> tuple[dict[bytes, bytes], bool]:
+    async def scenario() -> tuple[dict[str, str], bool]:
         store = Store(store_settings)
         try:
             secret, _ = await KeyStore(store).create("jobs", budget_usd=1.0, budget_period="day")
@@ -467,12 +469,12 @@ def test_a_jobs_reservation_counts_in_the_period_it_was_created_in(
                 claim = await jobs.claim(made[when], owner, "worker-1")
                 assert claim.verdict == "ok"
                 assert await jobs.finish(made[when], owner, claim.attempt, "succeeded", {"costNusd": cost})
-            return redis_client.hgetall(f"{prefix}apikey:{owner}"), refused
+            return text_hash(redis_client, f"{prefix}apikey:{owner}"), refused
         finally:
             await store.close()
 
     record, refused = run_sync(scenario())
     assert refused
-    assert int(record[b"spend_nusd"]) == 800_000_000  # both jobs and the call
-    assert int(record[b"period_spend_nusd"]) == 500_000_000  # today's job and the call
-    assert int(record[b"reserved_nusd"]) == 0 and int(record[b"period_reserved_nusd"]) == 0
+    assert int(record["spend_nusd"]) == 800_000_000  # both jobs and the call
+    assert int(record["period_spend_nusd"]) == 500_000_000  # today's job and the call
+    assert int(record["reserved_nusd"]) == 0 and int(record["period_reserved_nusd"]) == 0

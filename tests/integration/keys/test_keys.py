@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.support import REDIS_URL, ROOT
+from tests.support import REDIS_URL, ROOT, text_hash
 
 ADMIN = "admin-key-not-real-0123456789"
 
@@ -41,7 +41,8 @@ def create_key(target: str | TestClient, **body: object) -> dict[str, Any]:
     post = (lambda path, **kw: httpx.post(target + path, **kw)) if isinstance(target, str) else target.post
     resp = post("/api/kilo/admin/keys", json={"name": "ci", **body}, headers={"Authorization": f"Bearer {ADMIN}"})
     assert resp.status_code == 201, resp.text
-    return resp.json()
+    created: dict[str, Any] = resp.json()
+    return created
 
 
 def test_keys_are_required_except_for_health_badge_and_docs(locked_app: TestClient, fake: FakeGatewayThread) -> None:
@@ -68,8 +69,8 @@ def test_key_works_in_both_headers_and_revocation_is_immediate(
     key = create_key(locked)
     assert key["key"].startswith("kb_")
     # stored only as a digest
-    stored = redis_client.hgetall(f"{prefix}apikey:{digest(key['key'])}")
-    assert stored and key["key"].encode() not in b"".join(list(stored.keys()) + list(stored.values()))
+    stored = text_hash(redis_client, f"{prefix}apikey:{digest(key['key'])}")
+    assert stored and key["key"] not in "".join([*stored, *stored.values()])
     assert not list(redis_client.scan_iter(match=f"*{key['key']}*"))
     for headers in ({"Authorization": f"Bearer {key['key']}"}, {"x-api-key": key["key"]}):
         assert httpx.post(locked + "/api/kilo/generate", json={"prompt": "x"}, headers=headers).status_code == 200

@@ -22,7 +22,7 @@ import redis
 from kilo_bridge.config import load_settings
 from kilo_bridge.platform.redis import Store
 from tests.jobkit import pid_alive
-from tests.support import ROOT, free_port, run_sync
+from tests.support import ROOT, free_port, run_sync, text
 
 
 def raw(port: int, command: bytes) -> bytes:
@@ -96,7 +96,7 @@ def test_the_embedded_redis_keeps_its_data_across_a_kill_and_a_restart(embedded:
     assert r.config_get("appendonly") == {"appendonly": "yes"}  # (CONFIG on the test's own server)
     assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
     data_dir = ROOT / ".run" / f"redis-{port}"
-    assert Path(r.config_get("dir")["dir"]) == data_dir.resolve()
+    assert Path(text(r.config_get("dir")["dir"])) == data_dir.resolve()
     r.hset("{kb}:apikey:abc", mapping={"name": "kept", "budget_nusd": 5})
     deadline = time.monotonic() + 20
     while not any(b"kept" in f.read_bytes() for f in data_dir.rglob("*") if f.is_file()):  # fsynced within a second

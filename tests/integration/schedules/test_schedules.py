@@ -24,6 +24,7 @@ from kilo_bridge.scheduled_tasks import run_task
 from kilo_bridge.schedules.backends import LocalScheduler
 from kilo_bridge.schedules.local import ScheduleWorker
 from kilo_bridge.services import Services, local_workers
+from tests.support import text, text_hash
 
 REPO = "https://github.com/acme/widgets"
 RUN = {"repoUrl": REPO, "agent": "dependency-update", "prompt": "Update the lock file", "maxCostUsd": 1.5}
@@ -33,8 +34,10 @@ def schedule_body(**fields: Any) -> dict[str, Any]:
     return {"name": "nightly deps", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "run": RUN} | fields
 
 
-def job_records(client: redis.Redis, prefix: str) -> list[dict[bytes, bytes]]:
-    return [client.hgetall(k) for k in client.scan_iter(match=f"{prefix}job:job_*") if client.type(k) == b"hash"]
+def job_records(client: redis.Redis, prefix: str) -> list[dict[str, str]]:
+    return [
+        text_hash(client, text(k)) for k in client.scan_iter(match=f"{prefix}job:job_*") if client.type(k) == b"hash"
+    ]
 
 
 @pytest.fixture
@@ -86,9 +89,9 @@ def test_a_schedule_made_through_the_api_fires_on_the_local_queue_as_its_owner(
     jobs = job_records(redis_client, prefix)
     assert jobs, "the schedule never fired into a job"
     job = jobs[0]
-    assert job[b"agent"] == b"dependency-update" and job[b"repoUrl"].decode() == REPO
-    assert job[b"prompt"] == b"Update the lock file" and job[b"owner"].decode() == digest(api_key)
-    assert job[b"requestId"] == b"scheduled"
+    assert job["agent"] == "dependency-update" and job["repoUrl"] == REPO
+    assert job["prompt"] == "Update the lock file" and job["owner"] == digest(api_key)
+    assert job["requestId"] == "scheduled"
 
     path = f"/api/kilo/schedules/{schedule['id']}"
     paused = client.post(path + "/pause", headers=mine)
@@ -126,7 +129,7 @@ def test_the_local_workers_the_server_starts_fire_the_schedules_too(
     asyncio.run(fire_until_a_job())
     jobs = job_records(redis_client, prefix)
     assert jobs, "the schedule never fired into a job"
-    assert jobs[0][b"requestId"] == b"scheduled"
+    assert jobs[0]["requestId"] == "scheduled"
     assert client.delete(f"/api/kilo/schedules/{created.json()['id']}", headers=mine).status_code == 204
 
 
@@ -230,7 +233,8 @@ def test_on_aws_a_schedule_is_an_eventbridge_schedule_that_runs_through_function
     assert aws_env.get_schedule(Name=schedule_id, GroupName="kilo-bridge-runs")["State"] == "ENABLED"
 
     def delivered(at: str) -> dict[str, Any]:  # the input as Scheduler sends it for the firing scheduled at `at`
-        return json.loads(sent.replace("<aws.scheduler.scheduled-time>", at))
+        event: dict[str, Any] = json.loads(sent.replace("<aws.scheduler.scheduled-time>", at))
+        return event
 
     async def deliver(*events: dict[str, Any]) -> list[dict[str, Any]]:  # what functions/scheduled does with them
         services = Services.build(settings)
@@ -243,8 +247,8 @@ def test_on_aws_a_schedule_is_an_eventbridge_schedule_that_runs_through_function
         deliver(delivered("2026-12-03T02:00:00Z"), delivered("2026-12-03T02:00:00Z"), delivered("2026-12-04T02:00:00Z"))
     )
     assert first["task"] == "run-agent" and first["status"] == "queued"
-    job = redis_client.hgetall(f"{prefix}job:{first['jobId']}")
-    assert job[b"owner"].decode() == digest(api_key) and job[b"maxCostUsd"] == b"1.5"
+    job = text_hash(redis_client, f"{prefix}job:{first['jobId']}")
+    assert job["owner"] == digest(api_key) and job["maxCostUsd"] == "1.5"
     # A retry of the same firing (whenever it arrives) is that firing's run; the next firing is a run of its own.
     assert retried["jobId"] == first["jobId"]
     assert next_night["jobId"] != first["jobId"]

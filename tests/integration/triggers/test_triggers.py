@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -17,13 +18,14 @@ from kilo_bridge.config import Settings
 from kilo_bridge.keys.store import digest, key_id
 from kilo_bridge.triggers.service import signature
 from tests.integration.profiles.test_profiles import everything_in_redis
+from tests.support import text_hash
 
 REPO = "https://github.com/acme/widgets"
 TEMPLATE = "Fix {{ body.alert.title }} on {{ body.service }}{{ body.missing.field }} (tag {{ body.tags.0 }})"
 ALERT = {"alert": {"title": "disk full"}, "service": "db-1", "tags": ["prod"]}
 
 
-def new_trigger(client: TestClient, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+def new_trigger(client: TestClient | httpx.Client, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
     body = {"name": "alerts", "agent": "apply-patch-and-pr", "repoUrl": REPO, "promptTemplate": TEMPLATE}
     body.update(fields)
     created = client.post("/api/kilo/triggers", json=body, headers=headers)
@@ -68,10 +70,10 @@ def test_a_signed_call_starts_the_owners_job_with_the_rendered_prompt(
     assert started.status_code == 202, started.text
     job_id = started.json()["jobId"]
     assert started.headers["location"] == started.json()["statusUrl"]
-    job = redis_client.hgetall(f"{prefix}job:{job_id}")
-    assert job[b"prompt"].decode() == "Fix disk full on db-1 (tag prod)"
-    assert job[b"agent"] == b"apply-patch-and-pr" and job[b"repoUrl"].decode() == REPO
-    assert job[b"status"] == b"queued"
+    job = text_hash(redis_client, f"{prefix}job:{job_id}")
+    assert job["prompt"] == "Fix disk full on db-1 (tag prod)"
+    assert job["agent"] == "apply-patch-and-pr" and job["repoUrl"] == REPO
+    assert job["status"] == "queued"
     # the run is the trigger owner's: its key's job, with the trigger's cost cap
     shown = client.get(f"/api/kilo/job/{job_id}", headers=mine).json()
     assert shown["keyId"] == key_id(digest(api_key)) and shown["maxCostUsd"] == 2.5

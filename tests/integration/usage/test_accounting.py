@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from kilo_bridge.money import NANO
+from tests.support import counters, number
 
 N = 300
 
@@ -33,7 +34,7 @@ async def _fire(url: str, n: int) -> list[int]:
 def test_counters_are_exact_after_concurrent_requests(base_url: str, redis_client: redis.Redis, prefix: str) -> None:
     codes = asyncio.run(_fire(base_url, N))
     assert codes == [200] * N
-    totals = {k.decode(): int(v) for k, v in redis_client.hgetall(prefix + "stats").items()}
+    totals = counters(redis_client, prefix + "stats")
     streams = len(range(0, N, 3))
     plain = N - streams
     assert totals["requests"] == N
@@ -42,13 +43,13 @@ def test_counters_are_exact_after_concurrent_requests(base_url: str, redis_clien
     # fake: prompt "a b c" = 3 tokens; completion = 5 chunks streamed, 6 words ("Echo: a b c" → 4) plain
     prompt_tokens = totals["prompt_tokens"] // N
     assert totals["prompt_tokens"] == prompt_tokens * N
-    model = {k.decode(): int(v) for k, v in redis_client.hgetall(prefix + "stats:model:fake/model-a").items()}
+    model = counters(redis_client, prefix + "stats:model:fake/model-a")
     assert model["ok"] == N and model["requests"] == N
     # spend is integer nano-USD: exact sum of each call's price
     per_stream = prompt_tokens * 1_000 + 5 * 2_000  # nano-USD at 1e-6 / 2e-6 USD per token
     plain_completion = (totals["completion_tokens"] - 5 * streams) // plain
     per_plain = prompt_tokens * 1_000 + plain_completion * 2_000
     assert totals["spend_nusd"] == streams * per_stream + plain * per_plain
-    credits_spent = int(redis_client.hget(prefix + "credits", "spent_since_nusd"))
+    credits_spent = number(redis_client.hget(prefix + "credits", "spent_since_nusd"))
     assert credits_spent == totals["spend_nusd"]
     assert credits_spent / NANO == pytest.approx(totals["spend_nusd"] / NANO)

@@ -25,6 +25,7 @@ import redis
 from kilo_bridge.config import Settings
 from tests.conftest import serve_app
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import number
 
 BIN = Path(__file__).resolve().parents[2] / "clients" / "node" / "node_modules" / ".bin"
 CLAUDE, CODEX = BIN / "claude", BIN / "codex"
@@ -185,7 +186,7 @@ def test_claude_code_answers_and_makes_a_tool_round_trip(
         assert call["query"] == "beta=true", call["query"]
         assert call["headers"]["anthropic-version"] == "2023-06-01"
         assert "claude-code-" in call["headers"]["anthropic-beta"]
-    assert int(redis_client.hget(prefix + "stats", "ok")) == len(calls)  # every call admitted and accounted
+    assert number(redis_client.hget(prefix + "stats", "ok")) == len(calls)  # every call admitted and accounted
 
 
 def test_claude_code_stops_at_once_on_a_revoked_key(

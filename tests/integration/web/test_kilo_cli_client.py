@@ -13,6 +13,7 @@ import redis
 
 from kilo_bridge.config import load_settings
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import number
 
 pytestmark = pytest.mark.slow
 CLI = load_settings().kilo_cli_path
@@ -61,4 +62,4 @@ def test_kilo_cli_through_v1_writes_a_file_and_is_accounted(
     relayed = fake.chats
     assert relayed and all(c["headers"]["user-agent"].startswith("kilo-bridge/") for c in relayed)
     assert any(c["json"].get("tools") for c in relayed)  # streamed, with its 16 tools, through /v1
-    assert int(redis_client.hget(prefix + "stats", "ok")) == len(relayed)  # every call accounted
+    assert number(redis_client.hget(prefix + "stats", "ok")) == len(relayed)  # every call accounted

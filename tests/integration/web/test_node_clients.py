@@ -26,7 +26,8 @@ def run(base_url: str, case: str) -> dict[str, Any]:
         ["node", str(NODE_DIR / "run.mjs"), base_url, case], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.stdout, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import number
 
 
 @pytest.fixture
@@ -18,7 +19,8 @@ def test_plain_completion(sdk: openai.OpenAI, fake: FakeGatewayThread, redis_cli
     answer = sdk.chat.completions.create(
         model="fake/model-a", messages=[{"role": "user", "content": "hello sdk"}], temperature=0.1, seed=7
     )
-    assert answer.choices[0].message.content.startswith("Echo: hello sdk")
+    content = answer.choices[0].message.content
+    assert content is not None and content.startswith("Echo: hello sdk")
     assert answer.usage is not None and answer.usage.total_tokens > 0
     sent = fake.chats[-1]["json"]
     assert sent["seed"] == 7 and sent["temperature"] == 0.1  # unknown fields pass through
@@ -36,7 +38,7 @@ def test_streamed_completion_without_usage_requested(
     assert text.startswith("Echo: one two three")
     assert all(c.usage is None for c in chunks)  # not asked for, not sent
     assert fake.chats[-1]["json"]["stream_options"] == {"include_usage": True}  # but we counted it
-    assert int(redis_client.hget(prefix + "stats", "completion_tokens")) == 5
+    assert number(redis_client.hget(prefix + "stats", "completion_tokens")) == 5
 
 
 def test_streamed_completion_with_usage(sdk: openai.OpenAI) -> None:

@@ -8,12 +8,13 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared import ErrorObject
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_gateway import FakeGatewayThread
 
-MSG = [{"role": "user", "content": "x"}]
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "x"}]
 
 
 def sdk(base_url: str, retries: int = 2) -> openai.OpenAI:
@@ -150,7 +151,7 @@ def test_our_own_401_on_v1_says_no_retry_can_fix_it(
     serve: Callable[..., str], make_settings: Callable[..., Settings], fake: FakeGatewayThread
 ) -> None:
     url = serve(make_settings(auth_required=True))
-    bodies = {
+    bodies: dict[str, dict[str, object]] = {
         "/v1/chat/completions": {"messages": MSG},
         "/v1/messages": {"messages": MSG, "max_tokens": 5},
         "/v1/responses": {"input": "x"},

@@ -10,15 +10,25 @@ import httpx
 import openai
 import pytest
 import redis
-from anthropic.types import Message, RawMessageStreamEvent
+from anthropic.types import Message, MessageParam, RawMessageStreamEvent
+from anthropic.types.beta import BetaMessageParam
 from openai.types import CreateEmbeddingResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+)
 from openai.types.responses import Response, ResponseCreatedEvent, ResponseFailedEvent, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from tests.fakes.fake_gateway import FakeGatewayThread
+from tests.support import text_hash
 
-MSG = [{"role": "user", "content": "hello there"}]
+# One user message, as each SDK types it.
+MSG: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
+CLAUDE_MSG: list[MessageParam] = [{"role": "user", "content": "hello there"}]
+CLAUDE_BETA_MSG: list[BetaMessageParam] = [{"role": "user", "content": "hello there"}]
 RATE = {"x-ratelimit-remaining-requests": "41", "x-ratelimit-limit-requests": "200"}
 
 
@@ -34,7 +44,7 @@ def claude(base_url: str) -> anthropic.Anthropic:
 
 
 def stats(r: redis.Redis, prefix: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in r.hgetall(prefix + "stats").items() if v.isdigit()}
+    return {k: int(v) for k, v in text_hash(r, prefix + "stats").items() if v.isdigit()}
 
 
 def sse_data(resp: httpx.Response) -> list[tuple[str | None, Any]]:
@@ -53,7 +63,7 @@ def test_chat_body_goes_through_untouched_and_the_answer_comes_back_as_sent(
     sdk: openai.OpenAI, fake: FakeGatewayThread
 ) -> None:
     fake.script([{"kind": "ok", "headers": RATE}])
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": "add 2 and 2"},
         {
             "role": "assistant",
@@ -117,10 +127,10 @@ def test_responses_plain_and_streamed(
 def test_messages_plain_and_streamed_with_the_anthropic_sdk(
     claude: anthropic.Anthropic, fake: FakeGatewayThread, base_url: str, redis_client: redis.Redis, prefix: str
 ) -> None:
-    raw = claude.messages.with_raw_response.create(model="fake/model-a", max_tokens=100, messages=MSG)
+    raw = claude.messages.with_raw_response.create(model="fake/model-a", max_tokens=100, messages=CLAUDE_MSG)
     message = Message.model_validate(raw.http_response.json(), strict=True)
     assert message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
-    with claude.messages.stream(model="fake/model-a", max_tokens=100, messages=MSG) as stream:
+    with claude.messages.stream(model="fake/model-a", max_tokens=100, messages=CLAUDE_MSG) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == "Echo: hello there" and final.usage.output_tokens == 5
@@ -186,12 +196,12 @@ def test_messages_errors_take_anthropics_shape_and_the_sdk_types_them(
     # Ours (a token cap that cannot be) and the gateway's (a model the team may not use), as Anthropic's
     # clients expect them: `{"type": "error", "error": {"type", "message"}}`, each raised as its own error.
     with pytest.raises(anthropic.UnprocessableEntityError) as ours:
-        claude.messages.create(model="fake/model-a", max_tokens=-1, messages=MSG)
+        claude.messages.create(model="fake/model-a", max_tokens=-1, messages=CLAUDE_MSG)
     body = ours.value.response.json()
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error" and body["error"]["message"]
     fake.script([{"kind": "status", "status": 404, "message": "Model not allowed for your team"}])
     with pytest.raises(anthropic.APIStatusError) as theirs:
-        claude.messages.create(model="fake/model-a", max_tokens=10, messages=MSG)
+        claude.messages.create(model="fake/model-a", max_tokens=10, messages=CLAUDE_MSG)
     body = theirs.value.response.json()
     assert body["type"] == "error" and "not allowed" in body["error"]["message"]
     # The OpenAI-shaped routes keep OpenAI's shape.
@@ -241,12 +251,15 @@ def _strict_schema(levels: int) -> dict[str, Any]:
 
 def test_a_strict_json_schema_ten_levels_deep_is_relayed(sdk: openai.OpenAI, fake: FakeGatewayThread) -> None:
     schema = _strict_schema(10)
-    tool = {"type": "function", "function": {"name": "deep", "strict": True, "parameters": schema}}
+    tool: ChatCompletionFunctionToolParam = {
+        "type": "function",
+        "function": {"name": "deep", "strict": True, "parameters": schema},
+    }
     sdk.chat.completions.create(
         model="fake/model-a",
         messages=[{"role": "user", "content": "x"}],
         response_format={"type": "json_schema", "json_schema": {"name": "deep", "strict": True, "schema": schema}},
-        tools=[tool],  # type: ignore[list-item]
+        tools=[tool],
     )
     sdk.responses.create(
         model="fake/model-a",
@@ -261,11 +274,11 @@ def test_stream_null_means_not_streamed(
     sdk: openai.OpenAI, claude: anthropic.Anthropic, fake: FakeGatewayThread
 ) -> None:
     # The SDKs send an explicit None as `"stream": null` (the specs allow it): a plain answer, typed as one.
-    chat = sdk.chat.completions.create(model="fake/model-a", messages=MSG, stream=None)  # type: ignore[call-overload]
+    chat = sdk.chat.completions.create(model="fake/model-a", messages=MSG, stream=None)
     assert isinstance(chat, ChatCompletion) and chat.choices[0].message.content == "Echo: hello there"
-    response = sdk.responses.create(model="fake/model-a", input="hello there", stream=None)  # type: ignore[call-overload]
+    response = sdk.responses.create(model="fake/model-a", input="hello there", stream=None)
     assert isinstance(response, Response) and response.output_text == "Echo: hello there"
-    message = claude.messages.create(model="fake/model-a", max_tokens=10, messages=MSG, stream=None)  # type: ignore[call-overload]
+    message = claude.messages.create(model="fake/model-a", max_tokens=10, messages=CLAUDE_MSG, stream=None)  # type: ignore[call-overload]
     assert isinstance(message, Message) and message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
     for path in ("/chat/completions", "/responses", "/messages"):
         assert fake.calls(path)[-1]["json"]["stream"] is None  # relayed as sent
@@ -292,7 +305,7 @@ def test_anthropic_version_beta_headers_and_beta_query_reach_the_gateway(
     claude.beta.messages.create(
         model="fake/model-a",
         max_tokens=10,
-        messages=MSG,
+        messages=CLAUDE_BETA_MSG,
         betas=["context-management-2025-06-27"],
         extra_query={"beta": "true"},
     )
