@@ -157,6 +157,20 @@ def client(base_url: str) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture
+def http_client() -> Iterator[Callable[..., httpx.Client]]:
+    """httpx clients of the test's own (`http_client(base_url=..., timeout=...)`), each closed when it ends."""
+    made: list[httpx.Client] = []
+
+    def make(**options: Any) -> httpx.Client:
+        made.append(httpx.Client(**options))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
 # ------------------------------------------------------------------------------------ the app in process
 
 

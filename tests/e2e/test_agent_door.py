@@ -75,6 +75,7 @@ def test_from_inside_a_job_nothing_of_the_host_answers_and_every_model_call_is_m
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     loopback_servers: tuple[int, int],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(real_cli=True, agent_sandbox="bwrap")
     base = serve(settings)
@@ -93,7 +94,7 @@ def test_from_inside_a_job_nothing_of_the_host_answers_and_every_model_call_is_m
     ]
     fake.agent_text = "Probed."
     fake.script([{"kind": "ok", "cost": 0.0125}] * 30)  # OpenRouter's usage.cost on every answer
-    client = httpx.Client(base_url=base, timeout=10)
+    client = http_client(base_url=base, timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
@@ -117,6 +118,7 @@ def test_a_build_job_reaches_an_allow_listed_server_through_the_proxy_and_is_ref
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     loopback_servers: tuple[int, int],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     allowed, unlisted = loopback_servers
     settings = job_settings(
@@ -137,7 +139,7 @@ def test_a_build_job_reaches_an_allow_listed_server_through_the_proxy_and_is_ref
         {"tool": "bash", "args": {"description": "fetch", "command": f'python3 -c "{fetch}"'}},
     ]
     fake.agent_text = "PASSED: fetched."
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(

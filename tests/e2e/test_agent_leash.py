@@ -92,6 +92,7 @@ def test_review_agent_refuses_bash_edit_subagents_outside_reads_and_repository_c
     fake_github: FakeGitHub,
     markers: Path,
     outside: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plan = [
         {"tool": "bash", "args": {"command": f"touch {markers}/bash", "description": "touch"}},
@@ -106,7 +107,7 @@ def test_review_agent_refuses_bash_edit_subagents_outside_reads_and_repository_c
         SUBTASK: [{"tool": "bash", "args": {"command": f"touch {markers}/subagent", "description": "touch"}}]
     }
     fake.agent_text = "Findings: none."
-    client = httpx.Client(base_url=serve(job_settings(real_cli=True, agent_sandbox="none")), timeout=10)
+    client = http_client(base_url=serve(job_settings(real_cli=True, agent_sandbox="none")), timeout=10)
     job = run_job(client, hostile_repo(fake_github, markers), "review", prompt=None)
 
     assert job["status"] == "succeeded", job
@@ -131,13 +132,14 @@ def test_writing_agents_ignore_repository_config_and_stay_in_their_checkout(
     fake_github: FakeGitHub,
     markers: Path,
     outside: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plan = [
         {"tool": "read", "args": {"filePath": str(outside)}},
         {"tool": "write", "args": {"filePath": str(markers / "write"), "content": "outside\n"}},
         {"tool": "write", "args": {"filePath": "CHANGED.md", "content": "inside\n"}},
     ]
-    client = httpx.Client(base_url=serve(job_settings(real_cli=True, agent_sandbox="none")), timeout=10)
+    client = http_client(base_url=serve(job_settings(real_cli=True, agent_sandbox="none")), timeout=10)
     job = run_job(client, hostile_repo(fake_github, markers), agent)
 
     assert job["status"] == "succeeded", job
@@ -153,13 +155,14 @@ def test_an_agent_the_cli_does_not_know_fails_the_job_before_any_model_call(
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     agents = tmp_path / "agents"
     shutil.copytree(ROOT / "agent_task/agents", agents)
     # The catalogue has it; the CLI does not load it as a primary agent (here: it declares itself a subagent).
     definition = agents / "kilo/agent/review.md"
     definition.write_text(definition.read_text().replace("mode: primary", "mode: subagent"))
-    client = httpx.Client(
+    client = http_client(
         base_url=serve(job_settings(real_cli=True, agent_sandbox="none", agents_dir=str(agents))), timeout=10
     )
     job = run_job(client, fake_github.repo_url("acme", "widgets"), "review", prompt=None)
@@ -174,12 +177,13 @@ def test_a_report_only_agent_allowed_a_way_out_is_not_run(
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     agents = tmp_path / "agents"
     shutil.copytree(ROOT / "agent_task/agents", agents)
     definition = agents / "kilo/agent/review.md"
     definition.write_text(definition.read_text().replace("  task: deny\n", ""))  # the subagent door left open
-    client = httpx.Client(
+    client = http_client(
         base_url=serve(job_settings(real_cli=True, agent_sandbox="none", agents_dir=str(agents))), timeout=10
     )
     job = run_job(client, fake_github.repo_url("acme", "widgets"), "review", prompt=None)

@@ -62,13 +62,14 @@ def test_a_job_whose_model_step_takes_45_s_succeeds_on_the_task_path(
     fake_github: FakeGitHub,
     agent_user: str,
     task_workdir: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(real_cli=True, agent_sandbox="user", agent_user=agent_user, job_workdir=str(task_workdir))
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "hello\n"}}]
     fake.agent_text = "Added HELLO.md."
     # The first answers take 45 s before their first byte (a title call, when the CLI makes one, may come first).
     fake.script([{"kind": "ok", "latency_ms": SLOW_MS, "cost": 0.01}] * 2 + [{"kind": "ok", "cost": 0.01}] * 20)
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(

@@ -29,7 +29,7 @@ def tab(browser: Any, server: str) -> Iterator[Page]:  # noqa: F811
 
 
 def test_a_finished_job_is_followed_up_from_its_page_and_run_again_keeps_the_prompt(
-    tab: Page, server: str, fake_github: FakeGitHub
+    tab: Page, server: str, fake_github: FakeGitHub, http_client: Callable[..., httpx.Client]
 ) -> None:
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
@@ -37,7 +37,7 @@ def test_a_finished_job_is_followed_up_from_its_page_and_run_again_keeps_the_pro
         dryRun=True,
         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "write"},
     )
-    client = httpx.Client(base_url=server, timeout=10)
+    client = http_client(base_url=server, timeout=10)
     parent = wait_job(client, client.post("/api/kilo/run-agent", json=body).json()["jobId"])
     assert parent["status"] == "succeeded"
 

@@ -142,11 +142,12 @@ def test_the_agent_prepares_without_the_token_and_the_runner_deploys_with_it(
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     target: Target,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     port = target.server_address[1]
     settings = settings_for(job_settings, port)
     agent_plan(fake, port)
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     answer = client.post("/api/kilo/run-agent", json=deploy_body(fake_github, port))
     assert answer.status_code == 202, answer.text
     job = wait_job(client, answer.json()["jobId"], timeout=300)
@@ -178,10 +179,11 @@ def test_a_failing_deploy_ends_deploy_failed_with_its_output_tail(
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     target: Target,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     port = target.server_address[1]
     agent_plan(fake, port)
-    client = httpx.Client(base_url=serve(settings_for(job_settings, port)), timeout=10)
+    client = http_client(base_url=serve(settings_for(job_settings, port)), timeout=10)
     command = "echo uploading 3 files; echo 'error: quota exceeded for project widgets' >&2; exit 7"
     job_id = client.post("/api/kilo/run-agent", json=deploy_body(fake_github, port, command)).json()["jobId"]
     job = wait_job(client, job_id, timeout=300)
@@ -203,17 +205,18 @@ def test_an_approval_gated_deploy_waits_and_deploys_only_after_its_own_key_appro
     fake_github: FakeGitHub,
     target: Target,
     key_factory: Callable[..., str],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     port = target.server_address[1]
     agent_plan(fake, port)
     owner, other = {"x-api-key": key_factory("team-a")}, {"x-api-key": key_factory("team-b")}
     settings = settings_for(job_settings, port, auth_required=True, deploy_approval_ttl_s=600, jobs_concurrency=2)
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     body = deploy_body(fake_github, port, requireApproval=True)
     approved_id = client.post("/api/kilo/run-agent", json=body, headers=owner).json()["jobId"]
     rejected_id = client.post("/api/kilo/run-agent", json=body, headers=owner).json()["jobId"]
 
-    as_owner = _as(client, owner)
+    as_owner = http_client(base_url=client.base_url, headers=owner, timeout=10)
     waiting = wait_job(as_owner, approved_id, ("awaiting_approval",), timeout=300)
     approval = waiting["approval"]
     assert approval["command"] == DEPLOY.replace("PORT", str(port)) and approval["build"].startswith("PASSED")
@@ -243,10 +246,11 @@ def test_a_deploy_whose_approval_window_ends_is_cancelled_without_deploying(
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     target: Target,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     port = target.server_address[1]
     agent_plan(fake, port)
-    client = httpx.Client(base_url=serve(settings_for(job_settings, port, deploy_approval_ttl_s=1)), timeout=10)
+    client = http_client(base_url=serve(settings_for(job_settings, port, deploy_approval_ttl_s=1)), timeout=10)
     job_id = client.post("/api/kilo/run-agent", json=deploy_body(fake_github, port, requireApproval=True)).json()[
         "jobId"
     ]
@@ -262,7 +266,3 @@ def kb(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The terminal client, as a user runs it."""
     argv = [sys.executable, "-m", "kilo_bridge", *args, "--url", url.rstrip("/")]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, **env}, check=False)
-
-
-def _as(client: httpx.Client, headers: dict[str, str]) -> httpx.Client:
-    return httpx.Client(base_url=client.base_url, headers=headers, timeout=10)

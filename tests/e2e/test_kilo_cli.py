@@ -37,11 +37,15 @@ def test_image_build_context_leaves_out_host_builds_and_secrets() -> None:
 
 
 def test_real_cli_writes_a_file_and_the_job_opens_a_pull_request(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "hello from kilo\n"}}]
     fake.agent_text = "Added HELLO.md as asked."
-    client = httpx.Client(base_url=serve(job_settings(real_cli=True)), timeout=10)
+    client = http_client(base_url=serve(job_settings(real_cli=True)), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(
@@ -65,11 +69,15 @@ def test_real_cli_writes_a_file_and_the_job_opens_a_pull_request(
 
 
 def test_review_agent_is_denied_edits_and_never_pushes(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "PWNED.md", "content": "should not exist\n"}}]
     fake.agent_text = "Findings: none."
-    client = httpx.Client(base_url=serve(job_settings(real_cli=True)), timeout=10)
+    client = http_client(base_url=serve(job_settings(real_cli=True)), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(

@@ -48,6 +48,7 @@ def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
     key_factory: Callable[..., str],
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plans = {
         "MARK-ONE": [{"tool": "write", "args": {"filePath": "ONE.md", "content": "one\n"}}],
@@ -57,8 +58,8 @@ def test_follow_ups_continue_the_session_on_the_same_branch_and_pull_request(
     fake.agent_text = "Done as asked."
     settings = job_settings(real_cli=True, auth_required=True)
     base = serve(settings)
-    mine = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
-    theirs = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("theirs")})
+    mine = http_client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
+    theirs = http_client(base_url=base, timeout=30, headers={"x-api-key": key_factory("theirs")})
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         prompt="MARK-ONE: add ONE.md",
@@ -119,13 +120,14 @@ def test_follow_up_of_a_dry_run_continues_its_session_on_a_fresh_checkout(
     key_factory: Callable[..., str],
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plans = {
         "MARK-DRY": [{"tool": "write", "args": {"filePath": "DRY.md", "content": "dry\n"}}],
         "MARK-REAL": [{"tool": "write", "args": {"filePath": "REAL.md", "content": "real\n"}}],
     }
     base = serve(job_settings(real_cli=True, auth_required=True))
-    mine = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
+    mine = http_client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         prompt="MARK-DRY: add DRY.md",
@@ -162,6 +164,7 @@ def test_a_message_to_a_running_job_reaches_the_agents_next_request_and_the_live
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     gate = tmp_path / "go"
     fake.agent_plans = {
@@ -172,8 +175,8 @@ def test_a_message_to_a_running_job_reaches_the_agents_next_request_and_the_live
         ]
     }
     base = serve(job_settings(real_cli=True, auth_required=True))
-    mine = httpx.Client(base_url=base, timeout=90, headers={"x-api-key": key_factory("mine")})
-    theirs = httpx.Client(base_url=base, timeout=10, headers={"x-api-key": key_factory("theirs")})
+    mine = http_client(base_url=base, timeout=90, headers={"x-api-key": key_factory("mine")})
+    theirs = http_client(base_url=base, timeout=10, headers={"x-api-key": key_factory("theirs")})
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         prompt="MARK-STEER: wait, then write",

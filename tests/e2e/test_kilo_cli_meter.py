@@ -18,12 +18,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_jobs_cost_is_every_call_the_cli_made_as_the_gateway_reported_it(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     fake.agent_plan = [{"tool": "write", "args": {"filePath": "HELLO.md", "content": "hello\n"}}]
     fake.agent_text = "Added HELLO.md."
     fake.script([{"kind": "ok", "cost": 0.0125}] * 20)  # OpenRouter's usage.cost on every answer
-    client = httpx.Client(base_url=serve(job_settings(real_cli=True)), timeout=10)
+    client = http_client(base_url=serve(job_settings(real_cli=True)), timeout=10)
     response = client.post(
         "/api/kilo/run-agent",
         json=run_body(
@@ -44,7 +48,11 @@ def test_the_jobs_cost_is_every_call_the_cli_made_as_the_gateway_reported_it(
 
 
 def test_the_build_agent_runs_a_failing_test_suite_and_reports_it_without_pushing(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     make_repo(
         fake_github.root,
@@ -54,7 +62,7 @@ def test_the_build_agent_runs_a_failing_test_suite_and_reports_it_without_pushin
     )
     fake.agent_plan = [{"tool": "bash", "args": {"command": "sh test.sh", "description": "Run the tests"}}]
     fake.agent_text = "FAILED: sh test.sh exited 1 (1 failing: test_add)."
-    client = httpx.Client(base_url=serve(job_settings(real_cli=True)), timeout=10)
+    client = http_client(base_url=serve(job_settings(real_cli=True)), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(

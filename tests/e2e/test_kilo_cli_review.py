@@ -83,11 +83,12 @@ def client(
     serve: Callable[..., str],
     job_settings: Callable[..., Settings],
     app_settings: dict[str, Any],  # noqa: F811
+    http_client: Callable[..., httpx.Client],
 ) -> httpx.Client:
     settings = job_settings(
         real_cli=True, github_review_fail_on="high", public_base_url="https://bridge.example", **app_settings
     )
-    return httpx.Client(base_url=serve(settings), timeout=10)
+    return http_client(base_url=serve(settings), timeout=10)
 
 
 def test_a_review_is_inline_by_the_base_rules_and_a_check(

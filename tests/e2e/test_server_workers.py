@@ -121,12 +121,16 @@ def test_requests_are_served_by_both_web_processes(server: tuple[subprocess.Pope
 
 
 def test_one_job_worker_runs_a_job_exactly_once(
-    server: tuple[subprocess.Popen[str], str, int], fake_github: FakeGitHub, prefix: str, redis_client: redis.Redis
+    server: tuple[subprocess.Popen[str], str, int],
+    fake_github: FakeGitHub,
+    prefix: str,
+    redis_client: redis.Redis,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     proc, url, _port = server
     job_workers = _job_workers(proc.pid)
     assert len(job_workers) == 1
-    client = httpx.Client(base_url=url, timeout=10)
+    client = http_client(base_url=url, timeout=10)
     body = run_body(
         fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "write"}
     )

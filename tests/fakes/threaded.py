@@ -66,3 +66,5 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()

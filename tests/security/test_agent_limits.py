@@ -71,10 +71,11 @@ def test_a_job_is_held_at_each_limit_and_ends_naming_it(
     job_settings: Callable[..., Settings],
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(agent_sandbox="bwrap", kilo_cli=shell_cli(tmp_path), **overrides)
     base = serve(settings)
-    client = httpx.Client(base_url=base, timeout=30)
+    client = http_client(base_url=base, timeout=30)
     body = run_body(
         fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_SHELL": shell}
     )

@@ -101,6 +101,7 @@ def test_auto_fails_the_job_naming_the_setting_when_bwrap_cannot_run(
     fake_github: FakeGitHub,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # bubblewrap where namespaces are forbidden (Fargate's seccomp profile): it exits 1.
     fakebin = tmp_path / "bin"
@@ -108,7 +109,7 @@ def test_auto_fails_the_job_naming_the_setting_when_bwrap_cannot_run(
     (fakebin / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
     (fakebin / "bwrap").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fakebin}:{os.environ['PATH']}")
-    client = httpx.Client(base_url=serve(job_settings(agent_sandbox="auto")), timeout=10)
+    client = http_client(base_url=serve(job_settings(agent_sandbox="auto")), timeout=10)
     job_id = client.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
     job = wait_job(client, job_id)
     assert job["status"] == "failed" and job["reason"] == "sandbox_unavailable", job
@@ -124,6 +125,7 @@ def test_real_cli_in_bwrap_cannot_reach_server_files_artifacts_or_other_jobs(
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(real_cli=True, agent_sandbox="bwrap")
     key_file = Path(settings.job_secrets_key_file)
@@ -145,7 +147,7 @@ def test_real_cli_in_bwrap_cannot_reach_server_files_artifacts_or_other_jobs(
         {"tool": "bash", "args": {"description": "probe", "command": "sh probe.sh"}},
     ]
     fake.agent_text = "Probed."
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json=run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
@@ -167,7 +169,11 @@ def test_real_cli_in_bwrap_cannot_reach_server_files_artifacts_or_other_jobs(
 
 
 def test_the_patch_leftovers_clean_up_never_follows_an_agent_made_link(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     """A patch that does not apply leaves `docs/guide.md.rej` for the agent; the agent swaps `docs` for a link
     to a host directory holding a file of that name. The runner's clean-up of the leftovers must not delete it."""
@@ -184,7 +190,7 @@ def test_the_patch_leftovers_clean_up_never_follows_an_agent_made_link(
         "@@ -1 +1 @@\n-a line this checkout does not have\n+the patched line\n"
     )
     agent = f'test -f docs/guide.md.rej && mv docs docs-real && ln -s {host} docs && echo "swapped"'
-    client = httpx.Client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path))), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path))), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json={

@@ -165,6 +165,7 @@ def test_a_job_ending_without_a_change_posts_its_status_not_the_agents_text(
     app_settings: dict[str, Any],  # noqa: F811
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # The agent's last words: the issue's text (the attacker's) echoed back, long, with no change made.
     wrapper = tmp_path / "kilo-echo"
@@ -179,7 +180,7 @@ def test_a_job_ending_without_a_change_posts_its_status_not_the_agents_text(
     )
     wrapper.chmod(0o755)
     settings = job_settings(kilo_cli=str(wrapper), public_base_url="https://bridge.example", **app_settings)
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     payload = comment_event(fake_github, "/kilo fix the typo")
     payload["issue"]["body"] = "exfil " + "Z" * 3000 + " END-OF-ISSUE"
     started = deliver(client, "issue_comment", payload)

@@ -50,9 +50,10 @@ def test_canary_appears_nowhere_after_a_full_job(
     prefix: str,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings()
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         profileEnv={
@@ -122,6 +123,7 @@ def test_a_queued_job_rewritten_in_redis_fails_record_tampered_and_never_opens_i
     redis_client: redis.Redis,
     prefix: str,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     import asyncio
 
@@ -133,7 +135,7 @@ def test_a_queued_job_rewritten_in_redis_fails_record_tampered_and_never_opens_i
     make_repo(fake_github.root, "evil", "loot")
     settings = job_settings()
     with serve_app(create_app(settings, job_worker=False)) as url:  # no worker: the job stays queued
-        client = httpx.Client(base_url=url, timeout=10)
+        client = http_client(base_url=url, timeout=10)
         body = run_body(
             fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "LEAK_CANARY": CANARY}
         )
@@ -168,6 +170,7 @@ def test_a_deploy_whose_step_is_rewritten_in_redis_fails_record_tampered_and_nev
     fake_github: FakeGitHub,
     redis_client: redis.Redis,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     """The deploy's command, hosts and approval are bound to the job's seal like its repository and prompt."""
     import asyncio
@@ -178,7 +181,7 @@ def test_a_deploy_whose_step_is_rewritten_in_redis_fails_record_tampered_and_nev
 
     settings = job_settings()
     with serve_app(create_app(settings, job_worker=False)) as url:
-        client = httpx.Client(base_url=url, timeout=10)
+        client = http_client(base_url=url, timeout=10)
         body = {
             "repoUrl": fake_github.repo_url("acme", "widgets"),
             "agent": "deploy",
@@ -197,7 +200,10 @@ def test_a_deploy_whose_step_is_rewritten_in_redis_fails_record_tampered_and_nev
 
 
 def test_an_untouched_queued_job_opens_its_secrets_for_its_runner(
-    job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     """The control for the test above: the same path, nothing rewritten, runs to its pull request."""
     import asyncio
@@ -209,7 +215,7 @@ def test_an_untouched_queued_job_opens_its_secrets_for_its_runner(
     settings = job_settings()
     with serve_app(create_app(settings, job_worker=False)) as url:
         settings = settings.replace(bridge_url=url)
-        client = httpx.Client(base_url=url, timeout=10)
+        client = http_client(base_url=url, timeout=10)
         body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})
         job_id = client.post("/api/kilo/run-agent", json=body).json()["jobId"]
         assert asyncio.run(Runner(settings, job_id).run()) == "succeeded"

@@ -60,6 +60,7 @@ def test_a_private_key_from_profile_env_is_not_pushed_nor_logged_in_any_form(
     job_settings: Callable[..., Settings],
     fake_github: FakeGitHub,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # The agent copies the key into the checkout, then prints every LEAK_ value (stdout events, stderr).
     wrapper = tmp_path / "kilo-copies"
@@ -69,7 +70,7 @@ def test_a_private_key_from_profile_env_is_not_pushed_nor_logged_in_any_form(
     )
     wrapper.chmod(0o755)
     settings = job_settings(kilo_cli=str(wrapper))
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "LEAK_KEY": PRIVATE_KEY, "LEAK_ODD": ODD, "FAKE_KILO_MODE": "leak"},

@@ -23,11 +23,14 @@ from tests.support import ROOT
 
 
 def test_a_trigger_timestamp_in_non_ascii_digits_is_401(
-    serve: Callable[..., str], make_settings: Callable[..., Settings], key_factory: Callable[..., str]
+    serve: Callable[..., str],
+    make_settings: Callable[..., Settings],
+    key_factory: Callable[..., str],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     """Over a real socket: the header's raw bytes reach the app as latin-1 text (`²` is a digit to
     `str.isdigit`, not to `int`)."""
-    client = httpx.Client(base_url=serve(make_settings(auth_required=True)), timeout=10)
+    client = http_client(base_url=serve(make_settings(auth_required=True)), timeout=10)
     trigger = new_trigger(client, {"Authorization": f"Bearer {key_factory('ci')}"})
     body = orjson.dumps(ALERT)
     for stamp in (b"\xb2", b"\xb9\xb2\xb3", b"1\xb2", b"\xbd"):  # ², ¹²³, 1², ½ in latin-1
@@ -63,12 +66,15 @@ def test_user_sandbox_is_refused_where_several_jobs_run_at_once(
 
 @pytest.mark.slow
 def test_a_jobs_local_artifacts_are_the_servers_users_alone(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     old = os.umask(0o022)  # the usual umask: files 0644 unless the store says otherwise
     try:
         settings = job_settings()
-        client = httpx.Client(base_url=serve(settings), timeout=10)
+        client = http_client(base_url=serve(settings), timeout=10)
         body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})
         job = wait_job(client, client.post("/api/kilo/run-agent", json=body).json()["jobId"])
     finally:

@@ -63,6 +63,7 @@ def test_every_link_keeps_the_stage_and_works(
     fake_github: FakeGitHub,
     serve: Callable[..., str],
     monkeypatch: pytest.MonkeyPatch,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(jobs_concurrency=0)
     use(settings, monkeypatch)
@@ -86,7 +87,7 @@ def test_every_link_keeps_the_stage_and_works(
     assert cancelled["logUrl"] == f"{BASE}/api/kilo/job/{other['jobId']}/logs"
 
     # A local worker on the same Redis runs the first job to the end (the ECS task's part, in AWS).
-    worker = httpx.Client(base_url=serve(job_settings(jobs_concurrency=1)), timeout=10)
+    worker = http_client(base_url=serve(job_settings(jobs_concurrency=1)), timeout=10)
     finished = wait_job(worker, job_id)
     assert finished["status"] == "succeeded", (finished["reason"], finished["error"])
 

@@ -169,8 +169,9 @@ def test_a_kilo_comment_becomes_a_pull_request_on_a_token_minted_for_the_job(
     job_settings: Callable[..., Settings],
     app_settings: dict[str, Any],
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings(**app_settings)), timeout=10)
+    client = http_client(base_url=serve(job_settings(**app_settings)), timeout=10)
     started = deliver(client, "issue_comment", comment_event(fake_github, "/kilo fix the typo in README"))
     assert started.status_code == 202 and started.json()["outcome"] == "started", started.text
     job = wait_job(client, started.json()["jobId"])
@@ -198,8 +199,9 @@ def test_a_review_without_a_findings_block_posts_its_summary_and_says_so(
     job_settings: Callable[..., Settings],
     app_settings: dict[str, Any],
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings(**app_settings)), timeout=10)
+    client = http_client(base_url=serve(job_settings(**app_settings)), timeout=10)
     fake_github.open_pull("widgets", 9, "main")
     started = deliver(client, "pull_request", pr_event(fake_github))
     assert started.status_code == 202 and started.json()["outcome"] == "started", started.text

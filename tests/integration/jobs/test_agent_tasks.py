@@ -38,7 +38,7 @@ def git(work: Path, *args: str) -> str:
 
 
 def test_the_source_documents_example_is_accepted_verbatim(
-    serve: Callable[..., str], make_settings: Callable[..., Settings]
+    serve: Callable[..., str], make_settings: Callable[..., Settings], http_client: Callable[..., httpx.Client]
 ) -> None:
     # kilo-sponsor-integration.md's run-agent body, as written there (only the host allowlist is ours).
     body = {
@@ -48,7 +48,7 @@ def test_the_source_documents_example_is_accepted_verbatim(
         "timeoutMs": 120000,
         "dryRun": False,
     }
-    client = httpx.Client(base_url=serve(make_settings()), timeout=10)
+    client = http_client(base_url=serve(make_settings()), timeout=10)
     response = client.post("/api/kilo/run-agent", json=body)
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
@@ -66,9 +66,12 @@ def test_every_agent_shows_the_task_it_runs_without_a_prompt(
 
 
 def test_a_patch_is_applied_before_the_agent_and_lands_in_the_pull_request(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    client = http_client(base_url=serve(job_settings()), timeout=10)
     job_id = client.post(
         "/api/kilo/run-agent",
         json={
@@ -89,7 +92,10 @@ def test_a_patch_is_applied_before_the_agent_and_lands_in_the_pull_request(
 
 
 def test_a_stale_patch_leaves_conflicts_for_the_agent_and_a_broken_one_fails_clearly(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     work = fake_github.root / ".work-acme-widgets"
     base = git(work, "rev-parse", "HEAD").strip()
@@ -100,7 +106,7 @@ def test_a_stale_patch_leaves_conflicts_for_the_agent_and_a_broken_one_fails_cle
     git(work, "commit", "-qam", "moved on")
     git(work, "push", "-q", str(fake_github.root / "acme" / "widgets.git"), "HEAD:main")
     assert base != git(work, "rev-parse", "HEAD").strip()
-    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    client = http_client(base_url=serve(job_settings()), timeout=10)
     repo = fake_github.repo_url("acme", "widgets")
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_ECHO_TASK": "1"}
     job_id = client.post(
@@ -135,12 +141,16 @@ def test_a_patch_is_refused_for_an_agent_that_takes_none(
 
 
 def test_the_cli_lists_its_agents_once_per_build_and_catalogue_not_once_per_job(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     listed = tmp_path / "listed.log"
     agents = tmp_path / "agents"
     shutil.copytree(ROOT / "agent_task/agents", agents)
-    client = httpx.Client(base_url=serve(job_settings(agents_dir=str(agents))), timeout=10)
+    client = http_client(base_url=serve(job_settings(agents_dir=str(agents))), timeout=10)
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_LIST_LOG": str(listed)}
 
     def run() -> None:

@@ -55,9 +55,10 @@ def test_sqs_dispatch_is_idempotent_and_finalizer_fails_a_stopped_task(
     job_settings: Callable[..., Settings],
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
-    api = httpx.Client(base_url=serve(settings), timeout=10)
+    api = http_client(base_url=serve(settings), timeout=10)
     accepted = api.post(
         "/api/kilo/run-agent",
         json=run_body(fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),
@@ -98,9 +99,10 @@ def test_finalizer_counts_a_failure_the_runner_recorded_once(
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(**aws_env.settings(), jobs_concurrency=0)
-    api = httpx.Client(base_url=serve(settings), timeout=10)
+    api = http_client(base_url=serve(settings), timeout=10)
     job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
 
     async def runner_fails_it() -> None:  # what the runner records when the agent fails (exit code 0)
@@ -128,9 +130,10 @@ def test_dispatch_failure_is_reported_for_retry(
     job_settings: Callable[..., Settings],
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(**{**aws_env.settings(), "ecs_cluster": "no-such-cluster"}, jobs_concurrency=0)
-    api = httpx.Client(base_url=serve(settings), timeout=10)
+    api = http_client(base_url=serve(settings), timeout=10)
     job_id = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
     message = aws_env.client("sqs").receive_message(QueueUrl=aws_env.queue_url)["Messages"][0]
     dispatcher = load_function("dispatcher", monkeypatch, settings)
@@ -146,9 +149,10 @@ def test_enqueue_failure_leaves_no_ghost_job(
     fake_github: FakeGitHub,
     redis_client: Any,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     missing = aws_env.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
-    api = httpx.Client(
+    api = http_client(
         base_url=serve(job_settings(**{**aws_env.settings(), "agent_queue_url": missing}, jobs_concurrency=0)),
         timeout=10,
     )
@@ -162,7 +166,7 @@ def test_enqueue_failure_leaves_no_ghost_job(
     left = [k.decode() for k in redis_client.scan_iter(match=prefix + "*")]
     assert not [k for k in left if "job" in k or "idem" in k], left
     # So the client's retry with the same key, once the queue is back, is a new, accepted job.
-    healthy = httpx.Client(base_url=serve(job_settings(**aws_env.settings(), jobs_concurrency=0)), timeout=10)
+    healthy = http_client(base_url=serve(job_settings(**aws_env.settings(), jobs_concurrency=0)), timeout=10)
     retried = healthy.post("/api/kilo/run-agent", json=body, headers={"Idempotency-Key": "retry-me"})
     assert retried.status_code == 202, retried.text
     assert [j["id"] for j in healthy.get("/api/kilo/jobs").json()["jobs"]] == [retried.json()["jobId"]]
@@ -175,10 +179,11 @@ def test_s3_artifacts_and_kms_sealed_secrets(
     fake_github: FakeGitHub,
     redis_client: Any,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # The local queue and worker, with AWS storage and KMS: the same runner as the ECS task.
     settings = job_settings(**{**aws_env.settings(), "job_queue": "local"})
-    api = httpx.Client(base_url=serve(settings), timeout=10)
+    api = http_client(base_url=serve(settings), timeout=10)
     job_id = api.post(
         "/api/kilo/run-agent",
         json=run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN}),

@@ -48,12 +48,13 @@ def queued_job(
     job_settings: Callable[..., Settings],
     serve: Callable[..., str],
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> Callable[..., tuple[str, dict[str, Any]]]:
     """`queued_job(**settings)` → (job id, its SQS message), accepted by the real API on those settings."""
 
     def make(**overrides: Any) -> tuple[str, dict[str, Any]]:
         settings = job_settings(**{**aws_settings, **overrides})
-        api = httpx.Client(base_url=serve(settings), timeout=10)
+        api = http_client(base_url=serve(settings), timeout=10)
         accepted = api.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets")))
         assert accepted.status_code == 202, accepted.text
         sqs = boto3.client("sqs")

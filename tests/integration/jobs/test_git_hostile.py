@@ -34,7 +34,11 @@ echo '{{"type":"text","part":{{"text":"done"}}}}'
 
 
 def test_agent_written_git_config_and_hooks_never_run_and_the_push_goes_to_the_cloned_url(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -44,7 +48,7 @@ def test_agent_written_git_config_and_hooks_never_run_and_the_push_goes_to_the_c
     cli = tmp_path / "hostile-kilo"
     cli.write_text(AGENT.format(markers=markers, evil=f"file://{evil}", real=real))
     cli.chmod(0o755)
-    client = httpx.Client(base_url=serve(job_settings(kilo_cli=str(cli), agent_sandbox="none")), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_cli=str(cli), agent_sandbox="none")), timeout=10)
     job_id = client.post("/api/kilo/run-agent", json=run_body(real, profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN})).json()[
         "jobId"
     ]

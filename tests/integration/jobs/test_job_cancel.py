@@ -32,12 +32,16 @@ def cancel(client: httpx.Client, job_id: str) -> None:
 
 
 def test_a_cancel_while_the_cli_starts_ends_it_at_once(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     pids, started = tmp_path / "pids", tmp_path / "listing"
     # `kilo agent list` that hangs (a slow CLI start): the cancel must not wait for it.
     listing = f"echo $$ >> {pids}; sleep 300 & echo $! >> {pids}; touch {started}; wait"
-    client = httpx.Client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path), job_kill_grace_s=30)), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path), job_kill_grace_s=30)), timeout=10)
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_LIST_SHELL": listing, "FAKE_KILO_SHELL": "exit 0"},
@@ -51,7 +55,11 @@ def test_a_cancel_while_the_cli_starts_ends_it_at_once(
 
 
 def test_a_cancel_while_the_agent_runs_kills_its_tree_and_keeps_nothing_it_did_after(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, tmp_path: Path
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     pids, running = tmp_path / "pids", tmp_path / "running"
     agent = f"""
@@ -63,7 +71,7 @@ def test_a_cancel_while_the_agent_runs_kills_its_tree_and_keeps_nothing_it_did_a
     while :; do sleep 0.1; done
     """
     # A long grace: what an agent does in it (its TERM trap) comes after the cancel.
-    client = httpx.Client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path), job_kill_grace_s=30)), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_cli=shell_cli(tmp_path), job_kill_grace_s=30)), timeout=10)
     body = run_body(
         fake_github.repo_url("acme", "widgets"), profileEnv={"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_SHELL": agent}
     )

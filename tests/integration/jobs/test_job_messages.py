@@ -37,11 +37,12 @@ def test_a_message_is_delivered_once_and_said_delivered(
     redis_client: redis.Redis,
     prefix: str,
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(jobs_concurrency=0, auth_required=True)
     base = serve(settings)
-    mine = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
-    theirs = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": key_factory("theirs")})
+    mine = http_client(base_url=base, timeout=30, headers={"x-api-key": key_factory("mine")})
+    theirs = http_client(base_url=base, timeout=30, headers={"x-api-key": key_factory("theirs")})
     job_id = mine.post("/api/kilo/run-agent", json=run_body(fake_github.repo_url("acme", "widgets"))).json()["jobId"]
     assert theirs.post(f"/api/kilo/job/{job_id}/messages", json={"text": "x"}).status_code == 404
 

@@ -35,10 +35,11 @@ def test_the_agent_gets_a_job_key_not_the_gateway_key_and_the_bridge_applies_key
     fake_github: FakeGitHub,
     fake: FakeGatewayThread,
     tmp_path: Path,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     dump = tmp_path / "agent-env.json"
     fake.script([{"kind": "ok", "cost": 0.01}] * 2)
-    client = httpx.Client(base_url=serve(job_settings(kilo_org_id=ORG)), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_org_id=ORG)), timeout=10)
     job_id = _start(
         client,
         run_body(
@@ -77,7 +78,7 @@ def test_the_agent_gets_a_job_key_not_the_gateway_key_and_the_bridge_applies_key
 
 
 def test_a_job_key_opens_only_v1_and_only_until_revoked(
-    serve: Callable[..., str], make_settings: Callable[..., Settings]
+    serve: Callable[..., str], make_settings: Callable[..., Settings], http_client: Callable[..., httpx.Client]
 ) -> None:
     settings = make_settings(auth_required=True)
 
@@ -89,7 +90,7 @@ def test_a_job_key_opens_only_v1_and_only_until_revoked(
             await store.close()
 
     job_key = asyncio.run(mint())
-    client = httpx.Client(base_url=serve(settings), headers={"Authorization": f"Bearer {job_key}"}, timeout=10)
+    client = http_client(base_url=serve(settings), headers={"Authorization": f"Bearer {job_key}"}, timeout=10)
     chat = {"model": "fake/model-a", "messages": [{"role": "user", "content": "hi"}]}
     assert client.post("/v1/chat/completions", json=chat).status_code == 200
     assert client.get("/v1/models").status_code == 200
@@ -114,11 +115,15 @@ def test_a_job_key_opens_only_v1_and_only_until_revoked(
 
 
 def test_gateway_errors_the_agent_meets_are_in_the_live_log_and_name_the_reason(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, fake: FakeGatewayThread
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    fake: FakeGatewayThread,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # The gateway keeps answering 429 (after our own retries): the job ends with that reason, not a timeout.
     fake.script([{"kind": "status", "status": 429}] * 20)
-    client = httpx.Client(base_url=serve(job_settings(kilo_max_retries=0)), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_max_retries=0)), timeout=10)
     job_id = _start(
         client,
         run_body(
@@ -135,11 +140,15 @@ def test_gateway_errors_the_agent_meets_are_in_the_live_log_and_name_the_reason(
 
 
 def test_a_refused_server_key_stops_the_agent_at_once_and_names_gateway_auth_failed(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub, fake: FakeGatewayThread
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    fake: FakeGatewayThread,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # Kilo refuses the server's own key: no retry can help, so the job says so and ends with that reason.
     fake.script([{"kind": "status", "status": 401}] * 20)
-    client = httpx.Client(base_url=serve(job_settings(kilo_max_retries=0)), timeout=10)
+    client = http_client(base_url=serve(job_settings(kilo_max_retries=0)), timeout=10)
     job_id = _start(
         client,
         run_body(
@@ -157,11 +166,15 @@ def test_a_refused_server_key_stops_the_agent_at_once_and_names_gateway_auth_fai
 
 
 def test_a_worker_without_a_server_beside_it_meters_its_agent_through_its_own_door(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # BRIDGE_URL answers nothing: the runner serves the agent's model endpoint itself, metered the same way.
     fake.script([{"kind": "ok", "cost": 0.02}] * 3)
-    client = httpx.Client(base_url=serve(job_settings(bridge_url="http://127.0.0.1:9")), timeout=10)
+    client = http_client(base_url=serve(job_settings(bridge_url="http://127.0.0.1:9")), timeout=10)
     job_id = _start(
         client,
         run_body(
@@ -176,11 +189,15 @@ def test_a_worker_without_a_server_beside_it_meters_its_agent_through_its_own_do
 
 
 def test_forged_token_counts_in_the_agents_output_never_reach_the_result(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake: FakeGatewayThread, fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # The agent prints step_finish events claiming -4,998,000 tokens each; the upstream's usage says otherwise.
     fake.script([{"kind": "ok", "usage": {"prompt_tokens": 7, "completion_tokens": 3, "cost": 0.01}}] * 3)
-    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    client = http_client(base_url=serve(job_settings()), timeout=10)
     job_id = _start(
         client,
         run_body(

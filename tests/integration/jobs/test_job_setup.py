@@ -39,9 +39,12 @@ def _run(client: httpx.Client, fake_github: FakeGitHub, name: str, setup: list[s
 
 
 def test_setup_commands_run_before_the_agent_and_are_logged(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    client = http_client(base_url=serve(job_settings()), timeout=10)
     job = _run(
         client, fake_github, "ready", ["echo preparing the checkout", "test -f README.md && echo in the checkout"]
     )
@@ -59,9 +62,12 @@ def test_setup_commands_run_before_the_agent_and_are_logged(
 
 
 def test_a_failing_setup_command_ends_the_job_setup_failed(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    client = http_client(base_url=serve(job_settings()), timeout=10)
     job = _run(client, fake_github, "broken", ["echo fine", "echo no such package >&2; exit 3", "echo never"])
     assert (job["status"], job["reason"]) == ("failed", "setup_failed"), job
     assert "setup command 2 of 3 exited 3" in job["error"] and "no such package" in job["error"]

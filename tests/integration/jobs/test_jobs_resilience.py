@@ -39,9 +39,10 @@ def test_job_survives_its_worker_being_killed(
     fake_github: FakeGitHub,
     tmp_path: Path,
     sig: signal.Signals,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     url = serve(job_settings(jobs_concurrency=0))  # the API alone
-    api = httpx.Client(base_url=url, timeout=10)
+    api = http_client(base_url=url, timeout=10)
     settings = job_settings(job_shutdown_grace_s=1, bridge_url=url)  # its agents meter through that server
     pids, marker = tmp_path / "pids", tmp_path / "marker"
     job_id = api.post(
@@ -90,10 +91,13 @@ def test_job_survives_its_worker_being_killed(
 
 
 def test_stopping_a_worker_lets_a_running_job_finish_within_the_grace(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     url = serve(job_settings(jobs_concurrency=0))
-    api = httpx.Client(base_url=url, timeout=10)
+    api = http_client(base_url=url, timeout=10)
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "steps", "FAKE_KILO_STEPS": "8", "FAKE_KILO_STEP_COST": "0"}
     body = run_body(fake_github.repo_url("acme", "widgets"), dryRun=True, profileEnv=env)
     job_id = api.post("/api/kilo/run-agent", json=body).json()["jobId"]

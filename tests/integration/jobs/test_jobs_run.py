@@ -24,8 +24,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def jobs_client(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> httpx.Client:
-    return httpx.Client(base_url=serve(job_settings()), timeout=10)
+def jobs_client(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], http_client: Callable[..., httpx.Client]
+) -> httpx.Client:
+    return http_client(base_url=serve(job_settings()), timeout=10)
 
 
 def start(client: httpx.Client, body: dict[str, Any]) -> str:
@@ -170,8 +172,9 @@ def test_cancel_while_queued_is_immediate(
     fake_github: FakeGitHub,
     redis_client: redis.Redis,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
+    client = http_client(base_url=serve(job_settings(jobs_concurrency=0)), timeout=10)
     job_id = start(client, run_body(fake_github.repo_url("acme", "widgets")))
     assert redis_client.exists(f"{prefix}agent-jobs:{job_id}")  # bullmq's entry for it
     response = client.delete(f"/api/kilo/job/{job_id}")
@@ -188,8 +191,9 @@ def test_huge_output_is_capped_not_buffered(
     fake_github: FakeGitHub,
     redis_client: redis.Redis,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings(job_log_max_bytes=1_000_000, job_log_max_lines=100)), timeout=10)
+    client = http_client(base_url=serve(job_settings(job_log_max_bytes=1_000_000, job_log_max_lines=100)), timeout=10)
     job_id = start(
         client,
         run_body(
@@ -311,12 +315,13 @@ def test_a_budgeted_key_pays_for_its_agent_jobs(
     redis_client: redis.Redis,
     prefix: str,
     fake: FakeGatewayThread,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     from kilo_bridge.keys.store import digest
 
     settings = job_settings(auth_required=True)
     key = key_factory("ci", budget_usd=1.0)
-    client = httpx.Client(base_url=serve(settings), headers={"x-api-key": key}, timeout=10)
+    client = http_client(base_url=serve(settings), headers={"x-api-key": key}, timeout=10)
     repo = fake_github.repo_url("acme", "widgets")
     env = {
         "GITHUB_TOKEN": GITHUB_TOKEN,

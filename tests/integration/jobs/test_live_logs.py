@@ -51,9 +51,11 @@ QUEUED = {"repoUrl": "https://github.com/acme/widgets.git", "agent": "review", "
 
 
 @pytest.fixture
-def idle(serve: Callable[..., str], job_settings: Callable[..., Settings]) -> httpx.Client:
+def idle(
+    serve: Callable[..., str], job_settings: Callable[..., Settings], http_client: Callable[..., httpx.Client]
+) -> httpx.Client:
     """A server with no worker: its jobs stay queued; keep-alives every 0.2 s."""
-    return httpx.Client(base_url=serve(job_settings(jobs_concurrency=0, sse_keepalive_s=0.2)), timeout=20)
+    return http_client(base_url=serve(job_settings(jobs_concurrency=0, sse_keepalive_s=0.2)), timeout=20)
 
 
 def test_a_queued_jobs_stream_opens_at_once_with_its_status_keeps_alive_and_shows_a_cancel(
@@ -90,12 +92,12 @@ def test_a_reconnect_after_the_end_is_204_and_before_it_resumes(idle: httpx.Clie
 
 
 def test_a_stream_closes_itself_at_kilo_stream_max_s_and_the_reconnect_carries_on(
-    serve: Callable[..., str], job_settings: Callable[..., Settings]
+    serve: Callable[..., str], job_settings: Callable[..., Settings], http_client: Callable[..., httpx.Client]
 ) -> None:
     # On AWS API Gateway and the function cut a stream at 15 minutes; the service closes its own first (840 s
     # there), without `end`, so an EventSource reconnects with Last-Event-ID instead of seeing a broken stream.
     short = job_settings(jobs_concurrency=0, sse_keepalive_s=0.2, kilo_stream_max_s=1)
-    client = httpx.Client(base_url=serve(short), timeout=20)
+    client = http_client(base_url=serve(short), timeout=20)
     job_id = start(client, QUEUED)
     with client.stream("GET", f"/api/kilo/job/{job_id}/logs") as response:
         comments: list[str] = []
@@ -108,10 +110,13 @@ def test_a_stream_closes_itself_at_kilo_stream_max_s_and_the_reconnect_carries_o
 
 
 def test_a_line_is_on_the_stream_while_the_agent_is_still_busy_after_it(
-    serve: Callable[..., str], job_settings: Callable[..., Settings], fake_github: FakeGitHub
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # The stand-in agent prints one line, then sleeps: no next line comes to push the first one out.
-    client = httpx.Client(base_url=serve(job_settings()), timeout=30)
+    client = http_client(base_url=serve(job_settings()), timeout=30)
     body = run_body(
         fake_github.repo_url("acme", "widgets"),
         dryRun=True,

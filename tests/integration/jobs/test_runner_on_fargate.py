@@ -63,6 +63,7 @@ def test_a_job_runs_to_its_end_under_the_runners_own_cache_user(
     job_settings: Callable[..., Settings],
     serve: Callable[..., str],
     fake_github: FakeGitHub,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     own = RedisServer(tmp_path)
     own.start()
@@ -71,7 +72,7 @@ def test_a_job_runs_to_its_end_under_the_runners_own_cache_user(
         admin.execute_command("ACL", "SETUSER", "kilo-bridge-runner", "reset", f">{RUNNER_PASSWORD}", *runner_acl())
         # The deployment's prefix: the ACL's key patterns name it.
         settings = job_settings(redis_url=own.url, redis_prefix="{kb}:", jobs_concurrency=0)
-        api = httpx.Client(base_url=serve(settings), timeout=30)
+        api = http_client(base_url=serve(settings), timeout=30)
         job_id = submit(api, fake_github, FAKE_KILO_MODE="write")
         runner_url = f"redis://kilo-bridge-runner:{RUNNER_PASSWORD}@127.0.0.1:{own.port}/0"
         runner = start_runner(settings, job_id, REDIS_URL=runner_url, BRIDGE_URL=str(api.base_url).rstrip("/"))
@@ -138,10 +139,14 @@ def test_the_metering_of_a_jobs_model_calls_works_under_the_runners_cache_user(
 
 
 def test_sigterm_ends_the_job_cancelled_with_its_partial_result(
-    job_settings: Callable[..., Settings], serve: Callable[..., str], fake_github: FakeGitHub, fake: FakeGatewayThread
+    job_settings: Callable[..., Settings],
+    serve: Callable[..., str],
+    fake_github: FakeGitHub,
+    fake: FakeGatewayThread,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(jobs_concurrency=0)
-    api = httpx.Client(base_url=serve(settings), timeout=30)
+    api = http_client(base_url=serve(settings), timeout=30)
     job_id = submit(api, fake_github, FAKE_KILO_MODE="steps", FAKE_KILO_STEPS="200", FAKE_KILO_STEP_COST="0")
     runner = start_runner(settings, job_id, BRIDGE_URL=str(api.base_url).rstrip("/"))
     try:

@@ -43,10 +43,11 @@ def test_a_killed_runner_is_seen_by_its_worker_at_once(
     fake_github: FakeGitHub,
     tmp_path: Path,
     attempts: int,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     # Takeover and reaper far beyond the test's wait: only the worker's own notice can end or re-run the job.
     settings = job_settings(job_takeover_s=600, job_stale_s=600, job_max_attempts=attempts)
-    api = httpx.Client(base_url=serve(settings), timeout=10)
+    api = http_client(base_url=serve(settings), timeout=10)
     pids, marker = tmp_path / "pids", tmp_path / "marker"
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "once", "FAKE_KILO_MARKER": str(marker)}
     body = run_body(fake_github.repo_url("acme", "widgets"), profileEnv={**env, "FAKE_KILO_PIDS": str(pids)})
@@ -84,9 +85,10 @@ def test_a_job_rides_out_redis_paused_for_five_seconds(
     own_redis: RedisServer,
     tmp_path: Path,
     when: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(redis_url=own_redis.url, job_takeover_s=60)
-    api = httpx.Client(base_url=serve(settings), timeout=10)
+    api = http_client(base_url=serve(settings), timeout=10)
     lines, said_all = (60 if when == "mid-agent" else 5), tmp_path / "said-all"
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "chatty", "FAKE_KILO_LINES": str(lines)}
     env |= {"FAKE_KILO_EVERY": "0.15", "FAKE_KILO_MARKER": str(said_all)}

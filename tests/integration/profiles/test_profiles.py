@@ -115,8 +115,9 @@ def test_a_job_started_with_a_profile_gets_its_values_and_the_runs_own_win(
     fake_github: FakeGitHub,
     redis_client: redis.Redis,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
-    client = httpx.Client(base_url=serve(job_settings()), timeout=10)
+    client = http_client(base_url=serve(job_settings()), timeout=10)
     # The profile's mode would fail the run: the request's own value must win for it to succeed.
     env = {"GITHUB_TOKEN": GITHUB_TOKEN, "FAKE_KILO_MODE": "fail"}
     assert client.post("/api/kilo/profiles", json={"name": "widgets", "env": env}).status_code == 201

@@ -19,7 +19,8 @@ def test_a_body_without_json_content_type_is_415(base_url: str, fake: FakeGatewa
     for path in ("/api/kilo/run-agent", "/api/kilo/generate", "/v1/chat/completions"):
         req = httpx.Request("POST", base_url + path, content=body, headers={"content-type": ctype} if ctype else {})
         assert ctype is not None or "content-type" not in req.headers
-        resp = httpx.Client().send(req)
+        with httpx.Client() as http:
+            resp = http.send(req)
         assert resp.status_code == 415, (path, ctype, resp.text)
     assert not fake.requests
 
