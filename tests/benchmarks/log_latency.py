@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import redis
@@ -30,6 +31,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "layers"))
 
 from tests.benchmarks.run import free_port  # noqa: E402
+
+if TYPE_CHECKING:
+    from kilo_bridge.config import Settings
 
 LINES = int(os.getenv("BENCH_LOG_LINES", "60"))
 REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -41,13 +45,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(url: str, job_id: str, settings: object) -> list[float]:
+async def measure(url: str, job_id: str, settings: Settings) -> list[float]:
     from agent_task.joblog import JobLog
     from kilo_bridge.jobs.store import JobStore
     from kilo_bridge.platform.redis import Store
     from kilo_bridge.platform.security import Redactor
 
-    store = Store(settings)  # type: ignore[arg-type]
+    store = Store(settings)
     log = JobLog(JobStore(store), job_id, Redactor([]), Path(tempfile.mkdtemp()) / "log.jsonl", 10_000_000)
     written: dict[str, float] = {}
     lags: list[float] = []

@@ -96,7 +96,8 @@ class CountingGateway(FakeGatewayThread):
         if isinstance(resp, web.Response) and resp.status == 200 and not resp.prepared:
             import json
 
-            cost = (json.loads(resp.body or b"{}").get("usage") or {}).get("cost")  # type: ignore[arg-type]
+            body = resp.body if isinstance(resp.body, bytes) else b"{}"  # the fake's answers are bytes
+            cost = (json.loads(body or b"{}").get("usage") or {}).get("cost")
             await resp.prepare(request)
             await resp.write_eof()
             if cost is not None:

@@ -272,7 +272,7 @@ def main() -> int:
                         break
                 except httpx.TransportError:
                     pass
-                if time.monotonic() > deadline or bridge.proc.poll() is not None:  # type: ignore[union-attr]
+                if time.monotonic() > deadline or bridge.proc is None or bridge.proc.poll() is not None:
                     raise RuntimeError("kilo bridge did not start:\n" + "\n".join(bridge.tail))
                 time.sleep(0.2)
             names = [a["name"] for a in client.get("/api/kilo/agents").json().get("agents", [])]

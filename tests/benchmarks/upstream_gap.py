@@ -53,7 +53,7 @@ async def _relay_pair(up_port: int, reader: asyncio.StreamReader, writer: asynci
     writer.close()
 
 
-def _serve(up_port: int | None, ports: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _serve(up_port: int | None, ports: multiprocessing.Queue[int]) -> None:
     async def main() -> None:
         factory = _upstream if up_port is None else functools.partial(_relay_pair, up_port)
         server = await asyncio.start_server(factory, "127.0.0.1", 0)
@@ -65,7 +65,7 @@ def _serve(up_port: int | None, ports: multiprocessing.Queue) -> None:  # type: 
 
 def _start(up_port: int | None) -> tuple[int, multiprocessing.Process]:
     """The upstream (up_port None) or a relay to it, in a process of its own as in compare.py."""
-    ports: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
     proc = multiprocessing.Process(target=_serve, args=(up_port, ports), daemon=True)
     proc.start()
     return ports.get(timeout=30), proc

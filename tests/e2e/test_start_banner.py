@@ -55,7 +55,9 @@ def _banner(env: dict[str, str], tmp_path: Path, until: str) -> list[str]:
 def test_the_banner_names_the_console_redis_and_a_working_sandbox(tmp_path: Path) -> None:
     lines = _banner({"JOBS_CONCURRENCY": "1"}, tmp_path, "sandbox")
     text = "\n".join(lines)
-    port = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text).group(1)  # type: ignore[union-attr]
+    listening = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text)
+    assert listening is not None, text
+    port = listening.group(1)
     assert f"console  http://127.0.0.1:{port}/" in text
     assert f"redis    {REDIS_URL} answers (REDIS_URL" in text
     assert "sandbox  bubblewrap (AGENT_SANDBOX=auto): agent jobs run sandboxed" in text

@@ -383,8 +383,9 @@ class FakeGateway(AiohttpApp):
     # -- /chat/completions -------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body, sc, refused = await self._front(request)
-        if refused is not None or body is None:
-            return refused  # type: ignore[return-value]
+        if refused is not None:
+            return refused
+        assert body is not None  # without a body there is a refusal
         if body.get("tools") and body.get("stream") and sc.get("kind", "ok") == "ok":
             return await self._agent_turn(request, body, sc)
         model = str(body.get("model") or "")
@@ -519,8 +520,9 @@ class FakeGateway(AiohttpApp):
     # -- /responses (OpenAI Responses API) ---------------------------------------------------------
     async def responses(self, request: web.Request) -> web.StreamResponse:
         body, sc, refused = await self._front(request)
-        if refused is not None or body is None:
-            return refused  # type: ignore[return-value]
+        if refused is not None:
+            return refused
+        assert body is not None  # without a body there is a refusal
         model = str(body.get("model") or "")
         inputs: list[Any] = body["input"] if isinstance(body.get("input"), list) else []
         outputs = sum(1 for i in inputs if isinstance(i, dict) and str(i.get("type", "")).endswith("call_output"))
@@ -634,8 +636,9 @@ class FakeGateway(AiohttpApp):
     # -- /messages (Anthropic Messages API) --------------------------------------------------------
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body, sc, refused = await self._front(request)
-        if refused is not None or body is None:
-            return refused  # type: ignore[return-value]
+        if refused is not None:
+            return refused
+        assert body is not None  # without a body there is a refusal
         model = str(body.get("model") or "")
         results = sum(
             1
@@ -706,8 +709,9 @@ class FakeGateway(AiohttpApp):
     # -- /embeddings -------------------------------------------------------------------------------
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body, sc, refused = await self._front(request)
-        if refused is not None or body is None:
-            return refused  # type: ignore[return-value]
+        if refused is not None:
+            return refused
+        assert body is not None  # without a body there is a refusal
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
         data = []

@@ -9,12 +9,13 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
+from anthropic.types import MessageParam, TextBlock
+from openai.types.chat import ChatCompletionMessageParam
 
 from kilo_bridge.config import Settings
 from tests.fakes.api_gateway_stream import ApiGatewayStreamPath, stream_function_routes
@@ -47,7 +48,7 @@ def test_openai_python_plain_and_streamed_with_one_key(
     aws_path: str, key_factory: Callable[..., str], fake: FakeGatewayThread
 ) -> None:
     client = openai.OpenAI(base_url=f"{aws_path}/v1", api_key=key_factory(), max_retries=0, timeout=30)
-    messages: Any = [{"role": "user", "content": "hello aws"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello aws"}]
     answer = client.chat.completions.create(model="fake/model-a", messages=messages)
     assert answer.choices[0].message.content == "Echo: hello aws"
     stream = client.chat.completions.create(model="fake/model-a", messages=messages, stream=True)
@@ -60,9 +61,10 @@ def test_openai_python_plain_and_streamed_with_one_key(
 def test_anthropic_python_plain_and_streamed_with_one_key(aws_path: str, key_factory: Callable[..., str]) -> None:
     # The Anthropic SDK sends its api_key as x-api-key: the same key, nothing swapped.
     client = anthropic.Anthropic(base_url=aws_path, api_key=key_factory(), max_retries=0, timeout=30)
-    messages: Any = [{"role": "user", "content": "hello aws"}]
+    messages: list[MessageParam] = [{"role": "user", "content": "hello aws"}]
     answer = client.messages.create(model="fake/model-a", max_tokens=64, messages=messages)
-    assert answer.content[0].text == "Echo: hello aws"  # type: ignore[union-attr]
+    block = answer.content[0]
+    assert isinstance(block, TextBlock) and block.text == "Echo: hello aws"
     with client.messages.stream(model="fake/model-a", max_tokens=64, messages=messages) as stream:
         assert "".join(stream.text_stream) == "Echo: hello aws"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from starlette.testclient import TestClient
 
 from kilo_bridge.config import Settings
 from kilo_bridge.jobs.record import JobRecord
@@ -13,6 +14,7 @@ from kilo_bridge.jobs.store import JobStore
 from kilo_bridge.keys.store import digest
 from kilo_bridge.platform.clock import now_ms
 from kilo_bridge.platform.redis import Store
+from tests.fakes.fake_github import FakeGitHub
 from tests.jobkit import GITHUB_TOKEN
 
 DEPLOY = {"command": "./ship.sh", "allow": ["deploy.example.test"]}
@@ -73,13 +75,10 @@ async def test_no_decision_for_a_job_that_does_not_await_one(
 
 
 def test_a_deploy_run_names_its_step_or_takes_its_profiles_and_no_other_agent_takes_one(
-    make_app_client: Callable[..., object], job_settings: Callable[..., Settings], fake_github: object
+    make_app_client: Callable[..., TestClient], job_settings: Callable[..., Settings], fake_github: FakeGitHub
 ) -> None:
-    from starlette.testclient import TestClient
-
     app = make_app_client(job_settings(jobs_concurrency=0))
-    assert isinstance(app, TestClient)
-    repo = fake_github.repo_url("acme", "widgets")  # type: ignore[attr-defined]
+    repo = fake_github.repo_url("acme", "widgets")
     base = {"repoUrl": repo, "agent": "deploy", "profileEnv": {"GITHUB_TOKEN": GITHUB_TOKEN}}
 
     def run(**body: object) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 import redis
-from anthropic.types import Message, MessageParam, RawMessageStreamEvent
+from anthropic.types import Message, MessageParam, RawMessageStreamEvent, TextBlock
 from anthropic.types.beta import BetaMessageParam
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import (
@@ -129,7 +129,8 @@ def test_messages_plain_and_streamed_with_the_anthropic_sdk(
 ) -> None:
     raw = claude.messages.with_raw_response.create(model="fake/model-a", max_tokens=100, messages=CLAUDE_MSG)
     message = Message.model_validate(raw.http_response.json(), strict=True)
-    assert message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
+    block = message.content[0]
+    assert isinstance(block, TextBlock) and block.text == "Echo: hello there"
     with claude.messages.stream(model="fake/model-a", max_tokens=100, messages=CLAUDE_MSG) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -279,7 +280,8 @@ def test_stream_null_means_not_streamed(
     response = sdk.responses.create(model="fake/model-a", input="hello there", stream=None)
     assert isinstance(response, Response) and response.output_text == "Echo: hello there"
     message = claude.messages.create(model="fake/model-a", max_tokens=10, messages=CLAUDE_MSG, stream=None)  # type: ignore[call-overload]
-    assert isinstance(message, Message) and message.content[0].text == "Echo: hello there"  # type: ignore[union-attr]
+    assert isinstance(message, Message) and isinstance(message.content[0], TextBlock)
+    assert message.content[0].text == "Echo: hello there"
     for path in ("/chat/completions", "/responses", "/messages"):
         assert fake.calls(path)[-1]["json"]["stream"] is None  # relayed as sent
 
