@@ -62,7 +62,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, list[str], str]]:
         yield f"http://127.0.0.1:{port}", lines, env["GITHUB_PORT"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        proc.communicate(timeout=30)  # to its end, and its output pipe closed
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=prefix + "*"))
         if keys:

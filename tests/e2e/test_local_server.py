@@ -72,8 +72,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
     yield f"http://127.0.0.1:{port}", port
     proc.terminate()
     fake.terminate()
-    proc.wait(10)
-    fake.wait(10)
+    proc.communicate(timeout=10)  # to their ends, and their output pipes closed
+    fake.communicate(timeout=10)
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)

@@ -49,7 +49,7 @@ def _banner(env: dict[str, str], tmp_path: Path, until: str) -> list[str]:
         raise AssertionError(f"no line with {until!r} in {lines}")
     finally:
         proc.terminate()
-        proc.wait(20)
+        proc.communicate(timeout=20)  # to its end, and its output pipe closed
 
 
 def test_the_banner_names_the_console_redis_and_a_working_sandbox(tmp_path: Path) -> None:

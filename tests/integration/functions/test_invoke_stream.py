@@ -83,29 +83,29 @@ def test_a_streamed_chat_completion_arrives_chunk_by_chunk(fake: FakeGatewayThre
         "JOBS_CONCURRENCY": "0",
         "REDIS_URL": os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     }
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "scripts/invoke.py", "stream", "events/stream/chat-completions-stream.json"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        seen_before_the_end = None
-        for line in proc.stdout:
-            if line.startswith("data: {") and '"content": "one' in line:
-                seen_before_the_end = fake.streams_finished == 0
-                break
-        assert seen_before_the_end is True, "the first chunk arrived only after the upstream had finished"
-        rest = proc.stdout.read()
-        assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
-        assert "data: [DONE]" in rest and fake.streams_finished == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    ) as proc:  # its pipes closed at the end
+        try:
+            assert proc.stdout is not None
+            seen_before_the_end = None
+            for line in proc.stdout:
+                if line.startswith("data: {") and '"content": "one' in line:
+                    seen_before_the_end = fake.streams_finished == 0
+                    break
+            assert seen_before_the_end is True, "the first chunk arrived only after the upstream had finished"
+            rest = proc.stdout.read()
+            assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+            assert "data: [DONE]" in rest and fake.streams_finished == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
 
 def test_a_plain_answer_may_take_a_minute(fake: FakeGatewayThread, prefix: str, tmp_path: Path) -> None:
