@@ -6,12 +6,13 @@ them from there, never from this module."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,12 +100,25 @@ def bound_socket() -> socket.socket:
 
 
 @contextmanager
-def serve_app(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
-    """Run an ASGI app under a real uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+def serve_app(
+    app: Any, sock: socket.socket | None = None, closing: Callable[[], Awaitable[object]] | None = None
+) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn on 127.0.0.1 in a thread; yield its base URL. `closing` runs once the
+    server has stopped, on the loop that served (what the app opened on that loop is closed on it)."""
     sock = sock or bound_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def run() -> None:
+        async def serve_then_close() -> None:
+            await server.serve(sockets=[sock])
+            if closing is not None:
+                await closing()
+
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:  # as uvicorn's run()
+            runner.run(serve_then_close())
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import logging
 import random
 import time
@@ -58,6 +59,16 @@ class RetryableUpstream(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+
+
+# aiohttp writes a bytes body in one piece; above this (its own 1 MiB mark) it is written from a buffer in chunks,
+# the event loop served between them.
+_LARGE_BODY_BYTES = 1 << 20
+
+
+def _request_body(body: dict[str, Any]) -> bytes | io.BytesIO:
+    raw = orjson.dumps(body)
+    return io.BytesIO(raw) if len(raw) > _LARGE_BODY_BYTES else raw
 
 
 @dataclass(slots=True)
@@ -176,7 +187,7 @@ class GatewayClient:
     async def _open(self, path: str, body: dict[str, Any], headers: Headers = None) -> aiohttp.ClientResponse:
         """POST once; return a 2xx response (caller reads it) or raise the mapped error."""
         try:
-            resp = await self.session().post(self.base + path, data=orjson.dumps(body), headers=headers)
+            resp = await self.session().post(self.base + path, data=_request_body(body), headers=headers)
         except aiohttp.ClientConnectorError as exc:
             if getattr(exc.os_error, "errno", None) in _NO_DESCRIPTORS:  # ours ran out, not the gateway
                 raise Overloaded("The server has no file descriptors left for the call; retry shortly.") from exc

@@ -42,20 +42,18 @@ def test_only_the_jobs_own_key_opens_its_model_endpoint(
     job_key, other_job_key, user_key = _keys(settings)
     fake.script([{"kind": "ok", "cost": 0.01}])
     app = create_door_app(settings, job_key)
-    try:
-        with serve_app(app) as url, httpx.Client(base_url=url, timeout=10) as client:
-            for key in (user_key, other_job_key, None):
-                headers = {"Authorization": f"Bearer {key}"} if key else {}
-                refused = client.post("/v1/chat/completions", json=BODY, headers=headers)
-                assert refused.status_code == 401, refused.text
-                assert "error" in refused.json()  # the OpenAI error shape a /v1 client reads
-            assert fake.chats == []
-            ok = client.post("/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {job_key}"})
-            assert ok.status_code == 200, ok.text
-            assert len(fake.chats) == 1
-            assert client.get("/api/kilo/jobs", headers={"Authorization": f"Bearer {job_key}"}).status_code in (
-                401,
-                404,
-            )  # the door has no other route
-    finally:
-        asyncio.run(app.state.services.close())
+    # Its services closed on the loop that served it, as the runner closes them (agent_task/door.py).
+    with serve_app(app, closing=app.state.services.close) as url, httpx.Client(base_url=url, timeout=10) as client:
+        for key in (user_key, other_job_key, None):
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            refused = client.post("/v1/chat/completions", json=BODY, headers=headers)
+            assert refused.status_code == 401, refused.text
+            assert "error" in refused.json()  # the OpenAI error shape a /v1 client reads
+        assert fake.chats == []
+        ok = client.post("/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {job_key}"})
+        assert ok.status_code == 200, ok.text
+        assert len(fake.chats) == 1
+        assert client.get("/api/kilo/jobs", headers={"Authorization": f"Bearer {job_key}"}).status_code in (
+            401,
+            404,
+        )  # the door has no other route
