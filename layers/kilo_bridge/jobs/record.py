@@ -29,6 +29,7 @@ STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 JOB_ID_PREFIX = "job_"
 JOB_ID_LEN = len(JOB_ID_PREFIX) + 24
+JOB_ID_PATTERN = rf"^{JOB_ID_PREFIX}[0-9a-f]{{24}}$"  # what `valid_job_id` takes, for the OpenAPI document
 
 
 def new_job_id() -> str:

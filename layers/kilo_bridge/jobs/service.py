@@ -53,6 +53,9 @@ from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
 
 log = get_logger()
 IDEMPOTENCY_MAX = 200
+# The keys the check below takes, as the OpenAPI document states them (narrower: visible ASCII, inner spaces
+# only, since HTTP drops a header value's outer spaces).
+IDEMPOTENCY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 # A profile's deploy step (for triggers and schedules): the command and its hosts, not values the command gets.
 DEPLOY_ENV = ("DEPLOY_COMMAND", "DEPLOY_ALLOW")
 
