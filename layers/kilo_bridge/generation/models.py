@@ -10,7 +10,11 @@ from kilo_bridge.models import MODEL_ID, ApiModel
 
 
 class GenerateRequest(ApiModel):
-    prompt: str = Field(min_length=1, description="The user's prompt.")
+    prompt: str = Field(
+        min_length=1,
+        description="The user's prompt. With `system`: together at most MAX_PROMPT_CHARS characters (else 413 "
+        "`prompt_too_long`).",
+    )
     system: str | None = Field(None, description="Optional system message.")
     model: str | None = Field(None, pattern=MODEL_ID, description="Kilo model id, e.g. anthropic/claude-sonnet-4.5")
     max_tokens: int | None = Field(None, ge=1, le=200_000)

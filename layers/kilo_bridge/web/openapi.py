@@ -41,8 +41,9 @@ def build_openapi(
     server_rules: dict[str, dict[str, Any]] | None = None,
     body_rules: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """`server_rules`: wire field name → the JSON Schema keywords this server's settings add to that field of
-    every request body (the agents it has, the repository hosts it allows); `body_rules`: request model name →
+    """`server_rules`: wire field name (or `Model.field`) → the JSON Schema keywords this server's settings add
+    to that field of every request body, or of that model (the agents it has, the repository hosts it allows, the
+    longest prompt); `body_rules`: request model name →
     rules across its fields (`allOf`), e.g. what each agent takes."""
     schemas = _schemas(endpoints, server_rules or {}, body_rules or {})
     paths: dict[str, dict[str, Any]] = {}
@@ -140,8 +141,9 @@ def _narrow_requests(defs: dict[str, Any], bodies: set[str], rules: dict[str, di
         seen.add(name)
         schema = defs[name]
         for field, prop in schema.get("properties", {}).items():
-            if field in rules:
-                _narrow(prop, rules[field])
+            for key in (field, f"{name}.{field}"):  # every body's field, or one model's
+                if key in rules:
+                    _narrow(prop, rules[key])
         todo += [ref.rsplit("/", 1)[1] for ref in _refs(schema) if ref.rsplit("/", 1)[1] in defs]
 
 

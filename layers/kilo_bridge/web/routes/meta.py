@@ -50,12 +50,14 @@ async def healthz(request: Request) -> Response:
 
 def server_rules(settings: Settings) -> bytes:
     """What this server's settings add to the document's request schemas (the same catalogue and settings the
-    checks read): its agents and what each takes, its repository hosts, its longest job timeout."""
+    checks read): its agents and what each takes, its repository hosts, its longest job timeout and prompt."""
+    from kilo_bridge.generation.service import prompt_rules
     from kilo_bridge.jobs.catalogue import load_catalog, request_rules
     from kilo_bridge.jobs.policy import field_rules
 
     agent, per_agent = request_rules(load_catalog(settings.agents_path))
-    return orjson.dumps({"fields": {"agent": agent, **field_rules(settings)}, "bodies": {"RunAgentRequest": per_agent}})
+    fields = {"agent": agent, **field_rules(settings), **prompt_rules(settings)}
+    return orjson.dumps({"fields": fields, "bodies": {"RunAgentRequest": per_agent}})
 
 
 @lru_cache(maxsize=4)
