@@ -43,8 +43,8 @@ def build_openapi(
 ) -> dict[str, Any]:
     """`server_rules`: wire field name (or `Model.field`) → the JSON Schema keywords this server's settings add
     to that field of every request body, or of that model (the agents it has, the repository hosts it allows, the
-    longest prompt); `body_rules`: request model name →
-    rules across its fields (`allOf`), e.g. what each agent takes."""
+    longest prompt); `body_rules`: request model name → rules across its fields (`allOf`), e.g. what each agent
+    takes."""
     schemas = _schemas(endpoints, server_rules or {}, body_rules or {})
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
