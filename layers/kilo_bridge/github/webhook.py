@@ -224,6 +224,7 @@ NOT_CONFIGURED = (
     "Kilo Bridge is not configured to start jobs from GitHub: no API key owns them (an operator sets "
     "GITHUB_APP_KEY_ID to an active key; see docs/github.md). Nothing was started."
 )
+AGENT_DONE = frozenset({"awaiting_approval", "deploying", "pushing", "uploading"})  # a job's phases after its agent
 FORK = (
     "Kilo Bridge cannot push a fix to this pull request: its branch is in a fork, where the App has no access. "
     "Nothing was started."
@@ -479,6 +480,13 @@ class WebhookService:
     ) -> Handled:
         """The next job of the pull request's conversation; while its latest job runs, a message to its agent."""
         said = f"[`{latest.id}`]({job_link(latest.id)})"
+        if not latest.finished and latest.phase in AGENT_DONE:
+            # A message would never reach an agent that has finished; a follow-up needs the job's end.
+            await thread.say(
+                f"Kilo Bridge job {said} is finishing (its agent is done): comment again once it has ended to "
+                "continue it. Nothing was started."
+            )
+            return Handled("refused", "job_ending")
         if not latest.finished:
             try:
                 await self.jobs.say(latest.id, clean_text(task)[:10_000], job_owner, 0)

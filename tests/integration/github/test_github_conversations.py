@@ -2,7 +2,7 @@
 (built from GitHub's REST and webhook docs) with real git remotes. A review comment on a fork's pull request
 starts nothing and says why in its thread; a drive-by's or a bot's starts nothing and gets no answer; the same
 review comment delivered twice is one job; a pull request the App did not open gets a job of its own; a thread
-whose latest job kept no conversation is told so."""
+whose latest job is ending, or kept no conversation, is told so."""
 
 from __future__ import annotations
 
@@ -137,11 +137,13 @@ def test_kilo_on_a_pull_request_the_app_did_not_open_is_a_job_of_its_own(
 
 
 @pytest.mark.slow
-def test_a_thread_whose_job_kept_no_conversation_is_told_so_and_nothing_starts(
+def test_a_thread_whose_job_is_ending_or_kept_no_conversation_is_told_so_and_nothing_starts(
     serve: Callable[..., str],
     job_settings: Callable[..., Settings],
     app_settings: dict[str, Any],  # noqa: F811
     fake_github: FakeGitHub,
+    redis_client: Any,
+    prefix: str,
 ) -> None:
     settings = job_settings(**app_settings)
     client = httpx.Client(base_url=serve(settings), timeout=10)
@@ -150,10 +152,18 @@ def test_a_thread_whose_job_kept_no_conversation_is_told_so_and_nothing_starts(
     started = deliver(client, "issue_comment", issue)
     job = wait_job(client, started.json()["jobId"])
     assert job["status"] == "succeeded" and job["result"]["prUrl"].endswith("/acme/widgets/pull/1"), job
+    # Seen while it was still pushing: its agent is done, so nothing can reach it and nothing starts yet.
+    record = f"{prefix}job:{job['id']}"
+    redis_client.hset(record, mapping={"status": "running", "phase": "pushing"})
+    answered = deliver(client, "issue_comment", pr_comment(fake_github, 1, "/kilo and the other typo", 902))
+    assert answered.json() == {"outcome": "refused", "detail": "job_ending"}, answered.text
+    assert "is finishing" in fake_github.comments[-1]["body"] and fake_github.comments[-1]["number"] == 1
+    redis_client.hset(record, mapping={"status": "succeeded", "phase": ""})
+
     (Path(settings.artifacts_dir) / "jobs" / job["id"] / SESSION_ARTIFACT).unlink(missing_ok=True)
 
-    answered = deliver(client, "issue_comment", pr_comment(fake_github, 1, "/kilo and now the other typo", 902))
+    answered = deliver(client, "issue_comment", pr_comment(fake_github, 1, "/kilo and now the other typo", 903))
     assert answered.json() == {"outcome": "refused", "detail": "conflict"}, answered.text
     assert len(client.get("/api/kilo/jobs").json()["jobs"]) == 1
     said = [c["body"] for c in fake_github.comments if c["number"] == 1]
-    assert len(said) == 1 and "could not continue job" in said[0] and "kept no conversation" in said[0]
+    assert len(said) == 2 and "could not continue job" in said[1] and "kept no conversation" in said[1]
