@@ -399,6 +399,9 @@ class WebhookService:
                 await thread.say(FORK)  # its branch is not in this repository: the App's token cannot push there
                 return Handled("refused", "fork")
             prompt = review_comment_prompt(task, user, pr, comment, thread.owner, thread.name)
+            latest = await self._thread_job(pr, repo, job_owner)
+            if latest is not None:  # on the App's own pull request: its conversation, continued
+                return await self._continue(thread, repo, latest, task, user, job_owner, request_id, job_link, prompt)
             run = self._run(repo, prompt, base=str((pr.get("base") or {}).get("ref") or "") or None)
             branch = str(head.get("ref") or "")
             return await self._start(thread, run, job_owner, delivery, request_id, job_link, branch=branch)
@@ -477,8 +480,10 @@ class WebhookService:
         job_owner: str | None,
         request_id: str,
         job_link: Callable[[str], str],
+        prompt: str | None = None,
     ) -> Handled:
-        """The next job of the pull request's conversation; while its latest job runs, a message to its agent."""
+        """The next job of the pull request's conversation (`prompt`, else the task as a follow-up's); while its
+        latest job runs, a message to its agent."""
         said = f"[`{latest.id}`]({job_link(latest.id)})"
         if not latest.finished and latest.phase in AGENT_DONE:
             # A message would never reach an agent that has finished; a follow-up needs the job's end.
@@ -498,7 +503,7 @@ class WebhookService:
                     "agent for its next step."
                 )
                 return Handled("steered", job_id=latest.id)
-        prompt = follow_up_prompt(task, user, thread.number, thread.owner, thread.name)
+        prompt = prompt or follow_up_prompt(task, user, thread.number, thread.owner, thread.name)
         body = FollowUpRequest.model_validate({"prompt": prompt})
         try:
             submitted = await self.jobs.follow_up(latest.id, body, job_owner, request_id, notify=thread.notify)

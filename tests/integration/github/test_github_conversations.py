@@ -50,6 +50,7 @@ def review_comment_delivery(fake_github: FakeGitHub, comment: dict[str, Any], nu
         "pull_request": {
             "number": number,
             "user": {"login": pull["user"], "type": "User"},
+            "html_url": f"{fake_github.url}/acme/widgets/pull/{number}",
             "head": {"ref": pull["head"], "sha": "0" * 40, "repo": {"full_name": head_repo}},
             "base": {"ref": pull["base"], "repo": {"full_name": "acme/widgets"}},
         },
@@ -160,10 +161,23 @@ def test_a_thread_whose_job_is_ending_or_kept_no_conversation_is_told_so_and_not
     assert "is finishing" in fake_github.comments[-1]["body"] and fake_github.comments[-1]["number"] == 1
     redis_client.hset(record, mapping={"status": "succeeded", "phase": ""})
 
+    # A `/kilo` review comment on a line of the App's own pull request continues its conversation too.
+    (path,) = job["result"]["filesChanged"]
+    comment = fake_github.review_comment("widgets", 1, path, 1, "/kilo say it louder")
+    continued = deliver(client, "pull_request_review_comment", review_comment_delivery(fake_github, comment, 1))
+    assert continued.json()["outcome"] == "started", continued.text
+    follow_up = wait_job(client, continued.json()["jobId"])
+    assert follow_up["parentJobId"] == job["id"] and follow_up["status"] == "succeeded", follow_up
+    continued_on = redis_client.hget(f"{prefix}job:{follow_up['id']}", "branch")
+    assert continued_on == f"kilo/{job['id']}".encode() and path in follow_up["prompt"]
+    started, ended = [c["body"] for c in fake_github.review_comments if c["in_reply_to_id"] == comment["id"]]
+    assert "a follow-up of" in started and follow_up["id"] in ended  # both in the review thread
+    job = follow_up  # the thread's latest job now
+
     (Path(settings.artifacts_dir) / "jobs" / job["id"] / SESSION_ARTIFACT).unlink(missing_ok=True)
 
     answered = deliver(client, "issue_comment", pr_comment(fake_github, 1, "/kilo and now the other typo", 903))
     assert answered.json() == {"outcome": "refused", "detail": "conflict"}, answered.text
-    assert len(client.get("/api/kilo/jobs").json()["jobs"]) == 1
+    assert len(client.get("/api/kilo/jobs").json()["jobs"]) == 2
     said = [c["body"] for c in fake_github.comments if c["number"] == 1]
     assert len(said) == 2 and "could not continue job" in said[1] and "kept no conversation" in said[1]
