@@ -521,6 +521,10 @@ received.
 | plain `kilo run` → first model request | {cstat("plain")} |
 | **the bridge's share** | **{cshare}** | |
 
+A follow-up (`POST /api/kilo/job/{{id}}/follow-up` of the job just run, timed from that POST) starts one more CLI
+process than a fresh job before its model request: `kilo import` of the parent's sealed session, which `kilo run
+--session` then continues; the difference between its row and the fresh job's is mostly that process's start.
+
 Before this work the same comparison read 13.9 s against 11.3 s (2.6 s of the bridge's own, a `kilo agent list`
 per job among it).
 
