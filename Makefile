@@ -63,7 +63,10 @@ $(CLIENTS_STAMP): tests/clients/node/package.json tests/clients/node/package-loc
 install-serve: $(SERVE_STAMP) $(KILO_STAMP) system-packages-serve
 
 ## everything: serving and the test tool-chain (what `make test` installs)
-install: install-serve $(STAMP) $(CLIENTS_STAMP) system-packages-test
+# The three downloads on top of serving (Python test libraries, Node test clients, Chromium) share nothing: they
+# run side by side, each one's output kept together.
+install: install-serve
+	@$(MAKE) --no-print-directory -j3 --output-sync=target $(STAMP) $(CLIENTS_STAMP) system-packages-test
 
 redis: $(SERVE_STAMP)
 	@$(PY) scripts/ensure_redis.py

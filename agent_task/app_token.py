@@ -10,6 +10,7 @@ import logging
 
 from kilo_bridge.config import Settings
 from kilo_bridge.github.app import COMMENT, READ, WRITE, GitHubApp, GitHubAppError, configured
+from kilo_bridge.github.webhook import reply_target
 from kilo_bridge.jobs.policy import RepoRef
 from kilo_bridge.jobs.record import JobRecord
 from kilo_bridge.platform.security import REDACTED
@@ -61,13 +62,19 @@ def outcome_text(
     error: str | None,
     pr_url: str | None,
     summary: str,
+    pushed: str | None = None,
 ) -> str:
     """A job's status and its link, for the issue or pull request that started it. The agent's free text (its
     error, a long summary) never goes there whole: the repository's readers may be the ones who wrote the
-    text the agent read. A review job reports through its pull request review and check run (review.py)."""
+    text the agent read. A review job reports through its pull request review and check run (review.py).
+    `pushed`: the branch its commit went to (a pull request's own, for a job on one)."""
     link = f"`{record.id}`"  # `report` makes it a link when the API's address is known
     if status == "succeeded":
-        head = f"Kilo Bridge job {link} succeeded: " + (f"pull request {pr_url}" if pr_url else "no change was made.")
+        if pr_url:
+            done = f"pull request {pr_url}" + (" updated" if record.branch else "")
+        else:
+            done = f"pushed to `{pushed}`." if pushed else "no change was made."
+        head = f"Kilo Bridge job {link} succeeded: {done}"
     else:
         head = f"Kilo Bridge job {link} {status}" + (f" (`{reason}`)." if reason else ".")
     brief = short_summary(summary)
@@ -75,10 +82,12 @@ def outcome_text(
 
 
 async def report(settings: Settings, record: JobRecord, repo: RepoRef, text: str) -> None:
-    """The job's last word on its issue or pull request (`notify` = `comment:<n>`)."""
-    _, _, number = (record.notify or "").partition(":")
-    if not (configured(settings) and repo.owner and repo.name and number.isdigit()):
+    """The job's last word on its issue or pull request (`notify` = `comment:<n>`), or in the review comment's
+    thread that started it (`review-comment:<n>:<comment id>`)."""
+    target = reply_target(record.notify)
+    if not (configured(settings) and repo.owner and repo.name and target):
         return
+    number, reply_to = target
     text = text.replace(f"`{record.id}`", job_link(settings, record.id), 1)
     app = GitHubApp(settings)
     try:
@@ -87,7 +96,10 @@ async def report(settings: Settings, record: JobRecord, repo: RepoRef, text: str
         logger.warning("job outcome not reported", extra={"job_id": record.id, "error": exc.message})
         return
     try:
-        await app.comment(token, repo.owner, repo.name, int(number), text)
+        if reply_to is None:
+            await app.comment(token, repo.owner, repo.name, number, text)
+        else:
+            await app.reply(token, repo.owner, repo.name, number, reply_to, text)
     except GitHubAppError as exc:
         logger.warning("job outcome not reported", extra={"job_id": record.id, "error": exc.message})
     finally:

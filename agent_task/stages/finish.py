@@ -46,7 +46,9 @@ async def report_on_github(
                 link = app_token.job_link(ctx.settings, ctx.job_id)
                 await review.report(ctx, repo, status, reason, result, link)
                 return
-            text = app_token.outcome_text(ctx.record, status, reason, error, result.pr_url, result.summary)
+            text = app_token.outcome_text(
+                ctx.record, status, reason, error, result.pr_url, result.summary, pushed=result.branch
+            )
             await app_token.report(ctx.settings, ctx.record, repo, ctx.redact(text)[:60_000])
     except Exception as exc:  # best effort: the job has ended either way
         logger.warning("github outcome not reported", extra={"job_id": ctx.job_id, "error": type(exc).__name__})

@@ -145,6 +145,13 @@ def one_job(url: str, repo: str) -> tuple[str, float]:
     return job_id, t0
 
 
+def follow_up(url: str, parent: str) -> tuple[str, float]:
+    t0 = time.time()
+    answer = httpx.post(f"{url}/api/kilo/job/{parent}/follow-up", json={"prompt": "bench again", "dryRun": True})
+    answer.raise_for_status()
+    return answer.json()["jobId"], t0
+
+
 def sandboxable_cli(tmp: Path) -> str:
     """The stand-in CLI where bubblewrap can show it to the agent: a `node_modules` of its own (bound
     read-only like the real install), run by the system Python (the sandbox shows /usr, not this venv)."""
@@ -190,7 +197,7 @@ def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], pre
     fake = FakeGatewayThread()
     fake.__enter__()
     fake.agent_text = "Done."
-    out: dict[str, list[float]] = {"bridge": [], "plain": []}
+    out: dict[str, list[float]] = {"bridge": [], "followup": [], "plain": []}
     try:
         job_env = {**env, "KILO_CLI": str(ROOT / "agent_task/node_modules/.bin/kilo"), "AGENT_SANDBOX": "bwrap"}
         job_env["KILO_GATEWAY_BASE"] = fake.url + "/api/gateway"
@@ -205,11 +212,14 @@ def real_cli_start(r: redis.Redis, url: str, repo: str, env: dict[str, str], pre
             "model": "fake/model-a",
         }
         for i in range(CLI_RUNS + 1):  # the first job lists the CLI's agents (kept for the next): a warm-up
-            for path in ("bridge", "plain"):
+            parent = ""
+            for path in ("bridge", "followup", "plain"):
                 fake.reset()
                 fake.agent_text = "Done."
-                if path == "bridge":
-                    job_id, t0 = one_job(url, repo)
+                if path in ("bridge", "followup"):
+                    # A follow-up continues the job just run: its session imported, then the next prompt.
+                    job_id, t0 = follow_up(url, parent) if path == "followup" else one_job(url, repo)
+                    parent = job_id
                     subprocess.run(
                         [sys.executable, "-m", "agent_task", job_id],
                         cwd=ROOT,
@@ -514,8 +524,13 @@ received.
 | path | median | runs |
 |---|---|---|
 | run-agent → first model request (the bridge's job) | {cstat("bridge")} |
+| follow-up → first model request (the same job continued: its session imported) | {cstat("followup")} |
 | plain `kilo run` → first model request | {cstat("plain")} |
 | **the bridge's share** | **{cshare}** | |
+
+A follow-up (`POST /api/kilo/job/{{id}}/follow-up` of the job just run, timed from that POST) starts one more CLI
+process than a fresh job before its model request: `kilo import` of the parent's sealed session, which `kilo run
+--session` then continues; the difference between its row and the fresh job's is mostly that process's start.
 
 Before this work the same comparison read 13.9 s against 11.3 s (2.6 s of the bridge's own, a `kilo agent list`
 per job among it).

@@ -160,3 +160,45 @@ def test_a_build_job_reaches_an_allow_listed_server_through_the_proxy_and_is_ref
     refusal = next((x for x in log.splitlines() if '"egress"' in x and f"localhost:{unlisted}" in x), None)
     assert refusal and "allow-list" in refusal, log
     assert "network: allowlist" in log
+
+
+def test_setup_installs_from_an_allow_listed_host_through_the_proxy_and_fails_on_another(
+    serve: Callable[..., str],
+    job_settings: Callable[..., Settings],
+    fake: FakeGatewayThread,
+    fake_github: FakeGitHub,
+    loopback_servers: tuple[int, int],
+) -> None:
+    """A profile's setup (say, installing dependencies) runs in the sandbox behind the job's door: the
+    allow-listed host answers it through the egress proxy; a host no list names ends the job `setup_failed`."""
+    allowed, unlisted = loopback_servers
+    settings = job_settings(
+        real_cli=True,
+        agent_sandbox="bwrap",
+        agent_egress_allow=f"localhost:{allowed}",
+        agent_egress_allow_private=f"127.0.0.1:{allowed}",
+    )
+    fake.agent_text = "PASSED: built."
+    client = httpx.Client(base_url=serve(settings), timeout=10)
+
+    def setup_job(name: str, port: int) -> dict:
+        url = f"http://localhost:{port}/"
+        fetch = f"python3 -c \"import urllib.request as u; print(u.urlopen('{url}', timeout=10).read().decode())\""
+        saved = client.post(
+            "/api/kilo/profiles", json={"name": name, "env": {"GITHUB_TOKEN": GITHUB_TOKEN}, "setup": [fetch]}
+        )
+        assert saved.status_code == 201, saved.text
+        body = run_body(fake_github.repo_url("acme", "widgets"), agent="build", prompt=None, profile=name)
+        answer = client.post("/api/kilo/run-agent", json=body)
+        assert answer.status_code == 202, answer.text
+        return wait_job(client, answer.json()["jobId"], timeout=240)
+
+    installed = setup_job("deps-allowed", allowed)
+    assert installed["status"] == "succeeded", (installed["reason"], installed["error"])
+    log = client.get(f"/api/kilo/job/{installed['id']}/logs").text
+    assert any('"setup"' in line and ALLOWED_BODY in line for line in log.splitlines()), log
+
+    refused = setup_job("deps-unlisted", unlisted)
+    assert (refused["status"], refused["reason"]) == ("failed", "setup_failed"), refused
+    assert "403" in refused["error"], refused["error"]
+    assert ALLOWED_BODY not in refused["error"]

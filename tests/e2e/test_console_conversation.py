@@ -55,6 +55,8 @@ def test_a_finished_job_is_followed_up_from_its_page_and_run_again_keeps_the_pro
     assert wait_job(client, child_id)["parentJobId"] == parent["id"]
 
     page = tab.go(f"/job/{parent['id']}")
+    # A change of hash alone: the follow-up's page stays on screen until the parent's has loaded.
+    page.locator("[data-testid=task]", has_text="first task").wait_for()
     page.get_by_role("button", name="Run again").click()
     page.wait_for_url(lambda url: url.endswith("#/run"))
     prompt = page.locator("textarea[name=prompt]")

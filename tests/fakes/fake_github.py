@@ -25,6 +25,17 @@ RIGHT-side line of the pull request's diff or a range spans hunks; check runs (c
 #update-a-check-run: `name`, `head_sha`, `status`, `conclusion`, `output{title, summary, text}`; a
 `conclusion` makes `status` `completed`), only for an installation token with `checks: write`, recorded in
 `check_runs`.
+
+Conversations on pull requests: a pull request opened through the API is "Get a pull request"'s too (its
+`html_url`, its `user` the App's bot for an installation token); `fake.open_pull(..., fork="someone/widgets")`
+has its head in a fork (`head.repo.full_name`). `fake.review_comment(...)` makes a pull request review comment as
+GitHub records one (pulls/comments#get-a-review-comment-for-a-pull-request: `id`, `path`, `line`, `start_line`,
+`side`, `user`, `in_reply_to_id`, and `diff_hunk`: the file's hunk in the pull request's diff up to the commented
+line), the `comment` of a `pull_request_review_comment` webhook delivery (webhooks/webhook-events-and-payloads#
+pull_request_review_comment). "Create a reply for a review comment" (pulls/comments#create-a-reply-for-a-review-
+comment: `POST /repos/{o}/{r}/pulls/{n}/comments/{comment_id}/replies` with `body`; `comment_id` must be a
+top-level review comment of that pull request, as replies to replies are not supported: else 404; an
+installation token needs pull_requests: write) is recorded in `review_comments` with its `in_reply_to_id`.
 """
 
 from __future__ import annotations
@@ -82,11 +93,73 @@ class FakeGitHub(AiohttpApp, ServerThread):
         self.refused_reviews: list[dict[str, Any]] = []
         self.check_runs: list[dict[str, Any]] = []
         self.contents_requests: list[dict[str, str]] = []
+        self.review_comments: list[dict[str, Any]] = []
 
     def open_pull(
-        self, repo: str, number: int, head: str, base: str = "main", draft: bool = False, user: str = "author"
+        self,
+        repo: str,
+        number: int,
+        head: str,
+        base: str = "main",
+        draft: bool = False,
+        user: str = "author",
+        fork: str | None = None,
     ) -> None:
-        self.pull_requests[(repo, number)] = {"head": head, "base": base, "draft": draft, "user": user}
+        self.pull_requests[(repo, number)] = {"head": head, "base": base, "draft": draft, "user": user, "fork": fork}
+
+    def _hunk(self, owner: str, repo: str, number: int, path: str, line: int) -> str | None:
+        """GitHub's `diff_hunk` of a comment on `line` (head side): the file's hunk from its `@@` header to that
+        line, in the pull request's diff (base...head)."""
+        pull = self.pull_requests[(repo, number)]
+        compared = self._compare(owner, repo, pull["base"], pull["head"]) or {"files": []}
+        for f in compared["files"]:
+            if f["filename"] != path:
+                continue
+            hunk: list[str] = []
+            at = 0
+            for raw in str(f.get("patch", "")).splitlines():
+                if raw.startswith("@@"):
+                    hunk, at = [raw], int(raw.split("+")[1].split(",")[0].split(" ")[0])
+                    continue
+                hunk.append(raw)
+                if raw[:1] in (" ", "+"):
+                    if at == line:
+                        return "\n".join(hunk)
+                    at += 1
+        return None
+
+    def review_comment(
+        self,
+        repo: str,
+        number: int,
+        path: str,
+        line: int,
+        body: str,
+        user: str = "maintainer",
+        start_line: int | None = None,
+        owner: str = "acme",
+    ) -> dict[str, Any]:
+        """A review comment on `line` (or `start_line`..`line`) of `path` in the pull request's diff, recorded as
+        GitHub records it; refused (AssertionError) where GitHub refuses it, off the diff's head-side lines."""
+        hunk = self._hunk(owner, repo, number, path, line)
+        assert hunk is not None, "GitHub refuses a review comment outside the pull request's diff"
+        comment = {
+            "id": 7_000 + len(self.review_comments) + 1,
+            "repo": repo,
+            "number": number,
+            "path": path,
+            "line": line,
+            "original_line": line,
+            "start_line": start_line,
+            "side": "RIGHT",
+            "start_side": "RIGHT" if start_line else None,
+            "diff_hunk": hunk,
+            "body": body,
+            "user": {"login": user, "type": "User"},
+            "in_reply_to_id": None,
+        }
+        self.review_comments.append(comment)
+        return comment
 
     def _git(self, owner: str, repo: str, *args: str) -> subprocess.CompletedProcess[str]:
         bare = self.root / owner / f"{repo}.git"
@@ -285,6 +358,11 @@ class FakeGitHub(AiohttpApp, ServerThread):
         body = await request.json()
         owner, repo = request.match_info["owner"], request.match_info["repo"]
         number = len(self.pulls) + 1
+        while (repo, number) in self.pull_requests:  # pull requests and issues share one numbering
+            number += 1
+        # Opened with an installation token, a pull request's author is the App's bot account.
+        opener = "kilo-bridge[bot]" if self._bearer(request) in self.tokens else "author"
+        self.open_pull(repo, number, str(body.get("head", "")), str(body.get("base", "main")), user=opener)
         pull = {
             "owner": owner,
             "repo": repo,
@@ -303,15 +381,42 @@ class FakeGitHub(AiohttpApp, ServerThread):
         if pull is None:
             return web.json_response({"message": "Not Found"}, status=404)
         full = {"full_name": f"{owner}/{repo}"}
+        head_repo = {"full_name": pull["fork"]} if pull.get("fork") else full
         return web.json_response(
             {
                 "number": number,
+                "html_url": f"{self.url}/{owner}/{repo}/pull/{number}",
                 "draft": pull["draft"],
-                "user": {"login": pull["user"], "type": "User"},
-                "head": {"ref": pull["head"], "sha": self._sha(owner, repo, pull["head"]), "repo": full},
+                "user": {"login": pull["user"], "type": "Bot" if pull["user"].endswith("[bot]") else "User"},
+                "head": {"ref": pull["head"], "sha": self._sha(owner, repo, pull["head"]), "repo": head_repo},
                 "base": {"ref": pull["base"], "sha": self._sha(owner, repo, pull["base"]), "repo": full},
             }
         )
+
+    async def reply_to_review_comment(self, request: web.Request) -> web.Response:
+        repo, number = request.match_info["repo"], int(request.match_info["number"])
+        if not self._allows(self._bearer(request), repo, "pull_requests"):
+            return web.json_response({"message": "Resource not accessible by integration"}, status=403)
+        top = int(request.match_info["id"])
+        found = [
+            c
+            for c in self.review_comments
+            if (c["id"], c["repo"], c["number"]) == (top, repo, number) and c["in_reply_to_id"] is None
+        ]
+        if not found:
+            return web.json_response({"message": "Not Found"}, status=404)
+        body = (await request.json()).get("body")
+        if not body:
+            return web.json_response({"message": "Validation Failed"}, status=422)
+        reply = {
+            **{k: found[0][k] for k in ("repo", "number", "path", "line", "diff_hunk")},
+            "id": 7_000 + len(self.review_comments) + 1,
+            "body": body,
+            "user": {"login": "kilo-bridge[bot]", "type": "Bot"},
+            "in_reply_to_id": top,
+        }
+        self.review_comments.append(reply)
+        return web.json_response(reply, status=201)
 
     async def compare(self, request: web.Request) -> web.Response:
         owner, repo = request.match_info["owner"], request.match_info["repo"]
@@ -394,6 +499,9 @@ class FakeGitHub(AiohttpApp, ServerThread):
         app.router.add_patch("/api/v3/repos/{owner}/{repo}/issues/comments/{id}", self.edit_comment)
         app.router.add_get("/api/v3/repos/{owner}/{repo}/pulls/{number}", self.get_pull)
         app.router.add_post("/api/v3/repos/{owner}/{repo}/pulls/{number}/reviews", self.create_review)
+        app.router.add_post(
+            "/api/v3/repos/{owner}/{repo}/pulls/{number}/comments/{id}/replies", self.reply_to_review_comment
+        )
         app.router.add_get("/api/v3/repos/{owner}/{repo}/compare/{basehead}", self.compare)
         app.router.add_get("/api/v3/repos/{owner}/{repo}/contents/{path:.+}", self.contents)
         app.router.add_post("/api/v3/repos/{owner}/{repo}/check-runs", self.check_run)

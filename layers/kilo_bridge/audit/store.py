@@ -53,7 +53,8 @@ class AuditFilter:
 
 
 def _stream_id(ms: int, last: bool = False) -> str:
-    return f"{ms}-{18446744073709551615 if last else 0}"
+    # A time before 1970 bounds nothing (stream ids are never negative): the stream's first id.
+    return f"{max(ms, 0)}-{18446744073709551615 if last else 0}"
 
 
 def iso_ms(ms: int) -> str:
@@ -92,6 +93,8 @@ class AuditLog:
     ) -> tuple[list[tuple[str, dict[str, str]]], str | None]:
         """Newest first: (records matching `where`, the cursor of the next page or None)."""
         limit = max(1, min(limit, MAX_PAGE))
+        if cursor is not None and not any(int(part) for part in cursor.split("-")):
+            return [], None  # nothing comes before the stream's first id (Redis refuses the range)
         oldest = int(self.clock() * 1000) - self.retention_ms
         if where.since_ms is not None:
             oldest = max(oldest, where.since_ms)

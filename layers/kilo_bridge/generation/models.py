@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 from kilo_bridge.models import MODEL_ID, ApiModel
 
 
 class GenerateRequest(ApiModel):
-    prompt: str = Field(min_length=1, description="The user's prompt.")
+    prompt: str = Field(
+        min_length=1,
+        description="The user's prompt. With `system`: together at most MAX_PROMPT_CHARS characters (else 413 "
+        "`prompt_too_long`).",
+    )
     system: str | None = Field(None, description="Optional system message.")
     model: str | None = Field(None, pattern=MODEL_ID, description="Kilo model id, e.g. anthropic/claude-sonnet-4.5")
     max_tokens: int | None = Field(None, ge=1, le=200_000)
@@ -47,9 +51,17 @@ class StreamDone(ApiModel):
     request_id: str
 
 
-# An output-token cap: a whole number, at least 1 (`StrictInt`: "5" and 5.0 are refused, not coerced, since
-# the body is relayed as sent; a negative or zero cap would reserve a negative budget).
-TokenCap = Annotated[StrictInt, Field(ge=1, le=10_000_000)]
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's `integer` (what the OpenAPI document says): 5 and 5.0 are the same number, "5" and 5.5 are
+    not integers. The relayed body gets the int (web/routing.py `parse_raw_body`)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An output-token cap: a whole number (a string, a bool or 5.5 is refused, never coerced: the body is relayed),
+# at least 1 (a negative or zero cap would reserve a negative budget).
+TokenCap = Annotated[StrictInt, Field(ge=1, le=10_000_000), BeforeValidator(_whole_number)]
 _MODEL = Field(None, pattern=MODEL_ID, description="Kilo model id; KILO_DEFAULT_MODEL when left out.")
 
 
@@ -71,7 +83,7 @@ class ChatCompletionRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     max_tokens: TokenCap | None = None
     max_completion_tokens: TokenCap | None = None
-    n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=128), BeforeValidator(_whole_number)] | None = None
 
 
 class ResponsesRequest(BaseModel):
@@ -120,7 +132,7 @@ class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = _MODEL
-    input: str | list[Any] = Field(min_length=1)
+    input: Annotated[str, Field(min_length=1)] | Annotated[list[Any], Field(min_length=1)]
 
 
 class OpenAIModelList(BaseModel):

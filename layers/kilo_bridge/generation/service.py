@@ -96,6 +96,12 @@ class PromptTooLong(InvalidInput, code="prompt_too_long"):
     """The prompt and system message pass MAX_PROMPT_CHARS."""
 
 
+def prompt_rules(settings: Settings) -> dict[str, dict[str, object]]:
+    """MAX_PROMPT_CHARS for the OpenAPI document: each of the two at most that (their sum is in words)."""
+    most: dict[str, object] = {"maxLength": settings.max_prompt_chars}
+    return {"GenerateRequest.prompt": most, "GenerateRequest.system": most}
+
+
 class StreamTooLong(BridgeError, code="stream_too_long"):
     """A stream ran past KILO_STREAM_MAX_S and was stopped."""
 
@@ -139,7 +145,8 @@ class Generation:
     # -- request shaping ---------------------------------------------------------------------------
     def body_for(self, req: GenerateRequest) -> dict[str, Any]:
         if len(req.prompt) + len(req.system or "") > self.settings.max_prompt_chars:
-            raise PromptTooLong(f"prompt and system exceed {self.settings.max_prompt_chars} characters.")
+            limit = f"together at most {self.settings.max_prompt_chars} characters"
+            raise PromptTooLong(f"prompt and system: {limit}.", details=[{"field": "prompt", "message": limit}])
         messages = [{"role": "system", "content": req.system}] if req.system else []
         messages.append({"role": "user", "content": req.prompt})
         body: dict[str, Any] = {"model": req.model or self.settings.kilo_default_model, "messages": messages}

@@ -1,5 +1,6 @@
 """A GitHub App's side of the REST API: the App's JWT (PyJWT, RS256), an installation token minted for one
-repository with named permissions, a user's permission on a repository, and issue comments.
+repository with named permissions, a user's permission on a repository, issue comments and replies in a pull
+request review comment's thread.
 
 Tokens are returned to the caller and kept by nobody else: the runner mints its job's token and revokes it
 when the job ends (they expire within the hour anyway).
@@ -101,6 +102,13 @@ class GitHubApp:
 
     async def comment(self, token: str, owner: str, repo: str, number: int, body: str) -> None:
         await self._call("POST", f"/repos/{owner}/{repo}/issues/{number}/comments", token, {"body": body})
+
+    async def reply(self, token: str, owner: str, repo: str, number: int, comment_id: int, body: str) -> None:
+        """A reply in a pull request review comment's thread (docs.github.com/en/rest/pulls/comments#create-a-
+        reply-for-a-review-comment: `comment_id` is the thread's top-level comment; replies to replies are not
+        supported)."""
+        path = f"/repos/{owner}/{repo}/pulls/{number}/comments/{comment_id}/replies"
+        await self._call("POST", path, token, {"body": body})
 
     # -- pull request reviews and check runs (docs.github.com/en/rest: pulls/pulls, commits/commits#compare-two-
     # commits, repos/contents, pulls/reviews#create-a-review-for-a-pull-request, checks/runs) ---------------------

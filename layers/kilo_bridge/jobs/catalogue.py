@@ -79,6 +79,31 @@ def load_catalog(directory: Path) -> dict[str, AgentSpec]:
     return agents
 
 
+def request_rules(catalog: dict[str, AgentSpec]) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The catalogue's rules as JSON Schema for the OpenAPI document: the `agent` field's names, and per agent
+    what a run of it takes (a prompt when required; a patch only if it accepts one; a deploy step and
+    approval only for a deploy agent, which needs a step or a profile that holds DEPLOY_COMMAND)."""
+    per_agent: list[dict[str, object]] = []
+    for spec in catalog.values():
+        props: dict[str, object] = {}
+        then: dict[str, object] = {"properties": props}
+        if spec.requires_prompt:
+            then["required"] = ["prompt"]
+            props["prompt"] = {"type": "string"}
+        if not spec.accepts_patch:
+            props["patch"] = {"type": "null"}
+        if spec.after == "deploy":
+            then["anyOf"] = [
+                {"required": ["deploy"], "properties": {"deploy": {"type": "object"}}},
+                {"required": ["profile"], "properties": {"profile": {"type": "string"}}},
+            ]
+        else:
+            props["deploy"] = {"type": "null"}
+            props["requireApproval"] = {"const": False}
+        per_agent.append({"if": {"required": ["agent"], "properties": {"agent": {"const": spec.name}}}, "then": then})
+    return {"enum": sorted(catalog)}, per_agent
+
+
 def get_agent(directory: Path, name: str) -> AgentSpec:
     catalog = load_catalog(directory)
     if name not in catalog:

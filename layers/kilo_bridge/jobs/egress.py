@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from kilo_bridge.config import Settings
 
@@ -15,6 +16,15 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_PORTS = (80, 443)
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# The entries `allow_entry_problem` takes, as a JSON Schema pattern for the OpenAPI document (a little narrower:
+# lower case, no IPv6 literals): a host name or `*.domain`, `:port` optional.
+_LABEL_ECMA = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PORT_ECMA = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+ALLOW_ENTRY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": rf"^(?:\*\.{_LABEL_ECMA}(?:\.{_LABEL_ECMA})+|{_LABEL_ECMA}(?:\.{_LABEL_ECMA})*){_PORT_ECMA}$",
+}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 

@@ -6,10 +6,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from kilo_bridge.jobs.egress import allow_entry_problem
+from kilo_bridge.jobs.egress import ALLOW_ENTRY_SCHEMA, allow_entry_problem
+from kilo_bridge.jobs.policy import BRANCH_PATTERN
 from kilo_bridge.jobs.reasons import EndReason
 from kilo_bridge.jobs.record import JobNetwork, JobPhase, JobStatus, ShownStatus
 from kilo_bridge.models import MODEL_ID, ApiModel
+from kilo_bridge.profiles.env import ENV_SCHEMA, ENV_TOTAL_RULE
 from kilo_bridge.profiles.models import PROFILE_NAME
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -28,6 +30,7 @@ class DeployStep(ApiModel):
     allow: list[str] = Field(
         default_factory=list,
         max_length=32,
+        json_schema_extra={"items": ALLOW_ENTRY_SCHEMA},
         description="Hosts the command may reach (like AGENT_EGRESS_ALLOW: `host` or `*.domain`, `:port` "
         "optional, 80/443 by default), for that step alone.",
     )
@@ -49,7 +52,10 @@ class RunAgentRequest(ApiModel):
     profile_env: dict[str, str] = Field(
         default_factory=dict,
         max_length=32,
-        description="Secrets and settings for the job (e.g. GITHUB_TOKEN); encrypted at rest, never returned.",
+        description="Secrets and settings for the job (e.g. GITHUB_TOKEN); encrypted at rest, never returned. "
+        + ENV_TOTAL_RULE
+        + " The same with a `profile`'s values added.",
+        json_schema_extra=ENV_SCHEMA,
     )
     profile: str | None = Field(
         None,
@@ -58,7 +64,13 @@ class RunAgentRequest(ApiModel):
     )
     timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000, description="Default 10 minutes, at most 60.")
     dry_run: bool = Field(False, description="Keep the diff only: no commit, push or pull request.")
-    base_branch: str | None = Field(None, min_length=1, max_length=200)
+    base_branch: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A git branch name.",
+        json_schema_extra={"pattern": BRANCH_PATTERN},
+    )
     model: str | None = Field(None, pattern=MODEL_ID)
     max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Stop the agent before passing this cost.")
     patch: str | None = Field(
@@ -76,7 +88,8 @@ class RunAgentRequest(ApiModel):
     deploy: DeployStep | None = Field(
         None,
         description="The `deploy` agent's step (else the profile's DEPLOY_COMMAND and DEPLOY_ALLOW); never "
-        "taken from the repository.",
+        "taken from the repository. Only for a deploy agent, which needs `deploy.command` or a `profile` that "
+        "holds DEPLOY_COMMAND.",
     )
     require_approval: bool = Field(
         False, description="A deploy waits in `awaiting_approval` for POST /api/kilo/job/{id}/approve."

@@ -21,7 +21,8 @@ from kilo_bridge.errors import invalid
 REPO_TOKEN_NAMES = ("REPO_TOKEN", "GITHUB_TOKEN")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # git ref names: no `..`, no leading `-` or `/`, none of git's forbidden characters.
-_BRANCH_RE = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*@\{)(?!.*\.lock$)(?!.*/$)(?!.*\.$)[A-Za-z0-9._/-]{1,200}$")
+BRANCH_PATTERN = r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*@\{)(?!.*\.lock$)(?!.*/$)(?!.*\.$)[A-Za-z0-9._/-]{1,200}$"
+_BRANCH_RE = re.compile(BRANCH_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,21 @@ def check_repo_url(url: str, settings: Settings) -> RepoRef:  # noqa: C901 - one
     owner = segments[-2] if len(segments) >= 2 else None
     name = segments[-1].removesuffix(".git")
     return RepoRef(url, host, owner, name, local)
+
+
+def repo_url_pattern(hosts: frozenset[str]) -> str:
+    """The https URLs `check_repo_url` takes from these hosts, as a JSON Schema pattern (for the OpenAPI
+    document; a little narrower than the check: lower-case hosts, plain path segments)."""
+    names = "|".join(re.escape(h) for h in sorted(hosts)) or "(?!)"
+    return rf"^https://(?:{names})(?::443)?(?:/[A-Za-z0-9_~][A-Za-z0-9._~-]*)+/?$"
+
+
+def field_rules(settings: Settings) -> dict[str, dict[str, object]]:
+    """What this server's settings add to the job fields' schemas: its repository hosts and longest timeout."""
+    return {
+        "repoUrl": {"pattern": repo_url_pattern(settings.repo_hosts)},
+        "timeoutMs": {"maximum": settings.job_timeout_max_ms},
+    }
 
 
 def _is_ip(host: str) -> bool:

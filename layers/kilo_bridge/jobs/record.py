@@ -29,6 +29,7 @@ STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 JOB_ID_PREFIX = "job_"
 JOB_ID_LEN = len(JOB_ID_PREFIX) + 24
+JOB_ID_PATTERN = rf"^{JOB_ID_PREFIX}[0-9a-f]{{24}}$"  # what `valid_job_id` takes, for the OpenAPI document
 
 
 def new_job_id() -> str:
@@ -100,7 +101,8 @@ class JobRecord:
     error: str | None = None
     result: dict[str, Any] | None = None
     artifacts: dict[str, int] | None = None  # artifact name → bytes
-    # Where a job started from GitHub reports its outcome: `comment:<issue>` or `review:<pull request>`.
+    # Where a job started from GitHub reports its outcome: `comment:<issue>`, `review:<pull request>` or
+    # `review-comment:<pull request>:<comment id>` (a reply in that review comment's thread).
     notify: str | None = None
     # The running attempt's phases as the store stamped them when each began: (phase, epoch ms), in order.
     phases: tuple[tuple[str, int], ...] = ()
@@ -113,7 +115,8 @@ class JobRecord:
     approval: dict[str, Any] | None = None
     decision: str | None = None  # approved | rejected | expired: taken once (lua/decide.lua)
     # A follow-up: the job it continues (its session), and the branch it continues (the one the thread pushed;
-    # None: a fresh checkout of the base, and a branch of its own).
+    # None: a fresh checkout of the base, and a branch of its own). A job on a pull request's head (a `/kilo`
+    # review comment) has the branch without a parent.
     parent_job_id: str | None = None
     branch: str | None = None
     # Its profile's setup commands, run in the sandbox before the agent (bound by the seal like every field).

@@ -53,6 +53,9 @@ from kilo_bridge.usage.ledger import BudgetExceeded, ModelNotAllowed
 
 log = get_logger()
 IDEMPOTENCY_MAX = 200
+# The keys the check below takes, as the OpenAPI document states them (narrower: visible ASCII, inner spaces
+# only, since HTTP drops a header value's outer spaces).
+IDEMPOTENCY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 # A profile's deploy step (for triggers and schedules): the command and its hosts, not values the command gets.
 DEPLOY_ENV = ("DEPLOY_COMMAND", "DEPLOY_ALLOW")
 
@@ -174,7 +177,10 @@ class JobService:
         request_id: str,
         notify: str | None = None,
         parent: JobRecord | None = None,
+        branch: str | None = None,
     ) -> Submitted:
+        """`parent`: a follow-up's parent (its branch continued). `branch`: a branch of the repository the job
+        checks out and pushes to (a pull request's head), set only by the bridge's own features."""
         st = self.settings
         if not (st.api_key or st.kilo_api_key_secret_arn):
             raise AgentsNotConfigured()
@@ -195,6 +201,7 @@ class JobService:
             check_profile_env(env)
         deploy, env = deploy_step(spec, body, env)
         check_branch(body.base_branch)
+        check_branch(branch, "branch")
         timeout_ms = check_timeout(body.timeout_ms, st)
         if body.patch is not None and not spec.accepts_patch:
             raise InvalidInput(
@@ -246,7 +253,7 @@ class JobService:
             deploy=deploy,
             require_approval=body.require_approval and deploy is not None,
             parent_job_id=parent.id if parent else None,
-            branch=continued_branch(parent) if parent else None,
+            branch=continued_branch(parent) if parent else branch,
             setup=tuple(setup) if parent is None else parent.setup,
         )
         # Sealed even when empty: the blob binds the job's identity, so a record rewritten in Redis after this
@@ -282,9 +289,12 @@ class JobService:
         log.info("job queued", extra={"job_id": job_id, "agent": spec.name, "repo_host": repo.host or "local"})
         return Submitted(job_id, "queued")
 
-    async def follow_up(self, parent_id: str, body: FollowUpRequest, caller: str | None, request_id: str) -> Submitted:
+    async def follow_up(
+        self, parent_id: str, body: FollowUpRequest, caller: str | None, request_id: str, notify: str | None = None
+    ) -> Submitted:
         """The next job of a finished job's conversation: its agent, repository, model, network and secrets,
-        its CLI session (the runner imports what the parent exported) and the branch the thread pushed."""
+        its CLI session (the runner imports what the parent exported) and the branch the thread pushed. It
+        reports where the parent did, unless `notify` says where (a GitHub thread the follow-up came from)."""
         parent = await self._record(parent_id, caller)
         if not parent.finished:
             raise Conflict(
@@ -317,7 +327,7 @@ class JobService:
             deploy=DeployStep.model_validate(parent.deploy) if parent.deploy else None,
             require_approval=parent.require_approval,
         )
-        return await self.submit(run, caller, None, request_id, notify=parent.notify, parent=parent)
+        return await self.submit(run, caller, None, request_id, notify=notify or parent.notify, parent=parent)
 
     async def say(self, job_id: str, text: str, caller: str | None, wait_s: float) -> tuple[str, Delivery]:
         """A message for the job's agent at its next step: (its id, `delivered` | `ended` — the job ended before
@@ -361,6 +371,14 @@ class JobService:
         if record is None or (caller is not None and record.owner != caller):
             raise JobNotFound()
         return record
+
+    async def owned(self, job_id: str, owner: str | None) -> JobRecord | None:
+        """The job when `owner` owns it (None: a job of no key, on an open server), else None."""
+        if not valid_job_id(job_id):
+            return None
+        async with self.store.guard():
+            record = await self.jobs.get(job_id)
+        return record if record is not None and record.owner == owner else None
 
     async def details(self, record: JobRecord) -> JobDetails:
         links = []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from kilo_bridge.keys.names import MAX_MODELS, MIN_BUDGET_USD, MODEL_PATTERN, MODEL_PATTERN_MAX, NAME
 from kilo_bridge.models import ApiModel
 
-KEY_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+KEY_NAME = NAME
 Period = Literal["day", "week", "month"]
 MODELS_DESCRIPTION = (
     "Models the key may use: exact ids (`anthropic/claude-sonnet-4.5`) or `provider/*`; none = every model."
@@ -16,11 +17,15 @@ MODELS_DESCRIPTION = (
 
 
 class KeyLimits(ApiModel):
-    budget_usd: float | None = Field(None, gt=0, le=1_000_000, description="Hard spend budget; none = unlimited.")
+    budget_usd: float | None = Field(
+        None, ge=MIN_BUDGET_USD, le=1_000_000, description="Hard spend budget; none = unlimited."
+    )
     budget_period: Period | None = Field(
         None, description="The budget resets at 00:00 UTC each day, week (Monday) or month; none = lifetime."
     )
-    models: list[str] | None = Field(None, max_length=100, description=MODELS_DESCRIPTION)
+    models: list[Annotated[str, Field(pattern=MODEL_PATTERN, max_length=MODEL_PATTERN_MAX)]] | None = Field(
+        None, max_length=MAX_MODELS, description=MODELS_DESCRIPTION
+    )
     rpm: int | None = Field(None, ge=1, le=1_000_000, description="Requests in any 60 s.")
     tpm: int | None = Field(None, ge=1, le=1_000_000_000, description="Tokens per minute (a token bucket).")
     max_jobs: int | None = Field(None, ge=1, le=1_000, description="Concurrent agent jobs.")
@@ -65,7 +70,9 @@ class KeyList(ApiModel):
 
 
 class TeamSet(ApiModel):
-    budget_usd: float | None = Field(None, gt=0, le=10_000_000, description="Caps its keys' spend together.")
+    budget_usd: float | None = Field(
+        None, ge=MIN_BUDGET_USD, le=10_000_000, description="Caps its keys' spend together."
+    )
     budget_period: Period | None = Field(None, description="Resets at 00:00 UTC each day, week or month.")
 
 

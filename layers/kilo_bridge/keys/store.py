@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kilo_bridge.errors import InvalidInput, NotFound, Unauthorized, invalid
+from kilo_bridge.keys.names import MAX_MODELS, MODEL_PATTERN_MAX, NAME
+from kilo_bridge.keys.names import MODEL_PATTERN as _MODEL_PATTERN
 from kilo_bridge.keys.periods import PERIODS, iso_ms, next_start_ms, start_ms
 from kilo_bridge.money import nusd, usd
 from kilo_bridge.platform.redis import Store, hset_args
@@ -60,8 +62,7 @@ def key_id(key_digest: str) -> str:
     return key_digest[:ID_LEN]
 
 
-MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*(/([A-Za-z0-9._:@+-]+|\*))*$")
-MAX_MODELS = 100
+MODEL_PATTERN = re.compile(_MODEL_PATTERN)
 
 
 def check_models(models: list[str] | None) -> str:
@@ -71,16 +72,16 @@ def check_models(models: list[str] | None) -> str:
     if len(models) > MAX_MODELS:
         raise invalid("models", f"at most {MAX_MODELS} entries.")
     for model in models:
-        if len(model) > 200 or not MODEL_PATTERN.match(model) or ("*" in model and not model.endswith("/*")):
+        if len(model) > MODEL_PATTERN_MAX or not MODEL_PATTERN.fullmatch(model):
             raise invalid("models", f"{model[:200]!r} is neither a model id nor a `provider/*` pattern.")
     return ",".join(dict.fromkeys(models))
 
 
-TEAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TEAM_NAME = re.compile(NAME)
 
 
 def check_team(team: str | None) -> str:
-    if team and not TEAM_NAME.match(team):
+    if team and not TEAM_NAME.fullmatch(team):
         raise invalid("team", "1-64 letters, digits, '-' or '_'.")
     return team or ""
 
@@ -221,7 +222,7 @@ class KeyStore:
         team: str | None = None,
     ) -> tuple[str, KeyView]:
         """A new key; the secret is returned here and never again."""
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        if not TEAM_NAME.fullmatch(name):
             raise InvalidInput("name: 1-64 letters, digits, '-' or '_'.")
         limits = _limit_fields(budget_usd=budget_usd, rpm=rpm, tpm=tpm, max_jobs=max_jobs)
         secret = new_secret()

@@ -6,6 +6,7 @@ Checked before anything is sealed or stored, so a bad name or value is refused n
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from kilo_bridge.errors import invalid
 
@@ -46,15 +47,32 @@ RESERVED_ENV = frozenset(
     }
 )
 RESERVED_ENV_PREFIXES = ("LD_", "GIT_", "KILO_", "AWS_", "DYLD_", "NPM_CONFIG_", "REDIS_", "KB_", "OPENCODE_")
+MAX_ENV_NAME = 128
 MAX_ENV_VALUE = 8_192
 MAX_ENV_TOTAL = 64_000
+ENV_TOTAL_RULE = f"Names and values together: at most {MAX_ENV_TOTAL:,} characters."
+# The same rules as JSON Schema, for the API models (the OpenAPI document): an object of these names and values.
+ENV_SCHEMA: dict[str, Any] = {
+    "propertyNames": {
+        "type": "string",
+        "pattern": ENV_NAME_RE.pattern,
+        "maxLength": MAX_ENV_NAME,
+        "not": {
+            "anyOf": [
+                {"enum": sorted(RESERVED_ENV)},
+                {"pattern": "^(?:" + "|".join(RESERVED_ENV_PREFIXES) + ")"},
+            ]
+        },
+    },
+    "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE, "pattern": "^[^\\u0000]*$"},
+}
 
 
 def check_profile_env(env: dict[str, str]) -> None:
     total = 0
     for name, value in env.items():
         field = f"profileEnv.{name}"[:80]
-        if not ENV_NAME_RE.fullmatch(name) or len(name) > 128:
+        if not ENV_NAME_RE.fullmatch(name) or len(name) > MAX_ENV_NAME:
             raise invalid("profileEnv", f"{name[:40]!r} is not a valid name (^[A-Z_][A-Z0-9_]*$).")
         if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
             raise invalid(field, "is a reserved name.")

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from kilo_bridge.models import ApiModel
+from kilo_bridge.profiles.env import ENV_SCHEMA, ENV_TOTAL_RULE
 
 PROFILE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -17,7 +18,10 @@ SetupCommand = Annotated[str, Field(min_length=1, max_length=4000)]
 class ProfileCreate(ApiModel):
     name: str = Field(pattern=PROFILE_NAME, description="Lower-case letters, digits, '.', '_' or '-'.")
     env: dict[str, str] = Field(
-        min_length=1, max_length=32, description="The variables (e.g. GITHUB_TOKEN); sealed at rest, never returned."
+        min_length=1,
+        max_length=32,
+        description="The variables (e.g. GITHUB_TOKEN); sealed at rest, never returned. " + ENV_TOTAL_RULE,
+        json_schema_extra=ENV_SCHEMA,
     )
     setup: list[SetupCommand] = Field(
         default_factory=list,
@@ -29,7 +33,12 @@ class ProfileCreate(ApiModel):
 
 
 class ProfileRotate(ApiModel):
-    env: dict[str, str] = Field(min_length=1, max_length=32, description="The new variables: they replace all.")
+    env: dict[str, str] = Field(
+        min_length=1,
+        max_length=32,
+        description="The new variables: they replace all. " + ENV_TOTAL_RULE,
+        json_schema_extra=ENV_SCHEMA,
+    )
     setup: list[SetupCommand] | None = Field(None, max_length=20, description="New setup commands; absent: kept.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kilo_bridge.errors import InvalidInput, invalid
@@ -17,6 +17,23 @@ else:  # loaded on first use: only a route or task that reads a cron expression 
     croniter = lazy_module("croniter")
 
 MIN_GAP_S = 600
+# Five fields of cron's characters, for the OpenAPI document; the rules below (real values, one day field, the
+# gap) are stated in words there (RULES).
+PATTERN = r"^ *[0-9A-Za-z*/,?#-]+(?: +[0-9A-Za-z*/,?#-]+){4} *$"
+RULES = (
+    "Five fields (minute hour day-of-month month day-of-week) with values in range; a day of the month or a day "
+    f"of the week, not both; a day-of-week range does not cross Sunday; at most one run every {MIN_GAP_S // 60} "
+    "minutes."
+)
+
+
+def timezone_schema(schema: dict[str, Any]) -> None:
+    """The IANA zones this server knows, for the OpenAPI document (read when the document is built)."""
+    import zoneinfo
+
+    schema["enum"] = sorted(zoneinfo.available_timezones())
+
+
 _LOOKAHEAD = 500  # fire times checked for the gap: a pattern's tightest spot shows up well within these
 
 

@@ -8,8 +8,10 @@ from typing import Literal
 from pydantic import Field
 
 from kilo_bridge.jobs.models import AGENT_NAME
+from kilo_bridge.jobs.policy import BRANCH_PATTERN
 from kilo_bridge.models import MODEL_ID, ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
+from kilo_bridge.schedules import cron as cron_rules
 
 SCHEDULE_ID = r"^sch_[a-f0-9]{24}$"
 
@@ -21,7 +23,13 @@ class ScheduledRun(ApiModel):
     profile: str | None = Field(None, pattern=PROFILE_NAME, description="A saved profile of this key.")
     timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000)
     dry_run: bool = False
-    base_branch: str | None = Field(None, min_length=1, max_length=200)
+    base_branch: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A git branch name.",
+        json_schema_extra={"pattern": BRANCH_PATTERN},
+    )
     model: str | None = Field(None, pattern=MODEL_ID)
     max_cost_usd: float | None = Field(None, gt=0, le=10_000)
 
@@ -29,11 +37,15 @@ class ScheduledRun(ApiModel):
 class ScheduleCreate(ApiModel):
     name: str = Field(min_length=1, max_length=100)
     cron: str = Field(
-        min_length=9,
-        max_length=100,
-        description="Five fields (minute hour day month weekday); at most every 10 minutes.",
+        min_length=9, max_length=100, description=cron_rules.RULES, json_schema_extra={"pattern": cron_rules.PATTERN}
     )
-    timezone: str = Field("UTC", min_length=1, max_length=64, description="IANA time zone of the cron.")
+    timezone: str = Field(
+        "UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone of the cron.",
+        json_schema_extra=cron_rules.timezone_schema,
+    )
     run: ScheduledRun
 
 

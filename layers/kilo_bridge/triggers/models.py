@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from kilo_bridge.jobs.models import AGENT_NAME
+from kilo_bridge.jobs.policy import BRANCH_PATTERN
 from kilo_bridge.models import ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
 from kilo_bridge.triggers.template import MAX_TEMPLATE
@@ -20,11 +21,18 @@ class TriggerCreate(ApiModel):
         "",
         max_length=MAX_TEMPLATE,
         description="The run's prompt: text with `{{ body.path.to.field }}` taken from the call's JSON body "
-        "(`{{ body }}`: all of it). A missing field renders empty; nothing else is evaluated.",
+        "(`{{ body }}`: all of it). A missing field renders empty; nothing else is evaluated: a `{{ … }}` other "
+        "than only `{{ body.path.to.field }}` (segments of letters, digits, `_` or `-`) is refused.",
     )
     profile: str | None = Field(None, pattern=PROFILE_NAME, description="A saved profile of this key.")
     max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Each run's cost cap.")
-    base_branch: str | None = Field(None, min_length=1, max_length=200)
+    base_branch: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A git branch name.",
+        json_schema_extra={"pattern": BRANCH_PATTERN},
+    )
     dry_run: bool = Field(False, description="Each run keeps its diff only: no push, no pull request.")
 
 

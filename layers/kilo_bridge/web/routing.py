@@ -45,9 +45,11 @@ class Endpoint:
     events: dict[str, type[BaseModel]] | None = None
     errors: tuple[int, ...] = ()
     description: str = ""
-    query: dict[str, str] = field(default_factory=dict)
-    # Optional request headers the handler reads: name → (description, JSON schema).
+    # Optional query parameters and request headers the handler reads, and the path parameters' formats:
+    # name → (description, JSON schema): the rules the handler enforces, stated in the OpenAPI document.
+    query: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     headers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     public: bool = True
     # The body is relayed: the handler gets the validated model and the parsed JSON object as sent.
     raw_body: bool = False
@@ -167,18 +169,25 @@ async def parse_raw_body(request: Request, model: type[BaseModel]) -> tuple[Base
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "The body must be a JSON object.", details=[])
     try:
-        return model.model_validate(data), data
+        body = model.model_validate(data)
     except ValidationError as exc:
         details = validation_details(exc)
         raise ApiError(422, "invalid_request", "The request body is invalid.", details=details) from None
+    for name, spec in type(body).model_fields.items():
+        wire = spec.alias or name
+        if isinstance(data.get(wire), float) and type(value := getattr(body, name)) is int:
+            data[wire] = value  # a whole number sent as 5.0 is relayed as the integer the model took
+    return body, data
 
 
 class Api:
     """A router: collects endpoints (one per route module); `include` composes them in order, and `routes()`
     turns them into Starlette routes."""
 
-    def __init__(self) -> None:
+    def __init__(self, path_params: dict[str, dict[str, Any]] | None = None) -> None:
         self.endpoints: list[Endpoint] = []
+        # The formats of this router's path parameters (an id's pattern), for every route that has them.
+        self.path_params = path_params or {}
 
     @classmethod
     def include(cls, *routers: Api) -> Api:
@@ -191,6 +200,7 @@ class Api:
         self, method: str, path: str, *, summary: str, tags: tuple[str, ...] = (), **spec: Any
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
+            spec["path_params"] = {**self.path_params, **spec.get("path_params", {})}
             self.endpoints.append(Endpoint(method, path, handler, summary, tags, **spec))
             return handler
 

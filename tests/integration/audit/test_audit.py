@@ -135,6 +135,25 @@ def test_every_administrative_change_is_one_record_and_none_holds_a_secret(
     assert redis_client.xlen(f"{prefix}audit") == len(records)
 
 
+def test_every_time_and_cursor_the_document_allows_is_answered(
+    make_app_client: Callable[..., TestClient], make_settings: Callable[..., Settings]
+) -> None:
+    """`since`/`until` are RFC 3339 date-times (lower-case `t`/`z`, before 1970); a cursor is any stream id."""
+    client = make_app_client(make_settings(auth_required=True, admin_api_key=ADMIN))
+    assert client.post("/api/kilo/admin/login", headers=AS_ADMIN).status_code == 204
+
+    def page(**query: str) -> dict[str, Any]:
+        resp = client.get("/api/kilo/admin/audit", params=query, headers=AS_ADMIN)
+        assert resp.status_code == 200, (query, resp.text)
+        return resp.json()  # type: ignore[no-any-return]
+
+    assert [r["action"] for r in page(since="1969-12-31t23:59:59z")["records"]] == ["admin.login"]
+    assert page(until="1960-01-01T00:00:00+01:00") == {"records": [], "nextCursor": None}
+    assert page(since="0001-01-01T00:00:00Z", until="0001-01-01T00:00:00-23:59")["records"] == []
+    assert page(cursor="0-0") == {"records": [], "nextCursor": None}
+    assert page(cursor="9999999999999999999-9999999999999999999")["records"][0]["action"] == "admin.login"
+
+
 def test_records_older_than_the_retention_are_gone(
     make_app_client: Callable[..., TestClient],
     make_settings: Callable[..., Settings],

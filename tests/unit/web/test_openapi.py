@@ -44,3 +44,22 @@ def test_run_agent_documents_its_idempotency_header() -> None:
     header = next(p for p in op["parameters"] if p["in"] == "header")
     assert header["name"] == "Idempotency-Key" and header["schema"]["maxLength"] == 200
     assert {"202", "400", "409"} <= set(op["responses"])
+
+
+def test_the_served_document_states_this_server_s_agents_hosts_and_timeout() -> None:
+    from kilo_bridge.config import load_settings
+    from kilo_bridge.jobs.catalogue import load_catalog
+
+    settings = load_settings(repo_host_allowlist="github.com,git.example.org", job_timeout_max_ms=120_000)
+    schemas = openapi_dict(settings)["components"]["schemas"]
+    run = schemas["RunAgentRequest"]
+    assert run["properties"]["agent"]["enum"] == sorted(load_catalog(settings.agents_path))
+    pattern = run["properties"]["repoUrl"]["pattern"]
+    assert "github\\.com" in pattern and "git\\.example\\.org" in pattern
+    assert schemas["ScheduledRun"]["properties"]["repoUrl"]["pattern"] == pattern
+    timeout = next(b for b in run["properties"]["timeoutMs"]["anyOf"] if b["type"] == "integer")
+    assert timeout["maximum"] == 120_000
+    review = next(r for r in run["allOf"] if r["if"]["properties"]["agent"]["const"] == "review")
+    assert review["then"]["properties"]["patch"] == {"type": "null"}  # only a patch agent takes a patch
+    # Answers are left as they are: a job made before an agent was removed still shows its agent.
+    assert "enum" not in schemas["JobView"]["properties"]["agent"]

@@ -14,6 +14,7 @@ from kilo_bridge.audit.models import AuditPage, AuditRecord
 from kilo_bridge.audit.store import MAX_PAGE, AuditFilter, iso_ms
 from kilo_bridge.errors import invalid
 from kilo_bridge.keys.models import KeyChange, KeyCreate, KeyCreated, KeyList, KeyView, TeamList, TeamSet, TeamView
+from kilo_bridge.keys.names import NAME
 from kilo_bridge.keys.store import TEAM_NAME, KeyStore
 from kilo_bridge.keys.teams import TeamStore
 from kilo_bridge.web.audit import audit_log
@@ -26,7 +27,8 @@ from kilo_bridge.web.routes.triggers import _view as trigger_view
 from kilo_bridge.web.routing import Api, api_base, services
 
 router = Api()
-_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
+_CURSOR_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"  # a stream id (each part under 2^64)
+_CURSOR = re.compile(_CURSOR_PATTERN)
 
 
 def _keys(request: Request) -> KeyStore:
@@ -122,10 +124,11 @@ def _teams(request: Request) -> TeamStore:
     auth="admin",
     errors=(422, 503),
     audit="team.update",
+    path_params={"name": {"type": "string", "pattern": NAME}},
 )
 async def set_team(request: Request, body: TeamSet) -> TeamView:
     name = request.path_params["name"]
-    if not TEAM_NAME.match(name):
+    if not TEAM_NAME.fullmatch(name):
         raise invalid("name", "1-64 letters, digits, '-' or '_'.")
     return await _teams(request).set(name, body.budget_usd, body.budget_period)
 
@@ -162,7 +165,8 @@ def _ms(request: Request, name: str) -> int | None:
     if raw is None:
         return None
     try:
-        return int(dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1000)
+        # RFC 3339 (the document's `date-time`) lets `T` and `Z` be lower case.
+        return int(dt.datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         raise invalid(name, "an ISO 8601 time, e.g. 2026-03-01T00:00:00Z") from None
 
@@ -176,13 +180,13 @@ def _ms(request: Request, name: str) -> int | None:
     auth="admin",
     errors=(401, 422, 503),
     query={
-        "action": "exact (`key.create`) or a prefix ending in `.` (`key.`)",
-        "actor": "`admin`, `key:<id>`, `open` or `cli`",
-        "target": "a key id, profile name, trigger or schedule id",
-        "since": "ISO 8601, inclusive",
-        "until": "ISO 8601, inclusive",
-        "limit": "1-200 (default 50)",
-        "cursor": "`nextCursor` of the previous page",
+        "action": ("exact (`key.create`) or a prefix ending in `.` (`key.`)", {"type": "string"}),
+        "actor": ("`admin`, `key:<id>`, `open` or `cli`", {"type": "string"}),
+        "target": ("a key id, profile name, trigger or schedule id", {"type": "string"}),
+        "since": ("RFC 3339, inclusive", {"type": "string", "format": "date-time"}),
+        "until": ("RFC 3339, inclusive", {"type": "string", "format": "date-time"}),
+        "limit": ("default 50", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+        "cursor": ("`nextCursor` of the previous page", {"type": "string", "pattern": _CURSOR_PATTERN}),
     },
 )
 async def audit(request: Request) -> AuditPage:
@@ -190,9 +194,9 @@ async def audit(request: Request) -> AuditPage:
     try:
         limit = int(q.get("limit", "50"))
     except ValueError:
-        raise invalid("limit", "a number from 1 to 200") from None
+        raise invalid("limit", f"a number from 1 to {MAX_PAGE}") from None
     if not 1 <= limit <= MAX_PAGE:
-        raise invalid("limit", "a number from 1 to 200")
+        raise invalid("limit", f"a number from 1 to {MAX_PAGE}")
     cursor = q.get("cursor")
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise invalid("cursor", "the nextCursor of a previous page")

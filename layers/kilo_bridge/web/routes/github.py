@@ -22,8 +22,10 @@ router = Api()
     errors=(401, 404, 413),
     description="Verified by `X-Hub-Signature-256` (HMAC-SHA256 of the body with GITHUB_WEBHOOK_SECRET); each "
     "`X-GitHub-Delivery` is handled once. A `/kilo <task>` comment by someone with write access starts an "
-    "`apply-patch-and-pr` job; a pull request on an opted-in repository starts a `review`; anything else is "
-    "answered 202 and ignored. See docs/github.md.",
+    "`apply-patch-and-pr` job (on a pull request the App opened: a follow-up of its conversation, pushed to it, "
+    "or a message to its running job); a `/kilo <task>` pull request review comment starts a job on the pull "
+    "request's head branch, answered in its thread; a pull request on an opted-in repository starts a `review`; "
+    "anything else is answered 202 and ignored. See docs/github.md.",
 )
 async def github_webhook(request: Request) -> Response:
     svc = services(request)

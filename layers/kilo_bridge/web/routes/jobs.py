@@ -31,8 +31,8 @@ from kilo_bridge.jobs.models import (
     RunAgentRequest,
     ThreadJob,
 )
-from kilo_bridge.jobs.record import STATUSES, JobRecord
-from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, JobDetails, JobService
+from kilo_bridge.jobs.record import JOB_ID_PATTERN, STATUSES, JobRecord
+from kilo_bridge.jobs.service import END_ID, IDEMPOTENCY_MAX, IDEMPOTENCY_PATTERN, JobDetails, JobService
 from kilo_bridge.jobs.story import duration_ms, outcome, phases
 from kilo_bridge.platform.clock import iso
 from kilo_bridge.platform.redis import StoreUnavailable
@@ -42,8 +42,9 @@ from kilo_bridge.web.models import ErrorResponse
 from kilo_bridge.web.routing import Api, api_base, json_response, request_id, services
 from kilo_bridge.web.sse import sse_response
 
-router = Api()
+router = Api(path_params={"id": {"type": "string", "pattern": JOB_ID_PATTERN}})
 JOB_PATH = "/api/kilo/job/{id}"
+LIST_MAX = 200
 
 
 def jobs(request: Request) -> JobService:
@@ -126,7 +127,7 @@ def _cost(record: JobRecord) -> float:
         "Idempotency-Key": (
             "Retrying with the same key and body returns the same job; another body: "
             "409. Anything but 1-200 printable characters: 400.",
-            {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_MAX},
+            {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_MAX, "pattern": IDEMPOTENCY_PATTERN},
         )
     },
     description="Queues a job that clones the repository, runs the named Kilo agent on it and (unless "
@@ -195,15 +196,18 @@ async def agents(request: Request) -> AgentList:
     tags=("agents",),
     response=JobList,
     errors=(422, 503),
-    query={"status": "only jobs in this status", "limit": "at most this many (1-200)"},
+    query={
+        "status": ("only jobs in this status", {"type": "string", "enum": list(STATUSES)}),
+        "limit": ("at most this many (default 50)", {"type": "integer", "minimum": 1, "maximum": LIST_MAX}),
+    },
 )
 async def list_jobs(request: Request) -> JobList:
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError(422, "invalid_request", f"status: one of {', '.join(STATUSES)}.")
     raw_limit = request.query_params.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
-        raise ApiError(422, "invalid_request", "limit: an integer from 1 to 200.")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LIST_MAX:
+        raise ApiError(422, "invalid_request", f"limit: an integer from 1 to {LIST_MAX}.")
     found = await jobs(request).list(caller(request), status, int(raw_limit))
     base = api_base(request)
     return JobList(jobs=[job_view(d, base) for d in found])

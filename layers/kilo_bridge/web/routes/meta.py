@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from kilo_bridge import __version__
+from kilo_bridge.config import Settings
 from kilo_bridge.web.models import Health
 from kilo_bridge.web.routing import Api, services
 
@@ -47,22 +48,39 @@ async def healthz(request: Request) -> Response:
     return Response(health.model_dump_json(by_alias=True), 200 if redis_ok else 503, media_type="application/json")
 
 
-@cache
-def openapi_document() -> bytes:
+def server_rules(settings: Settings) -> bytes:
+    """What this server's settings add to the document's request schemas (the same catalogue and settings the
+    checks read): its agents and what each takes, its repository hosts, its longest job timeout and prompt."""
+    from kilo_bridge.generation.service import prompt_rules
+    from kilo_bridge.jobs.catalogue import load_catalog, request_rules
+    from kilo_bridge.jobs.policy import field_rules
+
+    agent, per_agent = request_rules(load_catalog(settings.agents_path))
+    fields = {"agent": agent, **field_rules(settings), **prompt_rules(settings)}
+    return orjson.dumps({"fields": fields, "bodies": {"RunAgentRequest": per_agent}})
+
+
+@lru_cache(maxsize=4)
+def openapi_document(rules: bytes = b"{}") -> bytes:
     from kilo_bridge.web.openapi import build_openapi  # only this route pays for schema generation
     from kilo_bridge.web.routes import api  # the whole table, this router included
 
-    return orjson.dumps(build_openapi(api.endpoints))
+    parsed = orjson.loads(rules)
+    return orjson.dumps(
+        build_openapi(api.endpoints, server_rules=parsed.get("fields"), body_rules=parsed.get("bodies"))
+    )
 
 
-def openapi_dict() -> dict[str, Any]:
-    document: dict[str, Any] = orjson.loads(openapi_document())
+def openapi_dict(settings: Settings | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = orjson.loads(
+        openapi_document(server_rules(settings)) if settings else openapi_document()
+    )
     return document
 
 
 @router.route("GET", "/api/kilo/openapi.json", summary="This API's OpenAPI 3.1 document", tags=("meta",), auth="public")
-async def openapi_json(_request: Request) -> Response:
-    return Response(openapi_document(), media_type="application/json")
+async def openapi_json(request: Request) -> Response:
+    return Response(openapi_document(server_rules(services(request).settings)), media_type="application/json")
 
 
 @router.route("GET", "/api/kilo/docs", summary="Interactive API docs", tags=("meta",), auth="public")

@@ -12,7 +12,7 @@ from kilo_bridge.profiles.service import ProfileNotFound, ProfileService
 from kilo_bridge.web.routes.jobs import caller
 from kilo_bridge.web.routing import Api, services
 
-router = Api()
+router = Api(path_params={"name": {"type": "string", "pattern": PROFILE_NAME}})
 PROFILE_PATH = "/api/kilo/profiles/{name}"
 _NAME = re.compile(PROFILE_NAME)
 

@@ -15,7 +15,7 @@ from kilo_bridge.schedules.store import StoredSchedule
 from kilo_bridge.web.routes.jobs import caller
 from kilo_bridge.web.routing import Api, services
 
-router = Api()
+router = Api(path_params={"id": {"type": "string", "pattern": SCHEDULE_ID}})
 SCHEDULE_PATH = "/api/kilo/schedules/{id}"
 _ID = re.compile(SCHEDULE_ID)
 

@@ -19,7 +19,7 @@ router = Api()
     tags=("credits",),
     response=Credits,
     errors=(503,),
-    query={"refresh": "`true` to read the balance now"},
+    query={"refresh": ("`true` to read the balance now", {"type": "string"})},
     description="The balance last read from Kilo and when, minus the spend counted here since. "
     "A stale figure is refreshed on read (best effort); a failed read keeps the old one and says why.",
 )

@@ -23,7 +23,7 @@ from kilo_bridge.triggers.store import StoredTrigger
 from kilo_bridge.web.routes.jobs import caller, job_url
 from kilo_bridge.web.routing import Api, api_base, json_response, request_id, services
 
-router = Api()
+router = Api(path_params={"id": {"type": "string", "pattern": TRIGGER_ID}})
 TRIGGER_PATH = "/api/kilo/triggers/{id}"
 _ID = re.compile(TRIGGER_ID)
 
