@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -168,6 +169,7 @@ def test_setup_installs_from_an_allow_listed_host_through_the_proxy_and_fails_on
     fake: FakeGatewayThread,
     fake_github: FakeGitHub,
     loopback_servers: tuple[int, int],
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     """A profile's setup (say, installing dependencies) runs in the sandbox behind the job's door: the
     allow-listed host answers it through the egress proxy; a host no list names ends the job `setup_failed`."""
@@ -179,9 +181,9 @@ def test_setup_installs_from_an_allow_listed_host_through_the_proxy_and_fails_on
         agent_egress_allow_private=f"127.0.0.1:{allowed}",
     )
     fake.agent_text = "PASSED: built."
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
 
-    def setup_job(name: str, port: int) -> dict:
+    def setup_job(name: str, port: int) -> dict[str, Any]:
         url = f"http://localhost:{port}/"
         fetch = f"python3 -c \"import urllib.request as u; print(u.urlopen('{url}', timeout=10).read().decode())\""
         saved = client.post(

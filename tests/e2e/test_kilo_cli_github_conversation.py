@@ -38,9 +38,10 @@ def client(
     serve: Callable[..., str],
     job_settings: Callable[..., Settings],
     app_settings: dict[str, Any],  # noqa: F811
+    http_client: Callable[..., httpx.Client],
 ) -> httpx.Client:
     settings = job_settings(real_cli=True, public_base_url="https://bridge.example", **app_settings)
-    return httpx.Client(base_url=serve(settings), timeout=30)
+    return http_client(base_url=serve(settings), timeout=30)
 
 
 def test_kilo_on_the_apps_pull_request_continues_its_conversation_on_that_pull_request(

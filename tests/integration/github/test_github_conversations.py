@@ -145,9 +145,10 @@ def test_a_thread_whose_job_is_ending_or_kept_no_conversation_is_told_so_and_not
     fake_github: FakeGitHub,
     redis_client: Any,
     prefix: str,
+    http_client: Callable[..., httpx.Client],
 ) -> None:
     settings = job_settings(**app_settings)
-    client = httpx.Client(base_url=serve(settings), timeout=10)
+    client = http_client(base_url=serve(settings), timeout=10)
     issue = pr_comment(fake_github, 5, "/kilo fix the typo in README", 901)
     del issue["issue"]["pull_request"]
     started = deliver(client, "issue_comment", issue)
