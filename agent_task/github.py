@@ -36,7 +36,7 @@ async def open_pull_request(
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(4),
-                wait=wait_exponential_jitter(0.5, 8),
+                wait=wait_exponential_jitter(multiplier=0.5, max=8),
                 retry=retry_if_exception(_retryable),
                 reraise=True,
             ):
