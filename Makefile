@@ -88,8 +88,12 @@ invoke: install redis
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<api|stream|dispatcher|finalizer|scheduled> EVENT=<file>"; exit 2; }
 	@POWERTOOLS_TRACE_DISABLED=true $(PY) scripts/invoke.py $(FN) $(EVENT)
 
+# Two workers, each given whole files (a module's fixtures stay on one worker; tests share nothing but Redis, each
+# under its own prefix): the suite mostly waits on processes (the Kilo CLI, git, Chromium), so two workers take
+# half the time even on two cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install redis lint
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## the inner loop: the unit tier alone (pure logic, no Redis, no servers; seconds)
 unit: install
