@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +63,17 @@ def wait_http(
             if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 10) -> T:
+    """`read()` again until `done` holds of what it read (what the service writes after its answer, such as a
+    call's usage written once the response is sent); the last reading, for the test's own asserts, at the end."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

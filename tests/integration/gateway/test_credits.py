@@ -9,7 +9,7 @@ import pytest
 
 from kilo_bridge.config import Settings
 from tests.fakes.fake_gateway import FakeGatewayThread
-from tests.support import TEST_KEY
+from tests.support import TEST_KEY, eventually
 
 
 def test_balance_is_read_and_spend_since_is_subtracted(client: httpx.Client, fake: FakeGatewayThread) -> None:
@@ -21,7 +21,8 @@ def test_balance_is_read_and_spend_since_is_subtracted(client: httpx.Client, fak
     assert balance_calls[-1]["headers"]["authorization"] == f"Bearer {TEST_KEY}"
 
     usage = client.post("/api/kilo/generate", json={"prompt": "a b c", "model": "fake/model-a"}).json()["usage"]
-    after = client.get("/api/kilo/credits").json()
+    # The call's usage is written once its answer is sent: read until it is counted.
+    after = eventually(lambda: client.get("/api/kilo/credits").json(), lambda view: view["spentSinceUsd"] > 0)
     assert after["spentSinceUsd"] == pytest.approx(usage["costUsd"])
     assert after["remainingUsd"] == pytest.approx(12.5 - usage["costUsd"])
     assert len([r for r in fake.requests if r["path"] == "/api/profile/balance"]) == 1  # fresh: not re-read
