@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -17,6 +17,18 @@ from kilo_bridge.profiles.models import PROFILE_NAME
 AGENT_NAME = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PATCH_MAX_CHARS = 500_000
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+def base_branch_field() -> Any:
+    """`baseBranch` of a run, a trigger's or a schedule's: a git branch name, its pattern the one the job checks
+    (the pattern is stated in the schema; `jobs.policy.check_branch` enforces it, with its own message)."""
+    return Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A git branch name.",
+        json_schema_extra={"pattern": BRANCH_PATTERN},
+    )
 
 
 class DeployStep(ApiModel):
@@ -64,13 +76,7 @@ class RunAgentRequest(ApiModel):
     )
     timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000, description="Default 10 minutes, at most 60.")
     dry_run: bool = Field(False, description="Keep the diff only: no commit, push or pull request.")
-    base_branch: str | None = Field(
-        None,
-        min_length=1,
-        max_length=200,
-        description="A git branch name.",
-        json_schema_extra={"pattern": BRANCH_PATTERN},
-    )
+    base_branch: str | None = base_branch_field()
     model: str | None = Field(None, pattern=MODEL_ID)
     max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Stop the agent before passing this cost.")
     patch: str | None = Field(

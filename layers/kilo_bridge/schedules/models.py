@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kilo_bridge.jobs.models import AGENT_NAME
-from kilo_bridge.jobs.policy import BRANCH_PATTERN
+from kilo_bridge.jobs.models import AGENT_NAME, base_branch_field
 from kilo_bridge.models import MODEL_ID, ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
 from kilo_bridge.schedules import cron as cron_rules
@@ -23,13 +22,7 @@ class ScheduledRun(ApiModel):
     profile: str | None = Field(None, pattern=PROFILE_NAME, description="A saved profile of this key.")
     timeout_ms: int | None = Field(None, ge=1_000, le=3_600_000)
     dry_run: bool = False
-    base_branch: str | None = Field(
-        None,
-        min_length=1,
-        max_length=200,
-        description="A git branch name.",
-        json_schema_extra={"pattern": BRANCH_PATTERN},
-    )
+    base_branch: str | None = base_branch_field()
     model: str | None = Field(None, pattern=MODEL_ID)
     max_cost_usd: float | None = Field(None, gt=0, le=10_000)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from kilo_bridge.jobs.models import AGENT_NAME
-from kilo_bridge.jobs.policy import BRANCH_PATTERN
+from kilo_bridge.jobs.models import AGENT_NAME, base_branch_field
 from kilo_bridge.models import ApiModel
 from kilo_bridge.profiles.models import PROFILE_NAME
 from kilo_bridge.triggers.template import MAX_TEMPLATE
@@ -26,13 +25,7 @@ class TriggerCreate(ApiModel):
     )
     profile: str | None = Field(None, pattern=PROFILE_NAME, description="A saved profile of this key.")
     max_cost_usd: float | None = Field(None, gt=0, le=10_000, description="Each run's cost cap.")
-    base_branch: str | None = Field(
-        None,
-        min_length=1,
-        max_length=200,
-        description="A git branch name.",
-        json_schema_extra={"pattern": BRANCH_PATTERN},
-    )
+    base_branch: str | None = base_branch_field()
     dry_run: bool = Field(False, description="Each run keeps its diff only: no push, no pull request.")
 
 
