@@ -10,7 +10,7 @@ import logging
 
 from kilo_bridge.config import Settings
 from kilo_bridge.github.app import COMMENT, READ, WRITE, GitHubApp, GitHubAppError, configured
-from kilo_bridge.github.webhook import reply_target
+from kilo_bridge.github.notify import reply_target
 from kilo_bridge.jobs.policy import RepoRef
 from kilo_bridge.jobs.record import JobRecord
 from kilo_bridge.platform.security import REDACTED

@@ -45,6 +45,7 @@ import orjson
 
 from kilo_bridge.errors import BridgeError, Conflict, NotFound, Unauthorized
 from kilo_bridge.github.app import COMMENT, GitHubApp, GitHubAppError, configured
+from kilo_bridge.github.notify import notify_for
 from kilo_bridge.github.review import forget_reviewed, review_repos
 from kilo_bridge.jobs.models import FollowUpRequest, RunAgentRequest
 from kilo_bridge.jobs.policy import check_repo_url
@@ -186,18 +187,6 @@ def review_comment_prompt(
     )
 
 
-def reply_target(notify: str | None) -> tuple[int, int | None] | None:
-    """Where a job reports its outcome on GitHub, from its `notify`: (issue or pull request, None) for
-    `comment:<n>`, (pull request, the thread's comment id) for `review-comment:<n>:<id>`; None otherwise."""
-    kind, _, rest = (notify or "").partition(":")
-    number, _, comment_id = rest.partition(":")
-    if kind == "comment" and number.isdigit() and not comment_id:
-        return int(number), None
-    if kind == "review-comment" and number.isdigit() and comment_id.isdigit():
-        return int(number), int(comment_id)
-    return None
-
-
 def _event_identity(event: str, payload: dict[str, Any]) -> str | None:
     """What makes an event the same event whatever delivery id it arrives under (the body is what is signed)."""
     repo = payload.get("repository") or {}
@@ -251,10 +240,8 @@ class Thread:
 
     @property
     def notify(self) -> str:
-        """The job's `notify`: its outcome said here too (reply_target reads it back)."""
-        if self.reply_to is None:
-            return f"comment:{self.number}"
-        return f"review-comment:{self.number}:{self.reply_to}"
+        """The job's `notify`: its outcome said here too."""
+        return notify_for(self.number, self.reply_to)
 
 
 # What a `/kilo` command does once its author and the App's key are checked: (thread, task, author, job owner).
