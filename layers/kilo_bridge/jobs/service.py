@@ -374,11 +374,11 @@ class JobService:
 
     async def owned(self, job_id: str, owner: str | None) -> JobRecord | None:
         """The job when `owner` owns it (None: a job of no key, on an open server), else None."""
-        if not valid_job_id(job_id):
+        try:
+            record = await self._record(job_id, owner)
+        except JobNotFound:
             return None
-        async with self.store.guard():
-            record = await self.jobs.get(job_id)
-        return record if record is not None and record.owner == owner else None
+        return record if record.owner == owner else None
 
     async def details(self, record: JobRecord) -> JobDetails:
         links = []
